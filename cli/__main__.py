@@ -1,0 +1,3 @@
+from mimekit_cli.main import main
+
+main()

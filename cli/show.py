@@ -1,0 +1,3 @@
+"""`mimekit show` (not built yet: its issue's owner replaces this module)."""
+
+COMMANDS = []

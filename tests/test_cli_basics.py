@@ -1,0 +1,35 @@
+"""The contract every command shares: usage errors exit 64, help lists the exit codes."""
+
+import subprocess
+import sys
+
+from mimekit.errors import AuthError, DataError, MimekitError
+from mimekit_cli.common import exit_code_for
+
+
+def run_cli(*args, input=None):
+    return subprocess.run([sys.executable, "-m", "mimekit_cli", *args], input=input,
+                          capture_output=True)
+
+
+def test_unknown_option_is_usage_error_64():
+    result = run_cli("--no-such-flag")
+    assert result.returncode == 64
+    assert b"No such option" in result.stderr
+    assert result.stdout == b""
+
+
+def test_help_documents_exit_codes():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert b"75 TEMPFAIL" in result.stdout and b"77 NOPERM" in result.stdout
+
+
+def test_exception_classes_map_to_sysexits():
+    assert exit_code_for(DataError("x")) == 65
+    assert exit_code_for(AuthError("x")) == 77
+
+    class Unmapped(MimekitError):
+        pass
+
+    assert exit_code_for(Unmapped("x")) == 70

@@ -1,0 +1,404 @@
+"""Local message stores: Maildir (atomic delivery) and mboxrd (locked append).
+
+These are the embedded default that lets send and fetch run on a machine with no
+server. Both store messages with LF line endings, converting CRLF while streaming, as
+Postfix and Dovecot do; `open()` returns a message as stored.
+
+Maildir follows https://cr.yp.to/proto/maildir.html: write into tmp/, fsync, rename into
+new/ (or cur/ with an info suffix ":2,FLAGS"), fsync the directory. Readers never see a
+partial message. mbox is the mboxrd variant (any number of ">" before "From " gets one
+more ">", so quoting is reversible) appended under both lock kinds in use on Unix: an
+fcntl lock on the file and a dotlock file beside it.
+"""
+
+import errno
+import fcntl
+import io
+import itertools
+import os
+import re
+import secrets
+import socket
+import time
+from typing import BinaryIO, Iterable, Iterator
+
+from mimekit.errors import CantCreateError, IOFailure, NoInputError, TempFailure, UsageError
+from mimekit.files import CHUNK_SIZE
+from mimekit.urls import ServerURL
+
+MAILDIR_FLAGS = set("DFPRST")  # draft, flagged, passed, replied, seen, trashed
+
+
+class LFNormaliser:
+    """Streaming CRLF -> LF; a lone CR is kept. State: at most one held CR."""
+
+    def __init__(self):
+        self._held_cr = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._held_cr:
+            data = b"\r" + data
+        self._held_cr = data.endswith(b"\r")
+        if self._held_cr:
+            data = data[:-1]
+        return data.replace(b"\r\n", b"\n")
+
+    def flush(self) -> bytes:
+        held, self._held_cr = self._held_cr, False
+        return b"\r" if held else b""
+
+
+# A line tail that may still turn into ">*From ": only ">" and a prefix of "From".
+_UNDECIDED_TAIL = re.compile(rb">*(?:F(?:r(?:o(?:m)?)?)?)?")
+_HELD_PART = re.compile(rb">?(?:F(?:r(?:o(?:m)?)?)?)?\Z")
+
+
+class FromQuoter:
+    """Streaming mboxrd quoting (or, with unquote=True, un-quoting) of LF text.
+
+    Adding or removing one ">" anywhere in a run of ">" before "From " gives the same
+    line, so the filter edits the ">" next to "From " and only ever holds back that one
+    ">" plus a partial "From" (at most 5 bytes) across chunk boundaries.
+    """
+
+    _QUOTE = (re.compile(rb"\n(>*From )"), rb"\n>\1")
+    _UNQUOTE = (re.compile(rb"\n>(>*From )"), rb"\n\1")
+
+    def __init__(self, unquote: bool = False):
+        self._pattern, self._replacement = self._UNQUOTE if unquote else self._QUOTE
+        self._at_line_start = True   # at a line start, or after only ">" on this line
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        work = (b"\n" + self._held + data) if self._at_line_start else data
+        self._held = b""
+        out = self._pattern.sub(self._replacement, work)
+        if self._at_line_start:
+            out = out[1:]
+        last_newline = work.rfind(b"\n")
+        tail = work[last_newline + 1:] if last_newline >= 0 else None
+        self._at_line_start = tail is not None and _UNDECIDED_TAIL.fullmatch(tail) is not None
+        if self._at_line_start:
+            self._held = _HELD_PART.search(tail).group()
+            if self._held:
+                out = out[:-len(self._held)]
+        return out
+
+    def flush(self) -> bytes:
+        held, self._held, self._at_line_start = self._held, b"", True
+        return held
+
+
+def _chain(chunks: Iterable[bytes], *filters) -> Iterator[bytes]:
+    """Run chunks through feed/flush filters in order, yielding non-empty output."""
+    for chunk in chunks:
+        for f in filters:
+            chunk = f.feed(chunk)
+        if chunk:
+            yield chunk
+    tail = b""
+    for f in filters:
+        tail = f.feed(tail) + f.flush() if tail else f.flush()
+    if tail:
+        yield tail
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _normalised_flags(flags: str) -> str:
+    unknown = set(flags) - MAILDIR_FLAGS
+    if unknown:
+        raise UsageError(f"unknown message flags {''.join(sorted(unknown))!r}; "
+                         f"known: {''.join(sorted(MAILDIR_FLAGS))}")
+    return "".join(sorted(set(flags)))
+
+
+class Maildir:
+    """A Maildir; keys are the unique base names (without the ":2,FLAGS" info)."""
+
+    _counter = itertools.count()
+
+    def __init__(self, path: str, create: bool = True):
+        self.path = path
+        subdirs = [os.path.join(path, sub) for sub in ("tmp", "new", "cur")]
+        if create:
+            try:
+                for sub in subdirs:
+                    os.makedirs(sub, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise CantCreateError(f"{path}: cannot create Maildir: {exc.strerror or exc}") from exc
+        elif not all(os.path.isdir(sub) for sub in subdirs):
+            raise NoInputError(f"{path}: not a Maildir (needs tmp/, new/ and cur/)")
+        self._index: dict[str, str] = {}
+
+    def _unique_name(self) -> str:
+        now = time.time()
+        host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+        return (f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}"
+                f"Q{next(self._counter)}R{secrets.token_hex(4)}.{host}")
+
+    def add(self, chunks: Iterable[bytes], flags: str = "") -> str:
+        """Deliver a message atomically and durably; return its final path.
+
+        A failure while writing (including one raised by `chunks`) removes the tmp file,
+        so nothing appears under new/ or cur/.
+        """
+        flags = _normalised_flags(flags)
+        name = self._unique_name()
+        tmp_path = os.path.join(self.path, "tmp", name)
+        if flags:
+            final_dir, final_name = "cur", f"{name}:2,{flags}"
+        else:
+            final_dir, final_name = "new", name
+        final_path = os.path.join(self.path, final_dir, final_name)
+        try:
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise CantCreateError(f"{tmp_path}: {exc.strerror or exc}") from exc
+        try:
+            with open(fd, "wb") as out:
+                for data in _chain(chunks, LFNormaliser()):
+                    out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(tmp_path, final_path)
+        except BaseException as exc:
+            try:
+                os.unlink(tmp_path)
+            except OSError:
+                pass
+            if isinstance(exc, OSError):
+                raise IOFailure(f"{tmp_path}: {exc.strerror or exc}") from exc
+            raise
+        _fsync_directory(os.path.join(self.path, final_dir))
+        self._index[name] = final_path
+        return final_path
+
+    def _scan(self) -> list[tuple[tuple, str, str]]:
+        found = []
+        for sub in ("new", "cur"):
+            directory = os.path.join(self.path, sub)
+            for entry in os.scandir(directory):
+                if entry.name.startswith(".") or not entry.is_file():
+                    continue
+                key = entry.name.split(":", 1)[0]
+                seconds = key.split(".", 1)[0]
+                order = (int(seconds) if seconds.isdigit() else int(entry.stat().st_mtime), key)
+                found.append((order, key, entry.path))
+        return found
+
+    def keys(self) -> list[str]:
+        """Messages in new/ and cur/ in delivery order (the time in the unique name)."""
+        found = sorted(self._scan())
+        self._index = {key: path for _, key, path in found}
+        return [key for _, key, _ in found]
+
+    def open(self, key: str) -> BinaryIO:
+        path = self._index.get(key)
+        if path is None or not os.path.exists(path):  # flags may have renamed it meanwhile
+            self.keys()
+            path = self._index.get(key)
+        if path is None:
+            raise NoInputError(f"{self.path}: no message {key!r}")
+        return open(path, "rb")
+
+
+class Mbox:
+    """An mboxrd file; keys are the byte offsets of each message's "From " line."""
+
+    DOTLOCK_TIMEOUT = 30.0
+    DOTLOCK_STALE_AFTER = 300.0   # the traditional age after which a dotlock is abandoned
+
+    def __init__(self, path: str, create: bool = True):
+        self.path = path
+        if create:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            except OSError as exc:
+                raise CantCreateError(f"{path}: cannot create mbox: {exc.strerror or exc}") from exc
+        elif not os.path.isfile(path):
+            raise NoInputError(f"{path}: no such mbox file")
+
+    def add(self, chunks: Iterable[bytes], sender: str = "MAILER-DAEMON", flags: str = "") -> str:
+        """Append one message under both locks; on failure the file is cut back as it was."""
+        from_line = self._from_line(sender)
+        status = self._status_lines(_normalised_flags(flags))
+        try:
+            mbox = open(self.path, "r+b")
+        except OSError as exc:
+            raise CantCreateError(f"{self.path}: {exc.strerror or exc}") from exc
+        with mbox:
+            fcntl.lockf(mbox, fcntl.LOCK_EX)
+            try:
+                self._acquire_dotlock()
+                try:
+                    return self._append(mbox, from_line + status, chunks)
+                finally:
+                    os.unlink(self._dotlock_path)
+            finally:
+                fcntl.lockf(mbox, fcntl.LOCK_UN)
+
+    def _append(self, mbox: BinaryIO, preamble: bytes, chunks: Iterable[bytes]) -> str:
+        start = mbox.seek(0, io.SEEK_END)
+        try:
+            separator = self._separator_needed(mbox, start)
+            mbox.seek(start)
+            mbox.write(separator + preamble)
+            last = preamble[-1:]
+            for data in _chain(chunks, LFNormaliser(), FromQuoter()):
+                mbox.write(data)
+                last = data[-1:]
+            mbox.write(b"\n\n" if last != b"\n" else b"\n")
+            mbox.flush()
+            os.fsync(mbox.fileno())
+        except BaseException as exc:
+            mbox.seek(start)
+            mbox.truncate(start)
+            mbox.flush()
+            os.fsync(mbox.fileno())
+            if isinstance(exc, OSError):
+                raise IOFailure(f"{self.path}: {exc.strerror or exc}") from exc
+            raise
+        return str(start + len(separator))
+
+    @staticmethod
+    def _separator_needed(mbox: BinaryIO, size: int) -> bytes:
+        """What makes the new "From " line follow a blank line, whatever the file ends with."""
+        if size == 0:
+            return b""
+        mbox.seek(max(size - 2, 0))
+        end = mbox.read(2)
+        if end.endswith(b"\n\n") or end == b"\n":
+            return b""
+        return b"\n" if end.endswith(b"\n") else b"\n\n"
+
+    @staticmethod
+    def _from_line(sender: str) -> bytes:
+        sender = sender or "MAILER-DAEMON"
+        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in sender):
+            raise UsageError(f"mbox sender {sender!r} contains white space or control characters")
+        return f"From {sender} {time.asctime(time.gmtime())}\n".encode("utf-8")
+
+    @staticmethod
+    def _status_lines(flags: str) -> bytes:
+        """Maildir flags as the Status/X-Status headers mutt and Python's mailbox read
+        (seen -> R, replied -> A, flagged -> F, trashed -> D; draft and passed have no
+        mbox equivalent)."""
+        if not flags:
+            return b""
+        status = ("R" if "S" in flags else "") + "O"
+        x_status = "".join(letter for flag, letter in (("R", "A"), ("F", "F"), ("T", "D")) if flag in flags)
+        lines = f"Status: {status}\n" + (f"X-Status: {x_status}\n" if x_status else "")
+        return lines.encode("ascii")
+
+    @property
+    def _dotlock_path(self) -> str:
+        return self.path + ".lock"
+
+    def _acquire_dotlock(self) -> None:
+        deadline = time.monotonic() + self.DOTLOCK_TIMEOUT
+        while True:
+            try:
+                os.close(os.open(self._dotlock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                return
+            except FileExistsError:
+                try:
+                    if time.time() - os.stat(self._dotlock_path).st_mtime > self.DOTLOCK_STALE_AFTER:
+                        os.unlink(self._dotlock_path)
+                        continue
+                except FileNotFoundError:
+                    continue
+                if time.monotonic() > deadline:
+                    raise TempFailure(f"{self.path}: locked by another program ({self._dotlock_path})")
+                time.sleep(0.02)
+            except OSError as exc:
+                raise CantCreateError(f"{self._dotlock_path}: cannot create the lock file: "
+                                      f"{exc.strerror or exc}") from exc
+
+    def _message_starts(self, mbox: BinaryIO, offset: int = 0) -> Iterator[int]:
+        """Offsets of "From " lines at or after `offset` (which must be a line start)."""
+        mbox.seek(offset)
+        position, previous = offset, b"\n"
+        while chunk := mbox.read(CHUNK_SIZE):
+            window = previous + chunk
+            for match in re.finditer(rb"\nFrom ", window):
+                yield position - len(previous) + match.start() + 1
+            previous = window[-5:]
+            position += len(chunk)
+
+    def keys(self) -> list[str]:
+        with open(self.path, "rb") as mbox:
+            fcntl.lockf(mbox, fcntl.LOCK_SH)
+            try:
+                return [str(start) for start in self._message_starts(mbox)]
+            finally:
+                fcntl.lockf(mbox, fcntl.LOCK_UN)
+
+    def open(self, key: str) -> BinaryIO:
+        """The message at `key`, un-quoted, without its "From " line and separator."""
+        mbox = open(self.path, "rb")
+        try:
+            start = int(key) if key.isdigit() else -1
+            mbox.seek(max(start, 0))
+            from_line = mbox.readline()
+            if start < 0 or not from_line.startswith(b"From "):
+                raise NoInputError(f"{self.path}: no message at {key!r}")
+            body_start = mbox.tell()
+            following = next(self._message_starts(mbox, body_start), None)
+            end = following if following is not None else os.fstat(mbox.fileno()).st_size
+            if end > body_start:
+                mbox.seek(end - 1)
+                if mbox.read(1) == b"\n":
+                    end -= 1   # the blank line that separates messages is not the message's
+            return io.BufferedReader(_UnquotingReader(mbox, body_start, end))
+        except BaseException:
+            mbox.close()
+            raise
+
+
+class _UnquotingReader(io.RawIOBase):
+    """Reads bytes [start, end) of an mbox through FromQuoter(unquote=True)."""
+
+    def __init__(self, mbox: BinaryIO, start: int, end: int):
+        self._mbox = mbox
+        self._remaining = end - start
+        self._unquoter = FromQuoter(unquote=True)
+        self._pending = b""
+        mbox.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending and self._unquoter is not None:
+            raw = self._mbox.read(min(CHUNK_SIZE, self._remaining)) if self._remaining else b""
+            self._remaining -= len(raw)
+            if raw:
+                self._pending = self._unquoter.feed(raw)
+            else:
+                self._pending, self._unquoter = self._unquoter.flush(), None
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._mbox.close()
+        super().close()
+
+
+def open_store(url: ServerURL, create: bool = True) -> "Maildir | Mbox":
+    """The local store a maildir:PATH or mbox:PATH URL names."""
+    if url.scheme == "maildir":
+        return Maildir(url.path, create)
+    if url.scheme == "mbox":
+        return Mbox(url.path, create)
+    raise UsageError(f"{url.scheme}: is not a local store (expected maildir: or mbox:)")

@@ -1,0 +1,162 @@
+"""Safe file names for extracted parts, and creating them without ever overwriting.
+
+A part's name is chosen by whoever sent the message, so it is hostile until proven
+otherwise (CONVENTIONS.md "Safety"). `sanitize_filename` keeps a name as sent where it is
+harmless (spaces and non-ASCII letters stay) and records every change it makes, so the
+decode manifest can say why a written name differs from the original.
+`create_exclusive` never follows a symlink and never replaces an existing file: a clash
+gets a deterministic suffix instead.
+"""
+
+import errno
+import mimetypes
+import os
+import re
+import unicodedata
+from enum import Enum
+from typing import BinaryIO
+
+from mimekit.errors import CantCreateError
+
+# Most file systems allow 255 bytes per name; the margin leaves room for a clash suffix.
+MAX_NAME_BYTES = 200
+# A longer tail after the last dot is not an extension worth keeping when cutting.
+MAX_EXTENSION_BYTES = 16
+
+
+class RenameReason(str, Enum):
+    """Why a written name differs from the name the message gave (manifest `reasons`)."""
+
+    NO_NAME = "no-name"                      # the part had no name: a fallback was made up
+    INVALID_UTF8 = "invalid-utf8"            # undecodable bytes replaced by U+FFFD
+    CONTROL_CHARACTER = "control-character"  # control, escape or bidi-override characters removed
+    PATH_SEPARATOR = "path-separator"        # "/" or "\\" replaced, directories flattened
+    PARENT_DIRECTORY = "parent-directory"    # ".." components removed
+    SURROUNDING_SPACE = "surrounding-space"  # leading/trailing white space removed
+    LEADING_DOT = "leading-dot"              # would have been a hidden file
+    RESERVED_NAME = "reserved-name"          # CON, NUL, COM1 ... cannot be created on Windows
+    TOO_LONG = "too-long"                    # cut to MAX_NAME_BYTES, extension kept
+    EMPTY = "empty"                          # nothing usable was left: a fallback was made up
+    CLASH = "clash"                          # the name was taken in DIR: a suffix was added
+
+
+# Terminal escape sequences (CSI and OSC) are removed whole, so "\x1b[31mx" becomes "x".
+_ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+# Bidi controls make "exe.pdf" display as "fdp.exe" (the RLO trick); they are never needed in a name.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_SEPARATORS = re.compile(r"[/\\]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"COM{n}" for n in "123456789¹²³"]
+    + [f"LPT{n}" for n in "123456789¹²³"]
+)
+# Python's built-in table only (not /etc/mime.types), so fallback names are the same everywhere.
+_BUILTIN_TYPES = mimetypes.MimeTypes()
+
+
+def sanitize_filename(name: str) -> tuple[str, list[RenameReason]]:
+    """Return `name` made safe to create inside a directory, and the reasons it changed.
+
+    The result may be "" (e.g. for ".."): the caller then needs a fallback name.
+    """
+    reasons: list[RenameReason] = []
+
+    def changed(reason: RenameReason, before: str, after: str) -> str:
+        if after != before and reason not in reasons:
+            reasons.append(reason)
+        return after
+
+    name = changed(RenameReason.INVALID_UTF8, name, _replace_surrogates(name))
+    name = changed(RenameReason.CONTROL_CHARACTER, name, _remove_control_characters(name))
+    components = _SEPARATORS.split(name)
+    if len(components) > 1:
+        reasons.append(RenameReason.PATH_SEPARATOR)
+    if ".." in (component.strip() for component in components):
+        reasons.append(RenameReason.PARENT_DIRECTORY)
+    name = "_".join(c for c in components if c.strip() not in ("", ".", ".."))
+    name = changed(RenameReason.SURROUNDING_SPACE, name, name.strip())
+    name = changed(RenameReason.LEADING_DOT, name, name.lstrip(".").lstrip())
+    name = changed(RenameReason.RESERVED_NAME, name, "_" + name if _is_windows_reserved(name) else name)
+    name = changed(RenameReason.TOO_LONG, name, _cut_to_bytes(name, MAX_NAME_BYTES))
+    return name, reasons
+
+
+def fallback_name(part_id: str, content_type: str) -> str:
+    """A made-up name for a part without one: its id plus an extension for its type."""
+    extension = _BUILTIN_TYPES.guess_extension(content_type.lower(), strict=False) or ".bin"
+    return f"part-{part_id or 'message'}{extension}"
+
+
+def safe_name(original: str | None, part_id: str, content_type: str) -> tuple[str, list[RenameReason]]:
+    """The name to write a part under, and why it differs from `original` (None = no name)."""
+    if not original:
+        return fallback_name(part_id, content_type), [RenameReason.NO_NAME]
+    name, reasons = sanitize_filename(original)
+    if not name:
+        return fallback_name(part_id, content_type), reasons + [RenameReason.EMPTY]
+    return name, reasons
+
+
+def split_extension(name: str) -> tuple[str, str]:
+    """("report", ".pdf") for "report.pdf"; a leading dot or an overlong tail is no extension."""
+    dot = name.rfind(".")
+    if dot <= 0 or len(name[dot:].encode("utf-8")) > MAX_EXTENSION_BYTES:
+        return name, ""
+    return name[:dot], name[dot:]
+
+
+def create_exclusive(directory: str, name: str) -> tuple[str, BinaryIO]:
+    """Create `name` in `directory` for writing, never overwriting and never following a symlink.
+
+    A taken name becomes "name (1).ext", "name (2).ext" ... (the first free one), so the
+    same message extracted into an empty directory always gives the same names. `name`
+    must already be sanitised. Returns the path created and a binary file open on it.
+    """
+    try:
+        directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise CantCreateError(f"{directory}: {exc.strerror or exc}") from exc
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    stem, extension = split_extension(name)
+    candidate, attempt = name, 0
+    try:
+        while True:
+            try:
+                fd = os.open(candidate, flags, 0o666, dir_fd=directory_fd)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ELOOP, errno.EISDIR):
+                    raise CantCreateError(f"{os.path.join(directory, candidate)}: {exc.strerror or exc}") from exc
+            attempt += 1
+            candidate = f"{stem} ({attempt}){extension}"
+    finally:
+        os.close(directory_fd)
+    return os.path.join(directory, candidate), os.fdopen(fd, "wb")
+
+
+def _replace_surrogates(name: str) -> str:
+    """Lone surrogates (e.g. surrogate-escaped undecodable bytes) cannot be written as UTF-8."""
+    return _SURROGATE.sub("\ufffd", name)
+
+
+def _remove_control_characters(name: str) -> str:
+    name = _ESCAPE_SEQUENCE.sub("", name)
+    return "".join(
+        ch for ch in name
+        if ch not in _BIDI_CONTROLS and unicodedata.category(ch) not in ("Cc", "Zl", "Zp")
+    )
+
+
+def _is_windows_reserved(name: str) -> bool:
+    """Windows reserves these device names whatever follows the first dot ("CON.txt" too)."""
+    return name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_RESERVED
+
+
+def _cut_to_bytes(name: str, limit: int) -> str:
+    """Cut `name` to at most `limit` UTF-8 bytes on a character boundary, keeping its extension."""
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    stem, extension = split_extension(name)
+    room = limit - len(extension.encode("utf-8"))
+    return stem.encode("utf-8")[:room].decode("utf-8", "ignore").rstrip() + extension

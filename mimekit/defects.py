@@ -35,6 +35,7 @@ class DefectKind(str, Enum):
     BASE64_PADDING_MIDSTREAM = "base64-padding-midstream"
     BASE64_TRUNCATED = "base64-truncated"
     QP_INVALID_ESCAPE = "qp-invalid-escape"
+    UUENCODE_MISSING_END = "uuencode-missing-end"
     # header values and charsets
     ENCODED_WORD_MALFORMED = "encoded-word-malformed"
     UNKNOWN_CHARSET = "unknown-charset"

@@ -1,0 +1,561 @@
+"""Real Postfix and Dovecot on 127.0.0.1, one throw-away pair per pytest session.
+
+Why real servers: the transports must be checked against what mail software really says
+(EHLO keywords, SASL, STARTTLS, size limits, IMAP literals, POP3 dot-stuffing), not against
+our own idea of it. See ../shared/notes/mail-servers.md for the facts this file relies on.
+
+Layout: each session gets a directory under STATE_ROOT holding a throw-away CA and server
+certificate, a Postfix config/queue, a Dovecot config and the shared Maildir tree:
+Postfix `virtual` delivers into MAIL/<user>/, and Dovecot serves the same directories over
+IMAP and POP3. Nothing is ever delivered anywhere else: every non-local transport is `error`.
+
+Sessions run side by side (several engineers share one machine), so nothing is fixed:
+ports are free ones picked by the kernel, directories are per session, and a session holds
+a lock on its directory for its lifetime. A directory whose lock is free belongs to a
+session that died; the next session stops whatever it left running and removes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+HOST = "127.0.0.1"
+DOMAIN = "example.test"
+STATE_ROOT = Path("/tmp/mimekit-servers")
+SYSTEM_MAIN_CF = Path("/etc/postfix/main.cf")
+# Postfix `virtual` and Dovecot's mail processes both run as nobody:nogroup.
+VMAIL_UID = VMAIL_GID = 65534
+# Login users (Dovecot passdb and Postfix SASL through Dovecot's auth socket).
+USERS = {"alice": "alice-Secret-1", "bob": "bob-Secret-2"}
+# Mailboxes Postfix delivers to; carol can receive but has no login.
+MAILBOXES = ("alice", "bob", "carol")
+SMALL_SIZE_LIMIT = 100_000
+# A recipient Postfix always answers with a 4xx, for per-recipient temporary failures.
+TEMPFAIL_RECIPIENT = f"busy@{DOMAIN}"
+STARTUP_DEADLINE = 15.0
+
+PORT_NAMES = ("smtp_plain", "submission", "smtps", "smtp_no_tls", "smtp_small",
+              "imap", "imaps", "pop3", "pop3s")
+
+
+@dataclass
+class MailServers:
+    """What tests see: where to connect, whom to log in as, and the mailboxes on disk.
+
+    SMTP ports (Postfix, all accept mail for @example.test only; anything else is refused
+    with 554 5.7.1 relay access denied, unknown local parts with 550 5.1.1):
+      smtp_plain   no auth, STARTTLS offered but optional
+      submission   STARTTLS required before anything, AUTH PLAIN/LOGIN required to send
+      smtps        implicit TLS (wrapper mode), AUTH required to send
+      smtp_no_tls  no STARTTLS advertised, AUTH offered in the clear: for testing that a
+                   client refuses to send credentials there
+      smtp_small   like smtp_plain with message_size_limit = SMALL_SIZE_LIMIT (SIZE 100000)
+    IMAP/POP3 ports (Dovecot): imap and pop3 offer STARTTLS/STLS; imaps and pop3s are
+    implicit TLS. Plain-text login is allowed before TLS too: refusing it is the client's job.
+    """
+
+    host: str
+    smtp_plain: int
+    submission: int
+    smtps: int
+    smtp_no_tls: int
+    smtp_small: int
+    imap: int
+    imaps: int
+    pop3: int
+    pop3s: int
+    ca_file: Path
+    mail_root: Path
+    postfix_log: Path
+    dovecot_log: Path
+    dovecot_conf: Path
+    users: dict[str, str] = field(default_factory=lambda: dict(USERS))
+    domain: str = DOMAIN
+    small_size_limit: int = SMALL_SIZE_LIMIT
+    tempfail_recipient: str = TEMPFAIL_RECIPIENT
+
+    def address(self, user: str) -> str:
+        return f"{user}@{self.domain}"
+
+    def maildir(self, user: str) -> Path:
+        if user not in MAILBOXES:
+            raise KeyError(f"no mailbox {user!r}; there are {MAILBOXES}")
+        return self.mail_root / user
+
+    def messages(self, user: str) -> list[Path]:
+        """Messages in the user's INBOX (new/ and cur/), oldest first by delivery name."""
+        box = self.maildir(user)
+        found = [p for sub in ("new", "cur") for p in (box / sub).iterdir() if p.is_file()]
+        return sorted(found, key=lambda p: p.name)
+
+    def wait_for_messages(self, user: str, count: int, timeout: float = 30) -> list[Path]:
+        """Poll until at least `count` messages are in the mailbox (Postfix delivers
+        asynchronously); fail with the Postfix log tail if they do not arrive in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.messages(user)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{user}: {len(found)} of {count} messages after {timeout}s\n"
+                    f"--- {self.postfix_log} ---\n{_tail(self.postfix_log)}")
+            time.sleep(0.05)
+
+    def clear_mailbox(self, user: str) -> None:
+        """Expunge every message through Dovecot itself: files unlinked behind its back can
+        linger in its index (seen here: a POP3 STAT counting a deleted message). UIDs keep
+        increasing and UIDVALIDITY stays, as on a real server."""
+        self.maildir(user)  # known mailbox
+        result = subprocess.run(
+            ["doveadm", "-c", str(self.dovecot_conf), "expunge", "-u", user,
+             "mailbox", "INBOX", "all"], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"doveadm expunge for {user} failed: {result.stderr.strip()}")
+
+    def deliver_directly(self, user: str, message: bytes) -> Path:
+        """Put a message straight into the Maildir (tmp, then rename into new/), owned
+        like a Postfix delivery, for fetch tests that do not need Postfix."""
+        box = self.maildir(user)
+        name = f"{time.time_ns()}.{uuid.uuid4().hex}.mimekit-test"
+        tmp = box / "tmp" / name
+        with open(tmp, "xb") as f:
+            f.write(message)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chown(tmp, VMAIL_UID, VMAIL_GID)
+        final = box / "new" / name
+        os.rename(tmp, final)
+        return final
+
+
+def servers_available() -> str | None:
+    """Why the servers cannot run here, or None when they can."""
+    for tool in ("postfix", "postconf", "dovecot", "doveadm"):
+        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            return f"{tool} is not installed (apt-get install postfix dovecot-imapd dovecot-pop3d)"
+    if os.geteuid() != 0:
+        return "the test Postfix and Dovecot need root (Postfix -c DIR, chown to nobody)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def mail_servers():
+    """Postfix and Dovecot for the whole session; stopped, and their directory removed, at the end."""
+    reason = servers_available()
+    if reason:
+        pytest.skip(reason)
+    instance = ServerInstance.start()
+    try:
+        yield instance.servers
+    finally:
+        instance.stop()
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"({e})"
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports the kernel considers free right now; all held open together so none repeats."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind((HOST, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.write_text(text)
+    path.chmod(mode)
+
+
+class ServerInstance:
+    """The processes and files behind one MailServers; start() and stop() are the lifecycle."""
+
+    def __init__(self, root: Path, lock_file):
+        self.root = root
+        self.lock_file = lock_file  # held (flock) while this session lives
+        self.postfix_dir = root / "postfix"
+        self.dovecot_conf = root / "dovecot" / "dovecot.conf"
+        self.postfix: subprocess.Popen | None = None
+        self.dovecot: subprocess.Popen | None = None
+        ports = dict(zip(PORT_NAMES, _free_ports(len(PORT_NAMES))))
+        self.servers = MailServers(
+            host=HOST, ca_file=root / "ca.pem", mail_root=root / "mail",
+            postfix_log=root / "postfix.log", dovecot_log=root / "dovecot.log",
+            dovecot_conf=self.dovecot_conf, **ports)
+
+    @classmethod
+    def start(cls) -> "ServerInstance":
+        started = time.monotonic()
+        with _global_lock():
+            _reap_stale_sessions()
+            root = Path(tempfile.mkdtemp(prefix="s-", dir=STATE_ROOT))
+            lock_file = open(root / "session.lock", "w")
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            _set_alternate_config_dirs(add=root / "postfix")
+        instance = cls(root, lock_file)
+        try:
+            instance._configure()
+            instance._launch()
+        except BaseException:
+            instance.stop()
+            raise
+        instance.startup_seconds = time.monotonic() - started
+        return instance
+
+    # --- files -------------------------------------------------------------------------
+
+    def _configure(self) -> None:
+        s = self.servers
+        self.root.chmod(0o755)  # nobody (mail), postfix and dovecot all traverse it
+        self._make_certificates()
+        s.mail_root.mkdir()
+        os.chown(s.mail_root, VMAIL_UID, VMAIL_GID)
+        for user in MAILBOXES:
+            for sub in ("", "new", "cur", "tmp"):
+                d = s.mail_root / user / sub
+                d.mkdir(exist_ok=True)
+                os.chown(d, VMAIL_UID, VMAIL_GID)
+        self._configure_postfix()
+        self._configure_dovecot()
+
+    def _make_certificates(self) -> None:
+        """A private CA and a leaf for localhost and 127.0.0.1: clients verify for real."""
+        import trustme
+
+        ca = trustme.CA(organization_name="mimekit test CA")
+        leaf = ca.issue_cert("localhost", HOST)
+        ca.cert_pem.write_to_path(str(self.servers.ca_file))
+        with open(self.root / "server.pem", "wb") as f:
+            for pem in leaf.cert_chain_pems:
+                f.write(pem.bytes())
+        key = self.root / "server.key"
+        leaf.private_key_pem.write_to_path(str(key))
+        key.chmod(0o600)
+
+    def _configure_postfix(self) -> None:
+        s, d = self.servers, self.postfix_dir
+        queue, data = d / "queue", d / "data"
+        for directory in (queue, data):
+            directory.mkdir(parents=True)
+        # Dovecot creates its auth socket in queue/private before Postfix starts.
+        (queue / "private").mkdir(mode=0o700)
+        shutil.chown(queue / "private", "postfix", "root")
+        shutil.chown(data, "postfix", "postfix")
+        _write(d / "vmailbox", "".join(f"{u}@{DOMAIN} {u}/\n" for u in MAILBOXES))
+        _write(d / "recipient_access",
+               f"{TEMPFAIL_RECIPIENT} 450 4.2.1 mailbox busy (mimekit test server)\n")
+        error = "error:5.7.1 mimekit test server delivers to @example.test only"
+        _write(d / "main.cf", f"""\
+# mimekit test server: accepts mail for @{DOMAIN} into Maildirs, delivers nowhere else.
+compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+maillog_file = {s.postfix_log}
+maillog_file_prefixes = {self.root}
+myhostname = mx.{DOMAIN}
+mydestination =
+inet_interfaces = {HOST}
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+local_recipient_maps =
+append_dot_mydomain = no
+biff = no
+default_transport = {error}
+relay_transport = {error}
+local_transport = {error}
+smtpd_relay_restrictions = reject_unauth_destination
+smtpd_recipient_restrictions = check_recipient_access texthash:{d}/recipient_access
+virtual_mailbox_domains = {DOMAIN}
+virtual_mailbox_base = {s.mail_root}
+virtual_mailbox_maps = texthash:{d}/vmailbox
+virtual_uid_maps = static:{VMAIL_UID}
+virtual_gid_maps = static:{VMAIL_GID}
+virtual_minimum_uid = 1
+message_size_limit = 0
+mailbox_size_limit = 0
+virtual_mailbox_limit = 0
+# Benchmarks push messages faster than one delivery agent keeps up; no throttling.
+in_flow_delay = 0s
+smtpd_tls_cert_file = {self.root}/server.pem
+smtpd_tls_key_file = {self.root}/server.key
+smtpd_tls_security_level = may
+smtpd_tls_auth_only = yes
+smtpd_tls_loglevel = 1
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = private/auth
+smtpd_sasl_auth_enable = no
+""")
+        submission = ("-o smtpd_sasl_auth_enable=yes"
+                      " -o smtpd_relay_restrictions=permit_sasl_authenticated,reject")
+        p = s
+        # No service is chrooted (Debian's master.cf chroots; our queue has no /etc copy).
+        _write(d / "master.cf", f"""\
+{HOST}:{p.smtp_plain} inet n - n - - smtpd
+{HOST}:{p.submission} inet n - n - - smtpd -o smtpd_tls_security_level=encrypt {submission}
+{HOST}:{p.smtps} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_security_level=encrypt {submission}
+{HOST}:{p.smtp_no_tls} inet n - n - - smtpd -o smtpd_tls_security_level=none -o smtpd_tls_auth_only=no {submission}
+{HOST}:{p.smtp_small} inet n - n - - smtpd -o message_size_limit={SMALL_SIZE_LIMIT}
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+tlsmgr unix - - n 1000? 1 tlsmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+virtual unix - n n - - virtual
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+""")
+
+    def _configure_dovecot(self) -> None:
+        s = self.servers
+        conf_dir = self.dovecot_conf.parent
+        conf_dir.mkdir()
+        users = conf_dir / "users"
+        _write(users, "".join(f"{u}:{{PLAIN}}{pw}\n" for u, pw in USERS.items()), 0o640)
+        shutil.chown(users, "root", "dovecot")
+        dh = Path("/usr/share/dovecot/dh.pem")
+        _write(self.dovecot_conf, f"""\
+# mimekit test server: IMAP and POP3 over the Maildirs Postfix delivers into.
+protocols = imap pop3
+listen = {HOST}
+base_dir = {conf_dir}/run
+state_dir = {conf_dir}/state
+log_path = {s.dovecot_log}
+ssl = yes
+ssl_cert = <{self.root}/server.pem
+ssl_key = <{self.root}/server.key
+{f"ssl_dh = <{dh}" if dh.exists() else ""}
+# Refusing plain-text login before TLS is what the clients under test must do themselves.
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_verbose = yes
+# Wrong-password tests would otherwise wait 2 s each.
+auth_failure_delay = 0
+# Benchmarks and kill-and-resume tests open many sessions in a row.
+mail_max_userip_connections = 100
+first_valid_uid = 1
+mail_location = maildir:{s.mail_root}/%n
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {users}
+}}
+userdb {{
+  driver = static
+  # allow_all_users: doveadm may act on carol, who receives mail but cannot log in.
+  args = uid=nobody gid=nogroup home={s.mail_root}/%n allow_all_users=yes
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {s.imap}
+  }}
+  inet_listener imaps {{
+    port = {s.imaps}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {s.pop3}
+  }}
+  inet_listener pop3s {{
+    port = {s.pop3s}
+    ssl = yes
+  }}
+}}
+service auth {{
+  unix_listener {self.postfix_dir}/queue/private/auth {{
+    mode = 0660
+    user = postfix
+    group = postfix
+  }}
+}}
+""")
+
+    # --- processes ---------------------------------------------------------------------
+
+    def _launch(self) -> None:
+        """Dovecot first (Postfix's SASL socket comes from it), then Postfix; wait for ports."""
+        s = self.servers
+        self.dovecot = subprocess.Popen(
+            ["dovecot", "-F", "-c", str(self.dovecot_conf)],
+            stdin=subprocess.DEVNULL, stdout=open(self.root / "dovecot.out", "wb"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        self.postfix = subprocess.Popen(
+            ["postfix", "-c", str(self.postfix_dir), "start-fg"],
+            stdin=subprocess.DEVNULL, stdout=open(self.root / "postfix.out", "wb"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        checks = [(self.dovecot, "dovecot", s.dovecot_log, (s.imap, s.imaps, s.pop3, s.pop3s)),
+                  (self.postfix, "postfix", s.postfix_log,
+                   (s.smtp_plain, s.submission, s.smtps, s.smtp_no_tls, s.smtp_small))]
+        for proc, name, log, ports in checks:
+            for port in ports:
+                _wait_for_port(port, proc, name, [self.root / f"{name}.out", log], deadline)
+
+    def stop(self) -> None:
+        """Stop both servers, make sure none of their processes is left, remove the files."""
+        # Dovecot stays in the session it was started in; Postfix's master makes its own.
+        sessions = [proc.pid for proc in (self.postfix, self.dovecot) if proc is not None]
+        master_pid = _read_pid(self.postfix_dir / "queue" / "pid" / "master.pid")
+        if master_pid:
+            sessions.append(master_pid)
+        if self.postfix is not None and self.postfix.poll() is None:
+            subprocess.run(["postfix", "-c", str(self.postfix_dir), "stop"],
+                           capture_output=True, timeout=30)
+        if self.dovecot is not None and self.dovecot.poll() is None:
+            self.dovecot.terminate()
+        for proc in (self.postfix, self.dovecot):
+            if proc is not None:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        for sid in sessions:
+            _kill_session(sid)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.lock_file.close()
+        with _global_lock():
+            _set_alternate_config_dirs()
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, name: str, logs: list[Path],
+                   deadline: float) -> None:
+    while True:
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError as e:
+            problem = None
+            if proc.poll() is not None:
+                problem = f"{name} exited with status {proc.returncode}"
+            elif time.monotonic() > deadline:
+                problem = f"{name} not listening on {HOST}:{port} after {STARTUP_DEADLINE}s ({e})"
+            if problem:
+                tails = "\n".join(f"--- {log} ---\n{_tail(log)}" for log in logs)
+                raise RuntimeError(f"{problem}\n{tails}") from None
+            time.sleep(0.05)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def session_processes(sid: int) -> list[int]:
+    """Live processes in session `sid` (zombies are gone already, just not yet reaped)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z" and os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except (OSError, IndexError):
+                pass  # exited while we looked
+    return pids
+
+
+def _kill_session(sid: int) -> None:
+    """Kill whatever a server left running in its session, so a server that ignored its
+    stop leaves nothing behind."""
+    for pid in session_processes(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# --- sessions, stale leftovers and the system main.cf ---------------------------------
+
+
+class _global_lock:
+    """Serialises session creation, reaping and main.cf edits between concurrent sessions."""
+
+    def __enter__(self):
+        STATE_ROOT.mkdir(mode=0o755, exist_ok=True)
+        self.file = open(STATE_ROOT / ".lock", "w")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def _reap_stale_sessions() -> None:
+    """Stop the servers of sessions that died without tearing down (their lock is free)."""
+    for root in STATE_ROOT.iterdir():
+        if not root.is_dir():
+            continue
+        with open(root / "session.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live session
+            if (root / "postfix" / "main.cf").exists():
+                subprocess.run(["postfix", "-c", str(root / "postfix"), "stop"],
+                               capture_output=True, timeout=30)
+            _kill_stale_dovecot(root)
+            shutil.rmtree(root, ignore_errors=True)
+    _set_alternate_config_dirs()
+
+
+def _kill_stale_dovecot(root: Path) -> None:
+    pid = _read_pid(root / "dovecot" / "run" / "master.pid")
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if pid else b""
+    except OSError:
+        return
+    if str(root).encode() in cmdline:  # the pid still belongs to that dovecot
+        os.kill(pid, signal.SIGTERM)
+
+
+def _set_alternate_config_dirs(add: Path | None = None) -> None:
+    """Postfix accepts `-c DIR` only for directories listed in the system main.cf. Keep the
+    entries of other software, drop ours whose session directory is gone, add `add`.
+    Callers hold _global_lock."""
+    current = subprocess.run(["postconf", "-h", "alternate_config_directories"],
+                             capture_output=True, text=True, check=True).stdout
+    entries = [e for e in current.replace(",", " ").split()
+               if not e.startswith(f"{STATE_ROOT}/") or Path(e).is_dir()]
+    if add is not None and str(add) not in entries:
+        entries.append(str(add))
+    if entries != current.replace(",", " ").split():
+        subprocess.run(["postconf", "-e", f"alternate_config_directories = {' '.join(entries)}"],
+                       check=True, capture_output=True)

@@ -21,6 +21,7 @@ class DefectKind(str, Enum):
     MISSING_BOUNDARY_PARAMETER = "missing-boundary-parameter"
     MISSING_FINAL_BOUNDARY = "missing-final-boundary"
     BOUNDARY_TRAILING_WHITESPACE = "boundary-trailing-whitespace"
+    BOUNDARY_TRAILING_GARBAGE = "boundary-trailing-garbage"
     TRUNCATED_PART = "truncated-part"
     NO_PARTS = "multipart-without-parts"
     # limits (each one stops work on that part, never the whole message)

@@ -1,0 +1,45 @@
+"""Resource limits for parsing untrusted messages (CONVENTIONS.md: Safety).
+
+Every limit bounds memory or work per message; hitting one is reported as a
+Defect (LIMIT_*) and parsing carries on in a degraded but linear way, never as an
+exception, a hang or a recursion error. The defaults are far above what real mail
+needs and far below what hurts: mime4j's strict defaults (1000-byte lines, 10000-byte
+headers) reject real mail, so these are sized to accept everything seen in the wild.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a message the parser is willing to structure.
+
+    max_depth: deepest nesting level parsed (the message is depth 0, its parts 1,
+        ...). A multipart or message/rfc822 part at this depth is kept as one
+        opaque leaf body (LIMIT_DEPTH): its content is still readable, only not split.
+    max_parts: parts in the whole tree, the message included. Once reached, the
+        rest of the multipart being read becomes its epilogue and an encapsulated
+        message stays an opaque leaf (LIMIT_PARTS).
+    max_header_count: fields in one header block; the line that would be one too
+        many starts the body (LIMIT_HEADER_COUNT).
+    max_header_field_size: bytes kept of one field's value, folding included; the
+        rest of that field is dropped (LIMIT_HEADER_SIZE).
+    max_header_block_size: bytes of one header block; the line that crosses it
+        starts the body (LIMIT_HEADER_SIZE).
+    max_line_length: longest line the parser holds whole while looking for its
+        end (header lines, boundary lines, lines before the first header). Longer
+        lines are cut there and the rest skipped (LIMIT_LINE_LENGTH). Body lines
+        are never held whole, so body line length costs nothing.
+    """
+
+    max_depth: int = 50
+    max_parts: int = 10_000
+    max_header_count: int = 1000
+    max_header_field_size: int = 64 * 1024
+    max_header_block_size: int = 1024 * 1024
+    max_line_length: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value < 1:
+                raise ValueError(f"Limits.{name} must be at least 1, not {value}")

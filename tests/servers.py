@@ -364,7 +364,8 @@ ssl_key = <{self.root}/server.key
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_verbose = yes
-# Wrong-password tests would otherwise wait 2 s each.
+# Wrong-password tests must not slow down the logins after them: no failure delay, and
+# no per-IP auth penalty (every test client is 127.0.0.1; see service anvil below).
 auth_failure_delay = 0
 # Benchmarks and kill-and-resume tests open many sessions in a row.
 mail_max_userip_connections = 100
@@ -395,6 +396,11 @@ service pop3-login {{
   inet_listener pop3s {{
     port = {s.pop3s}
     ssl = yes
+  }}
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
   }}
 }}
 service auth {{

@@ -186,23 +186,27 @@ class QuotedPrintableEncoder:
         if decided and data[decided - 1] in b" \t":
             decided -= 1  # escaped only if a line break or the end of input follows
         self._held = data[decided:]
-        return self._layout(self._escape(data[:decided]))
+        return self._layout(self._escape(data[:decided], final=False))
 
     def flush(self) -> bytes:
         held, self._held = self._held, b""
-        out = self._layout(self._escape(held)) + self._line_start
+        out = self._layout(self._escape(held, final=True)) + self._line_start
         self._line_start, self._column = b"", 0
         return out
 
-    def _escape(self, data: bytes) -> bytes:
+    def _escape(self, data: bytes, final: bool) -> bytes:
         """Escaped text, hard line breaks as b"\\n" (text mode), no soft breaks yet.
 
-        binascii.b2a_qp does the per-byte escaping; its own soft breaks are taken out
+        binascii.b2a_qp does the per-byte escaping. It treats the end of its input as
+        the end of a line, so before the final call a "!" follows the data to keep it
+        from escaping a space that more input will follow. Its soft breaks are taken out
         (they assume every call starts a line) and its "=2E" (which depends on where it
         thinks a line starts) is undone, because _layout places both itself.
         """
-        escaped = binascii.b2a_qp(data, quotetabs=False, istext=False)
+        escaped = binascii.b2a_qp(data if final else data + b"!", quotetabs=False, istext=False)
         escaped = escaped.replace(b"=\r\n", b"").replace(b"=\n", b"").replace(b"=2E", b".")
+        if not final:
+            escaped = escaped[:-1]
         if self._binary:
             return escaped
         return (escaped.replace(b"=0D=0A", b"\n").replace(b"=0A", b"\n")
@@ -254,11 +258,20 @@ class QuotedPrintableEncoder:
 # any legal line (RFC 5322: 998) cannot be padding; it is kept as data, which bounds
 # what the decoder has to hold.
 _QP_MAX_PADDING = 998
-_QP_LINE_END = rb"(?:\r?\n|\Z)"
 _QP_HEX_DIGITS = b"0123456789ABCDEFabcdef"
-_QP_INVALID_ESCAPE = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]{0,%d}%s)" % (_QP_MAX_PADDING, _QP_LINE_END))
-_QP_SOFT_BREAK_OR_PADDING = re.compile(
-    rb"=[ \t]{0,%d}(?:\r?\n|\Z)|(?<![ \t])[ \t]{1,%d}(?=%s)" % (_QP_MAX_PADDING, _QP_MAX_PADDING, _QP_LINE_END))
+
+
+def _qp_decoding_patterns(line_end: bytes) -> tuple[re.Pattern, re.Pattern]:
+    """An "=" that starts neither an escape nor a soft break; a soft break or padding."""
+    invalid_escape = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]{0,%d}%s)" % (_QP_MAX_PADDING, line_end))
+    soft_break_or_padding = re.compile(rb"=[ \t]{0,%d}%s|(?<![ \t])[ \t]{1,%d}(?=%s)"
+                                       % (_QP_MAX_PADDING, line_end, _QP_MAX_PADDING, line_end))
+    return invalid_escape, soft_break_or_padding
+
+
+# The end of a chunk is not the end of a line; the end of the input is.
+_QP_CHUNK_PATTERNS = _qp_decoding_patterns(rb"(?:\r?\n)")
+_QP_FINAL_PATTERNS = _qp_decoding_patterns(rb"(?:\r?\n|\Z)")
 
 
 class QuotedPrintableDecoder:
@@ -291,13 +304,13 @@ class QuotedPrintableDecoder:
         body, self._held = data[:decided], data[decided:]
         if data:  # the output now ends with body: in a long run only if body ends in one
             self._kept_whitespace = body.endswith((b" ", b"\t"))
-        out = kept + self._decode(body, self._held_offset)
+        out = kept + self._decode(body, self._held_offset, _QP_CHUNK_PATTERNS)
         self._held_offset += len(body)
         return out
 
     def flush(self) -> bytes:
         held, self._held = self._held, b""
-        return self._decode(held, self._held_offset)
+        return self._decode(held, self._held_offset, _QP_FINAL_PATTERNS)
 
     @staticmethod
     def _undecided_start(data: bytes) -> int:
@@ -318,20 +331,21 @@ class QuotedPrintableDecoder:
             start -= 1  # a soft break if a line break follows
         return start
 
-    def _decode(self, data: bytes, offset: int) -> bytes:
-        """Decode input that needs nothing after it; `offset` is where it starts."""
+    def _decode(self, data: bytes, offset: int, patterns: tuple[re.Pattern, re.Pattern]) -> bytes:
+        """Decode input whose meaning does not depend on what follows; it starts at `offset`."""
         if not data:
             return b""
+        invalid_escape, soft_break_or_padding = patterns
 
         def pass_through(match: re.Match) -> bytes:
             self.defects.append(Defect(DefectKind.QP_INVALID_ESCAPE, offset + match.start(),
-                                       f"{data[match.start():match.start() + 3]!r} passed through"))
+                                       '"=" starts no escape or soft break; passed through'))
             return b"=3D"
 
         # Invalid "=" become "=3D" first, so that once soft breaks are gone every "=" left
         # starts a valid escape and binascii.a2b_qp (which drops or merges bad ones) is exact.
-        data = _QP_INVALID_ESCAPE.sub(pass_through, data)
-        return binascii.a2b_qp(_QP_SOFT_BREAK_OR_PADDING.sub(b"", data))
+        data = invalid_escape.sub(pass_through, data)
+        return binascii.a2b_qp(soft_break_or_padding.sub(b"", data))
 
 
 class IdentityCodec:

@@ -1,3 +1,127 @@
-"""`mimekit fetch` (not built yet: its issue's owner replaces this module)."""
+"""`mimekit fetch` and `mimekit folders`: thin commands over mimekit.fetch.
 
-COMMANDS = []
+Decisions (also in --help):
+- -o: maildir:PATH or mbox:PATH (flags carried into the Maildir info / mbox Status),
+  a plain directory (one NAME.eml per message, bytes as received, never overwriting),
+  or - (exactly one message on stdout, so --limit 1 is required: a pipe into
+  `mimekit decode -` takes one message; use -o mbox:PATH for many). --delete with
+  -o - is refused: a pipe is not durable storage.
+- stdout carries data only: the message with -o -, the report with --json, else
+  nothing; a one-line summary goes to stderr unless -q.
+- --new keeps its state in $XDG_STATE_HOME/mimekit/fetch/ (see mimekit/fetch_state.py).
+- A failure part way exits with its own code (never 0); with --json the document still
+  lists what was fetched before it, next to the error.
+"""
+
+import dataclasses
+import sys
+from datetime import date, datetime
+
+import click
+
+from mimekit.errors import MimekitError, UsageError
+from mimekit.fetch import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch, list_folders, open_sink
+from mimekit.secrets import resolve_password
+from mimekit.urls import parse_url
+from mimekit_cli.common import Progress, emit_json, exit_code_for, json_option, quiet_option, reporting
+
+
+def _server_url(text: str, allowed: set[str], user: str | None):
+    url = parse_url(text, allowed)
+    if user:
+        url = dataclasses.replace(url, user=user)
+    return url
+
+
+def _password(url, password_command: str | None):
+    """Resolved only when the server is about to be given it (after TLS is up)."""
+    return lambda: resolve_password(url.user, url.host, password_command)
+
+
+def _parse_date(text: str) -> date:
+    for pattern in ("%Y-%m-%d", "%d-%b-%Y"):
+        try:
+            return datetime.strptime(text, pattern).date()
+        except ValueError:
+            pass
+    raise UsageError(f"--since {text!r}: expected YYYY-MM-DD (or DD-Mon-YYYY)")
+
+
+@click.command("fetch", epilog="""\b
+-o forms: maildir:PATH | mbox:PATH | DIR (one .eml per message) | - (one message,
+needs --limit 1). --new keeps per-account, per-folder, per-output state in
+$XDG_STATE_HOME/mimekit/fetch/. Nothing changes on the server without --delete, and
+--delete removes only messages already saved (fsync'd) in the output.""")
+@click.argument("source", metavar="SOURCE")
+@click.option("-o", "--output", default="maildir:./mail", show_default=True, metavar="OUTPUT",
+              help="maildir:PATH, mbox:PATH, a directory, or - for stdout.")
+@click.option("--new", is_flag=True, help="Only messages not fetched into this output before.")
+@click.option("--since", metavar="DATE", help="IMAP: messages since DATE (YYYY-MM-DD).")
+@click.option("--unseen", is_flag=True, help="IMAP: only messages without \\Seen.")
+@click.option("--search", metavar="IMAP-SEARCH", help="IMAP: raw SEARCH criteria (ASCII), ANDed with the above.")
+@click.option("--headers-only", is_flag=True, help="Fetch the header block only.")
+@click.option("--delete", is_flag=True, help="Delete from the server what was saved (IMAP: SELECT, \\Deleted, expunge).")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N messages (oldest first).")
+@click.option("--user", metavar="NAME", help="Login name (instead of USER@ in the URL).")
+@click.option("--password-command", metavar="CMD", help="Command printing the password on its first line.")
+@click.option("--cafile", type=click.Path(exists=True, dir_okay=False), help="PEM file of CA certificates to trust.")
+@json_option
+@quiet_option
+def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, user,
+                  password_command, cafile, as_json, quiet):
+    """Fetch mail from SOURCE: imap://USER@HOST[:PORT]/FOLDER, imaps://..., pop3://USER@HOST[:PORT],
+    pop3s://..., maildir:PATH or mbox:PATH.
+
+    imap:// and pop3:// require STARTTLS; certificates are always verified.
+    """
+    report = FetchReport()
+    with reporting("fetch", as_json):
+        url = _server_url(source, SOURCE_SCHEMES, user)
+        if output == "-" and limit != 1:
+            raise UsageError("-o - writes one message: add --limit 1 (or use -o mbox:PATH for many)")
+        options = FetchOptions(new=new, since=_parse_date(since) if since else None, unseen=unseen,
+                               search=search, headers_only=headers_only, delete=delete, limit=limit)
+        sink = open_sink(output)
+        progress = Progress("fetch", quiet=quiet)
+        try:
+            fetch(url, sink, options, password=None if url.is_local else _password(url, password_command),
+                  cafile=cafile, on_progress=progress.update, report=report)
+        except MimekitError as exc:
+            progress.close()
+            if report.fetched and not quiet:
+                click.echo(f"mimekit fetch: {len(report.fetched)} message(s) were saved before the error",
+                           err=True)
+            if not as_json:
+                raise
+            emit_json("fetch", {**report.as_json(), "error": {"code": exit_code_for(exc), "kind": exc.kind,
+                                                               "message": str(exc)}})
+            sys.exit(exit_code_for(exc))
+        progress.close()
+        if as_json:
+            emit_json("fetch", report.as_json())
+        elif not quiet:
+            click.echo(f"mimekit fetch: {len(report.fetched)} fetched, {report.skipped} skipped, "
+                       f"{report.deleted} deleted" + (f", {report.vanished} vanished" if report.vanished else ""),
+                       err=True)
+
+
+@click.command("folders")
+@click.argument("source", metavar="imap[s]://USER@HOST[:PORT]")
+@click.option("--user", metavar="NAME", help="Login name (instead of USER@ in the URL).")
+@click.option("--password-command", metavar="CMD", help="Command printing the password on its first line.")
+@click.option("--cafile", type=click.Path(exists=True, dir_okay=False), help="PEM file of CA certificates to trust.")
+@json_option
+def folders_command(source, user, password_command, cafile, as_json):
+    """List the folders of an IMAP account, one per line (names decoded to UTF-8)."""
+    with reporting("folders", as_json):
+        url = _server_url(source, {"imap", "imaps"}, user)
+        entries = list_folders(url, _password(url, password_command), cafile=cafile)
+        if as_json:
+            emit_json("folders", {"folders": [{"name": e.name, "delimiter": e.delimiter, "flags": list(e.flags)}
+                                              for e in entries]})
+        else:
+            for entry in entries:
+                click.echo(entry.name)
+
+
+COMMANDS = [fetch_command, folders_command]

@@ -149,7 +149,8 @@ class POP3ClientProtocol:
         self._events: deque = deque()
         self._pending: deque[_Command] = deque()
         self._outbox = bytearray()
-        self._held: deque[bytes] = deque()  # waits for the server's "+" (AUTH)
+        self._held: deque[bytes] = deque()  # the AUTH response, and commands queued behind AUTH
+        self._awaiting_continuation = False
         self._unstuffer: DotUnstuffer | None = None
         self._listing: bytearray | None = None
 
@@ -228,6 +229,7 @@ class POP3ClientProtocol:
             self._outbox += line
         if continued:
             self._held.append(continued + b"\r\n")
+            self._awaiting_continuation = True
 
     # ------------------------------------------------------------------- parsing
 
@@ -249,8 +251,9 @@ class POP3ClientProtocol:
     def _line(self, line: str) -> None:
         ok = line.startswith("+OK")
         if not ok and not line.startswith("-ERR"):
-            if line.startswith("+") and self._held and self._pending and self._pending[0].name == "AUTH":
+            if line.startswith("+") and self._awaiting_continuation and self._pending[0].name == "AUTH":
                 self._outbox += self._held.popleft()      # the AUTH continuation
+                self._awaiting_continuation = False
                 return
             raise ProtocolError(f"POP3 server sent neither +OK nor -ERR: {line[:200]!r}")
         text = line[3 if ok else 4:].lstrip(" ")
@@ -265,9 +268,9 @@ class POP3ClientProtocol:
         match = _CODE.match(text)
         if match:
             code, text = match.group(1).upper(), text[match.end():]
-        if command.name == "AUTH" and self._held:
-            self._held.popleft()        # refused before the continuation: drop the response
-            self._release()
+        if command.name == "AUTH" and self._awaiting_continuation:
+            self._held.popleft()        # refused before the continuation: never send the response
+            self._awaiting_continuation = False
         if ok and command.name in _MULTILINE:
             self._unstuffer = DotUnstuffer()
             if command.name in ("RETR", "TOP"):

@@ -204,6 +204,26 @@ def test_pop3s_login(mail_servers, tls):
         pop.quit()
 
 
+def test_no_tls_dovecot_offers_no_starttls_and_serves_the_same_mailbox(mail_servers):
+    """The ports on which a client must refuse to send a password: the server would take it."""
+    s = mail_servers
+    s.clear_mailbox("bob")
+    msg, marker = make_message(s, "bob")
+    s.deliver_directly("bob", msg.as_bytes())
+    with imaplib.IMAP4(s.host, s.imap_no_tls, timeout=TIMEOUT) as imap:
+        assert "STARTTLS" not in imap.capabilities
+        imap.login("bob", s.users["bob"])
+        assert imap.select("INBOX", readonly=True) == ("OK", [b"1"])
+    pop = poplib.POP3(s.host, s.pop3_no_tls, timeout=TIMEOUT)
+    try:
+        assert "STLS" not in pop.capa()
+        pop.user("bob")
+        pop.pass_(s.users["bob"])
+        assert pop.stat()[0] == 1
+    finally:
+        pop.quit()
+
+
 def test_wrong_password_is_refused_everywhere(mail_servers, tls):
     s = mail_servers
     with smtplib.SMTP_SSL(s.host, s.smtps, context=tls, timeout=TIMEOUT) as smtp:
@@ -252,7 +272,7 @@ def test_dead_session_is_reaped_and_stop_leaves_nothing(mail_servers):
     """A session that died without teardown (its lock released, its servers still up) is
     cleaned up by the next one; a normal stop leaves no process and no directory."""
     dead = ServerInstance.start()
-    dead_sessions = [dead.dovecot.pid, dead.postfix.pid, _postfix_master(dead)]
+    dead_sessions = dead.sessions()
     dead.lock_file.close()  # what the kernel does when a pytest process is killed
 
     fresh = ServerInstance.start()
@@ -262,17 +282,14 @@ def test_dead_session_is_reaped_and_stop_leaves_nothing(mail_servers):
         with smtplib.SMTP(fresh.servers.host, fresh.servers.smtp_plain, timeout=TIMEOUT) as smtp:
             assert smtp.noop()[0] == 250
     finally:
-        fresh_sessions = [fresh.dovecot.pid, fresh.postfix.pid, _postfix_master(fresh)]
+        fresh_sessions = fresh.sessions()
         fresh.stop()
+    assert len(fresh_sessions) == 4  # 2 dovecots, postfix-script, postfix master
     assert all(session_processes(sid) == [] for sid in fresh_sessions)
     assert not fresh.root.exists()
     assert str(fresh.root) not in _alternate_config_dirs()
     with smtplib.SMTP(mail_servers.host, mail_servers.smtp_plain, timeout=TIMEOUT) as smtp:
         assert smtp.noop()[0] == 250, "the reaper must leave live sessions alone"
-
-
-def _postfix_master(instance) -> int:
-    return int((instance.postfix_dir / "queue" / "pid" / "master.pid").read_text().split()[0])
 
 
 def _alternate_config_dirs() -> str:

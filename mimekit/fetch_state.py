@@ -96,8 +96,12 @@ class FetchState:
         except BlockingIOError:
             self._lock.close()
             raise TempFailure(f"another mimekit fetch is using the same state ({path})") from None
-        self._load()
-        self._compact()
+        try:
+            self._load()
+            self._compact()
+        except BaseException:
+            self._lock.close()
+            raise
 
     # ------------------------------------------------------------------ queries
 

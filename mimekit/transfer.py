@@ -174,6 +174,8 @@ class QuotedPrintableEncoder:
         self._eol = eol
         self._soft_break = b"=" + eol
         self._max_text = line_length - 1  # a soft break's "=" takes the last column
+        # a line that needs more than copying: too long, or starting with "." or "F"
+        self._line_needing_layout = re.compile(rb"\n(?:[.F]|[^\n]{%d})" % line_length)
         self._held = b""        # a trailing space/tab (and, text mode, CR): next byte decides
         self._column = 0        # characters on the current output line
         self._line_start = b""  # start of an output line that may still become "From "
@@ -214,43 +216,57 @@ class QuotedPrintableEncoder:
 
     def _layout(self, escaped: bytes) -> bytes:
         out: list[bytes] = []
-        if self._binary:
+        first_break = -1 if self._binary else escaped.find(b"\n")
+        if first_break < 0:
             self._place(escaped, out)
             return b"".join(out)
-        *lines, last = escaped.split(b"\n")
-        for line in lines:
-            self._place(line, out)
-            out += (self._line_start, self._eol)
-            self._line_start, self._column = b"", 0
-        self._place(last, out)
+        self._place(escaped[:first_break], out)
+        self._end_line(out)
+        # Whole lines in between start at column 0: most go out as they are, in bulk,
+        # and only those that need soft breaks or protection go through _place.
+        last_break = escaped.rfind(b"\n")
+        plain_from = first_break + 1
+        for match in self._line_needing_layout.finditer(escaped, first_break, last_break):
+            line_start = match.start() + 1
+            line_end = escaped.index(b"\n", line_start)
+            out.append(escaped[plain_from:line_start].replace(b"\n", self._eol))
+            self._place(escaped[line_start:line_end], out)
+            self._end_line(out)
+            plain_from = line_end + 1
+        out.append(escaped[plain_from:last_break + 1].replace(b"\n", self._eol))
+        self._place(escaped[last_break + 1:], out)
         return b"".join(out)
+
+    def _end_line(self, out: list[bytes]) -> None:
+        out += (self._line_start, self._eol)
+        self._line_start, self._column = b"", 0
 
     def _place(self, text: bytes, out: list[bytes]) -> None:
         """Append escaped text to the current line, adding soft breaks and line-start protection."""
         if self._line_start:
             text, self._line_start = self._line_start + text, b""
-        pos = 0
-        while pos < len(text):
-            if self._column == 0:
-                if text.startswith(b".", pos) or text.startswith(b"From ", pos):
+        column, size, pos = self._column, len(text), 0
+        while pos < size:
+            if column == 0 and text[pos] in b".F":
+                if text[pos] == ord(".") or text.startswith(b"From ", pos):
                     out.append(b"=%02X" % text[pos])
-                    self._column, pos = 3, pos + 1
+                    column, pos = 3, pos + 1
                     continue
-                head = text[pos:pos + 5]
-                if len(head) < 5 and b"From ".startswith(head):
-                    self._line_start = head  # too short to tell yet
-                    return
-            room = self._max_text - self._column
-            if len(text) - pos <= room:
+                if size - pos < 5 and b"From ".startswith(text[pos:]):
+                    self._line_start = text[pos:]  # too short to tell yet
+                    break
+            room = self._max_text - column
+            if size - pos <= room:
                 out.append(text[pos:])
-                self._column += len(text) - pos
-                return
+                column += size - pos
+                break
             end = pos + room
             escape = text.rfind(b"=", max(pos, end - 2), end)  # an escape that would straddle the break
             if escape >= 0:
                 end = escape
             out += (text[pos:end], self._soft_break)
-            self._column, pos = 0, end
+            column, pos = 0, end
+        self._column = column
 
 
 # A decoder keeps a run of trailing spaces until it knows whether a line break follows
@@ -261,12 +277,14 @@ _QP_MAX_PADDING = 998
 _QP_HEX_DIGITS = b"0123456789ABCDEFabcdef"
 
 
+_QP_PADDING_MARKS = (b" \n", b"\t\n", b" \r\n", b"\t\r\n")
+
+
 def _qp_decoding_patterns(line_end: bytes) -> tuple[re.Pattern, re.Pattern]:
-    """An "=" that starts neither an escape nor a soft break; a soft break or padding."""
+    """An "=" that starts neither an escape nor a soft break; padding before a line end."""
     invalid_escape = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]{0,%d}%s)" % (_QP_MAX_PADDING, line_end))
-    soft_break_or_padding = re.compile(rb"=[ \t]{0,%d}%s|(?<![ \t])[ \t]{1,%d}(?=%s)"
-                                       % (_QP_MAX_PADDING, line_end, _QP_MAX_PADDING, line_end))
-    return invalid_escape, soft_break_or_padding
+    padding = re.compile(rb"(?<![ \t])[ \t]{1,%d}(?=%s)" % (_QP_MAX_PADDING, line_end))
+    return invalid_escape, padding
 
 
 # The end of a chunk is not the end of a line; the end of the input is.
@@ -304,13 +322,13 @@ class QuotedPrintableDecoder:
         body, self._held = data[:decided], data[decided:]
         if data:  # the output now ends with body: in a long run only if body ends in one
             self._kept_whitespace = body.endswith((b" ", b"\t"))
-        out = kept + self._decode(body, self._held_offset, _QP_CHUNK_PATTERNS)
+        out = kept + self._decode(body, self._held_offset, final=False)
         self._held_offset += len(body)
         return out
 
     def flush(self) -> bytes:
         held, self._held = self._held, b""
-        return self._decode(held, self._held_offset, _QP_FINAL_PATTERNS)
+        return self._decode(held, self._held_offset, final=True)
 
     @staticmethod
     def _undecided_start(data: bytes) -> int:
@@ -331,11 +349,11 @@ class QuotedPrintableDecoder:
             start -= 1  # a soft break if a line break follows
         return start
 
-    def _decode(self, data: bytes, offset: int, patterns: tuple[re.Pattern, re.Pattern]) -> bytes:
+    def _decode(self, data: bytes, offset: int, final: bool) -> bytes:
         """Decode input whose meaning does not depend on what follows; it starts at `offset`."""
         if not data:
             return b""
-        invalid_escape, soft_break_or_padding = patterns
+        invalid_escape, padding = _QP_FINAL_PATTERNS if final else _QP_CHUNK_PATTERNS
 
         def pass_through(match: re.Match) -> bytes:
             self.defects.append(Defect(DefectKind.QP_INVALID_ESCAPE, offset + match.start(),
@@ -345,7 +363,15 @@ class QuotedPrintableDecoder:
         # Invalid "=" become "=3D" first, so that once soft breaks are gone every "=" left
         # starts a valid escape and binascii.a2b_qp (which drops or merges bad ones) is exact.
         data = invalid_escape.sub(pass_through, data)
-        return binascii.a2b_qp(soft_break_or_padding.sub(b"", data))
+        # Padding goes next, turning "=  CRLF" into "=CRLF"; spaces before a soft break's
+        # "=" are data and stay. Encoders do not write padding, so the regex (slow: it
+        # stops at every space) only runs where a space or tab precedes a line break.
+        if final or any(mark in data for mark in _QP_PADDING_MARKS):
+            data = padding.sub(b"", data)
+        data = data.replace(b"=\r\n", b"").replace(b"=\n", b"")
+        if final and data.endswith(b"="):
+            data = data[:-1]  # a soft break at the end of the input
+        return binascii.a2b_qp(data)
 
 
 class IdentityCodec:

@@ -1,0 +1,367 @@
+"""The SMTP driver: owns the socket, TLS and timeouts; the protocol is smtp_protocol's.
+
+Secure by default (CONVENTIONS.md, "Network"): smtp:// always upgrades with STARTTLS and
+stops before any credential or message when the server does not offer it (unless the
+user passed the explicit insecure flag, which the caller must announce); smtps:// is
+TLS from the first byte; certificates and host names are verified through tls.py.
+Every socket operation has a timeout. Messages stream through smtp_data.data_stream,
+several per connection, with PIPELINING when offered: MAIL, RCPT and DATA go out in one
+write, and the next message's commands follow the previous message's final dot.
+
+Failures that concern one message (a refused sender, recipient or DATA, a message too
+large for SIZE, 8-bit data for a 7-bit server) are results; the next message is still
+sent, after RSET. Failures of the connection (421, a drop, a timeout) raise TempFailure:
+the message in flight is then never reported as sent.
+"""
+
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from mimekit.errors import (AuthError, DataError, MimekitError, ProtocolError, TempFailure,
+                            UnavailableError)
+from mimekit.smtp_data import MessageScan, data_stream
+from mimekit.smtp_protocol import (CLOSED, DATA, GREETING, NEED_DATA, AuthChallenge, ConnectionClosed,
+                                   DataReply, EhloReply, Greeting, MailReply, MessageReply, RcptReply,
+                                   Reply, ServiceClosing, SMTPConnection, StartTLSReply)
+from mimekit.tls import client_context
+from mimekit.urls import ServerURL
+
+DEFAULT_TIMEOUT = 60.0
+READ_SIZE = 64 * 1024
+WRITE_BATCH = 256 * 1024   # message bytes gathered before one sendall
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    address: str
+    accepted: bool
+    code: int | None = None          # None when refused before asking the server
+    enhanced: str | None = None
+    text: str = ""
+
+    @classmethod
+    def from_reply(cls, address: str, reply: Reply, accepted: bool | None = None) -> "RecipientResult":
+        return cls(address, reply.positive if accepted is None else accepted,
+                   reply.code, reply.enhanced, reply.text)
+
+
+@dataclass
+class MessageResult:
+    source: str
+    recipients: list[RecipientResult] = field(default_factory=list)
+    queue_id: str | None = None
+    error: MimekitError | None = None   # refused locally, before the server saw the message
+
+
+@dataclass
+class OutgoingMessage:
+    """A message ready to go: its envelope, its pre-scan, and its bytes as transmitted
+    (Bcc removed). `chunks` may be called more than once."""
+
+    source: str
+    sender: str
+    recipients: tuple[str, ...]
+    scan: MessageScan
+    chunks: Callable[[], Iterable[bytes]]
+
+
+def refusal(reply: Reply, what: str) -> MimekitError:
+    """The exception a refusing reply means: 4xx may be retried, 5xx will not work."""
+    cls = TempFailure if reply.transient else UnavailableError
+    return cls(f"{what}: {reply}")
+
+
+class SMTPClient:
+    """One connection to a submission server. Use as a context manager:
+
+        with SMTPClient(url, cafile=...) as client:
+            client.login(user, password)            # optional
+            for result in client.send_messages(messages): ...
+    """
+
+    def __init__(self, url: ServerURL, cafile: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 allow_insecure: bool = False):
+        self.url = url
+        self.timeout = timeout
+        self.allow_insecure = allow_insecure
+        self._context = client_context(cafile)
+        self._sock: socket.socket | None = None
+        self._conn = SMTPConnection(tls=url.implicit_tls, allow_insecure_auth=allow_insecure)
+        self._outbox = bytearray()
+        self.encrypted = False
+
+    # connection ---------------------------------------------------------------------------
+
+    def __enter__(self) -> "SMTPClient":
+        self.connect()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(polite=exc_type is None)
+
+    def connect(self) -> None:
+        """Connect, read the greeting, EHLO, and (smtp://) upgrade with STARTTLS."""
+        where = f"{self.url.host}:{self.url.port}"
+        try:
+            self._sock = socket.create_connection((self.url.host, self.url.port), timeout=self.timeout)
+        except socket.timeout as exc:
+            raise TempFailure(f"{where}: no connection within {self.timeout:g}s") from exc
+        except OSError as exc:
+            raise UnavailableError(f"{where}: cannot connect: {exc.strerror or exc}") from exc
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.url.implicit_tls:
+            self._start_tls()
+        greeting = self._expect(Greeting)
+        if greeting.reply.code != 220:
+            raise refusal(greeting.reply, f"{where} refused the session")
+        self._ehlo()
+        if self.url.implicit_tls:
+            return
+        if "STARTTLS" not in self._conn.capabilities and self.allow_insecure:
+            return   # the caller warns: the user asked for this with the insecure flag
+        self._send(self._conn.send_starttls())   # AuthError when STARTTLS is not offered
+        reply = self._expect(StartTLSReply).reply
+        if reply.code != 220:
+            raise refusal(reply, "STARTTLS refused")
+        self._start_tls()
+        self._conn.tls_started()
+        self._ehlo()
+
+    def _start_tls(self) -> None:
+        try:
+            self._sock = self._context.wrap_socket(self._sock, server_hostname=self.url.host)
+        except ssl.SSLCertVerificationError as exc:
+            raise AuthError(f"{self.url.host}: TLS certificate not trusted ({exc.verify_message}); "
+                            "nothing was sent (use --cafile for a private CA)") from exc
+        except socket.timeout as exc:
+            raise TempFailure(f"{self.url.host}: TLS handshake timed out after {self.timeout:g}s") from exc
+        except (ssl.SSLError, OSError) as exc:
+            raise ProtocolError(f"{self.url.host}: TLS handshake failed: {exc}") from exc
+        self.encrypted = True
+
+    def _ehlo(self) -> None:
+        address = self._sock.getsockname()[0]
+        name = f"[IPv6:{address}]" if ":" in address else f"[{address}]"   # no DNS lookup
+        self._send(self._conn.send_ehlo(name))
+        reply = self._expect(EhloReply).reply
+        if reply.code != 250:
+            raise refusal(reply, "EHLO refused")
+
+    @property
+    def capabilities(self):
+        return self._conn.capabilities
+
+    def login(self, user: str, password: str) -> None:
+        """AUTH PLAIN or LOGIN; AuthError (77) when the server says no."""
+        self._send(self._conn.start_auth(user, password))
+        while True:
+            event = self._next_event()
+            if isinstance(event, AuthChallenge):
+                self._send(self._conn.answer_challenge())
+                continue
+            if event.reply.code == 235:
+                return
+            if event.reply.transient:
+                raise TempFailure(f"authentication failed for now: {event.reply}")
+            raise AuthError(f"authentication as {user} failed: {event.reply}")
+
+    def close(self, polite: bool = True) -> None:
+        """QUIT when the session is healthy, then close the socket."""
+        if self._sock is None:
+            return
+        try:
+            if polite and self._conn.state not in (CLOSED, DATA, GREETING):
+                self._send(self._conn.send_quit())
+                while self._conn.pending:
+                    self._next_event()
+        except MimekitError:
+            pass   # the messages are settled; a server slow to say goodbye changes nothing
+        finally:
+            self._sock.close()
+            self._sock = None
+
+    # messages -------------------------------------------------------------------------------
+
+    def send_messages(self, messages: Iterable[OutgoingMessage],
+                      progress: Callable[[int], None] | None = None) -> Iterator[MessageResult]:
+        """Send each message; yield its result (in order) once the server has answered.
+
+        With PIPELINING the final reply of one message is read after the next message's
+        commands are written, so each message costs one round trip.
+        """
+        pipelining = "PIPELINING" in self._conn.capabilities
+        awaiting_final: _Transaction | None = None
+        for message in messages:
+            txn = _Transaction(message)
+            try:
+                self._open(txn, pipelining)
+            except (DataError, UnavailableError) as exc:   # refused locally, nothing sent
+                if awaiting_final:
+                    yield self._finish(awaiting_final)
+                    awaiting_final = None
+                txn.result.error = exc
+                txn.result.recipients = [RecipientResult(r, False, text=str(exc)) for r in message.recipients]
+                yield txn.result
+                continue
+            if awaiting_final:
+                yield self._finish(awaiting_final)
+                awaiting_final = None
+            if not self._negotiate(txn, pipelining):
+                yield txn.result
+                continue
+            self._send_content(txn, progress)
+            if pipelining:
+                awaiting_final = txn
+            else:
+                yield self._finish(txn)
+        if awaiting_final:
+            yield self._finish(awaiting_final)
+
+    def _open(self, txn: "_Transaction", pipelining: bool) -> None:
+        """Queue MAIL (and with PIPELINING also every RCPT and DATA)."""
+        message, scan = txn.message, txn.message.scan
+        smtputf8 = scan.eight_bit_headers or not all(a.isascii() for a in message.recipients)
+        if scan.binary:
+            raise DataError("the message has NUL bytes or lines over 998 bytes and cannot be "
+                            "sent as text; re-encode it (mimekit encode)")
+        self._queue(self._conn.send_mail(message.sender, size=scan.size, eight_bit=scan.needs_8bitmime,
+                                         smtputf8=smtputf8))
+        if pipelining:
+            for address in message.recipients:
+                self._queue(self._conn.send_rcpt(address))
+            self._queue(self._conn.send_data())
+
+    def _negotiate(self, txn: "_Transaction", pipelining: bool) -> bool:
+        """Read the replies to MAIL, RCPT and DATA; True when the content should follow."""
+        mail = self._expect(MailReply).reply
+        if not pipelining and not mail.positive:
+            txn.refuse_all(mail, everyone=True)
+            self._reset()
+            return False
+        for address in txn.message.recipients:
+            if not pipelining:
+                self._send(self._conn.send_rcpt(address))
+            txn.rcpt(address, self._expect(RcptReply).reply)
+        if not pipelining and not txn.accepted:   # each recipient has its own refusal
+            self._reset()
+            return False
+        if not pipelining:
+            self._send(self._conn.send_data())
+        data = self._expect(DataReply).reply
+        if not mail.positive:
+            txn.refuse_all(mail, everyone=True)   # the real reason, not RCPT's "need MAIL"
+        elif data.code != 354:
+            txn.refuse_all(data)
+        if data.code != 354:
+            self._reset()
+            return False
+        if not txn.accepted:
+            # RFC 2920 §3.1: the server took DATA though no recipient was accepted; an
+            # empty message ends the transaction, and the server refuses it.
+            self._queue(b"".join(data_stream([])))
+            self._conn.end_data()
+            self._expect(MessageReply)
+            return False
+        return True
+
+    def _send_content(self, txn: "_Transaction", progress) -> None:
+        for chunk in data_stream(txn.message.chunks()):
+            self._queue(chunk)
+            if len(self._outbox) >= WRITE_BATCH:
+                sent = len(self._outbox)
+                self._flush()
+                if progress:
+                    progress(sent)
+        if progress:
+            progress(len(self._outbox))
+        self._conn.end_data()
+
+    def _finish(self, txn: "_Transaction") -> MessageResult:
+        final = self._expect(MessageReply)
+        if final.reply.positive:
+            txn.result.queue_id = final.queue_id
+        else:
+            txn.refuse_all(final.reply)
+        return txn.result
+
+    def _reset(self) -> None:
+        """RSET after a refused transaction (RFC 5321 §4.1.1.5), so the next MAIL starts clean."""
+        self._send(self._conn.send_rset())
+        reply = self._next_event().reply
+        if not reply.positive:
+            raise refusal(reply, "RSET refused")
+
+    # bytes ------------------------------------------------------------------------------
+
+    def _queue(self, data: bytes) -> None:
+        self._outbox += data
+
+    def _send(self, data: bytes) -> None:
+        self._queue(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._outbox:
+            return
+        try:
+            self._sock.sendall(self._outbox)
+        except socket.timeout as exc:
+            raise TempFailure(f"{self.url.host}: sending stalled for {self.timeout:g}s") from exc
+        except OSError as exc:
+            raise TempFailure(f"{self.url.host}: connection lost while sending: {exc.strerror or exc}") from exc
+        finally:
+            self._outbox.clear()
+
+    def _next_event(self):
+        """The next event; whatever is queued goes out first. Connection failures raise."""
+        self._flush()
+        while True:
+            event = self._conn.next_event()
+            if event is not NEED_DATA:
+                break
+            try:
+                data = self._sock.recv(READ_SIZE)
+            except socket.timeout as exc:
+                raise TempFailure(f"{self.url.host}: no reply within {self.timeout:g}s") from exc
+            except OSError:   # a reset connection is a dropped one
+                data = b""
+            self._conn.receive_data(data)
+        if isinstance(event, ServiceClosing):
+            raise TempFailure(f"the server is closing the connection: {event.reply}")
+        if isinstance(event, ConnectionClosed):
+            waiting = f" (no reply to {', '.join(event.pending)})" if event.pending else ""
+            raise TempFailure(f"{self.url.host}: the server closed the connection{waiting}")
+        return event
+
+    def _expect(self, event_type: type):
+        event = self._next_event()
+        if not isinstance(event, event_type):
+            raise ProtocolError(f"expected {event_type.__name__}, got {event!r}")
+        return event
+
+
+class _Transaction:
+    """One message's progress through MAIL, RCPT, DATA and the final reply."""
+
+    def __init__(self, message: OutgoingMessage):
+        self.message = message
+        self.result = MessageResult(message.source)
+        self._by_address: dict[str, RecipientResult] = {}
+
+    def rcpt(self, address: str, reply: Reply) -> None:
+        self._by_address[address] = RecipientResult.from_reply(address, reply)
+        self.result.recipients = list(self._by_address.values())
+
+    @property
+    def accepted(self) -> bool:
+        return any(r.accepted for r in self._by_address.values())
+
+    def refuse_all(self, reply: Reply, everyone: bool = False) -> None:
+        """Recipients accepted so far (with `everyone`, all of them) are refused by `reply`."""
+        for address in self.message.recipients:
+            current = self._by_address.get(address)
+            if everyone or current is None or current.accepted:
+                self._by_address[address] = RecipientResult.from_reply(address, reply, accepted=False)
+        self.result.recipients = list(self._by_address.values())

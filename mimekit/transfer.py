@@ -29,7 +29,7 @@ _BASE64_BLOCK_LINES = 1024
 
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _NOT_BASE64_ALPHABET = bytes(sorted(set(range(256)) - set(_BASE64_ALPHABET)))
-_BASE64_ALPHABET_AND_WHITESPACE = _BASE64_ALPHABET + b" \t\r\n"
+_BASE64_ALPHABET_AND_LF = _BASE64_ALPHABET + b"\n"
 _BASE64_JUNK_RUN = re.compile(rb"[^A-Za-z0-9+/= \t\r\n]+")
 _BASE64_LETTER = re.compile(rb"[A-Za-z0-9+/]")
 
@@ -118,21 +118,31 @@ class Base64Decoder:
 
     def _decode_letters(self, segment: bytes, offset: int) -> bytes:
         """Decode a stretch of input without "=" whose first byte is at `offset`."""
-        letters = segment.translate(None, _NOT_BASE64_ALPHABET)
+        strays = segment.translate(None, _BASE64_ALPHABET_AND_LF)
         found: list[Defect] = []
-        if len(letters) < len(segment) and segment.translate(None, _BASE64_ALPHABET_AND_WHITESPACE):
-            found += self._junk_runs(segment, offset)
-        if letters and self._after_padding:
+        if strays.strip(b"\r"):  # spaces, tabs or junk: keep the letters alone
+            if strays.translate(None, b" \t\r"):
+                found += self._junk_runs(segment, offset)
+            letters = segment.translate(None, _NOT_BASE64_ALPHABET)
+            count = len(letters)
+        else:  # letters and line breaks (the usual case): binascii skips the breaks itself
+            letters = segment
+            count = len(segment) - len(strays) - segment.count(b"\n")
+        if count and self._after_padding:
             self._after_padding = False
             resume = offset + _BASE64_LETTER.search(segment).start()
             found.append(Defect(DefectKind.BASE64_PADDING_MIDSTREAM, resume,
                                 "letters after padding; decoding went on"))
         self.defects += sorted(found, key=lambda defect: defect.offset)
         if self._group:
-            letters = self._group + letters
-        whole = len(letters) - len(letters) % 4
-        self._group = letters[whole:]
-        return binascii.a2b_base64(memoryview(letters)[:whole])
+            letters, count = self._group + letters, count + len(self._group)
+        cut = len(letters)
+        for _ in range(count % 4):  # step back over the letters of the unfinished group
+            cut -= 1
+            while letters[cut] in b"\r\n":
+                cut -= 1
+        self._group = letters[cut:].translate(None, b"\r\n")
+        return binascii.a2b_base64(memoryview(letters)[:cut])
 
     def _junk_runs(self, segment: bytes, offset: int) -> list[Defect]:
         """One defect per run of junk; a run cut in two by a chunk boundary stays one."""

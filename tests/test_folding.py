@@ -1,5 +1,7 @@
 """Folding, unfolding, field-name checks and the RFC 5322 lexical scanners."""
 
+import json
+import re
 import time
 
 import pytest
@@ -146,3 +148,26 @@ def test_scanners_are_linear_on_200_kb(text, scan):
     started = time.perf_counter()
     scan(text)
     assert time.perf_counter() - started < 2
+
+
+def first_field(header: str) -> str:
+    """The value of the first field of a header block: up to the first line break that is
+    not folding. The stalwart header vectors include the next field or a body line."""
+    return re.split(r"\r?\n(?![ \t])", header, maxsplit=1)[0]
+
+
+def stalwart_vectors(corpus_dir, name: str) -> list[dict]:
+    """stalwart mail-parser's header test vectors: [{"header": ..., "expected": ...}]."""
+    path = corpus_dir / "stalwartlabs-mail-parser" / "resources" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("header, value", [
+    ("Re: Saying Hello\r\n", "Re: Saying Hello"),
+    (" Fwd: \n\tSaying \n Hello\r\n", " Fwd: \n\tSaying \n Hello"),
+    (" FWD: \n Saying Hello \nX-Mailer: 123\r\n", " FWD: \n Saying Hello "),
+    ("a\r\n\r\n body", "a"),
+    ("no line break", "no line break"),
+])
+def test_first_field_stops_at_a_line_break_that_is_not_folding(header, value):
+    assert first_field(header) == value

@@ -1,0 +1,389 @@
+"""RFC 2047 encoded-words, both directions, and the charset rules header text needs.
+
+Encoding writes UTF-8 encoded-words of at most 75 characters (RFC 2047 §2), B or Q per word
+whichever carries more text, never splitting a character (nor, where it can be avoided, a
+combining sequence) across words. Whitespace between two adjacent encoded-words is ignored
+by decoders (§6.2), so spaces of the text that fall between encoded-words are encoded inside
+them, and the words are separated by one folding space.
+
+Decoding is tolerant, as mail in the wild needs: adjacent words are joined, a run of words in
+one charset is decoded as one byte string (so a character split across two words survives),
+unknown charsets are decoded as well as can be, malformed words stay as they are, raw UTF-8
+(RFC 6532) is accepted and other raw 8-bit text is read as windows-1252 or chardet's guess.
+Every repair is reported as a Defect whose offset is relative to the start of the value.
+
+Scanning is linear: the encoded-word pattern has no nested quantifiers and every character
+class in it stops at the next '?', so no match attempt runs past the next candidate.
+"""
+
+import base64
+import binascii
+import re
+import unicodedata
+from dataclasses import replace
+
+from .charsets import WINDOWS_1252, resolve_charset
+from .charsets import decode_text as decode_charset
+from .defects import Defect, DefectKind
+
+MAX_WORD = 75                                   # RFC 2047 §2: an encoded-word's length limit
+_PREFIX_LEN = len("=?utf-8?q?")
+OVERHEAD = _PREFIX_LEN + len("?=")              # characters of an encoded-word that carry no text
+_MIN_ROOM = OVERHEAD + 8                        # room for the widest character in either encoding
+
+# charset = RFC 2045 token (no tspecials, no '*' which starts an RFC 2231 language suffix).
+_CHARSET = r"[^\x00-\x20\x7f?*()<>@,;:\"/\[\]=\\]+"
+ENCODED_WORD = re.compile(
+    rf"=\?(?P<charset>{_CHARSET})(?:\*(?P<lang>[^?\s]*))?\?(?P<encoding>[BbQq])\?(?P<text>[^?]*)\?=")
+# A word that starts like an encoded-word but does not complete is malformed; only its "=?"
+# is consumed, so a real encoded-word starting inside it is still found.
+_SCAN = re.compile(rf"{ENCODED_WORD.pattern}|(?P<broken>=\?)(?={_CHARSET}\?)")
+_PLAIN_SEGMENT = re.compile(r"[ \t\r\n]+|[^ \t\r\n]+")
+_FOLD_IN_WORD = re.compile(r"\r?\n[ \t]*|\r")
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*(=*)")
+_Q_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+_Q_BAD_ESCAPE = re.compile(rb"=(?![0-9A-Fa-f]{2})")
+_WORDS = re.compile(r"[ \t]+|[^ \t]+")
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
+_PRINTABLE_WORD = re.compile(r"[\x21-\x7e]+")
+_PRINTABLE_PHRASE = re.compile(r"[\x20-\x7e]+")
+
+
+# ---------------------------------------------------------------------------------------
+# charsets (labels and decoding are mimekit.charsets'; only the header rules are here)
+
+_CHARDET_SAMPLE = 4096
+# chardet's confidence on a few words of header text is low even when it is right (KOI8-R
+# and Shift_JIS score 0.2-0.5) and its wrong guesses score lower still (mac-iceland for
+# Latin-1 German, 0.03), so below this a non-UTF-8 header is read as windows-1252.
+_CHARDET_MIN_CONFIDENCE = 0.1
+
+
+def decode_declared(data: bytes, charset: str | None, defects: list[Defect], offset: int = 0) -> str:
+    """Decode bytes declared as `charset` the way mimekit.charsets reads any text; its
+    defects are reported at `offset`, where the declaration is."""
+    text, found = decode_charset(data, charset)
+    defects.extend(replace(defect, offset=offset) for defect in found)
+    return text
+
+
+def _raw_header_codec(raw: bytes) -> str:
+    """The codec for raw 8-bit header bytes that are not UTF-8."""
+    import chardet  # imported on first need: it costs start-up time every command would pay
+    guess = chardet.detect(raw[:_CHARDET_SAMPLE])
+    codec = resolve_charset(guess["encoding"]) if guess["confidence"] >= _CHARDET_MIN_CONFIDENCE else None
+    if codec:
+        try:
+            raw.decode(codec)
+            return codec
+        except (UnicodeDecodeError, LookupError):
+            pass
+    return WINDOWS_1252
+
+
+def header_text(raw: bytes | str, defects: list[Defect]) -> tuple[str, str | None]:
+    """A raw header value as text: ASCII, UTF-8 (RFC 6532), or else a lenient reading.
+
+    Returns the text and the codec that maps its character offsets back to byte offsets
+    (None when they are the same, or when the input was already text).
+    """
+    if isinstance(raw, str):
+        return raw, None
+    if raw.isascii():
+        return raw.decode("ascii"), None
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        codec = _raw_header_codec(raw)
+        text, _ = decode_charset(raw, codec)
+        first_8bit = next(i for i, byte in enumerate(raw) if byte >= 0x80)
+        defects.append(Defect(DefectKind.CHARSET_FALLBACK, first_8bit, f"header is not UTF-8; read as {codec}"))
+        return text, codec
+
+
+def byte_offsets(defects: list[Defect], text: str, codec: str | None) -> list[Defect]:
+    """Turn defect offsets counted in characters of `text` into byte offsets of the raw value."""
+    if codec is None:
+        return defects
+    by_offset = sorted(range(len(defects)), key=lambda i: defects[i].offset)
+    result = list(defects)
+    done_chars = done_bytes = 0
+    for i in by_offset:
+        offset = defects[i].offset
+        done_bytes += len(text[done_chars:offset].encode(codec, errors="replace"))
+        done_chars = offset
+        result[i] = replace(defects[i], offset=done_bytes)
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# decoding
+
+def _payload(match: re.Match, offset: int, defects: list[Defect]) -> bytes | None:
+    """The bytes an encoded-word carries, or None when it is too broken to decode."""
+    text = match["text"]
+    unfolded = _FOLD_IN_WORD.sub("", text)
+    if unfolded != text or " " in unfolded or "\t" in unfolded:
+        defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset, "whitespace inside encoded-word"))
+    if match["encoding"] in "Bb":
+        compact = "".join(unfolded.split())
+        shape = _BASE64_TEXT.fullmatch(compact)
+        data = compact.rstrip("=")
+        if shape is None or len(data) % 4 == 1:
+            defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset, "invalid base64 in encoded-word"))
+            return None
+        if len(compact) % 4:
+            defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset, "base64 padding in encoded-word"))
+        return binascii.a2b_base64(data + "=" * (-len(data) % 4))
+    data = unfolded.encode("utf-8").replace(b"_", b" ")
+    if _Q_BAD_ESCAPE.search(data):
+        defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset, "invalid =XX escape kept as is"))
+    return _Q_ESCAPE.sub(lambda m: bytes.fromhex(m[1].decode()), data)
+
+
+class HeaderTextBuilder:
+    """Assembles decoded header text from plain text, whitespace and encoded-words.
+
+    Whitespace between two adjacent encoded-words is dropped (RFC 2047 §6.2), and adjacent
+    words in the same charset are decoded together as one byte string.
+    """
+
+    def __init__(self, defects: list[Defect]):
+        self._defects = defects
+        self._out: list[str] = []
+        self._space: list[str] = []
+        self._after_word = False
+        self._charset: str | None = None
+        self._bytes = bytearray()
+        self._run_offset = 0
+
+    def add_space(self, whitespace: str) -> None:
+        self._space.append(whitespace)
+
+    def add_text(self, text: str) -> None:
+        self._flush_run()
+        self._out.extend(self._space)
+        self._space.clear()
+        self._out.append(text)
+        self._after_word = False
+
+    def add_encoded_word(self, match: re.Match, offset: int) -> None:
+        data = _payload(match, offset, self._defects)
+        if data is None:
+            self.add_text(match.group())
+            return
+        charset = match["charset"].lower()
+        if self._after_word:
+            self._space.clear()
+        if not (self._after_word and charset == self._charset):
+            self._flush_run()
+            self._out.extend(self._space)
+            self._space.clear()
+            self._charset, self._run_offset = charset, offset
+        self._bytes += data
+        self._after_word = True
+
+    def text(self) -> str:
+        self._flush_run()
+        self._out.extend(self._space)
+        self._space.clear()
+        return "".join(self._out)
+
+    def _flush_run(self) -> None:
+        if self._charset is not None:
+            self._out.append(decode_declared(bytes(self._bytes), self._charset, self._defects, self._run_offset))
+            self._charset, self._bytes = None, bytearray()
+
+
+def decode_words(text: str, defects: list[Defect], offset: int = 0) -> str:
+    """Decode the encoded-words in unstructured text; line breaks of folding are removed.
+
+    `offset` is where `text` starts in the value, for the defects' offsets.
+    """
+    builder = HeaderTextBuilder(defects)
+
+    def add_plain(start: int, end: int) -> None:
+        for segment in _PLAIN_SEGMENT.finditer(text, start, end):
+            piece = segment.group()
+            if piece[0] in " \t\r\n":
+                builder.add_space(piece.replace("\r", "").replace("\n", ""))
+            else:
+                builder.add_text(piece)
+
+    done = 0
+    for match in _SCAN.finditer(text):
+        start, end = match.span()
+        add_plain(done, start)
+        done = end
+        if match["broken"]:
+            defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset + start, "incomplete encoded-word"))
+            builder.add_text(match.group())
+            continue
+        if (start and not text[start - 1].isspace()) or (end < len(text) and not text[end].isspace()):
+            defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset + start,
+                                  "encoded-word not separated by whitespace"))
+        builder.add_encoded_word(match, offset + start)
+    add_plain(done, len(text))
+    return builder.text()
+
+
+def decode_header_value(raw: bytes | str) -> tuple[str, list[Defect]]:
+    """Decode an unstructured header value (Subject, Comments, ...) to text."""
+    defects: list[Defect] = []
+    text, codec = header_text(raw, defects)
+    stripped = text.lstrip(" \t\r\n")
+    start = len(text) - len(stripped)
+    decoded = decode_words(stripped.rstrip(" \t\r\n"), defects, start)
+    return decoded, byte_offsets(defects, text, codec)
+
+
+# ---------------------------------------------------------------------------------------
+# encoding
+
+def _q_table(safe: str) -> list[str]:
+    table = [f"={byte:02X}" for byte in range(256)]
+    for char in safe:
+        table[ord(char)] = char
+    table[0x20] = "_"
+    return table
+
+
+# RFC 2047 §5(1): in unstructured text any printable ASCII except '=', '?' and '_'.
+_Q_TEXT = _q_table("".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in "=?_"))
+# RFC 2047 §5(3): in a phrase only letters, digits and "!*+-/"; also safe inside a quoted string.
+_Q_PHRASE = _q_table("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+
+
+def _extends_cluster(char: str, previous: str) -> bool:
+    """Whether `char` belongs to the same user-perceived character as the one before it."""
+    return (unicodedata.category(char) in ("Mn", "Mc", "Me")
+            or char == "\u200d" or previous == "\u200d"                 # zero-width joiner
+            or "\ufe00" <= char <= "\ufe0f"                             # variation selectors
+            or "\U0001f3fb" <= char <= "\U0001f3ff"                     # skin-tone modifiers
+            or "\U000e0020" <= char <= "\U000e007f")                    # emoji tag sequences
+
+
+def _clusters(text: str) -> list[bytes]:
+    """UTF-8 bytes of each approximate grapheme cluster: where words may be split."""
+    starts = [i for i, char in enumerate(text) if i == 0 or not _extends_cluster(char, text[i - 1])]
+    starts.append(len(text))
+    return [text[a:b].encode("utf-8") for a, b in zip(starts, starts[1:])]
+
+
+def _q_encode(data: bytes, table: list[str]) -> str:
+    return "".join([table[byte] for byte in data])
+
+
+def encode_as_words(text: str, *, phrase: bool = False, first_room: int = MAX_WORD,
+                    room: int = MAX_WORD) -> list[str]:
+    """Encode all of `text` as UTF-8 encoded-words.
+
+    The first word is at most `first_room` characters, the others at most `room` (never over
+    75). Each word is B or Q, whichever carries more of the text. `phrase` restricts Q to the
+    characters RFC 2047 §5(3) allows in a display name (also safe inside a quoted string).
+    """
+    table = _Q_PHRASE if phrase else _Q_TEXT
+    units = _clusters(text)
+    q_sizes = [sum(len(table[byte]) for byte in unit) for unit in units]
+    words: list[str] = []
+    room = min(room, MAX_WORD)
+    capacity = (first_room if first_room >= _MIN_ROOM else room) - OVERHEAD
+    index = 0
+    while index < len(units):
+        q_end, q_width = index, 0
+        while q_end < len(units) and q_width + q_sizes[q_end] <= capacity:
+            q_width += q_sizes[q_end]
+            q_end += 1
+        b_end, b_bytes = index, 0
+        while b_end < len(units) and 4 * -(-(b_bytes + len(units[b_end])) // 3) <= capacity:
+            b_bytes += len(units[b_end])
+            b_end += 1
+        if q_end == b_end == index:
+            # One cluster too long for any word (a pile of combining marks): split it into
+            # code points, which always fit.
+            codepoints = [char.encode("utf-8") for char in units[index].decode("utf-8")]
+            units[index:index + 1] = codepoints
+            q_sizes[index:index + 1] = [sum(len(table[b]) for b in cp) for cp in codepoints]
+            continue
+        data = b"".join(units[index:max(q_end, b_end)])
+        b_width = 4 * -(-len(data) // 3) if b_end >= q_end else None
+        if q_end > b_end or (q_end == b_end and q_width <= b_width):
+            words.append(f"=?utf-8?q?{_q_encode(data, table)}?=")
+            index = q_end
+        else:
+            words.append(f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?=")
+            index = b_end
+        capacity = room - OVERHEAD
+    return words
+
+
+def _needs_encoding(word: str) -> bool:
+    return not _PRINTABLE_WORD.fullmatch(word) or "=?" in word
+
+
+def encode_unstructured(text: str, offset: int = 0, max_len: int = 78) -> str:
+    """Make unstructured text (a Subject) 7-bit: ASCII words stay, the rest become encoded-words.
+
+    A plain word is encoded too when it could be mistaken for an encoded-word (contains
+    "=?") or is too long for a folded line. Whitespace at either end of the text is kept by
+    encoding it, since decoders strip it otherwise. `offset` is the number of columns
+    already used on the first line, so the first encoded-word fits there.
+    """
+    tokens = _WORDS.findall(text)
+    if not tokens:
+        return text
+    encode = [False] * len(tokens)
+    for i, token in enumerate(tokens):
+        if token[0] not in " \t":
+            width = len(token) + (offset if i == 0 else 1)
+            encode[i] = _needs_encoding(token) or width > max_len
+    for edge, neighbour in ((0, 1), (len(tokens) - 1, len(tokens) - 2)):
+        if tokens[edge][0] in " \t":
+            encode[edge] = True
+            if 0 <= neighbour < len(tokens):
+                encode[neighbour] = True
+    marked = [i for i, flag in enumerate(encode) if flag]
+    if not marked:
+        return text
+    # Runs of tokens encoded together: the whitespace between two encoded tokens must be
+    # inside the encoding, and a short plain stretch between them costs less encoded than
+    # the overhead of starting another encoded-word.
+    runs = [[marked[0], marked[0]]]
+    for i in marked[1:]:
+        gap = sum(len(t) for t in tokens[runs[-1][1] + 1:i])
+        if gap < OVERHEAD or all(t[0] in " \t" for t in tokens[runs[-1][1] + 1:i]):
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    out: list[str] = []
+    column = offset
+    done = 0
+    for first, last in runs:
+        plain = "".join(tokens[done:first])
+        out.append(plain)
+        column += len(plain)
+        first_room = min(MAX_WORD, max_len - column) if column <= max_len else MAX_WORD
+        words = encode_as_words("".join(tokens[first:last + 1]), first_room=first_room)
+        out.append(" ".join(words))
+        column = max_len + 1   # past the first line: later words are sized for lines of their own
+        done = last + 1
+    out.append("".join(tokens[done:]))
+    return "".join(out)
+
+
+def encode_phrase(text: str, offset: int = 0, max_len: int = 78) -> str:
+    """A display name as a phrase: atoms, else a quoted-string, else encoded-words.
+
+    Non-ASCII names, names containing "=?" and names with a word too long for a folded line
+    are encoded as a whole, in Q restricted to RFC 2047 §5(3) or B. `offset` is the number
+    of columns already used on the line where the phrase starts.
+    """
+    if _PRINTABLE_PHRASE.fullmatch(text) and "=?" not in text:
+        rendered = text if _ATOMS.fullmatch(text) else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        words = rendered.split(" ")
+        if offset + len(words[0]) <= max_len and all(len(w) < max_len for w in words[1:]):
+            return rendered
+    if not text:
+        return '""'
+    first_room = min(MAX_WORD, max_len - offset)
+    return " ".join(encode_as_words(text, phrase=True, first_room=first_room))

@@ -4,15 +4,19 @@ Why real servers: the transports must be checked against what mail software real
 (EHLO keywords, SASL, STARTTLS, size limits, IMAP literals, POP3 dot-stuffing), not against
 our own idea of it. See ../shared/notes/mail-servers.md for the facts this file relies on.
 
-Layout: each session gets a directory under STATE_ROOT holding a throw-away CA and server
+Layout: each session gets a slot directory under STATE_ROOT holding a throw-away CA and server
 certificate, a Postfix config/queue, a Dovecot config and the shared Maildir tree:
 Postfix `virtual` delivers into MAIL/<user>/, and Dovecot serves the same directories over
 IMAP and POP3. Nothing is ever delivered anywhere else: every non-local transport is `error`.
 
-Sessions run side by side (several engineers share one machine), so nothing is fixed:
-ports are free ones picked by the kernel, directories are per session, and a session holds
-a lock on its directory for its lifetime. A directory whose lock is free belongs to a
-session that died; the next session stops whatever it left running and removes it.
+Sessions run side by side (several engineers share one machine), so ports are free ones
+picked by the kernel and each session claims one of SLOTS fixed directories by holding a
+lock on it. The directories are fixed because Postfix takes `-c DIR` only for directories
+listed in the system main.cf, and every edit of main.cf makes every Postfix command on the
+machine wait about 2 s (Postfix waits for a recently changed main.cf to settle): the slots
+are registered once, idempotently. A slot whose lock is free but whose directory is not
+empty belongs to a session that died; the next session stops what it left running and
+empties it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,9 +39,10 @@ DOMAIN = "example.test"
 # tmpfs when there is one: both servers fsync every message, and on this shared VM disk that
 # made delivery 3x slower (200 messages over one connection: 0.67 s on /tmp, 0.19 s here).
 STATE_ROOT = Path("/dev/shm" if os.path.isdir("/dev/shm") else "/tmp") / "mimekit-servers"
-# One lock for every session on the machine, whatever its STATE_ROOT: it also guards edits
-# of the system main.cf, which all sessions share.
+# One lock for every session on the machine, whatever its STATE_ROOT: it guards claiming
+# slots and edits of the system main.cf, which all sessions share.
 GLOBAL_LOCK = Path("/tmp/mimekit-servers.lock")
+SLOTS = 16
 SYSTEM_MAIN_CF = Path("/etc/postfix/main.cf")
 # Postfix `virtual` and Dovecot's mail processes both run as nobody:nogroup.
 VMAIL_UID = VMAIL_GID = 65534
@@ -222,12 +226,7 @@ class ServerInstance:
     @classmethod
     def start(cls) -> "ServerInstance":
         started = time.monotonic()
-        with _global_lock():
-            _reap_stale_sessions()
-            root = Path(tempfile.mkdtemp(prefix="s-", dir=STATE_ROOT))
-            lock_file = open(root / "session.lock", "w")
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            _set_alternate_config_dirs(add=root / "postfix")
+        root, lock_file = _claim_slot(started + STARTUP_DEADLINE)
         instance = cls(root, lock_file)
         try:
             instance._configure()
@@ -476,10 +475,8 @@ service anvil {{
                 proc.wait()
         for sid in sessions:
             _kill_session(sid)
-        shutil.rmtree(self.root, ignore_errors=True)
+        _empty(self.root)
         self.lock_file.close()
-        with _global_lock():
-            _set_alternate_config_dirs()
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, name: str, logs: list[Path],
@@ -531,11 +528,11 @@ def _kill_session(sid: int) -> None:
             pass
 
 
-# --- sessions, stale leftovers and the system main.cf ---------------------------------
+# --- slots, stale leftovers and the system main.cf ------------------------------------
 
 
 class _global_lock:
-    """Serialises session creation, reaping and main.cf edits between concurrent sessions."""
+    """Serialises claiming slots, reaping and main.cf edits between concurrent sessions."""
 
     def __enter__(self):
         self.file = open(GLOBAL_LOCK, "w")
@@ -546,25 +543,44 @@ class _global_lock:
         self.file.close()
 
 
-def _reap_stale_sessions() -> None:
-    """Stop the servers of sessions that died without tearing down (their lock is free)."""
-    for root in STATE_ROOT.iterdir():
-        if not root.is_dir():
-            continue
-        with open(root / "session.lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live session
-            if (root / "postfix" / "main.cf").exists():
-                subprocess.run(["postfix", "-c", str(root / "postfix"), "stop"],
-                               capture_output=True, timeout=30)
-            _kill_stale_dovecots(root)
-            shutil.rmtree(root, ignore_errors=True)
-    _set_alternate_config_dirs()
+def _slot(n: int) -> Path:
+    return STATE_ROOT / f"slot-{n:02d}"
 
 
-def _kill_stale_dovecots(root: Path) -> None:
+def _claim_slot(deadline: float):
+    """Lock a free slot and return its (fresh, empty) directory and the held lock file.
+    Every other free slot with leftovers is cleaned on the way."""
+    while True:
+        claimed = None
+        with _global_lock():
+            _register_slots()
+            for n in range(SLOTS):
+                lock = open(f"{_slot(n)}.lock", "w")
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    lock.close()  # a live session
+                    continue
+                _clean_dead_session(_slot(n))
+                if claimed is None:
+                    claimed = (_slot(n), lock)
+                else:
+                    lock.close()
+        if claimed:
+            return claimed
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"all {SLOTS} test server slots in {STATE_ROOT} are in use")
+        time.sleep(0.5)
+
+
+def _clean_dead_session(root: Path) -> None:
+    """Stop whatever a session that died without teardown left running, remove its files."""
+    root.mkdir(mode=0o755, exist_ok=True)
+    if not any(root.iterdir()):
+        return
+    if (root / "postfix" / "main.cf").exists():
+        subprocess.run(["postfix", "-c", str(root / "postfix"), "stop"],
+                       capture_output=True, timeout=30)
     for pid_file in root.glob("dovecot*/run/master.pid"):
         pid = _read_pid(pid_file)
         try:
@@ -578,19 +594,28 @@ def _kill_stale_dovecots(root: Path) -> None:
                     break
                 time.sleep(0.1)
             _kill_session(pid)  # it was started as a session leader
+    _empty(root)
 
 
-def _set_alternate_config_dirs(add: Path | None = None) -> None:
-    """Postfix accepts `-c DIR` only for directories listed in the system main.cf. Keep the
-    entries of other software, drop ours (any mimekit-servers root) whose session directory
-    is gone, add `add`. Callers hold _global_lock."""
+def _empty(root: Path) -> None:
+    """Remove a slot's contents. The directory itself stays: a registered Postfix directory
+    that exists is one no older copy of this file prunes from main.cf."""
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _register_slots() -> None:
+    """Make sure every slot's Postfix directory is in alternate_config_directories of the
+    system main.cf, keeping other entries; main.cf is rewritten only when one is missing."""
     SYSTEM_MAIN_CF.touch()  # absent when the package was installed with "No configuration"
     current = subprocess.run(["postconf", "-h", "alternate_config_directories"],
                              capture_output=True, text=True, check=True).stdout
-    entries = [e for e in current.replace(",", " ").split()
-               if "/mimekit-servers" not in e or Path(e).is_dir()]
-    if add is not None and str(add) not in entries:
-        entries.append(str(add))
-    if entries != current.replace(",", " ").split():
-        subprocess.run(["postconf", "-e", f"alternate_config_directories = {' '.join(entries)}"],
-                       check=True, capture_output=True)
+    entries = current.replace(",", " ").split()
+    missing = [str(_slot(n) / "postfix") for n in range(SLOTS)
+               if str(_slot(n) / "postfix") not in entries]
+    if missing:
+        subprocess.run(["postconf", "-e", "alternate_config_directories = "
+                        + " ".join(entries + missing)], check=True, capture_output=True)

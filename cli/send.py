@@ -1,3 +1,161 @@
-"""`mimekit send` (not built yet: its issue's owner replaces this module)."""
+"""`mimekit send`: hand messages to an SMTP server over one connection, or to a local store.
 
-COMMANDS = []
+Thin by design: options in, mimekit.envelope / smtp_client / stores do the work, results
+out (one line per message on stderr, or one JSON document), and one exit code for the
+whole run: 0 only when every recipient of every message was accepted.
+"""
+
+import sys
+
+import click
+
+from mimekit.envelope import prepare_message
+from mimekit.errors import MimekitError, UsageError
+from mimekit.secrets import resolve_password
+from mimekit.smtp_client import DEFAULT_TIMEOUT, MessageResult, RecipientResult, SMTPClient
+from mimekit.stores import Mbox, open_store
+from mimekit.urls import parse_url
+from mimekit_cli.common import Progress, emit_json, exit_code_for, json_option, quiet_option, reporting
+
+SCHEMES = {"smtp", "smtps", "maildir", "mbox"}
+# When results differ, the code that tells a script most: a message that can never be
+# sent as it is, then a permanent refusal, then "try again later".
+EXIT_PRECEDENCE = (65, 69, 75)
+
+
+@click.command("send")
+@click.option("--server", required=True, metavar="URL",
+              help="smtp://HOST[:PORT] (STARTTLS, required), smtps://HOST[:PORT] (implicit TLS), "
+                   "maildir:PATH or mbox:PATH.")
+@click.option("--user", metavar="NAME", help="Log in as NAME (also smtp://NAME@HOST).")
+@click.option("--password-command", metavar="CMD",
+              help="Command whose first output line is the password (else MIMEKIT_PASSWORD, ~/.netrc).")
+@click.option("--cafile", metavar="PEM", help="Trust this CA (a private CA); verification is always on.")
+@click.option("--insecure-plaintext-auth", is_flag=True,
+              help="Allow a server without STARTTLS: log in and send in the clear (a warning is printed).")
+@click.option("--from", "sender", metavar="ADDR", help="Envelope sender (default: the From header).")
+@click.option("--to", "recipients", metavar="ADDR", multiple=True, help="Envelope recipient (repeatable).")
+@click.option("-t", "extract", is_flag=True, help="Also send to the To, Cc and Bcc addresses of the message.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT,
+              show_default=True, metavar="SECONDS", help="Limit for every network operation.")
+@json_option
+@quiet_option
+@click.argument("files", nargs=-1, metavar="[FILE|-]...")
+def send(server, user, password_command, cafile, insecure_plaintext_auth, sender, recipients, extract,
+         timeout, as_json, quiet, files):
+    """Send messages (files, or stdin) over one SMTP connection, or deliver them locally.
+
+    Bcc fields are never transmitted. Exit 0 only when every recipient of every message
+    was accepted; 75 means try again later (4xx, timeout, dropped connection).
+    """
+    files = files or ("-",)
+    with reporting("send", as_json):
+        if files.count("-") > 1:
+            raise UsageError("stdin (-) can be read only once")
+        url = parse_url(server, SCHEMES)
+        messages = [prepare_message(path, sender, recipients, extract) for path in files]
+        if not url.is_local:
+            for message in messages:
+                if not message.recipients:
+                    raise UsageError(f"{message.source}: no recipient (give --to, or -t to use "
+                                     "the To, Cc and Bcc of the message)")
+        progress = Progress("send", total=sum(m.scan.size for m in messages), quiet=quiet or as_json)
+        results: list[MessageResult] = []
+        try:
+            if url.is_local:
+                _deliver_locally(url, messages, results, progress)
+            else:
+                _send_over_smtp(url, messages, results, progress, user, password_command, cafile,
+                                insecure_plaintext_auth, timeout)
+        except MimekitError as exc:
+            progress.close()
+            _report(messages, results, as_json, quiet, failure=exc)
+            sys.exit(exit_code_for(exc))
+        progress.close()
+        _report(messages, results, as_json, quiet)
+        sys.exit(_exit_code(results))
+
+
+def _send_over_smtp(url, messages, results, progress, user, password_command, cafile, insecure, timeout):
+    user = user or url.user
+    if password_command and not user:
+        raise UsageError("--password-command needs --user (or smtp://USER@HOST)")
+    password = resolve_password(user, url.host, password_command) if user else None
+    with SMTPClient(url, cafile=cafile, timeout=timeout, allow_insecure=insecure) as client:
+        if not client.encrypted:
+            click.echo(f"mimekit send: warning: {url.host} offers no STARTTLS; continuing WITHOUT "
+                       "encryption because --insecure-plaintext-auth was given", err=True)
+        if user:
+            client.login(user, password)
+        for result in client.send_messages(messages, progress=progress.update):
+            results.append(result)
+            progress.update(0, items=1)
+
+
+def _deliver_locally(url, messages, results, progress):
+    store = open_store(url)
+    for message in messages:
+        if isinstance(store, Mbox):
+            key = store.add(message.chunks(), sender=message.sender)
+        else:
+            key = store.add(message.chunks())
+        delivered = f"delivered to {url.scheme}:{url.path}"
+        results.append(MessageResult(message.source, [RecipientResult(r, True, text=delivered)
+                                                      for r in message.recipients], queue_id=key))
+        progress.update(message.scan.size, items=1)
+
+
+def _exit_code(results: list[MessageResult]) -> int:
+    codes = set()
+    for result in results:
+        if result.error is not None:
+            codes.add(exit_code_for(result.error))
+        for recipient in result.recipients:
+            if not recipient.accepted and recipient.code is not None:
+                codes.add(75 if recipient.code < 500 else 69)
+    return next((code for code in EXIT_PRECEDENCE if code in codes), 0)
+
+
+def _report(messages, results, as_json, quiet, failure: MimekitError | None = None) -> None:
+    """Every message's outcome; those the run never settled are reported as not sent."""
+    unsent = [MessageResult(m.source, [RecipientResult(r, False, text=f"not sent: {failure}")
+                                       for r in m.recipients])
+              for m in messages[len(results):]]
+    if as_json:
+        document = {"messages": [_result_json(r) for r in results + unsent]}
+        if failure:
+            document["error"] = {"code": exit_code_for(failure), "kind": failure.kind, "message": str(failure)}
+        emit_json("send", document)
+        return
+    for result in results:
+        if result.error is not None:
+            click.echo(f"mimekit send: {result.source}: not sent: {result.error}", err=True)
+            continue
+        accepted = [r for r in result.recipients if r.accepted]
+        for recipient in result.recipients:
+            if not recipient.accepted:
+                reply = " ".join(str(part) for part in (recipient.code, recipient.enhanced, recipient.text) if part)
+                click.echo(f"mimekit send: {result.source}: {recipient.address} refused: {reply}", err=True)
+        if not quiet and accepted:
+            queued = f", queued as {result.queue_id}" if result.queue_id else ""
+            click.echo(f"mimekit send: {result.source}: {len(accepted)} of {len(result.recipients)} "
+                       f"recipient(s) accepted{queued}", err=True)
+    if failure:
+        not_sent = f"; not sent: {', '.join(m.source for m in unsent)}" if unsent else ""
+        click.echo(f"mimekit send: {failure}{not_sent}", err=True)
+
+
+def _result_json(result: MessageResult) -> dict:
+    document = {
+        "source": result.source,
+        "queue_id": result.queue_id,
+        "recipients": [{"address": r.address, "accepted": r.accepted, "code": r.code,
+                        "enhanced": r.enhanced, "text": r.text} for r in result.recipients],
+    }
+    if result.error is not None:
+        document["error"] = {"code": exit_code_for(result.error), "kind": result.error.kind,
+                             "message": str(result.error)}
+    return document
+
+
+COMMANDS = [send]

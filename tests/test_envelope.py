@@ -1,0 +1,128 @@
+"""Envelope from the message and the Bcc filter: Bcc recipients get mail, nobody sees Bcc."""
+
+import io
+import sys
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from mimekit.envelope import envelope_for, prepare_message, remove_bcc
+from mimekit.errors import DataError, UsageError
+from mimekit.smtp_data import scan_message
+from strategies import chunkings
+
+MESSAGE = (b"From: Alice <alice@example.test>\r\n"
+           b"To: Bob <bob@example.test>, \"Doe, Carol\" <carol@example.test>\r\n"
+           b"Bcc: secret@example.test,\r\n"
+           b"\thidden@example.test\r\n"
+           b"Subject: Bcc: is only a word here\r\n"
+           b"bcc : shouty@example.test\r\n"
+           b"Cc: team: dave@example.test, erin@example.test;\r\n"
+           b"\r\n"
+           b"Bcc: this line is body text and stays\r\n")
+WITHOUT_BCC = (b"From: Alice <alice@example.test>\r\n"
+               b"To: Bob <bob@example.test>, \"Doe, Carol\" <carol@example.test>\r\n"
+               b"Subject: Bcc: is only a word here\r\n"
+               b"Cc: team: dave@example.test, erin@example.test;\r\n"
+               b"\r\n"
+               b"Bcc: this line is body text and stays\r\n")
+
+
+def test_bcc_fields_and_their_continuations_are_removed_from_the_header_only():
+    assert b"".join(remove_bcc([MESSAGE])) == WITHOUT_BCC
+
+
+@given(st.data(), st.sampled_from([MESSAGE, MESSAGE.replace(b"\r\n", b"\n"), MESSAGE.replace(b"\r\n", b"\r")]))
+def test_bcc_removal_is_the_same_for_any_chunking_and_line_ending(data, message):
+    whole = b"".join(remove_bcc([message]))
+    assert b"".join(remove_bcc(data.draw(chunkings(message)))) == whole
+    assert b"secret@" not in whole.split(b"this line")[0] and b"shouty@" not in whole
+
+
+header_lines = st.lists(st.tuples(st.sampled_from([b"Bcc: x@a", b"bcc : y@a", b" folded", b"\tfolded", b"To: z@a",
+                                                   b"Subject: Bcc: w", b"X-Bcc: q@a"]),
+                                  st.sampled_from([b"\r\n", b"\n", b"\r"])), max_size=12)
+
+
+def reference_without_bcc(lines: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """Whole-message reference: drop Bcc fields and the continuation lines that follow them."""
+    kept, dropping = [], False
+    for text, ending in lines:
+        if not text.startswith((b" ", b"\t")):
+            dropping = text.split(b":")[0].strip().lower() == b"bcc"
+        if not dropping:
+            kept.append(text + ending)
+    return b"".join(kept) + body
+
+
+@given(st.data(), header_lines, st.sampled_from([b"\r\n", b"\n", b"\r"]))
+def test_generated_headers_with_mixed_line_endings(data, lines, blank):
+    assume(not (lines and lines[-1][1] == b"\r" and blank.startswith(b"\n")))   # that would be one CRLF
+    body = blank + b"Bcc: body text\r\n"
+    message = b"".join(text + ending for text, ending in lines) + body
+    assert b"".join(remove_bcc(data.draw(chunkings(message)))) == reference_without_bcc(lines, body)
+
+
+def test_a_message_without_header_or_ending_mid_header_passes_untouched():
+    assert b"".join(remove_bcc([b"\r\nBcc: body\r\n"])) == b"\r\nBcc: body\r\n"
+    assert b"".join(remove_bcc([b"Subject: x\r\nBc"])) == b"Subject: x\r\nBc"
+    assert b"".join(remove_bcc([b"Subject: x\r\nBcc: y"])) == b"Subject: x\r\n"
+
+
+FIELDS = [("From", b"Alice <alice@example.test>"),
+          ("To", b"Bob <bob@example.test>, \"Doe, Carol\" <carol@example.test>"),
+          ("Cc", b"team: dave@example.test,\r\n erin@example.test;"),
+          ("Bcc", b"secret@example.test, bob@example.test")]
+
+
+def test_sender_from_the_from_header_recipients_only_when_asked():
+    assert envelope_for(FIELDS, to=["zed@example.test"]).recipients == ("zed@example.test",)
+    envelope = envelope_for(FIELDS, extract=True)
+    assert envelope.sender == "alice@example.test"
+    assert envelope.recipients == ("bob@example.test", "carol@example.test", "dave@example.test",
+                                   "erin@example.test", "secret@example.test")
+
+
+def test_command_line_recipients_come_first_and_header_ones_are_added():
+    envelope = envelope_for(FIELDS, to=["Zed <zed@example.test>", "bob@example.test"], extract=True)
+    assert envelope.recipients[:2] == ("zed@example.test", "bob@example.test")
+    assert len(envelope.recipients) == 6
+
+
+def test_from_option_overrides_and_may_be_the_null_sender():
+    assert envelope_for(FIELDS, sender="bounce@example.test").sender == "bounce@example.test"
+    assert envelope_for(FIELDS, sender="").sender == ""
+    with pytest.raises(UsageError):
+        envelope_for(FIELDS, sender="a@example.test, b@example.test")
+
+
+def test_several_authors_use_the_sender_field():
+    fields = [("From", b"a@example.test, b@example.test"), ("Sender", b"sec@example.test")]
+    assert envelope_for(fields).sender == "sec@example.test"
+
+
+def test_no_from_and_no_option_is_an_unusable_message():
+    with pytest.raises(DataError, match="--from"):
+        envelope_for([("To", b"bob@example.test")])
+
+
+def test_prepare_reads_the_envelope_and_scans_what_will_be_transmitted(tmp_path):
+    path = tmp_path / "m.eml"
+    path.write_bytes(MESSAGE)
+    message = prepare_message(str(path), extract=True)
+    assert message.sender == "alice@example.test"
+    assert "secret@example.test" in message.recipients and "shouty@example.test" in message.recipients
+    assert b"".join(message.chunks()) == WITHOUT_BCC
+    assert b"".join(message.chunks()) == WITHOUT_BCC   # can be read again
+    assert message.scan == scan_message([WITHOUT_BCC])
+
+
+def test_stdin_is_spooled_so_it_can_be_read_twice(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(MESSAGE.replace(b"\r\n", b"\n"))))
+    message = prepare_message("-", to=["x@example.test"])
+    assert message.source == "-" and message.recipients == ("x@example.test",)
+    expected = WITHOUT_BCC.replace(b"\r\n", b"\n")
+    assert b"".join(message.chunks()) == expected
+    assert b"".join(message.chunks()) == expected
+    assert message.scan.size == len(WITHOUT_BCC)   # SIZE counts CRLF line endings

@@ -1,0 +1,179 @@
+"""Extraction into a flat directory, the best text, and single parts, on the real tree."""
+
+import base64
+import binascii
+import hashlib
+import io
+import os
+import tracemalloc
+
+import pytest
+
+from mimekit.defects import DefectKind
+from mimekit.errors import CantCreateError, DataError
+from mimekit.extract import best_text, best_text_part, extract_all, iter_part_bytes, part_bytes
+from mimekit.safe_names import RenameReason
+from mimekit.tree import parse_message
+
+PDF = b"%PDF-1.4 fake\x00\xff" * 50
+
+
+def part(headers: str, body: bytes) -> bytes:
+    return headers.replace("\n", "\r\n").encode() + b"\r\n\r\n" + body
+
+
+def multipart(*parts: bytes, subtype: str = "mixed", headers: str = "Subject: test") -> bytes:
+    head = f"{headers}\nMIME-Version: 1.0\nContent-Type: multipart/{subtype}; boundary=\"XX\""
+    body = b"".join(b"--XX\r\n" + p + b"\r\n" for p in parts) + b"--XX--\r\n"
+    return part(head, body)
+
+
+def base64_part(content_type: str, data: bytes, filename: str | None = None) -> bytes:
+    disposition = f"\nContent-Disposition: attachment; filename=\"{filename}\"" if filename else ""
+    return part(f"Content-Type: {content_type}\nContent-Transfer-Encoding: base64{disposition}",
+                base64.encodebytes(data).replace(b"\n", b"\r\n"))
+
+
+def parse(raw: bytes):
+    return parse_message(io.BytesIO(raw))
+
+
+def uuencoded(data: bytes, name: str) -> bytes:
+    lines = [binascii.b2a_uu(data[i:i + 45], backtick=True).rstrip(b"\n") for i in range(0, len(data), 45)]
+    return b"\r\n".join([f"begin 644 {name}".encode(), *lines, b"`", b"end"]) + b"\r\n"
+
+
+MESSAGE = multipart(
+    part("Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable",
+         b"Gr=FC=DFe aus K=F6ln"),
+    base64_part("application/pdf", PDF, "report.pdf"),
+    part("Content-Type: message/rfc822", multipart(
+        part("Content-Type: text/html; charset=utf-8", "<p>Inner <b>héllo</b></p>".encode()),
+        base64_part("image/png", b"\x89PNG inner", "../../inner.png"),
+        headers="Subject: inner")),
+)
+
+
+def test_every_leaf_is_written_with_its_manifest_entry(tmp_path):
+    with parse(MESSAGE) as message:
+        extraction = extract_all(message, str(tmp_path / "out"))
+    entries = {entry.id: entry for entry in extraction.entries}
+    assert list(entries) == ["1", "2", "3.1.1", "3.1.2"]
+    pdf = entries["2"]
+    assert (pdf.original_name, pdf.written_name, pdf.content_type, pdf.reasons) == (
+        "report.pdf", "report.pdf", "application/pdf", ())
+    assert (pdf.size, pdf.sha256) == (len(PDF), hashlib.sha256(PDF).hexdigest())
+    assert (tmp_path / "out" / "report.pdf").read_bytes() == PDF
+    assert (tmp_path / "out" / "part-1.txt").read_bytes() == "Grüße aus Köln".encode("latin-1")
+    assert entries["1"].reasons == (RenameReason.NO_NAME,)
+    inner = entries["3.1.2"]
+    assert (inner.written_name, inner.reasons) == (
+        "inner.png", (RenameReason.PATH_SEPARATOR, RenameReason.PARENT_DIRECTORY))
+    assert sorted(os.listdir(tmp_path / "out")) == ["inner.png", "part-1.txt", "part-3.1.1.html", "report.pdf"]
+    assert entries["2"].as_dict() == {
+        "id": "2", "original_name": "report.pdf", "written_name": "report.pdf",
+        "content_type": "application/pdf", "size": len(PDF), "sha256": hashlib.sha256(PDF).hexdigest(),
+        "reasons": []}
+
+
+def test_same_name_twice_and_existing_files_are_never_overwritten(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"mine")
+    raw = multipart(base64_part("application/octet-stream", b"first", "a.bin"),
+                    base64_part("application/octet-stream", b"second", "a.bin"))
+    with parse(raw) as message:
+        entries = extract_all(message, str(tmp_path)).entries
+    assert [(e.written_name, e.reasons) for e in entries] == [
+        ("a (1).bin", (RenameReason.CLASH,)), ("a (2).bin", (RenameReason.CLASH,))]
+    assert (tmp_path / "a.bin").read_bytes() == b"mine"
+    assert (tmp_path / "a (1).bin").read_bytes() == b"first"
+    assert (tmp_path / "a (2).bin").read_bytes() == b"second"
+
+
+def test_uuencoded_files_in_text_bodies_become_extra_entries(tmp_path):
+    text = b"See attached.\r\n" + uuencoded(PDF, "old.pdf") + b"Bye\r\n" + uuencoded(b"2nd", "two.txt")
+    raw = multipart(part("Content-Type: text/plain", text))
+    with parse(raw) as message:
+        extraction = extract_all(message, str(tmp_path))
+        assert part_bytes(message, "1.uu1") == PDF
+        assert part_bytes(message, "1.uu2") == b"2nd"
+        with pytest.raises(DataError, match="holds 2 uuencoded"):
+            part_bytes(message, "1.uu3")
+    assert [(e.id, e.written_name, e.content_type) for e in extraction.entries] == [
+        ("1", "part-1.txt", "text/plain"),
+        ("1.uu1", "old.pdf", "application/octet-stream"),
+        ("1.uu2", "two.txt", "application/octet-stream")]
+    assert (tmp_path / "old.pdf").read_bytes() == PDF
+    assert (tmp_path / "part-1.txt").read_bytes() == text   # the text body is kept whole
+
+
+def test_uuencoded_block_without_end_is_kept_with_a_defect(tmp_path):
+    cut = uuencoded(b"cut short", "cut.bin").replace(b"`\r\nend\r\n", b"")
+    with parse(part("Subject: x", cut)) as message:
+        extraction = extract_all(message, str(tmp_path))
+    assert [(e.id, e.size) for e in extraction.entries] == [("", len(cut)), ("uu1", len(b"cut short"))]
+    missing_end = [d for d in extraction.defects if d.kind is DefectKind.UUENCODE_MISSING_END]
+    assert len(missing_end) == 1 and missing_end[0].part == ""
+
+
+def test_directory_is_created_or_refused(tmp_path):
+    with parse(MESSAGE) as message:
+        extract_all(message, str(tmp_path / "new" / "deeper"))
+        (tmp_path / "file").write_bytes(b"")
+        with pytest.raises(CantCreateError, match="file"):
+            extract_all(message, str(tmp_path / "file" / "sub"))
+    assert len(os.listdir(tmp_path / "new" / "deeper")) == 4
+
+
+def test_a_large_body_streams_to_disk(tmp_path):
+    payload = os.urandom(8 * 1024 * 1024)
+    raw = multipart(base64_part("application/octet-stream", payload, "big.bin"))
+    source = tmp_path / "big.eml"
+    source.write_bytes(raw)
+    del raw
+    tracemalloc.start()
+    with open(source, "rb") as stream, parse_message(stream) as message:
+        entry = extract_all(message, str(tmp_path / "out")).entries[0]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert entry.sha256 == hashlib.sha256(payload).hexdigest()
+    assert peak < 2 * 1024 * 1024
+
+
+def test_best_text_prefers_plain_then_html_and_decodes_the_charset():
+    with parse(MESSAGE) as message:
+        assert best_text_part(message).id == "1"
+        assert best_text(message) == "Grüße aus Köln"
+    html_only = multipart(part("Content-Type: text/html; charset=utf-8",
+                               "<p>Hi&nbsp;<a href='https://x.org/'>there</a></p>\r\n<p>é</p>".encode()),
+                          base64_part("text/plain", b"an attached text file", "notes.txt"))
+    with parse(html_only) as message:
+        assert best_text(message) == "Hi there <https://x.org/>\n\né\n"
+
+
+def test_best_text_looks_into_attached_messages_only_when_the_message_has_no_text():
+    forwarded = multipart(part("Content-Type: message/rfc822",
+                               part("Content-Type: text/plain", b"inner text")))
+    with parse(forwarded) as message:
+        assert best_text_part(message).id == "1.1"
+        assert best_text(message) == "inner text"
+
+
+def test_best_text_normalises_line_ends_and_detects_undeclared_charsets():
+    raw = part("Content-Type: text/plain", "línea uno\r\nlínea dos\r\n".encode("utf-8"))
+    with parse(raw) as message:
+        assert best_text(message) == "línea uno\nlínea dos\n"
+
+
+def test_no_text_at_all_is_a_data_error():
+    with parse(multipart(base64_part("image/png", b"png", "a.png"))) as message:
+        assert best_text_part(message) is None
+        with pytest.raises(DataError, match="no text"):
+            best_text(message)
+
+
+def test_part_bytes_gives_decoded_bytes_or_names_the_parts_there_are():
+    with parse(MESSAGE) as message:
+        assert part_bytes(message, "2") == PDF
+        assert b"".join(iter_part_bytes(message, "3.1.2")) == b"\x89PNG inner"
+        with pytest.raises(DataError, match=r"no part '9' in the message \(parts: 1, 2, 3, 3.1, 3.1.1, 3.1.2\)"):
+            part_bytes(message, "9")

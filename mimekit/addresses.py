@@ -1,0 +1,280 @@
+"""Address lists (RFC 5322 §3.4) with groups, both directions.
+
+Reading is lenient, as the address headers of real mail need: RFC 2047 display names
+(also inside quoted strings, as Outlook writes them), comments (used as the display name
+when there is no other, the old `addr (Name)` style), obsolete routes and CFWS around dots,
+missing angle brackets, a display name after the address, raw UTF-8 (RFC 6532). What had
+to be guessed is reported as ADDRESS_MALFORMED.
+
+Writing encodes display names (encode_phrase) and never the address itself; lines are
+folded between addresses.
+
+The tokenizer makes one pass over the text; the parser one pass over the tokens.
+"""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .defects import Defect, DefectKind
+from .encoded_words import ENCODED_WORD, HeaderTextBuilder, byte_offsets, decode_words, encode_phrase, header_text
+from .errors import DataError
+from .folding import check_header_value, fold_pieces, read_comment, read_quoted_string
+
+
+@dataclass
+class Address:
+    display_name: str      # decoded; "" when there is none
+    addr_spec: str         # local@domain as given, without route or comments
+
+
+@dataclass
+class Group:
+    name: str
+    members: list[Address]
+
+
+@dataclass
+class _Token:
+    kind: str              # "atom", "word" (encoded-word), "quoted", "comment", "literal", or a special
+    text: str
+    offset: int
+    space_before: bool
+    match: re.Match | None = None
+
+
+_SPACE = re.compile(r"[ \t\r\n]+")
+_ATOM = re.compile(r'[^ \t\r\n()<>@,;:.\[\]"]+')
+_DOMAIN_LITERAL = re.compile(r"\[[^\]]*\]?")
+_SPECIALS = "<>@,;:.]"
+_PHRASE_SPECIALS = {"@", ":", "<", ">", "]", ";"}
+_ADDR_SPEC_JOINERS = {".", "@"}
+
+
+def _tokens(text: str, defects: list[Defect]) -> list[_Token]:
+    tokens: list[_Token] = []
+    pos, space = 0, False
+    while pos < len(text):
+        char, start = text[pos], pos
+        if char in " \t\r\n":
+            pos = _SPACE.match(text, pos).end()
+            space = True
+            continue
+        match = None
+        if char == ")":
+            defects.append(Defect(DefectKind.ADDRESS_MALFORMED, start, "unbalanced ')'"))
+            pos += 1
+            continue
+        if char == "(":
+            content, pos, closed = read_comment(text, pos)
+            if not closed:
+                defects.append(Defect(DefectKind.ADDRESS_MALFORMED, start, "unclosed comment"))
+            tokens.append(_Token("comment", content, start, space))
+            space = True      # a comment separates words as whitespace does
+            continue
+        if char == '"':
+            content, pos, closed = read_quoted_string(text, pos)
+            if not closed:
+                defects.append(Defect(DefectKind.ADDRESS_MALFORMED, start, "unterminated quoted string"))
+            kind = "quoted"
+        elif char == "[":
+            literal = _DOMAIN_LITERAL.match(text, pos)
+            content, pos, kind = literal.group(), literal.end(), "literal"
+        elif char in _SPECIALS:
+            content, pos, kind = char, pos + 1, char
+        elif (match := ENCODED_WORD.match(text, pos)) is not None:
+            content, pos, kind = match.group(), match.end(), "word"
+        else:
+            atom = _ATOM.match(text, pos)
+            content, pos, kind = atom.group(), atom.end(), "atom"
+        tokens.append(_Token(kind, content, start, space, match))
+        space = False
+    return tokens
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _phrase(tokens: Iterable[_Token], defects: list[Defect]) -> str:
+    """Decoded display name: words joined by one space where CFWS separated them."""
+    builder = HeaderTextBuilder(defects)
+    first = True
+    for token in tokens:
+        if token.kind == "comment":
+            continue
+        if token.space_before and not first:
+            builder.add_space(" ")
+        first = False
+        if token.kind == "word":
+            builder.add_encoded_word(token.match, token.offset)
+        elif token.kind == "quoted":
+            if ENCODED_WORD.search(token.text):
+                defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, token.offset,
+                                      "encoded-word inside a quoted string"))
+            builder.add_text(decode_words(token.text, defects, token.offset + 1))
+        else:
+            if token.kind in _PHRASE_SPECIALS:
+                defects.append(Defect(DefectKind.ADDRESS_MALFORMED, token.offset,
+                                      f"{token.text!r} in a display name"))
+            builder.add_text(token.text)
+    return builder.text()
+
+
+def _comment_text(tokens: Iterable[_Token], defects: list[Defect]) -> str:
+    """Comments outside the address, the old `addr (Full Name)` style of display name."""
+    return " ".join(decode_words(t.text, defects, t.offset + 1).strip() for t in tokens if t.kind == "comment")
+
+
+def _addr_spec(tokens: list[_Token]) -> str:
+    """local@domain with comments and whitespace dropped and an obsolete route removed."""
+    tokens = [t for t in tokens if t.kind != "comment"]
+    if tokens and tokens[0].kind == "@":
+        colon = next((i for i, t in enumerate(tokens) if t.kind == ":"), None)
+        if colon is not None:
+            tokens = tokens[colon + 1:]
+    return "".join(_quoted(t.text) if t.kind == "quoted" else t.text for t in tokens)
+
+
+def _connected(left: _Token, right: _Token) -> bool:
+    """Whether two tokens belong to one addr-spec: dots and '@' may have CFWS around them."""
+    return left.kind in _ADDR_SPEC_JOINERS or right.kind in _ADDR_SPEC_JOINERS or not right.space_before
+
+
+def _mailbox(tokens: list[_Token], defects: list[Defect]) -> Address | None:
+    words = [t for t in tokens if t.kind != "comment"]
+    if not words:
+        return None   # an empty list element, allowed by RFC 5322 §4.4
+    opening = next((i for i, t in enumerate(tokens) if t.kind == "<"), None)
+    if opening is not None:
+        closing = next((i for i in range(opening, len(tokens)) if tokens[i].kind == ">"), None)
+        if closing is None:
+            defects.append(Defect(DefectKind.ADDRESS_MALFORMED, tokens[opening].offset, "missing '>'"))
+            closing = len(tokens)
+        name = _phrase(tokens[:opening], defects)
+        trailing = [t for t in tokens[closing + 1:] if t.kind != "comment"]
+        if trailing:
+            defects.append(Defect(DefectKind.ADDRESS_MALFORMED, trailing[0].offset, "text after the address"))
+            if not name:
+                name = _phrase(trailing, defects)
+        outside = tokens[:opening] + tokens[closing + 1:]
+        address = Address(name or _comment_text(outside, defects), _addr_spec(tokens[opening + 1:closing]))
+    else:
+        at = next((i for i, t in enumerate(words) if t.kind == "@"), None)
+        start, end = 0, len(words)
+        if at is None:
+            defects.append(Defect(DefectKind.ADDRESS_MALFORMED, words[0].offset, "address without '@'"))
+        else:
+            start = at
+            while start > 0 and _connected(words[start - 1], words[start]):
+                start -= 1
+            end = at + 1
+            while end < len(words) and _connected(words[end - 1], words[end]):
+                end += 1
+        name = _phrase(words[:start], defects)
+        if start:
+            defects.append(Defect(DefectKind.ADDRESS_MALFORMED, words[0].offset, "display name without '<>'"))
+        if end < len(words):
+            defects.append(Defect(DefectKind.ADDRESS_MALFORMED, words[end].offset, "text after the address"))
+        first, last = words[start].offset, words[end - 1].offset
+        outside = [t for t in tokens if t.offset < first or t.offset > last]
+        address = Address(name or _comment_text(outside, defects), _addr_spec(words[start:end]))
+    if not address.addr_spec:
+        defects.append(Defect(DefectKind.ADDRESS_MALFORMED, tokens[0].offset, "empty address"))
+    return address
+
+
+def parse_address_list(raw: bytes | str) -> tuple[list[Address | Group], list[Defect]]:
+    """Parse an address header value (From, To, Cc, Reply-To, ...) into addresses and groups."""
+    defects: list[Defect] = []
+    text, codec = header_text(raw, defects)
+    result: list[Address | Group] = []
+    group: Group | None = None
+    current: list[_Token] = []
+    in_angle = False
+
+    def finish() -> None:
+        mailbox = _mailbox(current, defects)
+        if mailbox is not None:
+            (group.members if group is not None else result).append(mailbox)
+        current.clear()
+
+    for token in _tokens(text, defects):
+        kind = token.kind
+        if in_angle:                      # a route's ',' and ':' belong to the address
+            in_angle = kind != ">"
+        elif kind == "<":
+            in_angle = True
+        elif kind == ",":
+            finish()
+            continue
+        elif kind == ":" and group is None and not any(t.kind in ("@", "<") for t in current):
+            name = _phrase(current, defects)
+            if not name:
+                defects.append(Defect(DefectKind.ADDRESS_MALFORMED, token.offset, "group without a name"))
+            group = Group(name, [])
+            current.clear()
+            continue
+        elif kind == ";":
+            finish()
+            if group is None:
+                defects.append(Defect(DefectKind.ADDRESS_MALFORMED, token.offset, "';' outside a group"))
+            else:
+                result.append(group)
+                group = None
+            continue
+        current.append(token)
+    finish()
+    if group is not None:
+        defects.append(Defect(DefectKind.ADDRESS_MALFORMED, len(text), "group not closed with ';'"))
+        result.append(group)
+    return result, byte_offsets(defects, text, codec)
+
+
+def addr_specs(addresses: Iterable[Address | Group]) -> list[str]:
+    """Bare addresses with groups flattened: the envelope recipients."""
+    flat: list[str] = []
+    for entry in addresses:
+        members = entry.members if isinstance(entry, Group) else [entry]
+        flat.extend(member.addr_spec for member in members if member.addr_spec)
+    return flat
+
+
+def format_address(addr: Address, offset: int = 0) -> str:
+    """`Display Name <addr>` with the name encoded as needed; the address stays as given.
+
+    `offset` is the column where the address starts, so a first encoded-word fits the line.
+    """
+    if not addr.display_name:
+        return addr.addr_spec
+    return f"{encode_phrase(addr.display_name, offset)} <{addr.addr_spec}>"
+
+
+def format_group(group: Group, offset: int = 0) -> str:
+    members = ", ".join(format_address(member) for member in group.members)
+    return f"{encode_phrase(group.name, offset)}:{' ' if members else ''}{members};"
+
+
+def format_address_header(name: str, addresses: list[str], eol: bytes = b"\r\n") -> bytes:
+    """An address header from addresses as a user typed them ("Jörg <j@example.com>", "a@b.c").
+
+    Raises DataError on CR/LF, on an address that cannot be read without guessing, or when
+    no address is given.
+    """
+    entries: list[Address | Group] = []
+    for typed in addresses:
+        check_header_value(name, typed)
+        parsed, defects = parse_address_list(typed)
+        problems = [d for d in defects if d.kind is DefectKind.ADDRESS_MALFORMED]
+        if problems or not parsed:
+            reason = problems[0].detail if problems else "no address"
+            raise DataError(f"header {name}: cannot read address {typed!r}: {reason}")
+        entries.extend(parsed)
+    if not entries:
+        raise DataError(f"header {name}: no address given")
+    pieces = []
+    for index, entry in enumerate(entries):
+        offset = len(name) + 2 if index == 0 else 1
+        text = format_group(entry, offset) if isinstance(entry, Group) else format_address(entry, offset)
+        pieces.append(text if index == len(entries) - 1 else text + ",")
+    return fold_pieces(name, pieces, eol)

@@ -352,6 +352,11 @@ anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
 postlog unix-dgram n - n - 1 postlogd
 """)
+        # Postfix waits until main.cf is a few seconds old, in case an editor is still
+        # writing it (1.5 s at every start); ours are complete, so date them back instead.
+        past = time.time() - 60
+        for name in ("main.cf", "master.cf"):
+            os.utime(d / name, (past, past))
 
     def _configure_dovecot(self) -> None:
         """Two Dovecots on the same mailboxes: the real one (STARTTLS and implicit TLS), and
@@ -610,7 +615,8 @@ def _empty(root: Path) -> None:
 def _register_slots() -> None:
     """Make sure every slot's Postfix directory is in alternate_config_directories of the
     system main.cf, keeping other entries; main.cf is rewritten only when one is missing."""
-    SYSTEM_MAIN_CF.touch()  # absent when the package was installed with "No configuration"
+    if not SYSTEM_MAIN_CF.exists():  # the package was installed with "No configuration"
+        SYSTEM_MAIN_CF.write_text("")  # (never touch() it: a new mtime means a 2 s wait)
     current = subprocess.run(["postconf", "-h", "alternate_config_directories"],
                              capture_output=True, text=True, check=True).stdout
     entries = current.replace(",", " ").split()

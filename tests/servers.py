@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import trustme
 
 HOST = "127.0.0.1"
 DOMAIN = "example.test"
@@ -53,9 +54,12 @@ MAILBOXES = ("alice", "bob", "carol")
 SMALL_SIZE_LIMIT = 100_000
 # A recipient Postfix always answers with a 4xx, for per-recipient temporary failures.
 TEMPFAIL_RECIPIENT = f"busy@{DOMAIN}"
-# Start-up takes about 2 s on an idle machine and 6-8 s with seven test suites on two cores;
-# a dead server is noticed at once, so this only bounds a server that hangs.
+# Start-up takes about 1 s, also with other suites busy on both cores; a server that exits
+# is noticed at once, so this only bounds one that hangs.
 STARTUP_DEADLINE = 60.0
+
+# Header fields Postfix puts above the message (virtual delivery, then smtpd's Received).
+PREPENDED_FIELDS = (b"return-path:", b"x-original-to:", b"delivered-to:")
 
 PORT_NAMES = ("smtp_plain", "submission", "smtps", "smtp_no_tls", "smtp_small",
               "imap", "imaps", "pop3", "pop3s", "imap_no_tls", "pop3_no_tls")
@@ -73,9 +77,16 @@ class MailServers:
       smtp_no_tls  no STARTTLS advertised, AUTH offered in the clear: for testing that a
                    client refuses to send credentials there
       smtp_small   like smtp_plain with message_size_limit = SMALL_SIZE_LIMIT (SIZE 100000)
+      Per recipient: nobody@example.test 550 5.1.1, x@elsewhere.invalid 554 5.7.1,
+      tempfail_recipient (busy@example.test) 450 4.2.1.
+      Postfix prepends Return-Path, X-Original-To, Delivered-To and Received (see as_sent),
+      adds Message-Id and Date when missing, and qualifies bare addresses in From/To/Cc with
+      @mx.example.test (127.0.0.1 is a "local" client to it, as a submission client is).
     IMAP/POP3 ports (Dovecot): imap and pop3 offer STARTTLS/STLS; imaps and pop3s are
     implicit TLS. Plain-text login is allowed before TLS too: refusing it is the client's job.
     imap_no_tls and pop3_no_tls (a second Dovecot, same mailboxes) offer no STARTTLS/STLS.
+    Login users: `users` (alice, bob); mailboxes: alice, bob, carol (carol cannot log in).
+    Messages are stored in MAIL/<user>/{new,cur} with LF line ends, as Maildir does.
     """
 
     host: str
@@ -109,10 +120,13 @@ class MailServers:
         return self.mail_root / user
 
     def messages(self, user: str) -> list[Path]:
-        """Messages in the user's INBOX (new/ and cur/), oldest first by delivery name."""
-        box = self.maildir(user)
-        found = [p for sub in ("new", "cur") for p in (box / sub).iterdir() if p.is_file()]
-        return sorted(found, key=lambda p: p.name)
+        """Messages in the user's INBOX (new/ and cur/), ordered by delivery second, then name.
+        A message Dovecot moves from new/ to cur/ meanwhile is counted once, under cur/."""
+        by_name = {}
+        for sub in ("new", "cur"):
+            for path in (self.maildir(user) / sub).iterdir():
+                by_name[path.name.split(":")[0]] = path
+        return sorted(by_name.values(), key=lambda p: (int(p.name.split(".")[0]), p.name))
 
     def wait_for_messages(self, user: str, count: int, timeout: float = 30) -> list[Path]:
         """Poll until at least `count` messages are in the mailbox (Postfix delivers
@@ -139,11 +153,26 @@ class MailServers:
         if result.returncode != 0:
             raise RuntimeError(f"doveadm expunge for {user} failed: {result.stderr.strip()}")
 
+    def as_sent(self, path: Path) -> bytes:
+        """A message delivered by Postfix as the client sent it: the fields Postfix put above
+        it removed and CRLF line ends restored. Fields it adds inside the header (Message-Id,
+        Date when missing) stay, so compare messages that have them."""
+        lines = path.read_bytes().split(b"\n")
+        i = 0
+        while lines[i].lower().startswith(PREPENDED_FIELDS):
+            i += 1
+        if not lines[i].startswith(b"Received: "):
+            raise ValueError(f"{path} was not delivered by Postfix")
+        i += 1
+        while lines[i][:1] in (b" ", b"\t"):
+            i += 1
+        return b"\r\n".join(lines[i:])
+
     def deliver_directly(self, user: str, message: bytes) -> Path:
         """Put a message straight into the Maildir (tmp, then rename into new/), owned
         like a Postfix delivery, for fetch tests that do not need Postfix."""
         box = self.maildir(user)
-        name = f"{time.time_ns()}.{uuid.uuid4().hex}.mimekit-test"
+        name = f"{int(time.time())}.M{uuid.uuid4().hex}.mimekit-test"
         tmp = box / "tmp" / name
         with open(tmp, "xb") as f:
             f.write(message)
@@ -159,7 +188,8 @@ def servers_available() -> str | None:
     """Why the servers cannot run here, or None when they can."""
     for tool in ("postfix", "postconf", "dovecot", "doveadm"):
         if shutil.which(tool) is None:
-            return f"{tool} is not installed (apt-get install postfix dovecot-imapd dovecot-pop3d)"
+            return (f"{tool} is not installed"
+                    " (apt-get install postfix dovecot-imapd dovecot-pop3d)")
     if os.geteuid() != 0:
         return "the test Postfix and Dovecot need root (Postfix -c DIR, chown to nobody)"
     return None
@@ -167,7 +197,7 @@ def servers_available() -> str | None:
 
 @pytest.fixture(scope="session")
 def mail_servers():
-    """Postfix and Dovecot for the whole session; stopped, and their directory removed, at the end."""
+    """Postfix and Dovecot for the whole session; stopped, and their slot emptied, at the end."""
     reason = servers_available()
     if reason:
         pytest.skip(reason)
@@ -217,6 +247,7 @@ class ServerInstance:
         self.dovecot_conf = root / "dovecot" / "dovecot.conf"
         self.dovecot_no_tls_conf = root / "dovecot-no-tls" / "dovecot.conf"
         self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.startup_seconds: float | None = None
         ports = dict(zip(PORT_NAMES, _free_ports(len(PORT_NAMES))))
         self.servers = MailServers(
             host=HOST, ca_file=root / "ca.pem", mail_root=root / "mail",
@@ -255,8 +286,6 @@ class ServerInstance:
 
     def _make_certificates(self) -> None:
         """A private CA and a leaf for localhost and 127.0.0.1: clients verify for real."""
-        import trustme
-
         ca = trustme.CA(organization_name="mimekit test CA")
         leaf = ca.issue_cert("localhost", HOST)
         ca.cert_pem.write_to_path(str(self.servers.ca_file))
@@ -322,16 +351,21 @@ smtpd_sasl_type = dovecot
 smtpd_sasl_path = private/auth
 smtpd_sasl_auth_enable = no
 """)
-        submission = ("-o smtpd_sasl_auth_enable=yes"
-                      " -o smtpd_relay_restrictions=permit_sasl_authenticated,reject")
-        p = s
+        auth = ("-o smtpd_sasl_auth_enable=yes"
+                " -o smtpd_relay_restrictions=permit_sasl_authenticated,reject")
+        encrypt = "-o smtpd_tls_security_level=encrypt"
+        smtpd_options = {
+            s.smtp_plain: "",
+            s.submission: f"{encrypt} {auth}",
+            s.smtps: f"-o smtpd_tls_wrappermode=yes {encrypt} {auth}",
+            s.smtp_no_tls: f"-o smtpd_tls_security_level=none -o smtpd_tls_auth_only=no {auth}",
+            s.smtp_small: f"-o message_size_limit={SMALL_SIZE_LIMIT}",
+        }
+        listeners = "".join(f"{HOST}:{port} inet n - n - - smtpd {options}\n"
+                            for port, options in smtpd_options.items())
         # No service is chrooted (Debian's master.cf chroots; our queue has no /etc copy).
         _write(d / "master.cf", f"""\
-{HOST}:{p.smtp_plain} inet n - n - - smtpd
-{HOST}:{p.submission} inet n - n - - smtpd -o smtpd_tls_security_level=encrypt {submission}
-{HOST}:{p.smtps} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_security_level=encrypt {submission}
-{HOST}:{p.smtp_no_tls} inet n - n - - smtpd -o smtpd_tls_security_level=none -o smtpd_tls_auth_only=no {submission}
-{HOST}:{p.smtp_small} inet n - n - - smtpd -o message_size_limit={SMALL_SIZE_LIMIT}
+{listeners}\
 pickup unix n - n 60 1 pickup
 cleanup unix n - n - 0 cleanup
 qmgr unix n - n 300 1 qmgr
@@ -389,8 +423,9 @@ ssl_key = <{self.root}/server.key
         path.parent.mkdir()
 
         def listeners(service: str, ports: dict) -> str:
-            inner = "".join(f"  inet_listener {name} {{\n    port = {port}\n    ssl = {ssl}\n  }}\n"
-                            for name, (port, ssl) in ports.items())
+            inner = "".join(
+                f"  inet_listener {name} {{\n    port = {port}\n    ssl = {ssl}\n  }}\n"
+                for name, (port, ssl) in ports.items())
             return f"service {service} {{\n{inner}}}\n"
 
         # Postfix asks this socket (smtpd_sasl_type = dovecot) to check SMTP AUTH.
@@ -603,8 +638,7 @@ def _clean_dead_session(root: Path) -> None:
 
 
 def _empty(root: Path) -> None:
-    """Remove a slot's contents. The directory itself stays: a registered Postfix directory
-    that exists is one no older copy of this file prunes from main.cf."""
+    """Remove a slot's contents; the slot directory, like its main.cf entry, is permanent."""
     for child in root.iterdir():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)

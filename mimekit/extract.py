@@ -1,7 +1,8 @@
 """What `mimekit decode` does with a parsed message: extract parts, find the text, read one part.
 
 Extraction (CONVENTIONS.md "Safety") writes every leaf part, parts of attached messages
-included, and every uuencoded file found in a text/plain body, into one flat directory:
+included, the text of a multipart in which no boundary was found, and every uuencoded
+file found in a text/plain body, into one flat directory:
 names are sanitised (mimekit.safe_names), files are created exclusively, a clash gets a
 suffix, nothing is overwritten and no part is dropped. Bodies stream from the message to
 disk (hashed on the way), so memory does not grow with their size. The manifest says
@@ -21,7 +22,7 @@ from mimekit.defects import Defect
 from mimekit.errors import CantCreateError, DataError
 from mimekit.events import PartKind
 from mimekit.html_text import HtmlTextConverter
-from mimekit.safe_names import RenameReason, create_exclusive, safe_name
+from mimekit.safe_names import OutputDirectory, RenameReason, safe_name
 from mimekit.tree import Message, Part
 from mimekit.uuencode import UuBegin, UuData, UuEnd, UuScanner
 
@@ -56,7 +57,7 @@ class Extraction:
 
 def extract_all(message: Message, directory: str,
                 on_progress: Callable[[int], None] | None = None) -> Extraction:
-    """Write every leaf part (and uuencoded file) of `message` into `directory`.
+    """Write every extractable part (and uuencoded file) of `message` into `directory`.
 
     The directory is created if missing (CantCreateError if it cannot be). on_progress,
     if given, is called with the number of bytes written after every chunk.
@@ -64,22 +65,30 @@ def extract_all(message: Message, directory: str,
     _make_directory(directory)
     entries: list[ManifestEntry] = []
     body_defects: list[Defect] = []
-    for part in message.leaves():
-        uu_files = _UuFiles(part, directory, on_progress) if part.content_type == "text/plain" else None
-        name, reasons = safe_name(part.filename, part.id, part.content_type)
-        with _HashedFile(directory, name, reasons) as out:
-            for chunk in part.iter_decoded():
-                out.write(chunk)
-                if on_progress:
-                    on_progress(len(chunk))
-                if uu_files:
-                    uu_files.feed(chunk)
-        entries.append(out.entry(part.id, part.filename, part.content_type))
-        if uu_files:
-            uu_files.close()
-            entries.extend(uu_files.entries)
-            body_defects.extend(_placed_in_body(defect, part) for defect in uu_files.scanner.defects)
+    with OutputDirectory(directory) as output:
+        for part in extractable_parts(message):
+            uu_files = _UuFiles(part, output, on_progress) if part.content_type == "text/plain" else None
+            name, reasons = safe_name(part.filename, part.id, part.content_type)
+            with _HashedFile(output, name, reasons) as out:
+                for chunk in part.iter_decoded():
+                    out.write(chunk)
+                    if on_progress:
+                        on_progress(len(chunk))
+                    if uu_files:
+                        uu_files.feed(chunk)
+            entries.append(out.entry(part.id, part.filename, part.content_type))
+            if uu_files:
+                uu_files.close()
+                entries.extend(uu_files.entries)
+                body_defects.extend(_placed_in_body(defect, part) for defect in uu_files.scanner.defects)
     return Extraction(entries, message.defects + body_defects)
+
+
+def extractable_parts(message: Message) -> Iterator[Part]:
+    """Every part that holds content of its own: the leaves, and multiparts in which no
+    boundary was found (their text would otherwise be lost with the preamble)."""
+    return (part for part in message.walk()
+            if part.kind is PartKind.LEAF or (part.kind is PartKind.MULTIPART and not part.children))
 
 
 def best_text_part(message: Message) -> Part | None:
@@ -159,8 +168,8 @@ def part_bytes(message: Message, part_id: str) -> bytes:
 class _HashedFile:
     """A file created exclusively in the directory, counting and hashing what is written."""
 
-    def __init__(self, directory: str, name: str, reasons: list[RenameReason]):
-        path, self._stream = create_exclusive(directory, name)
+    def __init__(self, output: OutputDirectory, name: str, reasons: list[RenameReason]):
+        path, self._stream = output.create_exclusive(name)
         self.written_name = os.path.basename(path)
         self.reasons = tuple(reasons) + ((RenameReason.CLASH,) if self.written_name != name else ())
         self._sha256 = hashlib.sha256()
@@ -188,10 +197,10 @@ class _HashedFile:
 class _UuFiles:
     """Writes the uuencoded files found in one text part as its decoded body streams by."""
 
-    def __init__(self, part: Part, directory: str, on_progress: Callable[[int], None] | None):
+    def __init__(self, part: Part, output: OutputDirectory, on_progress: Callable[[int], None] | None):
         self.scanner = UuScanner()
         self.entries: list[ManifestEntry] = []
-        self._part, self._directory, self._on_progress = part, directory, on_progress
+        self._part, self._output, self._on_progress = part, output, on_progress
         self._open: tuple[str, str, _HashedFile] | None = None   # id, original name, file
 
     def feed(self, chunk: bytes) -> None:
@@ -205,7 +214,7 @@ class _UuFiles:
             if isinstance(event, UuBegin):
                 uu_id = _uu_part_id(self._part.id, len(self.entries) + 1)
                 name, reasons = safe_name(event.name, uu_id, UUENCODED_TYPE)
-                self._open = uu_id, event.name, _HashedFile(self._directory, name, reasons)
+                self._open = uu_id, event.name, _HashedFile(self._output, name, reasons)
             elif isinstance(event, UuData):
                 self._open[2].write(event.data)
                 if self._on_progress:

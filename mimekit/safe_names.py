@@ -83,9 +83,12 @@ def sanitize_filename(name: str) -> tuple[str, list[RenameReason]]:
 
 
 def fallback_name(part_id: str, content_type: str) -> str:
-    """A made-up name for a part without one: its id plus an extension for its type."""
+    """A made-up name for a part without one: its id plus an extension for its type.
+
+    Ids of deeply nested parts can be long: the name is cut like any other.
+    """
     extension = _BUILTIN_TYPES.guess_extension(content_type.lower(), strict=False) or ".bin"
-    return f"part-{part_id or 'message'}{extension}"
+    return _cut_to_bytes(f"part-{part_id or 'message'}{extension}", MAX_NAME_BYTES)
 
 
 def safe_name(original: str | None, part_id: str, content_type: str) -> tuple[str, list[RenameReason]]:
@@ -106,33 +109,61 @@ def split_extension(name: str) -> tuple[str, str]:
     return name[:dot], name[dot:]
 
 
-def create_exclusive(directory: str, name: str) -> tuple[str, BinaryIO]:
-    """Create `name` in `directory` for writing, never overwriting and never following a symlink.
+class OutputDirectory:
+    """A directory that files are only ever created in exclusively.
 
-    A taken name becomes "name (1).ext", "name (2).ext" ... (the first free one), so the
-    same message extracted into an empty directory always gives the same names. `name`
-    must already be sanitised. Returns the path created and a binary file open on it.
+    The directory is opened once and names are resolved against that descriptor, so
+    swapping the directory for a symlink meanwhile changes nothing. It remembers the
+    suffixes it handed out, so a thousand parts called "image.png" cost a thousand
+    attempts in all, not half a million.
     """
-    try:
-        directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise CantCreateError(f"{directory}: {exc.strerror or exc}") from exc
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    stem, extension = split_extension(name)
-    candidate, attempt = name, 0
-    try:
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise CantCreateError(f"{path}: {exc.strerror or exc}") from exc
+        self._next_suffix: dict[str, int] = {}
+
+    def create_exclusive(self, name: str) -> tuple[str, BinaryIO]:
+        """Create `name` for writing, never overwriting and never following a symlink.
+
+        A taken name becomes "name (1).ext", "name (2).ext" ... (the first free one), so
+        the same message extracted into an empty directory always gives the same names.
+        `name` must already be sanitised. Returns the path created and a binary file.
+        """
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        stem, extension = split_extension(name)
+        attempt = self._next_suffix.get(name, 0)
         while True:
+            candidate = f"{stem} ({attempt}){extension}" if attempt else name
             try:
-                fd = os.open(candidate, flags, 0o666, dir_fd=directory_fd)
+                fd = os.open(candidate, flags, 0o666, dir_fd=self._fd)
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.ELOOP, errno.EISDIR):
-                    raise CantCreateError(f"{os.path.join(directory, candidate)}: {exc.strerror or exc}") from exc
+                    raise CantCreateError(f"{os.path.join(self.path, candidate)}: {exc.strerror or exc}") from exc
             attempt += 1
-            candidate = f"{stem} ({attempt}){extension}"
-    finally:
-        os.close(directory_fd)
-    return os.path.join(directory, candidate), os.fdopen(fd, "wb")
+        self._next_suffix[name] = attempt + 1
+        return os.path.join(self.path, candidate), os.fdopen(fd, "wb")
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "OutputDirectory":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def create_exclusive(directory: str, name: str) -> tuple[str, BinaryIO]:
+    """One file created exclusively in `directory` (see OutputDirectory.create_exclusive)."""
+    with OutputDirectory(directory) as output:
+        return output.create_exclusive(name)
 
 
 def _replace_surrogates(name: str) -> str:

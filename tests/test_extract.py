@@ -115,6 +115,14 @@ def test_uuencoded_block_without_end_is_kept_with_a_defect(tmp_path):
     assert len(missing_end) == 1 and missing_end[0].part == ""
 
 
+def test_multipart_whose_boundary_never_comes_keeps_its_text(tmp_path):
+    raw = part("Content-Type: multipart/mixed; boundary=nowhere", b"the only text\r\n")
+    with parse(raw) as message:
+        entries = extract_all(message, str(tmp_path)).entries
+    assert [(e.id, e.written_name) for e in entries] == [("", "part-message.bin")]
+    assert (tmp_path / "part-message.bin").read_bytes() == b"the only text\r\n"
+
+
 def test_directory_is_created_or_refused(tmp_path):
     with parse(MESSAGE) as message:
         extract_all(message, str(tmp_path / "new" / "deeper"))

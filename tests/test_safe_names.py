@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from mimekit.errors import CantCreateError
 from mimekit.safe_names import (
     MAX_NAME_BYTES,
+    OutputDirectory,
     RenameReason,
     create_exclusive,
     fallback_name,
@@ -70,6 +71,12 @@ def test_missing_name_gives_fallback_with_type_extension():
     assert fallback_name("", "TEXT/PLAIN") == "part-message.txt"
 
 
+def test_fallback_name_of_a_deeply_nested_part_is_bounded():
+    name = fallback_name(".".join(["1234"] * 100), "image/png")
+    assert name.startswith("part-1234.1234.") and name.endswith(".png")
+    assert len(name.encode()) <= MAX_NAME_BYTES
+
+
 @given(st.text(max_size=400))
 def test_any_name_sanitises_to_a_safe_stable_name(name):
     safe, _ = sanitize_filename(name)
@@ -119,6 +126,20 @@ def test_create_exclusive_treats_a_directory_of_that_name_as_taken(tmp_path):
     path, stream = create_exclusive(str(tmp_path), "notes")
     stream.close()
     assert path == str(tmp_path / "notes (1)")
+
+
+def test_many_clashes_on_one_name_cost_linear_attempts(tmp_path, monkeypatch):
+    attempts = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda *args, **kwargs: attempts.append(args[0]) or real_open(*args, **kwargs))
+    paths = []
+    with OutputDirectory(str(tmp_path)) as output:
+        for _ in range(200):
+            path, stream = output.create_exclusive("image.png")
+            stream.close()
+            paths.append(path)
+    assert paths[-1] == str(tmp_path / "image (199).png")
+    assert len(attempts) == 1 + 200      # the directory, then one attempt per file
 
 
 def test_create_exclusive_in_missing_directory_is_cant_create(tmp_path):

@@ -52,7 +52,7 @@ def delivered(servers, user: str, marker: str) -> bytes:
 def test_submission_starttls_auth_plain_delivers_to_maildir(mail_servers, tls):
     s = mail_servers
     s.clear_mailbox("alice")
-    msg, marker = make_message(s, "alice")
+    msg, _ = make_message(s, "alice")
     with smtplib.SMTP(s.host, s.submission, timeout=TIMEOUT) as smtp:
         smtp.ehlo()
         assert smtp.has_extn("starttls")

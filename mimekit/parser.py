@@ -25,7 +25,9 @@ How it stays fast and bounded (GMime's bounded parser, mime4j's token stream):
 Leniency, each reported as a Defect with its byte offset:
 - Line endings: CRLF, bare LF and bare CR are all line endings (RFC 5322 says CRLF;
   mail on disk is often LF). The first bare one and the first change of style are
-  reported once per message.
+  reported once per message. They are looked for in headers, boundary lines,
+  preambles, epilogues and text bodies, not inside base64 or binary bodies, where a
+  line break means nothing (and counting them would cost more than the parsing).
 - Garbage before the first header of a message (an mbox "From " line, junk) is
   skipped when a header field follows before any blank line; otherwise the message
   has no header and the text is its body.
@@ -62,6 +64,7 @@ _MEDIA_TYPE = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+/[!#$%&'*+\-.^_`|~0-9a-z]+")
 _BARE_AFTER_CRLF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _ENCAPSULATING_TYPES = frozenset({"message/rfc822", "message/global"})
 _KNOWN_ENCODINGS = IDENTITY_ENCODINGS | {"base64", "quoted-printable"}
+_BINARY_ENCODINGS = frozenset({"base64", "binary"})
 _CR, _LF = 13, 10
 
 
@@ -75,7 +78,8 @@ class _State(Enum):
 class _Entity:
     """One open part on the parser's stack."""
 
-    __slots__ = ("part_id", "depth", "default_type", "kind", "delimiter", "children", "closed", "is_digest")
+    __slots__ = ("part_id", "depth", "default_type", "kind", "delimiter", "children", "closed", "is_digest",
+                 "binary_body")
 
     def __init__(self, part_id: str, depth: int, default_type: str = "text/plain") -> None:
         self.part_id = part_id
@@ -86,6 +90,7 @@ class _Entity:
         self.children = 0
         self.closed = False                  # close delimiter seen (or part limit hit): now in the epilogue
         self.is_digest = False               # multipart/digest: its parts default to message/rfc822
+        self.binary_body = False             # base64 or binary: line endings in the body mean nothing
 
 
 class _HeaderBlock:
@@ -160,8 +165,6 @@ class MessageParser:
         """Parse `data` (any amount, any split) and return the events it completes."""
         if self._eof:
             raise UsageError("MessageParser.feed() called after close()")
-        for defect in self._line_endings.feed(data, self._base + len(self._buf)):
-            self._defect_found(defect)
         self._buf += data
         self._run()
         return self._take_events()
@@ -170,8 +173,6 @@ class MessageParser:
         """The input is over: return the remaining events, every open part ended."""
         if not self._eof:
             self._eof = True
-            for defect in self._line_endings.close(self._base + len(self._buf)):
-                self._defect_found(defect)
             self._run()
         return self._take_events()
 
@@ -201,6 +202,19 @@ class MessageParser:
     def _take(self, start: int, end: int) -> bytes:
         with memoryview(self._buf) as view:
             return view[start:end].tobytes()
+
+    def _consumed(self, start: int, end: int, data: bytes | None = None) -> None:
+        """Bytes [start, end) are parsed: look at their line endings (`data` if the
+        caller already holds them)."""
+        if end > start:
+            for defect in self._line_endings.feed(self._take(start, end) if data is None else data,
+                                                  self._base + start):
+                self._defect_found(defect)
+
+    def _unchecked(self) -> None:
+        """The bytes that follow are not looked at for line endings."""
+        for defect in self._line_endings.close():
+            self._defect_found(defect)
 
     def _line(self, start: int) -> tuple[int, int | None] | None:
         """The line at buffer index `start`: (content end, next line start), None to wait
@@ -245,9 +259,13 @@ class MessageParser:
         self._after_skip(next_start)
         return True
 
-    def _skip_rest_of_line(self, at: int, then: Callable[[int], None]) -> None:
-        self._defect(DefectKind.LIMIT_LINE_LENGTH, at, f"line longer than {self._limits.max_line_length} bytes")
-        self._pos = at + self._limits.max_line_length
+    def _skip_rest_of_line(self, line_start: int, at: int, then: Callable[[int], None]) -> None:
+        """Bytes [line_start, at) of an over-long line are parsed: drop the rest of it."""
+        self._defect(DefectKind.LIMIT_LINE_LENGTH, line_start,
+                     f"line longer than {self._limits.max_line_length} bytes")
+        self._consumed(line_start, at)
+        self._unchecked()
+        self._pos = at
         self._after_skip = then
         self._state = _State.SKIP_LINE
 
@@ -296,6 +314,7 @@ class MessageParser:
                 return False
             end, next_start = line
             if end == start and next_start is not None:  # the blank line
+                self._consumed(start, next_start)
                 self._end_headers(next_start)
                 return True
             if buf.startswith(b"--", start) and self._boundary_at(start, end, next_start) is not None:
@@ -335,8 +354,9 @@ class MessageParser:
                 self._defect(DefectKind.EIGHT_BIT_HEADER, eight_bit.start(), "8-bit bytes in a header (kept raw)")
             if next_start is None:
                 block.truncated = True
-                self._skip_rest_of_line(start, self._resume_headers)
+                self._skip_rest_of_line(start, end, self._resume_headers)
                 return True
+            self._consumed(start, next_start)
             self._pos = next_start
             block.line_break = buf[end:next_start]
 
@@ -404,6 +424,7 @@ class MessageParser:
             if line_start > start and buf[line_start] not in b" \t" and _FIELD_NAME.match(buf, line_start, end):
                 self._defect(DefectKind.GARBAGE_BEFORE_HEADERS, start,
                              f"{line_start - start} bytes before the first header field skipped")
+                self._consumed(start, line_start)
                 self._garbage_next = -1
                 self._pos = line_start
                 return True
@@ -434,6 +455,8 @@ class MessageParser:
             encoding = block.transfer_encoding[0] if block.transfer_encoding else "7bit"
             if encoding in IDENTITY_ENCODINGS and self._container_allowed(entity, body_start, count_child=True):
                 kind = PartKind.MESSAGE
+        entity.binary_body = kind is PartKind.LEAF and block.transfer_encoding is not None \
+            and block.transfer_encoding[0] in _BINARY_ENCODINGS
         if block.transfer_encoding and block.transfer_encoding[0] not in _KNOWN_ENCODINGS:
             encoding, value_offset = block.transfer_encoding
             self._defect_found(Defect(DefectKind.UNKNOWN_TRANSFER_ENCODING, value_offset,
@@ -481,7 +504,12 @@ class MessageParser:
             event_type = BodyChunk
         else:
             event_type = Epilogue if entity.closed else Preamble
-        self._events.append(event_type(self._take(start, end), self._base + start))
+        data = self._take(start, end)
+        if entity.binary_body:
+            self._unchecked()
+        else:
+            self._consumed(start, end, data)
+        self._events.append(event_type(data, self._base + start))
         self._fresh = False
 
     def _read_content(self) -> bool:
@@ -580,12 +608,14 @@ class MessageParser:
             after_line = lambda next_start: self._start_part(child, next_start, is_message=False)  # noqa: E731
         end, next_start = line
         if next_start is None:
-            self._skip_rest_of_line(at, after_line)
+            self._skip_rest_of_line(break_start, end, after_line)
         else:
+            self._consumed(break_start, next_start)
             after_line(next_start)
 
     def _finish(self, at: int) -> None:
         """End of input: end every open part."""
+        self._unchecked()
         while self._entities:
             entity = self._entities[-1]
             if entity.kind is PartKind.MULTIPART and not entity.closed:
@@ -598,21 +628,23 @@ class MessageParser:
 
 class _LineEndingWatch:
     """Finds the first bare CR or LF and the first change of line-ending style in the
-    input, at C speed: counts decide whether a chunk holds anything to report, and a
-    regex locates it only then (once per message)."""
+    bytes it is fed, at C speed: counts decide whether a chunk holds anything to
+    report, and a regex locates it only then (once per message)."""
 
     def __init__(self) -> None:
-        self._style: bytes | None = None  # the message's first line ending
+        self._style: bytes | None = None      # the message's first line ending
         self._done = False
-        self._held_cr = False             # a CR ended the last chunk: its kind depends on the next byte
+        self._held_cr_at: int | None = None   # a CR ended the last bytes fed: what it is depends on the next byte
 
     def feed(self, data: bytes, offset: int, final: bool = False) -> list[Defect]:
-        if self._done or not (data or self._held_cr):
+        """Look at `data`, found at `offset`; it directly follows the bytes fed before
+        unless close() was called in between."""
+        if self._done:
             return []
-        if self._held_cr:
-            data, offset = b"\r" + data, offset - 1
-        self._held_cr = not final and data.endswith(b"\r")
-        if self._held_cr:
+        if self._held_cr_at is not None:
+            data, offset, self._held_cr_at = b"\r" + data, self._held_cr_at, None
+        if not final and data.endswith(b"\r"):
+            self._held_cr_at = offset + len(data) - 1
             data = data[:-1]
         defects: list[Defect] = []
         start = 0
@@ -635,8 +667,9 @@ class _LineEndingWatch:
             self._done = True
         return defects
 
-    def close(self, offset: int) -> list[Defect]:
-        return self.feed(b"", offset, final=True)
+    def close(self) -> list[Defect]:
+        """Nothing that follows will be fed (a gap, or the end): a held CR is bare."""
+        return self.feed(b"", 0, final=True) if self._held_cr_at is not None else []
 
     def _first_other_ending(self, data: bytes, start: int) -> int | None:
         if self._style == b"\r\n":

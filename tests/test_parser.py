@@ -310,6 +310,20 @@ def test_mixed_line_endings_from_bare_lf_style():
     assert defects(parse(data)) == [(DefectKind.BARE_LINE_ENDING, 10, ""), (DefectKind.MIXED_LINE_ENDINGS, 18, "")]
 
 
+def test_bare_lf_inside_a_text_body_is_found_but_not_inside_base64():
+    text = b"Subject: x\r\n\r\nline\r\nbare\nline\r\n"
+    assert defects(parse(text)) == [(DefectKind.BARE_LINE_ENDING, text.index(b"bare") + 4, ""),
+                                    (DefectKind.MIXED_LINE_ENDINGS, text.index(b"bare") + 4, "")]
+    encoded = b"Content-Transfer-Encoding: base64\r\n\r\nQUJD\nQUJD\r\n"
+    assert defects(parse(encoded)) == []
+
+
+def test_bare_cr_at_the_very_end_is_reported():
+    data = b"Subject: x\r\n\r\nbody\r"
+    assert defects(parse(data, pieces=[data])) == [(DefectKind.BARE_LINE_ENDING, len(data) - 1, ""),
+                                                   (DefectKind.MIXED_LINE_ENDINGS, len(data) - 1, "")]
+
+
 def test_line_ending_cr_split_across_feeds_is_not_bare():
     data = b"Subject: x\r\n\r\nbody\r\n"
     assert defects(parse(data, pieces=[b"Subject: x\r", b"\n\r", b"\nbody\r", b"\n"])) == []

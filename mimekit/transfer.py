@@ -287,7 +287,7 @@ _QP_MAX_PADDING = 998
 _QP_HEX_DIGITS = b"0123456789ABCDEFabcdef"
 
 
-_QP_TAB_AS_SPACE = bytes.maketrans(b"\t", b" ")
+_QP_WHITESPACE_AND_BREAKS = bytes.maketrans(b"\t\r", b" \n")  # for one search for " \n"
 
 
 def _qp_decoding_patterns(line_end: bytes) -> tuple[re.Pattern, re.Pattern]:
@@ -370,18 +370,15 @@ class QuotedPrintableDecoder:
                                        '"=" starts no escape or soft break; passed through'))
             return b"=3D"
 
-        # Invalid "=" become "=3D" first, so that once soft breaks are gone every "=" left
-        # starts a valid escape and binascii.a2b_qp (which drops or merges bad ones) is exact.
+        # binascii.a2b_qp is exact for hex escapes, "=" CRLF, "=" LF and a final "=", and
+        # wrong for anything else (it drops or merges bad escapes and keeps padding). So
+        # invalid "=" become "=3D" first, then padding goes, turning "=  CRLF" into
+        # "=CRLF" (spaces before a soft break's "=" are data and stay). Encoders do not
+        # write padding, so its regex (slow: it stops at every space) only runs where a
+        # space or tab may precede a line break; one translate and one search tell.
         data = invalid_escape.sub(pass_through, data)
-        # Padding goes next, turning "=  CRLF" into "=CRLF"; spaces before a soft break's
-        # "=" are data and stay. Encoders do not write padding, so the regex (slow: it
-        # stops at every space) only runs where a space or tab may precede a line break
-        # (one translate and one search find that; deleting every CR errs on the safe side).
-        if final or b" \n" in data.translate(_QP_TAB_AS_SPACE, b"\r"):
+        if final or b" \n" in data.translate(_QP_WHITESPACE_AND_BREAKS):
             data = padding.sub(b"", data)
-        data = data.replace(b"=\r\n", b"").replace(b"=\n", b"")
-        if final and data.endswith(b"="):
-            data = data[:-1]  # a soft break at the end of the input
         return binascii.a2b_qp(data)
 
 

@@ -4,7 +4,8 @@ Every codec is a filter with the same two calls: feed() takes bytes in any chunk
 and returns what can be written so far; flush() returns the rest. The concatenated
 output is identical to a single feed() of the whole input followed by flush(), and
 between calls a codec keeps only a few bytes (the input short of one base64 line, an
-unfinished 4-letter group, a trailing space whose encoding depends on the next byte).
+unfinished 4-letter group, a trailing space whose encoding depends on the next byte;
+at most, a QP decoder holds a run of trailing spaces no longer than a legal line).
 That is what lets a 100 MB attachment stream through in constant memory.
 
 Speed comes from letting binascii do the per-byte work on whole blocks and keeping
@@ -285,8 +286,6 @@ class QuotedPrintableEncoder:
 # what the decoder has to hold.
 _QP_MAX_PADDING = 998
 _QP_HEX_DIGITS = b"0123456789ABCDEFabcdef"
-
-
 _QP_WHITESPACE_AND_BREAKS = bytes.maketrans(b"\t\r", b" \n")  # for one search for " \n"
 
 

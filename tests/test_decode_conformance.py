@@ -1,0 +1,286 @@
+"""`mimekit decode` against the public corpora in ../shared/corpus (skipped when absent).
+
+1. Every corpus message extracts safely in bounded time: DIR stays flat, holds exactly
+   the files of the manifest, and each file has the manifest's size and sha256; the
+   best text decodes.
+2. mime4j's decoded bodies (the files X_decoded.xml names) are what extraction writes
+   for that part id (the manifest sha256), with the tree tests' list of differences.
+3. stalwart mail-parser's expectations, for LF input (X.json) and CRLF input
+   (X.crlf.json): the structure, the decoded Subject, the attachment names and the
+   decoded bodies (text through mimekit.charsets) wherever the structures agree.
+4. flanker's original attachments are what extraction writes for the parts named so.
+
+Where mimekit differs on purpose, the case is listed with its reason and runs as a
+strict xfail: it must keep differing, or the list must be updated.
+"""
+
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS
+from mimekit.charsets import decode_text
+from mimekit.events import PartKind
+from mimekit.extract import best_text_part, extract_all, iter_text
+from mimekit.tree import parse_message
+from test_parser_corpus import (MIME4J_DECODED_DIFFERENCES, corpus_files, mime4j_decoded_files,
+                                mime4j_part_id, time_limit, with_known_differences)
+
+pytestmark = pytest.mark.corpus
+
+SECONDS_PER_MESSAGE = 30
+STALWART = CORPUS / "stalwartlabs-mail-parser" / "resources" / "eml"
+FLANKER = CORPUS / "mailgun-flanker" / "tests" / "fixtures" / "messages"
+MESSAGES = [name for name in corpus_files() if Path(name).suffix in (".eml", ".msg")]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def extract(data: bytes, directory: Path) -> dict[str, dict]:
+    """Extract a message; the manifest by part id."""
+    with parse_message(io.BytesIO(data)) as message:
+        return {entry.id: entry.as_dict() for entry in extract_all(message, str(directory)).entries}
+
+
+# -- 1. every message extracts safely -----------------------------------------------------
+
+@pytest.mark.parametrize("name", MESSAGES)
+def test_every_corpus_message_extracts_safely(corpus_dir, name, tmp_path):
+    out = tmp_path / "out"
+    with time_limit(SECONDS_PER_MESSAGE):
+        with open(corpus_dir / name, "rb") as stream, parse_message(stream) as message:
+            entries = extract_all(message, str(out)).entries
+            text_part = best_text_part(message)
+            if text_part is not None:
+                assert isinstance("".join(iter_text(text_part, [])), str)
+    files = {path.name: path for path in out.iterdir()}
+    assert all(path.is_file() and not path.is_symlink() for path in files.values())
+    assert sorted(files) == sorted(entry.written_name for entry in entries)
+    assert len({entry.id for entry in entries}) == len(entries)
+    for entry in entries:
+        data = files[entry.written_name].read_bytes()
+        assert (len(data), sha256(data)) == (entry.size, entry.sha256)
+
+
+# -- 2. mime4j decoded bodies, as extracted ----------------------------------------------
+
+@pytest.mark.parametrize("name", with_known_differences(mime4j_decoded_files(), MIME4J_DECODED_DIFFERENCES,
+                                                        key=lambda name: Path(name).name))
+def test_mime4j_decoded_body_is_what_extraction_writes(corpus_dir, name, tmp_path):
+    decoded = corpus_dir / name
+    source = decoded.with_name(decoded.name.split("_decoded_")[0] + ".msg")
+    manifest = extract(source.read_bytes(), tmp_path)
+    entry = manifest.get(mime4j_part_id(decoded.name))
+    assert entry is not None and entry["sha256"] == sha256(decoded.read_bytes())
+
+
+# -- 3. stalwart mail-parser ---------------------------------------------------------------
+
+_PREFIX_BOUNDARY = ("Dovecot/stalwart take a line that merely starts with '--' + boundary ('--ab' for 'a') as a "
+                    "delimiter; mimekit needs the line end, blanks or '--' after it (RFC 2046 5.1.1)")
+_OUTER_BOUNDARY = ("an outer delimiter ends the open inner multipart and the outer one goes on (RFC 2046 5.1.2): "
+                   "mimekit keeps the parts after it; stalwart nests them or drops them")
+_EMPTY_PARTS = ("a delimiter line always starts a part: two in a row, or one just before the end, give an "
+                "empty part in mimekit (mime4j agrees); stalwart drops it")
+_HEADER_BOUNDARY = ("a boundary line inside a header block: mimekit ends the header there and reads the body; "
+                    "stalwart nests differently")
+_TWO_CONTENT_TYPES = ("two Content-Type fields in one header: mimekit acts on the first (as mime4j and Python do), "
+                      "stalwart on the last")
+_BAD_RFC822 = ("message/rfc822 whose content is not a message: mimekit reads it as a message without header "
+               "(its text becomes the body); stalwart makes it a plain leaf")
+_BASE64_MESSAGE = ("message/rfc822 sent in base64: stalwart decodes and parses it; mimekit's tree keeps an "
+                   "encoded message as one leaf, extracted as .eml")
+_FUZZED = "fuzzer output with mangled names and boundaries ('--Boundary42' for 'boundary42'): both readings are guesses"
+_RAW_8BIT = ("raw 8-bit Latin-1 in a header: mimekit reads it as windows-1252 (or chardet's guess), stalwart "
+             "replaces it with U+FFFD")
+_UTF8_IN_LATIN1_WORD = ("raw UTF-8 bytes inside an '=?iso-8859-1?Q?...?=' encoded-word: mimekit takes the bytes in "
+                        "the declared charset (windows-1252: 'FrÃ¶sche'), stalwart reads them as UTF-8 ('Frösche')")
+_EMPTY_DISPOSITION = ("'Content-Disposition: ;' followed by filename=...: mimekit still reads the filename, "
+                      "stalwart drops the parameters")
+_BASE64_JUNK = ("base64 junk (text after '=' padding, placeholder text): mimekit decodes every base64 letter "
+                "(never drop data), stalwart keeps the text undecoded or stops at the padding")
+_UNDECLARED_8BIT = ("8-bit text with no usable charset: mimekit detects windows-1252 (Grüße), stalwart replaces "
+                    "each byte with U+FFFD")
+_MIDLINE_BOUNDARY = "'invalid--1--' is body text (a delimiter starts a line); stalwart ends the body at '--1--'"
+_ODD_BYTE = ("UTF-16 body with an odd trailing byte: mimekit shows it as U+FFFD (never drop data silently), "
+             "stalwart drops it")
+_BARE_CR_TAIL = "a bare CR before the closing delimiter's LF stays in the body in mimekit; stalwart drops it"
+
+STALWART_STRUCTURE_DIFFERENCES = {
+    "malformed/000.eml": _EMPTY_PARTS,
+    "malformed/001.eml": _PREFIX_BOUNDARY,
+    "malformed/002.eml": "multipart whose boundary never comes: mimekit keeps a multipart without parts "
+                         "(decode writes its text), stalwart makes it a leaf",
+    "malformed/004.eml": _PREFIX_BOUNDARY,
+    "malformed/007.eml": _HEADER_BOUNDARY,
+    "malformed/008.eml": _PREFIX_BOUNDARY,
+    "malformed/009.eml": _OUTER_BOUNDARY,
+    "malformed/011.eml": _OUTER_BOUNDARY,
+    "malformed/012.eml": _OUTER_BOUNDARY,
+    "malformed/013.eml": _EMPTY_PARTS,
+    "malformed/014.eml": _EMPTY_PARTS,
+    "malformed/016.eml": _PREFIX_BOUNDARY,
+    "malformed/019.eml": _FUZZED,
+    "malformed/020.eml": _TWO_CONTENT_TYPES,
+    "malformed/021.eml": _TWO_CONTENT_TYPES,
+    "malformed/022.eml": _BAD_RFC822,
+    "rfc/008.eml": _BASE64_MESSAGE,
+    "thirdparty/015.eml": _OUTER_BOUNDARY,
+}
+STALWART_SUBJECT_DIFFERENCES = {
+    **{f"legacy/{n}.eml": _RAW_8BIT for n in ("010", "020", "022", "027", "052")},
+    **{f"legacy/{n}.eml": _UTF8_IN_LATIN1_WORD
+       for n in ("009", "015", "016", "018", "023", "024", "025", "026", "050", "051")},
+}
+STALWART_NAME_DIFFERENCES = {
+    **{f"legacy/{n}.eml": _RAW_8BIT for n in ("016", "023", "026")},
+    "malformed/017.eml": _EMPTY_DISPOSITION,
+}
+STALWART_BODY_DIFFERENCES = {
+    "legacy/026.eml": _RAW_8BIT + " (here a uuencode begin line)",
+    "legacy/033.eml": _UNDECLARED_8BIT,
+    "legacy/052.eml": _UNDECLARED_8BIT,
+    "legacy/049.eml lf": _BARE_CR_TAIL,
+    "rfc/000.eml": _BASE64_JUNK,
+    "thirdparty/002.eml": _BASE64_JUNK,
+    "thirdparty/005.eml": _MIDLINE_BOUNDARY + "; for CRLF input also: " + _ODD_BYTE,
+}
+
+STALWART_CASES = [f"{name} {variant}" for name in
+                  (str(Path(p).relative_to(STALWART.relative_to(CORPUS))) for p in corpus_files("*.eml", STALWART))
+                  for variant in ("lf", "crlf")]
+
+
+def stalwart_differences(differences: dict[str, str]):
+    return lambda case: case if case in differences else case.split()[0]
+
+
+def stalwart_case(case: str) -> tuple[bytes, dict]:
+    """The message as stalwart's test feeds it (all LF, or all CRLF) and its expectation."""
+    name, variant = case.split()
+    raw = (STALWART / name).read_bytes()
+    if variant == "lf":
+        return raw.replace(b"\r\n", b"\n"), json.loads((STALWART / name).with_suffix(".json").read_text())
+    crlf = re.sub(rb"(?<!\r)\n", b"\r\n", raw)
+    return crlf, json.loads((STALWART / name).with_suffix(".crlf.json").read_text())
+
+
+def stalwart_shape(expected: dict) -> tuple:
+    """stalwart's flat part list as nested (kind, children) tuples."""
+    parts = expected["parts"]
+
+    def shape(index: int) -> tuple:
+        body = parts[index]["body"]
+        if isinstance(body, dict) and "Multipart" in body:
+            return "multipart", [shape(child) for child in body["Multipart"]]
+        if isinstance(body, dict) and "Message" in body:
+            return "message", [stalwart_shape(body["Message"])]
+        return ("leaf",)
+    return shape(0)
+
+
+def our_shape(part) -> tuple:
+    if part.kind is PartKind.LEAF:
+        return ("leaf",)
+    return ("multipart" if part.kind is PartKind.MULTIPART else "message"), [our_shape(c) for c in part.children]
+
+
+def stalwart_header(part: dict, name: str):
+    return next((field["value"] for field in part["headers"] if field["name"] == name), None)
+
+
+def stalwart_names(expected: dict) -> list[str | None]:
+    """Per part in document order: Content-Disposition filename, else Content-Type name."""
+    names = []
+    for part in expected["parts"]:
+        found = None
+        for header, key in (("content_disposition", "filename"), ("content_type", "name")):
+            value = stalwart_header(part, header)
+            attributes = (value or {}).get("ContentType", {}).get("attributes") or []
+            found = found or next((a["value"] for a in attributes if a["name"] == key), None)
+        names.append(found)
+        if isinstance(part["body"], dict) and "Message" in part["body"]:
+            names += stalwart_names(part["body"]["Message"])
+    return names
+
+
+def stalwart_leaves(expected: dict) -> list[tuple[str, object]]:
+    """(body kind, content) of every leaf, in document order."""
+    parts, leaves = expected["parts"], []
+
+    def visit(index: int) -> None:
+        body = parts[index]["body"]
+        kind = next(iter(body)) if isinstance(body, dict) else body
+        if kind == "Multipart":
+            for child in body["Multipart"]:
+                visit(child)
+        elif kind == "Message":
+            leaves.extend(stalwart_leaves(body["Message"]))
+        else:
+            leaves.append((kind, body[kind] if isinstance(body, dict) else None))
+    visit(0)
+    return leaves
+
+
+def structures_agree(message, expected) -> None:
+    if our_shape(message.root) != stalwart_shape(expected):
+        pytest.skip("the structures differ (see test_stalwart_structure)")
+
+
+@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_STRUCTURE_DIFFERENCES,
+                                                        stalwart_differences(STALWART_STRUCTURE_DIFFERENCES)))
+def test_stalwart_structure(corpus_dir, case):
+    data, expected = stalwart_case(case)
+    with parse_message(io.BytesIO(data)) as message:
+        assert our_shape(message.root) == stalwart_shape(expected)
+
+
+@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_SUBJECT_DIFFERENCES,
+                                                        stalwart_differences(STALWART_SUBJECT_DIFFERENCES)))
+def test_stalwart_decoded_subject(corpus_dir, case):
+    data, expected = stalwart_case(case)
+    subject = stalwart_header(expected["parts"][0], "subject")
+    with parse_message(io.BytesIO(data)) as message:
+        assert message.root.header("subject") == (subject["Text"] if subject else None)
+
+
+@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_NAME_DIFFERENCES,
+                                                        stalwart_differences(STALWART_NAME_DIFFERENCES)))
+def test_stalwart_attachment_names(corpus_dir, case):
+    data, expected = stalwart_case(case)
+    with parse_message(io.BytesIO(data)) as message:
+        structures_agree(message, expected)
+        assert [part.filename for part in message.walk()] == stalwart_names(expected)
+
+
+@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_BODY_DIFFERENCES,
+                                                        stalwart_differences(STALWART_BODY_DIFFERENCES)))
+def test_stalwart_decoded_bodies(corpus_dir, case):
+    data, expected = stalwart_case(case)
+    with parse_message(io.BytesIO(data)) as message:
+        structures_agree(message, expected)
+        ours = []
+        for part, (kind, _) in zip(message.leaves(), stalwart_leaves(expected)):
+            body = part.read_decoded()
+            ours.append((kind, list(body) if kind in ("Binary", "InlineBinary")
+                         else decode_text(body, part.params.get("charset"))[0]))
+        assert ours == stalwart_leaves(expected)
+
+
+# -- 4. flanker's original attachments ------------------------------------------------------
+
+def test_flanker_originals_are_extracted_byte_for_byte(corpus_dir, tmp_path):
+    originals = {path.name: sha256(path.read_bytes()) for path in (FLANKER / "attachments").iterdir()}
+    compared = []
+    for index, path in enumerate(sorted(FLANKER.rglob("*.eml"))):
+        for entry in extract(path.read_bytes(), tmp_path / str(index)).values():
+            if entry["original_name"] in originals:
+                compared.append((path.name, entry["original_name"], entry["sha256"] == originals[entry["original_name"]]))
+    # Only mailgun.png is attached to a fixture message; flanker composes the others in its tests.
+    assert compared == [("mailgun-pic.eml", "mailgun.png", True)]

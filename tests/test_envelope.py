@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from mimekit.envelope import envelope_for, prepare_message, remove_bcc
+from mimekit.envelope import ENVELOPE_FIELDS, BccRemover, envelope_for, prepare_message, remove_bcc
 from mimekit.errors import DataError, UsageError
 from mimekit.smtp_data import scan_message
 from strategies import chunkings
@@ -38,6 +38,27 @@ def test_bcc_removal_is_the_same_for_any_chunking_and_line_ending(data, message)
     whole = b"".join(remove_bcc([message]))
     assert b"".join(remove_bcc(data.draw(chunkings(message)))) == whole
     assert b"secret@" not in whole.split(b"this line")[0] and b"shouty@" not in whole
+
+
+@given(st.data())
+def test_the_envelope_fields_are_captured_in_the_same_pass_whatever_the_chunking(data):
+    remover = BccRemover(capture=ENVELOPE_FIELDS)
+    out = b"".join(remover.feed(piece) for piece in data.draw(chunkings(MESSAGE))) + remover.flush()
+    assert out == WITHOUT_BCC
+    assert remover.fields == [
+        ("From", b" Alice <alice@example.test>"),
+        ("To", b" Bob <bob@example.test>, \"Doe, Carol\" <carol@example.test>"),
+        ("Bcc", b" secret@example.test,\r\n\thidden@example.test"),
+        ("bcc", b" shouty@example.test"),
+        ("Cc", b" team: dave@example.test, erin@example.test;")]
+
+
+def test_an_endless_address_field_is_refused_not_buffered():
+    remover = BccRemover(capture=ENVELOPE_FIELDS)
+    remover.feed(b"To: a@example.test,\r\n")
+    with pytest.raises(DataError, match="over"):
+        for _ in range(5000):
+            remover.feed(b" b@example.test,\r\n")
 
 
 header_lines = st.lists(st.tuples(st.sampled_from([b"Bcc: x@a", b"bcc : y@a", b" folded", b"\tfolded", b"To: z@a",

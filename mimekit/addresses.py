@@ -17,9 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .defects import Defect, DefectKind
-from .encoded_words import ENCODED_WORD, HeaderTextBuilder, byte_offsets, decode_words, encode_phrase, header_text
+from .encoded_words import (ENCODED_WORD, DetectionBudget, HeaderTextBuilder, byte_offsets, decode_words,
+                            encode_phrase, header_text)
 from .errors import DataError
-from .folding import check_header_value, fold_pieces, read_comment, read_quoted_string
+from .folding import check_header_value, fold_pieces, quote_string, read_comment, read_quoted_string
 
 
 @dataclass
@@ -92,13 +93,9 @@ def _tokens(text: str, defects: list[Defect]) -> list[_Token]:
     return tokens
 
 
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _phrase(tokens: Iterable[_Token], defects: list[Defect]) -> str:
+def _phrase(tokens: Iterable[_Token], defects: list[Defect], budget: DetectionBudget) -> str:
     """Decoded display name: words joined by one space where CFWS separated them."""
-    builder = HeaderTextBuilder(defects)
+    builder = HeaderTextBuilder(defects, budget)
     first = True
     for token in tokens:
         if token.kind == "comment":
@@ -112,7 +109,7 @@ def _phrase(tokens: Iterable[_Token], defects: list[Defect]) -> str:
             if ENCODED_WORD.search(token.text):
                 defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, token.offset,
                                       "encoded-word inside a quoted string"))
-            builder.add_text(decode_words(token.text, defects, token.offset + 1))
+            builder.add_text(decode_words(token.text, defects, token.offset + 1, budget))
         else:
             if token.kind in _PHRASE_SPECIALS:
                 defects.append(Defect(DefectKind.ADDRESS_MALFORMED, token.offset,
@@ -121,9 +118,10 @@ def _phrase(tokens: Iterable[_Token], defects: list[Defect]) -> str:
     return builder.text()
 
 
-def _comment_text(tokens: Iterable[_Token], defects: list[Defect]) -> str:
+def _comment_text(tokens: Iterable[_Token], defects: list[Defect], budget: DetectionBudget) -> str:
     """Comments outside the address, the old `addr (Full Name)` style of display name."""
-    return " ".join(decode_words(t.text, defects, t.offset + 1).strip() for t in tokens if t.kind == "comment")
+    return " ".join(decode_words(t.text, defects, t.offset + 1, budget).strip()
+                    for t in tokens if t.kind == "comment")
 
 
 def _addr_spec(tokens: list[_Token]) -> str:
@@ -133,7 +131,7 @@ def _addr_spec(tokens: list[_Token]) -> str:
         colon = next((i for i, t in enumerate(tokens) if t.kind == ":"), None)
         if colon is not None:
             tokens = tokens[colon + 1:]
-    return "".join(_quoted(t.text) if t.kind == "quoted" else t.text for t in tokens)
+    return "".join(quote_string(t.text) if t.kind == "quoted" else t.text for t in tokens)
 
 
 def _connected(left: _Token, right: _Token) -> bool:
@@ -141,7 +139,7 @@ def _connected(left: _Token, right: _Token) -> bool:
     return left.kind in _ADDR_SPEC_JOINERS or right.kind in _ADDR_SPEC_JOINERS or not right.space_before
 
 
-def _mailbox(tokens: list[_Token], defects: list[Defect]) -> Address | None:
+def _mailbox(tokens: list[_Token], defects: list[Defect], budget: DetectionBudget) -> Address | None:
     words = [t for t in tokens if t.kind != "comment"]
     if not words:
         return None   # an empty list element, allowed by RFC 5322 §4.4
@@ -151,14 +149,14 @@ def _mailbox(tokens: list[_Token], defects: list[Defect]) -> Address | None:
         if closing is None:
             defects.append(Defect(DefectKind.ADDRESS_MALFORMED, tokens[opening].offset, "missing '>'"))
             closing = len(tokens)
-        name = _phrase(tokens[:opening], defects)
+        name = _phrase(tokens[:opening], defects, budget)
         trailing = [t for t in tokens[closing + 1:] if t.kind != "comment"]
         if trailing:
             defects.append(Defect(DefectKind.ADDRESS_MALFORMED, trailing[0].offset, "text after the address"))
             if not name:
-                name = _phrase(trailing, defects)
+                name = _phrase(trailing, defects, budget)
         outside = tokens[:opening] + tokens[closing + 1:]
-        address = Address(name or _comment_text(outside, defects), _addr_spec(tokens[opening + 1:closing]))
+        address = Address(name or _comment_text(outside, defects, budget), _addr_spec(tokens[opening + 1:closing]))
     else:
         at = next((i for i, t in enumerate(words) if t.kind == "@"), None)
         start, end = 0, len(words)
@@ -171,14 +169,14 @@ def _mailbox(tokens: list[_Token], defects: list[Defect]) -> Address | None:
             end = at + 1
             while end < len(words) and _connected(words[end - 1], words[end]):
                 end += 1
-        name = _phrase(words[:start], defects)
+        name = _phrase(words[:start], defects, budget)
         if start:
             defects.append(Defect(DefectKind.ADDRESS_MALFORMED, words[0].offset, "display name without '<>'"))
         if end < len(words):
             defects.append(Defect(DefectKind.ADDRESS_MALFORMED, words[end].offset, "text after the address"))
         first, last = words[start].offset, words[end - 1].offset
         outside = [t for t in tokens if t.offset < first or t.offset > last]
-        address = Address(name or _comment_text(outside, defects), _addr_spec(words[start:end]))
+        address = Address(name or _comment_text(outside, defects, budget), _addr_spec(words[start:end]))
     if not address.addr_spec:
         defects.append(Defect(DefectKind.ADDRESS_MALFORMED, tokens[0].offset, "empty address"))
     return address
@@ -192,12 +190,16 @@ def parse_address_list(raw: bytes | str) -> tuple[list[Address | Group], list[De
     group: Group | None = None
     current: list[_Token] = []
     in_angle = False
+    current_has_address = False     # kept as a flag: rescanning `current` would be quadratic
+    budget = DetectionBudget()
 
     def finish() -> None:
-        mailbox = _mailbox(current, defects)
+        nonlocal current_has_address
+        mailbox = _mailbox(current, defects, budget)
         if mailbox is not None:
             (group.members if group is not None else result).append(mailbox)
         current.clear()
+        current_has_address = False
 
     for token in _tokens(text, defects):
         kind = token.kind
@@ -208,8 +210,8 @@ def parse_address_list(raw: bytes | str) -> tuple[list[Address | Group], list[De
         elif kind == ",":
             finish()
             continue
-        elif kind == ":" and group is None and not any(t.kind in ("@", "<") for t in current):
-            name = _phrase(current, defects)
+        elif kind == ":" and group is None and not current_has_address:
+            name = _phrase(current, defects, budget)
             if not name:
                 defects.append(Defect(DefectKind.ADDRESS_MALFORMED, token.offset, "group without a name"))
             group = Group(name, [])
@@ -224,6 +226,7 @@ def parse_address_list(raw: bytes | str) -> tuple[list[Address | Group], list[De
                 group = None
             continue
         current.append(token)
+        current_has_address = current_has_address or kind in ("@", "<")
     finish()
     if group is not None:
         defects.append(Defect(DefectKind.ADDRESS_MALFORMED, len(text), "group not closed with ';'"))

@@ -25,11 +25,11 @@ from dataclasses import replace
 from .charsets import WINDOWS_1252, resolve_charset
 from .charsets import decode_text as decode_charset
 from .defects import Defect, DefectKind
+from .folding import quote_string
 
 MAX_WORD = 75                                   # RFC 2047 §2: an encoded-word's length limit
-_PREFIX_LEN = len("=?utf-8?q?")
-OVERHEAD = _PREFIX_LEN + len("?=")              # characters of an encoded-word that carry no text
-_MIN_ROOM = OVERHEAD + 8                        # room for the widest character in either encoding
+_OVERHEAD = len("=?utf-8?q?") + len("?=")       # characters of an encoded-word that carry no text
+_MIN_ROOM = _OVERHEAD + 8                       # room for the widest character in either encoding
 
 # charset = RFC 2045 token (no tspecials, no '*' which starts an RFC 2231 language suffix).
 _CHARSET = r"[^\x00-\x20\x7f?*()<>@,;:\"/\[\]=\\]+"
@@ -40,13 +40,13 @@ ENCODED_WORD = re.compile(
 _SCAN = re.compile(rf"{ENCODED_WORD.pattern}|(?P<broken>=\?)(?={_CHARSET}\?)")
 _PLAIN_SEGMENT = re.compile(r"[ \t\r\n]+|[^ \t\r\n]+")
 _FOLD_IN_WORD = re.compile(r"\r?\n[ \t]*|\r")
-_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*(=*)")
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*=*")
 _Q_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 _Q_BAD_ESCAPE = re.compile(rb"=(?![0-9A-Fa-f]{2})")
 _WORDS = re.compile(r"[ \t]+|[^ \t]+")
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
 _PRINTABLE_WORD = re.compile(r"[\x21-\x7e]+")
-_PRINTABLE_PHRASE = re.compile(r"[\x20-\x7e]+")
+_PRINTABLE_PHRASE = re.compile(r"[\x20-\x7e]*")
 
 
 # ---------------------------------------------------------------------------------------
@@ -59,9 +59,39 @@ _CHARDET_SAMPLE = 4096
 _CHARDET_MIN_CONFIDENCE = 0.1
 
 
-def decode_declared(data: bytes, charset: str | None, defects: list[Defect], offset: int = 0) -> str:
+class DetectionBudget:
+    """How many more times one header value may fall back to charset detection.
+
+    chardet costs about a millisecond a call whatever the input's size, so a hostile value
+    of thousands of undecodable encoded-words would cost seconds; once the budget is spent,
+    bytes that do not decode as declared are read as windows-1252 (which reads anything).
+    """
+
+    def __init__(self, detections: int = 4):
+        self.detections = detections
+
+
+def _decodes(data: bytes, codec: str | None) -> bool:
+    if codec is None:
+        return False
+    try:
+        data.decode(codec)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def decode_declared(data: bytes, charset: str | None, defects: list[Defect], offset: int,
+                    budget: DetectionBudget) -> str:
     """Decode bytes declared as `charset` the way mimekit.charsets reads any text; its
     defects are reported at `offset`, where the declaration is."""
+    codec = resolve_charset(charset)
+    if not data.isascii() and not _decodes(data, codec):
+        if budget.detections <= 0:
+            kind = DefectKind.UNKNOWN_CHARSET if codec is None and charset else DefectKind.CHARSET_FALLBACK
+            defects.append(Defect(kind, offset, f"{charset!r} not decodable; read as {WINDOWS_1252}"))
+            return decode_charset(data, WINDOWS_1252)[0]
+        budget.detections -= 1
     text, found = decode_charset(data, charset)
     defects.extend(replace(defect, offset=offset) for defect in found)
     return text
@@ -72,13 +102,7 @@ def _raw_header_codec(raw: bytes) -> str:
     import chardet  # imported on first need: it costs start-up time every command would pay
     guess = chardet.detect(raw[:_CHARDET_SAMPLE])
     codec = resolve_charset(guess["encoding"]) if guess["confidence"] >= _CHARDET_MIN_CONFIDENCE else None
-    if codec:
-        try:
-            raw.decode(codec)
-            return codec
-        except (UnicodeDecodeError, LookupError):
-            pass
-    return WINDOWS_1252
+    return codec if _decodes(raw, codec) else WINDOWS_1252
 
 
 def header_text(raw: bytes | str, defects: list[Defect]) -> tuple[str, str | None]:
@@ -127,9 +151,8 @@ def _payload(match: re.Match, offset: int, defects: list[Defect]) -> bytes | Non
         defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset, "whitespace inside encoded-word"))
     if match["encoding"] in "Bb":
         compact = "".join(unfolded.split())
-        shape = _BASE64_TEXT.fullmatch(compact)
         data = compact.rstrip("=")
-        if shape is None or len(data) % 4 == 1:
+        if not _BASE64_TEXT.fullmatch(compact) or len(data) % 4 == 1:
             defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset, "invalid base64 in encoded-word"))
             return None
         if len(compact) % 4:
@@ -148,8 +171,9 @@ class HeaderTextBuilder:
     words in the same charset are decoded together as one byte string.
     """
 
-    def __init__(self, defects: list[Defect]):
+    def __init__(self, defects: list[Defect], budget: DetectionBudget | None = None):
         self._defects = defects
+        self._budget = budget or DetectionBudget()
         self._out: list[str] = []
         self._space: list[str] = []
         self._after_word = False
@@ -191,16 +215,19 @@ class HeaderTextBuilder:
 
     def _flush_run(self) -> None:
         if self._charset is not None:
-            self._out.append(decode_declared(bytes(self._bytes), self._charset, self._defects, self._run_offset))
+            self._out.append(decode_declared(bytes(self._bytes), self._charset, self._defects,
+                                             self._run_offset, self._budget))
             self._charset, self._bytes = None, bytearray()
 
 
-def decode_words(text: str, defects: list[Defect], offset: int = 0) -> str:
+def decode_words(text: str, defects: list[Defect], offset: int = 0,
+                 budget: DetectionBudget | None = None) -> str:
     """Decode the encoded-words in unstructured text; line breaks of folding are removed.
 
-    `offset` is where `text` starts in the value, for the defects' offsets.
+    `offset` is where `text` starts in the value, for the defects' offsets; `budget` is
+    shared by all the pieces of one header value.
     """
-    builder = HeaderTextBuilder(defects)
+    builder = HeaderTextBuilder(defects, budget)
 
     def add_plain(start: int, end: int) -> None:
         for segment in _PLAIN_SEGMENT.finditer(text, start, end):
@@ -287,7 +314,7 @@ def encode_as_words(text: str, *, phrase: bool = False, first_room: int = MAX_WO
     q_sizes = [sum(len(table[byte]) for byte in unit) for unit in units]
     words: list[str] = []
     room = min(room, MAX_WORD)
-    capacity = (first_room if first_room >= _MIN_ROOM else room) - OVERHEAD
+    capacity = (first_room if first_room >= _MIN_ROOM else room) - _OVERHEAD
     index = 0
     while index < len(units):
         q_end, q_width = index, 0
@@ -313,12 +340,8 @@ def encode_as_words(text: str, *, phrase: bool = False, first_room: int = MAX_WO
         else:
             words.append(f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?=")
             index = b_end
-        capacity = room - OVERHEAD
+        capacity = room - _OVERHEAD
     return words
-
-
-def _needs_encoding(word: str) -> bool:
-    return not _PRINTABLE_WORD.fullmatch(word) or "=?" in word
 
 
 def encode_unstructured(text: str, offset: int = 0, max_len: int = 78) -> str:
@@ -336,7 +359,7 @@ def encode_unstructured(text: str, offset: int = 0, max_len: int = 78) -> str:
     for i, token in enumerate(tokens):
         if token[0] not in " \t":
             width = len(token) + (offset if i == 0 else 1)
-            encode[i] = _needs_encoding(token) or width > max_len
+            encode[i] = not _PRINTABLE_WORD.fullmatch(token) or "=?" in token or width > max_len
     for edge, neighbour in ((0, 1), (len(tokens) - 1, len(tokens) - 2)):
         if tokens[edge][0] in " \t":
             encode[edge] = True
@@ -351,21 +374,20 @@ def encode_unstructured(text: str, offset: int = 0, max_len: int = 78) -> str:
     runs = [[marked[0], marked[0]]]
     for i in marked[1:]:
         gap = sum(len(t) for t in tokens[runs[-1][1] + 1:i])
-        if gap < OVERHEAD or all(t[0] in " \t" for t in tokens[runs[-1][1] + 1:i]):
+        if gap < _OVERHEAD or all(t[0] in " \t" for t in tokens[runs[-1][1] + 1:i]):
             runs[-1][1] = i
         else:
             runs.append([i, i])
     out: list[str] = []
-    column = offset
-    done = 0
+    column, done = offset, 0
     for first, last in runs:
         plain = "".join(tokens[done:first])
-        out.append(plain)
-        column += len(plain)
-        first_room = min(MAX_WORD, max_len - column) if column <= max_len else MAX_WORD
-        words = encode_as_words("".join(tokens[first:last + 1]), first_room=first_room)
-        out.append(" ".join(words))
-        column = max_len + 1   # past the first line: later words are sized for lines of their own
+        # While all that comes before fits on the first line, folding has not broken it, so
+        # the next word is sized to fill that line (encode_as_words ignores too small a room).
+        room = min(MAX_WORD, max_len - column - len(plain))
+        encoded = " ".join(encode_as_words("".join(tokens[first:last + 1]), first_room=room))
+        out += [plain, encoded]
+        column += len(plain) + len(encoded)
         done = last + 1
     out.append("".join(tokens[done:]))
     return "".join(out)
@@ -379,11 +401,9 @@ def encode_phrase(text: str, offset: int = 0, max_len: int = 78) -> str:
     of columns already used on the line where the phrase starts.
     """
     if _PRINTABLE_PHRASE.fullmatch(text) and "=?" not in text:
-        rendered = text if _ATOMS.fullmatch(text) else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        rendered = text if _ATOMS.fullmatch(text) else quote_string(text)
         words = rendered.split(" ")
         if offset + len(words[0]) <= max_len and all(len(w) < max_len for w in words[1:]):
             return rendered
-    if not text:
-        return '""'
     first_room = min(MAX_WORD, max_len - offset)
     return " ".join(encode_as_words(text, phrase=True, first_room=first_room))

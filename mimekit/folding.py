@@ -64,6 +64,11 @@ def unfold(raw: bytes) -> bytes:
     return _FOLD.sub(b"", raw)
 
 
+def quote_string(text: str) -> str:
+    """`text` as a quoted-string: the inverse of read_quoted_string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def read_quoted_string(text: str, start: int) -> tuple[str, int, bool]:
     """Read the quoted-string whose opening quote is at `start`.
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote_to_bytes
 
 from .defects import Defect, DefectKind
-from .encoded_words import byte_offsets, decode_declared, decode_words, encode_as_words, header_text
+from .encoded_words import (DetectionBudget, byte_offsets, decode_declared, decode_words, encode_as_words,
+                            header_text)
 from .errors import DataError
-from .folding import WANT_LINE, check_header_value, fold_pieces, read_comment, read_quoted_string
+from .folding import WANT_LINE, check_header_value, fold_pieces, quote_string, read_comment, read_quoted_string
 
 
 @dataclass
@@ -50,7 +51,6 @@ _QUOTED_WORD_ROOM = WANT_LINE - len(' name="') - len('";')
 class _RawParameter:
     attribute: str
     value: str
-    quoted: bool
     offset: int
 
 
@@ -102,12 +102,15 @@ def _main_value(scan: _Scanner) -> str:
         if pieces and _NEXT_ATTRIBUTE.match(scan.text, scan.pos):
             scan.defects.append(Defect(DefectKind.PARAMETER_MALFORMED, scan.pos, "missing ';' after the value"))
             return "".join(pieces).lower()
+        run = _VALUE_RUN.match(scan.text, scan.pos)
         if scan.at('"'):
             pieces.append(scan.quoted())
-        else:
-            run = _VALUE_RUN.match(scan.text, scan.pos)
+        elif run:
             pieces.append(run.group())
             scan.pos = run.end()
+        else:
+            scan.defects.append(Defect(DefectKind.PARAMETER_MALFORMED, scan.pos, "unbalanced ')'"))
+            scan.pos += 1
 
 
 def _unquoted_value(scan: _Scanner, start: int) -> str:
@@ -163,7 +166,7 @@ def _raw_parameters(scan: _Scanner) -> list[_RawParameter]:
         if not quoted and not value:
             scan.defects.append(Defect(DefectKind.PARAMETER_MALFORMED, start, f"parameter {attribute.group()!r} without a value"))
             continue
-        found.append(_RawParameter(attribute.group().lower(), value, quoted, start))
+        found.append(_RawParameter(attribute.group().lower(), value, start))
         if quoted:
             scan.skip_cfws()
             if scan.pos < len(scan.text) and not scan.at(";"):
@@ -184,7 +187,8 @@ def _extended(value: str, defects: list[Defect], offset: int) -> tuple[str, str,
     return parts["charset"], parts["lang"], unquote_to_bytes(parts["text"])
 
 
-def _join_sections(sections: dict[int, _RawParameter], defects: list[Defect]) -> tuple[str, str]:
+def _join_sections(sections: dict[int, _RawParameter], defects: list[Defect],
+                   budget: DetectionBudget) -> tuple[str, str]:
     """Join RFC 2231 continuations in section order; extended sections next to each other
     are decoded as one byte string, so a character split between sections survives."""
     numbers = sorted(sections)
@@ -200,7 +204,7 @@ def _join_sections(sections: dict[int, _RawParameter], defects: list[Defect]) ->
         section = sections[number]
         if not section.attribute.endswith("*"):
             if pending:
-                pieces.append(decode_declared(bytes(pending), charset or None, defects, pending_offset))
+                pieces.append(decode_declared(bytes(pending), charset or None, defects, pending_offset, budget))
                 pending = bytearray()
             pieces.append(section.value)
             continue
@@ -217,7 +221,7 @@ def _join_sections(sections: dict[int, _RawParameter], defects: list[Defect]) ->
             pending_offset = section.offset
         pending += data
     if pending:
-        pieces.append(decode_declared(bytes(pending), charset or None, defects, pending_offset))
+        pieces.append(decode_declared(bytes(pending), charset or None, defects, pending_offset, budget))
     return "".join(pieces), language
 
 
@@ -248,13 +252,14 @@ def parse_params_header(raw: bytes | str) -> tuple[HeaderParams, list[Defect]]:
         target[key] = parameter
     params: dict[str, str] = {}
     languages: dict[str, str] = {}
+    budget = DetectionBudget()
     for name, parameter in plain.items():
         if name in _LITERAL_PARAMETERS or "=?" not in parameter.value:
             params[name] = parameter.value
         else:
-            params[name] = decode_words(parameter.value, defects, parameter.offset)
+            params[name] = decode_words(parameter.value, defects, parameter.offset, budget)
     for name, sections in extended.items():
-        params[name], language = _join_sections(sections, defects)
+        params[name], language = _join_sections(sections, defects, budget)
         if language:
             languages[name] = language
     return HeaderParams(value, params, languages), byte_offsets(defects, text, codec)
@@ -270,10 +275,6 @@ def preferred_filename(content_type: HeaderParams | None, disposition: HeaderPar
 
 # ---------------------------------------------------------------------------------------
 # writing
-
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
 
 def _continuations(key: str, value: str, max_len: int) -> list[str]:
     """RFC 2231 `key*0*=utf-8''...`, `key*1*=...`, each on a line of its own within max_len;
@@ -299,7 +300,7 @@ def _parameter_pieces(key: str, value: str, max_len: int = WANT_LINE) -> list[st
     literal = key in _LITERAL_PARAMETERS or "=?" not in value
     # File names are quoted even when they are tokens: some readers expect it.
     bare = f"{key}={value}" if literal and _TOKEN.fullmatch(value) and key not in _SPLITTABLE_PARAMETERS else None
-    quoted = f"{key}={_quoted(value)}" if literal and _PRINTABLE.fullmatch(value) else None
+    quoted = f"{key}={quote_string(value)}" if literal and _PRINTABLE.fullmatch(value) else None
     for candidate in (bare, quoted):
         if candidate and (len(candidate) + len(" ;") <= max_len or key not in _SPLITTABLE_PARAMETERS):
             return [candidate]

@@ -26,3 +26,11 @@ def chunkings(draw, data: bytes):
         pieces.append(data[start:cut])
         start = cut
     return pieces
+
+
+# Hostile header values: the characters header syntax gives meaning to and fragments of
+# encoded-words and RFC 2231 parameters, in any order; as text and as raw bytes.
+_header_syntax = st.sampled_from(list('=?"()<>@,;:.[]\\ \t\r\n*\'%_abQBq8-/é\x80')
+                                 + ["=?utf-8?q?", "=?x?b?", "?=", "name*0*=", "filename*=", "utf-8''"])
+header_junk = st.one_of(st.lists(_header_syntax, max_size=60).map("".join),
+                        st.text(max_size=200), st.binary(max_size=200))

@@ -15,7 +15,7 @@ from mimekit.addresses import (Address, Group, addr_specs, format_address, forma
 from mimekit.defects import DefectKind
 from mimekit.errors import DataError
 from mimekit.folding import unfold
-from strategies import display_names
+from strategies import display_names, header_junk
 from test_folding import first_field, stalwart_vectors
 
 ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
@@ -113,6 +113,13 @@ def test_unclosed_group_is_closed_and_reported():
 def test_defect_offsets_are_bytes_from_the_value_start():
     _, defects = parse_address_list("Jörg <j@example.com".encode())
     assert defects[0].offset == len("Jörg ".encode())
+
+
+@given(header_junk)
+def test_any_value_is_parsed_without_raising_and_defects_point_inside_it(raw):
+    entries, defects = parse_address_list(raw)
+    assert all(isinstance(entry, (Address, Group)) for entry in entries)
+    assert all(0 <= defect.offset <= len(raw) for defect in defects)
 
 
 def test_addr_specs_flattens_groups_for_the_envelope():
@@ -250,7 +257,9 @@ def test_stalwart_address_vectors(corpus_dir):
     "a." * 100_000 + "@example.com",
     "=?utf-8?q?a?= " * 15_000 + "<a@example.com>",
     "G: " * 60_000,
-], ids=["many", "comment", "quoted", "angles", "dots", "words", "groups"])
+    "a " * 50_000 + "@b" + ":" * 50_000,
+    "=?utf-8?q?=E9?= <a@b>, " * 8_000,
+], ids=["many", "comment", "quoted", "angles", "dots", "words", "groups", "colons", "undecodable"])
 def test_a_200_kb_list_parses_in_linear_time(raw):
     started = time.perf_counter()
     parse_address_list(raw)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from mimekit.dates import format_date, make_message_id, parse_date
 from mimekit.defects import DefectKind
 from mimekit.errors import DataError
+from strategies import header_junk
 from test_folding import first_field, stalwart_vectors
 
 RFC5322_DATE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
@@ -102,6 +103,13 @@ def test_garbage_is_none_and_reported(raw):
     parsed, defects = parse_date(raw)
     assert parsed is None
     assert kinds(defects) == [DefectKind.DATE_MALFORMED]
+
+
+@given(header_junk.filter(lambda raw: isinstance(raw, str)))
+def test_any_text_is_read_without_raising(raw):
+    parsed, defects = parse_date(raw)
+    assert parsed is None or parsed.tzinfo is not None
+    assert parsed is not None or kinds(defects) == [DefectKind.DATE_MALFORMED]
 
 
 def test_a_200_kb_value_parses_in_linear_time():

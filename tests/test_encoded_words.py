@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mimekit.defects import DefectKind
 from mimekit.encoded_words import decode_header_value, encode_phrase, encode_unstructured
 from mimekit.folding import fold_header
-from strategies import display_names, header_text
+from strategies import display_names, header_junk, header_text
 from test_folding import first_field, stalwart_vectors
 
 ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
@@ -239,6 +239,13 @@ def test_bytes_invalid_in_the_declared_charset_fall_back():
     assert kinds(defects) == [DefectKind.CHARSET_FALLBACK]
 
 
+def test_charset_detection_is_bounded_per_value_then_windows_1252():
+    text, defects = decode_header_value("=?x-made-up?q?=E9t=E9?= and " * 6 + "=?x-made-up?q?=E9t=E9?=")
+    assert text == "été and " * 6 + "été"
+    assert set(kinds(defects)) <= {DefectKind.UNKNOWN_CHARSET, DefectKind.CHARSET_DETECTED}
+    assert "read as windows-1252" in defects[-1].detail
+
+
 def test_raw_utf8_header_is_accepted_without_defect():
     assert decode_header_value("Grüße aus Köln 日本".encode()) == ("Grüße aus Köln 日本", [])
 
@@ -259,6 +266,13 @@ def test_raw_koi8_header_is_recognised_by_chardet():
 def test_defect_offsets_count_bytes_from_the_value_start():
     _, defects = decode_header_value("  ä =?x-made-up?q?a?=".encode())
     assert defects[0].offset == len("  ä ".encode())
+
+
+@given(header_junk)
+def test_any_value_is_decoded_without_raising_and_defects_point_inside_it(raw):
+    text, defects = decode_header_value(raw)
+    assert isinstance(text, str)
+    assert all(0 <= defect.offset <= len(raw) for defect in defects)
 
 
 # --- stalwart's vectors -----------------------------------------------------------------
@@ -306,7 +320,9 @@ def test_stalwart_unstructured_vectors(corpus_dir):
     "=?utf-8?q?" + "a" * 200_000,                 # one word that never ends
     "=?" + "c" * 200_000 + "?",                   # one endless charset
     b"\xe9t\xe9 " * 50_000,                       # 8-bit, not UTF-8
-], ids=["joined", "starts", "cut", "endless-text", "endless-charset", "8bit"])
+    "=?x-made-up?q?=E9t=E9?= a " * 8_000,         # thousands of words that need detection
+    "=?utf-8?q?=E9t=E9?= a " * 9_000,
+], ids=["joined", "starts", "cut", "endless-text", "endless-charset", "8bit", "unknown", "undecodable"])
 def test_a_200_kb_value_decodes_in_linear_time(raw):
     started = time.perf_counter()
     decode_header_value(raw)

@@ -14,7 +14,7 @@ from mimekit.errors import DataError
 from mimekit.folding import unfold
 from mimekit.params import (HeaderParams, format_attachment_headers, format_params_header,
                             parse_params_header, preferred_filename)
-from strategies import file_names
+from strategies import file_names, header_junk
 from test_folding import first_field, stalwart_vectors
 
 
@@ -140,6 +140,13 @@ def test_junk_is_skipped(raw):
 def test_defect_offsets_are_bytes_from_the_value_start():
     _, defects = parse_params_header('é; a="x'.encode())
     assert defects[0].offset == len('é; a='.encode())
+
+
+@given(header_junk)
+def test_any_value_is_parsed_without_raising_and_defects_point_inside_it(raw):
+    parsed, defects = parse_params_header(raw)
+    assert parsed.value == parsed.value.lower() and all(key == key.lower() for key in parsed.params)
+    assert all(0 <= defect.offset <= len(raw) for defect in defects)
 
 
 def test_file_name_is_preferred_over_the_type_name():
@@ -273,7 +280,8 @@ def test_stalwart_content_type_vectors(corpus_dir):
     'attachment; filename="' + "\\x" * 100_000,
     "text/plain; " + "(" * 200_000,
     "text/plain; a=" + "b " * 100_000,
-], ids=["parameters", "sections", "quoted", "comment", "spaced-value"])
+    "text/plain" + "".join(f'; n{i}="=?utf-8?q?=E9?="' for i in range(8_000)),
+], ids=["parameters", "sections", "quoted", "comment", "spaced-value", "undecodable"])
 def test_a_200_kb_value_parses_in_linear_time(raw):
     started = time.perf_counter()
     parse_params_header(raw)

@@ -24,7 +24,7 @@ from mimekit.errors import (AuthError, DataError, MimekitError, ProtocolError, T
 from mimekit.smtp_data import MessageScan, data_stream
 from mimekit.smtp_protocol import (CLOSED, DATA, GREETING, NEED_DATA, AuthChallenge, ConnectionClosed,
                                    DataReply, EhloReply, Greeting, MailReply, MessageReply, RcptReply,
-                                   Reply, ServiceClosing, SMTPConnection, StartTLSReply)
+                                   Reply, ServiceClosing, SMTPConnection, StartTLSReply, check_argument)
 from mimekit.tls import client_context
 from mimekit.urls import ServerURL
 
@@ -226,6 +226,8 @@ class SMTPClient:
         if scan.binary:
             raise DataError("the message has NUL bytes or lines over 998 bytes and cannot be "
                             "sent as text; re-encode it (mimekit encode)")
+        for address in message.recipients:   # before MAIL is queued, so a refusal leaves no trace
+            check_argument(address, "recipient address")
         self._queue(self._conn.send_mail(message.sender, size=scan.size, eight_bit=scan.needs_8bitmime,
                                          smtputf8=smtputf8))
         if pipelining:

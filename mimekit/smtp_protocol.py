@@ -376,7 +376,7 @@ class SMTPConnection:
 
     def send_ehlo(self, name: str) -> bytes:
         self._require(NEED_EHLO, command="EHLO")
-        _check_argument(name, "EHLO name")
+        check_argument(name, "EHLO name")
         out = self._command(f"EHLO {name}", _Expected("EHLO", EhloReply))
         self.state = SESSION
         return out
@@ -434,7 +434,7 @@ class SMTPConnection:
         server allows; refuses (before anything is sent) what the server cannot take."""
         self._require(SESSION, command="MAIL")
         caps = self.capabilities
-        _check_argument(sender, "sender address")
+        check_argument(sender, "sender address")
         smtputf8 = smtputf8 or not sender.isascii()
         if smtputf8 and "SMTPUTF8" not in caps:
             raise DataError("the message needs SMTPUTF8 (UTF-8 addresses or headers) and the "
@@ -458,7 +458,7 @@ class SMTPConnection:
 
     def send_rcpt(self, address: str) -> bytes:
         self._require(TRANSACTION, command="RCPT")
-        _check_argument(address, "recipient address")
+        check_argument(address, "recipient address")
         if not address.isascii() and not self._transaction_utf8:
             raise DataError(f"recipient {address!r} needs SMTPUTF8, which MAIL FROM did not ask for")
         return self._command(f"RCPT TO:<{address}>", _Expected("RCPT", RcptReply, address))
@@ -491,7 +491,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _check_argument(value: str, what: str) -> None:
-    """Refuse anything that could end or smuggle a command line."""
+def check_argument(value: str, what: str) -> None:
+    """Refuse anything that could end or smuggle a command line (DataError)."""
     if any(ch in value for ch in "\r\n\0<>") or any(ord(ch) < 32 for ch in value):
         raise DataError(f"{what} {value!r} contains characters not allowed in an SMTP command")

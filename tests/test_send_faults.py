@@ -274,3 +274,16 @@ def test_8bit_message_for_a_7bit_server_is_never_sent_broken(tmp_path):
     assert code == 65
     assert "8BITMIME" in report["messages"][0]["error"]["message"]
     assert not any(c.startswith("MAIL") for c in server.commands)
+
+
+def test_an_address_that_would_break_the_command_line_refuses_only_its_message(tmp_path):
+    server = fake(tmp_path)
+    odd, fine = tmp_path / "odd.eml", tmp_path / "fine.eml"
+    odd.write_bytes(MESSAGE.replace(b"To: bob@example.test", b'To: "a>b"@example.test'))
+    fine.write_bytes(MESSAGE)
+    code, report, _ = run_send(server, "-t", str(odd), str(fine))
+    assert code == 65
+    refused, sent = report["messages"]
+    assert "not allowed in an SMTP command" in refused["error"]["message"]
+    assert sent["queue_id"] == "FAKE1"
+    assert [c.split()[0] for c in server.commands].count("MAIL") == 1

@@ -1,0 +1,118 @@
+"""Writing a composed Message to a binary sink, streaming.
+
+Each part's content is read in chunks of WRITE_CHUNK_SIZE bytes and passed through its
+transfer encoder straight to the sink, so memory stays flat however large the files are.
+The chunk is a multiple of 57 bytes (one 76-column base64 line), so the base64 encoder
+never has to carry a partial line between chunks.
+
+Line ends are CRLF (RFC 5322) unless eol=b"\\n" is asked for (a local file for Unix tools).
+"""
+
+import io
+from typing import BinaryIO, Callable
+
+from mimekit.composer import CRLF, Leaf, Message, Multipart
+from mimekit.files import read_chunks
+from mimekit.folding import fold_header
+from mimekit.params import format_attachment_headers, format_params_header
+from mimekit.smtp_data import CRLFNormaliser
+from mimekit.transfer import Base64Encoder, IdentityCodec, QuotedPrintableEncoder
+
+WRITE_CHUNK_SIZE = 57 * 16 * 1024   # 912 KiB in, 1.2 MiB of base64 out
+
+
+def write_message(message: Message, sink: BinaryIO, eol: bytes = CRLF,
+                  on_progress: Callable[[int], None] | None = None) -> None:
+    """Write `message` to `sink` with `eol` line ends (b"\\r\\n" or b"\\n").
+
+    `on_progress` is called with the number of content bytes read, chunk by chunk.
+    """
+    header = b"".join(message.header_fields)
+    sink.write(header if eol == CRLF else header.replace(CRLF, eol))
+    _write_entity(message.body, sink, eol, on_progress or _ignore)
+
+
+def message_bytes(message: Message, eol: bytes = CRLF) -> bytes:
+    """The whole message in memory: a convenience for small messages and tests."""
+    buffer = io.BytesIO()
+    write_message(message, buffer, eol)
+    return buffer.getvalue()
+
+
+def _ignore(nbytes: int) -> None:
+    pass
+
+
+def _write_entity(entity: Leaf | Multipart, sink: BinaryIO, eol: bytes, on_progress) -> None:
+    """Content-* fields, the blank line, then the body (the caller wrote any other fields)."""
+    if isinstance(entity, Multipart):
+        params = [("boundary", entity.boundary), *entity.params]
+        sink.write(format_params_header("Content-Type", f"multipart/{entity.subtype}", params, eol) + eol)
+        delimiter = b"--" + entity.boundary.encode("ascii")
+        for part in entity.parts:
+            sink.write(delimiter + eol)
+            _write_entity(part, sink, eol, on_progress)
+            sink.write(eol)   # the line break before a delimiter belongs to the delimiter
+        sink.write(delimiter + b"--" + eol)
+        return
+    transfer_encoding = entity.transfer_encoding(eol)
+    sink.write(_leaf_fields(entity, transfer_encoding, eol) + eol)
+    encoder = _encoder(entity, transfer_encoding, eol)
+    with entity.content.open() as stream:
+        for chunk in read_chunks(stream, WRITE_CHUNK_SIZE):
+            sink.write(encoder.feed(chunk))
+            on_progress(len(chunk))
+    sink.write(encoder.flush())
+
+
+def _leaf_fields(leaf: Leaf, transfer_encoding: str, eol: bytes) -> bytes:
+    type_params = [("charset", leaf.charset)] if leaf.charset else []
+    if leaf.disposition:
+        fields = format_attachment_headers(leaf.filename, leaf.content_type, disposition=leaf.disposition,
+                                           extra_type_params=type_params, eol=eol)
+    else:
+        fields = format_params_header("Content-Type", leaf.content_type, type_params, eol)
+    fields += fold_header("Content-Transfer-Encoding", transfer_encoding, eol)
+    if leaf.content_id:
+        fields += fold_header("Content-ID", f"<{leaf.content_id}>", eol)
+    return fields
+
+
+class _LineBreaks:
+    """Text written with the message's line breaks (7bit text has no bare CR to worry about)."""
+
+    def __init__(self, eol: bytes):
+        self._normaliser = CRLFNormaliser()
+        self._eol = eol
+
+    def feed(self, data: bytes) -> bytes:
+        return self._as_eol(self._normaliser.feed(data))
+
+    def flush(self) -> bytes:
+        return self._as_eol(self._normaliser.flush())
+
+    def _as_eol(self, crlf_text: bytes) -> bytes:
+        # CRLFNormaliser never splits a CRLF between outputs, so this replace is safe per chunk.
+        return crlf_text if self._eol == CRLF else crlf_text.replace(CRLF, self._eol)
+
+
+class _Chain:
+    """Two filters in a row: text line breaks first, then the transfer encoding."""
+
+    def __init__(self, first, second):
+        self._first, self._second = first, second
+
+    def feed(self, data: bytes) -> bytes:
+        return self._second.feed(self._first.feed(data))
+
+    def flush(self) -> bytes:
+        return self._second.feed(self._first.flush()) + self._second.flush()
+
+
+def _encoder(leaf: Leaf, transfer_encoding: str, eol: bytes):
+    """The filter a part's content goes through. Text's line breaks become `eol` (in base64
+    too, so a body reads back the same whatever encoding it got); a file's bytes are kept."""
+    if transfer_encoding == "quoted-printable":   # its text mode writes line breaks itself
+        return QuotedPrintableEncoder(binary=not leaf.line_breaks_are_text, eol=eol)
+    encoder = Base64Encoder(eol=eol) if transfer_encoding == "base64" else IdentityCodec()
+    return _Chain(_LineBreaks(eol), encoder) if leaf.line_breaks_are_text else encoder

@@ -1,0 +1,209 @@
+"""Benchmark: extracting a large base64 attachment, and parsing the whole corpus.
+
+Standalone: `python bench/bench_decode.py [--sizes 10,100] [--runs 3] [--corpus DIR]`.
+Every tool runs in the same invocation on the same files, as a separate process, and is
+measured whole-process (wall time, peak RSS from wait4), as in ../shared/notes/anchors.md:
+`mimekit decode FILE -o DIR`, Python's `email` (BytesParser + get_content), ripMIME
+(`ripmime -i msg -d dir`) and munpack (`munpack -C dir msg`) when installed. Each tool's
+output is checked against the original attachment, so a fast wrong answer does not count.
+Then messages per second over every corpus message, mimekit against Python's `email`,
+each in one process parsing and decoding every leaf part.
+
+Targets (issue 3): mimekit peak < 40 MiB and flat from 10 to 100 MB; >= 5x faster than
+Python's email; faster than ripMIME and munpack.
+"""
+
+import argparse
+import binascii
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
+ATTACHMENT_NAME = "payload.bin"
+GNU_TIME = "/usr/bin/time"
+
+PYTHON_EMAIL_EXTRACT = """
+import sys
+from email import policy
+from email.parser import BytesParser
+with open(sys.argv[1], "rb") as f:
+    message = BytesParser(policy=policy.default).parse(f)
+for part in message.iter_attachments():
+    with open(sys.argv[2] + "/" + part.get_filename(), "wb") as out:
+        out.write(part.get_content())
+"""
+
+PYTHON_EMAIL_CORPUS = """
+import sys, time
+from email import policy
+from email.parser import BytesParser
+paths = sys.argv[1:]
+start = time.perf_counter()
+for path in paths:
+    with open(path, "rb") as f:
+        message = BytesParser(policy=policy.default).parse(f)
+    for part in message.walk():
+        if not part.is_multipart():
+            part.get_payload(decode=True)
+print(time.perf_counter() - start)
+"""
+
+MIMEKIT_CORPUS = """
+import sys, time
+from mimekit.tree import parse_message
+paths = sys.argv[1:]
+start = time.perf_counter()
+for path in paths:
+    with open(path, "rb") as f, parse_message(f) as message:
+        for part in message.leaves():
+            for _ in part.iter_decoded():
+                pass
+print(time.perf_counter() - start)
+"""
+
+
+def write_message(path: Path, size: int) -> str:
+    """A message with one random attachment of `size` bytes, base64 in 76 columns, CRLF.
+
+    Returns the attachment's sha256. Written in blocks, so making it is cheap too.
+    """
+    digest = hashlib.sha256()
+    with open(path, "wb") as out:
+        out.write(b"From: bench@example.com\r\nTo: you@example.com\r\nSubject: bench\r\n"
+                  b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+                  b"--b\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThe attachment.\r\n"
+                  b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+                  b"Content-Disposition: attachment; filename=\"" + ATTACHMENT_NAME.encode() + b"\"\r\n\r\n")
+        remaining = size
+        block = 57 * 20000   # whole 76-column lines per block
+        while remaining:
+            data = os.urandom(min(block, remaining))
+            remaining -= len(data)
+            digest.update(data)
+            encoded = binascii.b2a_base64(data, newline=False)
+            out.write(b"\r\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76)) + b"\r\n")
+        out.write(b"--b--\r\n")
+    return digest.hexdigest()
+
+
+def measure(argv: list[str], workdir: Path) -> tuple[float, float, int]:
+    """Run `argv` once: (wall seconds, peak RSS in MiB, exit status).
+
+    Peak RSS comes from GNU time, which forks the tool from its own small process: a
+    child forked from this Python would count this process's memory as its own.
+    """
+    report = workdir / "time.out"
+    start = time.perf_counter()
+    process = subprocess.run([GNU_TIME, "-f", "%M", "-o", str(report), *argv],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    peak_kib = int(report.read_text().split()[-1])
+    return wall, peak_kib / 1024, process.returncode
+
+
+def extractors(message: Path, out: Path) -> dict[str, list[str]]:
+    tools = {
+        "mimekit": [sys.executable, "-m", "mimekit_cli", "decode", str(message), "-o", str(out)],
+        "python email": [sys.executable, "-c", PYTHON_EMAIL_EXTRACT, str(message), str(out)],
+    }
+    if shutil.which("ripmime"):
+        tools["ripMIME"] = ["ripmime", "-i", str(message), "-d", str(out)]
+    if shutil.which("munpack"):
+        tools["munpack"] = ["munpack", "-q", "-C", str(out), str(message)]
+    return tools
+
+
+def extracted_correctly(out: Path, expected_sha256: str) -> bool:
+    for path in out.iterdir():
+        with open(path, "rb") as f:
+            if hashlib.file_digest(f, "sha256").hexdigest() == expected_sha256:
+                return True
+    return False
+
+
+def bench_extraction(sizes_mb: list[int], runs: int, workdir: Path) -> dict:
+    results = {}
+    for size_mb in sizes_mb:
+        message = workdir / f"attachment-{size_mb}MB.eml"
+        sha = write_message(message, size_mb * 1_000_000)
+        print(f"\n{size_mb} MB attachment ({message.stat().st_size / 1e6:.0f} MB message), median of {runs}:")
+        print(f"  {'tool':<14}{'wall s':>8}{'peak MiB':>10}  ok")
+        for tool, argv in extractors(message, workdir / "out").items():
+            walls, peaks, ok = [], [], True
+            for _ in range(runs):
+                out = workdir / "out"
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                wall, peak, status = measure(argv, workdir)
+                walls.append(wall)
+                peaks.append(peak)
+                ok = ok and status == 0 and extracted_correctly(out, sha)
+            results[(size_mb, tool)] = (statistics.median(walls), max(peaks), ok)
+            print(f"  {tool:<14}{statistics.median(walls):>8.2f}{max(peaks):>10.1f}  {'yes' if ok else 'NO'}")
+        message.unlink()
+    return results
+
+
+def corpus_messages(corpus: Path) -> list[str]:
+    return sorted(str(p) for p in corpus.rglob("*") if p.suffix in (".eml", ".msg") and p.is_file())
+
+
+def bench_corpus(corpus: Path, runs: int) -> None:
+    paths = corpus_messages(corpus)
+    if not paths:
+        print(f"\nno corpus at {corpus}: messages/s skipped")
+        return
+    total = sum(os.path.getsize(p) for p in paths)
+    print(f"\ncorpus: {len(paths)} messages, {total / 1e6:.1f} MB, parse + decode every leaf, median of {runs}:")
+    for tool, script in (("mimekit", MIMEKIT_CORPUS), ("python email", PYTHON_EMAIL_CORPUS)):
+        times = []
+        for _ in range(runs):
+            result = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True, text=True,
+                                    cwd=REPO)
+            if result.returncode:
+                print(f"  {tool}: failed: {result.stderr.strip().splitlines()[-1:]}")
+                break
+            times.append(float(result.stdout))
+        else:
+            seconds = statistics.median(times)
+            print(f"  {tool:<14}{len(paths) / seconds:>10.0f} msg/s  ({seconds:.3f} s)")
+
+
+def summarise(results: dict, sizes_mb: list[int]) -> None:
+    print("\ntargets:")
+    largest = max(sizes_mb)
+    peaks = [results[(s, "mimekit")][1] for s in sizes_mb]
+    print(f"  mimekit peak {' -> '.join(f'{p:.1f}' for p in peaks)} MiB (target < 40, flat)")
+    mimekit_wall = results[(largest, "mimekit")][0]
+    for tool in ("python email", "ripMIME", "munpack"):
+        if (largest, tool) in results:
+            print(f"  {largest} MB: {tool} / mimekit = {results[(largest, tool)][0] / mimekit_wall:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10,100", help="attachment sizes in MB, comma-separated")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    args = parser.parse_args()
+    if not os.access(GNU_TIME, os.X_OK):
+        sys.exit(f"{GNU_TIME} (GNU time) is needed to measure peak memory")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print("load average before the run: %.1f %.1f %.1f (figures are only comparable within one run)"
+          % os.getloadavg())
+    with tempfile.TemporaryDirectory(prefix="mimekit-bench-") as workdir:
+        results = bench_extraction(sizes, args.runs, Path(workdir))
+    bench_corpus(args.corpus, args.runs)
+    summarise(results, sizes)
+
+
+if __name__ == "__main__":
+    main()

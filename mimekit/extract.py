@@ -22,7 +22,7 @@ from mimekit.defects import Defect
 from mimekit.errors import CantCreateError, DataError
 from mimekit.events import PartKind
 from mimekit.html_text import HtmlTextConverter
-from mimekit.safe_names import OutputDirectory, RenameReason, safe_name
+from mimekit.safe_names import OutputDirectory, RenameReason, replace_surrogates, safe_name
 from mimekit.tree import Message, Part
 from mimekit.uuencode import UuBegin, UuData, UuEnd, UuScanner
 
@@ -44,7 +44,9 @@ class ManifestEntry:
     reasons: tuple[RenameReason, ...]   # why written_name differs from original_name
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "original_name": self.original_name, "written_name": self.written_name,
+        """JSON-ready: an original name with undecodable bytes shows them as U+FFFD."""
+        original = None if self.original_name is None else replace_surrogates(self.original_name)
+        return {"id": self.id, "original_name": original, "written_name": self.written_name,
                 "content_type": self.content_type, "size": self.size, "sha256": self.sha256,
                 "reasons": [reason.value for reason in self.reasons]}
 

@@ -67,7 +67,7 @@ def sanitize_filename(name: str) -> tuple[str, list[RenameReason]]:
             reasons.append(reason)
         return after
 
-    name = changed(RenameReason.INVALID_UTF8, name, _replace_surrogates(name))
+    name = changed(RenameReason.INVALID_UTF8, name, replace_surrogates(name))
     name = changed(RenameReason.CONTROL_CHARACTER, name, _remove_control_characters(name))
     components = _SEPARATORS.split(name)
     if len(components) > 1:
@@ -166,9 +166,10 @@ def create_exclusive(directory: str, name: str) -> tuple[str, BinaryIO]:
         return output.create_exclusive(name)
 
 
-def _replace_surrogates(name: str) -> str:
-    """Lone surrogates (e.g. surrogate-escaped undecodable bytes) cannot be written as UTF-8."""
-    return _SURROGATE.sub("\ufffd", name)
+def replace_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (e.g. a surrogate-escaped undecodable byte) as
+    U+FFFD: lone surrogates cannot be written as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _remove_control_characters(name: str) -> str:

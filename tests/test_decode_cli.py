@@ -87,6 +87,16 @@ def test_human_manifest_shows_where_names_came_from_without_raw_escapes(tmp_path
     assert b"\x1b" not in result.stdout and result.stderr == b""
 
 
+def test_json_manifest_is_valid_utf8_for_undecodable_names(tmp_path):
+    raw = b"Subject: uu\r\n\r\nhi\r\nbegin 644 caf\xe9.txt\r\n#86)C\r\n`\r\nend\r\n"
+    result = run_cli("decode", "-", "-o", str(tmp_path), "--json", input=raw)
+    assert result.returncode == 0
+    uu_entry = json.loads(result.stdout.decode("utf-8"))["parts"][1]
+    assert (uu_entry["id"], uu_entry["original_name"], uu_entry["written_name"], uu_entry["reasons"]) == (
+        "uu1", "caf\ufffd.txt", "caf\ufffd.txt", ["invalid-utf8"])
+    assert (tmp_path / "caf\ufffd.txt").read_bytes() == b"abc"
+
+
 def test_text_prints_the_text_body_as_utf8():
     raw = message(text="Grüße\r\nzweite Zeile".encode("utf-8"))
     result = run_cli("decode", "-", "--text", input=raw)

@@ -35,7 +35,7 @@ class Group:
     members: list[Address]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Token:
     kind: str              # "atom", "word" (encoded-word), "quoted", "comment", "literal", or a special
     text: str

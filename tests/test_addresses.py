@@ -2,7 +2,6 @@
 writing checked against Python's `email` as an oracle, and stalwart's header vectors."""
 
 import re
-import time
 from email import header as email_header
 from email import policy, utils
 from email.parser import BytesParser
@@ -16,7 +15,7 @@ from mimekit.defects import DefectKind
 from mimekit.errors import DataError
 from mimekit.folding import unfold
 from strategies import display_names, header_junk
-from test_folding import first_field, stalwart_vectors
+from test_folding import fastest_of_three, first_field, stalwart_vectors
 
 ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 
@@ -261,6 +260,4 @@ def test_stalwart_address_vectors(corpus_dir):
     "=?utf-8?q?=E9?= <a@b>, " * 8_000,
 ], ids=["many", "comment", "quoted", "angles", "dots", "words", "groups", "colons", "undecodable"])
 def test_a_200_kb_list_parses_in_linear_time(raw):
-    started = time.perf_counter()
-    parse_address_list(raw)
-    assert time.perf_counter() - started < 2
+    assert fastest_of_three(lambda: parse_address_list(raw)) < 2

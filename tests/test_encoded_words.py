@@ -3,7 +3,6 @@ decoding checked against RFC 2047 §8, hand-made damage and stalwart's header ve
 
 import base64
 import re
-import time
 from email import policy
 from email.parser import BytesParser
 
@@ -15,7 +14,7 @@ from mimekit.defects import DefectKind
 from mimekit.encoded_words import decode_header_value, encode_phrase, encode_unstructured
 from mimekit.folding import fold_header
 from strategies import display_names, header_junk, header_text
-from test_folding import first_field, stalwart_vectors
+from test_folding import fastest_of_three, first_field, stalwart_vectors
 
 ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 PHRASE_Q_TEXT = re.compile(r"[A-Za-z0-9!*+\-/=_]*")
@@ -324,12 +323,8 @@ def test_stalwart_unstructured_vectors(corpus_dir):
     "=?utf-8?q?=E9t=E9?= a " * 9_000,
 ], ids=["joined", "starts", "cut", "endless-text", "endless-charset", "8bit", "unknown", "undecodable"])
 def test_a_200_kb_value_decodes_in_linear_time(raw):
-    started = time.perf_counter()
-    decode_header_value(raw)
-    assert time.perf_counter() - started < 2
+    assert fastest_of_three(lambda: decode_header_value(raw)) < 2
 
 
 def test_a_200_kb_text_encodes_in_linear_time():
-    started = time.perf_counter()
-    encode_unstructured("日本語 text é " * 15_000)
-    assert time.perf_counter() - started < 2
+    assert fastest_of_three(lambda: encode_unstructured("日本語 text é " * 15_000)) < 2

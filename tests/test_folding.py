@@ -13,6 +13,17 @@ from mimekit.folding import (check_header_value, fold_header, fold_pieces, read_
                              read_quoted_string, unfold)
 
 
+def fastest_of_three(work) -> float:
+    """Seconds `work()` takes at best: the machine is shared, and a linear 200 KB job must
+    not fail because another process held the CPU once. A quadratic one takes minutes."""
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
 def lines_of(folded: bytes, eol: bytes = b"\r\n") -> list[bytes]:
     assert folded.endswith(eol)
     return folded[:-len(eol)].split(eol)
@@ -145,9 +156,7 @@ def test_unclosed_comment_runs_to_the_end():
     ("a " * 100_000, lambda t: fold_header("Subject", t)),
 ])
 def test_scanners_are_linear_on_200_kb(text, scan):
-    started = time.perf_counter()
-    scan(text)
-    assert time.perf_counter() - started < 2
+    assert fastest_of_three(lambda: scan(text)) < 2
 
 
 def first_field(header: str) -> str:

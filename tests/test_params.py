@@ -2,7 +2,6 @@
 file names checked against Python's `email` as an oracle and stalwart's header vectors."""
 
 import re
-import time
 from email import policy
 from email.parser import BytesParser
 
@@ -15,7 +14,7 @@ from mimekit.folding import unfold
 from mimekit.params import (HeaderParams, format_attachment_headers, format_params_header,
                             parse_params_header, preferred_filename)
 from strategies import file_names, header_junk
-from test_folding import first_field, stalwart_vectors
+from test_folding import fastest_of_three, first_field, stalwart_vectors
 
 
 def kinds(defects):
@@ -283,6 +282,4 @@ def test_stalwart_content_type_vectors(corpus_dir):
     "text/plain" + "".join(f'; n{i}="=?utf-8?q?=E9?="' for i in range(8_000)),
 ], ids=["parameters", "sections", "quoted", "comment", "spaced-value", "undecodable"])
 def test_a_200_kb_value_parses_in_linear_time(raw):
-    started = time.perf_counter()
-    parse_params_header(raw)
-    assert time.perf_counter() - started < 2
+    assert fastest_of_three(lambda: parse_params_header(raw)) < 2

@@ -22,6 +22,7 @@ gets no credential (AuthError, exit 77), nor does one whose certificate does not
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -105,7 +106,8 @@ class FetchReport:
                 "uidvalidity_changed": self.uidvalidity_changed}
 
 
-def maildir_flags(flags: Iterable[str]) -> str:
+@functools.lru_cache(maxsize=256)
+def maildir_flags(flags: tuple[str, ...]) -> str:
     return "".join(sorted({MAILDIR_FLAGS[f.upper()] for f in flags if f.upper() in MAILDIR_FLAGS}))
 
 
@@ -165,7 +167,7 @@ def _run(source, sink, options, criteria, state, report, on_progress) -> None:
     saved_before = [i for i in ids if state is not None and i in state]
     todo = []
     for message in source.describe([i for i in ids if state is None or i not in state],
-                                   with_message_id=state is not None):
+                                   with_message_id=state is not None and state.stale_count > 0):
         if state is not None and state.adopt_stale(message.id, message.header_id, message.size):
             saved_before.append(message.id)
         else:
@@ -176,10 +178,10 @@ def _run(source, sink, options, criteria, state, report, on_progress) -> None:
     for message, chunks in source.retrieve(chosen, options.headers_only):
         if state is not None:
             state.begin(message.id, sink.mark())
-        counter = _Counter(chunks, on_progress)
+        counter = _Counter(chunks, on_progress, keep_header=state is not None)
         key, path = sink.add(message, counter, maildir_flags(message.flags))
         if state is not None:
-            state.record(message.id, key, header_id=message.header_id,
+            state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
                          size=message.size if message.size is not None else counter.bytes)
         saved.append(message.id)
         report.fetched.append(Fetched(source.id_kind, source.public_id(message), counter.bytes,
@@ -194,16 +196,23 @@ def _run(source, sink, options, criteria, state, report, on_progress) -> None:
 
 
 class _Counter:
-    """Pass chunks through, counting bytes (for the report and progress)."""
+    """Pass chunks through, counting bytes (for the report and progress) and, if asked,
+    keeping the start of the message up to its header's end (for its Message-ID)."""
 
-    def __init__(self, chunks: Iterable[bytes], on_progress):
+    def __init__(self, chunks: Iterable[bytes], on_progress, keep_header: bool = False):
         self._chunks = chunks
         self._on_progress = on_progress
+        self._keep_header = keep_header
+        self.header = b""
         self.bytes = 0
 
     def __iter__(self):
         for chunk in self._chunks:
             self.bytes += len(chunk)
+            if self._keep_header:
+                self.header += chunk[:HEADER_LIMIT - len(self.header)]
+                self._keep_header = len(self.header) < HEADER_LIMIT and b"\n\r\n" not in self.header \
+                    and b"\n\n" not in self.header
             if self._on_progress:
                 self._on_progress(len(chunk), 0)
             yield chunk
@@ -548,7 +557,6 @@ class IMAPSession(_Session):
         super().__init__(url, cafile, timeout)
         self.folder = url.path or "INBOX"
         self.validity: int | None = None
-        self._uid_by_sequence: dict[int, int] = {}
 
     @property
     def account(self) -> str:
@@ -616,10 +624,13 @@ class IMAPSession(_Session):
         return [str(uid) for uid in uids]
 
     def describe(self, ids: list[str], with_message_id: bool) -> list[Message]:
-        """UID, FLAGS and size (and Message-ID) of each message, before any body moves."""
-        items = "(UID FLAGS RFC822.SIZE" + (" BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])" if with_message_id else ")")
-        found: dict[int, Message] = {}
+        """Messages by UID; with_message_id asks the server for Message-ID and size before
+        any body moves (needed only to match messages after a UIDVALIDITY change)."""
         uids = [int(i) for i in ids]
+        if not with_message_id:
+            return [Message(str(uid), uid) for uid in uids]
+        items = "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+        found: dict[int, Message] = {}
         for start in range(0, len(uids), IMAP_DESCRIBE_BATCH):
             tag = self.proto.uid_fetch(imap.uid_set(uids[start:start + IMAP_DESCRIBE_BATCH]), items)
             header = bytearray()
@@ -628,24 +639,24 @@ class IMAPSession(_Session):
                 if isinstance(event, imap.FetchBodyChunk):
                     if len(header) < HEADER_LIMIT:
                         header += event.data
-                elif isinstance(event, imap.Fetch) and "UID" in event.items:
-                    uid = event.items["UID"]
-                    self._uid_by_sequence[event.sequence] = uid
-                    found[uid] = Message(str(uid), uid, event.items.get("RFC822.SIZE"),
-                                         event.items.get("FLAGS", ()),
-                                         message_id_of(bytes(header)) if with_message_id else None)
-                    header.clear()
                 elif isinstance(event, imap.Fetch):
-                    header.clear()       # an unsolicited FLAGS update, not ours
+                    if "UID" in event.items:      # else an unsolicited FLAGS update, not ours
+                        uid = event.items["UID"]
+                        found[uid] = Message(str(uid), uid, event.items.get("RFC822.SIZE"),
+                                             header_id=message_id_of(bytes(header)))
+                    header.clear()
                 elif self._completed(event, tag, "UID FETCH", tolerate_no=True):
                     break
         return [found[uid] for uid in uids if uid in found]
 
     def retrieve(self, messages: list[Message], headers_only: bool) -> Iterator[tuple[Message, Iterator[bytes]]]:
         """Bodies in batches of IMAP_BATCH UIDs, the next batch requested before this one
-        is read, so the server never waits for us between batches."""
+        is read, so the server never waits for us between batches. FLAGS and RFC822.SIZE
+        come in the same response; they are used as sent before the body (Dovecot, like
+        most servers, sends items in the order asked), and the UID must precede it."""
         by_uid = {m.number: m for m in messages}
-        items = "(UID BODY.PEEK[HEADER])" if headers_only else "(UID BODY.PEEK[])"
+        section = "BODY.PEEK[HEADER]" if headers_only else "BODY.PEEK[]"
+        items = f"(UID FLAGS RFC822.SIZE {section})"
         batches = [messages[i:i + IMAP_BATCH] for i in range(0, len(messages), IMAP_BATCH)]
         in_flight = []
         for index in range(len(batches)):
@@ -657,11 +668,16 @@ class IMAPSession(_Session):
             while True:
                 event = self._next()
                 if isinstance(event, imap.FetchBodyStart):
-                    uid = event.items.get("UID") or self._uid_by_sequence.get(event.sequence)
+                    uid = event.items.get("UID")
+                    if uid is None:
+                        raise ProtocolError(f"{self.conn.where}: the server sent a message body before "
+                                            "its UID, so it cannot be told which message it is")
                     body = self._body()
-                    if uid in by_uid:
-                        yield by_uid.pop(uid), body
-                    for _ in body:        # drain whatever the consumer left (or an unasked body)
+                    planned = by_uid.pop(uid, None)
+                    if planned is not None:
+                        yield Message(planned.id, uid, event.items.get("RFC822.SIZE", planned.size),
+                                      event.items.get("FLAGS", ()), planned.header_id), body
+                    for _ in body:        # drain whatever the consumer left (or a body not asked for)
                         pass
                 elif self._completed(event, tag, "UID FETCH", tolerate_no=True):
                     break

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Fetch rate against imaplib and poplib, and the memory a 100 MB message costs.
+
+    python3 bench/bench_fetch.py [--messages 1000] [--runs 3] [--big-mb 100]
+
+Starts the test Postfix/Dovecot of tests/servers.py (needs root, like the tests), puts
+--messages small messages into alice's INBOX, then in the same run, over implicit TLS
+(imaps/pops) against the same mailbox:
+  imaplib   UID SEARCH ALL, then UID FETCH (BODY.PEEK[]) in batches of 100 (anchors.md)
+  poplib    RETR one by one
+  mimekit   the fetch driver, twice: into a sink that only counts bytes (the same work
+            as imaplib/poplib, which keep messages in memory), and into a Maildir on
+            disk (the real thing: tmp, fsync, rename, fsync directory per message).
+Then one message of --big-mb MB is fetched by `mimekit fetch` in a child process over
+IMAP and over POP3 into a Maildir; its peak RSS (wait4) must stay under 40 MiB.
+Figures are the median of --runs; only the ratios from one run mean anything.
+"""
+
+import argparse
+import base64
+import imaplib
+import os
+import poplib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from mimekit.fetch import FetchOptions, Sink, fetch, open_sink  # noqa: E402
+from mimekit.tls import client_context  # noqa: E402
+from mimekit.urls import parse_url  # noqa: E402
+from servers import ServerInstance, servers_available  # noqa: E402
+
+USER = "alice"
+MiB = 1024 * 1024
+
+
+class CountingSink(Sink):
+    """Receives every byte and keeps none: the driver's cost without the disk's."""
+
+    identity = "bench:counting"
+
+    def __init__(self):
+        self.bytes = 0
+
+    def add(self, message, chunks, flags):
+        for chunk in chunks:
+            self.bytes += len(chunk)
+        return "-", "-"
+
+
+def small_message(n: int) -> bytes:
+    body = b"".join(b"Line %d of message %d, a typical short text body line.\r\n" % (i, n) for i in range(30))
+    return (f"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: bench {n}\r\n"
+            f"Message-ID: <bench-{n}@example.test>\r\nDate: Mon, 1 Jul 2024 10:00:00 +0000\r\n\r\n").encode() + body
+
+
+def with_imaplib(servers) -> int:
+    context = client_context(str(servers.ca_file))      # the same trust set-up as mimekit's
+    client = imaplib.IMAP4_SSL(servers.host, servers.imaps, ssl_context=context)
+    client.login(USER, servers.users[USER])
+    client.select("INBOX", readonly=True)
+    uids = client.uid("SEARCH", "ALL")[1][0].split()
+    total = 0
+    for start in range(0, len(uids), 100):
+        batch = b",".join(uids[start:start + 100]).decode()
+        for item in client.uid("FETCH", batch, "(BODY.PEEK[])")[1]:
+            if isinstance(item, tuple):
+                total += len(item[1])
+    client.logout()
+    return total
+
+
+def with_poplib(servers) -> int:
+    context = client_context(str(servers.ca_file))
+    client = poplib.POP3_SSL(servers.host, servers.pop3s, context=context)
+    client.user(USER)
+    client.pass_(servers.users[USER])
+    count, _ = client.stat()
+    total = 0
+    for number in range(1, count + 1):
+        total += sum(len(line) + 2 for line in client.retr(number)[1])
+    client.quit()
+    return total
+
+
+def with_mimekit(servers, scheme: str, sink: Sink) -> int:
+    url = parse_url(f"{scheme}://{USER}@{servers.host}:{getattr(servers, scheme)}", {scheme})
+    report = fetch(url, sink, FetchOptions(), password=lambda: servers.users[USER], cafile=str(servers.ca_file))
+    return sum(f.size for f in report.fetched)
+
+
+def timed(runs: int, job) -> tuple[float, int]:
+    times, size = [], 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        size = job()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), size
+
+
+# Run `mimekit fetch` and report its own peak RSS (VmHWM) at exit. Measured from inside:
+# a child's rusage maxrss also counts the parent's memory it was forked from.
+MEASURED_FETCH = """
+import atexit, sys
+from mimekit_cli.main import main
+def report():
+    status = open("/proc/self/status").read()
+    sys.stderr.write([line for line in status.splitlines() if line.startswith("VmHWM")][0] + "\\n")
+atexit.register(report)
+main(sys.argv[1:])
+"""
+
+
+def peak_rss_of_fetch(servers, scheme: str, out: str) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of `mimekit fetch` in a child process."""
+    env = dict(os.environ, MIMEKIT_PASSWORD=servers.users[USER], XDG_STATE_HOME=out + "-state")
+    command = [sys.executable, "-c", MEASURED_FETCH, "fetch", "-q",
+               f"{scheme}://{USER}@{servers.host}:{getattr(servers, scheme)}",
+               "--cafile", str(servers.ca_file), "-o", f"maildir:{out}"]
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"mimekit fetch failed: {result.stderr.decode()}")
+    kib = int(result.stderr.decode().split("VmHWM:")[1].split()[0])
+    return elapsed, kib / 1024
+
+
+def deliver_big(servers, size: int) -> None:
+    """A base64 message of about `size` bytes, written in pieces (the bench stays small)."""
+    box = servers.maildir(USER)
+    name = f"{time.time_ns()}.bench-big.mimekit"
+    with open(box / "tmp" / name, "wb") as out:
+        out.write(b"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: big\r\n"
+                  b"Message-ID: <big@example.test>\r\nMIME-Version: 1.0\r\n"
+                  b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+        written = 0
+        while written < size:
+            piece = base64.encodebytes(os.urandom(57 * 10000)).replace(b"\n", b"\r\n")
+            out.write(piece)
+            written += len(piece)
+    os.chown(box / "tmp" / name, 65534, 65534)
+    os.rename(box / "tmp" / name, box / "new" / name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--big-mb", type=int, default=100)
+    args = parser.parse_args()
+    reason = servers_available()
+    if reason:
+        raise SystemExit(f"cannot start the test servers: {reason}")
+    instance = ServerInstance.start()
+    work = tempfile.mkdtemp(prefix="bench-fetch-")
+    try:
+        servers = instance.servers
+        servers.clear_mailbox(USER)
+        for n in range(args.messages):
+            servers.deliver_directly(USER, small_message(n))
+        with_imaplib(servers)               # Dovecot builds its index once, outside the timings
+
+        def into_maildir(scheme):
+            def job():
+                out = tempfile.mkdtemp(dir=work)
+                try:
+                    return with_mimekit(servers, scheme, open_sink(f"maildir:{out}"))
+                finally:
+                    shutil.rmtree(out)
+            return job
+
+        rows = [
+            ("IMAP", "imaplib, UID FETCH x100", lambda: with_imaplib(servers)),
+            ("IMAP", "mimekit, counting sink", lambda: with_mimekit(servers, "imaps", CountingSink())),
+            ("IMAP", "mimekit, into Maildir", into_maildir("imaps")),
+            ("POP3", "poplib, RETR one by one", lambda: with_poplib(servers)),
+            ("POP3", "mimekit, counting sink", lambda: with_mimekit(servers, "pop3s", CountingSink())),
+            ("POP3", "mimekit, into Maildir", into_maildir("pop3s")),
+        ]
+        print(f"{args.messages} messages of ~{len(small_message(0))} bytes, implicit TLS, median of {args.runs}")
+        baseline = {}
+        for protocol, name, job in rows:
+            seconds, size = timed(args.runs, job)
+            rate = args.messages / seconds
+            baseline.setdefault(protocol, rate)
+            print(f"  {protocol}  {name:26s} {seconds:7.3f} s  {rate:8.0f} msg/s  "
+                  f"x{rate / baseline[protocol]:.2f} vs {'imaplib' if protocol == 'IMAP' else 'poplib'}"
+                  f"  ({size / MiB:.1f} MiB)")
+
+        servers.clear_mailbox(USER)
+        deliver_big(servers, args.big_mb * 1_000_000)
+        print(f"one {args.big_mb} MB message, `mimekit fetch` into a Maildir, child process peak RSS:")
+        for scheme in ("imaps", "pop3s"):
+            out = os.path.join(work, f"big-{scheme}")
+            seconds, rss = peak_rss_of_fetch(servers, scheme, out)
+            verdict = "ok" if rss < 40 else "OVER the 40 MiB goal"
+            print(f"  {scheme:6s} {seconds:6.2f} s  peak RSS {rss:5.1f} MiB  ({verdict})")
+        servers.clear_mailbox(USER)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        instance.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from mimekit.errors import DataError, UsageError
+from mimekit.errors import UsageError
 from mimekit.extract import ManifestEntry, best_text_part, extract_all, iter_part_bytes, iter_text
 from mimekit.files import open_input
 from mimekit.tree import Message, parse_message
@@ -67,8 +67,6 @@ def _extract(message: Message, directory: str, as_json: bool, quiet: bool) -> li
 
 def _print_text(message: Message) -> list:
     part = best_text_part(message)
-    if part is None:
-        raise DataError("the message has no text/plain or text/html body")
     text_defects = []
     out = sys.stdout.buffer
     for text in iter_text(part, text_defects):

@@ -93,10 +93,10 @@ def extractable_parts(message: Message) -> Iterator[Part]:
             if part.kind is PartKind.LEAF or (part.kind is PartKind.MULTIPART and not part.children))
 
 
-def best_text_part(message: Message) -> Part | None:
+def best_text_part(message: Message) -> Part:
     """The part a reader means by "the text": the first text/plain body that is not an
     attachment, else the first such text/html one. Parts of attached messages count only
-    when the message itself has no text."""
+    when the message itself has no text. DataError when there is none."""
     own, attached = [], []
     for part in message.leaves():
         if part.content_type in ("text/plain", "text/html") and part.disposition != "attachment":
@@ -106,11 +106,11 @@ def best_text_part(message: Message) -> Part | None:
             for part in candidates:
                 if part.content_type == wanted:
                     return part
-    return None
+    raise DataError("the message has no text/plain or text/html body")
 
 
 def iter_text(part: Part, defects: list[Defect]) -> Iterator[str]:
-    """The part's body as text with "\n" line ends, decoded from its charset (HTML made
+    """The part's body as text with LF line ends, decoded from its charset (HTML made
     plain text), streamed. What the charset decoding found is appended to `defects`
     once the body is read.
     """
@@ -128,10 +128,7 @@ def iter_text(part: Part, defects: list[Defect]) -> Iterator[str]:
 def best_text(message: Message) -> str:
     """The best text of `message` in memory (DataError if it has none): a convenience
     over best_text_part() and iter_text()."""
-    part = best_text_part(message)
-    if part is None:
-        raise DataError("the message has no text/plain or text/html body")
-    return "".join(iter_text(part, []))
+    return "".join(iter_text(best_text_part(message), []))
 
 
 def iter_part_bytes(message: Message, part_id: str) -> Iterator[bytes]:

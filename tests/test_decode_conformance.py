@@ -24,6 +24,7 @@ import pytest
 
 from conftest import CORPUS
 from mimekit.charsets import decode_text
+from mimekit.errors import DataError
 from mimekit.events import PartKind
 from mimekit.extract import best_text_part, extract_all, iter_text
 from mimekit.tree import parse_message
@@ -56,9 +57,10 @@ def test_every_corpus_message_extracts_safely(corpus_dir, name, tmp_path):
     with time_limit(SECONDS_PER_MESSAGE):
         with open(corpus_dir / name, "rb") as stream, parse_message(stream) as message:
             entries = extract_all(message, str(out)).entries
-            text_part = best_text_part(message)
-            if text_part is not None:
-                assert isinstance("".join(iter_text(text_part, [])), str)
+            try:
+                assert isinstance("".join(iter_text(best_text_part(message), [])), str)
+            except DataError:   # no text body: nothing to decode
+                pass
     files = {path.name: path for path in out.iterdir()}
     assert all(path.is_file() and not path.is_symlink() for path in files.values())
     assert sorted(files) == sorted(entry.written_name for entry in entries)

@@ -41,6 +41,9 @@ sys.stdout.buffer.write(message.as_bytes())
 
 def run(command: list[str], stdout_path: str) -> tuple[float, int]:
     """Wall seconds and peak RSS in bytes of one process writing stdout to `stdout_path`."""
+    for path in command:   # mpack -o refuses to overwrite its output of the previous run
+        if path.endswith(".eml") and os.path.exists(path):
+            os.unlink(path)
     with open(stdout_path, "wb") as out:
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE)

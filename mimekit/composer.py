@@ -57,7 +57,7 @@ from mimekit.sniff import OCTET_STREAM, CharsetDetector, is_media_type, sniff_co
 CRLF = b"\r\n"
 LF = b"\n"
 MAX_LINE_LENGTH = 998                 # RFC 5322 §2.1.1, without the line break
-SCAN_CHUNK_SIZE = 1024 * 1024         # also the head libmagic sees
+SCAN_CHUNK_SIZE = 256 * 1024          # also the head libmagic sees
 BOUNDARY_PREFIX = "=_mimekit_"
 ENCODINGS = ("auto", "base64", "quoted-printable")
 

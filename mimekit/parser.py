@@ -283,6 +283,8 @@ class MessageParser:
     def _end_part(self, at: int) -> None:
         entity = self._entities.pop()
         self._events.append(PartEnd(entity.part_id, self._base + at))
+        if entity.kind is PartKind.MULTIPART and not entity.closed:  # truncated: its boundary is no longer open
+            self._open_delimiters_changed()
 
     def _open_delimiters_changed(self) -> None:
         self._delimiters = [(index, entity.delimiter) for index, entity in reversed(list(enumerate(self._entities)))

@@ -68,6 +68,15 @@ def parts(events: list) -> dict[str, dict]:
         elif isinstance(event, Epilogue):
             result[open_ids[-1]]["epilogue"] += event.data
     assert not open_ids, "every part must end"
+    children: dict[str, list[str]] = {part_id: [] for part_id in result}
+    for part_id in result:
+        if part_id:
+            children[part_id.rpartition(".")[0]].append(part_id)
+    for part_id, part in result.items():
+        if part["kind"] is PartKind.LEAF:
+            assert children[part_id] == [], f"leaf {part_id!r} has parts"
+        elif part["kind"] is PartKind.MESSAGE:
+            assert children[part_id] == [f"{part_id}.1" if part_id else "1"]
     return result
 
 
@@ -235,6 +244,15 @@ def test_outer_boundary_ends_truncated_inner_part():
     second_outer = data.index(b"--outer", data.index(b"cut short"))
     assert defects(events) == [(DefectKind.TRUNCATED_PART, second_outer, "1")]
     assert found["1"]["end"] == found["1.1"]["end"] == second_outer - 2
+
+
+def test_boundary_of_a_truncated_inner_multipart_is_text_afterwards():
+    data = crlf("Content-Type: multipart/mixed; boundary=o\n\n"
+                "--o\nContent-Type: multipart/mixed; boundary=i\n\n--i\n\nx\n"
+                "--o\n\nsecond\n--i\nstill second\n--o--\n")
+    found = parts(parse(data))
+    assert list(found) == ["", "1", "1.1", "2"]
+    assert found["2"]["body"] == b"second\r\n--i\r\nstill second"
 
 
 def test_missing_final_boundary():
@@ -506,6 +524,7 @@ def mime_messages(draw, max_depth: int = 3) -> bytes:
         if boundaries:
             candidates.append(st.sampled_from(boundaries).map(lambda b: b"--" + b[:len(b) // 2]))
             candidates.append(st.sampled_from(boundaries).map(lambda b: b"--" + b + b"x"))
+            candidates.append(st.sampled_from(boundaries).map(lambda b: b"--" + b))  # ends a part early
         for text in draw(st.lists(st.one_of(*candidates), max_size=4)):
             line(text)
 

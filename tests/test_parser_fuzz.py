@@ -11,7 +11,7 @@ from mimekit.events import PartStart
 from mimekit.limits import Limits
 from mimekit.tree import parse_message
 from strategies import chunkings
-from test_parser import defects, mime_messages, parse, summary
+from test_parser import defects, mime_messages, parse, parts, summary
 
 TIGHT = Limits(max_depth=4, max_parts=25, max_header_count=8, max_header_field_size=300,
                max_header_block_size=2000, max_line_length=200)
@@ -57,6 +57,7 @@ def check(message: bytes, pieces: list[bytes]) -> None:
     for limits in (Limits(), TIGHT):
         whole = parse(message, limits)
         check_limits(whole, limits)
+        parts(whole)  # asserts that every part ends, and only containers have parts
         chunked = parse(message, limits, pieces=pieces)
         assert summary(chunked) == summary(whole) and defects(chunked) == defects(whole)
         with parse_message(io.BytesIO(message), limits=limits) as tree:

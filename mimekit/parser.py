@@ -32,7 +32,9 @@ Leniency, each reported as a Defect with its byte offset:
   skipped when a header field follows before any blank line; otherwise the message
   has no header and the text is its body.
 - A line in a header block that is neither a field, nor a continuation, nor blank
-  starts the body (a missing header/body separator), as does a boundary line.
+  starts the body (a missing header/body separator), as does a boundary line after
+  some fields. A boundary line right after a boundary line is an empty part: no
+  header and no body is valid (RFC 2046 body-part := MIME-part-headers [CRLF *OCTET]).
 - A boundary line is "--" boundary ["--"] and then the line end, blanks (transport
   padding), or blanks and text (RFC 2046 5.1.1 note: only the boundary must match;
   the text is ignored). A delimiter must be followed by one of these, so a boundary
@@ -320,7 +322,10 @@ class MessageParser:
                 self._end_headers(next_start)
                 return True
             if buf.startswith(b"--", start) and self._boundary_at(start, end, next_start) is not None:
-                self._missing_separator(start)
+                if block.name is None and block.fields == 0:  # an empty part: no header, no body (RFC 2046)
+                    self._end_headers(start)
+                else:
+                    self._missing_separator(start)
                 return True
             first = buf[start]
             field = None if first in b" \t" else _FIELD_NAME.match(buf, start, end)

@@ -148,9 +148,11 @@ def test_blanks_before_colon_are_tolerated_and_not_in_the_name():
 
 def test_boundary_at_body_start_means_empty_preamble_and_adjacent_delimiters_an_empty_part():
     data = crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\n--b\n\nx\n--b--\n")
-    found = parts(parse(data))
+    events = parse(data)
+    found = parts(events)
     assert found[""]["preamble"] == b""
     assert found["1"]["body"] == b"" and found["2"]["body"] == b"x"
+    assert defects(events) == []
 
 
 def test_boundary_not_at_line_start_is_text():

@@ -17,7 +17,6 @@ from mimekit.composer import CRLF, Leaf, Message, Multipart
 from mimekit.files import read_chunks
 from mimekit.folding import fold_header
 from mimekit.params import format_attachment_headers, format_params_header
-from mimekit.smtp_data import CRLFNormaliser
 from mimekit.transfer import Base64Encoder, IdentityCodec, QuotedPrintableEncoder
 
 WRITE_CHUNK_SIZE = 57 * 1024   # 57 KiB in, 76 KiB of base64 out
@@ -81,21 +80,24 @@ def _leaf_fields(leaf: Leaf, transfer_encoding: str, eol: bytes) -> bytes:
 
 
 class _LineBreaks:
-    """Text written with the message's line breaks (7bit text has no bare CR to worry about)."""
+    """Text's line breaks (CRLF or a bare LF) written as `eol`. A bare CR is data, as
+    quoted-printable's text mode treats it, so a body reads back the same in every encoding.
+    State: a CR at the end of a chunk, until the next chunk says whether LF follows."""
 
     def __init__(self, eol: bytes):
-        self._normaliser = CRLFNormaliser()
         self._eol = eol
+        self._held_cr = b""
 
     def feed(self, data: bytes) -> bytes:
-        return self._as_eol(self._normaliser.feed(data))
+        data = self._held_cr + data
+        self._held_cr = b"\r" if data.endswith(b"\r") else b""
+        if self._held_cr:
+            data = data[:-1]
+        return data.replace(b"\r\n", b"\n").replace(b"\n", self._eol)
 
     def flush(self) -> bytes:
-        return self._as_eol(self._normaliser.flush())
-
-    def _as_eol(self, crlf_text: bytes) -> bytes:
-        # CRLFNormaliser never splits a CRLF between outputs, so this replace is safe per chunk.
-        return crlf_text if self._eol == CRLF else crlf_text.replace(CRLF, self._eol)
+        held, self._held_cr = self._held_cr, b""
+        return held
 
 
 class _Chain:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mimekit.composer import (BOUNDARY_PREFIX, CRLF, LF, MAX_LINE_LENGTH, SCAN_CHUNK_SIZE, Content, ContentScan,
                               MessageBuilder, Role, choose_transfer_encoding, compose)
 from mimekit.errors import DataError, NoInputError, UsageError
-from mimekit.writer import message_bytes, write_message
+from mimekit.writer import WRITE_CHUNK_SIZE, message_bytes, write_message
 
 from strategies import chunkings
 
@@ -248,6 +248,22 @@ def test_body_text_in_any_charset_reads_back(fixtures_dir):
         assert message.get_content() == expected, name
 
 
+@pytest.mark.parametrize("encoding", ["auto", "base64", "quoted-printable"])
+def test_body_line_breaks_read_back_the_same_in_every_encoding(encoding):
+    message = build(body="один\rдва\r\nтри\nчетыре\r".encode(), encoding=encoding)
+    assert message.get_content() == "один\rдва\r\nтри\r\nчетыре\r"   # a bare CR is data
+
+
+@pytest.mark.parametrize("eol", [CRLF, LF])
+def test_a_line_break_split_between_write_chunks_stays_one(eol):
+    text = b"\xd0\x96" * (WRITE_CHUNK_SIZE // 2 - 1) + b"x\r\n" + b"\xd0\x96" * 10
+    assert text[WRITE_CHUNK_SIZE - 1:WRITE_CHUNK_SIZE] == b"\r"   # the CR ends the first chunk read
+    message = email.message_from_bytes(message_bytes(compose(from_=SENDER, body=text), eol),
+                                       policy=email.policy.default)
+    assert message["Content-Transfer-Encoding"] == "base64"
+    assert message.get_payload(decode=True) == text.replace(b"\r\n", eol)
+
+
 def test_attachment_type_override_applies_to_attachments_only(fixtures_dir):
     message = build(attachments=[fixtures_dir / "tiny.png", fixtures_dir / "tiny.pdf"],
                     inline=[fixtures_dir / "tiny.png"], attachment_type="application/x-custom")
@@ -295,7 +311,7 @@ def test_an_8bit_attached_message_travels_as_octet_stream():
 
 def test_scan_of_a_file_stops_once_it_cannot_be_7bit(tmp_path):
     path = tmp_path / "big.bin"
-    path.write_bytes(b"\xff" + b"a" * (3 * SCAN_CHUNK_SIZE))
+    path.write_bytes(b"\0\xff" + b"a" * (3 * SCAN_CHUNK_SIZE))
     leaf = MessageBuilder().attach(path)
     assert leaf.scan.size == SCAN_CHUNK_SIZE and leaf.transfer_encoding() == "base64"
 

@@ -157,6 +157,8 @@ def _check_options(url: ServerURL, sink: "Sink", options: FetchOptions, criteria
 
 def _run(source, sink, options, criteria, state, report, on_progress) -> None:
     ids = source.list(criteria)
+    if state is not None and not source.stable_ids:
+        raise UnavailableError("the POP3 server has no UIDL, so --new cannot tell old messages from new")
     if state is not None:
         if source.validity is not None:
             report.uidvalidity_changed = state.set_validity(source.validity)
@@ -551,6 +553,7 @@ class IMAPSession(_Session):
 
     name = "IMAP"
     id_kind = "uid"
+    stable_ids = True
     lists_everything = False   # SEARCH results are a selection, not the whole mailbox
 
     def __init__(self, url, cafile, timeout):
@@ -761,6 +764,7 @@ class IMAPSession(_Session):
 class POP3Session(_Session):
     name = "POP3"
     id_kind = "uidl"
+    stable_ids = True          # until the server turns out to have no UIDL
     lists_everything = True
     validity = None
 
@@ -834,7 +838,8 @@ class POP3Session(_Session):
         if not isinstance(listing, pop3.Sizes):
             raise ProtocolError(f"{self.conn.where}: LIST failed: {getattr(listing, 'text', listing)}")
         self._sizes = listing.sizes
-        if isinstance(uidl, pop3.UniqueIds):
+        self.stable_ids = isinstance(uidl, pop3.UniqueIds)
+        if self.stable_ids:
             self._number_by_id = {uid: number for number, uid in uidl.ids.items()}
         else:
             self.id_kind = "number"     # no UIDL: ids are message numbers, good for this session only
@@ -842,11 +847,11 @@ class POP3Session(_Session):
         return sorted(self._number_by_id, key=self._number_by_id.get)
 
     def describe(self, ids: list[str], with_message_id: bool) -> list[Message]:
-        if with_message_id and self.id_kind == "number":
-            raise UnavailableError(f"{self.conn.where}: the server has no UIDL, so --new cannot work")
         return [Message(i, self._number_by_id[i], self._sizes.get(self._number_by_id[i])) for i in ids]
 
     def retrieve(self, messages: list[Message], headers_only: bool) -> Iterator[tuple[Message, Iterator[bytes]]]:
+        if headers_only and self.proto.capabilities and "TOP" not in self.proto.capabilities:
+            raise UnavailableError(f"{self.conn.where}: the server does not offer TOP, so --headers-only cannot work")
         window = POP3_WINDOW if "PIPELINING" in self.proto.capabilities else 1
         queue = list(messages)
         sent = []
@@ -864,7 +869,10 @@ class POP3Session(_Session):
                 for _ in body:
                     pass
             elif isinstance(event, pop3.Reply) and not event.ok:
-                continue                    # gone since LIST (another session deleted it)
+                # The maildrop is locked for this session (RFC 1939 §4): a listed message
+                # cannot have gone, so this is the server failing, not a vanished message.
+                raise TempFailure(f"{self.conn.where}: {'TOP' if headers_only else 'RETR'} "
+                                  f"{message.number} failed: {event.text}")
             else:
                 raise ProtocolError(f"{self.conn.where}: unexpected reply to RETR: {event!r}")
 
@@ -927,6 +935,7 @@ class LocalSource:
     """maildir:PATH or mbox:PATH as a source: the store's keys are the ids."""
 
     id_kind = "key"
+    stable_ids = True
     validity = None
     lists_everything = True
 

@@ -10,6 +10,8 @@ pending/orphan logic of fetch_state exists for.
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -139,3 +141,68 @@ def stored_messages(target: str) -> Counter:
         store = open_store(parse_url(target, {"maildir", "mbox"}), create=False)
         return Counter(store.open(key).read() for key in store.keys())
     return Counter(p.read_bytes().replace(b"\r\n", b"\n") for p in Path(target).iterdir())
+
+
+# ---- Scripted fake servers: faults a real server will not produce on demand ----------
+
+class ScriptedPOP3Server:
+    """A POP3S server on 127.0.0.1 that serves `messages` and hangs up in the middle of
+    RETR `drop_at`. It records every command, to prove what the client did (not) send."""
+
+    def __init__(self, tmp_path, messages, drop_at):
+        import threading
+
+        import trustme
+
+        ca = trustme.CA()
+        self.ca_file = tmp_path / "fake-ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(self.context)
+        self.messages, self.drop_at, self.commands = messages, drop_at, []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        raw, _ = self.listener.accept()
+        with self.context.wrap_socket(raw, server_side=True) as conn:
+            reader = conn.makefile("rb")
+            conn.sendall(b"+OK scripted\r\n")
+            for line in reader:
+                command = line.strip().decode()
+                self.commands.append(command)
+                verb, _, argument = command.partition(" ")
+                if verb == "CAPA":
+                    conn.sendall(b"+OK\r\nUSER\r\nUIDL\r\n.\r\n")
+                elif verb in ("USER", "PASS", "DELE", "QUIT"):
+                    conn.sendall(b"+OK\r\n")
+                    if verb == "QUIT":
+                        return
+                elif verb in ("UIDL", "LIST"):
+                    rows = b"".join(b"%d %s\r\n" % (n, b"uid%d" % n if verb == "UIDL" else b"%d" % len(m))
+                                    for n, m in enumerate(self.messages, 1))
+                    conn.sendall(b"+OK\r\n" + rows + b".\r\n")
+                elif verb == "RETR":
+                    data = self.messages[int(argument) - 1]
+                    if int(argument) == self.drop_at:
+                        conn.sendall(b"+OK\r\n" + data[:len(data) // 2])
+                        return
+                    conn.sendall(b"+OK\r\n" + data + b".\r\n")
+
+
+def test_connection_dropped_mid_message_exits_75_and_deletes_nothing(tmp_path):
+    sent = [b"Subject: %d\r\nMessage-ID: <%d@x>\r\n\r\nbody %d\r\n" % (n, n, n) for n in range(1, 5)]
+    server = ScriptedPOP3Server(tmp_path, sent, drop_at=3)
+    result = subprocess.run(
+        [sys.executable, "-m", "mimekit_cli", "fetch", f"pop3s://alice@127.0.0.1:{server.port}",
+         "--cafile", str(server.ca_file), "--delete", "--new", "-o", f"maildir:{tmp_path / 'out'}", "--json"],
+        capture_output=True, timeout=60,
+        env=dict(os.environ, MIMEKIT_PASSWORD="pw", XDG_STATE_HOME=str(tmp_path / "state")))
+    assert result.returncode == 75, result.stderr.decode()
+    report = json.loads(result.stdout)
+    assert report["error"]["kind"] == "temp-fail"
+    assert [f["uidl"] for f in report["fetched"]] == ["uid1", "uid2"], "partial: what was saved is listed"
+    assert sum(on_disk(tmp_path / "out").values()) == 2
+    assert not any(c.startswith("DELE") for c in server.commands), "nothing deleted after a failure"

@@ -38,18 +38,19 @@ is a prefix of another (RFC 2046 §5.1.2 readers match boundaries by prefix).
 
 import base64
 import io
+import itertools
 import os
 import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from mimekit.addresses import addr_specs, format_address_header, parse_address_list
 from mimekit.dates import format_date, make_message_id
 from mimekit.encoded_words import encode_unstructured
-from mimekit.errors import DataError, UsageError
+from mimekit.errors import UsageError
 from mimekit.files import open_input, read_chunks
 from mimekit.folding import check_header_value, fold_header
 from mimekit.sniff import OCTET_STREAM, CharsetDetector, is_media_type, sniff_content_type
@@ -87,9 +88,8 @@ class Role:
 class Content:
     """Bytes that can be read from the start more than once: scanned, then encoded."""
 
-    def __init__(self, opener, label: str, keep_alive=None):
-        self._opener = opener
-        self.label = label
+    def __init__(self, opener: Callable[[], BinaryIO], keep_alive=None):
+        self._opener = opener           # returns a new stream positioned at the start
         self._keep_alive = keep_alive   # the spool file of a stream, deleted with this object
 
     @classmethod
@@ -97,16 +97,16 @@ class Content:
         """A file (checked now: a missing one is NoInputError naming it); "-" is stdin."""
         path = os.fspath(path)
         if path == "-":
-            return cls.from_stream(open_input("-"), "stdin")
+            return cls.from_stream(open_input("-"))
         open_input(path).close()
-        return cls(lambda: open_input(path), path)
+        return cls(lambda: open_input(path))
 
     @classmethod
-    def from_bytes(cls, data: bytes, label: str = "bytes") -> "Content":
-        return cls(lambda: io.BytesIO(data), label)
+    def from_bytes(cls, data: bytes) -> "Content":
+        return cls(lambda: io.BytesIO(data))
 
     @classmethod
-    def from_stream(cls, stream: BinaryIO, label: str = "stream") -> "Content":
+    def from_stream(cls, stream: BinaryIO) -> "Content":
         """Copy a stream that can only be read once (stdin, a pipe) to an anonymous temp file."""
         spool = tempfile.TemporaryFile(prefix="mimekit-")
         shutil.copyfileobj(stream, spool, SCAN_CHUNK_SIZE)
@@ -117,7 +117,7 @@ class Content:
             reader.seek(0)
             return reader
 
-        return cls(reopen, label, keep_alive=spool)
+        return cls(reopen, keep_alive=spool)
 
     def size(self) -> int:
         with self.open() as stream:
@@ -136,6 +136,8 @@ class ContentScan:
     """One streaming pass over a part's content: everything its transfer encoding depends on.
 
     `forbidden` is the message's boundary stem; 7bit content containing it cannot be sent.
+    The composer stops feeding once the choice is decided (see `never_7bit`), so the
+    counts then cover what was read, not the whole content.
     """
 
     def __init__(self, forbidden: bytes = b""):
@@ -372,14 +374,14 @@ class MessageBuilder:
         return leaf
 
     def _leaf(self, source, content_type: str | None, role: str, filename: str = "") -> Leaf:
+        """Sniff (unless the type is given), detect a text charset and pre-scan, in one pass."""
         content = _as_content(source)
         scan = ContentScan(self._stem.encode("ascii"))
-        detector = None
         with content.open() as stream:
-            for chunk in read_chunks(stream, SCAN_CHUNK_SIZE):
-                if scan.size == 0:
-                    content_type = content_type or sniff_content_type(chunk, filename)
-                    detector = CharsetDetector() if content_type.startswith("text/") else None
+            head = stream.read(SCAN_CHUNK_SIZE)
+            content_type = content_type or sniff_content_type(head, filename)
+            detector = CharsetDetector() if content_type.startswith("text/") else None
+            for chunk in itertools.chain([head], read_chunks(stream, SCAN_CHUNK_SIZE)):
                 scan.feed(chunk)
                 if detector:
                     detector.feed(chunk)
@@ -388,9 +390,6 @@ class MessageBuilder:
                 decided = scan.nul if role == Role.TEXT else scan.never_7bit
                 if decided and (detector is None or detector.settled):
                     break
-        if scan.size == 0:   # empty: nothing for libmagic, the name decides
-            content_type = content_type or sniff_content_type(b"", filename)
-            detector = CharsetDetector() if content_type.startswith("text/") else None
         return Leaf(content, content_type, role, scan, charset=detector.charset() if detector else None,
                     encoding=self.encoding)
 
@@ -408,7 +407,7 @@ class MessageBuilder:
 
     def build(self) -> Message:
         if "from" not in self._fields:
-            raise UsageError("no From address (give --from, or set EMAIL)")
+            raise UsageError("no From address")
         fields = dict(self._fields)
         fields.setdefault("date", ("Date", [format_date()]))
         fields.setdefault("message-id", ("Message-ID", [make_message_id(_domain_of(fields["from"][1]))]))

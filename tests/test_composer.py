@@ -1,6 +1,6 @@
 """composer + writer: the pre-scan, the transfer-encoding choice, the part tree, and the
-properties every written message must have (`assert_clean_message`, which other encode
-tests reuse until `mimekit check` exists)."""
+properties every written message must have (`assert_clean_message`, which the other
+encode tests reuse)."""
 
 import email
 import email.policy
@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mimekit.check import check_message
 from mimekit.composer import (BOUNDARY_PREFIX, CRLF, LF, MAX_LINE_LENGTH, SCAN_CHUNK_SIZE, Content, ContentScan,
                               MessageBuilder, Role, choose_transfer_encoding, compose)
 from mimekit.errors import DataError, NoInputError, UsageError
@@ -22,7 +23,10 @@ SENDER = "Zoë Ångström <zoe@example.org>"
 
 
 def assert_clean_message(raw: bytes, eol: bytes = CRLF) -> email.message.EmailMessage:
-    """What `mimekit check` will verify: 7-bit, line ends, line lengths, boundaries, labels."""
+    """`mimekit check` passes it, and, checked here independently of it (with Python's email
+    as the parser): 7-bit, line ends, line lengths, boundaries, charsets, required fields."""
+    report = check_message(io.BytesIO(raw), allow_lf=eol == LF)
+    assert report.ok, [str(violation) for violation in report.violations]
     assert raw.isascii(), "8-bit byte in the message"
     if eol == CRLF:
         assert raw.count(b"\r") == raw.count(b"\r\n") == raw.count(b"\n"), "bare CR or LF"

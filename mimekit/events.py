@@ -12,9 +12,11 @@ extractors and streaming consumers all read. For every part the order is
 with DefectFound anywhere. All offsets are absolute byte offsets into the input.
 Bodies are raw (still transfer-encoded) with line endings as in the input; the line
 break before a boundary belongs to the boundary (RFC 2046 section 5.1.1), so a body
-never ends with the line break that precedes its closing delimiter (a line break
-that already ended a header block or a boundary line is not taken twice: a
-delimiter right after one ends an empty body there). Data events
+never ends with the line break that precedes its closing delimiter. A line break
+that ended a header block or a delimiter line is not taken twice (a delimiter right
+after one ends an empty body there), except the one after a close delimiter: with
+an empty epilogue it is the next delimiter's (RFC 2046: close-delimiter [CRLF
+epilogue]), so a nested multipart ends right after its "--boundary--". Data events
 carry slices of the input: concatenating the data of one part's BodyChunks gives
 input[HeadersEnd.offset:PartEnd.offset] exactly.
 """

@@ -158,6 +158,7 @@ class MessageParser:
         self._delimiters: list[tuple[int, bytes]] = []  # (stack index, delimiter), innermost first
         self._delimiter_regex: re.Pattern[bytes] | None = None
         self._hold = 0
+        self._epilogue_break: int | None = None  # where the line break ending the last close delimiter starts
         self._line_endings = _LineEndingWatch()
         self._start_part(_Entity("", 0), 0, is_message=True)
 
@@ -535,7 +536,15 @@ class MessageParser:
             if not line_start:
                 search_from = at + 1
                 continue
-            break_start = at if at == start else at - 2 if buf[at - 2:at] == b"\r\n" and at - 2 >= start else at - 1
+            if at > start:
+                break_start = at - 2 if buf[at - 2:at] == b"\r\n" and at - 2 >= start else at - 1
+            elif self._epilogue_break is not None and self._entities[-1].closed:
+                # An empty epilogue: the line break after the close delimiter is this
+                # boundary's (RFC 2046: close-delimiter [CRLF epilogue]), so the
+                # multipart ends before it.
+                break_start = self._epilogue_break - self._base
+            else:
+                break_start = at
             line = self._line(at)
             if line is None:  # the boundary candidate's line is incomplete: wait for it
                 self._emit_content(start, break_start)
@@ -607,6 +616,7 @@ class MessageParser:
                 self._defect(DefectKind.NO_PARTS, at, "close delimiter before any part")
             multipart.closed = True
             self._open_delimiters_changed()
+            self._epilogue_break = None if line[1] is None else self._base + line[0]
             after_line = self._start_content
         else:
             multipart.children += 1

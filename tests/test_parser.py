@@ -146,6 +146,14 @@ def test_blanks_before_colon_are_tolerated_and_not_in_the_name():
     assert fields == [HeaderField("Subject", b"x", 0, 10)]
 
 
+def test_nested_multipart_with_empty_epilogue_ends_at_its_close_delimiter():
+    data = crlf("Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: multipart/mixed; boundary=i\n\n"
+                "--i\n\nx\n--i--\n--o\n\ny\n--o--\n")
+    found = parts(parse(data))
+    assert found["1"]["end"] == data.index(b"--i--") + len(b"--i--")   # the CRLF after it is "--o"'s
+    assert found["1"]["epilogue"] == b"" and found["2"]["body"] == b"y"
+
+
 def test_boundary_at_body_start_means_empty_preamble_and_adjacent_delimiters_an_empty_part():
     data = crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\n--b\n\nx\n--b--\n")
     events = parse(data)

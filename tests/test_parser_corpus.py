@@ -6,7 +6,9 @@
 2. mime4j's parse-event trees (X.xml, written by its TestHandler: headers as raw
    field text, preamble, body parts, raw bodies, epilogue) are matched part by part.
 3. mime4j's decoded bodies (files named in X_decoded.xml) are matched.
-4. Differential: wherever Python's `email` (policy.default) reports no defect at
+4. stalwart's expected structures (X.json for the message with LF line endings,
+   X.crlf.json with CRLF): the part tree and every part's header, body and end offset.
+5. Differential: wherever Python's `email` (policy.default) reports no defect at
    all, mimekit finds the same leaf parts, in order, with the same decoded bytes.
 
 Where mimekit differs on purpose, the case is listed below with its reason and runs
@@ -16,6 +18,7 @@ as a strict xfail: it must keep differing, or the list must be updated.
 import email
 import email.policy
 import io
+import json
 import re
 import signal
 from contextlib import contextmanager
@@ -142,9 +145,14 @@ MIME4J_DECODED_DIFFERENCES = {
 }
 
 
-def with_known_differences(names: list[str], differences: dict[str, str], key) -> list:
-    return [pytest.param(name, marks=pytest.mark.xfail(reason=differences[key(name)], strict=True))
-            if key(name) in differences else name for name in names]
+def with_known_differences(names: list[str], differences: dict[str, str], keys) -> list:
+    """Each name, marked as a strict xfail with its reason when one of keys(name) is listed."""
+    params = []
+    for name in names:
+        reason = next((differences[key] for key in keys(name) if key in differences), None)
+        params.append(name if reason is None else
+                      pytest.param(name, marks=pytest.mark.xfail(reason=reason, strict=True)))
+    return params
 
 
 _TAG = re.compile(r"<(/?)(message|header|field|multipart|preamble|body-part|body|epilogue)>")
@@ -210,7 +218,7 @@ MIME4J_TREES = [name for name in corpus_files("*.xml", MIME4J)
 
 
 @pytest.mark.parametrize("name", with_known_differences(MIME4J_TREES, MIME4J_STRUCTURE_DIFFERENCES,
-                                                        key=lambda name: Path(name).stem))
+                                                        keys=lambda name: [Path(name).stem]))
 def test_mime4j_parse_tree(corpus_dir, name):
     xml = corpus_dir / name
     data = xml.with_suffix(".msg").read_bytes()
@@ -240,7 +248,7 @@ def mime4j_part_id(decoded_name: str) -> str:
 
 
 @pytest.mark.parametrize("name", with_known_differences(mime4j_decoded_files(), MIME4J_DECODED_DIFFERENCES,
-                                                        key=lambda name: Path(name).name))
+                                                        keys=lambda name: [Path(name).name]))
 def test_mime4j_decoded_body(corpus_dir, name):
     decoded = corpus_dir / name
     message_path = decoded.with_name(decoded.name.split("_decoded_")[0] + ".msg")
@@ -248,7 +256,82 @@ def test_mime4j_decoded_body(corpus_dir, name):
         assert message.part(mime4j_part_id(decoded.name)).read_decoded() == decoded.read_bytes()
 
 
-# -- 4. differential against Python's email ---------------------------------------------------
+# -- 4. stalwart structures and offsets -----------------------------------------------------
+
+STALWART = CORPUS / "stalwartlabs-mail-parser" / "resources" / "eml"
+_PREFIX = ("'--' + boundary + more text is no delimiter here (the boundary must be followed by '--', blanks "
+           "or the line end, which tells nested boundaries 'a' and 'ab' apart); Dovecot and stalwart match a prefix")
+_PYTHON_AGREES = " (Python's email finds the same parts as mimekit)"
+
+STALWART_DIFFERENCES = {
+    "malformed/001": _PREFIX,
+    "malformed/004": _PREFIX,
+    "malformed/007": _PREFIX,
+    "malformed/008": _PREFIX,
+    "malformed/000": "boundary ':foo': stalwart finds no part; mimekit splits at every delimiter line" + _PYTHON_AGREES,
+    "malformed/002": ("a multipart whose boundary never appears stays a multipart whose preamble holds everything "
+                      "(as in mime4j); stalwart reads it as a text leaf"),
+    "malformed/009": "after an outer delimiter ends a truncated inner multipart, the outer one goes on" + _PYTHON_AGREES,
+    "malformed/011": "after an outer delimiter ends a truncated inner multipart, the outer one goes on" + _PYTHON_AGREES,
+    "malformed/012": "after an outer delimiter ends a truncated inner multipart, the outer one goes on" + _PYTHON_AGREES,
+    "malformed/016": "after an outer delimiter ends a truncated inner multipart, the outer one goes on" + _PYTHON_AGREES,
+    "malformed/014": "a delimiter line ending the input starts an empty last part" + _PYTHON_AGREES,
+    "malformed/013": ("one boundary nested three deep: each delimiter goes to the innermost open multipart; "
+                      "stalwart differs at the third level"),
+    "malformed/019": ("a line that is not a header field starts the body (as in Python's email); stalwart reads "
+                      "junk lines on as header"),
+    "malformed/020": "two Content-Type fields: the first counts, as in Python's email; stalwart takes the last",
+    "malformed/021": "two Content-Type fields: the first counts, as in Python's email; stalwart takes the last",
+    "malformed/022": ("message/rfc822 whose content has no header is still an encapsulated message (body only, "
+                      "with a defect)" + _PYTHON_AGREES + "; stalwart keeps it as a leaf"),
+    "rfc/008": _BASE64_MESSAGE,
+    "thirdparty/005": "'invalid--1--' is text: a delimiter starts a line (RFC 2046); stalwart ends the part inside it",
+    "thirdparty/015": ("attached messages cut after their header keep their place as parts" + _PYTHON_AGREES +
+                       "; stalwart folds the rest into one part"),
+    "legacy/049.json": "the input ends in a bare CR: mimekit keeps it in the last body, stalwart leaves it out",
+}
+
+
+def stalwart_shape(document: dict, index: int = 0) -> dict:
+    """stalwart's flat part list as a tree of kinds and (header, body, end) offsets."""
+    part = document["parts"][index]
+    body = part["body"]
+    kind = next(iter(body)) if isinstance(body, dict) else body
+    if kind == "Multipart":
+        children = [stalwart_shape(document, child) for child in body["Multipart"]]
+    elif kind == "Message":
+        children = [stalwart_shape(body["Message"])]
+    else:
+        children = []
+    kinds = {"Multipart": PartKind.MULTIPART, "Message": PartKind.MESSAGE}
+    return {"kind": kinds.get(kind, PartKind.LEAF), "children": children,
+            "offsets": (part["offset_header"], part["offset_body"], part["offset_end"])}
+
+
+def our_shape(part) -> dict:
+    return {"kind": part.kind, "children": [our_shape(child) for child in part.children],
+            "offsets": (part.header_offset, part.body_offset, part.end_offset)}
+
+
+def stalwart_keys(name: str) -> list[str]:
+    """"legacy/049.json" (this variant), then "legacy/049" (both variants)."""
+    relative = str(Path(name).relative_to(STALWART.relative_to(CORPUS)))
+    return [relative, relative.split(".")[0]]
+
+
+@pytest.mark.parametrize("name", with_known_differences(corpus_files("*.json", STALWART), STALWART_DIFFERENCES,
+                                                        keys=stalwart_keys))
+def test_stalwart_structure_and_offsets(corpus_dir, name):
+    expected = corpus_dir / name
+    data = expected.with_name(expected.name.split(".")[0] + ".eml").read_bytes()
+    data = data.replace(b"\r\n", b"\n")
+    if name.endswith(".crlf.json"):
+        data = data.replace(b"\n", b"\r\n")
+    with parse_message(io.BytesIO(data)) as message:
+        assert our_shape(message.root) == stalwart_shape(json.loads(expected.read_text()))
+
+
+# -- 5. differential against Python's email ---------------------------------------------------
 
 _ENCAPSULATING = {"message/rfc822", "message/global"}
 
@@ -295,7 +378,7 @@ def python_is_clean(message) -> bool:
     return True
 
 
-@pytest.mark.parametrize("name", with_known_differences(corpus_files(), PYTHON_DIFFERENCES, key=lambda name: name))
+@pytest.mark.parametrize("name", with_known_differences(corpus_files(), PYTHON_DIFFERENCES, keys=lambda name: [name]))
 def test_same_leaves_as_python_email_where_it_finds_no_defect(corpus_dir, name):
     data = (corpus_dir / name).read_bytes()
     try:

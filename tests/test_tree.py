@@ -112,8 +112,8 @@ def test_raw_bodies_preamble_epilogue_and_whole_entity():
         assert message.root.open_epilogue().read() == b"epilogue\r\n"
         assert message.part("2.1").open_epilogue().read() == b""
         entity = message.part("2.1").open_entity().read()
-        # the line break after "--inner--" ended that line, so it is not the outer boundary's
-        assert entity.startswith(b"Subject: inner\r\n") and entity.endswith(b"--inner--\r\n")
+        # the epilogue is empty: the line break after "--inner--" is the outer delimiter's
+        assert entity.startswith(b"Subject: inner\r\n") and entity.endswith(b"--inner--")
         assert message.part("1").size == len(b"caf=E9")
 
 

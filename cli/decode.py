@@ -26,16 +26,14 @@ def decode(source, directory, text_only, part_id, strict, as_json, quiet):
     """Decode a message, however broken: extract its parts, or print its text or one part.
 
     \b
-    With -o DIR, every leaf part (parts of attached messages and uuencoded files in
-    text bodies included) is written into DIR, which stays flat: names are
+    With -o DIR, every body (parts of attached messages and uuencoded files in text
+    bodies included) is written into DIR, which stays flat: names are
     sanitised, nothing is overwritten (a clash gets " (1)"), no part is dropped,
     and the manifest (id, original and written name, type, size, sha256, why a name
     changed) goes to stdout. Defects go to stderr, or into the --json document.
     """
     with reporting("decode", as_json):
-        chosen = [flag for flag, given in (("-o", directory is not None), ("--text", text_only),
-                                           ("--part", part_id is not None)) if given]
-        if len(chosen) != 1:
+        if (directory is not None) + text_only + (part_id is not None) != 1:
             raise UsageError("give exactly one of -o DIR, --text or --part ID")
         if as_json and directory is None:
             raise UsageError("--json goes with -o DIR: --text and --part print the data itself")

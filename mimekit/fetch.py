@@ -682,7 +682,7 @@ class IMAPSession(_Session):
                                       event.items.get("FLAGS", ()), planned.header_id), body
                     for _ in body:        # drain whatever the consumer left (or a body not asked for)
                         pass
-                elif self._completed(event, tag, "UID FETCH", tolerate_no=True):
+                elif type(event) is not imap.Fetch and self._completed(event, tag, "UID FETCH", tolerate_no=True):
                     break
 
     def _body(self) -> Iterator[bytes]:

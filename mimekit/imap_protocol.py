@@ -21,7 +21,7 @@ import base64
 import binascii
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
@@ -280,13 +280,17 @@ class _Command:
     name: str
 
 
-@dataclass(slots=True)
 class _Partial:
     """A data response whose line was cut by a literal: its token tree so far, and the
-    FETCH items already converted for a FetchBodyStart (the first `parsed` tokens)."""
-    stack: list = field(default_factory=lambda: [[]])
-    parsed: int = 0
-    items: dict = field(default_factory=dict)
+    FETCH items already converted for a FetchBodyStart (the first `parsed` tokens).
+    A plain class: one is made per response, and a dataclass with factories costs more."""
+
+    __slots__ = ("stack", "parsed", "items")
+
+    def __init__(self, stack: list | None = None):
+        self.stack = stack if stack is not None else [[]]
+        self.parsed = 0
+        self.items: dict = {}
 
 
 class IMAPClientProtocol:
@@ -486,8 +490,12 @@ class IMAPClientProtocol:
             if not self._greeted:
                 raise ProtocolError(f"IMAP server sent data before its greeting: {_show(line)}")
             self._partial = _Partial()
-        literal = _LITERAL_AT_END.search(line)
-        self._tokenize(line[:literal.start()] if literal else line)
+        if line == b")" and len(self._partial.stack) == 2:     # the end of a FETCH after its body
+            self._partial.stack.pop()
+            literal = None
+        else:
+            literal = _LITERAL_AT_END.search(line)
+            self._tokenize(line[:literal.start()] if literal else line)
         if literal:
             self._literal(int(literal.group(1)))
         else:
@@ -584,7 +592,7 @@ class IMAPClientProtocol:
 
     def _data(self, tokens: list, partial: _Partial) -> None:
         if len(tokens) < 2 or not isinstance(tokens[1], bytes):
-            raise ProtocolError(f"IMAP server sent an empty untagged response")
+            raise ProtocolError("IMAP server sent an empty untagged response")
         name = tokens[1].upper()
         if name.isdigit() and len(tokens) >= 3 and isinstance(tokens[2], bytes):
             number, kind = int(name), tokens[2].upper()

@@ -6,8 +6,9 @@
 2. mime4j's decoded bodies (the files X_decoded.xml names) are what extraction writes
    for that part id (the manifest sha256), with the tree tests' list of differences.
 3. stalwart mail-parser's expectations, for LF input (X.json) and CRLF input
-   (X.crlf.json): the structure, the decoded Subject, the attachment names and the
-   decoded bodies (text through mimekit.charsets) wherever the structures agree.
+   (X.crlf.json): the decoded Subject, and wherever the structures agree (compared,
+   with offsets, in test_parser_corpus.py) the attachment names and the decoded bodies
+   (text through mimekit.charsets).
 4. flanker's original attachments are what extraction writes for the parts named so.
 
 Where mimekit differs on purpose, the case is listed with its reason and runs as a
@@ -17,7 +18,6 @@ strict xfail: it must keep differing, or the list must be updated.
 import hashlib
 import io
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -25,16 +25,14 @@ import pytest
 from conftest import CORPUS
 from mimekit.charsets import decode_text
 from mimekit.errors import DataError
-from mimekit.events import PartKind
 from mimekit.extract import best_text_part, extract_all, iter_text
 from mimekit.tree import parse_message
-from test_parser_corpus import (MIME4J_DECODED_DIFFERENCES, corpus_files, mime4j_decoded_files,
-                                mime4j_part_id, time_limit, with_known_differences)
+from test_parser_corpus import (MIME4J_DECODED_DIFFERENCES, STALWART, corpus_files, mime4j_decoded_files,
+                                mime4j_part_id, our_shape, stalwart_shape, time_limit, with_known_differences)
 
 pytestmark = pytest.mark.corpus
 
 SECONDS_PER_MESSAGE = 30
-STALWART = CORPUS / "stalwartlabs-mail-parser" / "resources" / "eml"
 FLANKER = CORPUS / "mailgun-flanker" / "tests" / "fixtures" / "messages"
 MESSAGES = [name for name in corpus_files() if Path(name).suffix in (".eml", ".msg")]
 
@@ -73,7 +71,7 @@ def test_every_corpus_message_extracts_safely(corpus_dir, name, tmp_path):
 # -- 2. mime4j decoded bodies, as extracted ----------------------------------------------
 
 @pytest.mark.parametrize("name", with_known_differences(mime4j_decoded_files(), MIME4J_DECODED_DIFFERENCES,
-                                                        key=lambda name: Path(name).name))
+                                                        keys=lambda name: [Path(name).name]))
 def test_mime4j_decoded_body_is_what_extraction_writes(corpus_dir, name, tmp_path):
     decoded = corpus_dir / name
     source = decoded.with_name(decoded.name.split("_decoded_")[0] + ".msg")
@@ -84,21 +82,6 @@ def test_mime4j_decoded_body_is_what_extraction_writes(corpus_dir, name, tmp_pat
 
 # -- 3. stalwart mail-parser ---------------------------------------------------------------
 
-_PREFIX_BOUNDARY = ("Dovecot/stalwart take a line that merely starts with '--' + boundary ('--ab' for 'a') as a "
-                    "delimiter; mimekit needs the line end, blanks or '--' after it (RFC 2046 5.1.1)")
-_OUTER_BOUNDARY = ("an outer delimiter ends the open inner multipart and the outer one goes on (RFC 2046 5.1.2): "
-                   "mimekit keeps the parts after it; stalwart nests them or drops them")
-_EMPTY_PARTS = ("a delimiter line always starts a part: two in a row, or one just before the end, give an "
-                "empty part in mimekit (mime4j agrees); stalwart drops it")
-_HEADER_BOUNDARY = ("a boundary line inside a header block: mimekit ends the header there and reads the body; "
-                    "stalwart nests differently")
-_TWO_CONTENT_TYPES = ("two Content-Type fields in one header: mimekit acts on the first (as mime4j and Python do), "
-                      "stalwart on the last")
-_BAD_RFC822 = ("message/rfc822 whose content is not a message: mimekit reads it as a message without header "
-               "(its text becomes the body); stalwart makes it a plain leaf")
-_BASE64_MESSAGE = ("message/rfc822 sent in base64: stalwart decodes and parses it; mimekit's tree keeps an "
-                   "encoded message as one leaf, extracted as .eml")
-_FUZZED = "fuzzer output with mangled names and boundaries ('--Boundary42' for 'boundary42'): both readings are guesses"
 _RAW_8BIT = ("raw 8-bit Latin-1 in a header: mimekit reads it as windows-1252 (or chardet's guess), stalwart "
              "replaces it with U+FFFD")
 _UTF8_IN_LATIN1_WORD = ("raw UTF-8 bytes inside an '=?iso-8859-1?Q?...?=' encoded-word: mimekit takes the bytes in "
@@ -114,27 +97,6 @@ _ODD_BYTE = ("UTF-16 body with an odd trailing byte: mimekit shows it as U+FFFD 
              "stalwart drops it")
 _BARE_CR_TAIL = "a bare CR before the closing delimiter's LF stays in the body in mimekit; stalwart drops it"
 
-STALWART_STRUCTURE_DIFFERENCES = {
-    "malformed/000.eml": _EMPTY_PARTS,
-    "malformed/001.eml": _PREFIX_BOUNDARY,
-    "malformed/002.eml": "multipart whose boundary never comes: mimekit keeps a multipart without parts "
-                         "(decode writes its text), stalwart makes it a leaf",
-    "malformed/004.eml": _PREFIX_BOUNDARY,
-    "malformed/007.eml": _HEADER_BOUNDARY,
-    "malformed/008.eml": _PREFIX_BOUNDARY,
-    "malformed/009.eml": _OUTER_BOUNDARY,
-    "malformed/011.eml": _OUTER_BOUNDARY,
-    "malformed/012.eml": _OUTER_BOUNDARY,
-    "malformed/013.eml": _EMPTY_PARTS,
-    "malformed/014.eml": _EMPTY_PARTS,
-    "malformed/016.eml": _PREFIX_BOUNDARY,
-    "malformed/019.eml": _FUZZED,
-    "malformed/020.eml": _TWO_CONTENT_TYPES,
-    "malformed/021.eml": _TWO_CONTENT_TYPES,
-    "malformed/022.eml": _BAD_RFC822,
-    "rfc/008.eml": _BASE64_MESSAGE,
-    "thirdparty/015.eml": _OUTER_BOUNDARY,
-}
 STALWART_SUBJECT_DIFFERENCES = {
     **{f"legacy/{n}.eml": _RAW_8BIT for n in ("010", "020", "022", "027", "052")},
     **{f"legacy/{n}.eml": _UTF8_IN_LATIN1_WORD
@@ -159,38 +121,18 @@ STALWART_CASES = [f"{name} {variant}" for name in
                   for variant in ("lf", "crlf")]
 
 
-def stalwart_differences(differences: dict[str, str]):
-    return lambda case: case if case in differences else case.split()[0]
+def stalwart_keys(case: str) -> list[str]:
+    """"legacy/049.eml lf" (this variant), then "legacy/049.eml" (both variants)."""
+    return [case, case.split()[0]]
 
 
 def stalwart_case(case: str) -> tuple[bytes, dict]:
     """The message as stalwart's test feeds it (all LF, or all CRLF) and its expectation."""
     name, variant = case.split()
-    raw = (STALWART / name).read_bytes()
+    data = (STALWART / name).read_bytes().replace(b"\r\n", b"\n")
     if variant == "lf":
-        return raw.replace(b"\r\n", b"\n"), json.loads((STALWART / name).with_suffix(".json").read_text())
-    crlf = re.sub(rb"(?<!\r)\n", b"\r\n", raw)
-    return crlf, json.loads((STALWART / name).with_suffix(".crlf.json").read_text())
-
-
-def stalwart_shape(expected: dict) -> tuple:
-    """stalwart's flat part list as nested (kind, children) tuples."""
-    parts = expected["parts"]
-
-    def shape(index: int) -> tuple:
-        body = parts[index]["body"]
-        if isinstance(body, dict) and "Multipart" in body:
-            return "multipart", [shape(child) for child in body["Multipart"]]
-        if isinstance(body, dict) and "Message" in body:
-            return "message", [stalwart_shape(body["Message"])]
-        return ("leaf",)
-    return shape(0)
-
-
-def our_shape(part) -> tuple:
-    if part.kind is PartKind.LEAF:
-        return ("leaf",)
-    return ("multipart" if part.kind is PartKind.MULTIPART else "message"), [our_shape(c) for c in part.children]
+        return data, json.loads((STALWART / name).with_suffix(".json").read_text())
+    return data.replace(b"\n", b"\r\n"), json.loads((STALWART / name).with_suffix(".crlf.json").read_text())
 
 
 def stalwart_header(part: dict, name: str):
@@ -230,21 +172,17 @@ def stalwart_leaves(expected: dict) -> list[tuple[str, object]]:
     return leaves
 
 
+def kinds(shape: dict) -> dict:
+    """A shape from test_parser_corpus without its offsets."""
+    return {"kind": shape["kind"], "children": [kinds(child) for child in shape["children"]]}
+
+
 def structures_agree(message, expected) -> None:
-    if our_shape(message.root) != stalwart_shape(expected):
-        pytest.skip("the structures differ (see test_stalwart_structure)")
+    if kinds(our_shape(message.root)) != kinds(stalwart_shape(expected)):
+        pytest.skip("the structures differ (see test_parser_corpus.py::test_stalwart_structure_and_offsets)")
 
 
-@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_STRUCTURE_DIFFERENCES,
-                                                        stalwart_differences(STALWART_STRUCTURE_DIFFERENCES)))
-def test_stalwart_structure(corpus_dir, case):
-    data, expected = stalwart_case(case)
-    with parse_message(io.BytesIO(data)) as message:
-        assert our_shape(message.root) == stalwart_shape(expected)
-
-
-@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_SUBJECT_DIFFERENCES,
-                                                        stalwart_differences(STALWART_SUBJECT_DIFFERENCES)))
+@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_SUBJECT_DIFFERENCES, keys=stalwart_keys))
 def test_stalwart_decoded_subject(corpus_dir, case):
     data, expected = stalwart_case(case)
     subject = stalwart_header(expected["parts"][0], "subject")
@@ -252,8 +190,7 @@ def test_stalwart_decoded_subject(corpus_dir, case):
         assert message.root.header("subject") == (subject["Text"] if subject else None)
 
 
-@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_NAME_DIFFERENCES,
-                                                        stalwart_differences(STALWART_NAME_DIFFERENCES)))
+@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_NAME_DIFFERENCES, keys=stalwart_keys))
 def test_stalwart_attachment_names(corpus_dir, case):
     data, expected = stalwart_case(case)
     with parse_message(io.BytesIO(data)) as message:
@@ -261,8 +198,7 @@ def test_stalwart_attachment_names(corpus_dir, case):
         assert [part.filename for part in message.walk()] == stalwart_names(expected)
 
 
-@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_BODY_DIFFERENCES,
-                                                        stalwart_differences(STALWART_BODY_DIFFERENCES)))
+@pytest.mark.parametrize("case", with_known_differences(STALWART_CASES, STALWART_BODY_DIFFERENCES, keys=stalwart_keys))
 def test_stalwart_decoded_bodies(corpus_dir, case):
     data, expected = stalwart_case(case)
     with parse_message(io.BytesIO(data)) as message:

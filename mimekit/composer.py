@@ -48,9 +48,9 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
 
 from mimekit.addresses import addr_specs, format_address_header, parse_address_list
-from mimekit.dates import format_date, make_message_id
+from mimekit.dates import format_date, make_message_id, parse_date
 from mimekit.encoded_words import encode_unstructured
-from mimekit.errors import UsageError
+from mimekit.errors import DataError, UsageError
 from mimekit.files import open_input, read_chunks
 from mimekit.folding import check_header_value, fold_header
 from mimekit.sniff import OCTET_STREAM, CharsetDetector, is_media_type, sniff_content_type
@@ -75,6 +75,7 @@ _STRUCTURAL_FIELDS = frozenset({"mime-version", "content-type", "content-transfe
                                 "content-disposition", "content-id", "content-description"})
 _FIELD_ORDER = ("date", "from", "sender", "reply-to", "to", "cc", "bcc", "subject", "message-id")
 _FIELD_NAME = re.compile(r"[!-9;-~]+")   # RFC 5322 ftext: printable ASCII except ":"
+_MSG_ID = re.compile(r"<[!-;=?A-~]+@[!-;=?A-~]+>")   # RFC 5322 §3.6.4, loosely: no space, <, > or second @
 
 
 class Role:
@@ -320,6 +321,7 @@ class MessageBuilder:
         if key in _STRUCTURAL_FIELDS:
             raise UsageError(f"{name} is written by mimekit from the message structure")
         check_header_value(name, value)
+        _check_given_identity(key, name, value)
         if key in ADDRESS_FIELDS:
             format_address_header(name, [value], CRLF)   # raises DataError for a bad address now
             self._fields.setdefault(key, (name, []))[1].append(value)
@@ -410,7 +412,7 @@ class MessageBuilder:
             raise UsageError("no From address")
         fields = dict(self._fields)
         fields.setdefault("date", ("Date", [format_date()]))
-        fields.setdefault("message-id", ("Message-ID", [make_message_id(_domain_of(fields["from"][1]))]))
+        fields.setdefault("message-id", ("Message-ID", [_new_message_id(fields["from"][1])]))
         rendered = [_render_field(*fields.pop(key)) for key in _FIELD_ORDER if key in fields]
         rendered += [_render_field(name, values) for name, values in fields.values()]
         rendered += [_render_field(name, [value]) for name, value in self._extra_fields]
@@ -474,10 +476,21 @@ def _display_name(path: str) -> str:
     return os.fsencode(os.path.basename(path)).decode("utf-8", "replace")
 
 
-def _domain_of(from_values: list[str]) -> str | None:
-    """The sender's domain, for the right-hand side of the Message-ID."""
+def _check_given_identity(key: str, name: str, value: str) -> None:
+    """A Date or Message-ID given by the caller replaces ours, so it must be as valid as ours."""
+    if key == "date":
+        when, defects = parse_date(value)
+        if when is None or defects:
+            raise DataError(f"header {name}: not an RFC 5322 date: {value!r}")
+    elif key == "message-id" and not _MSG_ID.fullmatch(value):
+        raise DataError(f"header {name}: not a message id <left@right>: {value!r}")
+
+
+def _new_message_id(from_values: list[str]) -> str:
+    """A Message-ID on the sender's domain (the host's if that is a domain literal)."""
     specs = addr_specs(entry for value in from_values for entry in parse_address_list(value)[0])
-    return specs[0].rpartition("@")[2] if specs else None
+    domain = specs[0].rpartition("@")[2] if specs else None
+    return make_message_id(domain if domain and not domain.startswith("[") else None)
 
 
 def _render_field(name: str, values: list[str]) -> bytes:

@@ -366,6 +366,19 @@ def test_date_and_message_id_can_be_given():
     assert message.get_all("Date") == ["Mon, 01 Jan 2024 10:00:00 +0000"]
 
 
+@pytest.mark.parametrize("name, value", [("Date", "yesterday"), ("Date", "Mon, 01 Jan 2024 10:00:00 +9999"),
+                                         ("Message-ID", "no-angle@example.org"), ("Message-ID", "<a b@c>"),
+                                         ("Message-ID", "<a@b@c>")])
+def test_a_given_date_or_message_id_must_be_valid(name, value):
+    with pytest.raises(DataError, match=name):
+        MessageBuilder().add_header(name, value)
+
+
+def test_message_id_for_a_sender_at_a_domain_literal_uses_the_host():
+    message = build(from_="a@[192.0.2.1]")
+    assert message["Message-ID"].startswith("<") and "[" not in message["Message-ID"]
+
+
 def test_bcc_is_written_for_send_to_find():
     message = build(to=["a@example.org"], bcc=["hidden@example.org"])
     assert message["Bcc"] == "hidden@example.org"

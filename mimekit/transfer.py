@@ -166,6 +166,11 @@ class Base64Decoder:
         return binascii.a2b_base64(group + b"==") if len(group) >= 2 else b""
 
 
+def _without_soft_breaks(escaped: bytes) -> bytes:
+    """b2a_qp output without its soft breaks (CRLF ones if its input had CRLF first)."""
+    return escaped.replace(b"=\r\n", b"").replace(b"=\n", b"")
+
+
 class QuotedPrintableEncoder:
     """Quoted-printable (RFC 2045 §6.7), 7-bit output in lines of at most `line_length`.
 
@@ -216,14 +221,19 @@ class QuotedPrintableEncoder:
         (they assume every call starts a line) and its "=2E" (which depends on where it
         thinks a line starts) is undone, because _layout places both itself.
         """
-        escaped = binascii.b2a_qp(data if final else data + b"!", quotetabs=False, istext=False)
-        escaped = escaped.replace(b"=\r\n", b"").replace(b"=\n", b"").replace(b"=2E", b".")
-        if not final:
-            escaped = escaped[:-1]
+        sentinel = b"" if final else b"!"
         if self._binary:
-            return escaped
-        return (escaped.replace(b"=0D=0A", b"\n").replace(b"=0A", b"\n")
-                .replace(b" \n", b"=20\n").replace(b"\t\n", b"=09\n"))
+            escaped = _without_soft_breaks(binascii.b2a_qp(data + sentinel, istext=False))
+        else:
+            lines = data.replace(b"\r\n", b"\n")
+            if b"\r" not in lines:
+                # b2a_qp's text mode keeps LF as the line break and escapes a space before it
+                escaped = binascii.b2a_qp(lines + sentinel, istext=True).replace(b"=\n", b"")
+            else:  # text mode would let a bare CR through: escape everything, then mark breaks
+                escaped = (_without_soft_breaks(binascii.b2a_qp(lines + sentinel, istext=False))
+                           .replace(b"=0A", b"\n").replace(b" \n", b"=20\n").replace(b"\t\n", b"=09\n"))
+        escaped = escaped.replace(b"=2E", b".")
+        return escaped if final else escaped[:-1]
 
     def _layout(self, escaped: bytes) -> bytes:
         out: list[bytes] = []

@@ -8,7 +8,9 @@ Starts the Postfix + Dovecot of tests/servers.py (needs root and the Debian pack
    certificates verified), `smtplib.sendmail` in a loop vs the `mimekit send` process
    (interpreter start, reading the files and the pre-scan included), alternating, with
    the Postfix queue drained between runs so deliveries of one run do not slow the next.
-   The library call (SMTPClient.send_messages) is shown as well: the protocol alone.
+   The library call (SMTPClient.send_messages) is shown as well, the protocol alone,
+   with CHUNKING (BDAT, messages streamed back to back) and with DATA (one round trip
+   per message).
    Goal (issue 4): mimekit >= 2x smtplib's rate.
 2. Memory: one message of --big-mb MB (a base64 attachment) sent by the `mimekit send`
    process, peak RSS from wait4. Goal: < 40 MiB.
@@ -94,11 +96,11 @@ def mimekit_send(servers, port: int, paths: list[str]) -> tuple[float, int, int]
     return seconds, result.returncode, int(result.stderr.decode().split()[-1])
 
 
-def run_library(servers, paths: list[str]) -> float:
+def run_library(servers, paths: list[str], chunking: bool = True) -> float:
     started = time.perf_counter()
     messages = [prepare_message(path, to=[RECIPIENT]) for path in paths]
     url = parse_url(f"smtp://{servers.host}:{servers.smtp_plain}", {"smtp"})
-    with SMTPClient(url, cafile=str(servers.ca_file)) as client:
+    with SMTPClient(url, cafile=str(servers.ca_file), chunking=chunking) as client:
         results = list(client.send_messages(messages))
     assert all(r.recipients[0].accepted for r in results)
     return time.perf_counter() - started
@@ -111,11 +113,13 @@ def rate_benchmark(servers, count: int, rounds: int, workdir: Path) -> None:
         paths.append(str(workdir / f"m{n:05d}.eml"))
         Path(paths[-1]).write_bytes(message)
     delivered = len(servers.messages(MAILBOX))
-    timings = {"smtplib.sendmail": [], "mimekit send (process)": [], "SMTPClient (library)": []}
+    runs = {"smtplib.sendmail": lambda: run_smtplib(servers, messages),
+            "mimekit send (process)": lambda: _checked(mimekit_send(servers, servers.smtp_plain, paths)),
+            "SMTPClient, BDAT": lambda: run_library(servers, paths),
+            "SMTPClient, DATA": lambda: run_library(servers, paths, chunking=False)}
+    timings = {name: [] for name in runs}
     for _ in range(rounds):
-        for name, run in (("smtplib.sendmail", lambda: run_smtplib(servers, messages)),
-                          ("mimekit send (process)", lambda: _checked(mimekit_send(servers, servers.smtp_plain, paths))),
-                          ("SMTPClient (library)", lambda: run_library(servers, paths))):
+        for name, run in runs.items():
             timings[name].append(run())
             delivered += count
             servers.wait_for_messages(MAILBOX, delivered, timeout=300)   # queue drained

@@ -14,23 +14,29 @@ sent, after RSET. Failures of the connection (421, a drop, a timeout) raise Temp
 the message in flight is then never reported as sent.
 """
 
+import select
 import socket
 import ssl
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from mimekit.errors import (AuthError, DataError, MimekitError, ProtocolError, TempFailure,
                             UnavailableError)
-from mimekit.smtp_data import MessageScan, data_stream
-from mimekit.smtp_protocol import (CLOSED, DATA, GREETING, NEED_DATA, AuthChallenge, ConnectionClosed,
+from mimekit.smtp_data import CRLFNormaliser, MessageScan, data_stream
+from mimekit.smtp_protocol import (CLOSED, DATA, GREETING, NEED_DATA, AuthChallenge, BdatReply, ConnectionClosed,
                                    DataReply, EhloReply, Greeting, MailReply, MessageReply, RcptReply,
-                                   Reply, ServiceClosing, SMTPConnection, StartTLSReply, check_argument)
+                                   Reply, RsetReply, ServiceClosing, SMTPConnection, StartTLSReply,
+                                   check_argument)
 from mimekit.tls import client_context
 from mimekit.urls import ServerURL
 
 DEFAULT_TIMEOUT = 60.0
 READ_SIZE = 64 * 1024
-WRITE_BATCH = 256 * 1024   # message bytes gathered before one sendall
+WRITE_BATCH = 256 * 1024   # message bytes gathered before one write
+SEND_SLICE = 16 * 1024     # bytes per send(), so replies are read in between
+BDAT_SIZE = 1024 * 1024    # message bytes per BDAT chunk
+IN_FLIGHT = 32             # chunked messages sent ahead of the oldest unread reply
 
 
 @dataclass(frozen=True)
@@ -82,10 +88,13 @@ class SMTPClient:
     """
 
     def __init__(self, url: ServerURL, cafile: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 allow_insecure: bool = False):
+                 allow_insecure: bool = False, chunking: bool = True):
+        """`chunking=False` keeps to DATA even when the server offers CHUNKING (for a
+        server whose BDAT is broken)."""
         self.url = url
         self.timeout = timeout
         self.allow_insecure = allow_insecure
+        self.chunking = chunking
         self._context = client_context(cafile)
         self._sock: socket.socket | None = None
         self._conn = SMTPConnection(tls=url.implicit_tls, allow_insecure_auth=allow_insecure)
@@ -188,22 +197,89 @@ class SMTPClient:
                       progress: Callable[[int], None] | None = None) -> Iterator[MessageResult]:
         """Send each message; yield its result (in order) once the server has answered.
 
-        With PIPELINING the final reply of one message is read after the next message's
-        commands are written, so each message costs one round trip.
+        With PIPELINING and CHUNKING (RFC 3030), messages stream back to back without
+        waiting for any reply (`_send_chunked`); with PIPELINING alone each message costs
+        one round trip (`_send_with_data`); without it, one per command.
         """
-        pipelining = "PIPELINING" in self._conn.capabilities
+        caps = self._conn.capabilities
+        if self.chunking and "CHUNKING" in caps and "PIPELINING" in caps:
+            return self._send_chunked(messages, progress)
+        return self._send_with_data(messages, progress, pipelining="PIPELINING" in caps)
+
+    def _send_chunked(self, messages, progress) -> Iterator[MessageResult]:
+        """MAIL, RCPT..., BDAT... LAST, RSET per message, all pipelined; replies are read
+        once IN_FLIGHT messages are ahead of them. The RSET after each message is what
+        RFC 3030 §4.2 asks for after a refused BDAT; sending it always keeps the next
+        transaction clean without waiting to learn whether the last one failed."""
+        in_flight: deque[_Transaction] = deque()
+        for message in messages:
+            txn = _Transaction(message)
+            try:
+                self._queue_mail(txn, pipelining=True)
+            except (DataError, UnavailableError) as exc:   # refused locally, nothing sent
+                while in_flight:
+                    yield self._collect(in_flight.popleft())
+                yield txn.refused_locally(exc)
+                continue
+            self._queue_chunks(txn, progress)
+            self._queue(self._conn.send_rset())
+            in_flight.append(txn)
+            if len(in_flight) > IN_FLIGHT:
+                yield self._collect(in_flight.popleft())
+        while in_flight:
+            yield self._collect(in_flight.popleft())
+
+    def _queue_chunks(self, txn: "_Transaction", progress) -> None:
+        """The message as BDAT chunks of about BDAT_SIZE, CRLF line endings, no stuffing."""
+        normaliser, pending = CRLFNormaliser(), bytearray()
+        for chunk in txn.message.chunks():
+            pending += normaliser.feed(chunk)
+            if len(pending) >= BDAT_SIZE:
+                self._queue(self._conn.send_bdat(bytes(pending)))
+                txn.chunks += 1
+                pending.clear()
+                self._flush(progress)
+        pending += normaliser.flush()
+        self._queue(self._conn.send_bdat(bytes(pending), last=True))
+        if len(self._outbox) >= WRITE_BATCH:
+            self._flush(progress)
+
+    def _collect(self, txn: "_Transaction") -> MessageResult:
+        """Read one chunked transaction's replies, in the order its commands went out."""
+        mail = self._expect(MailReply).reply
+        for address in txn.message.recipients:
+            txn.rcpt(address, self._expect(RcptReply).reply)
+        refused_chunk = None
+        for _ in range(txn.chunks):
+            reply = self._expect(BdatReply).reply
+            refused_chunk = refused_chunk or (reply if not reply.positive else None)
+        final = self._expect(MessageReply)
+        reset = self._expect(RsetReply).reply
+        if not mail.positive:
+            txn.refuse_all(mail, everyone=True)
+        elif refused_chunk or not final.reply.positive:
+            txn.refuse_all(refused_chunk or final.reply)
+        else:
+            txn.result.queue_id = final.queue_id
+        if not reset.positive:
+            raise refusal(reset, "RSET refused")
+        return txn.result
+
+    def _send_with_data(self, messages, progress, pipelining: bool) -> Iterator[MessageResult]:
+        """DATA per message; with PIPELINING the final reply of one message is read after
+        the next message's commands are written, so each message costs one round trip."""
         awaiting_final: _Transaction | None = None
         for message in messages:
             txn = _Transaction(message)
             try:
-                self._open(txn, pipelining)
+                self._queue_mail(txn, pipelining)
+                if pipelining:
+                    self._queue(self._conn.send_data())
             except (DataError, UnavailableError) as exc:   # refused locally, nothing sent
                 if awaiting_final:
                     yield self._finish(awaiting_final)
                     awaiting_final = None
-                txn.result.error = exc
-                txn.result.recipients = [RecipientResult(r, False, text=str(exc)) for r in message.recipients]
-                yield txn.result
+                yield txn.refused_locally(exc)
                 continue
             if awaiting_final:
                 yield self._finish(awaiting_final)
@@ -219,8 +295,9 @@ class SMTPClient:
         if awaiting_final:
             yield self._finish(awaiting_final)
 
-    def _open(self, txn: "_Transaction", pipelining: bool) -> None:
-        """Queue MAIL (and with PIPELINING also every RCPT and DATA)."""
+    def _queue_mail(self, txn: "_Transaction", pipelining: bool) -> None:
+        """Queue MAIL (and with PIPELINING also every RCPT); the DATA path adds DATA.
+        Everything that can refuse the message locally happens before anything is queued."""
         message, scan = txn.message, txn.message.scan
         smtputf8 = scan.eight_bit_headers or not all(a.isascii() for a in message.recipients)
         if scan.binary:
@@ -233,7 +310,6 @@ class SMTPClient:
         if pipelining:
             for address in message.recipients:
                 self._queue(self._conn.send_rcpt(address))
-            self._queue(self._conn.send_data())
 
     def _negotiate(self, txn: "_Transaction", pipelining: bool) -> bool:
         """Read the replies to MAIL, RCPT and DATA; True when the content should follow."""
@@ -272,12 +348,7 @@ class SMTPClient:
         for chunk in data_stream(txn.message.chunks()):
             self._queue(chunk)
             if len(self._outbox) >= WRITE_BATCH:
-                sent = len(self._outbox)
-                self._flush()
-                if progress:
-                    progress(sent)
-        if progress:
-            progress(len(self._outbox))
+                self._flush(progress)
         self._conn.end_data()
 
     def _finish(self, txn: "_Transaction") -> MessageResult:
@@ -304,17 +375,49 @@ class SMTPClient:
         self._queue(data)
         self._flush()
 
-    def _flush(self) -> None:
-        if not self._outbox:
+    def _flush(self, progress: Callable[[int], None] | None = None) -> None:
+        """Write the outbox, reading replies meanwhile: with many commands pipelined, a
+        server blocked on writing its replies to us would stop reading, and a plain
+        sendall would then wait for it forever (until the timeout). The socket is
+        non-blocking inside: TLS can make it readable with no reply to read (a session
+        ticket), and a blocking recv would then wait for a reply that is not coming."""
+        total = len(self._outbox)
+        if not total:
             return
+        data, sent = memoryview(self._outbox), 0
+        self._sock.settimeout(0)
         try:
-            self._sock.sendall(self._outbox)
-        except socket.timeout as exc:
-            raise TempFailure(f"{self.url.host}: sending stalled for {self.timeout:g}s") from exc
+            while sent < total:
+                readable, writable, _ = select.select([self._sock], [self._sock], [], self.timeout)
+                if not readable and not writable:
+                    raise TempFailure(f"{self.url.host}: sending stalled for {self.timeout:g}s")
+                if readable:
+                    self._receive()
+                if writable:
+                    try:
+                        sent += self._sock.send(data[sent:sent + SEND_SLICE])
+                    except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                        pass
         except OSError as exc:
             raise TempFailure(f"{self.url.host}: connection lost while sending: {exc.strerror or exc}") from exc
         finally:
+            data.release()
             self._outbox.clear()
+            self._sock.settimeout(self.timeout)
+        if progress:
+            progress(total)
+
+    def _receive(self) -> None:
+        """Hand what the server sent to the state machine (b"" when it closed)."""
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return   # non-blocking, and nothing for us yet
+        except socket.timeout as exc:
+            raise TempFailure(f"{self.url.host}: no reply within {self.timeout:g}s") from exc
+        except OSError:   # a reset connection is a dropped one
+            data = b""
+        self._conn.receive_data(data)
 
     def _next_event(self):
         """The next event; whatever is queued goes out first. Connection failures raise."""
@@ -323,13 +426,7 @@ class SMTPClient:
             event = self._conn.next_event()
             if event is not NEED_DATA:
                 break
-            try:
-                data = self._sock.recv(READ_SIZE)
-            except socket.timeout as exc:
-                raise TempFailure(f"{self.url.host}: no reply within {self.timeout:g}s") from exc
-            except OSError:   # a reset connection is a dropped one
-                data = b""
-            self._conn.receive_data(data)
+            self._receive()
         if isinstance(event, ServiceClosing):
             raise TempFailure(f"the server is closing the connection: {event.reply}")
         if isinstance(event, ConnectionClosed):
@@ -345,12 +442,19 @@ class SMTPClient:
 
 
 class _Transaction:
-    """One message's progress through MAIL, RCPT, DATA and the final reply."""
+    """One message's progress through MAIL, RCPT, DATA or BDAT, and the final reply."""
 
     def __init__(self, message: OutgoingMessage):
         self.message = message
         self.result = MessageResult(message.source)
+        self.chunks = 0   # BDAT chunks before the LAST one
         self._by_address: dict[str, RecipientResult] = {}
+
+    def refused_locally(self, error: MimekitError) -> MessageResult:
+        """The result of a message refused before anything of it was sent."""
+        self.result.error = error
+        self.result.recipients = [RecipientResult(r, False, text=str(error)) for r in self.message.recipients]
+        return self.result
 
     def rcpt(self, address: str, reply: Reply) -> None:
         self._by_address[address] = RecipientResult.from_reply(address, reply)

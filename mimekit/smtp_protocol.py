@@ -15,7 +15,7 @@ or DATA leaves the transaction open on our side and the driver sends RSET (RFC 5
 
 Standards: RFC 5321 (SMTP), 1869 (EHLO), 2920 (PIPELINING), 1870 (SIZE), 6152 (8BITMIME),
 6531 (SMTPUTF8), 3207 (STARTTLS), 4954 (AUTH) with 4616 (PLAIN) and the LOGIN draft,
-2034 and 3463 (enhanced status codes).
+2034 and 3463 (enhanced status codes), 3030 (CHUNKING: BDAT).
 """
 
 import base64
@@ -182,6 +182,10 @@ class RcptReply(Event):
     address: str = ""
 
 
+class BdatReply(Event):
+    """The reply to a BDAT chunk that is not the last one."""
+
+
 class DataReply(Event):
     """354: send the message with smtp_data.data_stream(), then call `end_data()`."""
 
@@ -273,6 +277,7 @@ class SMTPConnection:
         self._expected: deque[_Expected] = deque([_Expected("greeting", Greeting)])
         self._auth: _Auth | None = None
         self._transaction_utf8 = False
+        self._bdat_started = False
         self._starttls_pending = False
 
     # receiving -------------------------------------------------------------------------
@@ -343,6 +348,9 @@ class SMTPConnection:
     def _on_DataReply(self, reply, expected):
         self.state = DATA if reply.code == 354 else TRANSACTION   # refused: RSET comes next
         return DataReply(reply)
+
+    def _on_BdatReply(self, reply, expected):
+        return BdatReply(reply)
 
     def _on_MessageReply(self, reply, expected):
         return MessageReply(reply, queue_id_from(reply) if reply.positive else None)
@@ -454,10 +462,12 @@ class SMTPConnection:
         out = self._command(line, _Expected("MAIL", MailReply))
         self.state = TRANSACTION
         self._transaction_utf8 = smtputf8
+        self._bdat_started = False
         return out
 
     def send_rcpt(self, address: str) -> bytes:
         self._require(TRANSACTION, command="RCPT")
+        self._refuse_after_bdat("RCPT")
         check_argument(address, "recipient address")
         if not address.isascii() and not self._transaction_utf8:
             raise DataError(f"recipient {address!r} needs SMTPUTF8, which MAIL FROM did not ask for")
@@ -465,9 +475,29 @@ class SMTPConnection:
 
     def send_data(self) -> bytes:
         self._require(TRANSACTION, command="DATA")
+        self._refuse_after_bdat("DATA")
         out = self._command("DATA", _Expected("DATA", DataReply))
         self.state = DATA_REQUESTED
         return out
+
+    def send_bdat(self, data: bytes, last: bool = False) -> bytes:
+        """One BDAT chunk (RFC 3030 §2): its exact size, then its bytes as they are (CRLF
+        line endings, no dot-stuffing). The reply to the LAST chunk is the message's final
+        reply. After a refused chunk the server's state is undefined (§4.2): the driver
+        sends RSET before the next transaction."""
+        self._require(TRANSACTION, command="BDAT")
+        if "CHUNKING" not in self.capabilities:
+            raise SMTPStateError("BDAT, and the server does not offer CHUNKING")
+        line = f"BDAT {len(data)}{' LAST' if last else ''}"
+        out = self._command(line, _Expected("BDAT", MessageReply if last else BdatReply)) + data
+        self._bdat_started = True
+        if last:
+            self.state = SESSION
+        return out
+
+    def _refuse_after_bdat(self, command: str) -> None:
+        if self._bdat_started:
+            raise SMTPStateError(f"{command} after BDAT in the same transaction (RFC 3030 §2)")
 
     def end_data(self) -> None:
         """The driver has written the whole data stream, terminator included."""

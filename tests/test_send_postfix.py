@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from mimekit.envelope import prepare_message
+from mimekit.smtp_client import SMTPClient
 from mimekit.stores import Maildir, Mbox
+from mimekit.urls import parse_url
 
 REPO = Path(__file__).resolve().parent.parent
 # What Postfix virtual(8) puts above the message it received.
@@ -135,13 +138,41 @@ def test_several_messages_go_over_one_connection(mail_servers, tmp_path):
     copies = [delivered(mail_servers, "carol", mark)[0] for mark in marks]
     protocols = {re.search(rb"\(Postfix\) with (\S+) id", copy).group(1) for copy in copies}
     assert protocols == {b"ESMTPS"}   # all over STARTTLS
-    sessions = {_smtpd_pid(mail_servers, queue_id) for queue_id in queue_ids}
-    assert len(sessions) == 1       # one smtpd process, one connection, three messages
+    summaries = {session_summary(mail_servers, queue_id) for queue_id in queue_ids}
+    assert len(summaries) == 1 and " mail=3 " in summaries.pop()   # one connection, three messages
 
 
-def _smtpd_pid(servers, queue_id: str) -> str:
-    [line] = [line for line in log_lines_about(servers, f"{queue_id}: client=")]
-    return re.search(r"smtpd\[(\d+)\]", line).group(1)
+def session_summary(servers, queue_id: str, timeout: float = 10) -> str:
+    """Postfix's "disconnect ... mail=N rcpt=N bdat=N" line for the connection that
+    queued `queue_id` (smtpd processes are reused, so the pid alone is not enough)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = servers.postfix_log.read_text(errors="replace").splitlines()
+        start = next((n for n, line in enumerate(lines) if f"{queue_id}: client=" in line), None)
+        if start is not None:
+            pid = re.search(r"smtpd\[(\d+)\]", lines[start]).group(1)
+            summary = next((line for line in lines[start:] if f"smtpd[{pid}]: disconnect" in line), None)
+            if summary:
+                return summary
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no session summary for {queue_id} in {servers.postfix_log}")
+        time.sleep(0.05)
+
+
+@pytest.mark.servers
+def test_the_data_path_with_dot_stuffing_delivers_the_same_bytes(mail_servers, tmp_path):
+    """Postfix offers CHUNKING, so the CLI sends with BDAT; the DATA path is checked here."""
+    mark = token()
+    path = tmp_path / "dots.eml"
+    path.write_bytes(message_with(mark, b".\r\n..\r\n.x\r\n" + b"filler line\r\n" * 20000 + b".\r\n"))
+    url = parse_url(f"smtp://127.0.0.1:{mail_servers.smtp_plain}", {"smtp"})
+    with SMTPClient(url, cafile=str(mail_servers.ca_file), chunking=False) as client:
+        [result] = client.send_messages([prepare_message(str(path), to=["bob@example.test"])])
+    assert result.recipients[0].accepted and result.queue_id
+    [copy] = delivered(mail_servers, "bob", mark)
+    assert without_postfix_headers(copy) == path.read_bytes().replace(b"\r\n", b"\n")
+    summary = session_summary(mail_servers, result.queue_id)
+    assert " data=1 " in summary and "bdat" not in summary
 
 
 # --- refusals ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 from mimekit.errors import AuthError, DataError, ProtocolError, UnavailableError
 from mimekit.smtp_protocol import (
-    NEED_DATA, AuthChallenge, AuthReply, Capabilities, ConnectionClosed, DataReply, EhloReply,
+    NEED_DATA, AuthChallenge, AuthReply, BdatReply, Capabilities, ConnectionClosed, DataReply, EhloReply,
     Greeting, MailReply, MessageReply, QuitReply, RcptReply, Reply, ReplyReader, RsetReply,
     ServiceClosing, SMTPConnection, SMTPStateError, StartTLSReply, queue_id_from)
 
@@ -246,6 +246,33 @@ def test_next_message_may_be_pipelined_after_the_final_dot():
     conn.send_mail("a@x")   # RFC 2920: message content may be the first "command" of a group
     got = events(conn, b"250 2.0.0 Ok: queued as A1\r\n250 ok\r\n")
     assert [type(e) for e in got] == [MessageReply, MailReply]
+
+
+def test_bdat_chunks_go_out_as_they_are_and_the_last_reply_is_the_message_reply():
+    conn = ready()
+    content = b"Subject: x\r\n\r\n.\r\n..\r\n"
+    out = (conn.send_mail("a@x", size=len(content)) + conn.send_rcpt("b@x") + conn.send_bdat(content[:12])
+           + conn.send_bdat(content[12:], last=True) + conn.send_rset())
+    assert out == (b"MAIL FROM:<a@x> SIZE=21\r\nRCPT TO:<b@x>\r\nBDAT 12\r\nSubject: x\r\n"
+                   b"BDAT 9 LAST\r\n\r\n.\r\n..\r\nRSET\r\n")
+    got = events(conn, b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 12 bytes\r\n"
+                       b"250 2.0.0 Ok: queued as B1\r\n250 2.0.0 Ok\r\n")
+    assert [type(e) for e in got] == [MailReply, RcptReply, BdatReply, MessageReply, RsetReply]
+    assert got[3].queue_id == "B1"
+    assert conn.send_mail("a@x") == b"MAIL FROM:<a@x>\r\n"
+
+
+def test_bdat_needs_chunking_and_ends_the_recipient_list():
+    plain = ready(ehlo=b"250-mx\r\n250 PIPELINING\r\n")
+    plain.send_mail("a@x")
+    with pytest.raises(SMTPStateError, match="CHUNKING"):
+        plain.send_bdat(b"x", last=True)
+    conn = ready()
+    conn.send_mail("a@x"), conn.send_rcpt("b@x"), conn.send_bdat(b"part")
+    with pytest.raises(SMTPStateError, match="after BDAT"):
+        conn.send_rcpt("c@x")
+    with pytest.raises(SMTPStateError, match="after BDAT"):
+        conn.send_data()
 
 
 # --- the server going away ---------------------------------------------------------------

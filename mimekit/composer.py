@@ -42,6 +42,7 @@ import itertools
 import os
 import re
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,11 +96,16 @@ class Content:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike) -> "Content":
-        """A file (checked now: a missing one is NoInputError naming it); "-" is stdin."""
+        """A file (checked now: a missing one is NoInputError naming it). "-" (stdin) and
+        anything else that can be read only once, such as a pipe from bash's <(command),
+        are spooled first."""
         path = os.fspath(path)
+        stream = open_input(path)
         if path == "-":
-            return cls.from_stream(open_input("-"))
-        open_input(path).close()
+            return cls.from_stream(stream)
+        with stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return cls.from_stream(stream)
         return cls(lambda: open_input(path))
 
     @classmethod

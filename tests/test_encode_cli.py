@@ -65,6 +65,17 @@ def test_body_from_stdin(fixtures_dir):
     assert parse(result.stdout).get_content() == text.decode().replace("\n", "\r\n")
 
 
+def test_files_that_can_be_read_only_once_are_spooled(fixtures_dir):
+    """bash's <(command) gives a pipe: scanning it must not leave the writer nothing to read."""
+    png = fixtures_dir / "tiny.png"
+    result = subprocess.run(["bash", "-c", f'{sys.executable} -m mimekit_cli encode --from a@example.org '
+                             f'--body <(echo hello) --attach <(cat "{png}")'], capture_output=True)
+    assert result.returncode == 0, result.stderr
+    body, attachment = parse(result.stdout).iter_parts()
+    assert body.get_content() == "hello\r\n"
+    assert attachment.get_payload(decode=True) == png.read_bytes()
+
+
 def test_lf_output_has_no_cr(fixtures_dir):
     result = encode("--lf", "--from", SENDER, "--body", fixtures_dir / "body.txt",
                     "--attach", fixtures_dir / "blob-with-nul.bin")

@@ -155,7 +155,7 @@ class ContentScan:
         self.long_line = False       # a line over MAX_LINE_LENGTH (CR, LF and CRLF all end lines)
         self.from_line = False       # a line starting "From "
         self.forbidden_found = False
-        self._forbidden = forbidden
+        self.forbidden = forbidden
         self._seam = max(len(forbidden), len(b"\nFrom ")) - 1
         self._tail = b"\n"           # as if after a line break, so "From " at the start counts
         self._cr = self._lf = self._crlf = 0
@@ -173,8 +173,8 @@ class ContentScan:
         self._note_line_lengths(data)
         seam = self._tail + data[:self._seam]   # patterns that straddle two chunks
         self.from_line = self.from_line or b"\nFrom " in seam or b"\nFrom " in data
-        if self._forbidden and not self.forbidden_found:
-            self.forbidden_found = self._forbidden in seam or self._forbidden in data
+        if self.forbidden and not self.forbidden_found:
+            self.forbidden_found = self.forbidden in seam or self.forbidden in data
         self._tail = (self._tail + data[-self._seam:])[-self._seam:]
 
     def _count_line_breaks(self, data: bytes) -> None:

@@ -13,7 +13,8 @@ Line ends are CRLF (RFC 5322) unless eol=b"\\n" is asked for (a local file for U
 import io
 from typing import BinaryIO, Callable
 
-from mimekit.composer import CRLF, Leaf, Message, Multipart
+from mimekit.composer import CRLF, ContentScan, Leaf, Message, Multipart, Role, choose_transfer_encoding
+from mimekit.errors import IOFailure
 from mimekit.files import read_chunks
 from mimekit.folding import fold_header
 from mimekit.params import format_attachment_headers, format_params_header
@@ -59,11 +60,25 @@ def _write_entity(entity: Leaf | Multipart, sink: BinaryIO, eol: bytes, on_progr
     transfer_encoding = entity.transfer_encoding(eol)
     sink.write(_leaf_fields(entity, transfer_encoding, eol) + eol)
     encoder = _encoder(entity, transfer_encoding, eol)
+    # 7bit content goes out as it is, so it is scanned again on the way: a file that changed
+    # since the pre-scan (a growing log) must not slip 8-bit data or a boundary into the message.
+    rescan = ContentScan(entity.scan.forbidden) if transfer_encoding == "7bit" else None
     with entity.content.open() as stream:
         for chunk in read_chunks(stream, WRITE_CHUNK_SIZE):
+            if rescan:
+                rescan.feed(chunk)
             sink.write(encoder.feed(chunk))
             on_progress(len(chunk))
     sink.write(encoder.flush())
+    if rescan and not _still_7bit(rescan, entity, eol):
+        raise IOFailure(f"{entity.filename or 'the body'} changed while it was being read; "
+                        "it no longer fits 7bit, so the message was not completed")
+
+
+def _still_7bit(rescan: ContentScan, leaf: Leaf, eol: bytes) -> bool:
+    if leaf.role == Role.MESSAGE:
+        return rescan.clean_7bit
+    return choose_transfer_encoding(rescan, leaf.role, eol) == "7bit"
 
 
 def _leaf_fields(leaf: Leaf, transfer_encoding: str, eol: bytes) -> bytes:

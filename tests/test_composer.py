@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mimekit.check import check_message
 from mimekit.composer import (BOUNDARY_PREFIX, CRLF, LF, MAX_LINE_LENGTH, SCAN_CHUNK_SIZE, Content, ContentScan,
                               MessageBuilder, Role, choose_transfer_encoding, compose)
-from mimekit.errors import DataError, NoInputError, UsageError
+from mimekit.errors import DataError, IOFailure, NoInputError, UsageError
 from mimekit.writer import WRITE_CHUNK_SIZE, message_bytes, write_message
 
 from strategies import chunkings
@@ -445,6 +445,16 @@ def test_lf_message_keeps_attachment_bytes(fixtures_dir):
                                        policy=email.policy.default)
     for path, part in zip(files, message.iter_parts()):
         assert part.get_payload(decode=True) == path.read_bytes(), path.name
+
+
+def test_a_7bit_file_that_changes_before_it_is_written_is_refused(tmp_path):
+    log = tmp_path / "growing.log"
+    log.write_bytes(b"line one\r\n")
+    message = compose(from_=SENDER, attachments=[log])
+    with open(log, "ab") as appending:
+        appending.write("ligne trois: é\r\n".encode())
+    with pytest.raises(IOFailure, match="growing.log"):
+        message_bytes(message)
 
 
 def test_large_content_is_streamed_in_chunks(tmp_path):

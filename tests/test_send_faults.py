@@ -33,7 +33,7 @@ class ScriptedSMTPServer:
     Records the commands it saw (`commands`) and the messages it accepted (`messages`).
     """
 
-    extensions = ("PIPELINING", "8BITMIME", "SIZE 0", "ENHANCEDSTATUSCODES")
+    extensions = ("PIPELINING", "8BITMIME", "SIZE 0", "ENHANCEDSTATUSCODES")   # + CHUNKING: see `transfer`
 
     def __init__(self, tmp_path: Path):
         ca = trustme.CA()
@@ -99,7 +99,7 @@ class ScriptedSMTPServer:
         if not say(self.greeting()):
             return
         mails = rcpts = datas = 0
-        mail_ok, rcpt_ok = False, 0   # the transaction, as a real server keeps it
+        mail_ok, rcpt_ok, bdat = False, 0, bytearray()   # the transaction, as a real server keeps it
         while line := reader.readline():
             command = line.decode().rstrip("\r\n")
             self.commands.append(command)
@@ -137,8 +137,26 @@ class ScriptedSMTPServer:
                 reply = self.data_received(unstuff(data), datas)
                 if reply and reply.startswith("250"):
                     self.messages.append(unstuff(data))
+            elif verb == "BDAT":
+                size, last = int(command.split()[1]), command.upper().endswith(" LAST")
+                if self.drop_during_data(datas + 1):
+                    reader.read(min(size, 10))   # some of the message has arrived: now vanish
+                    return
+                chunk = reader.read(size)
+                if not rcpt_ok:
+                    reply = "554 5.5.1 Error: no valid recipients"
+                else:
+                    bdat += chunk
+                    reply = f"250 2.0.0 Ok: {size} bytes"
+                if last and rcpt_ok:
+                    datas += 1
+                    reply = self.data_received(bytes(bdat), datas)
+                    if reply and reply.startswith("250"):
+                        self.messages.append(bytes(bdat))
+                if last:
+                    mail_ok, rcpt_ok, bdat = False, 0, bytearray()
             elif verb == "RSET":
-                mail_ok, rcpt_ok = False, 0
+                mail_ok, rcpt_ok, bdat = False, 0, bytearray()
                 reply = "250 2.0.0 Ok"
             elif verb == "QUIT":
                 say("221 2.0.0 Bye")
@@ -157,14 +175,21 @@ class _LineReader:
         self.buffer = b""
 
     def readline(self) -> bytes:
-        while b"\n" not in self.buffer:
-            data = self.conn.recv(65536)
-            if not data:
-                line, self.buffer = self.buffer, b""
-                return line
-            self.buffer += data
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return line + b"\n"
+        while b"\n" not in self.buffer and self._more():
+            pass
+        line, newline, self.buffer = self.buffer.partition(b"\n")
+        return line + newline
+
+    def read(self, size: int) -> bytes:
+        while len(self.buffer) < size and self._more():
+            pass
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def _more(self) -> bool:
+        data = self.conn.recv(65536)
+        self.buffer += data
+        return bool(data)
 
     def more_waiting(self) -> bool:
         """Did the client send more before our reply? Waits a moment to let it arrive."""
@@ -176,6 +201,12 @@ def fake(tmp_path, **overrides) -> ScriptedSMTPServer:
     """A scripted fake server whose named script methods are replaced by `overrides`."""
     server_class = type("Scripted", (ScriptedSMTPServer,), overrides)
     return server_class(tmp_path)
+
+
+@pytest.fixture(params=["DATA", "BDAT"])
+def transfer(request):
+    """Each fault once with DATA and once with CHUNKING, where messages go out back to back."""
+    return {"extensions": ScriptedSMTPServer.extensions + (("CHUNKING",) if request.param == "BDAT" else ())}
 
 
 def run_send(server: ScriptedSMTPServer, *args, input=MESSAGE, timeout="10"):
@@ -196,9 +227,9 @@ def two_messages(tmp_path):
     return paths
 
 
-def test_421_in_mid_session_is_tempfail_and_later_messages_are_not_sent(tmp_path, two_messages):
+def test_421_in_mid_session_is_tempfail_and_later_messages_are_not_sent(transfer, tmp_path, two_messages):
     server = fake(tmp_path, mail=lambda self, sender, count: "250 2.1.0 Ok" if count == 1
-                  else "421 4.3.2 Service shutting down")
+                  else "421 4.3.2 Service shutting down", **transfer)
     code, report, stderr = run_send(server, "--to", "bob@example.test", *two_messages)
     assert code == 75
     first, second = report["messages"]
@@ -208,8 +239,8 @@ def test_421_in_mid_session_is_tempfail_and_later_messages_are_not_sent(tmp_path
     assert len(server.messages) == 1
 
 
-def test_connection_dropped_during_data_reports_nothing_as_sent(tmp_path):
-    server = fake(tmp_path, drop_during_data=lambda self, count: True)
+def test_connection_dropped_during_data_reports_nothing_as_sent(transfer, tmp_path):
+    server = fake(tmp_path, drop_during_data=lambda self, count: True, **transfer)
     code, report, _ = run_send(server, "--to", "bob@example.test", "--to", "carol@example.test")
     assert code == 75
     [message] = report["messages"]
@@ -218,12 +249,12 @@ def test_connection_dropped_during_data_reports_nothing_as_sent(tmp_path):
     assert server.messages == []
 
 
-def test_a_server_that_goes_silent_times_out_as_tempfail(tmp_path):
+def test_a_server_that_goes_silent_times_out_as_tempfail(transfer, tmp_path):
     def silent_after_data(self, message, count):
         time.sleep(5)
         return "250 2.0.0 too late"
 
-    server = fake(tmp_path, data_received=silent_after_data)
+    server = fake(tmp_path, data_received=silent_after_data, **transfer)
     started = time.monotonic()
     code, report, _ = run_send(server, "--to", "bob@example.test", timeout="1")
     assert code == 75 and "within 1s" in report["error"]["message"]
@@ -231,8 +262,9 @@ def test_a_server_that_goes_silent_times_out_as_tempfail(tmp_path):
     assert report["messages"][0]["recipients"][0]["accepted"] is False
 
 
-def test_message_refused_after_the_final_dot_is_unavailable(tmp_path):
-    server = fake(tmp_path, data_received=lambda self, message, count: "554 5.7.1 Message content rejected")
+def test_message_refused_after_the_final_dot_is_unavailable(transfer, tmp_path):
+    server = fake(tmp_path, data_received=lambda self, message, count: "554 5.7.1 Message content rejected",
+                  **transfer)
     code, report, _ = run_send(server, "--to", "bob@example.test", "--to", "carol@example.test")
     assert code == 69
     assert [(r["accepted"], r["code"], r["enhanced"]) for r in report["messages"][0]["recipients"]] == \
@@ -245,9 +277,9 @@ def test_greeting_refusal_is_unavailable(tmp_path):
     assert code == 69 and "554" in report["error"]["message"]
 
 
-def test_refused_sender_then_rset_and_the_next_message_goes_through(tmp_path, two_messages):
+def test_refused_sender_then_rset_and_the_next_message_goes_through(transfer, tmp_path, two_messages):
     server = fake(tmp_path, mail=lambda self, sender, count: "553 5.7.1 sender rejected" if count == 1
-                  else "250 2.1.0 Ok")
+                  else "250 2.1.0 Ok", **transfer)
     code, report, _ = run_send(server, "--to", "bob@example.test", *two_messages)
     assert code == 69
     first, second = report["messages"]
@@ -255,7 +287,8 @@ def test_refused_sender_then_rset_and_the_next_message_goes_through(tmp_path, tw
                                       "enhanced": "5.7.1", "text": "sender rejected"}
     assert second["recipients"][0]["accepted"] is True and second["queue_id"] == "FAKE1"
     verbs = [c.split()[0] for c in server.commands]
-    assert verbs[verbs.index("DATA") + 1] == "RSET"   # reset before the second MAIL
+    second_mail = [n for n, verb in enumerate(verbs) if verb == "MAIL"][1]
+    assert verbs[second_mail - 1] == "RSET"   # a reset before the second MAIL
     assert len(server.messages) == 1
 
 
@@ -276,8 +309,8 @@ def test_8bit_message_for_a_7bit_server_is_never_sent_broken(tmp_path):
     assert not any(c.startswith("MAIL") for c in server.commands)
 
 
-def test_an_address_that_would_break_the_command_line_refuses_only_its_message(tmp_path):
-    server = fake(tmp_path)
+def test_an_address_that_would_break_the_command_line_refuses_only_its_message(transfer, tmp_path):
+    server = fake(tmp_path, **transfer)
     odd, fine = tmp_path / "odd.eml", tmp_path / "fine.eml"
     odd.write_bytes(MESSAGE.replace(b"To: bob@example.test", b'To: "a>b"@example.test'))
     fine.write_bytes(MESSAGE)

@@ -536,15 +536,7 @@ class MessageParser:
             if not line_start:
                 search_from = at + 1
                 continue
-            if at > start:
-                break_start = at - 2 if buf[at - 2:at] == b"\r\n" and at - 2 >= start else at - 1
-            elif self._epilogue_break is not None and self._entities[-1].closed:
-                # An empty epilogue: the line break after the close delimiter is this
-                # boundary's (RFC 2046: close-delimiter [CRLF epilogue]), so the
-                # multipart ends before it.
-                break_start = self._epilogue_break - self._base
-            else:
-                break_start = at
+            break_start = at if at == start else at - 2 if buf[at - 2:at] == b"\r\n" and at - 2 >= start else at - 1
             line = self._line(at)
             if line is None:  # the boundary candidate's line is incomplete: wait for it
                 self._emit_content(start, break_start)
@@ -592,12 +584,17 @@ class MessageParser:
                      index: int, is_close: bool, trailing: DefectKind | None) -> None:
         """A boundary of the multipart at stack `index` starts at `at`: end everything
         inside it, then start its next part or its epilogue after the line."""
+        parts_end = break_start
+        if break_start == at and self._fresh and self._epilogue_break is not None and self._entities[-1].closed:
+            # An empty epilogue: the line break after the close delimiter is this
+            # delimiter's (RFC 2046: close-delimiter [CRLF epilogue]); the multipart ends before it.
+            parts_end = self._epilogue_break - self._base
         while len(self._entities) - 1 > index:
             inner = self._entities[-1]
             if inner.kind is PartKind.MULTIPART and not inner.closed:
                 self._defect(DefectKind.TRUNCATED_PART, at, "ended by a boundary of an enclosing multipart",
                              part=inner.part_id)
-            self._end_part(break_start)
+            self._end_part(parts_end)
         multipart = self._entities[index]
         if trailing is DefectKind.BOUNDARY_TRAILING_WHITESPACE:
             self._defect(trailing, at, "blanks after the boundary")

@@ -1,6 +1,6 @@
 """The message as a tree of parts, built from parser events; bodies stay on disk.
 
-    with parse_message(open("mail.eml", "rb")) as message:
+    with open("mail.eml", "rb") as stream, parse_message(stream) as message:
         for part in message.walk():
             print(part.id or "(message)", part.content_type, part.filename, part.size)
         attachment = message.part("2")
@@ -13,19 +13,21 @@ Part ids are IMAP-like section numbers (RFC 3501 6.4.5):
 - the n-th part of a multipart P is P.n ("1", "2" at the top, "2.1", "2.3.1" deeper);
 - the message encapsulated by a message/rfc822 (or message/global) part P is P.1;
   its own parts continue from there (P.1.1, P.1.2 if it is multipart).
-Every leaf of a multipart message has its IMAP number. Two deliberate differences:
-a single-part message's body is "" (IMAP says "1"), and the parts of a multipart
-encapsulated in part P are P.1.n (IMAP says P.n), because here the encapsulated
-message is a part of its own, with its own header. This is mime4j's numbering
-without its leading "1." (mime4j's X_decoded_1_2_1.txt is part "2.1" here).
+So the parts of a multipart message have their IMAP numbers, and so do single-part
+encapsulated messages (P.1 in both). Two deliberate differences: a single-part
+message's body is "" (IMAP says "1"), and the parts of a multipart encapsulated in
+part P are P.1.n (IMAP says P.n), because here the encapsulated message is a part of
+its own, with its own header. This is mime4j's numbering without its leading "1."
+(mime4j's X_decoded_1_2_1.txt is part "2.1" here).
 
 Bodies are not copied into the tree. A regular file handed to parse_message is read
 again where needed (through a duplicate of its descriptor, so the caller may close
 it); any other stream (a pipe, stdin, BytesIO) is copied once into a
 SpooledTemporaryFile that stays in memory up to 1 MiB and moves to disk beyond. Every
 Part then knows where its header and body are, and open_raw() / iter_decoded()
-read from there: a 100 MB attachment costs 100 MB of disk, not of memory. Close the
-Message (or use it as a context manager) to release the file.
+read from there: a 100 MB attachment costs no memory (and, from a pipe, 100 MB of
+temporary disk). Close the Message (or use it as a context manager) to release the
+file. Reads seek the shared spool, so use one Message from one thread at a time.
 """
 
 import io

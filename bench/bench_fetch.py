@@ -13,7 +13,8 @@ Starts the test Postfix/Dovecot of tests/servers.py (needs root, like the tests)
             disk (the real thing: tmp, fsync, rename, fsync directory per message).
 Then one message of --big-mb MB is fetched by `mimekit fetch` in a child process over
 IMAP and over POP3 into a Maildir; its peak RSS (wait4) must stay under 40 MiB.
-Figures are the median of --runs; only the ratios from one run mean anything.
+Figures are the median of --runs rounds in which all jobs take turns; only the ratios
+from one run mean anything.
 """
 
 import argparse
@@ -97,13 +98,17 @@ def with_mimekit(servers, scheme: str, sink: Sink) -> int:
     return sum(f.size for f in report.fetched)
 
 
-def timed(runs: int, job) -> tuple[float, int]:
-    times, size = [], 0
+def timed_interleaved(runs: int, jobs: list) -> list[tuple[float, int]]:
+    """Median seconds (and bytes) per job, the jobs taking turns in every round so that a
+    burst of load from other processes falls on all of them alike."""
+    times: list[list[float]] = [[] for _ in jobs]
+    sizes = [0] * len(jobs)
     for _ in range(runs):
-        start = time.perf_counter()
-        size = job()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), size
+        for index, job in enumerate(jobs):
+            start = time.perf_counter()
+            sizes[index] = job()
+            times[index].append(time.perf_counter() - start)
+    return [(statistics.median(t), size) for t, size in zip(times, sizes)]
 
 
 # Run `mimekit fetch` and report its own peak RSS (VmHWM) at exit. Measured from inside:
@@ -188,8 +193,7 @@ def main() -> None:
         ]
         print(f"{args.messages} messages of ~{len(small_message(0))} bytes, implicit TLS, median of {args.runs}")
         baseline = {}
-        for protocol, name, job in rows:
-            seconds, size = timed(args.runs, job)
+        for (protocol, name, _), (seconds, size) in zip(rows, timed_interleaved(args.runs, [r[2] for r in rows])):
             rate = args.messages / seconds
             baseline.setdefault(protocol, rate)
             print(f"  {protocol}  {name:26s} {seconds:7.3f} s  {rate:8.0f} msg/s  "

@@ -4,9 +4,11 @@ Secure by default (CONVENTIONS.md, "Network"): smtp:// always upgrades with STAR
 stops before any credential or message when the server does not offer it (unless the
 user passed the explicit insecure flag, which the caller must announce); smtps:// is
 TLS from the first byte; certificates and host names are verified through tls.py.
-Every socket operation has a timeout. Messages stream through smtp_data.data_stream,
-several per connection, with PIPELINING when offered: MAIL, RCPT and DATA go out in one
-write, and the next message's commands follow the previous message's final dot.
+Every socket operation has a timeout. Several messages go over one connection. With
+PIPELINING and CHUNKING (RFC 3030) they stream back to back as BDAT chunks, replies read
+behind them; with PIPELINING alone MAIL, RCPT and DATA go out in one write and the next
+message's commands follow the previous final dot (smtp_data.data_stream does the
+dot-stuffing); without PIPELINING each command waits for its reply.
 
 Failures that concern one message (a refused sender, recipient or DATA, a message too
 large for SIZE, 8-bit data for a 7-bit server) are results; the next message is still
@@ -104,7 +106,11 @@ class SMTPClient:
     # connection ---------------------------------------------------------------------------
 
     def __enter__(self) -> "SMTPClient":
-        self.connect()
+        try:
+            self.connect()
+        except BaseException:
+            self.close(polite=False)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -146,8 +152,10 @@ class SMTPClient:
                             "nothing was sent (use --cafile for a private CA)") from exc
         except socket.timeout as exc:
             raise TempFailure(f"{self.url.host}: TLS handshake timed out after {self.timeout:g}s") from exc
-        except (ssl.SSLError, OSError) as exc:
+        except ssl.SSLError as exc:
             raise ProtocolError(f"{self.url.host}: TLS handshake failed: {exc}") from exc
+        except OSError as exc:
+            raise TempFailure(f"{self.url.host}: connection lost during the TLS handshake: {exc}") from exc
         self.encrypted = True
 
     def _ehlo(self) -> None:
@@ -157,10 +165,6 @@ class SMTPClient:
         reply = self._expect(EhloReply).reply
         if reply.code != 250:
             raise refusal(reply, "EHLO refused")
-
-    @property
-    def capabilities(self):
-        return self._conn.capabilities
 
     def login(self, user: str, password: str) -> None:
         """AUTH PLAIN or LOGIN; AuthError (77) when the server says no."""
@@ -210,7 +214,9 @@ class SMTPClient:
         """MAIL, RCPT..., BDAT... LAST, RSET per message, all pipelined; replies are read
         once IN_FLIGHT messages are ahead of them. The RSET after each message is what
         RFC 3030 §4.2 asks for after a refused BDAT; sending it always keeps the next
-        transaction clean without waiting to learn whether the last one failed."""
+        transaction clean without waiting to learn whether the last one failed.
+        A message of more than one chunk first waits for its MAIL and RCPT replies, so a
+        refused envelope never costs the upload of a large message."""
         in_flight: deque[_Transaction] = deque()
         for message in messages:
             txn = _Transaction(message)
@@ -221,6 +227,14 @@ class SMTPClient:
                     yield self._collect(in_flight.popleft())
                 yield txn.refused_locally(exc)
                 continue
+            if message.scan.size > BDAT_SIZE:
+                while in_flight:
+                    yield self._collect(in_flight.popleft())
+                self._read_envelope_replies(txn)
+                if not txn.accepted:
+                    self._reset()
+                    yield txn.result
+                    continue
             self._queue_chunks(txn, progress)
             self._queue(self._conn.send_rset())
             in_flight.append(txn)
@@ -244,23 +258,28 @@ class SMTPClient:
         if len(self._outbox) >= WRITE_BATCH:
             self._flush(progress)
 
-    def _collect(self, txn: "_Transaction") -> MessageResult:
-        """Read one chunked transaction's replies, in the order its commands went out."""
-        mail = self._expect(MailReply).reply
+    def _read_envelope_replies(self, txn: "_Transaction") -> None:
+        txn.mail = self._expect(MailReply).reply
         for address in txn.message.recipients:
             txn.rcpt(address, self._expect(RcptReply).reply)
+        if not txn.mail.positive:
+            txn.refuse_all(txn.mail, everyone=True)
+
+    def _collect(self, txn: "_Transaction") -> MessageResult:
+        """Read one chunked transaction's replies, in the order its commands went out."""
+        if txn.mail is None:
+            self._read_envelope_replies(txn)
         refused_chunk = None
         for _ in range(txn.chunks):
             reply = self._expect(BdatReply).reply
             refused_chunk = refused_chunk or (reply if not reply.positive else None)
         final = self._expect(MessageReply)
         reset = self._expect(RsetReply).reply
-        if not mail.positive:
-            txn.refuse_all(mail, everyone=True)
-        elif refused_chunk or not final.reply.positive:
-            txn.refuse_all(refused_chunk or final.reply)
-        else:
-            txn.result.queue_id = final.queue_id
+        if txn.mail.positive:   # else every recipient already carries MAIL's refusal
+            if refused_chunk or not final.reply.positive:
+                txn.refuse_all(refused_chunk or final.reply)
+            else:
+                txn.result.queue_id = final.queue_id
         if not reset.positive:
             raise refusal(reset, "RSET refused")
         return txn.result
@@ -448,6 +467,7 @@ class _Transaction:
         self.message = message
         self.result = MessageResult(message.source)
         self.chunks = 0   # BDAT chunks before the LAST one
+        self.mail: Reply | None = None   # the reply to MAIL, once read
         self._by_address: dict[str, RecipientResult] = {}
 
     def refused_locally(self, error: MimekitError) -> MessageResult:

@@ -320,3 +320,14 @@ def test_an_address_that_would_break_the_command_line_refuses_only_its_message(t
     assert "not allowed in an SMTP command" in refused["error"]["message"]
     assert sent["queue_id"] == "FAKE1"
     assert [c.split()[0] for c in server.commands].count("MAIL") == 1
+
+
+def test_a_large_message_to_refused_recipients_is_never_uploaded(tmp_path):
+    server = fake(tmp_path, rcpt=lambda self, address, count: "550 5.1.1 no such user",
+                  extensions=ScriptedSMTPServer.extensions + ("CHUNKING",))
+    large = MESSAGE + (b"x" * 76 + b"\r\n") * 20000   # several BDAT chunks
+    code, report, _ = run_send(server, "--to", "nobody@example.test", input=large)
+    assert code == 69
+    assert report["messages"][0]["recipients"][0]["code"] == 550
+    assert not any(c.startswith("BDAT") for c in server.commands)
+    assert server.commands[-2:] == ["RSET", "QUIT"]

@@ -888,8 +888,8 @@ class POP3Session(_Session):
 
     def headers(self, message_id: str) -> bytes | None:
         number = self._number_by_id.get(message_id)
-        if number is None:
-            return None
+        if number is None or (self.proto.capabilities and "TOP" not in self.proto.capabilities):
+            return None           # gone, or cannot be checked: the caller fetches it again
         found = None
         for _, chunks in self.retrieve([Message(message_id, number)], headers_only=True):
             found = b"".join(chunks)

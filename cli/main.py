@@ -1,5 +1,6 @@
 """The `mimekit` command group. Each command lives in its own module beside this one."""
 
+import importlib
 import sys
 
 import click
@@ -7,8 +8,27 @@ import click
 from mimekit_cli.common import EXIT_CODE_TABLE, EXIT_USAGE
 
 
+# Command name -> the module under mimekit_cli that defines it. Modules are imported only
+# when their command runs, so `mimekit encode` does not pay for the SMTP/IMAP code.
+COMMAND_MODULES = {
+    "encode": "encode", "check": "check", "decode": "decode", "show": "show",
+    "send": "send", "fetch": "fetch", "folders": "fetch",
+}
+
+
 class MimekitGroup(click.Group):
-    """A group whose usage errors exit 64 (sysexits USAGE) instead of click's 2."""
+    """A group that loads each command on first use and whose usage errors exit 64
+    (sysexits USAGE) instead of click's 2."""
+
+    def list_commands(self, ctx):
+        return list(COMMAND_MODULES)
+
+    def get_command(self, ctx, name):
+        module_name = COMMAND_MODULES.get(name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"mimekit_cli.{module_name}")
+        return next((command for command in module.COMMANDS if command.name == name), None)
 
     def main(self, args=None, prog_name=None, **extra):
         extra.pop("standalone_mode", None)
@@ -36,14 +56,3 @@ def main(ctx, debug):
     Data goes to stdout, diagnostics to stderr; every command takes a path or - for stdin.
     """
     ctx.obj = {"debug": debug}
-
-
-def _register_commands() -> None:
-    from mimekit_cli import check, decode, encode, fetch, send, show
-
-    for module in (encode, check, decode, show, send, fetch):
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register_commands()

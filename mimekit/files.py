@@ -46,6 +46,8 @@ def atomic_output(path: str, overwrite: bool = True) -> Iterator[BinaryIO]:
         sys.stdout.buffer.flush()
         return
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CantCreateError(f"{path}: is a directory")
     if not overwrite and os.path.lexists(path):
         raise CantCreateError(f"{path}: already exists")
     try:

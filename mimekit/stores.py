@@ -11,7 +11,6 @@ more ">", so quoting is reversible) appended under both lock kinds in use on Uni
 fcntl lock on the file and a dotlock file beside it.
 """
 
-import errno
 import fcntl
 import io
 import itertools

@@ -11,10 +11,10 @@ We only label; the bytes are never transcoded.
 """
 
 import codecs
+import functools
 import mimetypes
 import re
 
-import magic
 
 # Answers from libmagic that say "text" or "binary" but not what kind.
 _VAGUE_TYPES = frozenset({"text/plain", "application/octet-stream"})
@@ -52,7 +52,21 @@ def sniff_content_type(head: bytes, filename: str = "") -> str:
     return sniffed
 
 
+@functools.cache
+def _libmagic():
+    """python-magic, loaded on first use: loading it runs ldconfig, which commands that
+    never sniff should not pay for. None when libmagic is missing; the name decides then."""
+    try:
+        import magic
+    except ImportError:
+        return None
+    return magic
+
+
 def _magic_type(head: bytes) -> str | None:
+    magic = _libmagic()
+    if magic is None:
+        return None
     try:
         sniffed = magic.from_buffer(head, mime=True)
     except magic.MagicException:

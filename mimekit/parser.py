@@ -156,8 +156,7 @@ class MessageParser:
         self._eol_memo = (-1, -1)   # (start, end): no line end in [start, end), absolute
         self._garbage_next = -1     # absolute start of the next line to look at past garbage
         self._delimiters: list[tuple[int, bytes]] = []  # (stack index, delimiter), innermost first
-        self._delimiter_regex: re.Pattern[bytes] | None = None
-        self._hold = 0
+        self._finder: _DelimiterFinder | None = None
         self._epilogue_break: int | None = None  # where the line break ending the last close delimiter starts
         self._line_endings = _LineEndingWatch()
         self._start_part(_Entity("", 0), 0, is_message=True)
@@ -292,13 +291,7 @@ class MessageParser:
     def _open_delimiters_changed(self) -> None:
         self._delimiters = [(index, entity.delimiter) for index, entity in reversed(list(enumerate(self._entities)))
                             if entity.kind is PartKind.MULTIPART and not entity.closed]
-        if self._delimiters:
-            boundaries = sorted({re.escape(delimiter[2:]) for _, delimiter in self._delimiters})
-            self._delimiter_regex = re.compile(b"--(?:" + b"|".join(boundaries) + b")")
-            # A delimiter can straddle two feeds: keep back its line break and all but its last byte.
-            self._hold = max(len(delimiter) for _, delimiter in self._delimiters) + 1
-        else:
-            self._delimiter_regex = None
+        self._finder = _DelimiterFinder([delimiter for _, delimiter in self._delimiters]) if self._delimiters else None
 
     def _start_content(self, at: int) -> None:
         self._pos = at
@@ -521,8 +514,8 @@ class MessageParser:
         self._fresh = False
 
     def _read_content(self) -> bool:
-        buf, start = self._buf, self._pos
-        if self._delimiter_regex is None:
+        buf, start, finder = self._buf, self._pos, self._finder
+        if finder is None:
             self._emit_content(start, len(buf))
             self._pos = len(buf)
             if self._eof:
@@ -530,12 +523,13 @@ class MessageParser:
                 return True
             return False
         search_from = start
-        while match := self._delimiter_regex.search(buf, search_from):
-            at = match.start()
-            line_start = self._fresh if at == start else buf[at - 1] in b"\r\n"
-            if not line_start:
-                search_from = at + 1
-                continue
+        while True:
+            if search_from == start and self._fresh and finder.at_line_start.match(buf, start):
+                at = start  # content starts at a line start: no line break to look for
+            else:
+                at = finder.next_delimiter(buf, self._base, search_from)
+                if at is None:
+                    break
             break_start = at if at == start else at - 2 if buf[at - 2:at] == b"\r\n" and at - 2 >= start else at - 1
             line = self._line(at)
             if line is None:  # the boundary candidate's line is incomplete: wait for it
@@ -553,8 +547,8 @@ class MessageParser:
             self._emit_content(start, len(buf))
             self._finish(len(buf))
             return True
-        self._emit_content(start, len(buf) - self._hold)
-        self._pos = max(start, len(buf) - self._hold)
+        self._emit_content(start, len(buf) - finder.hold)
+        self._pos = max(start, len(buf) - finder.hold)
         return False
 
     def _boundary_at(self, at: int, end: int, next_start: int | None) -> tuple[int, bool, DefectKind | None] | None:
@@ -638,6 +632,43 @@ class MessageParser:
                 self._defect(DefectKind.MISSING_FINAL_BOUNDARY, at, "input ended inside the multipart")
             self._end_part(at)
         self._state = _State.DONE
+
+
+class _DelimiterFinder:
+    """Finds the next line that starts with an open delimiter followed by what may
+    follow one ("--", blanks, the line end), entirely in C: one regex per line-break
+    byte, each starting with a literal ("\\n--", "\\r--") so that re scans for it at
+    memchr speed, and each remembering how far it has looked, so no byte is searched
+    twice however many boundaries a buffer holds. Text that merely contains
+    "--boundary" (not at a line start, or followed by other text) costs nothing."""
+
+    def __init__(self, delimiters: list[bytes]) -> None:
+        boundaries = b"|".join(sorted({re.escape(delimiter[2:]) for delimiter in delimiters}))
+        delimiter_line = b"--(?:" + boundaries + b")(?:--)?(?=[ \t\r\n]|\\Z)"
+        self.at_line_start = re.compile(delimiter_line)
+        self._after_break = (re.compile(b"\n" + delimiter_line), re.compile(b"\r" + delimiter_line))
+        # A delimiter can straddle two feeds: keep back its line break and all of it but one byte.
+        self.hold = max(len(delimiter) for delimiter in delimiters) + 1
+        self._found = [(-1, -1), (-1, -1)]  # per regex, absolute: (match, or -1 for none from start to limit)
+
+    def next_delimiter(self, buf: bytearray, base: int, start: int) -> int | None:
+        """Buffer index of the first delimiter after a line break at or after `start`."""
+        best = None
+        for number, regex in enumerate(self._after_break):
+            found, searched = self._found[number]
+            if found < base + start:
+                if found >= 0 or searched < base + start:
+                    searched = base + start
+                match = regex.search(buf, max(start, searched - base))
+                if match is None:
+                    # A later feed may complete a delimiter that began in the last bytes.
+                    found, searched = -1, base + max(start, len(buf) - self.hold - 3)
+                else:
+                    found, searched = base + match.start(), base + match.start()
+                self._found[number] = (found, searched)
+            if found >= 0 and (best is None or found < best):
+                best = found
+        return None if best is None else best - base + 1
 
 
 class _LineEndingWatch:

@@ -505,6 +505,18 @@ def test_long_body_lines_cost_nothing():
     assert defects(events) == []
 
 
+def test_boundary_lookalikes_are_skipped_in_c(monkeypatch):
+    """Text holding "--b" mid-line, or "--b" followed by more text, never reaches the
+    parser's Python checks: only real delimiter lines do (here: two)."""
+    calls = []
+    original = MessageParser._boundary_at
+    monkeypatch.setattr(MessageParser, "_boundary_at", lambda self, *a: calls.append(a) or original(self, *a))
+    body = b"x--b\r\n--bx\r\n --b\r\n" * 50_000
+    data = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n" + body + b"\r\n--b--\r\n"
+    events = parse(data, pieces=[data[i:i + 4096] for i in range(0, len(data), 4096)])
+    assert parts(events)["1"]["body"] == body and len(calls) == 2
+
+
 def test_buffer_stays_bounded_while_streaming_a_body():
     parser = MessageParser()
     parser.feed(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n")

@@ -9,10 +9,10 @@ or `parse_events(binary_file)`. Events are described in mimekit.events; part ids
 and the tree built on them in mimekit.tree.
 
 How it stays fast and bounded (GMime's bounded parser, mime4j's token stream):
-- Bodies are never split into lines in Python. While a multipart is open, one
-  compiled regex finds the next "--boundary" candidate in the buffer at C speed;
-  the bytes before it are emitted as one slice, and only the last few bytes (as
-  many as a delimiter line break plus the longest open delimiter) are held back in
+- Bodies are never split into lines in Python. While a multipart is open, compiled
+  regexes find the next delimiter line in the buffer at C speed (_DelimiterFinder);
+  the bytes before it are emitted as one slice, and only the last few bytes (the
+  longest open delimiter with its line break, "--" and one byte) are held back in
   case a delimiter straddles two feeds. With no multipart open, input goes straight
   through.
 - Only header lines, boundary lines and lines before the first header are looked at
@@ -647,8 +647,9 @@ class _DelimiterFinder:
         delimiter_line = b"--(?:" + boundaries + b")(?:--)?(?=[ \t\r\n]|\\Z)"
         self.at_line_start = re.compile(delimiter_line)
         self._after_break = (re.compile(b"\n" + delimiter_line), re.compile(b"\r" + delimiter_line))
-        # A delimiter can straddle two feeds: keep back its line break and all of it but one byte.
-        self.hold = max(len(delimiter) for delimiter in delimiters) + 1
+        # Bytes kept back at the end of a feed, because a delimiter line starting there
+        # is undecided until the next feed: CRLF, the delimiter, "--", one more byte.
+        self.hold = max(len(delimiter) for delimiter in delimiters) + 4
         self._found = [(-1, -1), (-1, -1)]  # per regex, absolute: (match, or -1 for none from start to limit)
 
     def next_delimiter(self, buf: bytearray, base: int, start: int) -> int | None:
@@ -662,7 +663,7 @@ class _DelimiterFinder:
                 match = regex.search(buf, max(start, searched - base))
                 if match is None:
                     # A later feed may complete a delimiter that began in the last bytes.
-                    found, searched = -1, base + max(start, len(buf) - self.hold - 3)
+                    found, searched = -1, base + max(start, len(buf) - self.hold)
                 else:
                     found, searched = base + match.start(), base + match.start()
                 self._found[number] = (found, searched)

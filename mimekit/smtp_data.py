@@ -13,26 +13,16 @@ with CRLF line endings, before dot-stuffing) in the same terms.
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from mimekit.line_endings import LineEndingNormaliser
+
 MAX_LINE_LENGTH = 998   # RFC 5322 §2.1.1, without the CRLF
 
 
-class CRLFNormaliser:
-    """Streaming CRLF / LF / CR -> CRLF. State: whether the last chunk ended in CR."""
+class CRLFNormaliser(LineEndingNormaliser):
+    """SMTP's normalisation: every line break, a lone CR too, becomes CRLF."""
 
     def __init__(self):
-        self._held_cr = False
-
-    def feed(self, data: bytes) -> bytes:
-        if self._held_cr:
-            data = b"\r" + data
-        self._held_cr = data.endswith(b"\r")
-        if self._held_cr:
-            data = data[:-1]
-        return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-
-    def flush(self) -> bytes:
-        held, self._held_cr = self._held_cr, False
-        return b"\r\n" if held else b""
+        super().__init__(b"\r\n", lone_cr_is_break=True)
 
 
 class DotStuffer:

@@ -23,28 +23,17 @@ from typing import BinaryIO, Iterable, Iterator
 
 from mimekit.errors import CantCreateError, IOFailure, NoInputError, TempFailure, UsageError
 from mimekit.files import CHUNK_SIZE
+from mimekit.line_endings import LineEndingNormaliser
 from mimekit.urls import ServerURL
 
 MAILDIR_FLAGS = set("DFPRST")  # draft, flagged, passed, replied, seen, trashed
 
 
-class LFNormaliser:
-    """Streaming CRLF -> LF; a lone CR is kept. State: at most one held CR."""
+class LFNormaliser(LineEndingNormaliser):
+    """How mail is stored on disk: CRLF becomes LF; a lone CR is data and kept."""
 
     def __init__(self):
-        self._held_cr = False
-
-    def feed(self, data: bytes) -> bytes:
-        if self._held_cr:
-            data = b"\r" + data
-        self._held_cr = data.endswith(b"\r")
-        if self._held_cr:
-            data = data[:-1]
-        return data.replace(b"\r\n", b"\n")
-
-    def flush(self) -> bytes:
-        held, self._held_cr = self._held_cr, False
-        return b"\r" if held else b""
+        super().__init__(b"\n", lone_cr_is_break=False)
 
 
 # A line tail that may still turn into ">*From ": only ">" and a prefix of "From".

@@ -5,7 +5,7 @@ import io
 import time
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from mimekit.defects import DefectKind
 from mimekit.errors import UsageError
@@ -582,6 +582,7 @@ def mime_messages(draw, max_depth: int = 3) -> bytes:
     return data[:draw(st.integers(0, len(data)))] if draw(st.integers(0, 9)) == 0 else data
 
 
+@settings(max_examples=1000)  # the property that guards every hold-back and wait-for-more path
 @given(st.data())
 def test_any_chunking_gives_the_same_events(data):
     message = data.draw(mime_messages())

@@ -40,7 +40,7 @@ from mimekit.errors import (AuthError, CantCreateError, MimekitError, NoInputErr
                             TempFailure, UnavailableError, UsageError)
 from mimekit.fetch_state import FetchState, state_path
 from mimekit.files import read_chunks
-from mimekit.imap_protocol import NEED_DATA
+from mimekit.sansio import NEED_DATA
 from mimekit.safe_names import sanitize_filename, split_extension
 from mimekit.stores import Maildir, Mbox, open_store
 from mimekit.tls import client_context

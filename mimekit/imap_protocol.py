@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
+from mimekit.sansio import NEED_DATA, BufferedClientProtocol  # noqa: F401 (NEED_DATA is part of this API)
 
-NEED_DATA = type("NeedData", (), {"__repr__": lambda self: "NEED_DATA"})()
-"""next_event() returns this when it cannot go on without more bytes."""
+
 
 MAX_LINE = 8 * 1024 * 1024        # a SEARCH result for ~1M messages still fits
 MAX_LITERAL = 1024 * 1024         # literals that are not body sections (names, envelopes)
@@ -293,48 +293,25 @@ class _Partial:
         self.items: dict = {}
 
 
-class IMAPClientProtocol:
+class IMAPClientProtocol(BufferedClientProtocol):
     def __init__(self, max_line: int = MAX_LINE, max_literal: int = MAX_LITERAL):
         self.max_line = max_line
         self.max_literal = max_literal
         self.capabilities: frozenset[str] = frozenset()
         self.mailbox: Mailbox | None = None
-        self._buffer = bytearray()
+        super().__init__()
         self._scan_from = 0
-        self._eof = False
         self._closed_reported = False
         self._greeted = False
-        self._events: deque = deque()
         self._partial: _Partial | None = None
         self._body_left = 0            # bytes of a streamed body literal still to come
         self._streaming = False
         self._literal_left = 0         # bytes of a buffered literal still to come
         self._pending: dict[str, _Command] = {}
         self._counter = 0
-        self._outbox = bytearray()
         self._held: deque = deque()    # (tag, needs_continuation, bytes) behind a literal
 
-    # ---------------------------------------------------------------- I/O side
-
-    def receive_data(self, data: bytes) -> None:
-        """Hand over bytes from the server; b"" means the server closed the connection."""
-        if data:
-            self._buffer += data
-        else:
-            self._eof = True
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._outbox)
-        self._outbox.clear()
-        return out
-
-    def next_event(self):
-        while not self._events:
-            if not self._step():
-                if self._eof:
-                    return self._end_of_stream()
-                return NEED_DATA
-        return self._events.popleft()
+    # ---------------------------------------------------------------- state
 
     def pending_commands(self) -> list[str]:
         """Names of the commands sent and not yet completed, oldest first."""

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
-from mimekit.imap_protocol import NEED_DATA
+from mimekit.sansio import NEED_DATA, BufferedClientProtocol
 
 __all__ = ["NEED_DATA", "POP3ClientProtocol", "DotUnstuffer"]
 
@@ -136,44 +136,22 @@ class _Command:
     number: int = 0
 
 
-class POP3ClientProtocol:
+class POP3ClientProtocol(BufferedClientProtocol):
     def __init__(self, max_line: int = MAX_LINE, max_listing: int = MAX_LISTING):
         self.max_line = max_line
         self.max_listing = max_listing
         self.capabilities: dict = {}
-        self._buffer = bytearray()
+        super().__init__()
         self._scan_from = 0
-        self._eof = False
         self._closed_reported = False
         self._greeted = False
-        self._events: deque = deque()
         self._pending: deque[_Command] = deque()
-        self._outbox = bytearray()
         self._held: deque[bytes] = deque()  # the AUTH response, and commands queued behind AUTH
         self._awaiting_continuation = False
         self._unstuffer: DotUnstuffer | None = None
         self._listing: bytearray | None = None
 
-    # ---------------------------------------------------------------- I/O side
-
-    def receive_data(self, data: bytes) -> None:
-        if data:
-            self._buffer += data
-        else:
-            self._eof = True
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._outbox)
-        self._outbox.clear()
-        return out
-
-    def next_event(self):
-        while not self._events:
-            if not self._step():
-                if self._eof:
-                    return self._end_of_stream()
-                return NEED_DATA
-        return self._events.popleft()
+    # ---------------------------------------------------------------- state
 
     @property
     def outstanding(self) -> int:

@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from mimekit.errors import AuthError, DataError, ProtocolError, UnavailableError
+from mimekit.sansio import NEED_DATA
 
 MAX_REPLY_LINE = 64 * 1024   # RFC 5321 says 512; be lenient, but never buffer without bound
 MAX_REPLY_LINES = 1000
@@ -216,14 +217,6 @@ class ConnectionClosed:
     pending: tuple[str, ...] = ()
 
 
-class NeedData:
-    """next_event() has nothing until more bytes arrive."""
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA = NeedData()
 
 # Queue ids as Postfix ("queued as 4Xyz"), Exim ("id=1abc-2def-3g"), Sendmail and others
 # ("250 2.0.0 x1ABCd123 Message accepted") report them.

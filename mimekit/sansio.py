@@ -1,0 +1,57 @@
+"""What the sans-IO protocol clients share (h11's shape; ../shared/notes/style.md).
+
+A driver hands whatever arrived to `receive_data()` (b"" at end of stream), takes
+typed events from `next_event()` until it returns NEED_DATA, and writes whatever
+`data_to_send()` returns. Protocol classes supply the parsing in `_step()` and what an
+end of stream means in `_end_of_stream()`.
+"""
+
+from collections import deque
+
+
+class NeedData:
+    """next_event() cannot go on without more bytes."""
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA = NeedData()
+
+
+class BufferedClientProtocol:
+    """The receive buffer, the event queue and the outbox of a line-based client."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._eof = False
+        self._events: deque = deque()
+        self._outbox = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        """Hand over bytes from the server; b"" means the server closed the connection."""
+        if data:
+            self._buffer += data
+        else:
+            self._eof = True
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._outbox)
+        self._outbox.clear()
+        return out
+
+    def next_event(self):
+        while not self._events:
+            if not self._step():
+                if self._eof:
+                    return self._end_of_stream()
+                return NEED_DATA
+        return self._events.popleft()
+
+    def _step(self) -> bool:
+        """Parse what the buffer holds into events; False when it needs more bytes."""
+        raise NotImplementedError
+
+    def _end_of_stream(self):
+        """The event (or exception) for a server that closed the connection."""
+        raise NotImplementedError

@@ -10,22 +10,31 @@ behind them; with PIPELINING alone MAIL, RCPT and DATA go out in one write and t
 message's commands follow the previous final dot (smtp_data.data_stream does the
 dot-stuffing); without PIPELINING each command waits for its reply.
 
+A message the server cannot take as it is (8-bit data without 8BITMIME, 8-bit headers
+without SMTPUTF8, NUL bytes or lines over 998 bytes for any server) is converted to 7 bits
+first (mimekit.downgrade, RFC 6152 §3), into a temporary file: the conversion reads the
+message twice and may find, late, that a part cannot be converted, and SIZE must announce
+the converted size before the first byte goes out.
+
 Failures that concern one message (a refused sender, recipient or DATA, a message too
-large for SIZE, 8-bit data for a 7-bit server) are results; the next message is still
-sent, after RSET. Failures of the connection (421, a drop, a timeout) raise TempFailure:
-the message in flight is then never reported as sent.
+large for SIZE, a message that cannot be made 7-bit for a 7-bit server) are results; the
+next message is still sent, after RSET. Failures of the connection (421, a drop, a
+timeout) raise TempFailure: the message in flight is then never reported as sent.
 """
 
 import select
 import socket
 import ssl
+import tempfile
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from functools import partial
+from typing import BinaryIO, Callable, Iterable, Iterator
 
-from mimekit.errors import (AuthError, DataError, MimekitError, ProtocolError, TempFailure,
+from mimekit.errors import (AuthError, DataError, IOFailure, MimekitError, ProtocolError, TempFailure,
                             UnavailableError)
-from mimekit.smtp_data import CRLFNormaliser, MessageScan, data_stream
+from mimekit.files import read_chunks
+from mimekit.smtp_data import CRLFNormaliser, MessageScan, MessageScanner, data_stream
 from mimekit.smtp_protocol import (CLOSED, DATA, GREETING, NEED_DATA, AuthChallenge, BdatReply, ConnectionClosed,
                                    DataReply, EhloReply, Greeting, MailReply, MessageReply, RcptReply,
                                    Reply, RsetReply, ServiceClosing, SMTPConnection, StartTLSReply,
@@ -227,7 +236,7 @@ class SMTPClient:
                     yield self._collect(in_flight.popleft())
                 yield txn.refused_locally(exc)
                 continue
-            if message.scan.size > BDAT_SIZE:
+            if txn.message.scan.size > BDAT_SIZE:   # the converted size, if it was converted
                 while in_flight:
                     yield self._collect(in_flight.popleft())
                 self._read_envelope_replies(txn)
@@ -316,12 +325,16 @@ class SMTPClient:
 
     def _queue_mail(self, txn: "_Transaction", pipelining: bool) -> None:
         """Queue MAIL (and with PIPELINING also every RCPT); the DATA path adds DATA.
-        Everything that can refuse the message locally happens before anything is queued."""
+        Everything that can refuse the message locally happens before anything is queued,
+        the conversion to 7 bits included (the transaction then carries the converted copy)."""
+        if self._needs_7bit(txn.message.scan):
+            txn.message = seven_bit_copy(txn.message)
         message, scan = txn.message, txn.message.scan
         smtputf8 = scan.eight_bit_headers or not all(a.isascii() for a in message.recipients)
         if scan.binary:
-            raise DataError("the message has NUL bytes or lines over 998 bytes and cannot be "
-                            "sent as text; re-encode it (mimekit encode)")
+            raise DataError("the message has NUL bytes or lines over 998 bytes outside any body "
+                            "(in its header, a preamble or an epilogue), which no transfer encoding "
+                            "can fix; it cannot be sent as text")
         for address in message.recipients:   # before MAIL is queued, so a refusal leaves no trace
             check_argument(address, "recipient address")
         self._queue(self._conn.send_mail(message.sender, size=scan.size, eight_bit=scan.needs_8bitmime,
@@ -329,6 +342,14 @@ class SMTPClient:
         if pipelining:
             for address in message.recipients:
                 self._queue(self._conn.send_rcpt(address))
+
+    def _needs_7bit(self, scan: MessageScan) -> bool:
+        """Can the server not take the message as it is? 8-bit headers need SMTPUTF8, which
+        implies 8BITMIME (RFC 6531 §3.1); text with NUL bytes or long lines goes to nobody."""
+        caps = self._conn.capabilities
+        eight_bit = "8BITMIME" in caps
+        return (scan.binary or (scan.eight_bit_body and not eight_bit)
+                or (scan.eight_bit_headers and not (eight_bit and "SMTPUTF8" in caps)))
 
     def _negotiate(self, txn: "_Transaction", pipelining: bool) -> bool:
         """Read the replies to MAIL, RCPT and DATA; True when the content should follow."""
@@ -458,6 +479,32 @@ class SMTPClient:
         if not isinstance(event, event_type):
             raise ProtocolError(f"expected {event_type.__name__}, got {event!r}")
         return event
+
+
+def seven_bit_copy(message: OutgoingMessage) -> OutgoingMessage:
+    """`message` converted to 7 bits (mimekit.downgrade) in an anonymous temporary file,
+    with the scan of the converted bytes: their size is the one SIZE must announce."""
+    # Imported on first need: the parser and composer it brings cost every send ~30 ms of
+    # start-up, and most servers take 8-bit mail as it is.
+    from mimekit.downgrade import downgrade_to_7bit
+
+    normaliser, scanner = CRLFNormaliser(), MessageScanner()
+    try:
+        spool = tempfile.TemporaryFile(prefix="mimekit-7bit-")   # anonymous: gone when closed
+        for chunk in downgrade_to_7bit(message.chunks):
+            spool.write(chunk)
+            scanner.feed(normaliser.feed(chunk))
+        spool.flush()
+    except OSError as exc:
+        raise IOFailure(f"{message.source}: cannot make the 7-bit copy: {exc.strerror or exc}") from exc
+    scanner.feed(normaliser.flush())
+    return OutgoingMessage(message.source, message.sender, message.recipients, scanner.scan,
+                           partial(_spooled_chunks, spool))
+
+
+def _spooled_chunks(spool: BinaryIO) -> Iterator[bytes]:
+    spool.seek(0)
+    yield from read_chunks(spool)
 
 
 class _Transaction:

@@ -8,6 +8,8 @@ does against a real server (no insecure flags). Everything Postfix can do itself
 tested against Postfix in test_send_postfix.py.
 """
 
+import email
+import email.policy
 import json
 import select
 import socket
@@ -300,13 +302,52 @@ def test_without_pipelining_every_command_waits_for_its_reply(tmp_path, two_mess
     assert len(server.messages) == 2
 
 
-def test_8bit_message_for_a_7bit_server_is_never_sent_broken(tmp_path):
-    server = fake(tmp_path, extensions=("PIPELINING",))
-    code, report, _ = run_send(server, "--to", "bob@example.test",
-                               input=MESSAGE.replace(b"body", "café".encode()))
+SEVEN_BIT_EXTENSIONS = ("PIPELINING", "SIZE 0", "ENHANCEDSTATUSCODES")   # no 8BITMIME, no SMTPUTF8
+EIGHT_BIT_MESSAGE = (MESSAGE.replace(b"fault test", "Grüße, 履歴書".encode())
+                     .replace(b"body\r\n", "A café for two, and a naïve résumé.\r\n".encode()))
+
+
+@pytest.fixture(params=["DATA", "BDAT"])
+def seven_bit_server(request, tmp_path):
+    """A server without 8BITMIME or SMTPUTF8, once with DATA and once with CHUNKING."""
+    extensions = SEVEN_BIT_EXTENSIONS + (("CHUNKING",) if request.param == "BDAT" else ())
+    return fake(tmp_path, extensions=extensions)
+
+
+def test_8bit_message_for_a_7bit_server_is_converted_never_sent_broken(seven_bit_server):
+    code, report, _ = run_send(seven_bit_server, "--to", "bob@example.test", input=EIGHT_BIT_MESSAGE)
+    assert code == 0, report
+    assert report["messages"][0]["queue_id"] == "FAKE1"
+    [received] = seven_bit_server.messages
+    assert received.isascii()
+    [mail] = [c for c in seven_bit_server.commands if c.startswith("MAIL")]
+    assert mail == f"MAIL FROM:<alice@example.test> SIZE={len(received)}"   # the converted size, no BODY=8BITMIME
+    parsed = email.message_from_bytes(received, policy=email.policy.default)
+    assert parsed["Subject"] == "Grüße, 履歴書"
+    assert parsed["MIME-Version"] == "1.0"
+    assert parsed.get_payload(decode=True) == "A café for two, and a naïve résumé.\r\n".encode()
+    assert not parsed.defects
+
+
+def test_an_address_that_needs_smtputf8_is_refused_by_a_server_without_it(seven_bit_server):
+    code, report, _ = run_send(seven_bit_server, "--to", "jörg@example.test", input=EIGHT_BIT_MESSAGE)
     assert code == 65
-    assert "8BITMIME" in report["messages"][0]["error"]["message"]
-    assert not any(c.startswith("MAIL") for c in server.commands)
+    assert "SMTPUTF8" in report["messages"][0]["error"]["message"]
+    assert not any(c.startswith("MAIL") for c in seven_bit_server.commands)
+
+
+def test_a_message_that_cannot_be_made_7bit_is_refused_and_the_next_one_still_goes(seven_bit_server, tmp_path):
+    unconvertible, fine = tmp_path / "unconvertible.eml", tmp_path / "fine.eml"
+    unconvertible.write_bytes(EIGHT_BIT_MESSAGE.replace(b"\r\n\r\n", "\r\nMessage-ID: <café@x>\r\n\r\n".encode()))
+    fine.write_bytes(EIGHT_BIT_MESSAGE)
+    code, report, _ = run_send(seven_bit_server, "--to", "bob@example.test", str(unconvertible), str(fine))
+    assert code == 65
+    refused, sent = report["messages"]
+    assert "Message-ID has 8-bit bytes" in refused["error"]["message"]
+    assert sent["queue_id"] == "FAKE1"
+    [received] = seven_bit_server.messages
+    assert received.isascii() and b"Subject: =?utf-8?" in received
+    assert [c.split()[0] for c in seven_bit_server.commands].count("MAIL") == 1
 
 
 def test_an_address_that_would_break_the_command_line_refuses_only_its_message(transfer, tmp_path):

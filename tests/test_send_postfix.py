@@ -175,6 +175,27 @@ def test_the_data_path_with_dot_stuffing_delivers_the_same_bytes(mail_servers, t
     assert " data=1 " in summary and "bdat" not in summary
 
 
+@pytest.mark.servers
+def test_a_message_with_nul_bytes_and_long_lines_is_converted_and_arrives_intact(mail_servers):
+    """Postfix offers 8BITMIME, but no server takes NUL bytes or 998+ byte lines as text:
+    the parts that have them are re-encoded (mimekit.downgrade) and read back the same."""
+    mark = token()
+    long_text = "Grüße " + "word " * 400 + "end\r\n"
+    data = bytes(range(256)) + b"\x00\r\n" * 10
+    body = (b"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+            + long_text.encode() + b"\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: binary\r\n\r\n" + data + b"\r\n--b--\r\n")
+    message = message_with(mark, body).replace(b"text/plain; charset=us-ascii", b"multipart/mixed; boundary=b")
+    code, report, _ = send(mail_servers, mail_servers.smtp_plain, "--to", "bob@example.test", input=message)
+    assert code == 0, report
+    [copy] = delivered(mail_servers, "bob", mark)
+    assert copy.isascii() and max(map(len, copy.split(b"\n"))) <= 998
+    parsed = email.message_from_bytes(copy, policy=email.policy.default)
+    text, attachment = parsed.iter_parts()
+    assert text.get_content() == long_text.replace("\r\n", "\n")   # Maildir stores LF line ends
+    assert attachment.get_content() == data
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 @pytest.mark.servers

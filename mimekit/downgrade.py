@@ -55,7 +55,7 @@ from mimekit.limits import Limits
 from mimekit.params import format_params_header, parse_params_header
 from mimekit.parser import MessageParser, transfer_encoding_of
 from mimekit.transfer import IdentityCodec, make_decoder
-from mimekit.writer import _encoder as content_encoder
+from mimekit.writer import content_encoder
 
 _ADDRESS_FIELDS = ADDRESS_FIELDS | {"resent-" + name for name in ADDRESS_FIELDS}
 _PARAMETER_FIELDS = frozenset({"content-type", "content-disposition"})

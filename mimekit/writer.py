@@ -17,6 +17,7 @@ from mimekit.composer import CRLF, ContentScan, Leaf, Message, Multipart, Role, 
 from mimekit.errors import IOFailure
 from mimekit.files import read_chunks
 from mimekit.folding import fold_header
+from mimekit.line_endings import LineEndingNormaliser
 from mimekit.params import format_attachment_headers, format_params_header
 from mimekit.transfer import Base64Encoder, IdentityCodec, QuotedPrintableEncoder
 
@@ -59,7 +60,7 @@ def _write_entity(entity: Leaf | Multipart, sink: BinaryIO, eol: bytes, on_progr
         return
     transfer_encoding = entity.transfer_encoding(eol)
     sink.write(_leaf_fields(entity, transfer_encoding, eol) + eol)
-    encoder = _encoder(entity, transfer_encoding, eol)
+    encoder = content_encoder(entity, transfer_encoding, eol)
     # 7bit content goes out as it is, so it is scanned again on the way: a file that changed
     # since the pre-scan (a growing log) must not slip 8-bit data or a boundary into the message.
     rescan = ContentScan(entity.scan.forbidden) if transfer_encoding == "7bit" else None
@@ -94,27 +95,6 @@ def _leaf_fields(leaf: Leaf, transfer_encoding: str, eol: bytes) -> bytes:
     return fields
 
 
-class _LineBreaks:
-    """Text's line breaks (CRLF or a bare LF) written as `eol`. A bare CR is data, as
-    quoted-printable's text mode treats it, so a body reads back the same in every encoding.
-    State: a CR at the end of a chunk, until the next chunk says whether LF follows."""
-
-    def __init__(self, eol: bytes):
-        self._eol = eol
-        self._held_cr = b""
-
-    def feed(self, data: bytes) -> bytes:
-        data = self._held_cr + data
-        self._held_cr = b"\r" if data.endswith(b"\r") else b""
-        if self._held_cr:
-            data = data[:-1]
-        return data.replace(b"\r\n", b"\n").replace(b"\n", self._eol)
-
-    def flush(self) -> bytes:
-        held, self._held_cr = self._held_cr, b""
-        return held
-
-
 class _Chain:
     """Two filters in a row: text line breaks first, then the transfer encoding."""
 
@@ -128,10 +108,11 @@ class _Chain:
         return self._second.feed(self._first.flush()) + self._second.flush()
 
 
-def _encoder(leaf: Leaf, transfer_encoding: str, eol: bytes):
+def content_encoder(leaf: Leaf, transfer_encoding: str, eol: bytes):
     """The filter a part's content goes through. Text's line breaks become `eol` (in base64
-    too, so a body reads back the same whatever encoding it got); a file's bytes are kept."""
+    too, so a body reads back the same whatever encoding it got); a bare CR is data, as
+    quoted-printable's text mode treats it; a file's bytes are kept."""
     if transfer_encoding == "quoted-printable":   # its text mode writes line breaks itself
         return QuotedPrintableEncoder(binary=not leaf.line_breaks_are_text, eol=eol)
     encoder = Base64Encoder(eol=eol) if transfer_encoding == "base64" else IdentityCodec()
-    return _Chain(_LineBreaks(eol), encoder) if leaf.line_breaks_are_text else encoder
+    return _Chain(LineEndingNormaliser(eol, lone_cr_is_break=False), encoder) if leaf.line_breaks_are_text else encoder

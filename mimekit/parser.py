@@ -524,7 +524,7 @@ class MessageParser:
             return False
         search_from = start
         while True:
-            if search_from == start and self._fresh and finder.at_line_start.match(buf, start):
+            if search_from == start and self._fresh and finder.starts_with_delimiter(buf, start):
                 at = start  # content starts at a line start: no line break to look for
             else:
                 at = finder.next_delimiter(buf, self._base, search_from)
@@ -636,21 +636,24 @@ class MessageParser:
 
 class _DelimiterFinder:
     """Finds the next line that starts with an open delimiter followed by what may
-    follow one ("--", blanks, the line end), entirely in C: one regex per line-break
-    byte, each starting with a literal ("\\n--", "\\r--") so that re scans for it at
-    memchr speed, and each remembering how far it has looked, so no byte is searched
-    twice however many boundaries a buffer holds. Text that merely contains
-    "--boundary" (not at a line start, or followed by other text) costs nothing."""
+    follow one ("--", blanks, the line end), in C: a regex per line-break byte, each
+    starting with a literal ("\\n--", "\\r--") that re scans for at memchr speed, and
+    each remembering how far it has looked, so no byte is searched twice however many
+    boundaries a buffer holds. Text that merely contains "--boundary" (not at a line
+    start, or followed by other text) costs nothing."""
 
     def __init__(self, delimiters: list[bytes]) -> None:
+        self.delimiters = delimiters
         boundaries = b"|".join(sorted({re.escape(delimiter[2:]) for delimiter in delimiters}))
         delimiter_line = b"--(?:" + boundaries + b")(?:--)?(?=[ \t\r\n]|\\Z)"
-        self.at_line_start = re.compile(delimiter_line)
         self._after_break = (re.compile(b"\n" + delimiter_line), re.compile(b"\r" + delimiter_line))
         # Bytes kept back at the end of a feed, because a delimiter line starting there
         # is undecided until the next feed: CRLF, the delimiter, "--", one more byte.
         self.hold = max(len(delimiter) for delimiter in delimiters) + 4
         self._found = [(-1, -1), (-1, -1)]  # per regex, absolute: (match, or -1 for none from start to limit)
+
+    def starts_with_delimiter(self, buf: bytearray, at: int) -> bool:
+        return any(buf.startswith(delimiter, at) for delimiter in self.delimiters)
 
     def next_delimiter(self, buf: bytearray, base: int, start: int) -> int | None:
         """Buffer index of the first delimiter after a line break at or after `start`."""
@@ -660,7 +663,7 @@ class _DelimiterFinder:
             if found < base + start:
                 if found >= 0 or searched < base + start:
                     searched = base + start
-                match = regex.search(buf, max(start, searched - base))
+                match = regex.search(buf, searched - base)
                 if match is None:
                     # A later feed may complete a delimiter that began in the last bytes.
                     found, searched = -1, base + max(start, len(buf) - self.hold)

@@ -93,9 +93,12 @@ def _tokens(text: str, defects: list[Defect]) -> list[_Token]:
     return tokens
 
 
-def _phrase(tokens: Iterable[_Token], defects: list[Defect], budget: DetectionBudget) -> str:
-    """Decoded display name: words joined by one space where CFWS separated them."""
-    builder = HeaderTextBuilder(defects, budget)
+def _phrase(tokens: Iterable[_Token], defects: list[Defect], budget: DetectionBudget, raw_codec: str | None) -> str:
+    """Decoded display name: words joined by one space where CFWS separated them.
+
+    `raw_codec` is the codec header_text read the value with, for raw 8-bit text in words.
+    """
+    builder = HeaderTextBuilder(defects, budget, raw_codec)
     first = True
     for token in tokens:
         if token.kind == "comment":
@@ -109,7 +112,7 @@ def _phrase(tokens: Iterable[_Token], defects: list[Defect], budget: DetectionBu
             if ENCODED_WORD.search(token.text):
                 defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, token.offset,
                                       "encoded-word inside a quoted string"))
-            builder.add_text(decode_words(token.text, defects, token.offset + 1, budget))
+            builder.add_text(decode_words(token.text, defects, token.offset + 1, budget, raw_codec))
         else:
             if token.kind in _PHRASE_SPECIALS:
                 defects.append(Defect(DefectKind.ADDRESS_MALFORMED, token.offset,
@@ -118,9 +121,10 @@ def _phrase(tokens: Iterable[_Token], defects: list[Defect], budget: DetectionBu
     return builder.text()
 
 
-def _comment_text(tokens: Iterable[_Token], defects: list[Defect], budget: DetectionBudget) -> str:
+def _comment_text(tokens: Iterable[_Token], defects: list[Defect], budget: DetectionBudget,
+                  raw_codec: str | None) -> str:
     """Comments outside the address, the old `addr (Full Name)` style of display name."""
-    return " ".join(decode_words(t.text, defects, t.offset + 1, budget).strip()
+    return " ".join(decode_words(t.text, defects, t.offset + 1, budget, raw_codec).strip()
                     for t in tokens if t.kind == "comment")
 
 
@@ -139,7 +143,8 @@ def _connected(left: _Token, right: _Token) -> bool:
     return left.kind in _ADDR_SPEC_JOINERS or right.kind in _ADDR_SPEC_JOINERS or not right.space_before
 
 
-def _mailbox(tokens: list[_Token], defects: list[Defect], budget: DetectionBudget) -> Address | None:
+def _mailbox(tokens: list[_Token], defects: list[Defect], budget: DetectionBudget,
+             raw_codec: str | None) -> Address | None:
     words = [t for t in tokens if t.kind != "comment"]
     if not words:
         return None   # an empty list element, allowed by RFC 5322 §4.4
@@ -149,14 +154,15 @@ def _mailbox(tokens: list[_Token], defects: list[Defect], budget: DetectionBudge
         if closing is None:
             defects.append(Defect(DefectKind.ADDRESS_MALFORMED, tokens[opening].offset, "missing '>'"))
             closing = len(tokens)
-        name = _phrase(tokens[:opening], defects, budget)
+        name = _phrase(tokens[:opening], defects, budget, raw_codec)
         trailing = [t for t in tokens[closing + 1:] if t.kind != "comment"]
         if trailing:
             defects.append(Defect(DefectKind.ADDRESS_MALFORMED, trailing[0].offset, "text after the address"))
             if not name:
-                name = _phrase(trailing, defects, budget)
+                name = _phrase(trailing, defects, budget, raw_codec)
         outside = tokens[:opening] + tokens[closing + 1:]
-        address = Address(name or _comment_text(outside, defects, budget), _addr_spec(tokens[opening + 1:closing]))
+        address = Address(name or _comment_text(outside, defects, budget, raw_codec),
+                          _addr_spec(tokens[opening + 1:closing]))
     else:
         at = next((i for i, t in enumerate(words) if t.kind == "@"), None)
         start, end = 0, len(words)
@@ -169,14 +175,14 @@ def _mailbox(tokens: list[_Token], defects: list[Defect], budget: DetectionBudge
             end = at + 1
             while end < len(words) and _connected(words[end - 1], words[end]):
                 end += 1
-        name = _phrase(words[:start], defects, budget)
+        name = _phrase(words[:start], defects, budget, raw_codec)
         if start:
             defects.append(Defect(DefectKind.ADDRESS_MALFORMED, words[0].offset, "display name without '<>'"))
         if end < len(words):
             defects.append(Defect(DefectKind.ADDRESS_MALFORMED, words[end].offset, "text after the address"))
         first, last = words[start].offset, words[end - 1].offset
         outside = [t for t in tokens if t.offset < first or t.offset > last]
-        address = Address(name or _comment_text(outside, defects, budget), _addr_spec(words[start:end]))
+        address = Address(name or _comment_text(outside, defects, budget, raw_codec), _addr_spec(words[start:end]))
     if not address.addr_spec:
         defects.append(Defect(DefectKind.ADDRESS_MALFORMED, tokens[0].offset, "empty address"))
     return address
@@ -195,7 +201,7 @@ def parse_address_list(raw: bytes | str) -> tuple[list[Address | Group], list[De
 
     def finish() -> None:
         nonlocal current_has_address
-        mailbox = _mailbox(current, defects, budget)
+        mailbox = _mailbox(current, defects, budget, codec)
         if mailbox is not None:
             (group.members if group is not None else result).append(mailbox)
         current.clear()
@@ -211,7 +217,7 @@ def parse_address_list(raw: bytes | str) -> tuple[list[Address | Group], list[De
             finish()
             continue
         elif kind == ":" and group is None and not current_has_address:
-            name = _phrase(current, defects, budget)
+            name = _phrase(current, defects, budget, codec)
             if not name:
                 defects.append(Defect(DefectKind.ADDRESS_MALFORMED, token.offset, "group without a name"))
             group = Group(name, [])

@@ -8,8 +8,10 @@ them, and the words are separated by one folding space.
 
 Decoding is tolerant, as mail in the wild needs: adjacent words are joined, a run of words in
 one charset is decoded as one byte string (so a character split across two words survives),
-unknown charsets are decoded as well as can be, malformed words stay as they are, raw UTF-8
-(RFC 6532) is accepted and other raw 8-bit text is read as windows-1252 or chardet's guess.
+unknown charsets are decoded as well as can be, UTF-8 labelled as Latin-1 or US-ASCII is read
+as UTF-8, malformed words stay as they are, raw UTF-8 (RFC 6532) is accepted and other raw
+8-bit text is read as chardet's guess or windows-1252 (mimekit.charsets.detect_codec); raw
+8-bit bytes inside an encoded-word are decoded in the word's charset, like its escapes.
 Every repair is reported as a Defect whose offset is relative to the start of the value.
 
 Scanning is linear: the encoded-word pattern has no nested quantifiers and every character
@@ -22,7 +24,7 @@ import re
 import unicodedata
 from dataclasses import replace
 
-from .charsets import WINDOWS_1252, resolve_charset
+from .charsets import WINDOWS_1252, detect_codec, encode_text, is_mislabelled_utf8, resolve_charset
 from .charsets import decode_text as decode_charset
 from .defects import Defect, DefectKind
 from .folding import quote_string
@@ -47,16 +49,11 @@ _WORDS = re.compile(r"[ \t]+|[^ \t]+")
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
 _PRINTABLE_WORD = re.compile(r"[\x21-\x7e]+")
 _PRINTABLE_PHRASE = re.compile(r"[\x20-\x7e]*")
+_SPACE_RUN = re.compile(r"( {2,})")
 
 
 # ---------------------------------------------------------------------------------------
-# charsets (labels and decoding are mimekit.charsets'; only the header rules are here)
-
-_CHARDET_SAMPLE = 4096
-# chardet's confidence on a few words of header text is low even when it is right (KOI8-R
-# and Shift_JIS score 0.2-0.5) and its wrong guesses score lower still (mac-iceland for
-# Latin-1 German, 0.03), so below this a non-UTF-8 header is read as windows-1252.
-_CHARDET_MIN_CONFIDENCE = 0.1
+# charsets (labels, detection and decoding are mimekit.charsets'; only the header rules are here)
 
 
 class DetectionBudget:
@@ -83,9 +80,13 @@ def _decodes(data: bytes, codec: str | None) -> bool:
 
 def decode_declared(data: bytes, charset: str | None, defects: list[Defect], offset: int,
                     budget: DetectionBudget) -> str:
-    """Decode bytes declared as `charset` the way mimekit.charsets reads any text; its
-    defects are reported at `offset`, where the declaration is."""
+    """Decode bytes declared as `charset` the way mimekit.charsets reads any text, except
+    that UTF-8 under a Latin label is read as UTF-8 (header text is where mail programs
+    mislabel it); defects are reported at `offset`, where the declaration is."""
     codec = resolve_charset(charset)
+    if is_mislabelled_utf8(data, codec):
+        defects.append(Defect(DefectKind.CHARSET_FALLBACK, offset, f"{charset!r} text is UTF-8; read as utf-8"))
+        return data.decode("utf-8")
     if not data.isascii() and not _decodes(data, codec):
         if budget.detections <= 0:
             kind = DefectKind.UNKNOWN_CHARSET if codec is None and charset else DefectKind.CHARSET_FALLBACK
@@ -97,32 +98,22 @@ def decode_declared(data: bytes, charset: str | None, defects: list[Defect], off
     return text
 
 
-def _raw_header_codec(raw: bytes) -> str:
-    """The codec for raw 8-bit header bytes that are not UTF-8."""
-    import chardet  # imported on first need: it costs start-up time every command would pay
-    guess = chardet.detect(raw[:_CHARDET_SAMPLE])
-    codec = resolve_charset(guess["encoding"]) if guess["confidence"] >= _CHARDET_MIN_CONFIDENCE else None
-    return codec if _decodes(raw, codec) else WINDOWS_1252
-
-
 def header_text(raw: bytes | str, defects: list[Defect]) -> tuple[str, str | None]:
     """A raw header value as text: ASCII, UTF-8 (RFC 6532), or else a lenient reading.
 
-    Returns the text and the codec that maps its character offsets back to byte offsets
-    (None when they are the same, or when the input was already text).
+    Returns the text and the codec it was read with, which maps its characters back to the
+    raw bytes (None when they are the same, or when the input was already text).
     """
     if isinstance(raw, str):
         return raw, None
     if raw.isascii():
         return raw.decode("ascii"), None
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        codec = _raw_header_codec(raw)
-        text, _ = decode_charset(raw, codec)
+    codec = detect_codec(raw)
+    text, _ = decode_charset(raw, codec)
+    if codec != "utf-8":
         first_8bit = next(i for i, byte in enumerate(raw) if byte >= 0x80)
         defects.append(Defect(DefectKind.CHARSET_FALLBACK, first_8bit, f"header is not UTF-8; read as {codec}"))
-        return text, codec
+    return text, codec
 
 
 def byte_offsets(defects: list[Defect], text: str, codec: str | None) -> list[Defect]:
@@ -143,8 +134,13 @@ def byte_offsets(defects: list[Defect], text: str, codec: str | None) -> list[De
 # ---------------------------------------------------------------------------------------
 # decoding
 
-def _payload(match: re.Match, offset: int, defects: list[Defect]) -> bytes | None:
-    """The bytes an encoded-word carries, or None when it is too broken to decode."""
+def _payload(match: re.Match, offset: int, defects: list[Defect], raw_codec: str | None) -> bytes | None:
+    """The bytes an encoded-word carries, or None when it is too broken to decode.
+
+    Raw 8-bit characters in a Q word (which RFC 2047 forbids, and old mailers write) become the
+    bytes the raw header had, `raw_codec` being the codec it was read with (None: UTF-8), so
+    that they are decoded in the word's charset like the word's =XX escapes.
+    """
     text = match["text"]
     unfolded = _FOLD_IN_WORD.sub("", text)
     if unfolded != text or " " in unfolded or "\t" in unfolded:
@@ -158,7 +154,7 @@ def _payload(match: re.Match, offset: int, defects: list[Defect]) -> bytes | Non
         if len(compact) % 4:
             defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset, "base64 padding in encoded-word"))
         return binascii.a2b_base64(data + "=" * (-len(data) % 4))
-    data = unfolded.encode("utf-8").replace(b"_", b" ")
+    data = encode_text(unfolded, raw_codec or "utf-8").replace(b"_", b" ")
     if _Q_BAD_ESCAPE.search(data):
         defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset, "invalid =XX escape kept as is"))
     return _Q_ESCAPE.sub(lambda m: bytes.fromhex(m[1].decode()), data)
@@ -168,12 +164,15 @@ class HeaderTextBuilder:
     """Assembles decoded header text from plain text, whitespace and encoded-words.
 
     Whitespace between two adjacent encoded-words is dropped (RFC 2047 §6.2), and adjacent
-    words in the same charset are decoded together as one byte string.
+    words in the same charset are decoded together as one byte string. `raw_codec` is the
+    codec header_text read the raw value with (see _payload).
     """
 
-    def __init__(self, defects: list[Defect], budget: DetectionBudget | None = None):
+    def __init__(self, defects: list[Defect], budget: DetectionBudget | None = None,
+                 raw_codec: str | None = None):
         self._defects = defects
         self._budget = budget or DetectionBudget()
+        self._raw_codec = raw_codec
         self._out: list[str] = []
         self._space: list[str] = []
         self._after_word = False
@@ -192,7 +191,7 @@ class HeaderTextBuilder:
         self._after_word = False
 
     def add_encoded_word(self, match: re.Match, offset: int) -> None:
-        data = _payload(match, offset, self._defects)
+        data = _payload(match, offset, self._defects, self._raw_codec)
         if data is None:
             self.add_text(match.group())
             return
@@ -221,13 +220,13 @@ class HeaderTextBuilder:
 
 
 def decode_words(text: str, defects: list[Defect], offset: int = 0,
-                 budget: DetectionBudget | None = None) -> str:
+                 budget: DetectionBudget | None = None, raw_codec: str | None = None) -> str:
     """Decode the encoded-words in unstructured text; line breaks of folding are removed.
 
     `offset` is where `text` starts in the value, for the defects' offsets; `budget` is
-    shared by all the pieces of one header value.
+    shared by all the pieces of one header value; `raw_codec` is what header_text returned.
     """
-    builder = HeaderTextBuilder(defects, budget)
+    builder = HeaderTextBuilder(defects, budget, raw_codec)
 
     def add_plain(start: int, end: int) -> None:
         for segment in _PLAIN_SEGMENT.finditer(text, start, end):
@@ -260,7 +259,7 @@ def decode_header_value(raw: bytes | str) -> tuple[str, list[Defect]]:
     text, codec = header_text(raw, defects)
     stripped = text.lstrip(" \t\r\n")
     start = len(text) - len(stripped)
-    decoded = decode_words(stripped.rstrip(" \t\r\n"), defects, start)
+    decoded = decode_words(stripped.rstrip(" \t\r\n"), defects, start, raw_codec=codec)
     return decoded, byte_offsets(defects, text, codec)
 
 
@@ -307,7 +306,10 @@ def encode_as_words(text: str, *, phrase: bool = False, first_room: int = MAX_WO
 
     The first word is at most `first_room` characters, the others at most `room` (never over
     75). Each word is B or Q, whichever carries more of the text. `phrase` restricts Q to the
-    characters RFC 2047 §5(3) allows in a display name (also safe inside a quoted string).
+    characters RFC 2047 §5(3) allows in a display name (also safe inside a quoted string), and
+    never puts two spaces in a row into one word: Python's address parser reads a run of
+    whitespace inside an encoded-word as one space, while a decoder that joins the words
+    (RFC 2047 §6.2) gets the run back whole from spaces at their edges.
     """
     table = _Q_PHRASE if phrase else _Q_TEXT
     units = _clusters(text)
@@ -315,14 +317,18 @@ def encode_as_words(text: str, *, phrase: bool = False, first_room: int = MAX_WO
     words: list[str] = []
     room = min(room, MAX_WORD)
     capacity = (first_room if first_room >= _MIN_ROOM else room) - _OVERHEAD
+
+    def may_extend(end: int) -> bool:
+        return end < len(units) and not (phrase and end > index and units[end] == units[end - 1] == b" ")
+
     index = 0
     while index < len(units):
         q_end, q_width = index, 0
-        while q_end < len(units) and q_width + q_sizes[q_end] <= capacity:
+        while may_extend(q_end) and q_width + q_sizes[q_end] <= capacity:
             q_width += q_sizes[q_end]
             q_end += 1
         b_end, b_bytes = index, 0
-        while b_end < len(units) and 4 * -(-(b_bytes + len(units[b_end])) // 3) <= capacity:
+        while may_extend(b_end) and 4 * -(-(b_bytes + len(units[b_end])) // 3) <= capacity:
             b_bytes += len(units[b_end])
             b_end += 1
         if q_end == b_end == index:
@@ -397,13 +403,48 @@ def encode_phrase(text: str, offset: int = 0, max_len: int = 78) -> str:
     """A display name as a phrase: atoms, else a quoted-string, else encoded-words.
 
     Non-ASCII names, names containing "=?" and names with a word too long for a folded line
-    are encoded as a whole, in Q restricted to RFC 2047 §5(3) or B. `offset` is the number
-    of columns already used on the line where the phrase starts.
+    are encoded, in Q restricted to RFC 2047 §5(3) or B; `offset` is the number of columns
+    already used on the line where the phrase starts.
+
+    A run of two or more spaces cannot stay inside one encoded-word (Python's parser reads it
+    as one space; see encode_as_words), so such a name is encoded in parts split at its runs
+    of spaces. A part that is atoms stays atoms, and the space between it and the encoded-word
+    beside it is one of the run's spaces: "0  ¡" is `0 =?utf-8?b?IMKh?=`, one encoded-word
+    starting with the run's other space, which every reader (Python's included) reads back
+    exactly. (A quoted-string beside an encoded-word would hold any run, but readers that
+    decode a phrase's encoded-words before unquoting it, as email.header does, keep the
+    quotes.) A run between two encoded parts is split across two words, which RFC 2047
+    decoders join exactly; Python before gh-128110 adds a space between the words.
     """
     if _PRINTABLE_PHRASE.fullmatch(text) and "=?" not in text:
         rendered = text if _ATOMS.fullmatch(text) else quote_string(text)
-        words = rendered.split(" ")
-        if offset + len(words[0]) <= max_len and all(len(w) < max_len for w in words[1:]):
+        if _fits(rendered, offset, max_len):
             return rendered
-    first_room = min(MAX_WORD, max_len - offset)
-    return " ".join(encode_as_words(text, phrase=True, first_room=first_room))
+    pieces = _SPACE_RUN.split(text)     # parts, with the runs of spaces between them
+    parts: list[list] = []              # [is atoms, text]
+    for index in range(0, len(pieces), 2):
+        part, run = pieces[index], pieces[index - 1] if index else ""
+        atoms = bool(_ATOMS.fullmatch(part)) and "=?" not in part and _fits(part, offset if index == 0 else 1, max_len)
+        if not parts:
+            parts.append([atoms, part])
+        elif parts[-1][0]:
+            parts.append([False, run[1:] + part])     # atoms cannot hold spaces: encode the part
+        elif atoms:
+            parts[-1][1] += run[1:]
+            parts.append([True, part])
+        else:
+            parts[-1][1] += run + part
+    out: list[str] = []
+    for atoms, part in parts:
+        if atoms:
+            out.append(part)
+        else:
+            first_room = min(MAX_WORD, max_len - offset) if not out else MAX_WORD
+            out.extend(encode_as_words(part, phrase=True, first_room=first_room))
+    return " ".join(out)
+
+
+def _fits(rendered: str, offset: int, max_len: int) -> bool:
+    """Whether a plain phrase folds into lines of `max_len`, the first starting at `offset`."""
+    words = rendered.split(" ")
+    return offset + len(words[0]) <= max_len and all(len(w) < max_len for w in words[1:])

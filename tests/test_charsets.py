@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mimekit.charsets import SNIFF_SIZE, WINDOWS_1252, TextDecoder, decode_text, resolve_charset
+from mimekit.charsets import (SNIFF_SIZE, WINDOWS_1252, TextDecoder, decode_text, detect_codec, encode_text,
+                              is_mislabelled_utf8, resolve_charset)
 from mimekit.defects import DefectKind
 from strategies import chunkings
 
@@ -71,6 +72,67 @@ def test_undeclared_8bit_text_is_detected_by_chardet():
     text, defects = decode_text(RUSSIAN.encode("koi8-r"), None)
     assert text == RUSSIAN
     assert kinds(defects) == [DefectKind.CHARSET_DETECTED]
+
+
+@pytest.mark.parametrize("text", [
+    "Grüße aus Köln",                     # chardet: mac-iceland, confidence 0.03
+    "Réunion à Orléans",                  # chardet: MacCyrillic, 0.11
+    "Perché è così difficile?",           # chardet: cp720, 0.15
+    "Intel® 64 and IA-32 Architectures",  # chardet: cp437, 0.11 (mime4j's corpus)
+])
+def test_a_few_8bit_bytes_are_read_as_windows_1252_not_as_chardet_guesses(text):
+    text_read, defects = decode_text(text.encode("latin-1"), None)
+    assert text_read == text
+    assert [(d.kind, d.detail) for d in defects] == [(DefectKind.CHARSET_DETECTED, f"read as {WINDOWS_1252}")]
+
+
+@pytest.mark.parametrize("text, codec", [
+    ("Совещание в понедельник", "koi8-r"),
+    ("日程調整のお願い", "cp932"),
+    ("안녕하세요 반갑습니다", "cp949"),
+])
+def test_two_words_of_another_script_are_enough_for_detection(text, codec):
+    assert decode_text(text.encode(codec), None)[0] == text
+
+
+@pytest.mark.parametrize("eight_bit, confidence, codec", [
+    (4, 0.99, WINDOWS_1252),     # too few 8-bit bytes, however sure chardet is
+    (5, 0.04, WINDOWS_1252),     # enough bytes, but chardet has no idea
+    (5, 0.05, "koi8-r"),
+])
+def test_chardet_needs_both_enough_8bit_bytes_and_some_confidence(monkeypatch, eight_bit, confidence, codec):
+    import chardet
+    monkeypatch.setattr(chardet, "detect", lambda sample: {"encoding": "KOI8-R", "confidence": confidence})
+    assert detect_codec(b"text " + b"\xd0" * eight_bit) == codec
+
+
+def test_utf8_under_a_latin_label_in_a_body_is_read_as_declared():
+    # Browsers and Thunderbird keep a body's declared charset; only header decoding (where
+    # mislabelled UTF-8 is common and short) second-guesses a Latin label.
+    assert decode_text("Frösche".encode(), "iso-8859-1") == ("FrÃ¶sche", [])
+
+
+@pytest.mark.parametrize("label", ["us-ascii", "iso-8859-1", "ISO_8859-1", "latin1", "windows-1252", "x-cp1252"])
+def test_valid_multibyte_utf8_under_a_latin_label_is_mislabelled(label):
+    assert is_mislabelled_utf8("Frösche".encode(), resolve_charset(label))
+
+
+@pytest.mark.parametrize("data, label", [
+    ("Frösche".encode(), "iso-8859-2"),        # not in the Latin single-byte family
+    ("Frösche".encode(), "koi8-r"),
+    (b"Fr\xf6sche", "iso-8859-1"),             # genuine Latin-1: not valid UTF-8
+    (b"plain", "iso-8859-1"),                  # ASCII: nothing to decide
+    (b"\xc3\x28", "iso-8859-1"),               # a lead byte without its continuation
+])
+def test_other_text_is_not_mislabelled_utf8(data, label):
+    assert not is_mislabelled_utf8(data, resolve_charset(label))
+
+
+@pytest.mark.parametrize("codec", [WINDOWS_1252, "koi8-r", "cp932", "utf-8"])
+def test_encode_text_gives_back_the_bytes_text_was_decoded_from(codec):
+    data = bytes(range(256)) if codec == WINDOWS_1252 else "Grüße Привет 日本".encode(codec, errors="ignore")
+    text, _ = decode_text(data, codec)
+    assert encode_text(text, codec) == data
 
 
 def test_wrong_declaration_falls_back_to_what_decodes():

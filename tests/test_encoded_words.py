@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mimekit.defects import DefectKind
-from mimekit.encoded_words import decode_header_value, encode_phrase, encode_unstructured
+from mimekit.encoded_words import DetectionBudget, decode_declared, decode_header_value, encode_phrase, encode_unstructured
 from mimekit.folding import fold_header
 from strategies import display_names, header_junk, header_text
 from test_folding import fastest_of_three, first_field, stalwart_vectors
@@ -142,6 +142,31 @@ def test_encoded_phrases_use_only_the_characters_rfc_2047_allows_in_a_phrase(nam
             assert PHRASE_Q_TEXT.fullmatch(found[3].decode())
 
 
+@pytest.mark.parametrize("name, phrase", [
+    # The space between an atom and an encoded-word is one of the run's spaces; the other
+    # is at the encoded-word's edge, where no reader collapses it.
+    ("0  ¡", "0 =?utf-8?b?IMKh?="),
+    ("¡  0", "=?utf-8?b?wqEg?= 0"),
+    ("Dr.  Jörg", "=?utf-8?q?Dr=2E_?= =?utf-8?b?IErDtnJn?="),     # "Dr." is no atom
+    ("¡  a  b", "=?utf-8?b?wqEg?= a =?utf-8?q?_b?="),
+    # Between two encoded parts the run is split across the words, which decoders join.
+    ("Jörg  Müller", "=?utf-8?b?SsO2cmcg?= =?utf-8?q?_M=C3=BCller?="),
+    ("0   ¡", "0 =?utf-8?q?_?= =?utf-8?b?IMKh?="),
+    # Names without a run of spaces are encoded whole, as before.
+    ("Jörg Müller", "=?utf-8?b?SsO2cmcgTcO8bGxlcg==?="),
+])
+def test_a_run_of_spaces_is_never_inside_one_encoded_word(name, phrase):
+    assert encode_phrase(name) == phrase
+    assert decode_header_value(phrase) == (name, [])
+
+
+@given(display_names)
+def test_no_encoded_word_of_a_phrase_holds_two_spaces_in_a_row(name):
+    for _, encoding, payload in ENCODED_WORD.findall(encode_phrase(name).encode()):
+        data = base64.b64decode(payload) if encoding in b"bB" else payload.replace(b"_", b" ")
+        assert b"  " not in data
+
+
 def test_ascii_name_with_encoded_word_syntax_is_encoded():
     phrase = encode_phrase("=?utf-8?q?x?=")
     assert phrase.startswith("=?utf-8?") and phrase != "=?utf-8?q?x?="
@@ -232,6 +257,55 @@ def test_latin1_labels_read_as_windows_1252():
     assert decode_header_value("=?us-ascii?q?=93quoted=94?=") == ("\u201cquoted\u201d", [])
 
 
+@pytest.mark.parametrize("raw", [
+    "=?iso-8859-1?Q?Fr=C3=B6sche?=",
+    "=?US-ASCII?B?RnLDtnNjaGU=?=",
+    "=?windows-1252?q?Fr=C3?= =?Windows-1252?q?=B6sche?=",     # a character split across words
+])
+def test_utf8_in_a_latin1_or_ascii_word_is_read_as_utf8_and_reported(raw):
+    text, defects = decode_header_value(raw)
+    assert text == "Frösche"
+    assert [(d.kind, d.offset) for d in defects] == [(DefectKind.CHARSET_FALLBACK, 0)]
+    assert "read as utf-8" in defects[0].detail
+
+
+@pytest.mark.parametrize("raw, text", [
+    ("=?iso-8859-1?q?Fr=F6sche?=", "Frösche"),            # genuine Latin-1 is not valid UTF-8
+    ("=?iso-8859-1?q?=C3=28?=", "Ã("),                    # a lead byte without continuation
+    ("=?iso-8859-2?q?=C3=B6?=", "Ăś"),                    # only Latin-1/ASCII labels are doubted
+])
+def test_other_text_in_a_latin1_word_is_read_as_declared(raw, text):
+    assert decode_header_value(raw) == (text, [])
+
+
+def test_utf8_under_a_latin1_label_in_an_rfc_2231_value_is_read_as_utf8():
+    # params.py decodes RFC 2231 values through decode_declared too.
+    defects = []
+    assert decode_declared("Frösche.txt".encode(), "iso-8859-1", defects, 9, DetectionBudget()) == "Frösche.txt"
+    assert [(d.kind, d.offset) for d in defects] == [(DefectKind.CHARSET_FALLBACK, 9)]
+
+
+@pytest.mark.parametrize("text, charset, header_codec", [
+    ("Die Hasen und die Frösche", "iso-8859-1", "windows-1252"),   # stalwart's legacy/009.eml
+    ("Dziękuję", "iso-8859-2", "windows-1252"),
+    ("Привет мир, как дела", "koi8-r", "koi8-r"),
+])
+def test_raw_8bit_text_inside_a_word_is_decoded_in_the_words_charset(text, charset, header_codec):
+    # RFC 2047 forbids it, old mailers write it: the raw bytes are the word's charset, whatever
+    # the whole header was read as.
+    raw = b"=?" + charset.encode() + b"?Q?" + text.replace(" ", "_").encode(charset) + b"?="
+    decoded, defects = decode_header_value(raw)
+    assert decoded == text
+    assert [(d.kind, d.detail) for d in defects] == [
+        (DefectKind.CHARSET_FALLBACK, f"header is not UTF-8; read as {header_codec}")]
+
+
+def test_raw_utf8_inside_a_latin1_word_of_a_utf8_header_is_read_as_utf8():
+    text, defects = decode_header_value("=?iso-8859-1?q?Frösche?=".encode())
+    assert text == "Frösche"
+    assert kinds(defects) == [DefectKind.CHARSET_FALLBACK]
+
+
 def test_bytes_invalid_in_the_declared_charset_fall_back():
     text, defects = decode_header_value("=?utf-8?q?caf=E9?=")
     assert text == "café"
@@ -253,6 +327,13 @@ def test_raw_latin1_header_is_read_as_windows_1252_and_reported():
     text, defects = decode_header_value(b"Gr\xfc\xdfe aus K\xf6ln \x80")
     assert text == "Grüße aus Köln €"
     assert kinds(defects) == [DefectKind.CHARSET_FALLBACK] and defects[0].offset == 2
+
+
+def test_raw_latin1_header_with_a_few_8bit_bytes_is_not_chardets_guess():
+    # chardet says MacCyrillic (confidence 0.11); bodies and headers share one threshold.
+    text, defects = decode_header_value("Réunion à Orléans".encode("latin-1"))
+    assert text == "Réunion à Orléans"
+    assert "windows-1252" in defects[0].detail
 
 
 def test_raw_koi8_header_is_recognised_by_chardet():

@@ -257,7 +257,7 @@ def parse_params_header(raw: bytes | str) -> tuple[HeaderParams, list[Defect]]:
         if name in _LITERAL_PARAMETERS or "=?" not in parameter.value:
             params[name] = parameter.value
         else:
-            params[name] = decode_words(parameter.value, defects, parameter.offset, budget)
+            params[name] = decode_words(parameter.value, defects, parameter.offset, budget, raw_codec=codec)
     for name, sections in extended.items():
         params[name], language = _join_sections(sections, defects, budget)
         if language:

@@ -283,3 +283,11 @@ def test_stalwart_content_type_vectors(corpus_dir):
 ], ids=["parameters", "sections", "quoted", "comment", "spaced-value", "undecodable"])
 def test_a_200_kb_value_parses_in_linear_time(raw):
     assert fastest_of_three(lambda: parse_params_header(raw)) < 2
+
+
+def test_raw_latin1_byte_inside_an_encoded_word_in_a_parameter():
+    # A raw 8-bit byte inside =?iso-8859-1?Q?...?= is that charset's byte, like its =XX escapes.
+    parsed, _ = parse_params_header(b'attachment; filename="=?iso-8859-1?Q?Fr\xf6sche.txt?="')
+    assert parsed.params["filename"] == "Frösche.txt"
+    parsed, _ = parse_params_header(b'attachment; filename="=?koi8-r?Q?\xf0\xd2\xc9\xd7\xc5\xd4.txt?="')
+    assert parsed.params["filename"] == "Привет.txt"

@@ -30,7 +30,6 @@ _BASE64_BLOCK_LINES = 1024
 
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _NOT_BASE64_ALPHABET = bytes(sorted(set(range(256)) - set(_BASE64_ALPHABET)))
-_BASE64_ALPHABET_AND_LF = _BASE64_ALPHABET + b"\n"
 _BASE64_JUNK_RUN = re.compile(rb"[^A-Za-z0-9+/= \t\r\n]+")
 _BASE64_LETTER = re.compile(rb"[A-Za-z0-9+/]")
 
@@ -119,16 +118,17 @@ class Base64Decoder:
 
     def _decode_letters(self, segment: bytes, offset: int) -> bytes:
         """Decode a stretch of input without "=" whose first byte is at `offset`."""
-        strays = segment.translate(None, _BASE64_ALPHABET_AND_LF)
+        # One pass finds the non-letters, which says both whether the segment is clean
+        # (letters and line breaks, the usual case) and how many letters it holds.
+        others = segment.translate(None, _BASE64_ALPHABET)
+        count = len(segment) - len(others)
         found: list[Defect] = []
-        if strays.strip(b"\r"):  # spaces, tabs or junk: keep the letters alone
-            if strays.translate(None, b" \t\r"):
+        if others.translate(None, b"\r\n"):  # spaces, tabs or junk: keep the letters alone
+            if others.translate(None, b" \t\r\n"):
                 found += self._junk_runs(segment, offset)
             letters = segment.translate(None, _NOT_BASE64_ALPHABET)
-            count = len(letters)
-        else:  # letters and line breaks (the usual case): binascii skips the breaks itself
+        else:  # binascii skips the line breaks itself
             letters = segment
-            count = len(segment) - len(strays) - segment.count(b"\n")
         if count and self._after_padding:
             self._after_padding = False
             resume = offset + _BASE64_LETTER.search(segment).start()

@@ -26,7 +26,8 @@ mail_text = st.lists(st.sampled_from([
 
 # Encoded-looking input, dirty: for checking that decoders do not depend on chunking.
 dirty_base64 = st.lists(st.sampled_from([
-    b"Q", b"U", b"J", b"D", b"QUJD", b"QQ==", b"QUI=", b"=", b"\r\n", b" ", b"!", b"\x00", b"*~",
+    b"Q", b"U", b"J", b"D", b"QUJD", b"QQ==", b"QUI=", b"=", b"\r\n", b"\n", b"\r", b" ", b"\t", b"!",
+    b"\x00", b"*~",
 ])).map(b"".join)
 dirty_qp = st.lists(st.sampled_from([
     b"a", b"=", b"=3D", b"=e9", b"=ZZ", b"=4", b"==", b" ", b"\t", b"\r\n", b"\n", b"\r",

@@ -7,8 +7,10 @@ rule broken as a Violation with its byte offset:
 - 8bit: any byte over 127, anywhere (RFC 2045 7bit data; what "7-bit clean" means);
 - line-too-long: a line over 998 octets (RFC 5322 2.1.1), and encoded-line-too-long:
   a base64 or quoted-printable body line over 76 (RFC 2045 6.7, 6.8);
-- bare line endings and mixed endings (RFC 5322 says CRLF; `allow_lf` accepts a
-  message that uses LF consistently, as `mimekit encode --lf` writes);
+- bare line endings and mixed endings anywhere, base64 and binary bodies included
+  (RFC 5322 says CRLF; `allow_lf` accepts a message that uses LF consistently, as
+  `mimekit encode --lf` writes). The parser only watches the lines it reads, so the
+  checker watches every byte itself;
 - boundaries: missing boundary parameter or close delimiter, a boundary equal to or a
   prefix of an enclosing one (duplicate-boundary), a boundary string occurring inside
   content (RFC 2046 5.1.1: it must not appear in the encapsulated parts);
@@ -31,6 +33,7 @@ from mimekit.encoded_words import decode_header_value
 from mimekit.events import BodyChunk, DefectFound, Epilogue, HeaderField, HeadersEnd, PartEnd, PartKind, PartStart, Preamble
 from mimekit.files import read_chunks
 from mimekit.limits import Limits
+from mimekit.line_endings import LineEndingWatch
 from mimekit.parser import MessageParser, transfer_encoding_of
 from mimekit.transfer import make_decoder
 
@@ -48,8 +51,10 @@ _STRUCTURED_WITHOUT_WORDS = frozenset({
 _ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _HIGH_BYTES = bytes(range(128, 256))
 _LINE_BREAK = re.compile(rb"[\r\n]")
-# Parser defects that are not violations: RFC 2046 5.1.1 allows blanks after a delimiter.
-_TOLERATED = frozenset({DefectKind.BOUNDARY_TRAILING_WHITESPACE})
+# Parser defects that are not violations (RFC 2046 5.1.1 allows blanks after a delimiter),
+# or that the checker finds itself over every byte (line endings, 8-bit bytes).
+_NOT_FROM_PARSER = frozenset({DefectKind.BOUNDARY_TRAILING_WHITESPACE, DefectKind.EIGHT_BIT_HEADER,
+                              DefectKind.BARE_LINE_ENDING, DefectKind.MIXED_LINE_ENDINGS})
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,7 @@ class MessageChecker:
         self._parser = MessageParser(limits)
         self._offset = 0
         self._lines = _LongLines(MAX_LINE)
+        self._line_endings = LineEndingWatch()
         self._eight_bit_count = 0
         self._eight_bit_first: int | None = None
         self._open: list[_OpenPart] = []
@@ -153,6 +159,8 @@ class MessageChecker:
     def close(self) -> CheckReport:
         for event in self._parser.close():
             self._on_event(event)
+        for defect in self._line_endings.close():
+            self._on_line_ending(defect)
         if self._eight_bit_first is not None:
             self._add("8bit", self._eight_bit_first,
                       f"{self._eight_bit_count} byte(s) over 127; the message is not 7-bit clean")
@@ -169,6 +177,13 @@ class MessageChecker:
                 self._eight_bit_first = offset + re.search(rb"[\x80-\xff]", data).start()
         for start in self._lines.feed(data, offset):
             self._add("line-too-long", start, f"a line longer than {MAX_LINE} octets")
+        for defect in self._line_endings.feed(data, offset):
+            self._on_line_ending(defect)
+
+    def _on_line_ending(self, defect: Defect) -> None:
+        if self.allow_lf and defect.kind is DefectKind.BARE_LINE_ENDING and defect.detail == "bare LF":
+            return
+        self._add(defect.kind.value, defect.offset, defect.detail)
 
     # -- parser events -------------------------------------------------------------
     def _on_event(self, event) -> None:
@@ -264,9 +279,7 @@ class MessageChecker:
                           defect.detail or "the body does not decode cleanly", part.part_id)
 
     def _on_defect(self, defect: Defect) -> None:
-        if defect.kind in _TOLERATED or defect.kind is DefectKind.EIGHT_BIT_HEADER:
-            return  # blanks after a delimiter are legal; 8-bit bytes are reported once, as "8bit"
-        if self.allow_lf and defect.kind is DefectKind.BARE_LINE_ENDING and defect.detail == "bare LF":
+        if defect.kind in _NOT_FROM_PARSER:
             return
         self._add(defect.kind.value, defect.offset, defect.detail or defect.kind.value.replace("-", " "), defect.part)
 

@@ -56,6 +56,7 @@ from mimekit.events import (BodyChunk, DefectFound, Epilogue, Event, HeaderField
                             PartKind, PartStart, Preamble)
 from mimekit.files import CHUNK_SIZE, read_chunks
 from mimekit.limits import Limits
+from mimekit.line_endings import LineEndingWatch
 from mimekit.params import parse_params_header
 from mimekit.transfer import IDENTITY_ENCODINGS
 
@@ -63,7 +64,6 @@ _EOL = re.compile(rb"[\r\n]")
 _FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")  # printable ASCII but ":" (RFC 5322 3.6.8), blanks before ":" tolerated
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 _MEDIA_TYPE = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+/[!#$%&'*+\-.^_`|~0-9a-z]+")  # RFC 2045 token "/" token
-_BARE_AFTER_CRLF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _ENCAPSULATING_TYPES = frozenset({"message/rfc822", "message/global"})
 _KNOWN_ENCODINGS = IDENTITY_ENCODINGS | {"base64", "quoted-printable"}
 _BINARY_ENCODINGS = frozenset({"base64", "binary"})
@@ -158,7 +158,7 @@ class MessageParser:
         self._delimiters: list[tuple[int, bytes]] = []  # (stack index, delimiter), innermost first
         self._finder: _DelimiterFinder | None = None
         self._epilogue_break: int | None = None  # where the line break ending the last close delimiter starts
-        self._line_endings = _LineEndingWatch()
+        self._line_endings = LineEndingWatch()
         self._start_part(_Entity("", 0), 0, is_message=True)
 
     # -- public -------------------------------------------------------------------------
@@ -673,70 +673,6 @@ class _DelimiterFinder:
             if found >= 0 and (best is None or found < best):
                 best = found
         return None if best is None else best - base + 1
-
-
-class _LineEndingWatch:
-    """Finds the first bare CR or LF and the first change of line-ending style in the
-    bytes it is fed, at C speed: counts decide whether a chunk holds anything to
-    report, and a regex locates it only then (once per message)."""
-
-    def __init__(self) -> None:
-        self._style: bytes | None = None      # the message's first line ending
-        self._done = False
-        self._held_cr_at: int | None = None   # a CR ended the last bytes fed: what it is depends on the next byte
-
-    def feed(self, data: bytes, offset: int, final: bool = False) -> list[Defect]:
-        """Look at `data`, found at `offset`; it directly follows the bytes fed before
-        unless close() was called in between."""
-        if self._done:
-            return []
-        if self._held_cr_at is not None:
-            data, offset, self._held_cr_at = b"\r" + data, self._held_cr_at, None
-        if not final and data.endswith(b"\r"):
-            self._held_cr_at = offset + len(data) - 1
-            data = data[:-1]
-        defects: list[Defect] = []
-        start = 0
-        if self._style is None:
-            first = _EOL.search(data)
-            if first is None:
-                return []
-            at = first.start()
-            self._style = b"\r\n" if data.startswith(b"\r\n", at) else data[at:at + 1]
-            if self._style != b"\r\n":
-                defects.append(Defect(DefectKind.BARE_LINE_ENDING, offset + at, _ENDING_NAMES[self._style]))
-            start = at + len(self._style)
-        mismatch = self._first_other_ending(data, start)
-        if mismatch is not None:
-            if self._style == b"\r\n":
-                defects.append(Defect(DefectKind.BARE_LINE_ENDING, offset + mismatch,
-                                      _ENDING_NAMES[data[mismatch:mismatch + 1]]))
-            defects.append(Defect(DefectKind.MIXED_LINE_ENDINGS, offset + mismatch,
-                                  f"{_ENDING_NAMES[self._style]} and other line endings"))
-            self._done = True
-        return defects
-
-    def close(self) -> list[Defect]:
-        """Nothing that follows will be fed (a gap, or the end): a held CR is bare."""
-        return self.feed(b"", 0, final=True) if self._held_cr_at is not None else []
-
-    def _first_other_ending(self, data: bytes, start: int) -> int | None:
-        if self._style == b"\r\n":
-            view = data[start:] if start else data
-            crlf = view.count(b"\r\n")
-            if crlf == view.count(b"\n") == view.count(b"\r"):
-                return None
-            return _BARE_AFTER_CRLF.search(data, start).start()
-        if self._style == b"\n":
-            at = data.find(b"\r", start)
-            return None if at < 0 else at
-        at = data.find(b"\n", start)
-        if at < 0:
-            return None
-        return at - 1 if at > start and data[at - 1] == _CR else at
-
-
-_ENDING_NAMES = {b"\r\n": "CRLF", b"\n": "bare LF", b"\r": "bare CR"}
 
 
 def parse_events(stream: BinaryIO, chunk_size: int = CHUNK_SIZE, limits: Limits = Limits()) -> Iterator[Event]:

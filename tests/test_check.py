@@ -53,6 +53,8 @@ def test_lf_message_passes_only_with_allow_lf():
     (GOOD.replace(b"AAECAwQFBgcICQ==\r\n", b"QUFB" * 20 + b"\r\n"), "encoded-line-too-long"),
     (GOOD.replace(b"Gr=C3=BC=C3=9Fe\r\n", b"a\nb\r\n"), "bare-line-ending"),
     (GOOD.replace(b"Gr=C3=BC=C3=9Fe\r\n", b"a\rb\r\n"), "bare-line-ending"),
+    (GOOD.replace(b"AAECAwQFBgcICQ==\r\n", b"AAEC\nAwQFBgcICQ==\r\n"), "bare-line-ending"),
+    (GOOD.replace(b"AAECAwQFBgcICQ==\r\n", b"AAEC\nAwQFBgcICQ==\r\n"), "mixed-line-endings"),
     (GOOD.replace(b"--=_outer--\r\n", b""), "missing-final-boundary"),
     (GOOD.replace(b'; boundary="=_outer"', b""), "missing-boundary-parameter"),
     (GOOD.replace(b"Gr=C3=BC=C3=9Fe\r\n", b"see --=_outer here\r\n"), "boundary-in-content"),

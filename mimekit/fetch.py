@@ -1,7 +1,8 @@
 """Fetching mail from IMAP, POP3 or a local store into an output, durably.
 
-The protocols live in imap_protocol and pop3_protocol (sans-IO); this module is the
-driver: sockets, TLS, timeouts, and the one rule that makes fetching safe.
+The protocols live in imap_protocol and pop3_protocol (sans-IO), the socket, TLS and
+timeouts in connection.py; this module is the driver, and keeps the one rule that makes
+fetching safe.
 
 The durability contract, in order, for every message:
   1. with --new, a "pending" line in the state names the message and marks the output;
@@ -25,8 +26,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import socket
-import ssl
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 from mimekit import imap_protocol as imap
 from mimekit import pop3_protocol as pop3
+from mimekit.connection import Connection
 from mimekit.errors import (AuthError, CantCreateError, MimekitError, NoInputError, ProtocolError,
                             TempFailure, UnavailableError, UsageError)
 from mimekit.fetch_state import FetchState, state_path
@@ -43,11 +43,9 @@ from mimekit.files import read_chunks
 from mimekit.sansio import NEED_DATA
 from mimekit.safe_names import sanitize_filename, split_extension
 from mimekit.stores import Maildir, Mbox, open_store
-from mimekit.tls import client_context
 from mimekit.urls import ServerURL, parse_url
 
 DEFAULT_TIMEOUT = 60.0
-RECEIVE_SIZE = 256 * 1024
 IMAP_BATCH = 100          # UIDs per UID FETCH of bodies; two batches are kept in flight
 IMAP_DESCRIBE_BATCH = 5000
 POP3_WINDOW = 32          # RETR/DELE commands in flight when the server offers PIPELINING
@@ -436,70 +434,6 @@ def _read_headers(stream: BinaryIO) -> bytes:
 
 # ===================================================================== the wire
 
-class _Connection:
-    """A TCP connection, TLS when asked; every wait bounded by `timeout`, every failure
-    mapped to the exception that says what the user can do about it."""
-
-    def __init__(self, url: ServerURL, context: ssl.SSLContext, timeout: float):
-        self.url = url
-        self.context = context
-        self.where = f"{url.host}:{url.port}"
-        try:
-            self.sock = socket.create_connection((url.host, url.port), timeout=timeout)
-        except (socket.timeout, TimeoutError) as exc:
-            raise TempFailure(f"{self.where}: connection timed out") from exc
-        except OSError as exc:
-            raise UnavailableError(f"{self.where}: cannot connect: {exc.strerror or exc}") from exc
-        self.encrypted = False
-        if url.implicit_tls:
-            self.start_tls()
-
-    def start_tls(self) -> None:
-        with self._errors():
-            try:
-                self.sock = self.context.wrap_socket(self.sock, server_hostname=self.url.host)
-            except ssl.SSLCertVerificationError as exc:
-                raise AuthError(f"{self.where}: TLS certificate not trusted ({exc.verify_message}); "
-                                "no credentials were sent (give --cafile for a private CA)") from exc
-        self.encrypted = True
-
-    def send(self, data: bytes) -> None:
-        with self._errors():
-            self.sock.sendall(data)
-
-    def receive(self) -> bytes:
-        with self._errors():
-            return self.sock.recv(RECEIVE_SIZE)
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def _errors(self):
-        return _NetworkErrors(self.where)
-
-
-class _NetworkErrors:
-    def __init__(self, where: str):
-        self.where = where
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, MimekitError):
-            return False
-        if isinstance(exc, (socket.timeout, TimeoutError)):
-            raise TempFailure(f"{self.where}: timed out") from exc
-        if isinstance(exc, ssl.SSLError):
-            raise ProtocolError(f"{self.where}: TLS failed: {exc}") from exc
-        if isinstance(exc, OSError):
-            raise TempFailure(f"{self.where}: connection lost: {exc.strerror or exc}") from exc
-        return False
-
-
 class _Session:
     """A protocol object on a connection: pump events, flush commands."""
 
@@ -509,7 +443,7 @@ class _Session:
         self.url = url
         self.cafile = cafile
         self.timeout = timeout
-        self.conn: _Connection | None = None
+        self.conn: Connection | None = None
         self.proto = None
 
     def _next(self):
@@ -523,10 +457,10 @@ class _Session:
     def _flush(self) -> None:
         data = self.proto.data_to_send()
         if data:
-            self.conn.send(data)
+            self.conn.send(data, self.proto.receive_data)
 
     def _connect(self) -> None:
-        self.conn = _Connection(self.url, client_context(self.cafile), self.timeout)
+        self.conn = Connection(self.url, self.cafile, self.timeout)
 
     def _require_tls(self, offered: bool) -> None:
         if not offered:

@@ -1,9 +1,10 @@
-"""The SMTP driver: owns the socket, TLS and timeouts; the protocol is smtp_protocol's.
+"""The SMTP driver: sessions, pipelining and results; the protocol is smtp_protocol's, the
+socket, TLS and timeouts are connection.py's.
 
 Secure by default (CONVENTIONS.md, "Network"): smtp:// always upgrades with STARTTLS and
 stops before any credential or message when the server does not offer it (unless the
 user passed the explicit insecure flag, which the caller must announce); smtps:// is
-TLS from the first byte; certificates and host names are verified through tls.py.
+TLS from the first byte; certificates and host names are always verified.
 Every socket operation has a timeout. Several messages go over one connection. With
 PIPELINING and CHUNKING (RFC 3030) they stream back to back as BDAT chunks, replies read
 behind them; with PIPELINING alone MAIL, RCPT and DATA go out in one write and the next
@@ -22,15 +23,13 @@ next message is still sent, after RSET. Failures of the connection (421, a drop,
 timeout) raise TempFailure: the message in flight is then never reported as sent.
 """
 
-import select
-import socket
-import ssl
 import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 from typing import BinaryIO, Callable, Iterable, Iterator
 
+from mimekit.connection import Connection, ConnectionLost
 from mimekit.errors import (AuthError, DataError, IOFailure, MimekitError, ProtocolError, TempFailure,
                             UnavailableError)
 from mimekit.files import read_chunks
@@ -39,13 +38,10 @@ from mimekit.smtp_protocol import (CLOSED, DATA, GREETING, NEED_DATA, AuthChalle
                                    DataReply, EhloReply, Greeting, MailReply, MessageReply, RcptReply,
                                    Reply, RsetReply, ServiceClosing, SMTPConnection, StartTLSReply,
                                    check_argument)
-from mimekit.tls import client_context
 from mimekit.urls import ServerURL
 
 DEFAULT_TIMEOUT = 60.0
-READ_SIZE = 64 * 1024
 WRITE_BATCH = 256 * 1024   # message bytes gathered before one write
-SEND_SLICE = 16 * 1024     # bytes per send(), so replies are read in between
 BDAT_SIZE = 1024 * 1024    # message bytes per BDAT chunk
 IN_FLIGHT = 32             # chunked messages sent ahead of the oldest unread reply
 
@@ -106,11 +102,10 @@ class SMTPClient:
         self.timeout = timeout
         self.allow_insecure = allow_insecure
         self.chunking = chunking
-        self._context = client_context(cafile)
-        self._sock: socket.socket | None = None
-        self._conn = SMTPConnection(tls=url.implicit_tls, allow_insecure_auth=allow_insecure)
+        self.cafile = cafile
+        self._connection: Connection | None = None
+        self._smtp = SMTPConnection(tls=url.implicit_tls, allow_insecure_auth=allow_insecure)
         self._outbox = bytearray()
-        self.encrypted = False
 
     # connection ---------------------------------------------------------------------------
 
@@ -125,63 +120,44 @@ class SMTPClient:
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(polite=exc_type is None)
 
+    @property
+    def encrypted(self) -> bool:
+        return self._connection is not None and self._connection.encrypted
+
     def connect(self) -> None:
         """Connect, read the greeting, EHLO, and (smtp://) upgrade with STARTTLS."""
-        where = f"{self.url.host}:{self.url.port}"
-        try:
-            self._sock = socket.create_connection((self.url.host, self.url.port), timeout=self.timeout)
-        except socket.timeout as exc:
-            raise TempFailure(f"{where}: no connection within {self.timeout:g}s") from exc
-        except OSError as exc:
-            raise UnavailableError(f"{where}: cannot connect: {exc.strerror or exc}") from exc
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.url.implicit_tls:
-            self._start_tls()
+        self._connection = Connection(self.url, self.cafile, self.timeout)   # smtps: TLS already
         greeting = self._expect(Greeting)
         if greeting.reply.code != 220:
-            raise refusal(greeting.reply, f"{where} refused the session")
+            raise refusal(greeting.reply, f"{self._connection.where} refused the session")
         self._ehlo()
         if self.url.implicit_tls:
             return
-        if "STARTTLS" not in self._conn.capabilities and self.allow_insecure:
+        if "STARTTLS" not in self._smtp.capabilities and self.allow_insecure:
             return   # the caller warns: the user asked for this with the insecure flag
-        self._send(self._conn.send_starttls())   # AuthError when STARTTLS is not offered
+        self._send(self._smtp.send_starttls())   # AuthError when STARTTLS is not offered
         reply = self._expect(StartTLSReply).reply
         if reply.code != 220:
             raise refusal(reply, "STARTTLS refused")
-        self._start_tls()
-        self._conn.tls_started()
+        self._connection.start_tls()
+        self._smtp.tls_started()
         self._ehlo()
 
-    def _start_tls(self) -> None:
-        try:
-            self._sock = self._context.wrap_socket(self._sock, server_hostname=self.url.host)
-        except ssl.SSLCertVerificationError as exc:
-            raise AuthError(f"{self.url.host}: TLS certificate not trusted ({exc.verify_message}); "
-                            "nothing was sent (use --cafile for a private CA)") from exc
-        except socket.timeout as exc:
-            raise TempFailure(f"{self.url.host}: TLS handshake timed out after {self.timeout:g}s") from exc
-        except ssl.SSLError as exc:
-            raise ProtocolError(f"{self.url.host}: TLS handshake failed: {exc}") from exc
-        except OSError as exc:
-            raise TempFailure(f"{self.url.host}: connection lost during the TLS handshake: {exc}") from exc
-        self.encrypted = True
-
     def _ehlo(self) -> None:
-        address = self._sock.getsockname()[0]
+        address = self._connection.local_address
         name = f"[IPv6:{address}]" if ":" in address else f"[{address}]"   # no DNS lookup
-        self._send(self._conn.send_ehlo(name))
+        self._send(self._smtp.send_ehlo(name))
         reply = self._expect(EhloReply).reply
         if reply.code != 250:
             raise refusal(reply, "EHLO refused")
 
     def login(self, user: str, password: str) -> None:
         """AUTH PLAIN or LOGIN; AuthError (77) when the server says no."""
-        self._send(self._conn.start_auth(user, password))
+        self._send(self._smtp.start_auth(user, password))
         while True:
             event = self._next_event()
             if isinstance(event, AuthChallenge):
-                self._send(self._conn.answer_challenge())
+                self._send(self._smtp.answer_challenge())
                 continue
             if event.reply.code == 235:
                 return
@@ -190,19 +166,19 @@ class SMTPClient:
             raise AuthError(f"authentication as {user} failed: {event.reply}")
 
     def close(self, polite: bool = True) -> None:
-        """QUIT when the session is healthy, then close the socket."""
-        if self._sock is None:
+        """QUIT when the session is healthy, then close the connection."""
+        if self._connection is None:
             return
         try:
-            if polite and self._conn.state not in (CLOSED, DATA, GREETING):
-                self._send(self._conn.send_quit())
-                while self._conn.pending:
+            if polite and self._smtp.state not in (CLOSED, DATA, GREETING):
+                self._send(self._smtp.send_quit())
+                while self._smtp.pending:
                     self._next_event()
         except MimekitError:
             pass   # the messages are settled; a server slow to say goodbye changes nothing
         finally:
-            self._sock.close()
-            self._sock = None
+            self._connection.close()
+            self._connection = None
 
     # messages -------------------------------------------------------------------------------
 
@@ -214,7 +190,7 @@ class SMTPClient:
         waiting for any reply (`_send_chunked`); with PIPELINING alone each message costs
         one round trip (`_send_with_data`); without it, one per command.
         """
-        caps = self._conn.capabilities
+        caps = self._smtp.capabilities
         if self.chunking and "CHUNKING" in caps and "PIPELINING" in caps:
             return self._send_chunked(messages, progress)
         return self._send_with_data(messages, progress, pipelining="PIPELINING" in caps)
@@ -245,7 +221,7 @@ class SMTPClient:
                     yield txn.result
                     continue
             self._queue_chunks(txn, progress)
-            self._queue(self._conn.send_rset())
+            self._queue(self._smtp.send_rset())
             in_flight.append(txn)
             if len(in_flight) > IN_FLIGHT:
                 yield self._collect(in_flight.popleft())
@@ -258,12 +234,12 @@ class SMTPClient:
         for chunk in txn.message.chunks():
             pending += normaliser.feed(chunk)
             if len(pending) >= BDAT_SIZE:
-                self._queue(self._conn.send_bdat(bytes(pending)))
+                self._queue(self._smtp.send_bdat(bytes(pending)))
                 txn.chunks += 1
                 pending.clear()
                 self._flush(progress)
         pending += normaliser.flush()
-        self._queue(self._conn.send_bdat(bytes(pending), last=True))
+        self._queue(self._smtp.send_bdat(bytes(pending), last=True))
         if len(self._outbox) >= WRITE_BATCH:
             self._flush(progress)
 
@@ -302,7 +278,7 @@ class SMTPClient:
             try:
                 self._queue_mail(txn, pipelining)
                 if pipelining:
-                    self._queue(self._conn.send_data())
+                    self._queue(self._smtp.send_data())
             except (DataError, UnavailableError) as exc:   # refused locally, nothing sent
                 if awaiting_final:
                     yield self._finish(awaiting_final)
@@ -337,16 +313,16 @@ class SMTPClient:
                             "can fix; it cannot be sent as text")
         for address in message.recipients:   # before MAIL is queued, so a refusal leaves no trace
             check_argument(address, "recipient address")
-        self._queue(self._conn.send_mail(message.sender, size=scan.size, eight_bit=scan.needs_8bitmime,
+        self._queue(self._smtp.send_mail(message.sender, size=scan.size, eight_bit=scan.needs_8bitmime,
                                          smtputf8=smtputf8))
         if pipelining:
             for address in message.recipients:
-                self._queue(self._conn.send_rcpt(address))
+                self._queue(self._smtp.send_rcpt(address))
 
     def _needs_7bit(self, scan: MessageScan) -> bool:
         """Can the server not take the message as it is? 8-bit headers need SMTPUTF8, which
         implies 8BITMIME (RFC 6531 §3.1); text with NUL bytes or long lines goes to nobody."""
-        caps = self._conn.capabilities
+        caps = self._smtp.capabilities
         eight_bit = "8BITMIME" in caps
         return (scan.binary or (scan.eight_bit_body and not eight_bit)
                 or (scan.eight_bit_headers and not (eight_bit and "SMTPUTF8" in caps)))
@@ -360,13 +336,13 @@ class SMTPClient:
             return False
         for address in txn.message.recipients:
             if not pipelining:
-                self._send(self._conn.send_rcpt(address))
+                self._send(self._smtp.send_rcpt(address))
             txn.rcpt(address, self._expect(RcptReply).reply)
         if not pipelining and not txn.accepted:   # each recipient has its own refusal
             self._reset()
             return False
         if not pipelining:
-            self._send(self._conn.send_data())
+            self._send(self._smtp.send_data())
         data = self._expect(DataReply).reply
         if not mail.positive:
             txn.refuse_all(mail, everyone=True)   # the real reason, not RCPT's "need MAIL"
@@ -379,7 +355,7 @@ class SMTPClient:
             # RFC 2920 §3.1: the server took DATA though no recipient was accepted; an
             # empty message ends the transaction, and the server refuses it.
             self._queue(b"".join(data_stream([])))
-            self._conn.end_data()
+            self._smtp.end_data()
             self._expect(MessageReply)
             return False
         return True
@@ -389,7 +365,7 @@ class SMTPClient:
             self._queue(chunk)
             if len(self._outbox) >= WRITE_BATCH:
                 self._flush(progress)
-        self._conn.end_data()
+        self._smtp.end_data()
 
     def _finish(self, txn: "_Transaction") -> MessageResult:
         final = self._expect(MessageReply)
@@ -401,7 +377,7 @@ class SMTPClient:
 
     def _reset(self) -> None:
         """RSET after a refused transaction (RFC 5321 §4.1.1.5), so the next MAIL starts clean."""
-        self._send(self._conn.send_rset())
+        self._send(self._smtp.send_rset())
         reply = self._next_event().reply
         if not reply.positive:
             raise refusal(reply, "RSET refused")
@@ -416,54 +392,32 @@ class SMTPClient:
         self._flush()
 
     def _flush(self, progress: Callable[[int], None] | None = None) -> None:
-        """Write the outbox, reading replies meanwhile: with many commands pipelined, a
-        server blocked on writing its replies to us would stop reading, and a plain
-        sendall would then wait for it forever (until the timeout). The socket is
-        non-blocking inside: TLS can make it readable with no reply to read (a session
-        ticket), and a blocking recv would then wait for a reply that is not coming."""
+        """Write the outbox; replies that arrive meanwhile go to the state machine."""
         total = len(self._outbox)
         if not total:
             return
-        data, sent = memoryview(self._outbox), 0
-        self._sock.settimeout(0)
         try:
-            while sent < total:
-                readable, writable, _ = select.select([self._sock], [self._sock], [], self.timeout)
-                if not readable and not writable:
-                    raise TempFailure(f"{self.url.host}: sending stalled for {self.timeout:g}s")
-                if readable:
-                    self._receive()
-                if writable:
-                    try:
-                        sent += self._sock.send(data[sent:sent + SEND_SLICE])
-                    except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
-                        pass
-        except OSError as exc:
-            raise TempFailure(f"{self.url.host}: connection lost while sending: {exc.strerror or exc}") from exc
+            self._connection.send(self._outbox, self._smtp.receive_data)
         finally:
-            data.release()
             self._outbox.clear()
-            self._sock.settimeout(self.timeout)
         if progress:
             progress(total)
 
     def _receive(self) -> None:
         """Hand what the server sent to the state machine (b"" when it closed)."""
         try:
-            data = self._sock.recv(READ_SIZE)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-            return   # non-blocking, and nothing for us yet
-        except socket.timeout as exc:
-            raise TempFailure(f"{self.url.host}: no reply within {self.timeout:g}s") from exc
-        except OSError:   # a reset connection is a dropped one
+            data = self._connection.receive()
+        except ConnectionLost:
+            # A dropped connection is an end of stream here: the state machine then names
+            # the commands left unanswered, and a 421 sent just before a reset still counts.
             data = b""
-        self._conn.receive_data(data)
+        self._smtp.receive_data(data)
 
     def _next_event(self):
         """The next event; whatever is queued goes out first. Connection failures raise."""
         self._flush()
         while True:
-            event = self._conn.next_event()
+            event = self._smtp.next_event()
             if event is not NEED_DATA:
                 break
             self._receive()

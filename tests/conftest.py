@@ -1,9 +1,10 @@
-"""Shared test set-up: hypothesis profile, the public corpus, real servers (tests/servers.py)."""
+"""Shared test set-up: hypothesis profile, the public corpus (tests/corpus.py), real servers (tests/servers.py)."""
 
 import os
 from pathlib import Path
 
 import pytest
+from corpus import CORPUS
 from hypothesis import HealthCheck, settings
 from servers import mail_servers  # noqa: F401  (real Postfix + Dovecot, tests/servers.py)
 
@@ -14,7 +15,6 @@ settings.register_profile("thorough", max_examples=2000, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
 FIXTURES = REPO / "fixtures"
 
 

@@ -9,13 +9,14 @@ from email.parser import BytesParser
 import pytest
 from hypothesis import example, given
 
+from corpus import stalwart_vectors
+from helpers import fastest_of_three, first_field
 from mimekit.addresses import (Address, Group, addr_specs, format_address, format_address_header,
                                parse_address_list)
 from mimekit.defects import DefectKind
 from mimekit.errors import DataError
 from mimekit.folding import unfold
 from strategies import display_names, header_junk
-from test_folding import fastest_of_three, first_field, stalwart_vectors
 
 ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 ADJACENT_ENCODED_WORDS = re.compile(rf"{ENCODED_WORD.pattern}\s+{ENCODED_WORD.pattern}")

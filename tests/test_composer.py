@@ -1,6 +1,6 @@
 """composer + writer: the pre-scan, the transfer-encoding choice, the part tree, and the
-properties every written message must have (`assert_clean_message`, which the other
-encode tests reuse)."""
+properties every written message must have (`assert_clean_message` in helpers.py, which
+the other encode tests share)."""
 
 import email
 import email.policy
@@ -11,48 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mimekit.check import check_message
 from mimekit.composer import (BOUNDARY_PREFIX, CRLF, LF, MAX_LINE_LENGTH, SCAN_CHUNK_SIZE, Content, ContentScan,
                               MessageBuilder, Role, choose_transfer_encoding, compose)
 from mimekit.errors import DataError, IOFailure, NoInputError, UsageError
 from mimekit.writer import WRITE_CHUNK_SIZE, message_bytes, write_message
 
+from helpers import assert_clean_message
 from strategies import chunkings
 
 SENDER = "Zoë Ångström <zoe@example.org>"
-
-
-def assert_clean_message(raw: bytes, eol: bytes = CRLF) -> email.message.EmailMessage:
-    """`mimekit check` passes it, and, checked here independently of it (with Python's email
-    as the parser): 7-bit, line ends, line lengths, boundaries, charsets, required fields."""
-    report = check_message(io.BytesIO(raw), allow_lf=eol == LF)
-    assert report.ok, [str(violation) for violation in report.violations]
-    assert raw.isascii(), "8-bit byte in the message"
-    if eol == CRLF:
-        assert raw.count(b"\r") == raw.count(b"\r\n") == raw.count(b"\n"), "bare CR or LF"
-    else:
-        assert b"\r" not in raw, "CR in an LF message"
-    lines = raw.split(eol)
-    assert max(map(len, lines)) <= MAX_LINE_LENGTH
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    for name in ("Date", "From", "Message-ID", "MIME-Version"):
-        assert len(message.get_all(name, [])) == 1, f"{name} missing or repeated"
-    boundaries = [part.get_boundary() for part in message.walk() if part.is_multipart()]
-    assert len(set(boundaries)) == len(boundaries)
-    for boundary in boundaries:
-        delimiter = b"--" + boundary.encode()
-        # the boundary appears in its Content-Type parameter and on delimiter lines, nowhere else
-        on_lines = [line for line in lines if boundary.encode() in line]
-        assert all(line in (delimiter, delimiter + b"--") or b"boundary=" in line for line in on_lines)
-        assert lines.count(delimiter + b"--") == 1
-    for part in message.walk():
-        assert not part.defects, part.defects
-        if part.get_content_maintype() == "text":
-            assert part.get_param("charset"), f"{part.get_content_type()} without charset"
-        if part["Content-Transfer-Encoding"] in ("base64", "quoted-printable"):
-            body_lines = part.get_payload().split(eol.decode())
-            assert max(map(len, body_lines)) <= 76
-    return message
 
 
 def build(**kwargs) -> email.message.EmailMessage:

@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from corpus import stalwart_vectors
+from helpers import fastest_of_three, first_field
 from mimekit.dates import format_date, make_message_id, parse_date
 from mimekit.defects import DefectKind
 from mimekit.errors import DataError
 from strategies import header_junk
-from test_folding import fastest_of_three, first_field, stalwart_vectors
 
 RFC5322_DATE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
                           r"\d{4} \d\d:\d\d:\d\d [+-]\d{4}")

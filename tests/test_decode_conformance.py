@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS
+from corpus import (CORPUS, MIME4J_DECODED_DIFFERENCES, STALWART, corpus_files, mime4j_decoded_files, mime4j_part_id,
+                    our_shape, stalwart_shape, with_known_differences)
+from helpers import time_limit
 from mimekit.charsets import decode_text
 from mimekit.errors import DataError
 from mimekit.extract import best_text_part, extract_all, iter_text
 from mimekit.tree import parse_message
-from test_parser_corpus import (MIME4J_DECODED_DIFFERENCES, STALWART, corpus_files, mime4j_decoded_files,
-                                mime4j_part_id, our_shape, stalwart_shape, time_limit, with_known_differences)
 
 pytestmark = pytest.mark.corpus
 
@@ -169,7 +169,7 @@ def stalwart_leaves(expected: dict) -> list[tuple[str, object]]:
 
 
 def kinds(shape: dict) -> dict:
-    """A shape from test_parser_corpus without its offsets."""
+    """A shape (corpus.our_shape, corpus.stalwart_shape) without its offsets."""
     return {"kind": shape["kind"], "children": [kinds(child) for child in shape["children"]]}
 
 

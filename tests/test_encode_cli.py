@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from test_composer import assert_clean_message
+from helpers import assert_clean_message
 
 SENDER = "Zoë <zoe@example.org>"
 

@@ -15,8 +15,8 @@ from mimekit.composer import CRLF, LF, MessageBuilder
 from mimekit.transfer import make_decoder
 from mimekit.writer import message_bytes
 
+from helpers import assert_clean_message
 from strategies import chunkings, display_names, file_names, header_text, payloads
-from test_composer import assert_clean_message
 
 ADDRESS = "someone@example.org"
 

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from corpus import stalwart_vectors
+from helpers import fastest_of_three, first_field
 from mimekit.defects import DefectKind
 from mimekit.encoded_words import DetectionBudget, decode_declared, decode_header_value, encode_phrase, encode_unstructured
 from mimekit.folding import fold_header
 from strategies import display_names, header_junk, header_text
-from test_folding import fastest_of_three, first_field, stalwart_vectors
 
 ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 PHRASE_Q_TEXT = re.compile(r"[A-Za-z0-9!*+\-/=_]*")

@@ -1,27 +1,13 @@
 """Folding, unfolding, field-name checks and the RFC 5322 lexical scanners."""
 
-import json
-import re
-import time
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpers import fastest_of_three, first_field
 from mimekit.errors import DataError
 from mimekit.folding import (check_header_value, fold_header, fold_pieces, read_comment,
                              read_quoted_string, unfold)
-
-
-def fastest_of_three(work) -> float:
-    """Seconds `work()` takes at best: the machine is shared, and a linear 200 KB job must
-    not fail because another process held the CPU once. A quadratic one takes minutes."""
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        work()
-        timings.append(time.perf_counter() - started)
-    return min(timings)
 
 
 def lines_of(folded: bytes, eol: bytes = b"\r\n") -> list[bytes]:
@@ -157,18 +143,6 @@ def test_unclosed_comment_runs_to_the_end():
 ])
 def test_scanners_are_linear_on_200_kb(text, scan):
     assert fastest_of_three(lambda: scan(text)) < 2
-
-
-def first_field(header: str) -> str:
-    """The value of the first field of a header block: up to the first line break that is
-    not folding. The stalwart header vectors include the next field or a body line."""
-    return re.split(r"\r?\n(?![ \t])", header, maxsplit=1)[0]
-
-
-def stalwart_vectors(corpus_dir, name: str) -> list[dict]:
-    """stalwart mail-parser's header test vectors: [{"header": ..., "expected": ...}]."""
-    path = corpus_dir / "stalwartlabs-mail-parser" / "resources" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("header, value", [

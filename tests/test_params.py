@@ -8,13 +8,14 @@ from email.parser import BytesParser
 import pytest
 from hypothesis import given
 
+from corpus import stalwart_vectors
+from helpers import fastest_of_three, first_field
 from mimekit.defects import DefectKind
 from mimekit.errors import DataError
 from mimekit.folding import unfold
 from mimekit.params import (HeaderParams, format_attachment_headers, format_params_header,
                             parse_params_header, preferred_filename)
 from strategies import file_names, header_junk
-from test_folding import fastest_of_three, first_field, stalwart_vectors
 
 
 def kinds(defects):

@@ -7,77 +7,17 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from helpers import defects, parse, parts, summary
 from mimekit.defects import DefectKind
 from mimekit.errors import UsageError
-from mimekit.events import (BodyChunk, DefectFound, Epilogue, HeaderField, HeadersEnd, PartEnd, PartKind,
-                            PartStart, Preamble)
+from mimekit.events import BodyChunk, HeaderField, HeadersEnd, PartEnd, PartKind, PartStart
 from mimekit.limits import Limits
 from mimekit.parser import MessageParser, parse_events
-from strategies import chunkings
-
-
-def parse(data: bytes, limits: Limits = Limits(), pieces: list[bytes] | None = None) -> list:
-    parser = MessageParser(limits)
-    events = []
-    for piece in pieces if pieces is not None else [data]:
-        events += parser.feed(piece)
-    return events + parser.close()
-
-
-def defects(events: list) -> list[tuple[DefectKind, int, str]]:
-    return sorted((e.defect.kind, e.defect.offset, e.defect.part) for e in events if isinstance(e, DefectFound))
+from strategies import chunkings, mime_messages
 
 
 def defect_kinds(events: list) -> set[DefectKind]:
     return {kind for kind, _, _ in defects(events)}
-
-
-def summary(events: list) -> list:
-    """Events without defects, each part's consecutive data events merged into one:
-    what must not depend on how the input was cut into feeds."""
-    merged = []
-    for event in events:
-        if isinstance(event, DefectFound):
-            continue
-        if merged and type(event) is type(merged[-1]) and isinstance(event, (BodyChunk, Preamble, Epilogue)):
-            merged[-1] = type(event)(merged[-1].data + event.data, merged[-1].offset)
-        else:
-            merged.append(event)
-    return merged
-
-
-def parts(events: list) -> dict[str, dict]:
-    """Per part id: content type, kind, raw body, preamble, epilogue, header names."""
-    result, open_ids = {}, []
-    for event in events:
-        if isinstance(event, PartStart):
-            open_ids.append(event.part_id)
-            result[event.part_id] = {"type": None, "kind": None, "body": b"", "preamble": b"",
-                                     "epilogue": b"", "headers": [], "start": event.offset}
-        elif isinstance(event, PartEnd):
-            assert open_ids.pop() == event.part_id
-            result[event.part_id]["end"] = event.offset
-        elif isinstance(event, HeaderField):
-            result[open_ids[-1]]["headers"].append(event.name)
-        elif isinstance(event, HeadersEnd):
-            result[open_ids[-1]].update(type=event.content_type, kind=event.kind, body_offset=event.offset)
-        elif isinstance(event, BodyChunk):
-            result[open_ids[-1]]["body"] += event.data
-        elif isinstance(event, Preamble):
-            result[open_ids[-1]]["preamble"] += event.data
-        elif isinstance(event, Epilogue):
-            result[open_ids[-1]]["epilogue"] += event.data
-    assert not open_ids, "every part must end"
-    children: dict[str, list[str]] = {part_id: [] for part_id in result}
-    for part_id in result:
-        if part_id:
-            children[part_id.rpartition(".")[0]].append(part_id)
-    for part_id, part in result.items():
-        if part["kind"] is PartKind.LEAF:
-            assert children[part_id] == [], f"leaf {part_id!r} has parts"
-        elif part["kind"] is PartKind.MESSAGE:
-            assert children[part_id] == [f"{part_id}.1" if part_id else "1"]
-    return result
 
 
 def crlf(text: str) -> bytes:
@@ -526,61 +466,6 @@ def test_buffer_stays_bounded_while_streaming_a_body():
 
 
 # -- chunking independence ----------------------------------------------------------------
-
-BOUNDARY_CHARS = "abcXYZ019'()+_,-./:=?"
-
-
-@st.composite
-def mime_messages(draw, max_depth: int = 3) -> bytes:
-    """Messages with nested multiparts and encapsulated messages, any line endings,
-    bodies that contain boundary look-alikes, missing close delimiters, padding and junk
-    after boundaries: the framing cases, mixed at random."""
-    eol = draw(st.sampled_from([b"\r\n", b"\n", b"\r"]))
-    lines: list[bytes] = []
-
-    def line(text: bytes) -> None:
-        lines.append(text + (draw(st.sampled_from([eol, eol, eol, b"\r\n", b"\n"]))))
-
-    def body(boundaries: list[bytes]) -> None:
-        candidates = [st.binary(max_size=30), st.sampled_from([b"", b"--", b" --x", b"hello"])]
-        if boundaries:
-            candidates.append(st.sampled_from(boundaries).map(lambda b: b"--" + b[:len(b) // 2]))
-            candidates.append(st.sampled_from(boundaries).map(lambda b: b"--" + b + b"x"))
-            candidates.append(st.sampled_from(boundaries).map(lambda b: b"--" + b))  # ends a part early
-        for text in draw(st.lists(st.one_of(*candidates), max_size=4)):
-            line(text)
-
-    def entity(depth: int, boundaries: list[bytes]) -> None:
-        for name in draw(st.lists(st.sampled_from([b"Subject", b"X-A", b"From"]), max_size=2)):
-            line(name + b": " + draw(st.sampled_from([b"v", b"w\xc3\xa9", b"x"])))
-            if draw(st.booleans()):
-                line(b"\tfolded")
-        kind = draw(st.sampled_from(["leaf", "multipart", "message"])) if depth < max_depth else "leaf"
-        if kind == "multipart":
-            boundary = draw(st.text(BOUNDARY_CHARS, min_size=1, max_size=12)).encode()
-            line(b"Content-Type: multipart/" + draw(st.sampled_from([b"mixed", b"digest"])) +
-                 b"; boundary=\"" + boundary + b"\"")
-            line(b"")
-            body(boundaries + [boundary])
-            for _ in range(draw(st.integers(0, 3))):
-                line(b"--" + boundary + draw(st.sampled_from([b"", b"", b" ", b" \t junk"])))
-                entity(depth + 1, boundaries + [boundary])
-            if draw(st.booleans()):
-                line(b"--" + boundary + b"--")
-                body(boundaries)
-        elif kind == "message":
-            line(b"Content-Type: message/rfc822")
-            line(b"")
-            entity(depth + 1, boundaries)
-        else:
-            if draw(st.booleans()):
-                line(b"")
-            body(boundaries)
-
-    entity(0, [])
-    data = b"".join(lines)
-    return data[:draw(st.integers(0, len(data)))] if draw(st.integers(0, 9)) == 0 else data
-
 
 @settings(max_examples=1000)  # the property that guards every hold-back and wait-for-more path
 @given(st.data())

@@ -20,42 +20,22 @@ import email.policy
 import io
 import json
 import re
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS
+from corpus import (BASE64_MESSAGE, BAD_HEADER_LINE, CORPUS, MIME4J, MIME4J_DECODED_DIFFERENCES, STALWART,
+                    STARTS_BODY_DROPS, corpus_files, mime4j_decoded_files, mime4j_part_id, our_shape,
+                    stalwart_shape, with_known_differences)
+from helpers import defects, summary, time_limit
 from mimekit.events import PartKind
 from mimekit.limits import Limits
 from mimekit.parser import MessageParser
 from mimekit.tree import parse_message
-from test_parser import defects, summary
 
 pytestmark = pytest.mark.corpus
 
 SECONDS_PER_FILE = 20
-MIME4J = CORPUS / "apache-james-mime4j"
-
-
-def corpus_files(pattern: str = "*", root: Path = CORPUS) -> list[str]:
-    """Paths relative to the corpus, for test ids; empty when the corpus is absent."""
-    return sorted(str(p.relative_to(CORPUS)) for p in root.rglob(pattern) if p.is_file()) if root.is_dir() else []
-
-
-@contextmanager
-def time_limit(seconds: int):
-    """Fail instead of hanging: SIGALRM interrupts a parse that takes too long."""
-    def expired(signum, frame):
-        raise TimeoutError(f"still parsing after {seconds} s")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def events_of(data: bytes, piece_size: int) -> list:
@@ -91,69 +71,27 @@ def test_every_corpus_file_parses_in_bounded_time(corpus_dir, name):
 
 # -- 2. mime4j parse-event trees ------------------------------------------------------------
 
-_BASE64_MESSAGE = ("message/rfc822 sent in base64: mime4j decodes it and parses the result; mimekit keeps an "
-                   "encoded message as one leaf (its parts would have no offsets in the input) - decode, then parse")
 _EPILOGUE_LF = ("the file ends '--boundary--' + bare LF: mimekit ends the close-delimiter line there; "
                 "mime4j gives that LF to the epilogue")
-_BAD_HEADER_LINE = ("a line that is neither a header field nor a continuation starts the body (as in Python's "
-                    "email); mime4j by default drops it and reads on as header")
-_STARTS_BODY_DROPS = ("mime4j's malformedHeaderStartsBody mode starts the body there too but drops lines "
-                      "after it; mimekit keeps every byte of the body")
-_QP_CRLF = "quoted-printable hard line breaks: mime4j writes CRLF, mimekit keeps the line ending as sent"
-_BASE64_TAIL = ("base64 ending in an incomplete group: mimekit decodes the whole bytes it holds "
-                "(never drop data); mime4j drops them")
 
 MIME4J_STRUCTURE_DIFFERENCES = {
-    "multi-2gifs-base64": _BASE64_MESSAGE,
-    "bad-newlines-multiple-parts-base64": _BASE64_MESSAGE,
-    "base64encoded-rfc822message": _BASE64_MESSAGE,
-    "base64encoded-rfc822message-nested": _BASE64_MESSAGE,
+    "multi-2gifs-base64": BASE64_MESSAGE,
+    "bad-newlines-multiple-parts-base64": BASE64_MESSAGE,
+    "base64encoded-rfc822message": BASE64_MESSAGE,
+    "base64encoded-rfc822message-nested": BASE64_MESSAGE,
     "attachment-filename-encoding-Latin1": _EPILOGUE_LF,
     "attachment-filename-encoding-UTF8": _EPILOGUE_LF,
     "empty-preamble": _EPILOGUE_LF,
     "ticket-60931": _EPILOGUE_LF,
     "twopart": _EPILOGUE_LF,
-    "hdr-fakeout": _BAD_HEADER_LINE,
-    "basic-plain-with-bad-header-separator": _BAD_HEADER_LINE,
-    "malformedHeader-nocrlfcrlf": _BAD_HEADER_LINE,
-    "malformedHeader-noheader": _BAD_HEADER_LINE,
-    "obsolete": _BAD_HEADER_LINE + " (here a field name with an 8-bit byte)",
-    "malformedHeaderStartsBody-nocrlfcrlf": _STARTS_BODY_DROPS,
-    "malformedHeaderStartsBody-noheader": _STARTS_BODY_DROPS,
+    "hdr-fakeout": BAD_HEADER_LINE,
+    "basic-plain-with-bad-header-separator": BAD_HEADER_LINE,
+    "malformedHeader-nocrlfcrlf": BAD_HEADER_LINE,
+    "malformedHeader-noheader": BAD_HEADER_LINE,
+    "obsolete": BAD_HEADER_LINE + " (here a field name with an 8-bit byte)",
+    "malformedHeaderStartsBody-nocrlfcrlf": STARTS_BODY_DROPS,
+    "malformedHeaderStartsBody-noheader": STARTS_BODY_DROPS,
 }
-
-MIME4J_DECODED_DIFFERENCES = {
-    "multi-2gifs-base64_decoded_1_1_1.txt": _BASE64_MESSAGE,
-    "multi-2gifs-base64_decoded_1_1_2.bin": _BASE64_MESSAGE,
-    "multi-2gifs-base64_decoded_1_1_3.bin": _BASE64_MESSAGE,
-    "bad-newlines-multiple-parts-base64_decoded_1_1_1.txt": _BASE64_MESSAGE,
-    "base64encoded-rfc822message_decoded_1_1.txt": _BASE64_MESSAGE,
-    "base64encoded-rfc822message-nested_decoded_1_1_1.txt": _BASE64_MESSAGE,
-    "hdr-fakeout_decoded_1.txt": _BAD_HEADER_LINE,
-    "basic-plain-with-bad-header-separator_decoded_1.txt": _BAD_HEADER_LINE,
-    "malformedHeader-nocrlfcrlf_decoded_1.txt": _BAD_HEADER_LINE,
-    "malformedHeader-noheader_decoded_1.txt": _BAD_HEADER_LINE,
-    "obsolete_decoded_1.txt": _BAD_HEADER_LINE,
-    "malformedHeaderStartsBody-nocrlfcrlf_decoded_1.txt": _STARTS_BODY_DROPS,
-    "malformedHeaderStartsBody-noheader_decoded_1.txt": _STARTS_BODY_DROPS,
-    "empty-preamble_decoded_1_1.txt": _QP_CRLF,
-    "jt-0498_decoded_1_2_1.txt": _QP_CRLF,
-    "mp-msg-rfc822_decoded_1_2_1.txt": _QP_CRLF,
-    "german-qp_decoded_1.txt": _QP_CRLF,
-    "frag_decoded_1_2_1_2_1_2_1_2.bin": _BASE64_TAIL,
-    "multi-frag_decoded_1_3_2.bin": _BASE64_TAIL,
-}
-
-
-def with_known_differences(names: list[str], differences: dict[str, str], keys) -> list:
-    """Each name, marked as a strict xfail with its reason when one of keys(name) is listed."""
-    params = []
-    for name in names:
-        reason = next((differences[key] for key in keys(name) if key in differences), None)
-        params.append(name if reason is None else
-                      pytest.param(name, marks=pytest.mark.xfail(reason=reason, strict=True)))
-    return params
-
 
 _TAG = re.compile(r"<(/?)(message|header|field|multipart|preamble|body-part|body|epilogue)>")
 
@@ -229,24 +167,6 @@ def test_mime4j_parse_tree(corpus_dir, name):
 
 # -- 3. mime4j decoded bodies -----------------------------------------------------------------
 
-_DECODED_REFERENCE = re.compile(r'<(?:text|binary)-body name="([^"]+)"/>')
-
-
-def mime4j_decoded_files() -> list[str]:
-    names = []
-    for listing in corpus_files("*_decoded.xml", MIME4J):
-        directory = Path(listing).parent
-        text = (CORPUS / listing).read_text("latin-1")
-        names += [str(directory / name) for name in _DECODED_REFERENCE.findall(text)]
-    return names
-
-
-def mime4j_part_id(decoded_name: str) -> str:
-    """mime4j numbers the message 1 and its parts 1_n: "X_decoded_1_2_1.txt" is part "2.1"."""
-    numbers = re.fullmatch(r".*_decoded_([0-9_]+)\.(?:txt|bin)", decoded_name).group(1).split("_")
-    return ".".join(numbers[1:])
-
-
 @pytest.mark.parametrize("name", with_known_differences(mime4j_decoded_files(), MIME4J_DECODED_DIFFERENCES,
                                                         keys=lambda name: [Path(name).name]))
 def test_mime4j_decoded_body(corpus_dir, name):
@@ -258,7 +178,6 @@ def test_mime4j_decoded_body(corpus_dir, name):
 
 # -- 4. stalwart structures and offsets -----------------------------------------------------
 
-STALWART = CORPUS / "stalwartlabs-mail-parser" / "resources" / "eml"
 _PREFIX = ("'--' + boundary + more text is no delimiter here (the boundary must be followed by '--', blanks "
            "or the line end, which tells nested boundaries 'a' and 'ab' apart); Dovecot and stalwart match a prefix")
 _PYTHON_AGREES = " (Python's email finds the same parts as mimekit)"
@@ -284,33 +203,12 @@ STALWART_DIFFERENCES = {
     "malformed/021": "two Content-Type fields: the first counts, as in Python's email; stalwart takes the last",
     "malformed/022": ("message/rfc822 whose content has no header is still an encapsulated message (body only, "
                       "with a defect)" + _PYTHON_AGREES + "; stalwart keeps it as a leaf"),
-    "rfc/008": _BASE64_MESSAGE,
+    "rfc/008": BASE64_MESSAGE,
     "thirdparty/005": "'invalid--1--' is text: a delimiter starts a line (RFC 2046); stalwart ends the part inside it",
     "thirdparty/015": ("attached messages cut after their header keep their place as parts" + _PYTHON_AGREES +
                        "; stalwart folds the rest into one part"),
     "legacy/049.json": "the input ends in a bare CR: mimekit keeps it in the last body, stalwart leaves it out",
 }
-
-
-def stalwart_shape(document: dict, index: int = 0) -> dict:
-    """stalwart's flat part list as a tree of kinds and (header, body, end) offsets."""
-    part = document["parts"][index]
-    body = part["body"]
-    kind = next(iter(body)) if isinstance(body, dict) else body
-    if kind == "Multipart":
-        children = [stalwart_shape(document, child) for child in body["Multipart"]]
-    elif kind == "Message":
-        children = [stalwart_shape(body["Message"])]
-    else:
-        children = []
-    kinds = {"Multipart": PartKind.MULTIPART, "Message": PartKind.MESSAGE}
-    return {"kind": kinds.get(kind, PartKind.LEAF), "children": children,
-            "offsets": (part["offset_header"], part["offset_body"], part["offset_end"])}
-
-
-def our_shape(part) -> dict:
-    return {"kind": part.kind, "children": [our_shape(child) for child in part.children],
-            "offsets": (part.header_offset, part.body_offset, part.end_offset)}
 
 
 def stalwart_keys(name: str) -> list[str]:

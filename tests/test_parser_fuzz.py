@@ -6,12 +6,12 @@ import time
 
 from hypothesis import given, strategies as st
 
-from conftest import CORPUS
+from corpus import CORPUS
+from helpers import defects, parse, parts, summary
 from mimekit.events import PartStart
 from mimekit.limits import Limits
 from mimekit.tree import parse_message
-from strategies import chunkings
-from test_parser import defects, mime_messages, parse, parts, summary
+from strategies import chunkings, mime_messages
 
 TIGHT = Limits(max_depth=4, max_parts=25, max_header_count=8, max_header_field_size=300,
                max_header_block_size=2000, max_line_length=200)

@@ -12,7 +12,7 @@ from mimekit.defects import DefectKind
 from mimekit.events import PartKind
 from mimekit.limits import Limits
 from mimekit.tree import SPOOL_MEMORY, parse_message
-from test_parser import mime_messages
+from strategies import mime_messages
 
 NESTED = (
     b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= from\r\n  far\r\n"

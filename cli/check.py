@@ -5,15 +5,16 @@ import click
 
 from mimekit.check import check_message
 from mimekit.files import open_input
-from mimekit_cli.common import EXIT_DATAERR, emit_json, json_option, reporting
+from mimekit_cli.common import EXIT_DATAERR, emit_json, json_option, limits_option, reporting
 
 
 @click.command()
 @click.argument("source", default="-", metavar="FILE|-")
 @click.option("--lf", "allow_lf", is_flag=True, help="Accept LF line endings used consistently (as `encode --lf` writes).")
+@limits_option
 @json_option
 @click.pass_context
-def check(ctx, source, allow_lf, as_json):
+def check(ctx, source, allow_lf, limits, as_json):
     """Check that a message is 7-bit clean and well formed.
 
     Reports 8-bit bytes, long lines (over 998; base64/QP over 76), bare CR/LF,
@@ -22,7 +23,7 @@ def check(ctx, source, allow_lf, as_json):
     """
     with reporting("check", as_json):
         with open_input(source) as stream:
-            report = check_message(stream, allow_lf=allow_lf)
+            report = check_message(stream, allow_lf=allow_lf, limits=limits)
         if as_json:
             emit_json("check", {"source": source, "ok": report.ok,
                                 "violations": [violation.as_dict() for violation in report.violations],

@@ -4,6 +4,7 @@ CONVENTIONS.md is the contract: data on stdout, diagnostics on stderr, sysexits 
 errors as JSON under --json, never a bare traceback (unless --debug).
 """
 
+import dataclasses
 import json
 import sys
 import time
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 import click
 
 from mimekit import errors
+from mimekit.limits import Limits
 
 EXIT_OK = 0
 EXIT_USAGE = 64
@@ -59,6 +61,29 @@ def exit_code_for(exc: errors.MimekitError) -> int:
 def json_option(func):
     """The --json flag, spelled the same way on every command."""
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(func)
+
+
+# --limit NAME=N: the parser's limits by their short names (Limits.max_<name>).
+LIMIT_NAMES = {field.name.removeprefix("max_").replace("_", "-"): field.name
+               for field in dataclasses.fields(Limits)}
+
+
+def limits_option(func):
+    """--limit NAME=N, repeatable: the parser limits of CONVENTIONS.md, configurable."""
+    return click.option(
+        "--limit", "limits", multiple=True, metavar="NAME=N", callback=_parse_limits,
+        help="Change a parser limit (repeatable): " + ", ".join(LIMIT_NAMES) + ".")(func)
+
+
+def _parse_limits(ctx, param, values) -> Limits:
+    changes = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        if not sep or name not in LIMIT_NAMES or not number.isdigit() or int(number) < 1:
+            raise click.BadParameter(f"{value!r}: expected NAME=N with N >= 1 and NAME one of "
+                                     + ", ".join(LIMIT_NAMES), ctx=ctx, param=param)
+        changes[LIMIT_NAMES[name]] = int(number)
+    return Limits(**changes)
 
 
 def quiet_option(func):

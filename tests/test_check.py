@@ -132,3 +132,14 @@ def test_cli_json(tmp_path):
     assert result.returncode == 65
     assert document["schema"] == "mimekit.check/1" and document["ok"] is False
     assert any(v["rule"] == "missing-final-boundary" for v in document["violations"])
+
+
+def test_cli_limits_are_configurable():
+    nested = GOOD.replace(b"--=_outer--\r\n",
+                          b"--=_outer\r\nContent-Type: multipart/mixed; boundary=in\r\n\r\n--in\r\n"
+                          b"Content-Type: text/plain; charset=us-ascii\r\n\r\nx\r\n--in--\r\n--=_outer--\r\n")
+    assert run_check("-", input=nested).returncode == 0
+    limited = run_check("--limit", "depth=1", "-", input=nested)
+    assert limited.returncode == 65 and b"limit-depth" in limited.stdout
+    bad = run_check("--limit", "depth=zero", "-", input=nested)
+    assert bad.returncode == 64 and b"NAME=N" in bad.stderr

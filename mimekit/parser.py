@@ -646,33 +646,33 @@ class _DelimiterFinder:
         self.delimiters = delimiters
         boundaries = b"|".join(sorted({re.escape(delimiter[2:]) for delimiter in delimiters}))
         delimiter_line = b"--(?:" + boundaries + b")(?:--)?(?=[ \t\r\n]|\\Z)"
-        self._after_break = (re.compile(b"\n" + delimiter_line), re.compile(b"\r" + delimiter_line))
+        self._delimiter_line = re.compile(delimiter_line)
         # Bytes kept back at the end of a feed, because a delimiter line starting there
         # is undecided until the next feed: CRLF, the delimiter, "--", one more byte.
         self.hold = max(len(delimiter) for delimiter in delimiters) + 4
-        self._found = [(-1, -1), (-1, -1)]  # per regex, absolute: (match, or -1 for none from start to limit)
+        self._found = (-1, -1)
 
     def starts_with_delimiter(self, buf: bytearray, at: int) -> bool:
         return any(buf.startswith(delimiter, at) for delimiter in self.delimiters)
 
     def next_delimiter(self, buf: bytearray, base: int, start: int) -> int | None:
         """Buffer index of the first delimiter after a line break at or after `start`."""
-        best = None
-        for number, regex in enumerate(self._after_break):
-            found, searched = self._found[number]
-            if found < base + start:
-                if found >= 0 or searched < base + start:
-                    searched = base + start
-                match = regex.search(buf, searched - base)
-                if match is None:
-                    # A later feed may complete a delimiter that began in the last bytes.
-                    found, searched = -1, base + max(start, len(buf) - self.hold)
-                else:
-                    found, searched = base + match.start(), base + match.start()
-                self._found[number] = (found, searched)
-            if found >= 0 and (best is None or found < best):
-                best = found
-        return None if best is None else best - base + 1
+        found, searched = self._found
+        if found < base + start:
+            if found >= 0 or searched < base + start:
+                searched = base + start
+            at = searched - base + 1
+            while (match := self._delimiter_line.search(buf, at)) is not None:
+                at = match.start()
+                if buf[at - 1] in b"\r\n":
+                    break
+                at += 1
+            if match is None:
+                found, searched = -1, base + max(start, len(buf) - self.hold)
+            else:
+                found = searched = base + at - 1
+            self._found = (found, searched)
+        return None if found < 0 else found - base + 1
 
 
 def parse_events(stream: BinaryIO, chunk_size: int = CHUNK_SIZE, limits: Limits = Limits()) -> Iterator[Event]:

@@ -6,6 +6,7 @@ errors as JSON under --json, never a bare traceback (unless --debug).
 
 import dataclasses
 import json
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 import click
 
 from mimekit import errors
+from mimekit.defects import Defect
 from mimekit.limits import Limits
 
 EXIT_OK = 0
@@ -184,3 +186,35 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+# -- reading messages: what decode, show and check share --------------------------------
+
+# Characters a sender could use to rewrite the reader's terminal or hide text: C0 and C1
+# controls (ESC starts escape sequences), bidi overrides, line separators, lone surrogates.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                          "\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` with every unprintable character shown as a Python escape ("\\x1b")."""
+    return _UNPRINTABLE.sub(lambda match: ascii(match[0])[1:-1], text)
+
+
+def report_defects(command: str, defects: list[Defect]) -> None:
+    """One line per defect on stderr."""
+    for defect in defects:
+        click.echo(f"mimekit {command}: defect: {printable(str(defect))}", err=True)
+
+
+def exit_if_strict(command: str, strict: bool, defects: list[Defect], as_json: bool) -> None:
+    """Under --strict, defects make the exit status 65 once the work is done."""
+    if strict and defects:
+        if not as_json:
+            click.echo(f"mimekit {command}: {len(defects)} defect(s) found (--strict)", err=True)
+        sys.exit(EXIT_DATAERR)
+
+
+def strict_option(func):
+    return click.option("--strict", is_flag=True,
+                        help="Exit 65 when the message has defects (after doing the work).")(func)

@@ -8,8 +8,8 @@ from mimekit.errors import UsageError
 from mimekit.extract import ManifestEntry, best_text_part, extract_all, iter_part_bytes, iter_text
 from mimekit.files import open_input
 from mimekit.tree import Message, parse_message
-from mimekit_cli.common import Progress, emit_json, json_option, quiet_option, reporting
-from mimekit_cli.show import exit_if_strict, printable, report_defects, strict_option
+from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, printable,
+                                quiet_option, report_defects, reporting, strict_option)
 
 
 @click.command("decode")
@@ -20,9 +20,10 @@ from mimekit_cli.show import exit_if_strict, printable, report_defects, strict_o
               help="Print the text body (text/plain, else text from the HTML) as UTF-8.")
 @click.option("--part", "part_id", metavar="ID", help="Print one part's decoded bytes (ids as `mimekit show` lists them).")
 @strict_option
+@limits_option
 @json_option
 @quiet_option
-def decode(source, directory, text_only, part_id, strict, as_json, quiet):
+def decode(source, directory, text_only, part_id, strict, limits, as_json, quiet):
     """Decode a message, however broken: extract its parts, or print its text or one part.
 
     \b
@@ -37,7 +38,7 @@ def decode(source, directory, text_only, part_id, strict, as_json, quiet):
             raise UsageError("give exactly one of -o DIR, --text or --part ID")
         if as_json and directory is None:
             raise UsageError("--json goes with -o DIR: --text and --part print the data itself")
-        with open_input(source) as stream, parse_message(stream) as message:
+        with open_input(source) as stream, parse_message(stream, limits) as message:
             if directory is not None:
                 defects = _extract(message, directory, as_json, quiet)
             elif text_only:

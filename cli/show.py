@@ -1,11 +1,4 @@
-"""`mimekit show FILE|-`: a message's decoded headers, its tree of parts, and its defects.
-
-Also home of what decode shares with show: printing defects, --strict, and making text
-from a hostile message safe to print on a terminal.
-"""
-
-import re
-import sys
+"""`mimekit show FILE|-`: a message's decoded headers, its tree of parts, and its defects."""
 
 import click
 
@@ -15,43 +8,15 @@ from mimekit.events import PartKind
 from mimekit.files import open_input
 from mimekit.parser import placed_defect
 from mimekit.tree import Part, parse_message
-from mimekit_cli.common import EXIT_DATAERR, emit_json, json_option, reporting
-
-# Characters a sender could use to rewrite the reader's terminal or hide text: C0 and C1
-# controls (ESC starts escape sequences), bidi overrides, line separators, lone surrogates.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-                          "\u2028\u2029\ud800-\udfff]")
-
-
-def printable(text: str) -> str:
-    """`text` with every unprintable character shown as a Python escape ("\\x1b")."""
-    return _UNPRINTABLE.sub(lambda match: ascii(match[0])[1:-1], text)
-
-
-def report_defects(command: str, defects: list[Defect]) -> None:
-    """One line per defect on stderr."""
-    for defect in defects:
-        click.echo(f"mimekit {command}: defect: {printable(str(defect))}", err=True)
-
-
-def exit_if_strict(command: str, strict: bool, defects: list[Defect], as_json: bool) -> None:
-    """Under --strict, defects make the exit status 65 once the work is done."""
-    if strict and defects:
-        if not as_json:
-            click.echo(f"mimekit {command}: {len(defects)} defect(s) found (--strict)", err=True)
-        sys.exit(EXIT_DATAERR)
-
-
-def strict_option(func):
-    return click.option("--strict", is_flag=True,
-                        help="Exit 65 when the message has defects (after doing the work).")(func)
-
+from mimekit_cli.common import (emit_json, exit_if_strict, json_option, limits_option, printable, report_defects,
+                                reporting, strict_option)
 
 @click.command("show")
 @click.argument("source", metavar="FILE|-")
 @strict_option
+@limits_option
 @json_option
-def show(source, strict, as_json):
+def show(source, strict, limits, as_json):
     """Show a message: decoded headers, the tree of parts, and its defects.
 
     Each part is listed with its id (as `decode --part` takes it), content type,
@@ -59,7 +24,7 @@ def show(source, strict, as_json):
     body is decoded to count its size, so decoding defects are listed too.
     """
     with reporting("show", as_json):
-        with open_input(source) as stream, parse_message(stream) as message:
+        with open_input(source) as stream, parse_message(stream, limits) as message:
             parts = [_describe(part) for part in message.walk()]
             headers, header_defects = _decoded_headers(message.root)
             defects = sorted(message.defects + header_defects, key=lambda defect: defect.offset)

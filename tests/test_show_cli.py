@@ -67,3 +67,18 @@ def test_missing_input_is_66(tmp_path):
     result = run_cli("show", str(tmp_path / "missing.eml"))
     assert result.returncode == 66
     assert result.stderr.decode().startswith("mimekit show: ") and b"Traceback" not in result.stderr
+
+
+def test_show_and_decode_take_parser_limits(tmp_path):
+    nested = (b"From: a@example.test\r\nContent-Type: multipart/mixed; boundary=out\r\n\r\n"
+              b"--out\r\nContent-Type: multipart/mixed; boundary=in\r\n\r\n"
+              b"--in\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nhello\r\n--in--\r\n--out--\r\n")
+    import subprocess
+    import sys
+    run = lambda *args: subprocess.run([sys.executable, "-m", "mimekit_cli", *args], input=nested,
+                                       capture_output=True)
+    assert b"limit-depth" not in run("show", "-").stderr
+    limited = run("show", "--limit", "depth=1", "-")
+    assert limited.returncode == 0 and b"limit-depth" in limited.stderr
+    assert run("decode", "--limit", "depth=1", "--strict", "--text", "-").returncode == 65
+    assert run("decode", "--limit", "bogus=1", "--text", "-").returncode == 64

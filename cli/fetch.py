@@ -20,7 +20,9 @@ from datetime import date, datetime
 import click
 
 from mimekit.errors import MimekitError, UsageError
-from mimekit.fetch import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch, list_folders, open_sink
+from mimekit.fetch import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch
+from mimekit.fetch_sinks import open_sink
+from mimekit.imap_session import list_folders
 from mimekit.secrets import resolve_password
 from mimekit.urls import parse_url
 from mimekit_cli.common import Progress, emit_json, exit_code_for, json_option, quiet_option, reporting

@@ -9,10 +9,11 @@ import sys
 
 import click
 
+from mimekit.connection import DEFAULT_TIMEOUT
 from mimekit.envelope import prepare_message
 from mimekit.errors import MimekitError, UsageError
 from mimekit.secrets import resolve_password
-from mimekit.smtp_client import DEFAULT_TIMEOUT, MessageResult, RecipientResult, SMTPClient
+from mimekit.smtp_client import MessageResult, RecipientResult, SMTPClient
 from mimekit.stores import Mbox, open_store
 from mimekit.urls import parse_url
 from mimekit_cli.common import Progress, emit_json, exit_code_for, json_option, quiet_option, reporting

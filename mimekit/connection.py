@@ -26,6 +26,7 @@ from mimekit.errors import AuthError, ProtocolError, TempFailure, UnavailableErr
 from mimekit.tls import client_context
 from mimekit.urls import ServerURL
 
+DEFAULT_TIMEOUT = 60.0      # seconds any one wait may take, unless the caller says otherwise
 RECEIVE_SIZE = 256 * 1024
 SEND_SLICE = 16 * 1024     # bytes per send(), so replies are read in between
 

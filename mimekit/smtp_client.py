@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from mimekit.connection import Connection, ConnectionLost
+from mimekit.connection import DEFAULT_TIMEOUT, Connection, ConnectionLost
 from mimekit.errors import (AuthError, DataError, IOFailure, MimekitError, ProtocolError, TempFailure,
                             UnavailableError)
 from mimekit.files import read_chunks
@@ -40,7 +40,6 @@ from mimekit.smtp_protocol import (CLOSED, DATA, GREETING, NEED_DATA, AuthChalle
                                    check_argument)
 from mimekit.urls import ServerURL
 
-DEFAULT_TIMEOUT = 60.0
 WRITE_BATCH = 256 * 1024   # message bytes gathered before one write
 BDAT_SIZE = 1024 * 1024    # message bytes per BDAT chunk
 IN_FLIGHT = 32             # chunked messages sent ahead of the oldest unread reply

@@ -1,0 +1,188 @@
+"""Where fetched messages go (-o): a Maildir, an mbox, a directory of .eml files, or
+standard output. Each sink has saved a message durably when `add` returns, which is what
+lets fetch record it and then delete it on the server (the contract in fetch.py); `mark`
+and `orphans` find again the message a killed run saved but did not record.
+"""
+
+import functools
+import os
+import sys
+import tempfile
+import time
+from typing import BinaryIO, Iterable
+
+from mimekit.errors import CantCreateError, UsageError
+from mimekit.fetch_message import Message, read_headers
+from mimekit.safe_names import sanitize_filename, split_extension
+from mimekit.stores import Maildir, Mbox, open_store
+from mimekit.urls import parse_url
+
+# RFC 3501 system flags -> Maildir info letters (https://cr.yp.to/proto/maildir.html)
+MAILDIR_FLAGS = {"\\SEEN": "S", "\\ANSWERED": "R", "\\FLAGGED": "F", "\\DRAFT": "D", "\\DELETED": "T"}
+
+
+@functools.lru_cache(maxsize=256)
+def maildir_flags(flags: tuple[str, ...]) -> str:
+    return "".join(sorted({MAILDIR_FLAGS[f.upper()] for f in flags if f.upper() in MAILDIR_FLAGS}))
+
+
+class Sink:
+    """Where fetched messages go. `mark()` and `orphans()` let a killed run's last
+    message be found again (see fetch._adopt_orphan)."""
+
+    durable = True
+    identity = ""
+
+    def add(self, message: Message, chunks: Iterable[bytes], flags: str) -> tuple[str, str]:
+        """Save one message; return (key for the state, path for the report)."""
+        raise NotImplementedError
+
+    def mark(self) -> dict:
+        return {}
+
+    def orphans(self, mark: dict, recorded: set[str]) -> list[str]:
+        return []
+
+    def header_block(self, key: str) -> bytes:
+        raise NotImplementedError
+
+
+def open_sink(spec: str, stdout: BinaryIO | None = None) -> Sink:
+    """-o: "maildir:PATH", "mbox:PATH", "-" (stdout, one message) or a directory of .eml files."""
+    if spec == "-":
+        return StdoutSink(stdout or sys.stdout.buffer)
+    if spec.split(":", 1)[0].lower() in ("maildir", "mbox"):
+        store = open_store(parse_url(spec, {"maildir", "mbox"}))
+        return MaildirSink(store) if isinstance(store, Maildir) else MboxSink(store)
+    return DirectorySink(spec)
+
+
+class MaildirSink(Sink):
+    def __init__(self, store: Maildir):
+        self.store = store
+        self.identity = "maildir:" + os.path.realpath(store.path)
+
+    def add(self, message, chunks, flags):
+        path = self.store.add(chunks, flags)
+        return os.path.basename(path).split(":", 1)[0], path
+
+    def mark(self):
+        # Maildir unique names start "<seconds>." and carry "P<pid>Q" (stores.Maildir).
+        return {"pid": os.getpid(), "time": int(time.time())}
+
+    def orphans(self, mark, recorded):
+        tag = f"P{mark.get('pid')}Q"
+        found = []
+        for key in self.store.keys():
+            seconds = key.split(".", 1)[0]
+            if key not in recorded and tag in key and seconds.isdigit() and int(seconds) >= mark.get("time", 0):
+                found.append(key)
+        return found
+
+    def header_block(self, key):
+        with self.store.open(key) as stream:
+            return read_headers(stream)
+
+
+class MboxSink(Sink):
+    def __init__(self, store: Mbox):
+        self.store = store
+        self.identity = "mbox:" + os.path.realpath(store.path)
+
+    def add(self, message, chunks, flags):
+        key = self.store.add(chunks, flags=flags)
+        return key, f"{self.store.path}:{key}"
+
+    def mark(self):
+        return {"size": os.path.getsize(self.store.path)}
+
+    def orphans(self, mark, recorded):
+        return [k for k in self.store.keys() if int(k) >= mark.get("size", 0) and k not in recorded]
+
+    def header_block(self, key):
+        with self.store.open(key) as stream:
+            return read_headers(stream)
+
+
+class DirectorySink(Sink):
+    """One .eml file per message, bytes as received; created under a temporary name,
+    fsync'd, then linked to a name that was free (never overwriting: "5 (1).eml")."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise CantCreateError(f"{path}: {exc.strerror or exc}") from exc
+        if not os.path.isdir(path):
+            raise CantCreateError(f"{path}: not a directory")
+        self.identity = "dir:" + os.path.realpath(path)
+
+    @staticmethod
+    def _name(message: Message) -> str:
+        name, _ = sanitize_filename(f"{message.id}.eml")
+        return name
+
+    def add(self, message, chunks, flags):
+        fd, tmp = tempfile.mkstemp(prefix=".mimekit-", suffix=".tmp", dir=self.path)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            stem, extension = split_extension(self._name(message))
+            candidate, attempt = stem + extension, 0
+            while True:
+                try:
+                    os.link(tmp, os.path.join(self.path, candidate))
+                    break
+                except FileExistsError:
+                    attempt += 1
+                    candidate = f"{stem} ({attempt}){extension}"
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        directory = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return candidate, os.path.join(self.path, candidate)
+
+    def mark(self):
+        return {"time": time.time()}
+
+    def orphans(self, mark, recorded):
+        found = []
+        for entry in os.scandir(self.path):
+            if (entry.name.endswith(".eml") and entry.name not in recorded
+                    and entry.stat(follow_symlinks=False).st_ctime >= mark.get("time", 0) - 1):
+                found.append(entry.name)
+        return found
+
+    def header_block(self, key):
+        with open(os.path.join(self.path, key), "rb") as stream:
+            return read_headers(stream)
+
+
+class StdoutSink(Sink):
+    """One message to standard output, as received (CRLF), for `| mimekit decode -`."""
+
+    durable = False
+    identity = "stdout"
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.count = 0
+
+    def add(self, message, chunks, flags):
+        if self.count:
+            raise UsageError("-o - takes one message; use --limit 1, or -o mbox:PATH for many")
+        self.count += 1
+        for chunk in chunks:
+            self.stream.write(chunk)
+        self.stream.flush()
+        return "-", "-"

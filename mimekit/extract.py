@@ -8,34 +8,51 @@ suffix, nothing is overwritten and no part is dropped. Bodies stream from the me
 disk (hashed on the way), so memory does not grow with their size. The manifest says
 per file which part it came from, the name the sender gave, the name written and why
 they differ.
+
+An attached message sent in base64 or quoted-printable is one leaf of the tree
+(mimekit.tree: its parts would have no offsets in the input). It is written as one
+.eml like any leaf, and on the way also decoded into a temporary file and parsed, so
+its parts are extracted too (as mime4j and stalwart do), with the ids they would have
+had if it had been sent unencoded: the message decoded from part P is P.1 ("1" when the
+whole message is the encoded one), its parts P.1.n. An explicit work list of open
+messages (no recursion) keeps the files in document order; the depth of a decoded
+message counts from the message read, so encoded messages nested in encoded messages
+stop at Limits.max_depth (LIMIT_DEPTH). iter_part_bytes (--part) finds parts by the same ids.
 """
 
 import hashlib
 import io
 import os
 import re
+import tempfile
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, ContextManager, Iterator
 
 from mimekit.charsets import TextDecoder
-from mimekit.defects import Defect
+from mimekit.defects import Defect, DefectKind
 from mimekit.errors import CantCreateError, DataError
 from mimekit.events import PartKind
 from mimekit.html_text import HtmlTextConverter
+from mimekit.limits import Limits
+from mimekit.parser import child_id
 from mimekit.safe_names import OutputDirectory, RenameReason, replace_surrogates, safe_name
-from mimekit.tree import Message, Part
+from mimekit.transfer import IDENTITY_ENCODINGS
+from mimekit.tree import Message, Part, parse_message
 from mimekit.uuencode import UuBegin, UuData, UuEnd, UuScanner
 
 UUENCODED_TYPE = "application/octet-stream"   # uuencode carries a name, never a type
 _PARTS_NAMED = 20   # in the error for a part id that is not there
 _UU_PART_ID = re.compile(r"(?:(?P<part>.+)\.)?uu(?P<number>[1-9][0-9]*)")
+_ENCAPSULATING_TYPES = ("message/rfc822", "message/global")
 
 
 @dataclass(frozen=True)
 class ManifestEntry:
     """One file written: which part it holds and under which name, and why that name."""
 
-    id: str                      # part id; "<part id>.uuN" for the N-th uuencoded file of a text part
+    id: str                      # part id (P.1... inside an encoded message P); "<part id>.uuN" for
+                                 # the N-th uuencoded file of a text part
     original_name: str | None    # as the sender gave it (None: no name)
     written_name: str            # the file's name inside the directory
     content_type: str
@@ -54,36 +71,59 @@ class ManifestEntry:
 @dataclass
 class Extraction:
     entries: list[ManifestEntry]
-    defects: list[Defect]        # the message's, and those found in extracted bodies
+    defects: list[Defect]        # the message's, those found in extracted bodies, then those of each
+                                 # decoded message (placed at its encoded body: _Scope.placed)
 
 
 def extract_all(message: Message, directory: str,
-                on_progress: Callable[[int], None] | None = None) -> Extraction:
-    """Write every extractable part (and uuencoded file) of `message` into `directory`.
+                on_progress: Callable[[int], None] | None = None, limits: Limits = Limits()) -> Extraction:
+    """Write every extractable part (and uuencoded file) of `message` into `directory`,
+    and those of the messages decoded from its encoded message parts.
 
     The directory is created if missing (CantCreateError if it cannot be). on_progress,
-    if given, is called with the number of bytes written after every chunk.
+    if given, is called with the number of bytes written after every chunk. `limits`
+    should be those `message` was parsed with: decoded messages are parsed with them too.
     """
     _make_directory(directory)
     entries: list[ManifestEntry] = []
-    body_defects: list[Defect] = []
-    with OutputDirectory(directory) as output:
-        for part in extractable_parts(message):
-            uu_files = _UuFiles(part, output, on_progress) if part.content_type == "text/plain" else None
-            name, reasons = safe_name(part.filename, part.id, part.content_type)
-            with _HashedFile(output, name, reasons) as out:
-                for chunk in part.iter_decoded():
-                    out.write(chunk)
-                    if on_progress:
-                        on_progress(len(chunk))
+    outer = _Scope(message)
+    defects = [outer.defects]   # one list per message, in document order; filled when it is done
+    work = [(outer, extractable_parts(message))]
+    try:
+        with OutputDirectory(directory) as output:
+            while work:
+                scope, parts = work[-1]
+                part = next(parts, None)
+                if part is None:
+                    work.pop()
+                    scope.finish()
+                    continue
+                part_id = scope.id_of(part.id)
+                uu_files = _UuFiles(part_id, output, on_progress) if part.content_type == "text/plain" else None
+                with scope.spool_for(part, limits) as spool:
+                    name, reasons = safe_name(part.filename, part_id, part.content_type)
+                    with _HashedFile(output, name, reasons) as out:
+                        for chunk in part.iter_decoded():
+                            out.write(chunk)
+                            if on_progress:
+                                on_progress(len(chunk))
+                            if uu_files:
+                                uu_files.feed(chunk)
+                            if spool is not None:
+                                spool.write(chunk)
+                    entries.append(out.entry(part_id, part.filename, part.content_type))
                     if uu_files:
-                        uu_files.feed(chunk)
-            entries.append(out.entry(part.id, part.filename, part.content_type))
-            if uu_files:
-                uu_files.close()
-                entries.extend(uu_files.entries)
-                body_defects.extend(_placed_in_body(defect, part) for defect in uu_files.scanner.defects)
-    return Extraction(entries, message.defects + body_defects)
+                        uu_files.close()
+                        entries.extend(uu_files.entries)
+                        scope.defects.extend(_placed_in_body(defect, part) for defect in uu_files.scanner.defects)
+                    if spool is not None:
+                        inner = scope.decoded(part, spool, limits)
+                        defects.append(inner.defects)
+                        work.append((inner, extractable_parts(inner.message)))
+    finally:
+        for scope, _ in work:   # only after an error: a message is closed when it is done
+            scope.close()
+    return Extraction(entries, [defect for found in defects for defect in found])
 
 
 def extractable_parts(message: Message) -> Iterator[Part]:
@@ -131,37 +171,40 @@ def best_text(message: Message) -> str:
     return "".join(iter_text(best_text_part(message), []))
 
 
-def iter_part_bytes(message: Message, part_id: str) -> Iterator[bytes]:
+def iter_part_bytes(message: Message, part_id: str, limits: Limits = Limits()) -> Iterator[bytes]:
     """The decoded bytes of part `part_id` (or of uuencoded file "<id>.uuN"), streamed.
 
-    DataError names the parts there are when there is no such part.
+    Parts of encoded messages have the ids extract_all() gives them: the encoded
+    messages on the way are decoded and parsed with `limits` (those `message` was
+    parsed with). DataError names the parts there are when there is no such part.
     """
     uu = _UU_PART_ID.fullmatch(part_id)
-    try:
-        part = message.part(uu["part"] or "" if uu else part_id)
-    except KeyError:
-        ids = [p.id for p in message.walk() if p.id]
-        known = ", ".join(ids[:_PARTS_NAMED]) + (", ..." if len(ids) > _PARTS_NAMED else "")
-        known = known or "none besides the message itself"
-        raise DataError(f"no part {part_id!r} in the message (parts: {known})") from None
-    if not uu:
-        yield from part.iter_decoded()
-        return
-    wanted, found = int(uu["number"]), 0
-    scanner = UuScanner()
-    for events in _scan(part, scanner):
-        for event in events:
-            if isinstance(event, UuBegin):
-                found += 1
-            elif isinstance(event, UuData) and found == wanted:
-                yield event.data
-    if found < wanted:
-        raise DataError(f"part {part.id or '(message)'} holds {found} uuencoded file(s), not {wanted}")
+    wanted_id = uu["part"] or "" if uu else part_id
+    with ExitStack() as opened:
+        part = _find_part(message, wanted_id, limits, opened)
+        if part is None:
+            ids = [p.id for p in message.walk() if p.id]
+            known = ", ".join(ids[:_PARTS_NAMED]) + (", ..." if len(ids) > _PARTS_NAMED else "")
+            known = known or "none besides the message itself"
+            raise DataError(f"no part {part_id!r} in the message (parts: {known})")
+        if not uu:
+            yield from part.iter_decoded()
+            return
+        wanted, found = int(uu["number"]), 0
+        scanner = UuScanner()
+        for events in _scan(part, scanner):
+            for event in events:
+                if isinstance(event, UuBegin):
+                    found += 1
+                elif isinstance(event, UuData) and found == wanted:
+                    yield event.data
+        if found < wanted:
+            raise DataError(f"part {wanted_id or '(message)'} holds {found} uuencoded file(s), not {wanted}")
 
 
-def part_bytes(message: Message, part_id: str) -> bytes:
+def part_bytes(message: Message, part_id: str, limits: Limits = Limits()) -> bytes:
     """A part's decoded bytes in memory: a convenience over iter_part_bytes()."""
-    return b"".join(iter_part_bytes(message, part_id))
+    return b"".join(iter_part_bytes(message, part_id, limits))
 
 
 class _HashedFile:
@@ -196,10 +239,10 @@ class _HashedFile:
 class _UuFiles:
     """Writes the uuencoded files found in one text part as its decoded body streams by."""
 
-    def __init__(self, part: Part, output: OutputDirectory, on_progress: Callable[[int], None] | None):
+    def __init__(self, part_id: str, output: OutputDirectory, on_progress: Callable[[int], None] | None):
         self.scanner = UuScanner()
         self.entries: list[ManifestEntry] = []
-        self._part, self._output, self._on_progress = part, output, on_progress
+        self._part_id, self._output, self._on_progress = part_id, output, on_progress
         self._open: tuple[str, str, _HashedFile] | None = None   # id, original name, file
 
     def feed(self, chunk: bytes) -> None:
@@ -211,7 +254,7 @@ class _UuFiles:
     def _handle(self, events) -> None:
         for event in events:
             if isinstance(event, UuBegin):
-                uu_id = _uu_part_id(self._part.id, len(self.entries) + 1)
+                uu_id = _uu_part_id(self._part_id, len(self.entries) + 1)
                 name, reasons = safe_name(event.name, uu_id, UUENCODED_TYPE)
                 self._open = uu_id, event.name, _HashedFile(self._output, name, reasons)
             elif isinstance(event, UuData):
@@ -229,6 +272,121 @@ def _scan(part: Part, scanner: UuScanner) -> Iterator[list]:
     for chunk in part.iter_decoded():
         yield scanner.feed(chunk)
     yield scanner.close()
+
+
+class _Scope:
+    """A message whose parts are extracted or looked up: the message read, or one decoded
+    from an encoded message part, with the ids and depths its parts have in the message
+    read (mimekit.tree's numbering, as if the encoded message had been sent unencoded)."""
+
+    def __init__(self, message: Message, holder_id: str | None = None, offset: int = 0, depth: int = 0) -> None:
+        self.message = message
+        self.holder_id = holder_id   # the part it was decoded from (None: it is the message read)
+        self.offset = offset         # where the outermost encoded body on its way starts in the message read
+        self.depth = depth           # its root's depth in the message read
+        self.defects: list[Defect] = []   # found while extracting; after finish(), all of them, placed
+
+    def id_of(self, local_id: str) -> str:
+        """The id in the message read of this message's part `local_id`."""
+        if self.holder_id is None:
+            return local_id
+        root = child_id(self.holder_id, 1)
+        return f"{root}.{local_id}" if local_id else root
+
+    def local_id(self, part_id: str) -> str | None:
+        """The id in this message of part `part_id` of the message read (None: not in it)."""
+        if self.holder_id is None:
+            return part_id
+        root = child_id(self.holder_id, 1)
+        if part_id == root:
+            return ""
+        return part_id[len(root) + 1:] if part_id.startswith(root + ".") else None
+
+    def spool_for(self, part: Part, limits: Limits) -> ContextManager[BinaryIO | None]:
+        """A temporary file to decode `part` into, if it is an encoded message that may be
+        parsed. A message decoded from it would be at one level deeper, and from
+        max_depth on it could not hold parts: it stays one body (LIMIT_DEPTH), which also
+        bounds encoded messages nested in encoded messages."""
+        if not _is_encoded_message(part):
+            return nullcontext()
+        if self.depth + part.depth + 1 >= limits.max_depth:
+            self.defects.append(Defect(DefectKind.LIMIT_DEPTH, part.body_offset,
+                                       f"nested deeper than {limits.max_depth}: encoded message kept as one body",
+                                       part.id))
+            return nullcontext()
+        return tempfile.TemporaryFile()   # a real file: parse_message reads it in place, no second copy
+
+    def decoded(self, part: Part, spool: BinaryIO, limits: Limits) -> "_Scope":
+        """The message decoded from our part `part` into `spool`, parsed. Its depth counts
+        from the message read, so max_depth bounds the whole chain."""
+        depth = self.depth + part.depth + 1
+        spool.seek(0)
+        message = parse_message(spool, replace(limits, max_depth=limits.max_depth - depth))
+        offset = part.body_offset if self.holder_id is None else self.offset
+        return _Scope(message, self.id_of(part.id), offset, depth)
+
+    def placed(self, defect: Defect) -> Defect:
+        """A defect of this message, placed in the message read. A decoded message has no
+        offsets there: its defects sit at the start of the encoded body it came from, and
+        the detail says where they are in the decoded message."""
+        if self.holder_id is None:
+            return defect
+        holder = f"part {self.holder_id}" if self.holder_id else "the message"
+        where = f"byte {defect.offset} in the decoded content of {holder}"
+        return replace(defect, offset=self.offset, part=self.id_of(defect.part),
+                       detail=f"{defect.detail} ({where})" if defect.detail else where)
+
+    def finish(self) -> None:
+        """Every body has been read, so the message's defects (decoding ones are recorded
+        as bodies are read) are complete: collect them all, placed, and close."""
+        self.defects[:] = [self.placed(defect) for defect in self.message.defects + self.defects]
+        self.close()
+
+    def close(self) -> None:
+        """Release a decoded message's temporary file; the message read is the caller's."""
+        if self.holder_id is not None:
+            self.message.close()
+
+
+def _is_encoded_message(part: Part) -> bool:
+    """A message/rfc822 (or message/global) part that the parser kept as one leaf because
+    its content is transfer-encoded (a leaf for a limit has an identity encoding)."""
+    return (part.kind is PartKind.LEAF and part.content_type in _ENCAPSULATING_TYPES
+            and part.transfer_encoding not in IDENTITY_ENCODINGS)
+
+
+def _find_part(message: Message, part_id: str, limits: Limits, opened: ExitStack) -> Part | None:
+    """Part `part_id` of `message`, or of a message decoded from one of its encoded message
+    parts (each one on the way decoded, parsed, and closed by `opened`); None if there is none."""
+    scope = _Scope(message)
+    while True:   # each round one level deeper: the holder's decoded message holds part_id
+        local_id = scope.local_id(part_id)
+        try:
+            return scope.message.part(local_id)
+        except KeyError:
+            holder = _encoded_holder(scope.message, local_id)
+        if holder is None:
+            return None
+        with scope.spool_for(holder, limits) as spool:
+            if spool is None:   # beyond max_depth: extraction did not parse it either
+                return None
+            spool.writelines(holder.iter_decoded())
+            scope = scope.decoded(holder, spool, limits)
+        opened.callback(scope.close)
+
+
+def _encoded_holder(message: Message, local_id: str) -> Part | None:
+    """The encoded message part of `message` whose decoded message would hold `local_id`:
+    the leaf on the way down its number, whose next number is the ".1" of the message in it."""
+    numbers = local_id.split(".")
+    for count, number in enumerate(numbers):
+        try:
+            part = message.part(".".join(numbers[:count]))
+        except KeyError:
+            return None
+        if _is_encoded_message(part):
+            return part if number == "1" else None
+    return None
 
 
 def _uu_part_id(part_id: str, number: int) -> str:

@@ -12,6 +12,7 @@ import pytest
 from mimekit.defects import DefectKind
 from mimekit.errors import CantCreateError, DataError
 from mimekit.extract import best_text, best_text_part, extract_all, iter_part_bytes, part_bytes
+from mimekit.limits import Limits
 from mimekit.safe_names import RenameReason
 from mimekit.tree import parse_message
 
@@ -184,3 +185,116 @@ def test_part_bytes_gives_decoded_bytes_or_names_the_parts_there_are():
         assert b"".join(iter_part_bytes(message, "3.1.2")) == b"\x89PNG inner"
         with pytest.raises(DataError, match=r"no part '9' in the message \(parts: 1, 2, 3, 3.1, 3.1.1, 3.1.2\)"):
             part_bytes(message, "9")
+
+
+# -- attached messages sent in base64 or quoted-printable: decoded, parsed, extracted -----
+
+def encoded_message(inner: bytes, encoding: str = "base64", filename: str | None = None) -> bytes:
+    """A message/rfc822 part sent in `encoding`. Quoted-printable here is the message as it
+    is: valid as long as it holds no '=' and no line over 76 characters."""
+    disposition = f"\nContent-Disposition: attachment; filename=\"{filename}\"" if filename else ""
+    body = base64.encodebytes(inner).replace(b"\n", b"\r\n") if encoding == "base64" else inner
+    assert encoding == "base64" or b"=" not in inner
+    return part(f"Content-Type: message/rfc822\nContent-Transfer-Encoding: {encoding}{disposition}", body)
+
+
+FORWARDED = multipart(
+    part("Content-Type: text/plain", b"inner text\r\n" + uuencoded(b"old file", "old.bin")),
+    base64_part("application/pdf", PDF, "report.pdf"),
+    headers="Subject: forwarded")
+WITH_ENCODED = multipart(part("Content-Type: text/plain", b"see the attached message"),
+                         encoded_message(FORWARDED, filename="fwd.eml"))
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_an_encoded_message_is_written_whole_and_then_part_by_part(tmp_path):
+    descriptors = open_descriptors()
+    with parse(WITH_ENCODED) as message:
+        assert message.part("2").is_message is False   # the tree keeps it as one leaf
+        extraction = extract_all(message, str(tmp_path))
+    assert open_descriptors() == descriptors           # the decoded message's file is released
+    entries = {entry.id: entry for entry in extraction.entries}
+    assert [(e.id, e.written_name, e.content_type) for e in extraction.entries] == [
+        ("1", "part-1.txt", "text/plain"),
+        ("2", "fwd.eml", "message/rfc822"),
+        ("2.1.1", "part-2.1.1.txt", "text/plain"),
+        ("2.1.1.uu1", "old.bin", "application/octet-stream"),
+        ("2.1.2", "report.pdf", "application/pdf")]
+    assert (tmp_path / "fwd.eml").read_bytes() == FORWARDED
+    assert (tmp_path / "report.pdf").read_bytes() == PDF
+    assert (entries["2.1.2"].size, entries["2.1.2"].sha256) == (len(PDF), hashlib.sha256(PDF).hexdigest())
+    assert (tmp_path / "old.bin").read_bytes() == b"old file"
+    assert extraction.defects == []
+
+
+def test_part_bytes_finds_parts_of_encoded_messages_by_the_same_ids():
+    descriptors = open_descriptors()
+    with parse(WITH_ENCODED) as message:
+        assert part_bytes(message, "2") == FORWARDED
+        assert part_bytes(message, "2.1") == FORWARDED.split(b"\r\n\r\n", 1)[1]
+        assert part_bytes(message, "2.1.2") == PDF
+        assert part_bytes(message, "2.1.1.uu1") == b"old file"
+        for missing in ("2.2", "2.1.3", "2.1.2.1", "1.1"):
+            with pytest.raises(DataError, match=rf"no part '{missing}' in the message \(parts: 1, 2\)"):
+                part_bytes(message, missing)
+        assert open_descriptors() == descriptors   # each decoded message released once read
+
+
+def test_encoded_messages_nested_in_encoded_messages_are_all_extracted(tmp_path):
+    innermost = multipart(base64_part("image/png", b"\x89PNG deep", "deep.png"))
+    middle = b"Subject: middle\r\n" + encoded_message(innermost, "base64")
+    outer = encoded_message(middle, "quoted-printable")   # the whole message is the encoded one
+    with parse(outer) as message:
+        extraction = extract_all(message, str(tmp_path))
+        assert part_bytes(message, "1.1.1") == b"\x89PNG deep"
+    assert [(e.id, e.content_type) for e in extraction.entries] == [
+        ("", "message/rfc822"), ("1", "message/rfc822"), ("1.1.1", "image/png")]
+    assert (tmp_path / "deep.png").read_bytes() == b"\x89PNG deep"
+
+
+def test_defects_of_a_decoded_message_name_its_parts_and_say_where_they_are(tmp_path):
+    truncated = part("Content-Type: multipart/mixed; boundary=in", b"--in\r\nContent-Type: text/plain\r\n\r\ncut")
+    raw = multipart(part("Content-Type: text/plain", b"hi"), encoded_message(truncated))
+    with parse(raw) as message:
+        encoded_body = message.part("2").body_offset
+        extraction = extract_all(message, str(tmp_path))
+    assert [e.id for e in extraction.entries] == ["1", "2", "2.1.1"]
+    assert (tmp_path / "part-2.1.1.txt").read_bytes() == b"cut"
+    missing = [d for d in extraction.defects if d.kind is DefectKind.MISSING_FINAL_BOUNDARY]
+    assert len(missing) == 1
+    assert (missing[0].part, missing[0].offset) == ("2.1", encoded_body)
+    assert missing[0].detail.endswith(f"(byte {len(truncated)} in the decoded content of part 2)")
+
+
+def test_a_chain_of_encoded_messages_stops_at_the_depth_limit(tmp_path):
+    chain = part("Content-Type: text/plain", b"the end of the chain")
+    for _ in range(200):
+        chain = encoded_message(chain, "quoted-printable")
+    with parse_message(io.BytesIO(chain), Limits(max_depth=5)) as message:
+        extraction = extract_all(message, str(tmp_path), limits=Limits(max_depth=5))
+        with pytest.raises(DataError, match="no part '1.1.1.1.1'"):
+            part_bytes(message, "1.1.1.1.1", Limits(max_depth=5))
+    assert [e.id for e in extraction.entries] == ["", "1", "1.1", "1.1.1", "1.1.1.1"]
+    assert [(d.kind, d.part) for d in extraction.defects] == [(DefectKind.LIMIT_DEPTH, "1.1.1.1")]
+    assert "nested deeper than 5" in extraction.defects[0].detail
+    with parse(chain) as message:   # the default limit bounds it too, long before any recursion limit
+        entries = extract_all(message, str(tmp_path / "default")).entries
+    assert len(entries) == Limits().max_depth
+
+
+def test_a_large_body_inside_an_encoded_message_streams_too(tmp_path):
+    payload = os.urandom(4 * 1024 * 1024)
+    source = tmp_path / "big.eml"
+    attached = multipart(base64_part("application/octet-stream", payload, "big.bin"))
+    source.write_bytes(multipart(encoded_message(attached)))
+    tracemalloc.start()
+    with open(source, "rb") as stream, parse_message(stream) as message:
+        entries = extract_all(message, str(tmp_path / "out")).entries
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [(e.id, e.written_name) for e in entries] == [("1", "part-1.eml"), ("1.1.1", "big.bin")]
+    assert entries[1].sha256 == hashlib.sha256(payload).hexdigest()
+    assert peak < 2 * 1024 * 1024

@@ -7,6 +7,7 @@ import click
 from mimekit.errors import UsageError
 from mimekit.extract import ManifestEntry, best_text_part, extract_all, iter_part_bytes, iter_text
 from mimekit.files import open_input
+from mimekit.limits import Limits
 from mimekit.tree import Message, parse_message
 from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, printable,
                                 quiet_option, report_defects, reporting, strict_option)
@@ -40,20 +41,20 @@ def decode(source, directory, text_only, part_id, strict, limits, as_json, quiet
             raise UsageError("--json goes with -o DIR: --text and --part print the data itself")
         with open_input(source) as stream, parse_message(stream, limits) as message:
             if directory is not None:
-                defects = _extract(message, directory, as_json, quiet)
+                defects = _extract(message, directory, limits, as_json, quiet)
             elif text_only:
                 defects = _print_text(message)
             else:
-                _print_part(message, part_id)
+                _print_part(message, part_id, limits)
                 defects = message.defects
         if not as_json:
             report_defects("decode", defects)
         exit_if_strict("decode", strict, defects, as_json)
 
 
-def _extract(message: Message, directory: str, as_json: bool, quiet: bool) -> list:
+def _extract(message: Message, directory: str, limits: Limits, as_json: bool, quiet: bool) -> list:
     progress = Progress("decode", quiet=quiet)
-    extraction = extract_all(message, directory, on_progress=progress.update)
+    extraction = extract_all(message, directory, on_progress=progress.update, limits=limits)
     progress.close()
     if as_json:
         emit_json("decode", {"directory": directory,
@@ -74,9 +75,9 @@ def _print_text(message: Message) -> list:
     return message.defects + text_defects
 
 
-def _print_part(message: Message, part_id: str) -> None:
+def _print_part(message: Message, part_id: str, limits: Limits) -> None:
     out = sys.stdout.buffer
-    for chunk in iter_part_bytes(message, part_id):
+    for chunk in iter_part_bytes(message, part_id, limits=limits):
         out.write(chunk)
     out.flush()
 

@@ -13,6 +13,7 @@ from typing import BinaryIO, Iterable
 
 from mimekit.errors import CantCreateError, UsageError
 from mimekit.fetch_message import Message, read_headers
+from mimekit.line_endings import LineEndingNormaliser
 from mimekit.safe_names import sanitize_filename, split_extension
 from mimekit.stores import Maildir, Mbox, open_store
 from mimekit.urls import parse_url
@@ -169,7 +170,9 @@ class DirectorySink(Sink):
 
 
 class StdoutSink(Sink):
-    """One message to standard output, as received (CRLF), for `| mimekit decode -`."""
+    """One message to standard output, for `| mimekit decode -`, in its network form: CRLF
+    line endings, as IMAP and POP3 deliver it; a message from a local store (kept with LF,
+    as Postfix and Dovecot store mail) is converted, so every reader sees RFC 5322 lines."""
 
     durable = False
     identity = "stdout"
@@ -182,7 +185,9 @@ class StdoutSink(Sink):
         if self.count:
             raise UsageError("-o - takes one message; use --limit 1, or -o mbox:PATH for many")
         self.count += 1
+        to_crlf = LineEndingNormaliser(b"\r\n", lone_cr_is_break=False)
         for chunk in chunks:
-            self.stream.write(chunk)
+            self.stream.write(to_crlf.feed(chunk))
+        self.stream.write(to_crlf.flush())
         self.stream.flush()
         return "-", "-"

@@ -65,15 +65,16 @@ def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(func)
 
 
-# --limit NAME=N: the parser's limits by their short names (Limits.max_<name>).
+# --parser-limit NAME=N: the parser's limits by their short names (Limits.max_<name>).
 LIMIT_NAMES = {field.name.removeprefix("max_").replace("_", "-"): field.name
                for field in dataclasses.fields(Limits)}
 
 
 def limits_option(func):
-    """--limit NAME=N, repeatable: the parser limits of CONVENTIONS.md, configurable."""
+    """--parser-limit NAME=N, repeatable: the parser limits of CONVENTIONS.md, configurable
+    (named apart from fetch's --limit N, which counts messages)."""
     return click.option(
-        "--limit", "limits", multiple=True, metavar="NAME=N", callback=_parse_limits,
+        "--parser-limit", "limits", multiple=True, metavar="NAME=N", callback=_parse_limits,
         help="Change a parser limit (repeatable): " + ", ".join(LIMIT_NAMES) + ".")(func)
 
 

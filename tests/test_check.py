@@ -139,7 +139,7 @@ def test_cli_limits_are_configurable():
                           b"--=_outer\r\nContent-Type: multipart/mixed; boundary=in\r\n\r\n--in\r\n"
                           b"Content-Type: text/plain; charset=us-ascii\r\n\r\nx\r\n--in--\r\n--=_outer--\r\n")
     assert run_check("-", input=nested).returncode == 0
-    limited = run_check("--limit", "depth=1", "-", input=nested)
+    limited = run_check("--parser-limit", "depth=1", "-", input=nested)
     assert limited.returncode == 65 and b"limit-depth" in limited.stdout
-    bad = run_check("--limit", "depth=zero", "-", input=nested)
+    bad = run_check("--parser-limit", "depth=zero", "-", input=nested)
     assert bad.returncode == 64 and b"NAME=N" in bad.stderr

@@ -78,7 +78,7 @@ def test_show_and_decode_take_parser_limits(tmp_path):
     run = lambda *args: subprocess.run([sys.executable, "-m", "mimekit_cli", *args], input=nested,
                                        capture_output=True)
     assert b"limit-depth" not in run("show", "-").stderr
-    limited = run("show", "--limit", "depth=1", "-")
+    limited = run("show", "--parser-limit", "depth=1", "-")
     assert limited.returncode == 0 and b"limit-depth" in limited.stderr
-    assert run("decode", "--limit", "depth=1", "--strict", "--text", "-").returncode == 65
-    assert run("decode", "--limit", "bogus=1", "--text", "-").returncode == 64
+    assert run("decode", "--parser-limit", "depth=1", "--strict", "--text", "-").returncode == 65
+    assert run("decode", "--parser-limit", "bogus=1", "--text", "-").returncode == 64

@@ -65,6 +65,22 @@ def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(func)
 
 
+def account_options(func):
+    """--user, --password-command and --cafile: how send, fetch and folders log in.
+    Passwords never come from argv (CONVENTIONS.md, Network)."""
+    options = [
+        click.option("--user", metavar="NAME", help="Login name (instead of USER@ in the URL)."),
+        click.option("--password-command", metavar="CMD",
+                     help="Command whose first output line is the password "
+                          "(else MIMEKIT_PASSWORD, ~/.netrc, ~/.config/mimekit/config.ini)."),
+        click.option("--cafile", metavar="PEM",
+                     help="Also trust this CA's certificates (a private CA); verification is always on."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 # --parser-limit NAME=N: the parser's limits by their short names (Limits.max_<name>).
 LIMIT_NAMES = {field.name.removeprefix("max_").replace("_", "-"): field.name
                for field in dataclasses.fields(Limits)}

@@ -25,7 +25,8 @@ from mimekit.fetch_sinks import open_sink
 from mimekit.imap_session import list_folders
 from mimekit.secrets import resolve_password
 from mimekit.urls import parse_url
-from mimekit_cli.common import Progress, emit_json, exit_code_for, json_option, quiet_option, reporting
+from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, quiet_option,
+                                reporting)
 
 
 def _server_url(text: str, allowed: set[str], user: str | None):
@@ -64,9 +65,7 @@ $XDG_STATE_HOME/mimekit/fetch/. Nothing changes on the server without --delete, 
 @click.option("--headers-only", is_flag=True, help="Fetch the header block only.")
 @click.option("--delete", is_flag=True, help="Delete from the server what was saved (IMAP: SELECT, \\Deleted, expunge).")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N messages (oldest first).")
-@click.option("--user", metavar="NAME", help="Login name (instead of USER@ in the URL).")
-@click.option("--password-command", metavar="CMD", help="Command printing the password on its first line.")
-@click.option("--cafile", type=click.Path(exists=True, dir_okay=False), help="PEM file of CA certificates to trust.")
+@account_options
 @json_option
 @quiet_option
 def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, user,
@@ -109,9 +108,7 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
 
 @click.command("folders")
 @click.argument("source", metavar="imap[s]://USER@HOST[:PORT]")
-@click.option("--user", metavar="NAME", help="Login name (instead of USER@ in the URL).")
-@click.option("--password-command", metavar="CMD", help="Command printing the password on its first line.")
-@click.option("--cafile", type=click.Path(exists=True, dir_okay=False), help="PEM file of CA certificates to trust.")
+@account_options
 @json_option
 def folders_command(source, user, password_command, cafile, as_json):
     """List the folders of an IMAP account, one per line (names decoded to UTF-8)."""

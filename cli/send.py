@@ -16,7 +16,8 @@ from mimekit.secrets import resolve_password
 from mimekit.smtp_client import MessageResult, RecipientResult, SMTPClient
 from mimekit.stores import Mbox, open_store
 from mimekit.urls import parse_url
-from mimekit_cli.common import Progress, emit_json, exit_code_for, json_option, quiet_option, reporting
+from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, quiet_option,
+                                reporting)
 
 SCHEMES = {"smtp", "smtps", "maildir", "mbox"}
 # When results differ, the code that tells a script most: a message that can never be
@@ -28,10 +29,7 @@ EXIT_PRECEDENCE = (65, 69, 75)
 @click.option("--server", required=True, metavar="URL",
               help="smtp://HOST[:PORT] (STARTTLS, required), smtps://HOST[:PORT] (implicit TLS), "
                    "maildir:PATH or mbox:PATH.")
-@click.option("--user", metavar="NAME", help="Log in as NAME (also smtp://NAME@HOST).")
-@click.option("--password-command", metavar="CMD",
-              help="Command whose first output line is the password (else MIMEKIT_PASSWORD, ~/.netrc).")
-@click.option("--cafile", metavar="PEM", help="Trust this CA (a private CA); verification is always on.")
+@account_options
 @click.option("--insecure-plaintext-auth", is_flag=True,
               help="Allow a server without STARTTLS: log in and send in the clear (a warning is printed).")
 @click.option("--from", "sender", metavar="ADDR", help="Envelope sender (default: the From header).")

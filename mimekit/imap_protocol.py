@@ -2,7 +2,7 @@
 
 `IMAPClientProtocol` never touches a socket. Feed it whatever arrived with
 `receive_data()` (b"" for end of stream), take typed events from `next_event()`
-until it returns NEED_DATA, and write whatever `data_to_send()` returns. Each
+until it returns mimekit.sansio.NEED_DATA, and write whatever `data_to_send()` returns. Each
 command is one method that queues its bytes and returns its tag; the tagged
 completion comes back as a `Completion` event.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
-from mimekit.sansio import NEED_DATA, BufferedClientProtocol  # noqa: F401 (NEED_DATA is part of this API)
+from mimekit.sansio import BufferedClientProtocol
 
 
 

@@ -2,7 +2,7 @@
 RFC 2595; AUTH RFC 5034), in the manner of h11 and of imap_protocol.
 
 `POP3ClientProtocol` never touches a socket: feed it bytes with `receive_data()`
-(b"" at end of stream), take events from `next_event()` until NEED_DATA, and write
+(b"" at end of stream), take events from `next_event()` until mimekit.sansio.NEED_DATA, and write
 `data_to_send()`. Commands queue their bytes at once, so a driver may pipeline them
 when the server offers PIPELINING; replies are matched to commands in order.
 
@@ -18,9 +18,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
-from mimekit.sansio import NEED_DATA, BufferedClientProtocol
+from mimekit.sansio import BufferedClientProtocol
 
-__all__ = ["NEED_DATA", "POP3ClientProtocol", "DotUnstuffer"]
+__all__ = ["POP3ClientProtocol", "DotUnstuffer"]
 
 MAX_LINE = 64 * 1024              # RFC 1939 allows 512; be lenient, not unbounded
 MAX_LISTING = 64 * 1024 * 1024    # UIDL of a mailbox with about a million messages

@@ -16,6 +16,7 @@ from mimekit.events import (BodyChunk, DefectFound, Epilogue, HeaderField, Heade
                             PartStart, Preamble)
 from mimekit.limits import Limits
 from mimekit.parser import MessageParser
+from mimekit.sansio import NEED_DATA
 
 
 # -- time ----------------------------------------------------------------------------------
@@ -148,3 +149,18 @@ def assert_clean_message(raw: bytes, eol: bytes = CRLF) -> email.message.EmailMe
             body_lines = part.get_payload().split(eol.decode())
             assert max(map(len, body_lines)) <= 76
     return message
+
+
+# -- sans-IO protocol clients ---------------------------------------------------------
+
+def protocol_events(proto, data: bytes = b"", closed: type = type(None)) -> list:
+    """Hand a sans-IO client `data` (if any) and collect every event it completes,
+    stopping after the protocol's ConnectionClosed event (`closed`)."""
+    if data:
+        proto.receive_data(data)
+    out = []
+    while (event := proto.next_event()) is not NEED_DATA:
+        out.append(event)
+        if isinstance(event, closed):
+            break
+    return out

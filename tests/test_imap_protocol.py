@@ -11,24 +11,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
-from mimekit.imap_protocol import (NEED_DATA, Capability, Completion, ConnectionClosed, Continuation, Exists,
+from mimekit.imap_protocol import (Capability, Completion, ConnectionClosed, Continuation, Exists,
                                    Expunge, Fetch, FetchBodyChunk, FetchBodyEnd, FetchBodyStart, Greeting,
                                    IMAPClientProtocol, ListEntry, Search, StatusResponse, decode_mailbox_name,
                                    encode_mailbox_name, search_criteria, uid_set)
+from helpers import protocol_events
 from strategies import chunkings
 
 GREETING = b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] ready\r\n"
 
 
 def events(proto, data=b""):
-    if data:
-        proto.receive_data(data)
-    out = []
-    while (event := proto.next_event()) is not NEED_DATA:
-        out.append(event)
-        if isinstance(event, ConnectionClosed):
-            break
-    return out
+    return protocol_events(proto, data, closed=ConnectionClosed)
 
 
 def greeted(greeting=GREETING) -> IMAPClientProtocol:

@@ -5,21 +5,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
-from mimekit.pop3_protocol import (NEED_DATA, Capabilities, ConnectionClosed, DotUnstuffer, Greeting,
+from mimekit.pop3_protocol import (Capabilities, ConnectionClosed, DotUnstuffer, Greeting,
                                    MessageChunk, MessageEnd, MessageStart, POP3ClientProtocol, Reply, Sizes,
                                    Stat, UniqueIds)
+from helpers import protocol_events
 from strategies import chunkings
 
 
 def events(proto, data=b""):
-    if data:
-        proto.receive_data(data)
-    out = []
-    while (event := proto.next_event()) is not NEED_DATA:
-        out.append(event)
-        if isinstance(event, ConnectionClosed):
-            break
-    return out
+    return protocol_events(proto, data, closed=ConnectionClosed)
 
 
 def greeted() -> POP3ClientProtocol:

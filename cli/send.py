@@ -137,8 +137,9 @@ def _report(messages, results, as_json, quiet, failure: MimekitError | None = No
                 click.echo(f"mimekit send: {result.source}: {recipient.address} refused: {reply}", err=True)
         if not quiet and accepted:
             queued = f", queued as {result.queue_id}" if result.queue_id else ""
+            converted = ", converted to 7-bit for this server" if result.converted_to_7bit else ""
             click.echo(f"mimekit send: {result.source}: {len(accepted)} of {len(result.recipients)} "
-                       f"recipient(s) accepted{queued}", err=True)
+                       f"recipient(s) accepted{queued}{converted}", err=True)
     if failure:
         not_sent = f"; not sent: {', '.join(m.source for m in unsent)}" if unsent else ""
         click.echo(f"mimekit send: {failure}{not_sent}", err=True)
@@ -148,6 +149,7 @@ def _result_json(result: MessageResult) -> dict:
     document = {
         "source": result.source,
         "queue_id": result.queue_id,
+        "converted_to_7bit": result.converted_to_7bit,
         "recipients": [{"address": r.address, "accepted": r.accepted, "code": r.code,
                         "enhanced": r.enhanced, "text": r.text} for r in result.recipients],
     }

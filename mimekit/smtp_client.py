@@ -65,6 +65,7 @@ class MessageResult:
     recipients: list[RecipientResult] = field(default_factory=list)
     queue_id: str | None = None
     error: MimekitError | None = None   # refused locally, before the server saw the message
+    converted_to_7bit: bool = False     # sent as mimekit.downgrade rewrote it, not as given
 
 
 @dataclass
@@ -304,6 +305,7 @@ class SMTPClient:
         the conversion to 7 bits included (the transaction then carries the converted copy)."""
         if self._needs_7bit(txn.message.scan):
             txn.message = seven_bit_copy(txn.message)
+            txn.result.converted_to_7bit = True
         message, scan = txn.message, txn.message.scan
         smtputf8 = scan.eight_bit_headers or not all(a.isascii() for a in message.recipients)
         if scan.binary:

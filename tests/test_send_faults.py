@@ -318,6 +318,7 @@ def test_8bit_message_for_a_7bit_server_is_converted_never_sent_broken(seven_bit
     code, report, _ = run_send(seven_bit_server, "--to", "bob@example.test", input=EIGHT_BIT_MESSAGE)
     assert code == 0, report
     assert report["messages"][0]["queue_id"] == "FAKE1"
+    assert report["messages"][0]["converted_to_7bit"] is True
     [received] = seven_bit_server.messages
     assert received.isascii()
     [mail] = [c for c in seven_bit_server.commands if c.startswith("MAIL")]

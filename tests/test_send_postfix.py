@@ -97,7 +97,7 @@ def test_delivered_copies_equal_what_was_sent_and_none_has_bcc(mail_servers):
     assert [(r["address"], r["accepted"], r["code"], r["enhanced"]) for r in result["recipients"]] == [
         ("bob@example.test", True, 250, "2.1.5"), ("carol@example.test", True, 250, "2.1.5"),
         ("alice@example.test", True, 250, "2.1.5")]
-    assert result["queue_id"]
+    assert result["queue_id"] and result["converted_to_7bit"] is False
     expected = re.sub(rb"Bcc: .*\r\n", b"", message).replace(b"\r\n", b"\n")
     for user in ("bob", "carol", "alice"):
         [copy] = delivered(mail_servers, user, mark)
@@ -188,6 +188,7 @@ def test_a_message_with_nul_bytes_and_long_lines_is_converted_and_arrives_intact
     message = message_with(mark, body).replace(b"text/plain; charset=us-ascii", b"multipart/mixed; boundary=b")
     code, report, _ = send(mail_servers, mail_servers.smtp_plain, "--to", "bob@example.test", input=message)
     assert code == 0, report
+    assert report["messages"][0]["converted_to_7bit"] is True
     [copy] = delivered(mail_servers, "bob", mark)
     assert copy.isascii() and max(map(len, copy.split(b"\n"))) <= 998
     parsed = email.message_from_bytes(copy, policy=email.policy.default)

@@ -1,6 +1,7 @@
 """`mimekit decode FILE|-`: bodies and attachments into a directory, the text, or one part."""
 
 import sys
+from contextlib import ExitStack
 
 import click
 
@@ -39,11 +40,11 @@ def decode(source, directory, text_only, part_id, strict, limits, as_json, quiet
             raise UsageError("give exactly one of -o DIR, --text or --part ID")
         if as_json and directory is None:
             raise UsageError("--json goes with -o DIR: --text and --part print the data itself")
-        with open_input(source) as stream, parse_message(stream, limits) as message:
+        with open_input(source) as stream, parse_message(stream, limits) as message, ExitStack() as opened:
             if directory is not None:
                 defects = _extract(message, directory, limits, as_json, quiet)
             elif text_only:
-                defects = _print_text(message)
+                defects = _print_text(message, limits, opened)
             else:
                 _print_part(message, part_id, limits)
                 defects = message.defects
@@ -65,8 +66,8 @@ def _extract(message: Message, directory: str, limits: Limits, as_json: bool, qu
     return extraction.defects
 
 
-def _print_text(message: Message) -> list:
-    part = best_text_part(message)
+def _print_text(message: Message, limits: Limits, opened: ExitStack) -> list:
+    part = best_text_part(message, opened, limits)
     text_defects = []
     out = sys.stdout.buffer
     for text in iter_text(part, text_defects):

@@ -133,19 +133,32 @@ def extractable_parts(message: Message) -> Iterator[Part]:
             if part.kind is PartKind.LEAF or (part.kind is PartKind.MULTIPART and not part.children))
 
 
-def best_text_part(message: Message) -> Part:
+def best_text_part(message: Message, opened: ExitStack | None = None, limits: Limits = Limits()) -> Part:
     """The part a reader means by "the text": the first text/plain body that is not an
     attachment, else the first such text/html one. Parts of attached messages count only
-    when the message itself has no text. DataError when there is none."""
-    own, attached = [], []
-    for part in message.leaves():
-        if part.content_type in ("text/plain", "text/html") and part.disposition != "attachment":
-            (attached if _inside_attached_message(part) else own).append(part)
-    for candidates in (own, attached):
-        for wanted in ("text/plain", "text/html"):
-            for part in candidates:
-                if part.content_type == wanted:
-                    return part
+    when the message itself has no text. With `opened`, messages attached in an encoded
+    form (base64, quoted-printable) are decoded and searched last, level by level; they
+    stay open, for their text to be read, until `opened` closes them; a part found there
+    has the id and offsets it has inside its decoded message. DataError when there is no
+    text anywhere."""
+    scopes = [_Scope(message)]
+    while scopes:
+        scope = scopes.pop(0)
+        own, attached, encoded = [], [], []
+        for part in scope.message.leaves():
+            if _is_encoded_message(part):
+                encoded.append(part)
+            elif part.content_type in ("text/plain", "text/html") and part.disposition != "attachment":
+                (attached if _inside_attached_message(part) else own).append(part)
+        for candidates in (own, attached):
+            for wanted in ("text/plain", "text/html"):
+                for part in candidates:
+                    if part.content_type == wanted:
+                        return part
+        for holder in encoded if opened is not None else ():
+            decoded = _decoded_scope(scope, holder, limits, opened)
+            if decoded is not None:
+                scopes.append(decoded)
     raise DataError("the message has no text/plain or text/html body")
 
 
@@ -168,7 +181,8 @@ def iter_text(part: Part, defects: list[Defect]) -> Iterator[str]:
 def best_text(message: Message) -> str:
     """The best text of `message` in memory (DataError if it has none): a convenience
     over best_text_part() and iter_text()."""
-    return "".join(iter_text(best_text_part(message), []))
+    with ExitStack() as opened:
+        return "".join(iter_text(best_text_part(message, opened), []))
 
 
 def iter_part_bytes(message: Message, part_id: str, limits: Limits = Limits()) -> Iterator[bytes]:
@@ -367,12 +381,21 @@ def _find_part(message: Message, part_id: str, limits: Limits, opened: ExitStack
             holder = _encoded_holder(scope.message, local_id)
         if holder is None:
             return None
-        with scope.spool_for(holder, limits) as spool:
-            if spool is None:   # beyond max_depth: extraction did not parse it either
-                return None
-            spool.writelines(holder.iter_decoded())
-            scope = scope.decoded(holder, spool, limits)
-        opened.callback(scope.close)
+        scope = _decoded_scope(scope, holder, limits, opened)
+        if scope is None:   # beyond max_depth: extraction did not parse it either
+            return None
+
+
+def _decoded_scope(scope: _Scope, holder: Part, limits: Limits, opened: ExitStack) -> _Scope | None:
+    """The message decoded from the encoded message part `holder` of `scope`, parsed and
+    closed by `opened`; None beyond max_depth."""
+    with scope.spool_for(holder, limits) as spool:
+        if spool is None:
+            return None
+        spool.writelines(holder.iter_decoded())
+        decoded = scope.decoded(holder, spool, limits)
+    opened.callback(decoded.close)
+    return decoded
 
 
 def _encoded_holder(message: Message, local_id: str) -> Part | None:

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import tracemalloc
+from contextlib import ExitStack
 
 import pytest
 
@@ -298,3 +299,29 @@ def test_a_large_body_inside_an_encoded_message_streams_too(tmp_path):
     assert [(e.id, e.written_name) for e in entries] == [("1", "part-1.eml"), ("1.1.1", "big.bin")]
     assert entries[1].sha256 == hashlib.sha256(payload).hexdigest()
     assert peak < 2 * 1024 * 1024
+
+
+def test_best_text_decodes_encoded_attached_messages_last_and_level_by_level():
+    only_encoded = multipart(base64_part("image/png", b"png", "a.png"),
+                             encoded_message(multipart(part("Content-Type: text/plain", b"forwarded text"))))
+    with parse(only_encoded) as message:
+        with pytest.raises(DataError, match="no text"):
+            best_text_part(message)                      # without `opened` nothing is decoded
+        assert best_text(message) == "forwarded text"
+        with ExitStack() as opened:
+            found = best_text_part(message, opened)
+            assert (found.content_type, found.read_decoded()) == ("text/plain", b"forwarded text")
+    nested = encoded_message(b"Subject: middle\r\n" + encoded_message(part("Content-Type: text/plain", b"deep")))
+    with parse(nested) as message:
+        assert best_text(message) == "deep"
+    with parse(WITH_ENCODED) as message:                  # the message's own text still wins
+        assert best_text(message) == "see the attached message"
+
+
+def test_decode_text_reads_the_text_of_an_encoded_attached_message():
+    import subprocess
+    import sys
+    only_encoded = multipart(encoded_message(part("Content-Type: text/plain; charset=utf-8", "Grüße".encode())))
+    result = subprocess.run([sys.executable, "-m", "mimekit_cli", "decode", "--text", "-"], input=only_encoded,
+                            capture_output=True)
+    assert result.returncode == 0 and result.stdout == "Grüße".encode()

@@ -7,7 +7,24 @@ needs and far below what hurts: mime4j's strict defaults (1000-byte lines, 10000
 headers) reject real mail, so these are sized to accept everything seen in the wild.
 """
 
+import re
 from dataclasses import dataclass
+
+# Decimal numbers from outside (RFC 2231 section indexes, IMAP literal sizes and UIDs,
+# POP3 sizes, SMTP SIZE) are ASCII digits only: str.isdigit() also accepts "²" and "١",
+# and int() refuses more than 4300 digits (CPython's int_max_str_digits) with ValueError.
+MAX_DECIMAL_DIGITS = 20   # 2**64 has 20 digits: every count a protocol or format needs
+_DECIMAL = re.compile(r"[0-9]{1,%d}" % MAX_DECIMAL_DIGITS)
+
+
+def parse_decimal(text: str | bytes) -> int | None:
+    """`text` as a non-negative integer when it is 1 to 20 ASCII digits, else None.
+
+    Callers turn None into their own defect or protocol error; nothing here raises.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    return int(text) if _DECIMAL.fullmatch(text) else None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ import email
 import email.policy
 import io
 import re
+import resource
 import signal
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 
@@ -44,6 +47,23 @@ def time_limit(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# -- hostile input under a memory limit ----------------------------------------------------
+
+BOUNDED_MEMORY = 100 * 1024 * 1024   # the resource tier's address-space limit (issue 8)
+
+
+def run_bounded(args: list[str], input: bytes | None = None, timeout: float = 120,
+                memory: int = BOUNDED_MEMORY, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m mimekit_cli ARGS` (or `python ARGS` when ARGS[0] is "-c") with its address
+    space capped at `memory`: a hostile input that makes mimekit grow without bound ends in a
+    MemoryError (exit 70) instead of eating the machine, and `timeout` catches a hang."""
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    command = [sys.executable, *args] if args[:1] == ["-c"] else [sys.executable, "-m", "mimekit_cli", *args]
+    return subprocess.run(command, input=input, capture_output=True, timeout=timeout,
+                          preexec_fn=cap_memory, **kwargs)
 
 
 # -- header text ---------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from mimekit.fetch_sinks import open_sink
 from mimekit.imap_session import list_folders
 from mimekit.secrets import resolve_password
 from mimekit.urls import parse_url
-from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, quiet_option,
-                                reporting)
+from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, printable,
+                                quiet_option, reporting)
 
 
 def _server_url(text: str, allowed: set[str], user: str | None):
@@ -120,7 +120,7 @@ def folders_command(source, user, password_command, cafile, as_json):
                                               for e in entries]})
         else:
             for entry in entries:
-                click.echo(entry.name)
+                click.echo(printable(entry.name))
 
 
 COMMANDS = [fetch_command, folders_command]

@@ -5,20 +5,24 @@ fetching safe. A source (imap_session, pop3_session, local_source) lists message
 describes them (fetch_message.Message), streams them and deletes them; an output
 (fetch_sinks) saves them durably; fetch_state remembers for --new what was saved.
 
-The durability contract, in order, for every message:
-  1. with --new, a "pending" line in the state names the message and marks the output;
+Every run into a durable output keeps the state of fetch_state (what was saved where),
+so that a later --new run skips what any earlier run saved there; --new only decides
+whether saved messages are skipped. The durability contract, in order, for every message:
+  1. a "pending" line in the state names the message and marks the output;
   2. the message streams into the output (Maildir tmp -> fsync -> rename; mbox locked
      append + fsync; a directory: temporary file -> fsync -> exclusive link);
-  3. with --new, its "seen" line is appended to the state and fsync'd;
-  4. only after every message of the run is saved (and recorded) does the server hear
-     about deletion: IMAP UID STORE +FLAGS.SILENT (\\Deleted) then UID EXPUNGE (plain
+  3. its "seen" line is appended to the state;
+  4. only after every message of the run is saved and the state fsync'd does the server
+     hear about deletion: IMAP UID STORE +FLAGS.SILENT (\\Deleted) then UID EXPUNGE (plain
      EXPUNGE without UIDPLUS), POP3 DELE then QUIT (which is when POP3 deletes).
 A run killed at any point therefore never deletes a message that is not on disk. A
-run killed between steps 2 and 3 leaves an orphan: the next --new run finds the
-pending line, finds the orphan in the output by its mark, checks that its header
-block is the message's own, and records it instead of saving it twice.
+run killed between steps 2 and 3 leaves an orphan: the next run finds the pending line,
+finds the orphan in the output by its mark, fetches the message from the source again
+and records the orphan only if it holds exactly those bytes (as the output stores them);
+anything else, such as a message cut short, is never taken for the message.
 """
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,6 +34,7 @@ from mimekit.errors import UnavailableError, UsageError
 from mimekit.fetch_message import HEADER_LIMIT, message_id_of
 from mimekit.fetch_sinks import Sink, maildir_flags
 from mimekit.fetch_state import FetchState, state_path
+from mimekit.files import read_chunks
 from mimekit.imap_session import IMAPSession
 from mimekit.local_source import LocalSource
 from mimekit.pop3_session import POP3Session
@@ -93,7 +98,7 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
     try:
         source.open(password, read_only=not options.delete)
         state = None
-        if options.new:
+        if sink.durable:
             state = FetchState(state_path(source.account, sink.identity, options.headers_only,
                                           state_directory),
                                description=f"{source.account} -> {sink.identity}")
@@ -121,19 +126,22 @@ def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: 
 def _run(source, sink, options, criteria, state, report, on_progress) -> None:
     ids = source.list(criteria)
     if state is not None and not source.stable_ids:
-        raise UnavailableError("the POP3 server has no UIDL, so --new cannot tell old messages from new")
+        if options.new:
+            raise UnavailableError("the POP3 server has no UIDL, so --new cannot tell old messages from new")
+        state = None              # message numbers name nothing beyond this session
     if state is not None:
         if source.validity is not None:
             report.uidvalidity_changed = state.set_validity(source.validity)
         if source.lists_everything:
             state.retain(set(ids))
         if state.pending is not None:
-            report.recovered += _adopt_orphan(state, sink, source)
-    saved_before = [i for i in ids if state is not None and i in state]
+            report.recovered += _adopt_orphan(state, sink, source, options.headers_only)
+    skip_saved = state if options.new else None
+    saved_before = [i for i in ids if skip_saved is not None and i in skip_saved]
     todo = []
-    for message in source.describe([i for i in ids if state is None or i not in state],
-                                   with_message_id=state is not None and state.stale_count > 0):
-        if state is not None and state.adopt_stale(message.id, message.header_id, message.size):
+    for message in source.describe([i for i in ids if skip_saved is None or i not in skip_saved],
+                                   with_message_id=skip_saved is not None and skip_saved.stale_count > 0):
+        if skip_saved is not None and skip_saved.adopt_stale(message.id, message.header_id, message.size):
             saved_before.append(message.id)
         else:
             todo.append(message)
@@ -155,9 +163,11 @@ def _run(source, sink, options, criteria, state, report, on_progress) -> None:
             on_progress(0, 1)
     report.vanished = len(chosen) - len(saved)
     if options.delete:
+        if state is not None:
+            state.sync()          # what was saved is recorded durably before the server forgets it
         report.deleted = source.delete(saved_before + saved)
-    if (state is not None and not criteria and len(chosen) == len(todo) and not report.vanished):
-        state.drop_stale()     # the whole mailbox was looked at: unmatched old records are gone
+    if (skip_saved is not None and not criteria and len(chosen) == len(todo) and not report.vanished):
+        skip_saved.drop_stale()   # the whole mailbox was looked at: unmatched old records are gone
 
 
 class _Counter:
@@ -183,16 +193,23 @@ class _Counter:
             yield chunk
 
 
-def _adopt_orphan(state: FetchState, sink: Sink, source) -> int:
-    """Record the message a killed run saved but did not record; 1 if one was adopted."""
+def _adopt_orphan(state: FetchState, sink: Sink, source, headers_only: bool) -> int:
+    """Record the message a killed run saved but did not record; 1 if one was adopted.
+
+    A candidate is adopted only if it holds exactly the bytes the source gives for the
+    message (size and sha256 of the stored form, Status lines aside): a header block that
+    matches is not enough, since a kill mid-write leaves a complete header and a cut body.
+    """
     pending = state.pending
     candidates = sink.orphans(pending.mark, state.keys())
-    if candidates:
-        headers = source.headers(pending.id)
-        if headers is not None:
-            wanted = _header_block(headers)
-            for key in candidates:
-                if _header_block(sink.header_block(key)) == wanted:
+    described = source.describe([pending.id], with_message_id=False) if candidates else []
+    if described:
+        wanted = None
+        for message, chunks in source.retrieve(described[:1], headers_only):
+            wanted = _stored_digest(sink.as_stored(chunks))
+        for key in candidates if wanted is not None else ():
+            with sink.open(key) as stored:
+                if _stored_digest(read_chunks(stored)) == wanted:
                     state.record(pending.id, key)
                     return 1
     state.abandon_pending()
@@ -200,14 +217,32 @@ def _adopt_orphan(state: FetchState, sink: Sink, source) -> int:
 
 
 _MBOX_STATUS = re.compile(rb"^(?:X-)?Status:[^\n]*\n", re.I | re.M)
+_HEADER_END = re.compile(rb"\n\r?\n")
 
 
-def _header_block(data: bytes) -> bytes:
-    """A message's header block, LF line endings, without the Status lines mbox adds."""
-    data = data.replace(b"\r\n", b"\n")
-    end = data.find(b"\n\n")
-    block = data[:end + 1] if end >= 0 else data
-    return _MBOX_STATUS.sub(b"", block)
+def _stored_digest(chunks: Iterable[bytes]) -> tuple[int, str]:
+    """(size, sha256) of a stored message, without the Status lines an mbox output adds to
+    its header block (looked for in the first HEADER_LIMIT bytes only)."""
+    digest, size, head = hashlib.sha256(), 0, b""
+    for chunk in chunks:
+        if head is None:
+            digest.update(chunk)
+            size += len(chunk)
+            continue
+        head += chunk
+        end = _HEADER_END.search(b"\n" + head)
+        if end is None and len(head) < HEADER_LIMIT:
+            continue
+        cut = end.end() - 1 if end else len(head)
+        data = _MBOX_STATUS.sub(b"", head[:cut]) + head[cut:]
+        digest.update(data)
+        size += len(data)
+        head = None
+    if head:
+        data = _MBOX_STATUS.sub(b"", head)
+        digest.update(data)
+        size += len(data)
+    return size, digest.hexdigest()
 
 
 def _open_source(url: ServerURL, cafile: str | None, timeout: float):

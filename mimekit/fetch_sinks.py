@@ -12,14 +12,19 @@ import time
 from typing import BinaryIO, Iterable
 
 from mimekit.errors import CantCreateError, UsageError
-from mimekit.fetch_message import Message, read_headers
+from mimekit.fetch_message import Message
+from mimekit.limits import parse_decimal
 from mimekit.line_endings import LineEndingNormaliser
 from mimekit.safe_names import sanitize_filename, split_extension
-from mimekit.stores import Maildir, Mbox, open_store
+from mimekit.stores import Maildir, Mbox, as_stored, open_store
 from mimekit.urls import parse_url
 
-# RFC 3501 system flags -> Maildir info letters (https://cr.yp.to/proto/maildir.html)
-MAILDIR_FLAGS = {"\\SEEN": "S", "\\ANSWERED": "R", "\\FLAGGED": "F", "\\DRAFT": "D", "\\DELETED": "T"}
+# RFC 3501 system flags (and the $Forwarded keyword of RFC 5788's registry, Maildir's
+# "passed") -> Maildir info letters (https://cr.yp.to/proto/maildir.html)
+MAILDIR_FLAGS = {"\\SEEN": "S", "\\ANSWERED": "R", "\\FLAGGED": "F", "\\DRAFT": "D", "\\DELETED": "T",
+                 "$FORWARDED": "P"}
+IMAP_FLAGS = {"S": "\\Seen", "R": "\\Answered", "F": "\\Flagged", "D": "\\Draft", "T": "\\Deleted",
+              "P": "$Forwarded"}
 
 
 @functools.lru_cache(maxsize=256)
@@ -27,9 +32,15 @@ def maildir_flags(flags: tuple[str, ...]) -> str:
     return "".join(sorted({MAILDIR_FLAGS[f.upper()] for f in flags if f.upper() in MAILDIR_FLAGS}))
 
 
+def imap_flags(letters: str) -> tuple[str, ...]:
+    """Maildir info letters as the IMAP flag names a source reports (maildir_flags' inverse)."""
+    return tuple(IMAP_FLAGS[letter] for letter in letters if letter in IMAP_FLAGS)
+
+
 class Sink:
     """Where fetched messages go. `mark()` and `orphans()` let a killed run's last
-    message be found again (see fetch._adopt_orphan)."""
+    message be found again, and `open()` and `as_stored()` let it be compared, byte for
+    byte, with the message at the source (see fetch._adopt_orphan)."""
 
     durable = True
     identity = ""
@@ -44,8 +55,13 @@ class Sink:
     def orphans(self, mark: dict, recorded: set[str]) -> list[str]:
         return []
 
-    def header_block(self, key: str) -> bytes:
+    def open(self, key: str) -> BinaryIO:
+        """The message saved under `key`, as stored."""
         raise NotImplementedError
+
+    def as_stored(self, chunks: Iterable[bytes]) -> Iterable[bytes]:
+        """`chunks` as `add` would store them (what `open` gives back)."""
+        return chunks
 
 
 def open_sink(spec: str, stdout: BinaryIO | None = None) -> Sink:
@@ -75,20 +91,23 @@ class MaildirSink(Sink):
         tag = f"P{mark.get('pid')}Q"
         found = []
         for key in self.store.keys():
-            seconds = key.split(".", 1)[0]
-            if key not in recorded and tag in key and seconds.isdigit() and int(seconds) >= mark.get("time", 0):
+            seconds = parse_decimal(key.split(".", 1)[0])
+            if key not in recorded and tag in key and seconds is not None and seconds >= mark.get("time", 0):
                 found.append(key)
         return found
 
-    def header_block(self, key):
-        with self.store.open(key) as stream:
-            return read_headers(stream)
+    def open(self, key):
+        return self.store.open(key)
+
+    def as_stored(self, chunks):
+        return as_stored(chunks)
 
 
 class MboxSink(Sink):
     def __init__(self, store: Mbox):
         self.store = store
         self.identity = "mbox:" + os.path.realpath(store.path)
+        store.recover()       # a killed run's unfinished append is cut off before anything looks
 
     def add(self, message, chunks, flags):
         key = self.store.add(chunks, flags=flags)
@@ -100,9 +119,11 @@ class MboxSink(Sink):
     def orphans(self, mark, recorded):
         return [k for k in self.store.keys() if int(k) >= mark.get("size", 0) and k not in recorded]
 
-    def header_block(self, key):
-        with self.store.open(key) as stream:
-            return read_headers(stream)
+    def open(self, key):
+        return self.store.open(key)
+
+    def as_stored(self, chunks):
+        return as_stored(chunks)
 
 
 class DirectorySink(Sink):
@@ -164,9 +185,8 @@ class DirectorySink(Sink):
                 found.append(entry.name)
         return found
 
-    def header_block(self, key):
-        with open(os.path.join(self.path, key), "rb") as stream:
-            return read_headers(stream)
+    def open(self, key):
+        return open(os.path.join(self.path, key), "rb")
 
 
 class StdoutSink(Sink):

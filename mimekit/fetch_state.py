@@ -8,8 +8,9 @@ port or TLS flavour, so switching imap:// to imaps:// keeps the state. It is not
 inside the output store, so that no mail reader ever sees our files.
 
 How it is saved. A snapshot (JSON, written to a temporary name, fsync'd, renamed) plus
-an append-only journal of one JSON line per event. A message's "seen" line is fsync'd
-before the message may be deleted on the server. Rewriting a whole snapshot after every
+an append-only journal of one JSON line per event. The journal is fsync'd (`sync`)
+before any message may be deleted on the server, once per run rather than once per
+message: a "seen" line lost to a power loss costs a duplicate later, never a message. Rewriting a whole snapshot after every
 message would write O(n^2) bytes on a first fetch of a large mailbox (and fsync each
 time); one appended line is O(1). A line torn by a crash does not end in a newline or
 does not parse, and only the last line can be torn: it is ignored, which forgets a
@@ -149,9 +150,13 @@ class FetchState:
 
     def record(self, message_id: str, key: str | None, *, header_id: str | None = None,
                size: int | None = None, from_stale: bool = False) -> None:
-        """The message is durable in the output: remember it, durably, before any delete."""
+        """The message is durable in the output: remember it (made durable by `sync`)."""
         self._append({"seen": message_id, "key": key, "message_id": header_id, "size": size,
-                      "stale": from_stale}, sync=True)
+                      "stale": from_stale}, sync=False)
+
+    def sync(self) -> None:
+        """Make every recorded line durable: called before anything is deleted upstream."""
+        os.fsync(self._journal.fileno())
 
     def abandon_pending(self) -> None:
         self._append({"pending": None}, sync=True)

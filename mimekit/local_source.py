@@ -10,6 +10,7 @@ from typing import Iterator
 
 from mimekit.errors import NoInputError
 from mimekit.fetch_message import Message, read_headers
+from mimekit.fetch_sinks import imap_flags
 from mimekit.files import read_chunks
 from mimekit.stores import open_store
 from mimekit.urls import ServerURL
@@ -37,8 +38,15 @@ class LocalSource:
         return self.store.keys()
 
     def describe(self, ids: list[str], with_message_id: bool) -> list[Message]:
+        """Each message with its flags (Maildir info, mbox Status), which every output keeps."""
         position = {key: n for n, key in enumerate(self.store.keys(), 1)} if ids else {}
-        return [Message(key, position.get(key, 0)) for key in ids]
+        described = []
+        for key in ids:
+            try:
+                described.append(Message(key, position.get(key, 0), flags=imap_flags(self.store.flags(key))))
+            except NoInputError:
+                continue                  # removed since it was listed
+        return described
 
     def retrieve(self, messages: list[Message], headers_only: bool) -> Iterator[tuple[Message, Iterator[bytes]]]:
         for message in messages:
@@ -48,13 +56,6 @@ class LocalSource:
                 continue                  # removed since it was listed
             with stream:
                 yield message, (iter([read_headers(stream)]) if headers_only else read_chunks(stream))
-
-    def headers(self, message_id: str) -> bytes | None:
-        try:
-            with self.store.open(message_id) as stream:
-                return read_headers(stream)
-        except NoInputError:
-            return None
 
     @staticmethod
     def public_id(message: Message) -> str:

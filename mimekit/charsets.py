@@ -5,7 +5,9 @@ really mean windows-1252, "gb2312" means GB18030, "ks_c_5601-1987" means cp949,
 "shift_jis" means cp932. A missing, unknown or plainly wrong declaration is answered by
 detection (`detect_codec`: UTF-8 if the bytes are valid UTF-8, else chardet when it has
 enough to go on, else windows-1252) and a defect says so; bytes that still do not decode are
-replaced, never dropped silently, and counted in a defect.
+replaced, never dropped silently, and counted in a defect. UTF-16 and UTF-32 without a
+byte-order mark are read as RFC 2781 says, big-endian, unless the text's zero bytes show it is
+little-endian (`_byte_order`).
 
 A body is read in its declared charset even when a Latin label hides valid UTF-8, as browsers
 and Thunderbird read bodies; header text, where mislabelled UTF-8 is common and short, is
@@ -58,7 +60,20 @@ _LABELS = {
     "x-cp1256": "cp1256", "x-cp1257": "cp1257", "x-cp1258": "cp1258",
     "unicode-1-1-utf-8": "utf-8", "unicode11utf8": "utf-8", "unicode20utf8": "utf-8",
     "x-unicode20utf8": "utf-8",
+    # UCS-2 and UCS-4 are UTF-16 and UTF-32 without the characters beyond U+FFFF / U+10FFFF.
+    "ucs-2": "utf-16", "ucs2": "utf-16", "iso-10646-ucs-2": "utf-16", "csunicode": "utf-16",
+    "unicode": "utf-16", "unicode-1-1": "utf-16", "ucs-2be": "utf-16-be", "unicodefffe": "utf-16-be",
+    "ucs-2le": "utf-16-le", "unicodefeff": "utf-16-le", "x-utf-16be": "utf-16-be", "x-utf-16le": "utf-16-le",
+    "ucs-4": "utf-32", "ucs4": "utf-32", "iso-10646-ucs-4": "utf-32", "csucs4": "utf-32",
+    "ucs-4be": "utf-32-be", "ucs-4le": "utf-32-le",
 }
+# UTF-16 and UTF-32 under a label that names no byte order, read as RFC 2781 §4.3 says: a
+# byte-order mark gives the order (and is no text); without one the text is big-endian, unless
+# its zero bytes say otherwise (see _byte_order). Python's own "utf-16" and "utf-32" decoders
+# raise UnicodeError on a stream without a mark. Values: the size of a code unit.
+_UNMARKED_ORDER_UNITS = {"utf-16": 2, "utf-32": 4}
+# Codecs whose code units are wider than a byte: ASCII text in them is not ASCII bytes.
+_WIDE_CODECS = frozenset({"utf-16", "utf-16-be", "utf-16-le", "utf-32", "utf-32-be", "utf-32-le"})
 # Python codecs (by canonical name) replaced by the superset mail programs actually write.
 _SUPERSETS = {
     "ascii": WINDOWS_1252, "iso8859-1": WINDOWS_1252, "cp1252": WINDOWS_1252,
@@ -126,6 +141,11 @@ def is_mislabelled_utf8(data: bytes, codec: str | None) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def decodes_cleanly(data: bytes, codec: str | None) -> bool:
+    """Whether all of `data` is text in `codec` (None, no codec: False)."""
+    return codec is not None and not _invalid_sequences(data, codec, final=True)
 
 
 def encode_text(text: str, codec: str) -> bytes:
@@ -244,9 +264,56 @@ class _Windows1252Decoder(codecs.IncrementalDecoder):
         return codecs.charmap_decode(data, self.errors, _WINDOWS_1252_TABLE)[0]
 
 
+class _ByteOrderDecoder(codecs.IncrementalDecoder):
+    """UTF-16 or UTF-32 whose byte order is found in the text (see _UNMARKED_ORDER_UNITS).
+
+    The order is chosen from the first chunk, which TextDecoder makes its whole sniffed sample.
+    """
+
+    def __init__(self, unit: int, errors: str):
+        super().__init__(errors)
+        self._unit = unit
+        self._head = b""
+        self._decoder: codecs.IncrementalDecoder | None = None
+
+    def decode(self, data: bytes, final: bool = False) -> str:
+        if self._decoder is None:
+            data = self._head + data
+            if len(data) < self._unit and not final:   # too short to hold a byte-order mark
+                self._head = data
+                return ""
+            self._head = b""
+            order, marked = _byte_order(data, self._unit)
+            self._decoder = codecs.getincrementaldecoder(f"utf-{8 * self._unit}-{order}")(self.errors)
+            # The mark is decoded (as U+FEFF) and then dropped, so that the offsets of bad
+            # sequences stay offsets into the bytes fed.
+            text = self._decoder.decode(data, final)
+            return text[1:] if marked else text
+        return self._decoder.decode(data, final)
+
+
+def _byte_order(head: bytes, unit: int) -> tuple[str, bool]:
+    """("be" or "le", whether `head` starts with a byte-order mark) for UTF-16 (unit 2) or
+    UTF-32 (unit 4).
+
+    Without a mark, zero bytes decide: ASCII and Latin letters have a zero as the first byte of
+    their code unit in big-endian, as the last in little-endian (and every UTF-32 character has
+    one there), while other letters have a zero byte only once in 256. Big-endian, RFC 2781's
+    default, wins ties, so text with no zero byte at all is big-endian.
+    """
+    marks = ((codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE) if unit == 4
+             else (codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE))
+    for order, mark in zip(("be", "le"), marks):
+        if head.startswith(mark):
+            return order, True
+    return ("le" if head[unit - 1::unit].count(0) > head[::unit].count(0) else "be"), False
+
+
 def _incremental_decoder(codec: str) -> codecs.IncrementalDecoder:
     if codec == WINDOWS_1252:
         return _Windows1252Decoder("mimekit-replace-and-count")
+    if codec in _UNMARKED_ORDER_UNITS:
+        return _ByteOrderDecoder(_UNMARKED_ORDER_UNITS[codec], "mimekit-replace-and-count")
     return codecs.getincrementaldecoder(codec)("mimekit-replace-and-count")
 
 
@@ -265,13 +332,14 @@ def _declaration_holds(sample: bytes, codec: str, final: bool) -> bool:
     """True unless the declared codec fails on more non-ASCII text than it reads.
 
     A few bad sequences among many good ones are stray damage (a cut, one foreign byte),
-    and keeping the declaration keeps the rest of the text right.
+    and keeping the declaration keeps the rest of the text right. ASCII text is evidence for
+    a codec only where its characters are not ASCII bytes (UTF-16, UTF-32).
     """
     text, invalid = _trial_decode(sample, codec, final)
     if not invalid:
         return True
-    decoded_non_ascii = len(text) - len(text.encode("ascii", "ignore")) - invalid
-    return invalid <= decoded_non_ascii
+    evidence = len(text) if codec in _WIDE_CODECS else len(text) - len(text.encode("ascii", "ignore"))
+    return invalid <= evidence - invalid
 
 
 def _normalize(label: str | None) -> str:

@@ -24,7 +24,8 @@ import re
 import unicodedata
 from dataclasses import replace
 
-from .charsets import WINDOWS_1252, detect_codec, encode_text, is_mislabelled_utf8, resolve_charset
+from .charsets import (WINDOWS_1252, decodes_cleanly, detect_codec, encode_text, is_mislabelled_utf8,
+                       resolve_charset)
 from .charsets import decode_text as decode_charset
 from .defects import Defect, DefectKind
 from .folding import quote_string
@@ -68,16 +69,6 @@ class DetectionBudget:
         self.detections = detections
 
 
-def _decodes(data: bytes, codec: str | None) -> bool:
-    if codec is None:
-        return False
-    try:
-        data.decode(codec)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def decode_declared(data: bytes, charset: str | None, defects: list[Defect], offset: int,
                     budget: DetectionBudget) -> str:
     """Decode bytes declared as `charset` the way mimekit.charsets reads any text, except
@@ -87,7 +78,7 @@ def decode_declared(data: bytes, charset: str | None, defects: list[Defect], off
     if is_mislabelled_utf8(data, codec):
         defects.append(Defect(DefectKind.CHARSET_FALLBACK, offset, f"{charset!r} text is UTF-8; read as utf-8"))
         return data.decode("utf-8")
-    if not data.isascii() and not _decodes(data, codec):
+    if not data.isascii() and not decodes_cleanly(data, codec):
         if budget.detections <= 0:
             kind = DefectKind.UNKNOWN_CHARSET if codec is None and charset else DefectKind.CHARSET_FALLBACK
             defects.append(Defect(kind, offset, f"{charset!r} not decodable; read as {WINDOWS_1252}"))

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from .defects import Defect, DefectKind
 from .errors import DataError
 from .folding import read_comment
+from .limits import parse_decimal
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -56,12 +57,11 @@ def _without_comments(text: str) -> str | None:
     return "".join(pieces)
 
 
-def _year(token: str) -> int:
+def _year(year: int, digits: int) -> int:
     """RFC 5322 §4.3: two-digit years below 50 are 20xx, others and three-digit ones 19xx."""
-    year = int(token)
-    if len(token) == 2:
+    if digits == 2:
         return year + (2000 if year < 50 else 1900)
-    if len(token) == 3:
+    if digits == 3:
         return year + 1900
     return year
 
@@ -98,28 +98,30 @@ def parse_date(raw: str) -> tuple[datetime | None, list[Defect]]:
     tokens = _TOKEN.findall(text)
     if tokens and tokens[0].lower()[:3] in {d.lower() for d in _DAYS}:
         tokens = tokens[2:] if tokens[1:2] == [","] else tokens[1:]
-    # day month year hour ':' minute [':' second] [zone]
-    if len(tokens) < 6 or not (tokens[0].isdigit() and tokens[2].isdigit() and tokens[3].isdigit()
-                               and tokens[4] == ":" and tokens[5].isdigit()):
+    # day month year hour ':' minute [':' second] [zone]; a number is 1 to 20 ASCII digits
+    numbers = [parse_decimal(tokens[i]) for i in (0, 2, 3, 5)] if len(tokens) >= 6 and tokens[4] == ":" else [None]
+    if None in numbers:
         return malformed(f"not a date: {raw.strip()[:60]!r}")
-    month = _MONTH_NUMBER.get(tokens[1].lower()[:3]) if tokens[1].isalpha() else (
-        int(tokens[1]) if tokens[1].isdigit() else None)
+    day, year, hour, minute = numbers
+    month = _MONTH_NUMBER.get(tokens[1].lower()[:3]) if tokens[1].isalpha() else parse_decimal(tokens[1])
     second, rest = 0, tokens[6:]
-    if rest[:1] == [":"] and rest[1:2] and rest[1].isdigit():
-        second, rest = int(rest[1]), rest[2:]
-    elif rest[:1] == [":"]:
-        return malformed("no seconds after ':'")
+    if rest[:1] == [":"]:
+        second = parse_decimal(rest[1]) if len(rest) > 1 else None
+        if second is None:
+            return malformed("no seconds after ':'")
+        rest = rest[2:]
     zone_token = next((t for t in rest if t[0] in "+-" or t.isalpha()), None)
     zone, understood = _zone(zone_token)
     if not understood:
         described = f"zone {zone_token!r}" if zone_token else "no zone"
         defects.append(Defect(DefectKind.DATE_MALFORMED, 0, f"{described}; read as UTC"))
     try:
-        when = datetime(_year(tokens[2]), month or 0, int(tokens[0]), int(tokens[3]), int(tokens[5]),
+        when = datetime(_year(year, len(tokens[2])), month or 0, day, hour, minute,
                         min(second, 59), tzinfo=zone)   # a leap second becomes :59
-    except ValueError as error:
+    except (ValueError, OverflowError) as error:
         defects.clear()
-        return malformed(f"impossible date {raw.strip()[:60]!r}: {error}")
+        reason = "a number out of range" if isinstance(error, OverflowError) else error   # past a C long
+        return malformed(f"impossible date {raw.strip()[:60]!r}: {reason}")
     return when, defects
 
 

@@ -21,6 +21,7 @@ from .encoded_words import (DetectionBudget, byte_offsets, decode_declared, deco
                             header_text)
 from .errors import DataError
 from .folding import WANT_LINE, check_header_value, fold_pieces, quote_string, read_comment, read_quoted_string
+from .limits import parse_decimal
 
 
 @dataclass
@@ -243,7 +244,11 @@ def parse_params_header(raw: bytes | str) -> tuple[HeaderParams, list[Defect]]:
         if shape["section"] is None and not shape["extended"]:
             target, key = plain, name
         else:
-            number = int(shape["section"]) if shape["section"] is not None else 0
+            number = parse_decimal(shape["section"]) if shape["section"] is not None else 0
+            if number is None:
+                defects.append(Defect(DefectKind.PARAMETER_MALFORMED, parameter.offset,
+                                      f"RFC 2231 section number of {name!r} too long; the section is skipped"))
+                continue
             target, key = extended.setdefault(name, {}), number
         if key in target:
             defects.append(Defect(DefectKind.PARAMETER_MALFORMED, parameter.offset,

@@ -43,7 +43,7 @@ from mimekit.uuencode import UuBegin, UuData, UuEnd, UuScanner
 
 UUENCODED_TYPE = "application/octet-stream"   # uuencode carries a name, never a type
 _PARTS_NAMED = 20   # in the error for a part id that is not there
-_UU_PART_ID = re.compile(r"(?:(?P<part>.+)\.)?uu(?P<number>[1-9][0-9]*)")
+_UU_PART_ID = re.compile(r"(?:(?P<part>.+)\.)?uu(?P<number>[1-9][0-9]{0,19})")   # 20 digits at most: int() refuses 4300
 _ENCAPSULATING_TYPES = ("message/rfc822", "message/global")
 
 

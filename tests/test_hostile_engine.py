@@ -250,3 +250,11 @@ def test_decode_to_a_directory_writes_every_part(tmp_path):
     assert [p["id"] for p in document["parts"]] == ["1", "2", "3"]
     assert document["parts"][1]["original_name"] == "x\ufffd"
     assert len(list((tmp_path / "out").iterdir())) == 3
+
+
+@pytest.mark.parametrize("part_id", [f"uu{HUGE}", f"1.uu{HUGE}", "uu²"])
+def test_decode_part_with_a_hostile_uuencode_number_is_no_such_part(part_id):
+    result = subprocess.run([sys.executable, "-m", "mimekit_cli", "decode", "--part", part_id, "-"],
+                            input=b"Subject: x\r\n\r\nhi\r\n", capture_output=True, timeout=120)
+    assert result.returncode == 65, result.stderr
+    assert b"no part" in result.stderr

@@ -147,10 +147,10 @@ def mime_charset_name(codec_label: str | None) -> str | None:
         return None
     if name in _MIME_CHARSET_NAMES:
         return _MIME_CHARSET_NAMES[name]
-    if match := re.fullmatch(r"iso8859-(\d+)", name):
+    if match := re.fullmatch(r"iso8859-([0-9]+)", name):
         return f"iso-8859-{match[1]}"
-    if match := re.fullmatch(r"cp(125\d)", name):
+    if match := re.fullmatch(r"cp(125[0-9])", name):
         return f"windows-{match[1]}"
-    if match := re.fullmatch(r"cp(\d{3})", name):
+    if match := re.fullmatch(r"cp([0-9]{3})", name):
         return f"ibm{match[1]}"
     return name.replace("_", "-")

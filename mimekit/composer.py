@@ -372,6 +372,7 @@ class MessageBuilder:
             if isinstance(source, (bytes, bytearray, Content)):
                 raise UsageError("a file given as data needs a filename")
             filename = _display_name(os.fspath(source))
+        check_header_value("Content-Disposition", filename)   # now, not when the message is half written
         leaf = self._leaf(source, content_type, Role.DATA, filename)
         leaf.filename, leaf.disposition = filename, disposition
         if leaf.content_type.startswith("message/"):

@@ -27,11 +27,15 @@ _COMMENT_STEP = re.compile(r"[^()\\]+|\\[\s\S]?|[()]")
 
 
 def check_header_value(name: str, value: str) -> None:
-    """Refuse what would let a caller inject header lines or write an unreadable field name."""
+    """Refuse what would let a caller inject header lines, write an unreadable field name, or
+    put a NUL in a header (RFC 5322 allows none; C readers stop at it, so a reader would see
+    part of the value and a filter another part). Every writer of a header value calls this."""
     if not _FIELD_NAME.fullmatch(name):
         raise DataError(f"header {name!r}: invalid field name (RFC 5322 ftext)")
     if "\r" in value or "\n" in value:
         raise DataError(f"header {name}: value contains CR or LF")
+    if "\0" in value:
+        raise DataError(f"header {name}: value contains NUL")
 
 
 def fold_header(name: str, value: str, eol: bytes = b"\r\n", max_len: int = WANT_LINE) -> bytes:

@@ -371,6 +371,25 @@ def test_cr_or_lf_in_a_header_value_is_refused(name, value):
         MessageBuilder().add_header(name, value)
 
 
+@pytest.mark.parametrize("argument", [
+    dict(from_="a\x00@example.org"), dict(from_=["Zoë <zoe@example.org>", '"Z\x00" <z@example.org>']),
+    dict(to=["b\x00@x"]), dict(cc=["Carol\x00 <c@example.org>"]), dict(bcc=["d@example.org\x00"]),
+    dict(subject="a\x00b"), dict(headers=[("X-Note", "a\x00b")]), dict(headers=[("Reply-To", "r\x00@x")]),
+    dict(headers=[("Date", "Thu, 01 Jan 2026 10:00:00 +0000\x00")]), dict(headers=[("Message-ID", "<a\x00@b>")]),
+    dict(headers=[("In-Reply-To", "<a@b>\x00")]),
+], ids=lambda argument: "-".join(argument))
+def test_nul_in_any_header_value_is_refused_before_anything_is_written(argument):
+    argument.setdefault("from_", SENDER)
+    with pytest.raises(DataError, match="NUL"):
+        compose(**argument)
+
+
+@pytest.mark.parametrize("add", [MessageBuilder.attach, MessageBuilder.add_inline])
+def test_nul_in_a_file_name_is_refused_when_the_file_is_added(add):
+    with pytest.raises(DataError, match="NUL"):
+        add(MessageBuilder(), b"data", filename="invoice.pdf\x00.exe")
+
+
 @pytest.mark.parametrize("name", ["Content-Type", "MIME-Version", "content-transfer-encoding"])
 def test_structural_fields_cannot_be_given(name):
     with pytest.raises(UsageError):

@@ -9,10 +9,9 @@ HTML character reference used to raise ValueError (exit 70).
 
 import base64
 import json
-import subprocess
-import sys
 
 import pytest
+from helpers import run_bounded
 
 from mimekit.charsets import TextDecoder, decode_text
 from mimekit.dates import parse_date
@@ -205,11 +204,12 @@ HOSTILE_MESSAGE = (
 )
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "mimekit_cli", *args, "-"], input=HOSTILE_MESSAGE,
-                          capture_output=True, timeout=120)
+def run_cli(*args, message: bytes = HOSTILE_MESSAGE):
+    """The CLI on a hostile message, under the resource tier's 100 MiB address-space limit."""
+    return run_bounded([*args, "-"], input=message)
 
 
+@pytest.mark.resources
 def test_show_reads_the_hostile_message():
     result = run_cli("show")
     assert result.returncode == 0, result.stderr
@@ -218,6 +218,7 @@ def test_show_reads_the_hostile_message():
     assert b"Traceback" not in result.stderr
 
 
+@pytest.mark.resources
 def test_show_json_reads_the_hostile_message():
     result = run_cli("show", "--json")
     assert result.returncode == 0, result.stderr
@@ -227,6 +228,7 @@ def test_show_json_reads_the_hostile_message():
     assert {"charset-fallback", "parameter-malformed"} <= {d["kind"] for d in document["defects"]}
 
 
+@pytest.mark.resources
 def test_decode_text_reads_the_hostile_body():
     result = run_cli("decode", "--text")
     assert result.returncode == 0, result.stderr
@@ -234,15 +236,16 @@ def test_decode_text_reads_the_hostile_body():
     assert b"charset-fallback" in result.stderr
 
 
+@pytest.mark.resources
 def test_decode_text_reads_the_hostile_html():
     message = (b"Content-Type: text/html; charset=utf-16\r\nContent-Transfer-Encoding: base64\r\n\r\n"
                + base64.b64encode(f"<p>x&#{HUGE};y</p>".encode("utf-16-le") + b"\x00") + b"\r\n")
-    result = subprocess.run([sys.executable, "-m", "mimekit_cli", "decode", "--text", "-"], input=message,
-                            capture_output=True, timeout=120)
+    result = run_cli("decode", "--text", message=message)
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode() == "x\ufffdy\n\n\ufffd\n"   # the odd byte is after </p>
 
 
+@pytest.mark.resources
 def test_decode_to_a_directory_writes_every_part(tmp_path):
     result = run_cli("decode", "--json", "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
@@ -252,9 +255,9 @@ def test_decode_to_a_directory_writes_every_part(tmp_path):
     assert len(list((tmp_path / "out").iterdir())) == 3
 
 
+@pytest.mark.resources
 @pytest.mark.parametrize("part_id", [f"uu{HUGE}", f"1.uu{HUGE}", "uu²"])
 def test_decode_part_with_a_hostile_uuencode_number_is_no_such_part(part_id):
-    result = subprocess.run([sys.executable, "-m", "mimekit_cli", "decode", "--part", part_id, "-"],
-                            input=b"Subject: x\r\n\r\nhi\r\n", capture_output=True, timeout=120)
+    result = run_cli("decode", "--part", part_id, message=b"Subject: x\r\n\r\nhi\r\n")
     assert result.returncode == 65, result.stderr
     assert b"no part" in result.stderr

@@ -1,22 +1,33 @@
 """Where a password comes from, in the order CONVENTIONS.md fixes:
 --password-command (first line of its stdout, exit status checked), the environment
 variable MIMEKIT_PASSWORD, ~/.netrc, then the config file. Never argv, never printed.
+
+A file holding passwords that group or others may open is refused, not skipped: ssh and
+fetchmail do the same, and skipping it silently would only end in "no password" with
+no hint why.
 """
 
 import configparser
 import netrc
 import os
+import shlex
+import stat
 import subprocess
 
 from mimekit.errors import ConfigError
 
 ENV_VARIABLE = "MIMEKIT_PASSWORD"
 COMMAND_TIMEOUT = 60
+COMMAND_STDERR_SHOWN = 300   # characters of a failed password command's stderr in the error
 
 
 def config_path() -> str:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return os.path.join(base, "mimekit", "config.ini")
+
+
+def netrc_path() -> str:
+    return os.path.join(os.path.expanduser("~"), ".netrc")
 
 
 def resolve_password(user: str, host: str, password_command: str | None = None,
@@ -30,8 +41,8 @@ def resolve_password(user: str, host: str, password_command: str | None = None,
     found = _from_netrc(user, host) or _from_config(user, host)
     if found:
         return found
-    raise ConfigError(f"no password for {user}@{host}: give --password-command, "
-                      f"set {ENV_VARIABLE}, or add it to ~/.netrc")
+    raise ConfigError(f"no password for {user}@{host}: give --password-command, set {ENV_VARIABLE}, "
+                      f"or add it to {netrc_path()} or {config_path()} (chmod 600)")
 
 
 def _run_password_command(command: str) -> str:
@@ -39,30 +50,87 @@ def _run_password_command(command: str) -> str:
         result = subprocess.run(command, shell=True, capture_output=True, timeout=COMMAND_TIMEOUT,
                                 stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
-        raise ConfigError(f"password command timed out after {COMMAND_TIMEOUT}s") from exc
+        raise ConfigError(f"password command timed out after {COMMAND_TIMEOUT}s"
+                          + _said_on_stderr(exc.stderr)) from exc
     if result.returncode != 0:
-        raise ConfigError(f"password command failed with exit status {result.returncode}")
+        ended = (f"was killed by signal {-result.returncode}" if result.returncode < 0
+                 else f"failed with exit status {result.returncode}")
+        raise ConfigError(f"password command {ended}" + _said_on_stderr(result.stderr))
     lines = result.stdout.decode("utf-8", "replace").splitlines()
     if not lines or not lines[0]:
-        raise ConfigError("password command printed no password")
+        raise ConfigError("password command printed no password" + _said_on_stderr(result.stderr))
     return lines[0]
 
 
+def _said_on_stderr(stderr: bytes | None) -> str:
+    """A failed command's stderr as one bounded line for the error message (its stdout, which
+    may hold the password, is never shown). The CLI makes it printable, as all outside text."""
+    text = " ".join((stderr or b"").decode("utf-8", "replace").split())
+    if len(text) > COMMAND_STDERR_SHOWN:
+        text = text[:COMMAND_STDERR_SHOWN] + "…"
+    return f": {text}" if text else ""
+
+
 def _from_netrc(user: str, host: str) -> str | None:
+    path = netrc_path()
     try:
-        entry = netrc.netrc().authenticators(host)
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {_reason(exc)}") from None
+    _refuse_if_shared(path, mode)
+    try:
+        entry = netrc.netrc(path).authenticators(host)
+    except netrc.NetrcParseError as exc:
+        # its message quotes the offending token, which may be a password
+        raise ConfigError(f"{path}: line {exc.lineno}: not valid netrc syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {_reason(exc)}") from None
     if entry and (not entry[0] or entry[0] == user):
         return entry[2]
     return None
 
 
 def _from_config(user: str, host: str) -> str | None:
-    parser = configparser.ConfigParser(interpolation=None)
-    if not parser.read(config_path(), encoding="utf-8"):
+    path = config_path()
+    try:
+        with open(path, encoding="utf-8") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            text = file.read()
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {_reason(exc)}") from None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error as exc:
+        # its message quotes the offending line, which may hold a password
+        raise ConfigError(f"{path}: line {_error_line(exc)}: not valid INI syntax") from None
+    if any("password" in parser[section] for section in parser):
+        _refuse_if_shared(path, mode)
     for section in (f"{user}@{host}", host):
         if parser.has_option(section, "password"):
             return parser.get(section, "password")
     return None
+
+
+def _refuse_if_shared(path: str, mode: int) -> None:
+    """ConfigError when group or others have any access to the secret file at `path`."""
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{path} holds passwords but group or others may open it "
+                          f"(mode {stat.S_IMODE(mode):04o}); refusing to use it: chmod 600 {shlex.quote(path)}")
+
+
+def _error_line(exc: configparser.Error) -> int | str:
+    if getattr(exc, "lineno", None):
+        return exc.lineno
+    errors = getattr(exc, "errors", None)   # ParsingError: [(line number, line), ...]
+    return errors[0][0] if errors else "?"
+
+
+def _reason(exc: OSError | UnicodeDecodeError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 at byte {exc.start}"
+    return exc.strerror or str(exc)

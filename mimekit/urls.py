@@ -38,26 +38,43 @@ class ServerURL:
 
 
 def parse_url(text: str, allowed: set[str]) -> ServerURL:
-    """Parse `text` and check its scheme is one of `allowed`; UsageError otherwise."""
+    """Parse `text` and check its scheme is one of `allowed`; UsageError otherwise.
+
+    Error messages show the URL without its userinfo: it may hold a password."""
+    shown = without_userinfo(text)
     scheme, sep, rest = text.partition(":")
     scheme = scheme.lower()
     if not sep or scheme not in allowed:
-        raise UsageError(f"{text!r}: expected one of " + ", ".join(sorted(f"{s}:" for s in allowed)))
+        raise UsageError(f"{shown!r}: expected one of " + ", ".join(sorted(f"{s}:" for s in allowed)))
     if scheme in LOCAL_STORES:
         path = rest[2:] if rest.startswith("//") else rest
         if not path:
-            raise UsageError(f"{text!r}: a {scheme}: store needs a path")
+            raise UsageError(f"{shown!r}: a {scheme}: store needs a path")
         return ServerURL(scheme=scheme, path=path)
-    parts = urlsplit(text)
-    if not parts.hostname:
-        raise UsageError(f"{text!r}: no host name")
     try:
-        port = parts.port or DEFAULT_PORTS[scheme]
-    except ValueError as exc:
-        raise UsageError(f"{text!r}: bad port") from exc
-    if parts.password is not None:
+        parts = urlsplit(text)
+        host, password, port = parts.hostname, parts.password, parts.port
+    except ValueError as exc:   # "[::1" (an unclosed IPv6 bracket), a port out of range or not a number;
+        # urlsplit's own message may quote a piece of the password ("bob:pa/ss@host": port "pa")
+        raise UsageError(f"{shown!r}: not a valid URL (expected {scheme}://[USER@]HOST[:PORT], "
+                         "PORT from 1 to 65535)") from exc
+    if password is not None:
         raise UsageError("passwords are never taken from the command line; "
                          "use --password-command, MIMEKIT_PASSWORD or ~/.netrc")
+    if not host:
+        raise UsageError(f"{shown!r}: no host name")
+    if port == 0:
+        raise UsageError(f"{shown!r}: port 0 (expected 1 to 65535)")
     user = unquote(parts.username) if parts.username else None
-    return ServerURL(scheme=scheme, host=parts.hostname, port=port, user=user,
+    return ServerURL(scheme=scheme, host=host, port=port or DEFAULT_PORTS[scheme], user=user,
                      path=unquote(parts.path.lstrip("/")))
+
+
+def without_userinfo(text: str) -> str:
+    """`text` with everything before its last "@" (user name and password) hidden after the
+    scheme. Works on any text, however malformed: it must not fail where urlsplit fails."""
+    before, at, after = text.rpartition("@")
+    if not at:
+        return text
+    scheme, slashes, _ = before.partition("://")
+    return f"{scheme}://…@{after}" if slashes else f"…@{after}"

@@ -2,7 +2,7 @@ import pytest
 
 from mimekit.errors import ConfigError, UsageError
 from mimekit.secrets import resolve_password
-from mimekit.urls import parse_url
+from mimekit.urls import parse_url, without_userinfo
 
 
 def test_server_url_defaults_and_user():
@@ -44,3 +44,87 @@ def test_password_from_netrc(monkeypatch, tmp_path):
     netrc_file.write_text("machine mail.test login alice password fromnetrc\n")
     netrc_file.chmod(0o600)
     assert resolve_password("alice", "mail.test", environ={}) == "fromnetrc"
+
+
+# -- issue 8, items 7 and 17: malformed URLs, secret files, the password command --------------
+
+@pytest.mark.parametrize("text", ["smtp://[::1", "imaps://bob:PW@/INBOX", "smtp://host:99999", "smtp://host:abc",
+                                  "smtp://host:0", "smtp://bob:PW@host:abc", "smtp://bob:P/W@host",
+                                  "smtp://host:" + "9" * 5000, "ftp://bob:PW@host", "smtp:bob:PW@host"])
+def test_malformed_urls_are_usage_errors_that_never_echo_the_userinfo(text):
+    with pytest.raises(UsageError) as raised:
+        parse_url(text, {"smtp", "imaps"})
+    assert "PW" not in str(raised.value) and "P/W" not in str(raised.value)
+
+
+def test_without_userinfo_hides_everything_before_the_last_at():
+    assert without_userinfo("imaps://bob:PW@/INBOX") == "imaps://…@/INBOX"
+    assert without_userinfo("smtp://a@b:PW@host:25") == "smtp://…@host:25"
+    assert without_userinfo("bob:PW@host") == "…@host"
+    assert without_userinfo("smtp://host") == "smtp://host"
+
+
+def home(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    return tmp_path
+
+
+def test_netrc_open_to_others_is_refused_with_the_fix(monkeypatch, tmp_path):
+    netrc_file = home(monkeypatch, tmp_path) / ".netrc"
+    netrc_file.write_text("machine mail.test login alice password fromnetrc\n")
+    for mode in (0o644, 0o640, 0o604, 0o620):
+        netrc_file.chmod(mode)
+        with pytest.raises(ConfigError, match=f"chmod 600 {netrc_file}"):
+            resolve_password("alice", "mail.test", environ={})
+
+
+def test_malformed_netrc_is_a_config_error_that_quotes_no_token(monkeypatch, tmp_path):
+    netrc_file = home(monkeypatch, tmp_path) / ".netrc"
+    netrc_file.write_text("machine mail.test login alice\nsecrettoken password x\n")
+    netrc_file.chmod(0o600)
+    with pytest.raises(ConfigError, match="line 2") as raised:
+        resolve_password("alice", "mail.test", environ={})
+    assert "secrettoken" not in str(raised.value)
+
+
+def test_config_with_a_password_open_to_others_is_refused(monkeypatch, tmp_path):
+    config = home(monkeypatch, tmp_path) / ".config" / "mimekit" / "config.ini"
+    config.parent.mkdir(parents=True)
+    config.write_text("[alice@mail.test]\npassword = fromconfig\n")
+    config.chmod(0o644)
+    with pytest.raises(ConfigError, match=f"chmod 600 {config}") as raised:
+        resolve_password("alice", "mail.test", environ={})
+    assert "fromconfig" not in str(raised.value)
+    config.chmod(0o600)
+    assert resolve_password("alice", "mail.test", environ={}) == "fromconfig"
+
+
+def test_config_without_passwords_may_be_readable(monkeypatch, tmp_path):
+    config = home(monkeypatch, tmp_path) / ".config" / "mimekit" / "config.ini"
+    config.parent.mkdir(parents=True)
+    config.write_text("[alice@mail.test]\nuser = alice\n")
+    config.chmod(0o644)
+    with pytest.raises(ConfigError, match="no password for alice@mail.test"):
+        resolve_password("alice", "mail.test", environ={})
+
+
+def test_malformed_config_names_the_line_not_its_text(monkeypatch, tmp_path):
+    config = home(monkeypatch, tmp_path) / ".config" / "mimekit" / "config.ini"
+    config.parent.mkdir(parents=True)
+    config.write_text("[alice@mail.test]\npassword = fromconfig\nsecret line without equals\n")
+    config.chmod(0o600)
+    with pytest.raises(ConfigError, match="line 3") as raised:
+        resolve_password("alice", "mail.test", environ={})
+    assert "secret line" not in str(raised.value)
+
+
+def test_failed_password_command_shows_its_stderr_bounded_never_its_stdout():
+    with pytest.raises(ConfigError) as raised:
+        resolve_password("u", "h", "echo pw-on-stdout; echo 'vault locked' >&2; head -c 100000 /dev/zero | "
+                                   "tr '\\0' x >&2; exit 3", environ={})
+    message = str(raised.value)
+    assert "exit status 3" in message and "vault locked" in message and "pw-on-stdout" not in message
+    assert len(message) < 400 and "\n" not in message
+    with pytest.raises(ConfigError, match="killed by signal 9"):
+        resolve_password("u", "h", "kill -9 $$", environ={})

@@ -5,7 +5,8 @@ import click
 
 from mimekit.check import check_message
 from mimekit.files import open_input
-from mimekit_cli.common import EXIT_DATAERR, emit_json, json_option, limits_option, reporting
+from mimekit_cli.common import (EXIT_DATAERR, emit_json, json_option, limits_option, print_diagnostic, printable,
+                                reporting)
 
 
 @click.command()
@@ -30,12 +31,12 @@ def check(ctx, source, allow_lf, limits, as_json):
                                 "suppressed": report.suppressed})
         else:
             for violation in report.violations:
-                click.echo(str(violation))
+                click.echo(printable(str(violation)))
             for rule, count in report.suppressed.items():
                 click.echo(f"{rule}: {count} more not listed")
             if not report.ok:
-                click.echo(f"mimekit check: {source}: {len(report.violations) + sum(report.suppressed.values())} problem(s)",
-                           err=True)
+                print_diagnostic("check", f"{source}: {len(report.violations) + sum(report.suppressed.values())} "
+                                          "problem(s)")
     ctx.exit(EXIT_DATAERR if not report.ok else 0)
 
 

@@ -5,8 +5,12 @@ errors as JSON under --json, never a bare traceback (unless --debug).
 """
 
 import dataclasses
+import errno
+import io
 import json
+import os
 import re
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -15,12 +19,13 @@ import click
 
 from mimekit import errors
 from mimekit.defects import Defect
-from mimekit.limits import Limits
+from mimekit.limits import Limits, parse_decimal
 
 EXIT_OK = 0
 EXIT_USAGE = 64
 EXIT_DATAERR = 65
 EXIT_SOFTWARE = 70
+EXIT_IOERR = 74
 
 # One place maps the engine's typed exceptions to sysexits codes.
 EXIT_CODES = {
@@ -51,6 +56,24 @@ Exit codes (sysexits.h):
   77 NOPERM       authentication failed, or an insecure action was refused
   78 CONFIG       bad or missing configuration, secret command failed
 Partial failure is never 0."""
+
+
+# -- text from outside ------------------------------------------------------------------
+
+# Characters a sender could use to rewrite the reader's terminal or hide text: C0 and C1
+# controls (ESC and the one-character CSI U+009B start escape sequences; BEL ends an OSC
+# title), DEL, lone surrogates (undecodable bytes), line separators, and the bidi controls:
+# an override (U+202E) reorders what follows, so "invoice\u202efdp.exe" would show as
+# "invoiceexe.pdf". Zero-width joiners stay: emoji and several scripts need them.
+_CONTROLS_BEYOND_C0 = ("\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+                       "\ud800-\udfff")
+_UNPRINTABLE = re.compile(f"[\x00-\x1f{_CONTROLS_BEYOND_C0}]")
+_UNESCAPED_BY_JSON = re.compile(f"[{_CONTROLS_BEYOND_C0}]")   # json.dumps escapes C0 itself
+
+
+def printable(text: str) -> str:
+    """`text` with every unprintable character shown as a Python escape ("\\x1b")."""
+    return _UNPRINTABLE.sub(lambda match: ascii(match[0])[1:-1], text)
 
 
 def exit_code_for(exc: errors.MimekitError) -> int:
@@ -98,10 +121,11 @@ def _parse_limits(ctx, param, values) -> Limits:
     changes = {}
     for value in values:
         name, sep, number = value.partition("=")
-        if not sep or name not in LIMIT_NAMES or not number.isdigit() or int(number) < 1:
+        limit = parse_decimal(number)
+        if not sep or name not in LIMIT_NAMES or not limit:
             raise click.BadParameter(f"{value!r}: expected NAME=N with N >= 1 and NAME one of "
                                      + ", ".join(LIMIT_NAMES), ctx=ctx, param=param)
-        changes[LIMIT_NAMES[name]] = int(number)
+        changes[LIMIT_NAMES[name]] = limit
     return Limits(**changes)
 
 
@@ -110,19 +134,102 @@ def quiet_option(func):
 
 
 def emit_json(command: str, payload: dict) -> None:
-    """Print one JSON document whose first key is the schema name."""
+    """Print one JSON document whose first key is the schema name.
+
+    json.dumps escapes C0 controls; the other characters `printable` would escape (DEL, C1
+    controls such as the one-byte CSI U+009B, bidi overrides, lone surrogates) are written
+    as \\uXXXX too: the same JSON values, and nothing a terminal acts on."""
     document = {"schema": f"mimekit.{command}/1", **payload}
-    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    sys.stdout.write(_UNESCAPED_BY_JSON.sub(lambda match: f"\\u{ord(match[0]):04x}", text) + "\n")
     sys.stdout.flush()
 
 
+def print_diagnostic(command: str | None, text: str) -> None:
+    """The one way a diagnostic reaches stderr: one line, "mimekit COMMAND: TEXT", made printable
+    (server replies, file names and header values in it come from outside)."""
+    prefix = f"mimekit {command}: " if command else "mimekit: "
+    click.echo(prefix + printable(text), err=True)
+
+
 def fail(command: str, as_json: bool, code: int, kind: str, message: str):
-    """Report one error (one line on stderr, or JSON on stdout) and exit with `code`."""
+    """Report one error (one line on stderr, or JSON on stdout) and exit with `code`.
+    When stdout cannot take the JSON document, the error goes to stderr instead."""
     if as_json:
-        emit_json(command, {"error": {"code": code, "kind": kind, "message": message}})
-    else:
-        click.echo(f"mimekit {command}: {message}", err=True)
+        try:
+            emit_json(command, {"error": {"code": code, "kind": kind, "message": message}})
+        except StdoutError:
+            _discard_stdout()
+        else:
+            sys.exit(code)
+    print_diagnostic(command, message)
     sys.exit(code)
+
+
+# -- standard output that fails ----------------------------------------------------------
+
+class StdoutError(OSError):
+    """A write to standard output failed: a full device, a closed pipe. Told apart from
+    errors on the files a command writes, because the answer differs (see stdout_failed)."""
+
+
+STDOUT_FILENO = 1
+
+
+class _GuardedStdout(io.RawIOBase):
+    """File descriptor 1, whose write errors are StdoutError."""
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return STDOUT_FILENO
+
+    def isatty(self) -> bool:
+        return os.isatty(STDOUT_FILENO)
+
+    def write(self, data) -> int:
+        try:
+            return os.write(STDOUT_FILENO, data)
+        except OSError as exc:
+            raise StdoutError(exc.errno, exc.strerror) from None
+
+
+def guard_stdout() -> None:
+    """Make sys.stdout raise StdoutError when a write fails (called once, before any command)."""
+    try:
+        if sys.stdout is None or sys.stdout.fileno() != STDOUT_FILENO:
+            return
+    except (OSError, ValueError):   # already replaced by something without a descriptor
+        return
+    sys.stdout.flush()
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_GuardedStdout()), encoding=sys.stdout.encoding,
+                                  errors=sys.stdout.errors, line_buffering=sys.stdout.line_buffering)
+
+
+def _discard_stdout() -> None:
+    """Point descriptor 1 at /dev/null: what is still buffered for stdout cannot fail again
+    when the interpreter flushes it at exit ("Exception ignored ... BrokenPipeError")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, STDOUT_FILENO)
+    os.close(devnull)
+
+
+def stdout_failed(command: str | None, exc: OSError):
+    """Standard output is gone, so nothing more goes there (not even a JSON error).
+
+    A closed pipe (`mimekit show big.eml | head -1`) ends the run as it ends cat: quietly,
+    killed by SIGPIPE (the shell sees 141, and `set -o pipefail` works as with every other
+    tool). Exit 0 would claim that all the data was delivered. Any other write error (a
+    full disk, /dev/full) is one line on stderr and exit 74."""
+    _discard_stdout()
+    if exc.errno == errno.EPIPE:
+        sys.stderr.flush()
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+        sys.exit(128 + signal.SIGPIPE)   # only reached when the parent blocked SIGPIPE
+    print_diagnostic(command, f"cannot write to standard output: {exc.strerror or exc}")
+    sys.exit(EXIT_IOERR)
 
 
 def _debug_enabled() -> bool:
@@ -138,10 +245,8 @@ def reporting(command: str, as_json: bool = False):
         yield
     except errors.MimekitError as exc:
         fail(command, as_json, exit_code_for(exc), exc.kind, str(exc))
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): not our error, and nothing left to say.
-        sys.stderr.close()
-        sys.exit(EXIT_OK)
+    except StdoutError as exc:
+        stdout_failed(command, exc)
     except KeyboardInterrupt:
         fail(command, as_json, 130, "interrupted", "interrupted")
     except (click.exceptions.Exit, SystemExit):
@@ -149,7 +254,7 @@ def reporting(command: str, as_json: bool = False):
     except OSError as exc:
         if _debug_enabled():
             raise
-        fail(command, as_json, 74, "io", f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        fail(command, as_json, EXIT_IOERR, "io", f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
     except Exception as exc:  # a bug: short message, traceback only with --debug
         if _debug_enabled():
             raise
@@ -207,28 +312,27 @@ def _human(n: float) -> str:
 
 # -- reading messages: what decode, show and check share --------------------------------
 
-# Characters a sender could use to rewrite the reader's terminal or hide text: C0 and C1
-# controls (ESC starts escape sequences), bidi overrides, line separators, lone surrogates.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-                          "\u2028\u2029\ud800-\udfff]")
-
-
-def printable(text: str) -> str:
-    """`text` with every unprintable character shown as a Python escape ("\\x1b")."""
-    return _UNPRINTABLE.sub(lambda match: ascii(match[0])[1:-1], text)
+def text_table(rows: list[tuple], right_aligned: set[int] = frozenset()) -> list[str]:
+    """Rows of cells as aligned lines (two spaces apart), every cell made printable first,
+    so that a hostile cell can neither move the cursor nor break the alignment."""
+    rows = [[printable(cell) for cell in row] for row in rows]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return ["  ".join(cell.rjust(width) if column in right_aligned else cell.ljust(width)
+                      for column, (cell, width) in enumerate(zip(row, widths))).rstrip()
+            for row in rows]
 
 
 def report_defects(command: str, defects: list[Defect]) -> None:
     """One line per defect on stderr."""
     for defect in defects:
-        click.echo(f"mimekit {command}: defect: {printable(str(defect))}", err=True)
+        print_diagnostic(command, f"defect: {defect}")
 
 
 def exit_if_strict(command: str, strict: bool, defects: list[Defect], as_json: bool) -> None:
     """Under --strict, defects make the exit status 65 once the work is done."""
     if strict and defects:
         if not as_json:
-            click.echo(f"mimekit {command}: {len(defects)} defect(s) found (--strict)", err=True)
+            print_diagnostic(command, f"{len(defects)} defect(s) found (--strict)")
         sys.exit(EXIT_DATAERR)
 
 

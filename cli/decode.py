@@ -10,8 +10,8 @@ from mimekit.extract import ManifestEntry, best_text_part, extract_all, iter_par
 from mimekit.files import open_input
 from mimekit.limits import Limits
 from mimekit.tree import Message, parse_message
-from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, printable,
-                                quiet_option, report_defects, reporting, strict_option)
+from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, quiet_option,
+                                report_defects, reporting, strict_option, text_table)
 
 
 @click.command("decode")
@@ -87,20 +87,16 @@ def _manifest_table(entries: list[ManifestEntry]) -> str:
     """One line per file: id, size, type, written name, and where the name came from."""
     rows = [("PART", "SIZE", "TYPE", "FILE", "NOTE")]
     for entry in entries:
-        rows.append((entry.id or "(message)", str(entry.size), entry.content_type,
-                     printable(entry.written_name), _name_note(entry)))
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.rjust(width) if column == 1 else cell.ljust(width)
-                  for column, (cell, width) in enumerate(zip(row, widths))).rstrip()
-        for row in rows)
+        rows.append((entry.id or "(message)", str(entry.size), entry.content_type, entry.written_name,
+                     _name_note(entry)))
+    return "\n".join(text_table(rows, right_aligned={1}))
 
 
 def _name_note(entry: ManifestEntry) -> str:
     reasons = ", ".join(reason.value for reason in entry.reasons)
     if entry.original_name is None or entry.original_name == entry.written_name:
         return reasons
-    return f'sent as "{printable(entry.original_name)}": {reasons}'
+    return f'sent as "{entry.original_name}": {reasons}'
 
 
 COMMANDS = [decode]

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from mimekit_cli.common import EXIT_CODE_TABLE, EXIT_USAGE
+from mimekit_cli.common import EXIT_CODE_TABLE, EXIT_USAGE, StdoutError, guard_stdout, printable, stdout_failed
 
 
 # Command name -> the module under mimekit_cli that defines it. Modules are imported only
@@ -32,18 +32,31 @@ class MimekitGroup(click.Group):
 
     def main(self, args=None, prog_name=None, **extra):
         extra.pop("standalone_mode", None)
+        guard_stdout()
         try:
-            result = super().main(args, prog_name or "mimekit", standalone_mode=False, **extra)
+            try:
+                result = super().main(args, prog_name or "mimekit", standalone_mode=False, **extra)
+            finally:
+                sys.stdout.flush()   # a write error surfaces here, not at interpreter exit
+        except StdoutError as exc:   # one a command's own `reporting` did not see (e.g. --help)
+            stdout_failed(None, exc)
         except click.UsageError as exc:
-            exc.show()
+            _show_printable(exc)
             sys.exit(EXIT_USAGE)
         except click.ClickException as exc:
-            exc.show()
+            _show_printable(exc)
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("mimekit: aborted", err=True)
             sys.exit(130)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def _show_printable(exc: click.ClickException) -> None:
+    """click's own error, with the argument it quotes (which may come from outside, as
+    `mimekit show "$file"` does) made printable."""
+    exc.message = printable(exc.message)
+    exc.show()
 
 
 @click.group(cls=MimekitGroup, epilog=EXIT_CODE_TABLE, context_settings={"help_option_names": ["-h", "--help"]})

@@ -16,8 +16,8 @@ from mimekit.secrets import resolve_password
 from mimekit.smtp_client import MessageResult, RecipientResult, SMTPClient
 from mimekit.stores import Mbox, open_store
 from mimekit.urls import parse_url
-from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, quiet_option,
-                                reporting)
+from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, print_diagnostic,
+                                quiet_option, reporting)
 
 SCHEMES = {"smtp", "smtps", "maildir", "mbox"}
 # When results differ, the code that tells a script most: a message that can never be
@@ -82,8 +82,8 @@ def _send_over_smtp(url, messages, results, progress, user, password_command, ca
     password = resolve_password(user, url.host, password_command) if user else None
     with SMTPClient(url, cafile=cafile, timeout=timeout, allow_insecure=insecure) as client:
         if not client.encrypted:
-            click.echo(f"mimekit send: warning: {url.host} offers no STARTTLS; continuing WITHOUT "
-                       "encryption because --insecure-plaintext-auth was given", err=True)
+            print_diagnostic("send", f"warning: {url.host} offers no STARTTLS; continuing WITHOUT "
+                                     "encryption because --insecure-plaintext-auth was given")
         if user:
             client.login(user, password)
         for result in client.send_messages(messages, progress=progress.update):
@@ -128,21 +128,21 @@ def _report(messages, results, as_json, quiet, failure: MimekitError | None = No
         return
     for result in results:
         if result.error is not None:
-            click.echo(f"mimekit send: {result.source}: not sent: {result.error}", err=True)
+            print_diagnostic("send", f"{result.source}: not sent: {result.error}")
             continue
         accepted = [r for r in result.recipients if r.accepted]
         for recipient in result.recipients:
             if not recipient.accepted:
                 reply = " ".join(str(part) for part in (recipient.code, recipient.enhanced, recipient.text) if part)
-                click.echo(f"mimekit send: {result.source}: {recipient.address} refused: {reply}", err=True)
+                print_diagnostic("send", f"{result.source}: {recipient.address} refused: {reply}")
         if not quiet and accepted:
             queued = f", queued as {result.queue_id}" if result.queue_id else ""
             converted = ", converted to 7-bit for this server" if result.converted_to_7bit else ""
-            click.echo(f"mimekit send: {result.source}: {len(accepted)} of {len(result.recipients)} "
-                       f"recipient(s) accepted{queued}{converted}", err=True)
+            print_diagnostic("send", f"{result.source}: {len(accepted)} of {len(result.recipients)} "
+                                     f"recipient(s) accepted{queued}{converted}")
     if failure:
         not_sent = f"; not sent: {', '.join(m.source for m in unsent)}" if unsent else ""
-        click.echo(f"mimekit send: {failure}{not_sent}", err=True)
+        print_diagnostic("send", f"{failure}{not_sent}")
 
 
 def _result_json(result: MessageResult) -> dict:

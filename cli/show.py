@@ -9,7 +9,7 @@ from mimekit.files import open_input
 from mimekit.parser import placed_defect
 from mimekit.tree import Part, parse_message
 from mimekit_cli.common import (emit_json, exit_if_strict, json_option, limits_option, printable, report_defects,
-                                reporting, strict_option)
+                                reporting, strict_option, text_table)
 
 @click.command("show")
 @click.argument("source", metavar="FILE|-")
@@ -73,13 +73,9 @@ def _print_parts(parts: list[dict]) -> None:
     for part in parts:
         rows.append(("  " * part["depth"] + (part["id"] or "(message)"), part["content_type"],
                      part["charset"] or "", part["transfer_encoding"],
-                     "" if part["size"] is None else str(part["size"]),
-                     printable(part["name"]) if part["name"] is not None else ""))
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        cells = [cell.rjust(width) if column == 4 else cell.ljust(width)
-                 for column, (cell, width) in enumerate(zip(row, widths))]
-        click.echo("  ".join(cells).rstrip())
+                     "" if part["size"] is None else str(part["size"]), part["name"] or ""))
+    for line in text_table(rows, right_aligned={4}):
+        click.echo(line)
 
 
 COMMANDS = [show]

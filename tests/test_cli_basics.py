@@ -33,3 +33,12 @@ def test_exception_classes_map_to_sysexits():
         pass
 
     assert exit_code_for(Unmapped("x")) == 70
+
+
+def test_parser_limit_takes_ascii_digits_only():
+    """issue 8, item 6: "²" passes str.isdigit(), and 5000 digits make int() raise ValueError."""
+    for value in ("depth=²", "depth=١", "depth=" + "9" * 5000, "depth=0", "depth=-1"):
+        result = run_cli("show", "--parser-limit", value, "-", input=b"Subject: x\r\n\r\nx\r\n")
+        assert result.returncode == 64, (value, result.stderr)
+        assert b"NAME=N" in result.stderr and b"Traceback" not in result.stderr
+    assert run_cli("show", "--parser-limit", "depth=3", "-", input=b"Subject: x\r\n\r\nx\r\n").returncode == 0

@@ -1,208 +1,30 @@
 """Faults Postfix will not produce on demand, from a SCRIPTED FAKE SMTP server.
 
-The fake (ScriptedSMTPServer below) is not a mail server: it is a few lines of Python on
-127.0.0.1 that answers from a script so a test can make it say 421 in mid-session, drop
-the connection during DATA, go silent, or refuse the message after the final dot. It
-speaks implicit TLS with a throw-away CA, so the client under test runs exactly as it
-does against a real server (no insecure flags). Everything Postfix can do itself is
-tested against Postfix in test_send_postfix.py.
+The fake (tests/scripted_servers.ScriptedSMTPServer) is not a mail server: it is a few
+lines of Python on 127.0.0.1 that answers from a script so a test can make it say 421 in
+mid-session, drop the connection during DATA, go silent, or refuse the message after the
+final dot. It speaks implicit TLS with a throw-away CA, so the client under test runs
+exactly as it does against a real server (no insecure flags). Everything Postfix can do
+itself is tested against Postfix in test_send_postfix.py.
 """
 
 import email
 import email.policy
 import json
-import select
-import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import trustme
-
-from mimekit.smtp_data import unstuff
+from scripted_servers import MESSAGE, ScriptedSMTPServer, scripted
 
 REPO = Path(__file__).resolve().parent.parent
-MESSAGE = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: fault test\r\n\r\nbody\r\n"
-
-
-class ScriptedSMTPServer:
-    """A scripted fake SMTP server, one session at a time; override a method to script a fault.
-
-    Records the commands it saw (`commands`) and the messages it accepted (`messages`).
-    """
-
-    extensions = ("PIPELINING", "8BITMIME", "SIZE 0", "ENHANCEDSTATUSCODES")   # + CHUNKING: see `transfer`
-
-    def __init__(self, tmp_path: Path):
-        ca = trustme.CA()
-        self.ca_file = tmp_path / "fake-ca.pem"
-        ca.cert_pem.write_to_path(str(self.ca_file))
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(self.context)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.commands: list[str] = []
-        self.messages: list[bytes] = []
-        self.pipelined_without_offer = False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"smtps://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self.listener.close()
-
-    # the script: each returns the reply line(s), or None to drop the connection ------------
-
-    def greeting(self) -> str | None:
-        return "220 fake.example.test ESMTP scripted fake"
-
-    def mail(self, sender: str, count: int) -> str | None:
-        return "250 2.1.0 Ok"
-
-    def rcpt(self, address: str, count: int) -> str | None:
-        return "250 2.1.5 Ok"
-
-    def data_received(self, message: bytes, count: int) -> str | None:
-        return f"250 2.0.0 Ok: queued as FAKE{count}"
-
-    def drop_during_data(self, count: int) -> bool:
-        return False
-
-    # the machinery ------------------------------------------------------------------------
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                raw, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                with self.context.wrap_socket(raw, server_side=True) as conn:
-                    self._session(conn)
-            except (OSError, ssl.SSLError):
-                pass
-
-    def _session(self, conn: ssl.SSLSocket) -> None:
-        reader = _LineReader(conn)
-
-        def say(reply: str | None) -> bool:
-            if reply is None:
-                return False
-            conn.sendall(reply.encode() + b"\r\n")
-            return not reply.startswith("421")
-
-        if not say(self.greeting()):
-            return
-        mails = rcpts = datas = 0
-        mail_ok, rcpt_ok, bdat = False, 0, bytearray()   # the transaction, as a real server keeps it
-        while line := reader.readline():
-            command = line.decode().rstrip("\r\n")
-            self.commands.append(command)
-            if "PIPELINING" not in self.extensions and reader.more_waiting():
-                self.pipelined_without_offer = True
-            verb = command.split(" ", 1)[0].upper()
-            if verb == "EHLO":
-                lines = ["fake.example.test", *self.extensions]
-                reply = "\r\n".join(f"250{'-' if i < len(lines) - 1 else ' '}{text}" for i, text in enumerate(lines))
-            elif verb == "MAIL":
-                mails += 1
-                reply = self.mail(command[10:].split(">")[0].lstrip("<"), mails)
-                mail_ok = bool(reply) and reply.startswith("250")
-            elif verb == "RCPT":
-                rcpts += 1
-                reply = self.rcpt(command[8:].split(">")[0].lstrip("<"), rcpts) if mail_ok \
-                    else "503 5.5.1 Error: need MAIL command"
-                rcpt_ok += bool(reply) and reply.startswith("250")
-            elif verb == "DATA" and not rcpt_ok:
-                reply = "554 5.5.1 Error: no valid recipients"
-            elif verb == "DATA":
-                datas += 1
-                mail_ok, rcpt_ok = False, 0
-                if not say("354 End data with <CR><LF>.<CR><LF>"):
-                    return
-                if self.drop_during_data(datas):
-                    reader.readline()   # some of the message has arrived: now vanish
-                    return
-                data = b""
-                while not (data == b".\r\n" or data.endswith(b"\r\n.\r\n")):
-                    chunk = reader.readline()
-                    if not chunk:
-                        return
-                    data += chunk
-                reply = self.data_received(unstuff(data), datas)
-                if reply and reply.startswith("250"):
-                    self.messages.append(unstuff(data))
-            elif verb == "BDAT":
-                size, last = int(command.split()[1]), command.upper().endswith(" LAST")
-                if self.drop_during_data(datas + 1):
-                    reader.read(min(size, 10))   # some of the message has arrived: now vanish
-                    return
-                chunk = reader.read(size)
-                if not rcpt_ok:
-                    reply = "554 5.5.1 Error: no valid recipients"
-                else:
-                    bdat += chunk
-                    reply = f"250 2.0.0 Ok: {size} bytes"
-                if last and rcpt_ok:
-                    datas += 1
-                    reply = self.data_received(bytes(bdat), datas)
-                    if reply and reply.startswith("250"):
-                        self.messages.append(bytes(bdat))
-                if last:
-                    mail_ok, rcpt_ok, bdat = False, 0, bytearray()
-            elif verb == "RSET":
-                mail_ok, rcpt_ok, bdat = False, 0, bytearray()
-                reply = "250 2.0.0 Ok"
-            elif verb == "QUIT":
-                say("221 2.0.0 Bye")
-                return
-            else:
-                reply = "502 5.5.2 Error: command not recognized"
-            if not say(reply):
-                return
-
-
-class _LineReader:
-    """Lines from a socket, keeping what arrived beyond them (to notice pipelining)."""
-
-    def __init__(self, conn: ssl.SSLSocket):
-        self.conn = conn
-        self.buffer = b""
-
-    def readline(self) -> bytes:
-        while b"\n" not in self.buffer and self._more():
-            pass
-        line, newline, self.buffer = self.buffer.partition(b"\n")
-        return line + newline
-
-    def read(self, size: int) -> bytes:
-        while len(self.buffer) < size and self._more():
-            pass
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
-        return data
-
-    def _more(self) -> bool:
-        data = self.conn.recv(65536)
-        self.buffer += data
-        return bool(data)
-
-    def more_waiting(self) -> bool:
-        """Did the client send more before our reply? Waits a moment to let it arrive."""
-        time.sleep(0.02)
-        return bool(self.buffer) or self.conn.pending() > 0 or bool(select.select([self.conn], [], [], 0)[0])
 
 
 def fake(tmp_path, **overrides) -> ScriptedSMTPServer:
     """A scripted fake server whose named script methods are replaced by `overrides`."""
-    server_class = type("Scripted", (ScriptedSMTPServer,), overrides)
-    return server_class(tmp_path)
+    return scripted(ScriptedSMTPServer, tmp_path, **overrides)
 
 
 @pytest.fixture(params=["DATA", "BDAT"])

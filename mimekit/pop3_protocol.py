@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
+from mimekit.limits import parse_decimal
 from mimekit.sansio import BufferedClientProtocol
 
 __all__ = ["POP3ClientProtocol", "DotUnstuffer"]
@@ -315,9 +316,10 @@ def _argument(value: str, what: str) -> str:
 
 def _stat(text: str) -> Stat:
     parts = text.split()
-    if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+    numbers = [parse_decimal(part) for part in parts[:2]]
+    if len(numbers) < 2 or None in numbers:
         raise ProtocolError(f"POP3 server sent a malformed STAT reply: {text[:200]!r}")
-    return Stat(int(parts[0]), int(parts[1]))
+    return Stat(*numbers)
 
 
 def _parse_listing(command: str, listing: bytes):
@@ -333,12 +335,11 @@ def _parse_listing(command: str, listing: bytes):
     entries = {}
     for line in lines:
         parts = line.split()
-        if len(parts) < 2 or not parts[0].isdigit():
+        number = parse_decimal(parts[0]) if parts else None
+        value = parts[1] if len(parts) >= 2 else None
+        if command == "LIST" and value is not None:
+            value = parse_decimal(value)
+        if number is None or value is None:
             raise ProtocolError(f"POP3 server sent a malformed {command} line: {line[:200]!r}")
-        if command == "LIST":
-            if not parts[1].isdigit():
-                raise ProtocolError(f"POP3 server sent a malformed LIST line: {line[:200]!r}")
-            entries[int(parts[0])] = int(parts[1])
-        else:
-            entries[int(parts[0])] = parts[1]
+        entries[number] = value
     return Sizes(entries) if command == "LIST" else UniqueIds(entries)

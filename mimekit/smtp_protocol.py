@@ -24,10 +24,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from mimekit.errors import AuthError, DataError, ProtocolError, UnavailableError
+from mimekit.limits import parse_decimal
 from mimekit.sansio import NEED_DATA
 
-MAX_REPLY_LINE = 64 * 1024   # RFC 5321 says 512; be lenient, but never buffer without bound
-MAX_REPLY_LINES = 1000
+MAX_REPLY_LINE = 64 * 1024   # RFC 5321 §4.5.3.1.5 says 512; be lenient, but never buffer without bound
+MAX_REPLY_LINES = 1000       # lines of one reply: Postfix's EHLO reply, the longest, has about 15
 
 
 class SMTPStateError(RuntimeError):
@@ -36,7 +37,7 @@ class SMTPStateError(RuntimeError):
 
 # --- replies -------------------------------------------------------------------------------
 
-_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
+_ENHANCED = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?: |$)")
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,16 @@ def _parse_reply(raw_lines: list[bytes]) -> Reply:
     return Reply(code, tuple(texts), enhanced)
 
 
-_REPLY_LINE = re.compile(rb"[2-5]\d\d(?:[ -]|$)")
+_REPLY_LINE = re.compile(rb"[2-5][0-9][0-9](?:[ -]|$)")
 
 
 class ReplyReader:
     """Splits received bytes into complete replies (RFC 5321 §4.2: "ddd-" continues,
     "ddd " or a bare "ddd" ends). Lines ending in LF alone are accepted too."""
 
-    def __init__(self):
+    def __init__(self, max_line: int = MAX_REPLY_LINE, max_lines: int = MAX_REPLY_LINES):
+        self.max_line = max_line
+        self.max_lines = max_lines
         self._buffer = bytearray()
         self._lines: list[bytes] = []
         self.eof = False
@@ -100,16 +103,16 @@ class ReplyReader:
         while True:
             end = self._buffer.find(b"\n")
             if end < 0:
-                if len(self._buffer) > MAX_REPLY_LINE:
-                    raise ProtocolError(f"server reply line longer than {MAX_REPLY_LINE} bytes")
+                if len(self._buffer) > self.max_line:
+                    raise ProtocolError(f"server reply line longer than {self.max_line} bytes")
                 return None
             line = bytes(self._buffer[:end]).rstrip(b"\r")
             del self._buffer[:end + 1]
             if not _REPLY_LINE.match(line):
                 raise ProtocolError(f"not an SMTP reply line: {line[:100]!r}")
             self._lines.append(line)
-            if len(self._lines) > MAX_REPLY_LINES:
-                raise ProtocolError(f"server reply longer than {MAX_REPLY_LINES} lines")
+            if len(self._lines) > self.max_lines:
+                raise ProtocolError(f"server reply longer than {self.max_lines} lines")
             if line[3:4] != b"-":
                 lines, self._lines = self._lines, []
                 return _parse_reply(lines)
@@ -137,7 +140,8 @@ class Capabilities:
                 keyword, words = "AUTH", ["AUTH", keyword[5:], *words[1:]]
             keywords.add(keyword)
             if keyword == "SIZE":
-                size_limit = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+                # SIZE's parameter is 1*20DIGIT (RFC 1870 §4); anything else announces no limit
+                size_limit = (parse_decimal(words[1]) if len(words) > 1 else None) or 0
             elif keyword == "AUTH":
                 auth.update(w.upper() for w in words[1:])
         return cls(frozenset(keywords), size_limit, frozenset(auth))
@@ -258,15 +262,17 @@ class _Auth:
 
 class SMTPConnection:
     """One SMTP client session. `tls` is True when the connection is already encrypted
-    (implicit TLS); `allow_insecure_auth` permits AUTH without TLS (an explicit user flag)."""
+    (implicit TLS); `allow_insecure_auth` permits AUTH without TLS (an explicit user flag).
+    A reply is bounded by `max_reply_line` bytes a line and `max_reply_lines` lines."""
 
-    def __init__(self, tls: bool = False, allow_insecure_auth: bool = False):
+    def __init__(self, tls: bool = False, allow_insecure_auth: bool = False,
+                 max_reply_line: int = MAX_REPLY_LINE, max_reply_lines: int = MAX_REPLY_LINES):
         self.state = GREETING
         self.tls = tls
         self.allow_insecure_auth = allow_insecure_auth
         self.capabilities = Capabilities()
         self.authenticated = False
-        self._reader = ReplyReader()
+        self._reader = ReplyReader(max_reply_line, max_reply_lines)
         self._expected: deque[_Expected] = deque([_Expected("greeting", Greeting)])
         self._auth: _Auth | None = None
         self._transaction_utf8 = False

@@ -164,12 +164,28 @@ def test_stat_uidl_and_list():
                    Sizes({1: 120, 2: 200})]
 
 
-@pytest.mark.parametrize("reply", [b"+OK lots\r\n", b"+OK\r\nx 1\r\n.\r\n"])
+HUGE = b"9" * 5000       # more digits than int() takes (CPython's int_max_str_digits is 4300)
+
+
+@pytest.mark.parametrize("reply", [
+    b"+OK lots\r\n", b"+OK\r\nx 1\r\n.\r\n",
+    # numbers that are not 1 to 20 ASCII digits: "²" passes str.isdigit(), then int() refuses it
+    "+OK 1 ²\r\n".encode(), b"+OK 1 " + HUGE + b"\r\n",
+    "+OK\r\n1 ²\r\n.\r\n".encode(), b"+OK\r\n1 " + HUGE + b"\r\n.\r\n", b"+OK\r\n" + HUGE + b" 1\r\n.\r\n",
+], ids=["stat-words", "list-word", "stat-superscript", "stat-5000-digits", "list-superscript",
+        "list-5000-digits", "list-number-5000-digits"])
 def test_malformed_stat_or_listing_is_a_protocol_error(reply):
     proto = greeted()
     proto.stat() if reply.count(b"\r\n") == 1 else proto.list()
     with pytest.raises(ProtocolError):
         events(proto, reply)
+
+
+def test_a_uidl_number_that_is_not_ascii_digits_is_a_protocol_error():
+    proto = greeted()
+    proto.uidl()
+    with pytest.raises(ProtocolError):
+        events(proto, "+OK\r\n² abc\r\n.\r\n".encode())
 
 
 def test_overlong_listing_is_a_protocol_error():

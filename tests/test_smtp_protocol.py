@@ -71,7 +71,8 @@ def test_replies_split_across_any_number_of_reads():
     assert replies[0].lines == ("a", "b")
 
 
-@pytest.mark.parametrize("garbage", [b"hello\r\n", b"25 x\r\n", b"250-a\r\n251 b\r\n", b"650 no\r\n"])
+@pytest.mark.parametrize("garbage", [b"hello\r\n", b"25 x\r\n", b"250-a\r\n251 b\r\n", b"650 no\r\n",
+                                     "2²0 ok\r\n".encode(), "25٠ ok\r\n".encode()])
 def test_malformed_replies_are_protocol_errors(garbage):
     reader = ReplyReader()
     reader.feed(garbage)
@@ -84,6 +85,21 @@ def test_endless_reply_line_is_refused_instead_of_buffered():
     reader.feed(b"250 " + b"x" * 70000)
     with pytest.raises(ProtocolError):
         reader.next_reply()
+
+
+def test_reply_limits_are_the_callers_to_choose():
+    reader = ReplyReader(max_line=100, max_lines=3)
+    reader.feed(b"250 " + b"x" * 200)
+    with pytest.raises(ProtocolError, match="100 bytes"):
+        reader.next_reply()
+    reader = ReplyReader(max_line=100, max_lines=3)
+    reader.feed(b"250-a\r\n" * 4)
+    with pytest.raises(ProtocolError, match="3 lines"):
+        reader.next_reply()
+
+
+def test_an_enhanced_code_is_ascii_digits():
+    assert reply_of("250 2.٠.0 ok\r\n".encode()).enhanced is None
 
 
 # --- capabilities --------------------------------------------------------------------------
@@ -100,6 +116,13 @@ def test_old_style_auth_and_size_without_a_limit():
     caps = Capabilities.from_ehlo(reply_of(b"250-host\r\n250-AUTH=LOGIN\r\n250 SIZE\r\n"))
     assert caps.auth == {"LOGIN"} and caps.size_limit == 0
     assert Capabilities.from_ehlo(reply_of(b"250 host\r\n")).size_limit is None
+
+
+@pytest.mark.parametrize("size", [b"9" * 5000, "²".encode(), b"10M"], ids=["5000-digits", "superscript", "word"])
+def test_a_size_that_is_not_1_to_20_ascii_digits_announces_no_limit(size):
+    """RFC 1870 §4: the parameter is 1*20DIGIT; anything else is ignored, not a crash."""
+    caps = Capabilities.from_ehlo(reply_of(b"250-host\r\n250 SIZE " + size + b"\r\n"))
+    assert "SIZE" in caps and caps.size_limit == 0
 
 
 # --- a whole session -------------------------------------------------------------------------

@@ -10,7 +10,10 @@ Bodies are never buffered: a literal carrying a FETCH body section (RFC 3501
 §7.4.2: BODY[...], BINARY[...], RFC822, RFC822.HEADER, RFC822.TEXT) is handed out
 as FetchBodyStart, FetchBodyChunk..., FetchBodyEnd while its bytes arrive, so a
 100 MB message costs no more memory than the largest chunk received. Everything
-else is bounded: a response line by `max_line`, any other literal by `max_literal`.
+else is bounded: a response line by `max_line`, any other literal by `max_literal`,
+and what one command draws in untagged responses (which a driver may keep until the
+command completes) by `max_untagged` responses and `max_untagged_bytes`; a server that
+sends more broke the protocol. Numbers are 1 to 20 ASCII digits (limits.parse_decimal).
 
 Synchronising literals in commands (§7.5: "{n}" then wait for "+") are handled
 here: the rest of the command is held back until the server's continuation
@@ -25,12 +28,17 @@ from dataclasses import dataclass
 from datetime import date
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
+from mimekit.limits import parse_decimal
 from mimekit.sansio import BufferedClientProtocol
-
-
 
 MAX_LINE = 8 * 1024 * 1024        # a SEARCH result for ~1M messages still fits
 MAX_LITERAL = 1024 * 1024         # literals that are not body sections (names, envelopes)
+# Untagged responses to one command. SELECT draws seven (RFC 3501 §6.3.1), LIST one per
+# folder, SEARCH one; FETCH and EXPUNGE answers (one per message) are not counted, as the
+# driver keeps none of them whole. The count is far above any account's folder list and
+# stops an endless stream in about a second; the bytes fit one SEARCH line of MAX_LINE.
+MAX_UNTAGGED = 100_000
+MAX_UNTAGGED_BYTES = 2 * MAX_LINE
 
 
 # --------------------------------------------------------------------------- events
@@ -260,24 +268,34 @@ def _astring(value: bytes):
 
 # ------------------------------------------------------------------ the parser
 
-_LITERAL_AT_END = re.compile(rb"\{(\d+)\+?\}\Z")
+_LITERAL_AT_END = re.compile(rb"\{([0-9]+)\+?\}\Z")
 _STATUS = re.compile(rb"(OK|NO|BAD|BYE|PREAUTH)(?: |\Z)", re.I)
 _CODE = re.compile(rb"\[([^\] ]+)(?: ([^\]]*))?\] ?")
 _TOKEN = re.compile(rb' *(?:(\()|(\))|"((?:[^"\\\r\n]|\\.)*)"|((?:[^ ()"{\[\r\n]|\[[^\]\r\n]*\]|\[)+))')
 _UNESCAPE = re.compile(rb"\\(.)")
-_BODY_SECTION = re.compile(r"(?:BODY|BINARY)\[.*\](?:<\d+>)?|RFC822(?:\.HEADER|\.TEXT)?")
+_BODY_SECTION = re.compile(r"(?:BODY|BINARY)\[.*\](?:<[0-9]+>)?|RFC822(?:\.HEADER|\.TEXT)?")
 _STREAMED = object()   # stands in an item list where a streamed body literal was
 # The hot path of a fetch: "* 12 FETCH (UID 34 FLAGS (\Seen) RFC822.SIZE 567 BODY[] {567}".
 # Lines of exactly this shape skip the general tokenizer; any other shape takes it.
-_FAST_BODY = re.compile(rb"\* (\d+) FETCH \(((?:(?:UID|RFC822\.SIZE|MODSEQ) \d+ |FLAGS \([^()\"{\[\]]*\) )*)"
-                        rb"((?:BODY|BINARY)\[[^\]\"{]*\]|RFC822(?:\.HEADER|\.TEXT)?) \{(\d+)\}\Z", re.I)
-_FAST_ITEM = re.compile(rb"(\S+) (?:(\d+)|\(([^)]*)\)) ")
+_FAST_BODY = re.compile(rb"\* ([0-9]+) FETCH \(((?:(?:UID|RFC822\.SIZE|MODSEQ) [0-9]+ |FLAGS \([^()\"{\[\]]*\) )*)"
+                        rb"((?:BODY|BINARY)\[[^\]\"{]*\]|RFC822(?:\.HEADER|\.TEXT)?) \{([0-9]+)\}\Z", re.I)
+_FAST_ITEM = re.compile(rb"(\S+) (?:([0-9]+)|\(([^)]*)\)) ")
+# mailbox-data "SEARCH" *(SP nz-number) (RFC 3501 §9), with RFC 7162's "(MODSEQ n)" at the end:
+# parsed without the tokenizer, whose objects would cost ~100 bytes per number of a long result.
+_SEARCH = re.compile(rb"\* SEARCH((?: [0-9]{1,20})*)(?: \(MODSEQ [0-9]{1,20}\))? ?\Z", re.I)
+_SEARCH_SLICE = 64 * 1024
 
 
 @dataclass(slots=True)
 class _Command:
     tag: str
     name: str
+
+
+# The untagged response a command draws once per message (RFC 3501 §6.4.5, §6.4.6, §6.4.3,
+# RFC 4315 §2.1): not counted against max_untagged and max_untagged_bytes, though each one
+# alone must still fit in what is left of the bytes.
+_ANSWERS = {"UID FETCH": b"FETCH", "UID STORE": b"FETCH", "EXPUNGE": b"EXPUNGE", "UID EXPUNGE": b"EXPUNGE"}
 
 
 class _Partial:
@@ -297,9 +315,12 @@ class _Partial:
 
 
 class IMAPClientProtocol(BufferedClientProtocol):
-    def __init__(self, max_line: int = MAX_LINE, max_literal: int = MAX_LITERAL):
+    def __init__(self, max_line: int = MAX_LINE, max_literal: int = MAX_LITERAL,
+                 max_untagged: int = MAX_UNTAGGED, max_untagged_bytes: int = MAX_UNTAGGED_BYTES):
         self.max_line = max_line
         self.max_literal = max_literal
+        self.max_untagged = max_untagged
+        self.max_untagged_bytes = max_untagged_bytes
         self.capabilities: frozenset[str] = frozenset()
         self.mailbox: Mailbox | None = None
         super().__init__()
@@ -313,6 +334,9 @@ class IMAPClientProtocol(BufferedClientProtocol):
         self._pending: dict[str, _Command] = {}
         self._counter = 0
         self._held: deque = deque()    # (tag, needs_continuation, bytes) behind a literal
+        self._untagged = 0             # untagged responses since the last completion
+        self._untagged_bytes = 0       # their bytes, streamed bodies excepted
+        self._response_bytes = 0       # bytes of the untagged response being read
 
     # ---------------------------------------------------------------- state
 
@@ -433,6 +457,26 @@ class IMAPClientProtocol(BufferedClientProtocol):
         self._line(line)
         return True
 
+    # ------------------------------------------------------- what one command draws
+
+    def _count_bytes(self, size: int) -> None:
+        """`size` more bytes of the untagged response being read (a line or a literal)."""
+        self._response_bytes += size
+        if self._untagged_bytes + self._response_bytes > self.max_untagged_bytes:
+            raise ProtocolError(f"IMAP server sent more than {self.max_untagged_bytes} bytes of untagged "
+                                "responses to one command")
+
+    def _count_response(self, kind: bytes) -> None:
+        """An untagged response of `kind` ended: count it, unless it answers a pending command."""
+        size, self._response_bytes = self._response_bytes, 0
+        if any(_ANSWERS.get(command.name) == kind for command in self._pending.values()):
+            return
+        self._untagged += 1
+        self._untagged_bytes += size
+        if self._untagged > self.max_untagged:
+            raise ProtocolError(f"IMAP server sent more than {self.max_untagged} untagged responses "
+                                "to one command")
+
     def _step_body(self) -> bool:
         if self._body_left and not self._buffer:
             return False
@@ -450,11 +494,15 @@ class IMAPClientProtocol(BufferedClientProtocol):
     def _line(self, line: bytes) -> None:
         partial = self._partial
         if partial is None and self._greeted and (fast := _FAST_BODY.match(line)):
+            self._count_bytes(len(line))
             self._fast_fetch(fast)
             return
+        if line[:1] == b"*" or partial is not None:
+            self._count_bytes(len(line))
         if partial is not None and partial.sequence is not None:
             if line == b")":
                 self._partial = None
+                self._count_response(b"FETCH")
                 self._events.append(Fetch(partial.sequence, partial.items))
                 return
             partial.sequence = None    # more follows the body: the general path from here on
@@ -471,6 +519,9 @@ class IMAPClientProtocol(BufferedClientProtocol):
                 return
             if not self._greeted:
                 raise ProtocolError(f"IMAP server sent data before its greeting: {_show(line)}")
+            if rest[:6].upper() == b"SEARCH" and rest[6:7] in (b"", b" "):
+                self._search(line)
+                return
             self._partial = _Partial()
         if line == b")" and len(self._partial.stack) == 2:     # the end of a FETCH after its body
             self._partial.stack.pop()
@@ -479,7 +530,7 @@ class IMAPClientProtocol(BufferedClientProtocol):
             literal = _LITERAL_AT_END.search(line)
             self._tokenize(line[:literal.start()] if literal else line)
         if literal:
-            self._literal(int(literal.group(1)))
+            self._literal(_number(literal.group(1), "a literal size"))
         else:
             partial, self._partial = self._partial, None
             if len(partial.stack) != 1:
@@ -499,10 +550,11 @@ class IMAPClientProtocol(BufferedClientProtocol):
             if name == "FLAGS":
                 items[name] = tuple([f.decode("utf-8", "replace") for f in flags.split()])
             else:
-                items[name] = number if name == "MODSEQ" else int(number)
+                items[name] = number if name == "MODSEQ" else _number(number)
         tail = [section, _STREAMED]
         partial = self._partial = _Partial([[b"*", sequence, b"FETCH", tail], tail])
-        partial.items, partial.sequence, size = items, int(sequence), int(size)
+        partial.items, partial.sequence = items, _number(sequence)
+        size = _number(size, "a literal size")
         self._events.append(FetchBodyStart(partial.sequence, section.decode("ascii").upper(), size, dict(items)))
         self._streaming = True
         self._body_left = size
@@ -545,6 +597,7 @@ class IMAPClientProtocol(BufferedClientProtocol):
             return
         if size > self.max_literal:
             raise ProtocolError(f"IMAP server sent a {size}-byte literal outside a message body")
+        self._count_bytes(size)
         if size == 0:
             current.append(b"")
         else:
@@ -554,6 +607,8 @@ class IMAPClientProtocol(BufferedClientProtocol):
         if self._held and self._held[0][1]:
             self._release_held(continuation=True)
         else:
+            self._count_bytes(len(text))
+            self._count_response(b"+")
             self._events.append(Continuation(text.decode("utf-8", "replace")))
 
     def _status(self, tag: bytes, status: str, rest: bytes) -> None:
@@ -567,6 +622,7 @@ class IMAPClientProtocol(BufferedClientProtocol):
                 self.capabilities = _capabilities(code.args.encode().split())
         text = rest.decode("utf-8", "replace")
         if tag == b"*":
+            self._count_response(status.encode())
             if not self._greeted:
                 if status not in ("OK", "PREAUTH", "BYE"):
                     raise ProtocolError(f"IMAP server greeted with {status}")
@@ -574,12 +630,13 @@ class IMAPClientProtocol(BufferedClientProtocol):
                 self._events.append(Greeting(status, code, text))
                 return
             if code and self.mailbox is not None and code.name in ("UIDVALIDITY", "UIDNEXT"):
-                setattr(self.mailbox, code.name.lower(), _number(code.args.encode()))
+                setattr(self.mailbox, code.name.lower(), _number(match.group(2) or b"", code.name))
             self._events.append(StatusResponse(status, code, text))
             return
         command = self._pending.pop(tag.decode("ascii", "replace"), None)
         if command is None or status not in ("OK", "NO", "BAD"):
             raise ProtocolError(f"IMAP server completed a command we did not send: {_show(tag)} {status}")
+        self._untagged = self._untagged_bytes = 0
         if any(held[0] == command.tag for held in self._held):
             self._held = deque(held for held in self._held if held[0] != command.tag)
             self._release_held(continuation=False)
@@ -597,8 +654,9 @@ class IMAPClientProtocol(BufferedClientProtocol):
         if len(tokens) < 2 or not isinstance(tokens[1], bytes):
             raise ProtocolError("IMAP server sent an empty untagged response")
         name = tokens[1].upper()
-        if name.isdigit() and len(tokens) >= 3 and isinstance(tokens[2], bytes):
-            number, kind = int(name), tokens[2].upper()
+        if name[:1].isdigit() and len(tokens) >= 3 and isinstance(tokens[2], bytes):
+            number, kind = _number(name), tokens[2].upper()
+            self._count_response(kind)
             if kind == b"FETCH":
                 if len(tokens) != 4 or not isinstance(tokens[3], list):
                     raise ProtocolError(f"IMAP server sent a malformed FETCH for message {number}")
@@ -612,15 +670,29 @@ class IMAPClientProtocol(BufferedClientProtocol):
                 self._events.append(Expunge(number))
             else:
                 self._events.append(OtherData(kind.decode("ascii", "replace"), [number, *tokens[3:]]))
-        elif name == b"CAPABILITY":
+            return
+        self._count_response(name)
+        if name == b"CAPABILITY":
             self.capabilities = _capabilities(tokens[2:])
             self._events.append(Capability(self.capabilities))
         elif name in (b"LIST", b"LSUB"):
             self._events.append(_list_entry(tokens))
-        elif name == b"SEARCH":
-            self._events.append(Search(tuple(_number(t) for t in tokens[2:] if not isinstance(t, list))))
         else:
             self._events.append(OtherData(name.decode("ascii", "replace"), tokens[2:]))
+
+    def _search(self, line: bytes) -> None:
+        """A SEARCH response (see _SEARCH), its numbers converted a slice at a time."""
+        match = _SEARCH.match(line)
+        if not match:
+            raise ProtocolError(f"IMAP server sent a malformed SEARCH response: {_show(line)}")
+        self._count_response(b"SEARCH")
+        numbers, text, start = [], match.group(1), 0
+        while start < len(text):
+            end = text.find(b" ", start + _SEARCH_SLICE)
+            end = len(text) if end < 0 else end
+            numbers += map(int, text[start:end].split())
+            start = end
+        self._events.append(Search(tuple(numbers)))
 
     def _unstreamed_bodies(self, number: int, items: list) -> None:
         """A body section sent as a quoted string or NIL: hand it out like a literal."""
@@ -669,10 +741,12 @@ def _capabilities(tokens) -> frozenset[str]:
     return frozenset(t.decode("ascii", "replace").upper() for t in tokens if isinstance(t, bytes))
 
 
-def _number(token) -> int:
-    if not isinstance(token, bytes) or not token.isdigit():
-        raise ProtocolError(f"IMAP server sent {token!r} where a number belongs")
-    return int(token)
+def _number(token, what: str = "a number") -> int:
+    number = parse_decimal(token) if isinstance(token, bytes) else None
+    if number is None:
+        shown = _show(token) if isinstance(token, bytes) else "NIL" if token is None else "a list"
+        raise ProtocolError(f"IMAP server sent {shown} where {what} belongs")
+    return number
 
 
 _ITEM_NAMES = {b"UID": "UID", b"FLAGS": "FLAGS", b"RFC822.SIZE": "RFC822.SIZE"}

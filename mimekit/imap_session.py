@@ -68,7 +68,7 @@ class IMAPSession(FetchSession):
             raise AuthError(f"{self.conn.where}: the server offers neither AUTH=PLAIN nor LOGIN")
         else:
             tag, what = self.proto.login(user, secret), "LOGIN"
-        completion, _ = self._wait(tag)
+        completion = self._wait(tag)
         if not completion.ok:
             raise login_failure(f"{what} as {user}", completion.text,
                                  completion.code.name if completion.code else None)
@@ -81,7 +81,7 @@ class IMAPSession(FetchSession):
         return self.proto.capabilities
 
     def select(self, read_only: bool) -> None:
-        completion, _ = self._wait(self.proto.select(self.folder, read_only))
+        completion = self._wait(self.proto.select(self.folder, read_only))
         if not completion.ok:
             raise UnavailableError(f"cannot open folder {self.folder!r}: {completion.text}")
         self.validity = self.proto.mailbox.uidvalidity
@@ -89,13 +89,15 @@ class IMAPSession(FetchSession):
             raise ProtocolError(f"IMAP server gave no UIDVALIDITY for {self.folder!r}")
 
     def folders(self) -> list[imap.ListEntry]:
-        _, events = self._expect_ok(self.proto.list("", "*"), "LIST")
-        return [e for e in events if isinstance(e, imap.ListEntry)]
+        entries: list[imap.ListEntry] = []
+        self._expect_ok(self.proto.list("", "*"), "LIST", _collect(imap.ListEntry, entries.append))
+        return entries
 
     def list(self, criteria: str | None) -> list[str]:
-        _, events = self._expect_ok(self.proto.uid_search(criteria or "ALL"), "UID SEARCH")
-        uids = sorted({uid for e in events if isinstance(e, imap.Search) for uid in e.uids})
-        return [str(uid) for uid in uids]
+        uids: set[int] = set()
+        self._expect_ok(self.proto.uid_search(criteria or "ALL"), "UID SEARCH",
+                        _collect(imap.Search, lambda event: uids.update(event.uids)))
+        return [str(uid) for uid in sorted(uids)]
 
     def describe(self, ids: list[str], with_message_id: bool) -> list[Message]:
         """Messages by UID; with_message_id asks the server for Message-ID and size before
@@ -103,6 +105,7 @@ class IMAPSession(FetchSession):
         uids = [int(i) for i in ids]
         if not with_message_id:
             return [Message(str(uid), uid) for uid in uids]
+        wanted = set(uids)
         items = "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
         found: dict[int, Message] = {}
         for start in range(0, len(uids), IMAP_DESCRIBE_BATCH):
@@ -114,8 +117,8 @@ class IMAPSession(FetchSession):
                     if len(header) < HEADER_LIMIT:
                         header += event.data
                 elif isinstance(event, imap.Fetch):
-                    if "UID" in event.items:      # else an unsolicited FLAGS update, not ours
-                        uid = event.items["UID"]
+                    uid = event.items.get("UID")
+                    if uid in wanted:             # else an unsolicited FLAGS update, not ours
                         found[uid] = Message(str(uid), uid, event.items.get("RFC822.SIZE"),
                                              header_id=message_id_of(bytes(header)))
                     header.clear()
@@ -175,11 +178,17 @@ class IMAPSession(FetchSession):
             return 0
         uids = imap.uid_set(int(i) for i in ids)
         self._expect_ok(self.proto.uid_store(uids, "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE")
+        expunged = 0
+
+        def count(event) -> None:
+            nonlocal expunged
+            expunged += isinstance(event, imap.Expunge)
+
         if "UIDPLUS" in self.proto.capabilities:
-            _, events = self._expect_ok(self.proto.uid_expunge(uids), "UID EXPUNGE")
+            self._expect_ok(self.proto.uid_expunge(uids), "UID EXPUNGE", count)
         else:
-            _, events = self._expect_ok(self.proto.expunge(), "EXPUNGE")
-        return sum(isinstance(e, imap.Expunge) for e in events)
+            self._expect_ok(self.proto.expunge(), "EXPUNGE", count)
+        return expunged
 
     @staticmethod
     def public_id(message: Message) -> int:
@@ -195,27 +204,30 @@ class IMAPSession(FetchSession):
 
     # -- commands and completions
 
-    def _wait(self, tag: str) -> tuple[imap.Completion, list]:
+    def _wait(self, tag: str, collect: Callable[[object], None] | None = None) -> imap.Completion:
+        """The completion of `tag`. Untagged responses on the way go to `collect` (the
+        protocol has already taken what concerns the mailbox); none is kept here, so what
+        a command may draw is bounded by the protocol's limits alone."""
         self._flush()
-        events = []
         while True:
             event = self._next()
             if isinstance(event, imap.Completion) and event.tag == tag:
-                return event, events
+                return event
             if isinstance(event, imap.ConnectionClosed):
                 raise TempFailure(f"{self.conn.where}: IMAP server closed the connection")
             if isinstance(event, imap.StatusResponse) and event.status == "BYE":
                 if self.proto.pending_commands() == ["LOGOUT"]:
                     continue
                 raise TempFailure(f"{self.conn.where}: IMAP server said BYE: {event.text}")
-            events.append(event)
+            if collect is not None:
+                collect(event)
 
-    def _expect_ok(self, tag: str, what: str) -> tuple[imap.Completion, list]:
-        completion, events = self._wait(tag)
+    def _expect_ok(self, tag: str, what: str, collect: Callable[[object], None] | None = None) -> imap.Completion:
+        completion = self._wait(tag, collect)
         if not completion.ok:
             kind = ProtocolError if completion.status == "BAD" else UnavailableError
             raise kind(f"{self.conn.where}: {what} failed: {completion.status} {completion.text}")
-        return completion, events
+        return completion
 
     def _completed(self, event, tag: str, what: str, tolerate_no: bool = False) -> bool:
         """True at the completion of `tag`; raise on BYE, a dropped connection, or BAD."""
@@ -228,6 +240,14 @@ class IMAPSession(FetchSession):
         if isinstance(event, imap.StatusResponse) and event.status == "BYE":
             raise TempFailure(f"{self.conn.where}: IMAP server said BYE: {event.text}")
         return False
+
+
+def _collect(event_type: type, take: Callable[[object], None]) -> Callable[[object], None]:
+    """A `collect` for _wait that hands `take` the events of one type."""
+    def collect(event) -> None:
+        if isinstance(event, event_type):
+            take(event)
+    return collect
 
 
 def list_folders(url: ServerURL, password: Callable[[], str] | None, cafile: str | None = None,

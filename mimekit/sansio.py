@@ -4,9 +4,15 @@ A driver hands whatever arrived to `receive_data()` (b"" at end of stream), take
 typed events from `next_event()` until it returns NEED_DATA, and writes whatever
 `data_to_send()` returns. Protocol classes supply the parsing in `_step()` and what an
 end of stream means in `_end_of_stream()`.
+
+Once the server has broken the protocol, the stream cannot be read in step again: every
+later `next_event()` raises the same ProtocolError at once (h11's ERROR state), so a
+driver's polite goodbye (LOGOUT, QUIT) cannot wait for a reply it would not recognise.
 """
 
 from collections import deque
+
+from mimekit.errors import ProtocolError
 
 
 class NeedData:
@@ -27,6 +33,7 @@ class BufferedClientProtocol:
         self._eof = False
         self._events: deque = deque()
         self._outbox = bytearray()
+        self._broken: ProtocolError | None = None
 
     def receive_data(self, data: bytes) -> None:
         """Hand over bytes from the server; b"" means the server closed the connection."""
@@ -41,11 +48,17 @@ class BufferedClientProtocol:
         return out
 
     def next_event(self):
-        while not self._events:
-            if not self._step():
-                if self._eof:
-                    return self._end_of_stream()
-                return NEED_DATA
+        if self._broken is not None:
+            raise ProtocolError(str(self._broken))
+        try:
+            while not self._events:
+                if not self._step():
+                    if self._eof:
+                        return self._end_of_stream()
+                    return NEED_DATA
+        except ProtocolError as exc:
+            self._broken = exc
+            raise
         return self._events.popleft()
 
     def _step(self) -> bool:

@@ -387,3 +387,87 @@ def test_a_large_literal_is_never_buffered_whole():
                 largest = max(largest, len(event.data))
     assert received == size and largest <= len(piece)
     assert events(proto, b")\r\n")[-1] == Fetch(1, {"UID": 1})
+
+
+# ------------------------------------------------- hostile numbers and endless streams
+
+HUGE = b"9" * 5000       # more digits than int() takes (CPython's int_max_str_digits is 4300)
+
+
+@pytest.mark.parametrize("response", [
+    b"* 1 FETCH (UID 1 BODY[] {" + HUGE + b"}\r\n",                 # the fast path's body size
+    b"* 1 FETCH (UID 1 X-NOTE {" + HUGE + b"}\r\n",                 # any other literal
+    b"* 1 FETCH (UID " + HUGE + b" BODY[] {3}\r\nabc)\r\n",           # a UID (fast path)
+    b"* 1 FETCH (UID " + HUGE + b")\r\n",                             # a UID (tokenizer)
+    b"* " + HUGE + b" FETCH (FLAGS ())\r\n",                          # a sequence number
+    b"* " + HUGE + b" EXISTS\r\n",
+    b"* SEARCH 1 " + HUGE + b"\r\n",
+    "* SEARCH 1 ²\r\n".encode(),                                      # str.isdigit() says yes
+    "* 1 FETCH (UID ² FLAGS ())\r\n".encode(),
+    b"* OK [UIDVALIDITY " + HUGE + b"] ok\r\n",
+    "* OK [UIDVALIDITY ²] ok\r\n".encode(),
+], ids=["body-size", "literal-size", "fast-uid", "uid", "sequence", "exists", "search", "search-superscript",
+        "uid-superscript", "uidvalidity", "uidvalidity-superscript"])
+def test_numbers_that_are_not_1_to_20_ascii_digits_are_protocol_errors(response):
+    proto, _ = fetching()
+    proto.select("INBOX")
+    with pytest.raises(ProtocolError, match="where .* belongs|malformed SEARCH"):
+        events(proto, response)
+
+
+def test_search_results_with_a_modseq_and_malformed_ones():
+    proto = greeted()
+    proto.uid_search("MODSEQ 5")
+    assert events(proto, b"* SEARCH 2 5 6 (MODSEQ 917162500)\r\n") == [Search((2, 5, 6))]
+    with pytest.raises(ProtocolError, match="SEARCH"):
+        events(proto, b"* SEARCH 2 (5)\r\n")
+
+
+def test_after_a_protocol_error_every_event_is_the_same_error():
+    """The stream is out of step: a polite LOGOUT must not wait for an answer it cannot read."""
+    proto = greeted()
+    proto.logout()
+    with pytest.raises(ProtocolError, match="where"):
+        events(proto, b"* " + HUGE + b" EXISTS\r\n")
+    with pytest.raises(ProtocolError, match="where"):
+        events(proto, b"* BYE\r\nM1 OK bye\r\n")
+
+
+def test_untagged_responses_to_one_command_are_counted():
+    proto = IMAPClientProtocol(max_untagged=5)
+    events(proto, GREETING)
+    tag = proto.select("INBOX")
+    events(proto, b"* OK fine\r\n" * 4 + tag.encode() + b" OK done\r\n")   # the count starts again
+    proto.select("INBOX")
+    events(proto, b"* OK fine\r\n" * 5)
+    with pytest.raises(ProtocolError, match="more than 5 untagged responses"):
+        events(proto, b"* 3 RECENT\r\n")
+
+
+def test_fetch_and_expunge_answers_are_not_counted():
+    """One per message: the driver keeps none of them whole."""
+    proto = IMAPClientProtocol(max_untagged=5)
+    events(proto, GREETING)
+    proto.uid_fetch("1:*", "(UID FLAGS)")
+    proto.expunge()
+    answers = b"".join(b"* %d FETCH (UID %d FLAGS ())\r\n* 1 EXPUNGE\r\n" % (n, n) for n in range(1, 20))
+    assert len(events(proto, answers)) == 38
+    with pytest.raises(ProtocolError, match="untagged responses"):
+        events(proto, b"* OK fine\r\n" * 6)
+
+
+def test_untagged_bytes_to_one_command_are_bounded_before_they_are_read():
+    proto = IMAPClientProtocol(max_untagged_bytes=1000)
+    events(proto, GREETING)
+    proto.list()
+    events(proto, b'* LIST () "/" {500}\r\n' + b"x" * 500 + b"\r\n")
+    with pytest.raises(ProtocolError, match="more than 1000 bytes"):
+        events(proto, b'* LIST () "/" {500}\r\n')     # refused at its size, before its bytes
+
+
+def test_one_response_of_endless_literals_is_bounded():
+    proto = IMAPClientProtocol(max_untagged_bytes=10_000)
+    events(proto, GREETING)
+    proto.noop()
+    with pytest.raises(ProtocolError, match="bytes of untagged"):
+        events(proto, b"* X-ODD {100}\r\n" + (b"x" * 100 + b" {100}\r\n") * 200)

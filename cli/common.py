@@ -104,6 +104,16 @@ def account_options(func):
     return func
 
 
+def timeout_option(func):
+    """--timeout SECONDS for send, fetch and folders: the session's idle limit
+    (mimekit.connection: a peer dripping bytes cannot extend it)."""
+    from mimekit.connection import DEFAULT_TIMEOUT, MIN_DATA_RATE   # here: only network commands load ssl
+    return click.option(
+        "--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
+        metavar="SECONDS", help="Idle limit: a server silent this long, or sending under "
+                                f"{MIN_DATA_RATE} bytes/s for this long, ends the session (exit 75).")(func)
+
+
 # --parser-limit NAME=N: the parser's limits by their short names (Limits.max_<name>).
 LIMIT_NAMES = {field.name.removeprefix("max_").replace("_", "-"): field.name
                for field in dataclasses.fields(Limits)}

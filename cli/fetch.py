@@ -26,7 +26,7 @@ from mimekit.imap_session import list_folders
 from mimekit.secrets import resolve_password
 from mimekit.urls import parse_url
 from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, printable,
-                                quiet_option, reporting)
+                                quiet_option, reporting, timeout_option)
 
 
 def _server_url(text: str, allowed: set[str], user: str | None):
@@ -66,10 +66,11 @@ $XDG_STATE_HOME/mimekit/fetch/. Nothing changes on the server without --delete, 
 @click.option("--delete", is_flag=True, help="Delete from the server what was saved (IMAP: SELECT, \\Deleted, expunge).")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N messages (oldest first).")
 @account_options
+@timeout_option
 @json_option
 @quiet_option
 def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, user,
-                  password_command, cafile, as_json, quiet):
+                  password_command, cafile, timeout, as_json, quiet):
     """Fetch mail from SOURCE: imap://USER@HOST[:PORT]/FOLDER, imaps://..., pop3://USER@HOST[:PORT],
     pop3s://..., maildir:PATH or mbox:PATH.
 
@@ -86,7 +87,7 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
         progress = Progress("fetch", quiet=quiet)
         try:
             fetch(url, sink, options, password=None if url.is_local else _password(url, password_command),
-                  cafile=cafile, on_progress=progress.update, report=report)
+                  cafile=cafile, timeout=timeout, on_progress=progress.update, report=report)
         except MimekitError as exc:
             progress.close()
             if report.fetched and not quiet:
@@ -109,12 +110,13 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
 @click.command("folders")
 @click.argument("source", metavar="imap[s]://USER@HOST[:PORT]")
 @account_options
+@timeout_option
 @json_option
-def folders_command(source, user, password_command, cafile, as_json):
+def folders_command(source, user, password_command, cafile, timeout, as_json):
     """List the folders of an IMAP account, one per line (names decoded to UTF-8)."""
     with reporting("folders", as_json):
         url = _server_url(source, {"imap", "imaps"}, user)
-        entries = list_folders(url, _password(url, password_command), cafile=cafile)
+        entries = list_folders(url, _password(url, password_command), cafile=cafile, timeout=timeout)
         if as_json:
             emit_json("folders", {"folders": [{"name": e.name, "delimiter": e.delimiter, "flags": list(e.flags)}
                                               for e in entries]})

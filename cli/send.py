@@ -9,7 +9,6 @@ import sys
 
 import click
 
-from mimekit.connection import DEFAULT_TIMEOUT
 from mimekit.envelope import prepare_message
 from mimekit.errors import MimekitError, UsageError
 from mimekit.secrets import resolve_password
@@ -17,7 +16,7 @@ from mimekit.smtp_client import MessageResult, RecipientResult, SMTPClient
 from mimekit.stores import Mbox, open_store
 from mimekit.urls import parse_url
 from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, print_diagnostic,
-                                quiet_option, reporting)
+                                quiet_option, reporting, timeout_option)
 
 SCHEMES = {"smtp", "smtps", "maildir", "mbox"}
 # When results differ, the code that tells a script most: a message that can never be
@@ -35,8 +34,7 @@ EXIT_PRECEDENCE = (65, 69, 75)
 @click.option("--from", "sender", metavar="ADDR", help="Envelope sender (default: the From header).")
 @click.option("--to", "recipients", metavar="ADDR", multiple=True, help="Envelope recipient (repeatable).")
 @click.option("-t", "extract", is_flag=True, help="Also send to the To, Cc and Bcc addresses of the message.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT,
-              show_default=True, metavar="SECONDS", help="Limit for every network operation.")
+@timeout_option
 @json_option
 @quiet_option
 @click.argument("files", nargs=-1, metavar="[FILE|-]...")

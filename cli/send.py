@@ -33,7 +33,9 @@ EXIT_PRECEDENCE = (65, 69, 75)
               help="Allow a server without STARTTLS: log in and send in the clear (a warning is printed).")
 @click.option("--from", "sender", metavar="ADDR", help="Envelope sender (default: the From header).")
 @click.option("--to", "recipients", metavar="ADDR", multiple=True, help="Envelope recipient (repeatable).")
-@click.option("-t", "extract", is_flag=True, help="Also send to the To, Cc and Bcc addresses of the message.")
+@click.option("-t", "extract", is_flag=True,
+              help="Also send to the To, Cc and Bcc addresses of the message (Resent-To, Resent-Cc and "
+                   "Resent-Bcc instead when it has Resent- fields: it is being resent).")
 @timeout_option
 @json_option
 @quiet_option
@@ -42,8 +44,10 @@ def send(server, user, password_command, cafile, insecure_plaintext_auth, sender
          timeout, as_json, quiet, files):
     """Send messages (files, or stdin) over one SMTP connection, or deliver them locally.
 
-    Bcc fields are never transmitted. Exit 0 only when every recipient of every message
-    was accepted; 75 means try again later (4xx, timeout, dropped connection).
+    Bcc and Resent-Bcc fields are never transmitted. Each --to and --from is one address
+    (ADDR or 'Name <ADDR>'); an address that cannot be read without guessing is refused
+    (65), also in a header read for the envelope. Exit 0 only when every recipient of every
+    message was accepted; 75 means try again later (4xx, timeout, dropped connection).
     """
     files = files or ("-",)
     with reporting("send", as_json):
@@ -53,9 +57,9 @@ def send(server, user, password_command, cafile, insecure_plaintext_auth, sender
         messages = [prepare_message(path, sender, recipients, extract) for path in files]
         if not url.is_local:
             for message in messages:
-                if not message.recipients:
+                if not message.recipients and not message.refused:
                     raise UsageError(f"{message.source}: no recipient (give --to, or -t to use "
-                                     "the To, Cc and Bcc of the message)")
+                                     "the To, Cc and Bcc, or Resent- ones, of the message)")
         progress = Progress("send", total=sum(m.scan.size for m in messages), quiet=quiet or as_json)
         results: list[MessageResult] = []
         try:
@@ -92,6 +96,10 @@ def _send_over_smtp(url, messages, results, progress, user, password_command, ca
 def _deliver_locally(url, messages, results, progress):
     store = open_store(url)
     for message in messages:
+        if message.refused:
+            results.append(MessageResult(message.source, [RecipientResult(r, False, text=str(message.refused))
+                                                          for r in message.recipients], error=message.refused))
+            continue
         if isinstance(store, Mbox):
             key = store.add(message.chunks(), sender=message.sender)
         else:

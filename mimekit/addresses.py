@@ -240,6 +240,46 @@ def parse_address_list(raw: bytes | str) -> tuple[list[Address | Group], list[De
     return result, byte_offsets(defects, text, codec)
 
 
+# RFC 5321 §4.1.2 Mailbox, with RFC 6531's UTF-8: what MAIL FROM and RCPT TO may carry.
+# Stricter than the grammar in one way: a quoted local part may not hold a space, "<" or ">"
+# (legal there, but a server or filter that splits the command line naively would end the
+# path at them). Unprintable characters are refused before the pattern (str.isprintable).
+_UTF8 = "\u0080-\U0010ffff"
+_DOT_STRING = f"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~{_UTF8}-]+"
+_QUOTED_LOCAL = rf'"(?:[!#-;=?-\[\]-~{_UTF8}]|\\[!-;=?-~])*"'
+_LABEL = f"[A-Za-z0-9{_UTF8}](?:[A-Za-z0-9{_UTF8}-]*[A-Za-z0-9{_UTF8}])?"
+_ADDRESS_LITERAL = r"\[[!-;=?-Z^-~]+\]"
+_SMTP_MAILBOX = re.compile(rf"(?:{_DOT_STRING}(?:\.{_DOT_STRING})*|{_QUOTED_LOCAL})"
+                           rf"@(?:{_LABEL}(?:\.{_LABEL})*|{_ADDRESS_LITERAL})")
+MAX_SMTP_PATH = 254   # RFC 5321 §4.5.3.1.3: 256 octets with the angle brackets
+SHOWN_VALUE = 200     # characters of a refused value quoted in the error
+
+
+def envelope_entries(value: str | bytes, what: str) -> list[Address | Group]:
+    """Parse addresses for the SMTP envelope, where nothing may be guessed: DataError (naming
+    `what` and the value) on any defect, or on an addr-spec SMTP cannot carry as it is."""
+    entries, defects = parse_address_list(value)
+    if defects:
+        raise DataError(f"{what} {shown_value(value)}: cannot be read without guessing "
+                        f"({defects[0].detail or defects[0].kind.value})")
+    for spec in addr_specs(entries):
+        if not spec.isprintable() or any(char in spec for char in " <>"):
+            raise DataError(f"{what} {shown_value(value)}: {spec!r} contains characters not allowed "
+                            "in an SMTP command")
+        if not _SMTP_MAILBOX.fullmatch(spec):
+            raise DataError(f"{what} {shown_value(value)}: {spec!r} is not an address SMTP can carry "
+                            "(RFC 5321 §4.1.2)")
+        if len(spec.encode("utf-8")) > MAX_SMTP_PATH:
+            raise DataError(f"{what} {shown_value(value)}: the address is over {MAX_SMTP_PATH} bytes (RFC 5321)")
+    return entries
+
+
+def shown_value(value: str | bytes) -> str:
+    """A refused value as an error shows it: escaped (no control reaches a terminal) and bounded."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return repr(text[:SHOWN_VALUE]) + ("..." if len(text) > SHOWN_VALUE else "")
+
+
 def addr_specs(addresses: Iterable[Address | Group]) -> list[str]:
     """Bare addresses with groups flattened: the envelope recipients."""
     flat: list[str] = []
@@ -267,8 +307,8 @@ def format_group(group: Group, offset: int = 0) -> str:
 def format_address_header(name: str, addresses: list[str], eol: bytes = b"\r\n") -> bytes:
     """An address header from addresses as a user typed them ("Jörg <j@example.com>", "a@b.c").
 
-    Raises DataError on CR/LF, on an address that cannot be read without guessing, or when
-    no address is given.
+    Raises DataError on CR/LF/NUL, on an address that cannot be read without guessing or
+    that has an unprintable character, or when no address is given.
     """
     entries: list[Address | Group] = []
     for typed in addresses:
@@ -278,6 +318,10 @@ def format_address_header(name: str, addresses: list[str], eol: bytes = b"\r\n")
         if problems or not parsed:
             reason = problems[0].detail if problems else "no address"
             raise DataError(f"header {name}: cannot read address {typed!r}: {reason}")
+        # An address is written as given, never encoded: a control in it would reach the header raw.
+        unprintable = next((spec for spec in addr_specs(parsed) if not spec.isprintable()), None)
+        if unprintable is not None:
+            raise DataError(f"header {name}: address {unprintable!r} has an unprintable character")
         entries.extend(parsed)
     if not entries:
         raise DataError(f"header {name}: no address given")

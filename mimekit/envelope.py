@@ -4,8 +4,17 @@ The envelope is what the server delivers by (RFC 5321 §2.3.1); the header is wh
 recipients read. The sender comes from --from or else the From header (Sender when From
 names several mailboxes, RFC 5322 §3.6.2); recipients come from --to and, with -t, from
 To, Cc and Bcc as sendmail -t does (header recipients are added to the command line's).
-Bcc recipients get the message, but the Bcc field itself is never transmitted (RFC 5322
-§3.6.3, first method).
+A message with Resent- fields is being resent (RFC 5322 §3.6.6): its envelope is the
+resending's, Resent-From (Resent-Sender) and Resent-To, Resent-Cc and Resent-Bcc, as
+sendmail and Postfix read it; the original To and Cc already got the message.
+Bcc and Resent-Bcc recipients get the message, but those fields are never transmitted
+(RFC 5322 §3.6.3, first method).
+
+Every envelope address is read without guessing: a --to or --from value is exactly one
+mailbox (`addr` or `Name <addr>`), and any defect, or an addr-spec that SMTP cannot carry
+as it is (addresses.envelope_entries), refuses it (DataError, exit 65). A lenient reading
+would turn `--to 'bob@x.test <evil@y.test>'` into a message for evil@y.test. A header
+field read for the envelope is held to the same rule; then only its message is refused.
 
 One streaming pass (`BccRemover`) both drops the Bcc fields and captures the fields the
 envelope is read from, so the Bcc that is removed is exactly the Bcc whose addresses are
@@ -19,15 +28,20 @@ from dataclasses import dataclass
 from functools import partial
 from typing import BinaryIO, Iterable, Iterator
 
-from mimekit.addresses import addr_specs, parse_address_list
-from mimekit.errors import DataError, UsageError
+from mimekit.addresses import Group, addr_specs, envelope_entries, shown_value
+from mimekit.errors import DataError
 from mimekit.files import open_input, read_chunks
 from mimekit.limits import Limits
 from mimekit.smtp_client import OutgoingMessage
 from mimekit.smtp_data import CRLFNormaliser, MessageScanner
 
-RECIPIENT_FIELDS = frozenset({"to", "cc", "bcc"})
-ENVELOPE_FIELDS = RECIPIENT_FIELDS | {"from", "sender"}
+RECIPIENT_FIELDS = ("to", "cc", "bcc")
+RESENT_PREFIX = "resent-"
+# RFC 5322 §3.6.6: a resent block has Resent-Date and Resent-From, and may have the others.
+RESENT_FIELDS = frozenset(RESENT_PREFIX + name for name in ("date", "from", "sender", "to", "cc", "bcc", "message-id"))
+HIDDEN_FIELDS = frozenset({"bcc", "resent-bcc"})   # read for the envelope, never transmitted
+ENVELOPE_FIELDS = frozenset({*RECIPIENT_FIELDS, "from", "sender"}) | RESENT_FIELDS
+NULL_SENDER = ("", "<>")   # --from values for MAIL FROM:<>, as bounces are sent (RFC 5321 §4.5.5)
 MAX_FIELD_NAME = 1000   # a "name" longer than a line cannot be a field name
 MAX_CAPTURED_FIELD = Limits().max_header_field_size
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -40,8 +54,8 @@ class Envelope:
 
 
 class BccRemover:
-    """Streaming filter: the message minus every Bcc field (with its continuation lines)
-    in the top-level header block; everything after the header block passes untouched.
+    """Streaming filter: the message minus every Bcc and Resent-Bcc field (with its
+    continuation lines) in the top-level header block; everything after the header block passes untouched.
     Line endings are CRLF, LF or a lone CR, as the parser reads them. Fields named in
     `capture` are collected in `fields` as (name, raw value) on the way.
 
@@ -57,7 +71,7 @@ class BccRemover:
         self._in_headers = True
         self._pending = b""           # the start of a line whose kind is not known yet
         self._in_line = False         # inside a line whose kind is known
-        self._dropping = False        # the current field is Bcc
+        self._dropping = False        # the current field is Bcc or Resent-Bcc
         self._lf_may_follow = False   # the last line ended with a CR at the end of a chunk
 
     def feed(self, data: bytes) -> bytes:
@@ -107,7 +121,7 @@ class BccRemover:
             self._end_field()
             is_field = 0 <= colon and (end is None or colon < end.start())
             name = start[:colon].rstrip(b" \t").lower().decode("latin-1") if is_field else ""
-            self._dropping = name == "bcc"
+            self._dropping = name in HIDDEN_FIELDS
             if name in self._capture:
                 self._captured = bytearray()
         self._in_line = True
@@ -138,34 +152,42 @@ def remove_bcc(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield tail
 
 
-def addresses_in(values: Iterable[str | bytes]) -> list[str]:
-    """The addr-specs of header values or command-line arguments ("Name <a@b>", groups)."""
-    found = []
-    for value in values:
-        mailboxes, _defects = parse_address_list(value)
-        found.extend(addr_specs(mailboxes))
-    return found
+def command_line_address(option: str, value: str) -> str:
+    """The addr-spec of one --to/--from value: one mailbox, `addr` or `Name <addr>`."""
+    entries = envelope_entries(value, option)
+    if len(entries) != 1 or isinstance(entries[0], Group):
+        raise DataError(f"{option} {shown_value(value)}: give exactly one address, not a list or a group")
+    return entries[0].addr_spec
+
+
+def command_line_sender(value: str) -> str:
+    """The addr-spec of --from; "" for the null sender."""
+    return "" if value in NULL_SENDER else command_line_address("--from", value)
 
 
 def envelope_for(fields: list[tuple[str, bytes]], sender: str | None = None, to: Iterable[str] = (),
                  extract: bool = False) -> Envelope:
-    """The envelope of a message whose top-level header has `fields` (name, raw value)."""
+    """The envelope of a message whose top-level header has `fields` (name, raw value).
+
+    DataError names the --to/--from value, or the header field, that cannot be read without
+    guessing."""
+    prefix = RESENT_PREFIX if any(name.lower() in RESENT_FIELDS for name, _ in fields) else ""
+
     def field_addresses(*names: str) -> list[str]:
-        return addresses_in(raw for name, raw in fields if name.lower() in names)
+        wanted = {prefix + name for name in names}
+        return [spec for name, raw in fields if name.lower() in wanted
+                for spec in addr_specs(envelope_entries(raw.strip(), f"header {name}:"))]
 
     if sender is not None:
-        senders = addresses_in([sender]) if sender else [""]   # "" is the null sender <>
-        if len(senders) != 1:
-            raise UsageError(f"--from {sender!r}: give exactly one address")
-        envelope_sender = senders[0]
+        envelope_sender = command_line_sender(sender)
     else:
         authors = field_addresses("from")
         if len(authors) > 1:
             authors = field_addresses("sender")[:1] or authors[:1]
         if not authors:
-            raise DataError("the message has no usable From address; give --from")
+            raise DataError(f"the message has no usable {prefix.title()}From address; give --from")
         envelope_sender = authors[0]
-    recipients = addresses_in(to)
+    recipients = [command_line_address("--to", value) for value in to]
     if extract:
         recipients += field_addresses(*RECIPIENT_FIELDS)
     return Envelope(envelope_sender, tuple(dict.fromkeys(recipients)))
@@ -174,7 +196,14 @@ def envelope_for(fields: list[tuple[str, bytes]], sender: str | None = None, to:
 def prepare_message(path: str, sender: str | None = None, to: Iterable[str] = (),
                     extract: bool = False) -> OutgoingMessage:
     """Read a message once (stdin is spooled to an anonymous temporary file): its
-    envelope, and the pre-scan of the bytes that will be transmitted."""
+    envelope, and the pre-scan of the bytes that will be transmitted.
+
+    A bad --to or --from raises DataError before anything is read: it concerns every
+    message. A header that gives no usable envelope refuses this message only (the
+    OutgoingMessage carries the refusal and the command line's part of the envelope).
+    """
+    given_sender = None if sender is None else command_line_sender(sender)
+    given_recipients = [command_line_address("--to", value) for value in to]
     source = open_input(path)
     spool = tempfile.TemporaryFile(prefix="mimekit-send-") if path == "-" else None
     remover = BccRemover(capture=ENVELOPE_FIELDS)
@@ -188,15 +217,19 @@ def prepare_message(path: str, sender: str | None = None, to: Iterable[str] = ()
     finally:
         if not spool:
             source.close()
-    envelope = envelope_for(remover.fields, sender, to, extract)
+    refused = None
+    try:
+        envelope = envelope_for(remover.fields, given_sender, given_recipients, extract)
+    except DataError as exc:
+        envelope, refused = Envelope(given_sender or "", tuple(dict.fromkeys(given_recipients))), exc
     if spool:
         spool.flush()
     return OutgoingMessage(path, envelope.sender, envelope.recipients, scanner.scan,
-                           partial(_transmitted_bytes, path, spool))
+                           partial(_transmitted_bytes, path, spool), refused=refused)
 
 
 def _transmitted_bytes(path: str, spool: BinaryIO | None) -> Iterator[bytes]:
-    """The message as it goes out: read again (from the spool for stdin), Bcc removed."""
+    """The message as it goes out: read again (from the spool for stdin), Bcc and Resent-Bcc removed."""
     if spool:
         spool.seek(0)
         yield from remove_bcc(read_chunks(spool))

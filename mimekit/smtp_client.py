@@ -71,13 +71,16 @@ class MessageResult:
 @dataclass
 class OutgoingMessage:
     """A message ready to go: its envelope, its pre-scan, and its bytes as transmitted
-    (Bcc removed). `chunks` may be called more than once."""
+    (Bcc removed). `chunks` may be called more than once. `refused` says why a message
+    found unusable when it was prepared (a header with no readable envelope) is not sent:
+    it is reported as refused, like a message refused here, and the next one still goes."""
 
     source: str
     sender: str
     recipients: tuple[str, ...]
     scan: MessageScan
     chunks: Callable[[], Iterable[bytes]]
+    refused: DataError | None = None
 
 
 def refusal(reply: Reply, what: str) -> MimekitError:
@@ -303,6 +306,8 @@ class SMTPClient:
         """Queue MAIL (and with PIPELINING also every RCPT); the DATA path adds DATA.
         Everything that can refuse the message locally happens before anything is queued,
         the conversion to 7 bits included (the transaction then carries the converted copy)."""
+        if txn.message.refused:
+            raise txn.message.refused
         if self._needs_7bit(txn.message.scan):
             txn.message = seven_bit_copy(txn.message)
             txn.result.converted_to_7bit = True

@@ -12,14 +12,15 @@ Speed comes from letting binascii do the per-byte work on whole blocks and keepi
 Python to one step per block or per line (anchors.md: the line layout, not the codec,
 is where naive Python loses). Decoders are lenient: they never raise on bad input;
 they repair what they can, pass through what they cannot, and record a Defect with
-the offset into their own encoded input.
+the offset into their own encoded input, in a DefectLog: past the first few of a kind
+they only count, in bulk at C speed, so 50 MB of junk costs neither memory nor time.
 """
 
 import binascii
 import re
 import struct
 
-from mimekit.defects import Defect, DefectKind
+from mimekit.defects import MAX_DEFECTS_PER_KIND, Defect, DefectKind, DefectLog
 from mimekit.errors import UsageError
 
 MAX_LINE_LENGTH = 76  # RFC 2045 §6.7 (5) and §6.8: encoded lines are at most 76 characters
@@ -32,6 +33,9 @@ _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 _NOT_BASE64_ALPHABET = bytes(sorted(set(range(256)) - set(_BASE64_ALPHABET)))
 _BASE64_JUNK_RUN = re.compile(rb"[^A-Za-z0-9+/= \t\r\n]+")
 _BASE64_LETTER = re.compile(rb"[A-Za-z0-9+/]")
+# Junk bytes as "!", every other byte as "a": runs of junk are counted as "a!" in C.
+_BASE64_NOT_JUNK = _BASE64_ALPHABET + b"= \t\r\n"
+_BASE64_JUNK_MARKS = bytes(b"a"[0] if byte in _BASE64_NOT_JUNK else b"!"[0] for byte in range(256))
 
 
 def _check_line_length(line_length: int, multiple_of: int) -> None:
@@ -90,21 +94,28 @@ class Base64Decoder:
     the group holds is still decoded).
     """
 
-    def __init__(self) -> None:
-        self.defects: list[Defect] = []
+    def __init__(self, defects_per_kind: int = MAX_DEFECTS_PER_KIND) -> None:
+        self._log = DefectLog(defects_per_kind)
         self._group = b""           # letters of an unfinished 4-letter group (0-3)
         self._offset = 0            # encoded bytes consumed by earlier calls
         self._after_padding = False
-        self._junk_end = -1         # offset just past the last junk run recorded
+        self._junk_open = False     # the input fed so far ends inside a junk run
+        self._junk_pending: int | None = None  # start of that run, if not recorded yet (its length is unknown)
+
+    @property
+    def defects(self) -> list[Defect]:
+        return self._log.defects
 
     def feed(self, data: bytes) -> bytes:
+        if data and self._junk_open and _BASE64_JUNK_MARKS[data[0]] != b"!"[0]:
+            self._end_junk_run()
         out: list[bytes] = []
         start = 0
         while True:
             pad = data.find(b"=", start)
             end = len(data) if pad < 0 else pad
             if end > start:
-                out.append(self._decode_letters(data[start:end], self._offset + start))
+                out.append(self._decode_letters(data[start:end], self._offset + start, at_end=pad < 0))
             if pad < 0:
                 break
             out.append(self._close_group(self._offset + pad, padded=True))
@@ -114,10 +125,13 @@ class Base64Decoder:
         return b"".join(out)
 
     def flush(self) -> bytes:
+        if self._junk_open:
+            self._end_junk_run()
         return self._close_group(self._offset, padded=False)
 
-    def _decode_letters(self, segment: bytes, offset: int) -> bytes:
-        """Decode a stretch of input without "=" whose first byte is at `offset`."""
+    def _decode_letters(self, segment: bytes, offset: int, at_end: bool) -> bytes:
+        """Decode a stretch of input without "=" whose first byte is at `offset` (and
+        whose last byte ends the input fed so far if `at_end`)."""
         # One pass finds the non-letters, which says both whether the segment is clean
         # (letters and line breaks, the usual case) and how many letters it holds.
         others = segment.translate(None, _BASE64_ALPHABET)
@@ -125,7 +139,7 @@ class Base64Decoder:
         found: list[Defect] = []
         if others.translate(None, b"\r\n"):  # spaces, tabs or junk: keep the letters alone
             if others.translate(None, b" \t\r\n"):
-                found += self._junk_runs(segment, offset)
+                found += self._junk_runs(segment, offset, at_end)
             letters = segment.translate(None, _NOT_BASE64_ALPHABET)
         else:  # binascii skips the line breaks itself
             letters = segment
@@ -134,7 +148,7 @@ class Base64Decoder:
             resume = offset + _BASE64_LETTER.search(segment).start()
             found.append(Defect(DefectKind.BASE64_PADDING_MIDSTREAM, resume,
                                 "letters after padding; decoding went on"))
-        self.defects += sorted(found, key=lambda defect: defect.offset)
+        self._log.extend(sorted(found, key=lambda defect: defect.offset))
         if self._group:
             letters, count = self._group + letters, count + len(self._group)
         cut = len(letters)
@@ -145,24 +159,53 @@ class Base64Decoder:
         self._group = letters[cut:].translate(None, b"\r\n")
         return binascii.a2b_base64(memoryview(letters)[:cut])
 
-    def _junk_runs(self, segment: bytes, offset: int) -> list[Defect]:
-        """One defect per run of junk; a run cut in two by a chunk boundary stays one."""
+    def _junk_runs(self, segment: bytes, offset: int, at_end: bool) -> list[Defect]:
+        """One defect per run of junk; a run cut in two by a chunk boundary stays one:
+        a run that reaches the end of the input fed is recorded once it is known to end
+        (feed() checks the next byte). Once no more are listed, runs are only counted."""
+        continues, self._junk_open = self._junk_open, False  # if still open, the segment starts with its next byte
+        if self._log.is_full(DefectKind.BASE64_JUNK):
+            self._count_junk_runs(segment, offset, at_end, continues)
+            return []
         found = []
         for match in _BASE64_JUNK_RUN.finditer(segment):
             start, end = offset + match.start(), offset + match.end()
-            if start == self._junk_end:  # continues the run that ended the previous chunk
-                start = self.defects.pop().offset
-            found.append(Defect(DefectKind.BASE64_JUNK, start,
-                                f"{end - start} byte(s) outside the base64 alphabet skipped"))
-            self._junk_end = end
+            if continues and match.start() == 0:
+                start = self._junk_pending
+            if at_end and match.end() == len(segment):
+                self._junk_open, self._junk_pending = True, start
+            else:
+                found.append(self._junk_defect(start, end))
         return found
+
+    def _count_junk_runs(self, segment: bytes, offset: int, at_end: bool, continues: bool) -> None:
+        """Count the junk runs of `segment` (none listed now) without a Python step per run."""
+        if continues and self._junk_pending is not None:  # an open run, not recorded yet: it is now
+            self._log.add(self._junk_defect(self._junk_pending, offset))
+        self._junk_pending = None
+        marks = segment.translate(_BASE64_JUNK_MARKS)
+        starts_new_run = marks.startswith(b"!") and not continues
+        runs = marks.count(b"a!") + starts_new_run
+        if runs:
+            first = 0 if starts_new_run else marks.index(b"a!") + 1
+            self._log.add_unlisted(Defect(DefectKind.BASE64_JUNK, offset + first), runs)
+        self._junk_open = at_end and marks.endswith(b"!")
+
+    def _end_junk_run(self) -> None:
+        """The junk run that ended the input fed so far ends there."""
+        if self._junk_pending is not None:
+            self._log.add(self._junk_defect(self._junk_pending, self._offset))
+        self._junk_open, self._junk_pending = False, None
+
+    @staticmethod
+    def _junk_defect(start: int, end: int) -> Defect:
+        return Defect(DefectKind.BASE64_JUNK, start, f"{end - start} byte(s) outside the base64 alphabet skipped")
 
     def _close_group(self, offset: int, padded: bool) -> bytes:
         """Decode the unfinished group at padding (or at the end of the input)."""
         group, self._group = self._group, b""
         if len(group) == 1 or (group and not padded):
-            self.defects.append(Defect(DefectKind.BASE64_TRUNCATED, offset,
-                                       f"group cut short after {len(group)} letter(s)"))
+            self._log.add(Defect(DefectKind.BASE64_TRUNCATED, offset, f"group cut short after {len(group)} letter(s)"))
         return binascii.a2b_base64(group + b"==") if len(group) >= 2 else b""
 
 
@@ -324,11 +367,15 @@ class QuotedPrintableDecoder:
     QP_INVALID_ESCAPE at its offset.
     """
 
-    def __init__(self) -> None:
-        self.defects: list[Defect] = []
+    def __init__(self, defects_per_kind: int = MAX_DEFECTS_PER_KIND) -> None:
+        self._log = DefectLog(defects_per_kind)
         self._held = b""               # end of the input whose meaning depends on what follows
         self._held_offset = 0          # offset of the first held byte in the encoded input
         self._kept_whitespace = False  # output ends in a run too long to be padding
+
+    @property
+    def defects(self) -> list[Defect]:
+        return self._log.defects
 
     def feed(self, data: bytes) -> bytes:
         data = self._held + data
@@ -375,8 +422,8 @@ class QuotedPrintableDecoder:
         invalid_escape, padding = _QP_FINAL_PATTERNS if final else _QP_CHUNK_PATTERNS
 
         def pass_through(match: re.Match) -> bytes:
-            self.defects.append(Defect(DefectKind.QP_INVALID_ESCAPE, offset + match.start(),
-                                       '"=" starts no escape or soft break; passed through'))
+            self._log.add(Defect(DefectKind.QP_INVALID_ESCAPE, offset + match.start(),
+                                 '"=" starts no escape or soft break; passed through'))
             return b"=3D"
 
         # binascii.a2b_qp is exact for hex escapes, "=" CRLF, "=" LF and a final "=", and
@@ -385,7 +432,12 @@ class QuotedPrintableDecoder:
         # "=CRLF" (spaces before a soft break's "=" are data and stay). Encoders do not
         # write padding, so its regex (slow: it stops at every space) only runs where a
         # space or tab may precede a line break; one translate and one search tell.
-        data = invalid_escape.sub(pass_through, data)
+        # Once no more invalid escapes are listed, they are replaced and counted in C.
+        if not self._log.is_full(DefectKind.QP_INVALID_ESCAPE):
+            data = invalid_escape.sub(pass_through, data)
+        elif first := invalid_escape.search(data):
+            data, count = invalid_escape.subn(b"=3D", data)
+            self._log.add_unlisted(Defect(DefectKind.QP_INVALID_ESCAPE, offset + first.start()), count)
         if final or b" \n" in data.translate(_QP_WHITESPACE_AND_BREAKS):
             data = padding.sub(b"", data)
         return binascii.a2b_qp(data)

@@ -11,8 +11,8 @@ from hypothesis import example, given
 
 from corpus import stalwart_vectors
 from helpers import fastest_of_three, first_field
-from mimekit.addresses import (Address, Group, addr_specs, format_address, format_address_header,
-                               parse_address_list)
+from mimekit.addresses import (MAX_SMTP_PATH, Address, Group, addr_specs, envelope_entries, format_address,
+                               format_address_header, parse_address_list)
 from mimekit.defects import DefectKind
 from mimekit.errors import DataError
 from mimekit.folding import unfold
@@ -159,6 +159,18 @@ def test_cr_or_lf_is_refused(typed):
         format_address_header("To", [typed])
 
 
+@pytest.mark.parametrize("typed", ["a\x00@example.com", '"Nul\x00" <a@example.com>'])
+def test_nul_is_refused(typed):
+    with pytest.raises(DataError, match="NUL"):
+        format_address_header("To", [typed])
+
+
+@pytest.mark.parametrize("typed", ['"a\x1b[2J"@example.com', "a\x7f@example.com", "a\u202e@example.com"])
+def test_an_address_is_never_encoded_so_an_unprintable_one_is_refused(typed):
+    with pytest.raises(DataError, match="unprintable"):
+        format_address_header("To", [typed])
+
+
 @pytest.mark.parametrize("typed", ["John Doe jdoe@example.com", "postmaster", "<a@b.c", "", '"unterminated <a@b.c>'])
 def test_addresses_that_need_guessing_are_refused(typed):
     with pytest.raises(DataError, match="header To"):
@@ -198,6 +210,60 @@ def test_any_display_name_reads_back_in_pythons_email(name):
 def test_any_display_name_reads_back_in_our_parser(name):
     value = header_value(format_address_header("From", [as_typed(name)]))
     assert parse_address_list(value) == ([Address(name, "a.b+c@example.com")], [])
+
+
+# --- for the SMTP envelope: nothing guessed -----------------------------------------------
+
+@pytest.mark.parametrize("value, specs", [
+    ("bob@example.test", ["bob@example.test"]),
+    ("Bob <bob@example.test>", ["bob@example.test"]),
+    ("<bob@example.test>", ["bob@example.test"]),
+    ('"bob@example.test" <x@y.test>', ["x@y.test"]),     # quoted, the name is only a name
+    ("bob@example.test (Bob)", ["bob@example.test"]),
+    ('"john.doe"@example.test', ['"john.doe"@example.test']),
+    ("a+tag@[192.0.2.1]", ["a+tag@[192.0.2.1]"]),
+    ("jörg@müller.example", ["jörg@müller.example"]),       # RFC 6531
+    ("a@example.test, Team: b@example.test, c@example.test;, Empty:;",
+     ["a@example.test", "b@example.test", "c@example.test"]),
+])
+def test_envelope_addresses_read_exactly(value, specs):
+    assert addr_specs(envelope_entries(value, "--to")) == specs
+
+
+@pytest.mark.parametrize("value, reason", [
+    ("bob@example.test <x@y.test>", "'@' in a display name"),       # the lenient reading sends to x@y.test
+    ("a@b>\r\nRCPT TO:<x@y", "missing '>'"),
+    ("a@b> SIZE=1 AUTH=<evil>", "'@' in a display name"),
+    ("Bob bob@example.test", "display name without '<>'"),
+    ("bob@example.test SIZE=1", "text after the address"),
+    ("<>", "empty address"),
+    ("postmaster", "without '@'"),
+    ("J\xf6rg <j@example.test>".encode("latin-1"), "not UTF-8"),
+    ('"a b"@example.test', "not allowed in an SMTP command"),
+    ('"a>b"@example.test', "not allowed in an SMTP command"),
+    ('"a\\ b"@example.test', "not allowed in an SMTP command"),
+    ('"a\x1b"@example.test', "not allowed in an SMTP command"),
+    ("a\x00@example.test", "not allowed in an SMTP command"),
+    ("a\u202e@example.test", "not allowed in an SMTP command"),
+    ("a\xa0b@example.test", "not allowed in an SMTP command"),    # a no-break space
+    ("a..b@example.test", "RFC 5321"),
+    ("a@-example.test", "RFC 5321"),
+    ("a@example.test.", "RFC 5321"),
+    ("a@[]", "RFC 5321"),
+    ("a@b@example.test", "RFC 5321"),
+    ("x" * MAX_SMTP_PATH + "@example.test", "over 254 bytes"),
+])
+def test_envelope_addresses_that_need_guessing_or_cannot_go_in_a_command_are_refused(value, reason):
+    with pytest.raises(DataError, match=re.escape(reason)) as refused:
+        envelope_entries(value, "--to")
+    assert str(refused.value).startswith("--to ")
+    assert str(refused.value).isprintable()   # the value is shown escaped
+
+
+def test_a_long_refused_value_is_shown_shortened():
+    with pytest.raises(DataError) as refused:
+        envelope_entries("Bob " * 10_000 + "bob@example.test", "header To:")
+    assert len(str(refused.value)) < 400
 
 
 # --- stalwart's vectors -----------------------------------------------------------------

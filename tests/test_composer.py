@@ -6,6 +6,8 @@ import email
 import email.policy
 import io
 import re
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -388,6 +390,16 @@ def test_nul_in_any_header_value_is_refused_before_anything_is_written(argument)
 def test_nul_in_a_file_name_is_refused_when_the_file_is_added(add):
     with pytest.raises(DataError, match="NUL"):
         add(MessageBuilder(), b"data", filename="invoice.pdf\x00.exe")
+
+
+def test_encode_refuses_an_address_with_a_control_character_and_writes_nothing(tmp_path):
+    """An address is never encoded, so an ESC in one would reach the header raw."""
+    output = tmp_path / "m.eml"
+    result = subprocess.run([sys.executable, "-m", "mimekit_cli", "encode", "--from", "a@example.org",
+                             "--to", "b\x1bc\x07@example.org", "-o", str(output)],
+                            capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 65 and b"unprintable" in result.stderr
+    assert not output.exists()
 
 
 @pytest.mark.parametrize("name", ["Content-Type", "MIME-Version", "content-transfer-encoding"])

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from mimekit.envelope import ENVELOPE_FIELDS, BccRemover, envelope_for, prepare_message, remove_bcc
-from mimekit.errors import DataError, UsageError
+from mimekit.envelope import ENVELOPE_FIELDS, BccRemover, Envelope, envelope_for, prepare_message, remove_bcc
+from mimekit.errors import DataError
 from mimekit.smtp_data import scan_message
 from strategies import chunkings
 
@@ -114,8 +114,58 @@ def test_command_line_recipients_come_first_and_header_ones_are_added():
 def test_from_option_overrides_and_may_be_the_null_sender():
     assert envelope_for(FIELDS, sender="bounce@example.test").sender == "bounce@example.test"
     assert envelope_for(FIELDS, sender="").sender == ""
-    with pytest.raises(UsageError):
+    assert envelope_for(FIELDS, sender="<>").sender == ""
+    assert envelope_for(FIELDS, sender="Bounces <bounce@example.test>").sender == "bounce@example.test"
+    with pytest.raises(DataError, match="exactly one address"):
         envelope_for(FIELDS, sender="a@example.test, b@example.test")
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--to", "bob@example.test <x@y.test>"), ("--to", "a@b>\r\nRCPT TO:<x@y"), ("--from", "a@b> SIZE=1 AUTH=<evil>"),
+    ("--to", "a@example.test, b@example.test"), ("--to", "Team: a@example.test;"), ("--to", ""),
+    ("--from", " "), ("--to", '"a b"@example.test'), ("--from", "a\x00@example.test"),
+])
+def test_a_command_line_address_is_exactly_one_mailbox_read_without_guessing(option, value):
+    arguments = {"sender": value} if option == "--from" else {"to": [value]}
+    with pytest.raises(DataError) as refused:
+        envelope_for(FIELDS, **arguments)
+    assert str(refused.value).startswith(f"{option} ")
+    assert repr(value) in str(refused.value) and str(refused.value).isprintable()
+
+
+HOSTILE_TO = ("To", b" a@example.test, bob@example.test <x@y.test>")
+
+
+def test_a_header_read_for_the_envelope_is_held_to_the_same_rule():
+    with pytest.raises(DataError, match="header To:"):
+        envelope_for([*FIELDS, HOSTILE_TO], extract=True)
+    with pytest.raises(DataError, match="header From:"):
+        envelope_for([("From", b"a@b> SIZE=1 AUTH=<evil>")])
+    assert envelope_for([*FIELDS, HOSTILE_TO]).recipients == ()   # without -t To is not read, not refused
+    assert envelope_for([HOSTILE_TO], sender="a@example.test").sender == "a@example.test"
+
+
+RESENT = [("Resent-From", b"Resender <resender@example.test>"), ("Resent-To", b"new@example.test"),
+          ("Resent-Cc", b"copy@example.test"), ("Resent-Bcc", b"hidden@example.test"),
+          ("Resent-Date", b"Fri, 02 Jan 2026 10:00:00 +0000")]
+
+
+def test_a_resent_message_goes_to_the_resent_recipients_from_the_resender():
+    envelope = envelope_for(FIELDS + RESENT, extract=True)
+    assert envelope == Envelope("resender@example.test", ("new@example.test", "copy@example.test",
+                                                          "hidden@example.test"))
+    no_resent_recipient = envelope_for(FIELDS + RESENT[-1:], sender="a@example.test", extract=True)
+    assert no_resent_recipient.recipients == ()   # the original To, Cc and Bcc already got it
+    with pytest.raises(DataError, match="Resent-From"):
+        envelope_for(RESENT[1:])
+
+
+def test_resent_bcc_is_removed_like_bcc():
+    message = (b"From: a@example.test\r\nResent-From: r@example.test\r\nResent-Bcc: hidden@example.test,\r\n"
+               b" other@example.test\r\nresent-bcc : x@example.test\r\nResent-To: new@example.test\r\n"
+               b"\r\nResent-Bcc: body text stays\r\n")
+    assert b"".join(remove_bcc([message])) == (b"From: a@example.test\r\nResent-From: r@example.test\r\n"
+                                               b"Resent-To: new@example.test\r\n\r\nResent-Bcc: body text stays\r\n")
 
 
 def test_several_authors_use_the_sender_field():
@@ -147,3 +197,17 @@ def test_stdin_is_spooled_so_it_can_be_read_twice(monkeypatch):
     assert b"".join(message.chunks()) == expected
     assert b"".join(message.chunks()) == expected
     assert message.scan.size == len(WITHOUT_BCC)   # SIZE counts CRLF line endings
+
+
+def test_a_bad_command_line_address_is_refused_before_anything_is_read(tmp_path):
+    with pytest.raises(DataError, match="--to"):
+        prepare_message(str(tmp_path / "does-not-exist"), to=["bob@example.test <x@y.test>"])
+
+
+def test_a_header_with_no_usable_envelope_refuses_only_its_message(tmp_path):
+    path = tmp_path / "m.eml"
+    path.write_bytes(MESSAGE.replace(b"To: Bob <bob@example.test>", b"To: a@b>\r\n RCPT TO:<x@y>"))
+    message = prepare_message(str(path), to=["zed@example.test"], extract=True)
+    assert isinstance(message.refused, DataError) and "header To:" in str(message.refused)
+    assert (message.sender, message.recipients) == ("", ("zed@example.test",))   # no address from the bad header
+    assert prepare_message(str(path), to=["zed@example.test"]).refused is None   # without -t To is not read

@@ -106,6 +106,30 @@ def test_delivered_copies_equal_what_was_sent_and_none_has_bcc(mail_servers):
 
 
 @pytest.mark.servers
+def test_a_resent_message_goes_to_resent_to_and_resent_bcc_and_none_has_resent_bcc(mail_servers):
+    """RFC 5322 §3.6.6: with -t a resent message goes to its Resent- recipients (as Postfix's
+    own sendmail -t does), from Resent-From; Resent-Bcc, like Bcc, is never transmitted."""
+    mark = token()
+    resent = (b"Resent-From: Alice <alice@example.test>\r\n"
+              b"Resent-Date: Fri, 02 Jan 2026 10:00:00 +0000\r\n"
+              b"Resent-Message-ID: <resent-" + mark.encode() + b"@example.test>\r\n"
+              b"Resent-To: carol@example.test\r\n"
+              b"Resent-Bcc: Alice <alice@example.test>\r\n")
+    message = resent + message_with(mark)
+    code, report, _ = send(mail_servers, mail_servers.submission, "-t", user="alice", input=message)
+    assert code == 0, report
+    [result] = report["messages"]
+    assert [(r["address"], r["accepted"]) for r in result["recipients"]] == [
+        ("carol@example.test", True), ("alice@example.test", True)]   # not bob: the original To had it
+    assert "from=<alice@example.test>" in "".join(log_lines_about(mail_servers, result["queue_id"]))
+    expected = message.replace(b"Resent-Bcc: Alice <alice@example.test>\r\n", b"").replace(b"\r\n", b"\n")
+    for user in ("carol", "alice"):
+        [copy] = delivered(mail_servers, user, mark)
+        assert without_postfix_headers(copy) == expected
+        assert b"Resent-Bcc" not in copy
+
+
+@pytest.mark.servers
 def test_a_one_megabyte_binary_attachment_arrives_byte_exact(mail_servers, tmp_path):
     attachment = tmp_path / "random.bin"
     attachment.write_bytes(os.urandom(1024 * 1024))

@@ -11,7 +11,7 @@ import re
 import pytest
 from hypothesis import given, strategies as st
 
-from mimekit.defects import DefectKind
+from mimekit.defects import MAX_DEFECTS_PER_KIND, DefectKind
 from mimekit.errors import UsageError
 from mimekit.transfer import (Base64Decoder, Base64Encoder, IdentityCodec, QuotedPrintableDecoder,
                               QuotedPrintableEncoder, make_decoder, make_encoder)
@@ -313,6 +313,67 @@ def test_qp_decoder_holds_only_what_the_next_bytes_can_change():
     assert decoder.feed(b" " * 1000) == b" " * 1002  # no longer: too long
     assert decoder.feed(b"=4") == b""              # may become an escape
     assert run(decoder, [b"1"]) == b"A"
+
+
+# -- defects per kind are capped (issue 8) ---------------------------------------------------
+
+def listed_and_unlisted(defects) -> tuple[list, dict]:
+    """The defects listed, and per kind how many a summary says were not."""
+    return [d for d in defects if not d.more], {d.kind: d.more for d in defects if d.more}
+
+
+def capped_like(all_defects: list, per_kind: int) -> tuple[list, dict, dict]:
+    """What a cap of `per_kind` should make of the full list: the first per_kind of each
+    kind, and per kind the count and the offset of the first of the rest."""
+    listed, unlisted, first_unlisted = [], {}, {}
+    for defect in all_defects:
+        if sum(d.kind is defect.kind for d in listed) < per_kind:
+            listed.append(defect)
+        else:
+            unlisted[defect.kind] = unlisted.get(defect.kind, 0) + 1
+            first_unlisted.setdefault(defect.kind, defect.offset)
+    return listed, unlisted, first_unlisted
+
+
+@pytest.mark.parametrize("decoder_type, encoded", [
+    (Base64Decoder, dirty_base64), (QuotedPrintableDecoder, dirty_qp)])
+@given(data=st.data())
+def test_decoders_list_the_first_defects_of_a_kind_and_count_the_rest_for_any_chunking(decoder_type, encoded, data):
+    encoded = data.draw(encoded)
+    capped, chunked, every = decoder_type(defects_per_kind=2), decoder_type(defects_per_kind=2), decoder_type(10**9)
+    assert run(chunked, data.draw(chunkings(encoded))) == run(capped, [encoded]) == run(every, [encoded])
+    assert chunked.defects == capped.defects
+    listed, unlisted = listed_and_unlisted(capped.defects)
+    expected_listed, expected_unlisted, first_unlisted = capped_like(every.defects, 2)
+    assert (listed, unlisted) == (expected_listed, expected_unlisted)
+    assert {d.kind: d.offset for d in capped.defects if d.more} == first_unlisted
+
+
+@pytest.mark.parametrize("decoder_type, encoded", [
+    (Base64Decoder, b"QU!!JD*~\x00 QQ==!!" * 6 + b"QU!"), (QuotedPrintableDecoder, b"a=ZZ=4 =\r\n=G" * 6)])
+def test_decoders_count_defects_beyond_the_cap_alike_when_fed_byte_by_byte(decoder_type, encoded):
+    """Every run of junk crosses a chunk boundary, before and after the cap is reached."""
+    whole, bytewise = decoder_type(defects_per_kind=2), decoder_type(defects_per_kind=2)
+    assert run(bytewise, [encoded[i:i + 1] for i in range(len(encoded))]) == run(whole, [encoded])
+    assert bytewise.defects == whole.defects
+    assert any(d.more for d in whole.defects)
+
+
+@pytest.mark.parametrize("decoder_type, junk, kind", [
+    (Base64Decoder, b"A!" * 38 + b"\r\n", DefectKind.BASE64_JUNK),
+    (QuotedPrintableDecoder, b"=Z" * 38 + b"\r\n", DefectKind.QP_INVALID_ESCAPE),
+])
+def test_a_defect_every_two_bytes_keeps_a_hundred_and_counts_the_rest(decoder_type, junk, kind):
+    """Issue 8: 50 MB of base64 "A!" or QP "=Z" made 25 million Defect objects (8 GB)."""
+    decoder = decoder_type()
+    lines = 30_000   # 2.3 MB, 1,140,000 defects
+    for _ in range(lines // 1000):
+        decoder.feed(junk * 1000)
+    decoder.flush()
+    listed, unlisted = listed_and_unlisted(decoder.defects)
+    assert [d.kind for d in listed] == [kind] * MAX_DEFECTS_PER_KIND
+    assert unlisted == {kind: lines * 38 - MAX_DEFECTS_PER_KIND}
+    assert str(decoder.defects[-1]).startswith(f"... and {lines * 38 - MAX_DEFECTS_PER_KIND} more {kind.value} defects")
 
 
 # -- identity and factories -----------------------------------------------------------------

@@ -521,6 +521,9 @@ def _b64(data: bytes) -> str:
 
 
 def check_argument(value: str, what: str) -> None:
-    """Refuse anything that could end or smuggle a command line (DataError)."""
-    if any(ch in value for ch in "\r\n\0<>") or any(ord(ch) < 32 for ch in value):
+    """Refuse anything that could end or smuggle a command line, or add a parameter to it
+    (DataError): the backstop for library callers that build an envelope themselves.
+    A space would let `a@b SIZE=1` pass as MAIL FROM's parameters; controls, DEL and
+    the Unicode line separators are never part of an address."""
+    if any(ch in value for ch in " <>\x7f\u2028\u2029") or any(ord(ch) < 32 or 0x80 <= ord(ch) < 0xa0 for ch in value):
         raise DataError(f"{what} {value!r} contains characters not allowed in an SMTP command")

@@ -238,7 +238,8 @@ def test_8bit_and_utf8_parameters_follow_the_message_and_the_server():
         plain.send_rcpt("zoë@x")
 
 
-@pytest.mark.parametrize("address", ["a@x\r\nRCPT TO:<evil@x>", "a@x>", "a\0@x"])
+@pytest.mark.parametrize("address", ["a@x\r\nRCPT TO:<evil@x>", "a@x>", "a\0@x", "a@b> SIZE=1 AUTH=<evil",
+                                     "a@b SIZE=1", "a\x7f@x", "a\x85@x", "a\u2028@x", "a\x1b[2J@x"])
 def test_addresses_cannot_smuggle_commands(address):
     conn = ready()
     with pytest.raises(DataError):

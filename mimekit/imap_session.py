@@ -167,12 +167,6 @@ class IMAPSession(FetchSession):
             elif isinstance(event, imap.FetchBodyEnd):
                 return
 
-    def headers(self, message_id: str) -> bytes | None:
-        found = None
-        for _, chunks in self.retrieve([Message(message_id, int(message_id))], headers_only=True):
-            found = b"".join(chunks)
-        return found
-
     def delete(self, ids: list[str]) -> int:
         if not ids:
             return 0

@@ -142,15 +142,6 @@ class POP3Session(FetchSession):
             elif isinstance(event, pop3.ConnectionClosed):
                 raise TempFailure(f"{self.conn.where}: POP3 server closed the connection mid-message")
 
-    def headers(self, message_id: str) -> bytes | None:
-        number = self._number_by_id.get(message_id)
-        if number is None or (self.proto.capabilities and "TOP" not in self.proto.capabilities):
-            return None           # gone, or cannot be checked: the caller fetches it again
-        found = None
-        for _, chunks in self.retrieve([Message(message_id, number)], headers_only=True):
-            found = b"".join(chunks)
-        return found
-
     def delete(self, ids: list[str]) -> int:
         """DELE each, then QUIT: POP3 removes messages only when QUIT succeeds (RFC 1939 §6)."""
         numbers = [self._number_by_id[i] for i in ids if i in self._number_by_id]

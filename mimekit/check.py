@@ -21,7 +21,8 @@ rule broken as a Violation with its byte offset:
 - bodies that do not decode cleanly (junk in base64, invalid QP escapes).
 
 Violations are capped per rule (MAX_PER_RULE) with a count of the rest, so a broken
-1 GB file gives a short report, not a flood.
+1 GB file gives a short report, not a flood; the parser's and decoders' summaries of
+defects they did not list (Defect.more) add to those counts.
 """
 
 import re
@@ -34,7 +35,7 @@ from mimekit.events import BodyChunk, DefectFound, Epilogue, HeaderField, Header
 from mimekit.files import read_chunks
 from mimekit.limits import Limits
 from mimekit.line_endings import LineEndingWatch
-from mimekit.parser import MessageParser, transfer_encoding_of
+from mimekit.parser import MessageParser
 from mimekit.transfer import make_decoder
 
 MAX_LINE = 998
@@ -204,8 +205,6 @@ class MessageChecker:
     def _on_field(self, part: _OpenPart, field: HeaderField) -> None:
         name = field.name.lower()
         part.field_counts[name] = part.field_counts.get(name, 0) + 1
-        if name == "content-transfer-encoding":
-            part.field_counts["_cte"] = transfer_encoding_of(field.raw_value)
         if name in _STRUCTURED_WITHOUT_WORDS:
             return
         for word in _ENCODED_WORD.finditer(field.raw_value):
@@ -232,10 +231,9 @@ class MessageChecker:
                       f"{end.content_type} part declares no charset", part.part_id)
         if end.kind is PartKind.MULTIPART:
             self._check_nested_boundary(part, end)
-        transfer_encoding = part.field_counts.get("_cte", "7bit")
-        if end.kind is PartKind.LEAF and transfer_encoding in ENCODED_TRANSFER_ENCODINGS:
+        if end.kind is PartKind.LEAF and end.transfer_encoding in ENCODED_TRANSFER_ENCODINGS:
             part.encoded_lines = _LongLines(MAX_ENCODED_LINE)
-            part.decoder = make_decoder(transfer_encoding)
+            part.decoder = make_decoder(end.transfer_encoding)
             part.body_start = end.offset
 
     def _check_nested_boundary(self, part: _OpenPart, end: HeadersEnd) -> None:
@@ -276,14 +274,20 @@ class MessageChecker:
             part.decoder.flush()
             for defect in part.decoder.defects:
                 self._add(defect.kind.value, part.body_start + defect.offset,
-                          defect.detail or "the body does not decode cleanly", part.part_id)
+                          defect.detail or "the body does not decode cleanly", part.part_id, defect.more)
 
     def _on_defect(self, defect: Defect) -> None:
         if defect.kind in _NOT_FROM_PARSER:
             return
-        self._add(defect.kind.value, defect.offset, defect.detail or defect.kind.value.replace("-", " "), defect.part)
+        self._add(defect.kind.value, defect.offset, defect.detail or defect.kind.value.replace("-", " "), defect.part,
+                  defect.more)
 
-    def _add(self, rule: str, offset: int, detail: str, part: str = "") -> None:
+    def _add(self, rule: str, offset: int, detail: str, part: str = "", unlisted: int = 0) -> None:
+        """A violation of `rule`, listed if fewer than MAX_PER_RULE are; with `unlisted`, a
+        summary of that many defects never listed (Defect.more): only counted."""
+        if unlisted:
+            self._counts[rule] = self._counts.get(rule, 0) + unlisted
+            return
         self._counts[rule] = self._counts.get(rule, 0) + 1
         if self._counts[rule] <= MAX_PER_RULE:
             self._violations.append(Violation(rule, offset, detail, part))

@@ -65,12 +65,16 @@ class HeadersEnd:
     RFC 2045/2046 defaults applied (text/plain; message/rfc822 inside
     multipart/digest; text/plain for a multipart without boundary). params are the
     Content-Type parameters (names lowercase). kind says how the body is read.
+    transfer_encoding is the first Content-Transfer-Encoding, lowercase, "7bit" when
+    there is none (RFC 2045 6.1): what decoding the body needs, here even when the
+    fields themselves were not emitted (Limits.max_header_total_count).
     """
 
     offset: int
     content_type: str
     params: dict[str, str] = field(hash=False)
     kind: PartKind
+    transfer_encoding: str = "7bit"
 
 
 @dataclass(frozen=True, slots=True)

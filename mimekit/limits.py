@@ -43,6 +43,11 @@ class Limits:
         rest of that field is dropped (LIMIT_HEADER_SIZE).
     max_header_block_size: bytes of one header block; the line that crosses it
         starts the body (LIMIT_HEADER_SIZE).
+    max_header_total_count, max_header_total_size: header fields, and their bytes,
+        emitted for the whole message. Per-block limits alone let 10,000 parts of 1,000
+        empty fields make 10 million field objects (1.4 GB in the tree). Past either,
+        fields are still read (Content-Type and Content-Transfer-Encoding still act, so
+        every part is found and decoded) but not emitted (LIMIT_HEADER_TOTAL, once).
     max_line_length: longest line the parser holds whole while looking for its
         end (header lines, boundary lines, lines before the first header). Longer
         lines are cut there and the rest skipped (LIMIT_LINE_LENGTH). Body lines
@@ -54,6 +59,8 @@ class Limits:
     max_header_count: int = 1000
     max_header_field_size: int = 64 * 1024
     max_header_block_size: int = 1024 * 1024
+    max_header_total_count: int = 100_000
+    max_header_total_size: int = 10 * 1024 * 1024
     max_line_length: int = 64 * 1024
 
     def __post_init__(self) -> None:

@@ -43,6 +43,12 @@ Leniency, each reported as a Defect with its byte offset:
 - A multipart without boundary parameter is a text/plain leaf; message/rfc822 with a
   transfer encoding other than 7bit/8bit/binary is an opaque leaf (it must be decoded
   before it can be parsed).
+
+Bounded output too: of each defect kind, the first MAX_DEFECTS_PER_KIND are emitted and
+the rest counted, then emitted at the end as one summary defect per kind (Defect.more);
+only the per-part defects consumers act on (_PER_PART_DEFECTS) are always emitted. Past
+Limits.max_header_total_count fields (or max_header_total_size bytes) in the message,
+header fields are read but no longer emitted.
 """
 
 import re
@@ -50,7 +56,7 @@ from dataclasses import replace
 from enum import Enum
 from typing import BinaryIO, Callable, Iterator
 
-from mimekit.defects import Defect, DefectKind
+from mimekit.defects import Defect, DefectCounter, DefectKind
 from mimekit.errors import UsageError
 from mimekit.events import (BodyChunk, DefectFound, Epilogue, Event, HeaderField, HeadersEnd, PartEnd,
                             PartKind, PartStart, Preamble)
@@ -68,6 +74,14 @@ _ENCAPSULATING_TYPES = frozenset({"message/rfc822", "message/global"})
 _KNOWN_ENCODINGS = IDENTITY_ENCODINGS | {"base64", "quoted-printable"}
 _BINARY_ENCODINGS = frozenset({"base64", "binary"})
 _CR, _LF = 13, 10
+# Field names are mostly the same few ("Received", "Content-Type"): each distinct one is
+# decoded once and its str shared by every field (57+ bytes each, for a tree that keeps
+# 100,000 fields), up to this many distinct names per message.
+_SHARED_NAMES = 1024
+# Defects about how one part is read, at most one per part (so bounded by max_parts),
+# that consumers act on part by part (mimekit.downgrade adds the missing separator and
+# refuses to re-encode an unknown encoding): emitted every time, never only counted.
+_PER_PART_DEFECTS = frozenset({DefectKind.MISSING_HEADER_BODY_SEPARATOR, DefectKind.UNKNOWN_TRANSFER_ENCODING})
 
 
 class _State(Enum):
@@ -159,6 +173,11 @@ class MessageParser:
         self._finder: _DelimiterFinder | None = None
         self._epilogue_break: int | None = None  # where the line break ending the last close delimiter starts
         self._line_endings = LineEndingWatch()
+        self._defects = DefectCounter()   # the first of each kind are emitted, the rest summed up at the end
+        self._header_fields_before = 0    # fields of the header blocks read before this one
+        self._header_size_before = 0      # and their bytes: what limits.max_header_total_* bound
+        self._keeping_fields = True       # False once they are spent: fields are read, not emitted
+        self._names: dict[bytes, str] = {}  # field names seen, each decoded once (_SHARED_NAMES)
         self._start_part(_Entity("", 0), 0, is_message=True)
 
     # -- public -------------------------------------------------------------------------
@@ -199,7 +218,8 @@ class MessageParser:
                                   self._entities[-1].part_id if part is None else part))
 
     def _defect_found(self, defect: Defect) -> None:
-        self._events.append(DefectFound(defect))
+        if defect.kind in _PER_PART_DEFECTS or self._defects.add(defect):
+            self._events.append(DefectFound(defect))
 
     def _take(self, start: int, end: int) -> bytes:
         with memoryview(self._buf) as view:
@@ -301,7 +321,7 @@ class MessageParser:
     # -- headers ------------------------------------------------------------------------
 
     def _read_headers(self) -> bool:
-        buf, block = self._buf, self._block
+        buf, block, names = self._buf, self._block, self._names
         while True:
             start = self._pos
             if start == len(buf) and self._eof:
@@ -342,8 +362,11 @@ class MessageParser:
                                  f"more than {self._limits.max_header_count} header fields")
                     self._end_headers(start)
                     return True
+                if self._keeping_fields:
+                    self._check_header_total(start)
                 block.fields += 1
-                block.name = field.group(1).decode("ascii")
+                raw_name = field.group(1)
+                block.name = names.get(raw_name) or self._new_name(raw_name)
                 block.offset = self._base + start
                 block.value_offset = self._base + field.end()
                 self._append_to_field(start, field.end(), end)
@@ -360,6 +383,26 @@ class MessageParser:
             self._consumed(start, next_start)
             self._pos = next_start
             block.line_break = buf[end:next_start]
+
+    def _check_header_total(self, at: int) -> None:
+        """Stop emitting fields once the message's header fields reach
+        limits.max_header_total_count or max_header_total_size: every consumer that keeps
+        them (the tree does) grows with them, however the message is cut into parts.
+        Fields are still read, and Content-Type and Content-Transfer-Encoding still act
+        (HeadersEnd carries both), so every part is still found and decoded."""
+        limits, block = self._limits, self._block
+        fields = self._header_fields_before + block.fields
+        size = self._header_size_before + block.size
+        if fields >= limits.max_header_total_count or size >= limits.max_header_total_size:
+            self._keeping_fields = False
+            self._defect(DefectKind.LIMIT_HEADER_TOTAL, at,
+                         f"header fields after the first {fields} ({size} bytes) of the message not kept")
+
+    def _new_name(self, raw_name: bytes) -> str:
+        name = raw_name.decode("ascii")
+        if len(self._names) < _SHARED_NAMES:
+            self._names[raw_name] = name
+        return name
 
     def _resume_headers(self, at: int) -> None:
         self._pos = at
@@ -386,7 +429,8 @@ class MessageParser:
         if block.name is None:
             return
         value = bytes(block.value)
-        self._events.append(HeaderField(block.name, value, block.offset, block.value_offset))
+        if self._keeping_fields:
+            self._events.append(HeaderField(block.name, value, block.offset, block.value_offset))
         lowered = block.name.lower()
         if lowered == "content-type" and block.content_type is None:
             block.content_type = (value, block.value_offset)
@@ -438,9 +482,12 @@ class MessageParser:
         """The header block is over: decide how to read the body and start reading it."""
         self._finish_field()
         entity, block = self._entities[-1], self._block
+        self._header_fields_before += block.fields
+        self._header_size_before += block.size
         content_type, params = entity.default_type, {}
         if block.content_type is not None:
             content_type, params = self._parse_content_type(*block.content_type, entity.default_type)
+        encoding = block.transfer_encoding[0] if block.transfer_encoding else "7bit"
         kind = PartKind.LEAF
         if content_type.startswith("multipart/"):
             boundary = params.get("boundary", "")
@@ -453,17 +500,14 @@ class MessageParser:
                 entity.is_digest = content_type == "multipart/digest"
                 entity.delimiter = b"--" + boundary.encode("utf-8", "surrogateescape")
         elif content_type in _ENCAPSULATING_TYPES:
-            encoding = block.transfer_encoding[0] if block.transfer_encoding else "7bit"
             if encoding in IDENTITY_ENCODINGS and self._container_allowed(entity, body_start, count_child=True):
                 kind = PartKind.MESSAGE
-        entity.binary_body = kind is PartKind.LEAF and block.transfer_encoding is not None \
-            and block.transfer_encoding[0] in _BINARY_ENCODINGS
-        if block.transfer_encoding and block.transfer_encoding[0] not in _KNOWN_ENCODINGS:
-            encoding, value_offset = block.transfer_encoding
-            self._defect_found(Defect(DefectKind.UNKNOWN_TRANSFER_ENCODING, value_offset,
+        entity.binary_body = kind is PartKind.LEAF and encoding in _BINARY_ENCODINGS
+        if encoding not in _KNOWN_ENCODINGS:
+            self._defect_found(Defect(DefectKind.UNKNOWN_TRANSFER_ENCODING, block.transfer_encoding[1],
                                       f"{encoding!r}: body kept as it is", entity.part_id))
         entity.kind = kind
-        self._events.append(HeadersEnd(self._base + body_start, content_type, params, kind))
+        self._events.append(HeadersEnd(self._base + body_start, content_type, params, kind, encoding))
         if kind is PartKind.MESSAGE:
             self._start_part(_Entity(child_id(entity.part_id, 1), entity.depth + 1), body_start, is_message=True)
             return
@@ -631,6 +675,7 @@ class MessageParser:
                     self._defect(DefectKind.NO_PARTS, at, "no boundary found")
                 self._defect(DefectKind.MISSING_FINAL_BOUNDARY, at, "input ended inside the multipart")
             self._end_part(at)
+        self._events += [DefectFound(summary) for summary in self._defects.summaries()]
         self._state = _State.DONE
 
 

@@ -36,14 +36,14 @@ import stat
 import tempfile
 from typing import BinaryIO, Iterator, Protocol
 
-from mimekit.defects import Defect
+from mimekit.defects import Defect, DefectLog
 from mimekit.encoded_words import decode_header_value
 from mimekit.events import (DefectFound, Epilogue, Event, HeaderField, HeadersEnd, PartEnd, PartKind,
                             PartStart, Preamble)
 from mimekit.files import CHUNK_SIZE, read_chunks
 from mimekit.limits import Limits
 from mimekit.params import HeaderParams, parse_params_header, preferred_filename
-from mimekit.parser import MessageParser, placed_defect, transfer_encoding_of
+from mimekit.parser import MessageParser, placed_defect
 from mimekit.transfer import make_decoder
 
 SPOOL_MEMORY = 1024 * 1024  # bytes of a non-file input kept in memory before it moves to disk
@@ -134,11 +134,14 @@ class Part:
     """One entity: the message itself, a part of a multipart, or an encapsulated message.
 
     Structure: id, depth, parent, children, kind (PartKind: LEAF, MULTIPART or MESSAGE).
-    Header: headers (every HeaderField, raw, in order), header(), header_all(),
-    raw_header(); content_type, params, charset, transfer_encoding, disposition,
-    filename. Body: size, open_raw(), iter_decoded(), read_decoded(); for a multipart
-    also open_preamble() and open_epilogue(). Offsets (absolute, into the message):
-    header_offset, body_offset, end_offset. defects: what was found in this part.
+    Header: headers (every HeaderField, raw, in order; none past the message's
+    Limits.max_header_total_*), header(), header_all(), raw_header(); content_type,
+    params, charset, transfer_encoding (from the parser, so known past those limits
+    too), disposition, filename. Body: size, open_raw(), iter_decoded(),
+    read_decoded(); for a multipart also open_preamble() and open_epilogue(). Offsets
+    (absolute, into the message): header_offset, body_offset, end_offset. defects: what
+    was found in this part and listed (Message.defects also counts, per kind, those
+    beyond MAX_DEFECTS_PER_KIND).
     """
 
     def __init__(self, message: "Message", part_id: str, depth: int, header_offset: int,
@@ -152,6 +155,7 @@ class Part:
         self.kind = PartKind.LEAF
         self.content_type = "text/plain"
         self.params: dict[str, str] = {}
+        self.transfer_encoding = "7bit"   # Content-Transfer-Encoding, lowercase; "7bit" when absent (RFC 2045 6.1)
         self.header_offset = header_offset
         self.body_offset = header_offset
         self.end_offset = header_offset
@@ -211,12 +215,6 @@ class Part:
         if declared:
             return declared
         return "us-ascii" if self.content_type.startswith("text/") else None
-
-    @property
-    def transfer_encoding(self) -> str:
-        """Content-Transfer-Encoding, lowercase; "7bit" when absent (RFC 2045 6.1)."""
-        raw = self.raw_header("content-transfer-encoding")
-        return "7bit" if raw is None else transfer_encoding_of(raw)
 
     @property
     def disposition(self) -> str | None:
@@ -296,8 +294,9 @@ class Part:
         return b"".join(self.iter_decoded())
 
     def _record(self, defects: list[Defect]) -> None:
-        self.defects.extend(defects)
-        self.message._defects.extend(defects)
+        """Count `defects` in the message's log; those it lists are this part's too."""
+        log = self.message._defects
+        self.defects += [defect for defect in defects if log.add(defect)]
 
 
 class Message:
@@ -308,7 +307,7 @@ class Message:
 
     def __init__(self, source: _Source) -> None:
         self._source = source
-        self._defects: list[Defect] = []
+        self._defects = DefectLog()
         self._parts: dict[str, Part] = {}
         self.root: Part | None = None
         self.size = 0
@@ -324,8 +323,11 @@ class Message:
 
     @property
     def defects(self) -> list[Defect]:
-        """Every defect found so far (parsing, and decoding of bodies read), by offset."""
-        return sorted(self._defects, key=lambda defect: (defect.offset, defect.kind.value, defect.part, defect.detail))
+        """Every defect found so far (parsing, and decoding of bodies read), by offset:
+        the first MAX_DEFECTS_PER_KIND of each kind, then one summary per kind for the
+        rest (Defect.more says how many)."""
+        return sorted(self._defects.defects,
+                      key=lambda defect: (defect.offset, defect.kind.value, defect.part, defect.detail))
 
     def part(self, part_id: str) -> Part:
         """The part with this id; KeyError if there is none."""
@@ -364,6 +366,7 @@ class _TreeBuilder:
                 case HeadersEnd(offset=offset, content_type=content_type, params=params, kind=kind):
                     part = open_parts[-1]
                     part.body_offset, part.content_type, part.params, part.kind = offset, content_type, params, kind
+                    part.transfer_encoding = event.transfer_encoding
                 case Preamble(data=data, offset=offset):
                     part = open_parts[-1]
                     part.preamble_range = (part.preamble_range or (offset,))[0], offset + len(data)
@@ -384,7 +387,8 @@ def parse_message(stream: BinaryIO, limits: Limits = Limits(), chunk_size: int =
     """Parse a whole message from a binary stream into a Message tree.
 
     Never raises on malformed input (see Message.defects); I/O errors propagate.
-    Memory: the parser's bounded buffer plus every part's header fields.
+    Memory: the parser's bounded buffer, every part's header fields (bounded across
+    the message by limits.max_header_total_*), and a bounded number of defects.
     """
     file_source = _file_source(stream)
     source = file_source or _SpoolSource()

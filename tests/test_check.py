@@ -109,6 +109,17 @@ def test_a_flood_of_problems_is_capped():
     assert report.suppressed["line-too-long"] == 5
 
 
+def test_defects_the_parser_and_decoders_only_counted_still_count():
+    """Issue 8: past MAX_DEFECTS_PER_KIND the parser and decoders send one summary
+    (Defect.more); the report's counts stay the true number."""
+    junk = GOOD.replace(b"AAECAwQFBgcICQ==\r\n", (b"A!" * 38 + b"\r\n") * 100)
+    boundaries = GOOD.replace(b"--=_outer--", b"--=_outer junk\r\n\r\nx\r\n" * 300 + b"--=_outer--")
+    for message, rule, total in ((junk, "base64-junk", 3800), (boundaries, "boundary-trailing-garbage", 300)):
+        report = check_message(io.BytesIO(message))
+        assert sum(v.rule == rule for v in report.violations) == MAX_PER_RULE
+        assert report.suppressed[rule] == total - MAX_PER_RULE
+
+
 def run_check(*args, input=None):
     return subprocess.run([sys.executable, "-m", "mimekit_cli", "check", *args], input=input, capture_output=True)
 

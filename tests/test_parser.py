@@ -2,15 +2,16 @@
 and that any chunking of the input gives the same result as one feed."""
 
 import io
+import re
 import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from helpers import defects, parse, parts, summary
-from mimekit.defects import DefectKind
+from mimekit.defects import MAX_DEFECTS_PER_KIND, DefectKind
 from mimekit.errors import UsageError
-from mimekit.events import BodyChunk, HeaderField, HeadersEnd, PartEnd, PartKind, PartStart
+from mimekit.events import BodyChunk, DefectFound, HeaderField, HeadersEnd, PartEnd, PartKind, PartStart
 from mimekit.limits import Limits
 from mimekit.parser import MessageParser, parse_events
 from strategies import chunkings, mime_messages
@@ -420,6 +421,64 @@ def test_header_block_size_limit_starts_the_body():
     events = parse(data, Limits(max_header_block_size=1000))
     assert DefectKind.LIMIT_HEADER_SIZE in defect_kinds(events)
     assert parts(events)[""]["body"].endswith(b"\r\n\r\nbody")
+
+
+def many_parts(count: int, header: bytes, body: bytes = b"x\r\n") -> bytes:
+    return (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + (b"--b\r\n" + header + b"\r\n" + body) * count
+            + b"--b--\r\n")
+
+
+def test_header_fields_stop_being_emitted_past_the_message_wide_count_and_size():
+    """Issue 8: 10,000 parts of 1,000 empty fields made 10 million field objects (1.4 GB);
+    per-block limits do not bound the whole message."""
+    part_header = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\nX: 1\r\n"
+    data = many_parts(30, part_header, b"QUJD\r\n")
+    for limits in (Limits(max_header_total_count=31), Limits(max_header_total_size=data.index(b"\r\n\r\n") + 2 + 10 * len(part_header))):
+        events = parse(data, limits)
+        fields = [e for e in events if isinstance(e, HeaderField)]
+        assert len(fields) == 31   # the message's Content-Type and 10 parts of 3
+        assert defects(events) == [(DefectKind.LIMIT_HEADER_TOTAL, data.index(b"--b", fields[-1].offset) + 5, "11")]
+        ends = [e for e in events if isinstance(e, HeadersEnd)][1:]
+        assert len(ends) == 30   # every part is still found, typed and decodable
+        assert {(e.content_type, e.params["charset"], e.transfer_encoding) for e in ends} == {
+            ("text/plain", "utf-8", "base64")}
+
+
+def test_per_part_header_bytes_and_counts_add_up_across_parts_by_default():
+    data = many_parts(101, b"X:\r\n" * 1000)   # 101,000 fields: over the default 100,000
+    events = parse(data)
+    assert sum(isinstance(e, HeaderField) for e in events) == Limits().max_header_total_count
+    assert [kind for kind, _, _ in defects(events)] == [DefectKind.LIMIT_HEADER_TOTAL]
+    assert len(parts(events)) == 102
+
+
+def test_headers_end_carries_the_first_transfer_encoding_lowercase():
+    events = parse(b"Content-Transfer-Encoding:  Base64 \r\nContent-Transfer-Encoding: 8bit\r\n\r\nQUJD")
+    assert [e.transfer_encoding for e in events if isinstance(e, HeadersEnd)] == ["base64"]
+    assert [e.transfer_encoding for e in parse(SIMPLE) if isinstance(e, HeadersEnd)] == ["7bit"]
+
+
+def test_field_names_are_shared_between_fields():
+    fields = [e for e in parse(many_parts(3, b"Received: a\r\nReceived: b\r\n")) if isinstance(e, HeaderField)]
+    assert len({id(field.name) for field in fields if field.name == "Received"}) == 1
+
+
+def test_defects_of_one_kind_are_emitted_up_to_the_cap_then_summed_up_once():
+    """Issue 8: a defect per line (or per byte) must not become millions of events."""
+    data = many_parts(250, b"X: y\r\n").replace(b"--b\r\n", b"--b  junk\r\n")
+    events = parse(data)
+    garbage = [e.defect for e in events if isinstance(e, DefectFound)
+               and e.defect.kind is DefectKind.BOUNDARY_TRAILING_GARBAGE]
+    listed, summaries = [d for d in garbage if not d.more], [d for d in garbage if d.more]
+    assert [d.offset for d in listed] == [m.start() for m in re.finditer(b"--b  junk", data)][:MAX_DEFECTS_PER_KIND]
+    assert [(d.more, d.offset) for d in summaries] == [(150, [m.start() for m in re.finditer(b"--b  junk", data)][100])]
+    assert events[-1] == DefectFound(summaries[0])   # after every part ended: the count is final
+
+
+def test_per_part_defects_consumers_act_on_are_never_capped():
+    data = many_parts(150, b"X: y\r\nnot a field\r\n")
+    found = [kind for kind, _, _ in defects(parse(data))]
+    assert found.count(DefectKind.MISSING_HEADER_BODY_SEPARATOR) == 150
 
 
 def test_long_header_line_is_cut_and_skipped_in_linear_time():

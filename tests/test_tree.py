@@ -8,7 +8,7 @@ import tracemalloc
 
 from hypothesis import given, strategies as st
 
-from mimekit.defects import DefectKind
+from mimekit.defects import MAX_DEFECTS_PER_KIND, DefectKind
 from mimekit.events import PartKind
 from mimekit.limits import Limits
 from mimekit.tree import SPOOL_MEMORY, parse_message
@@ -153,6 +153,32 @@ def test_parse_defects_go_to_their_part_and_message_defects_are_sorted():
                          (DefectKind.BOUNDARY_TRAILING_WHITESPACE, ""), (DefectKind.MISSING_FINAL_BOUNDARY, "")]
         assert [d.kind for d in message.part("1").defects] == [DefectKind.MISSING_BOUNDARY_PARAMETER]
         assert [d.offset for d in message.defects] == sorted(d.offset for d in message.defects)
+
+
+def test_defects_of_a_kind_beyond_the_cap_are_counted_in_one_summary_across_parts():
+    """Issue 8: every junk byte of a 50 MB base64 body was a Defect kept in the tree."""
+    junk_part = b"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n" + (b"A!" * 30 + b"\r\n") * 2   # 60 runs
+    data = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + junk_part * 3 + b"--b--\r\n"
+    with parse_bytes(data) as message:
+        for part in message.leaves():
+            part.read_decoded()
+        junk = [d for d in message.defects if d.kind is DefectKind.BASE64_JUNK]
+        listed, summaries = [d for d in junk if not d.more], [d for d in junk if d.more]
+        assert len(listed) == MAX_DEFECTS_PER_KIND and len(summaries) == 1
+        assert len(listed) + summaries[0].more == 3 * 60   # the true number
+        assert summaries[0].offset == listed[-1].offset + 2 and summaries[0].part == "2"
+        assert [len(message.part(n).defects) for n in "123"] == [60, 40, 0]   # listed ones, in their part
+
+
+def test_parts_past_the_header_budget_keep_their_type_and_encoding():
+    data = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+            + b"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJD\r\n" * 3
+            + b"--b--\r\n")
+    with parse_bytes(data, limits=Limits(max_header_total_count=3)) as message:
+        assert [len(part.headers) for part in message.walk()] == [1, 2, 0, 0]
+        assert [(p.content_type, p.charset, p.transfer_encoding, p.read_decoded()) for p in message.leaves()] == [
+            ("text/plain", "utf-8", "base64", b"ABC")] * 3
+        assert [d.kind for d in message.defects] == [DefectKind.LIMIT_HEADER_TOTAL]
 
 
 def test_regular_file_is_read_in_place_even_after_the_caller_closes_it(tmp_path):

@@ -2,7 +2,7 @@
 
 import click
 
-from mimekit.defects import Defect
+from mimekit.defects import Defect, capped
 from mimekit.encoded_words import decode_header_value
 from mimekit.events import PartKind
 from mimekit.files import open_input
@@ -27,7 +27,7 @@ def show(source, strict, limits, as_json):
         with open_input(source) as stream, parse_message(stream, limits) as message:
             parts = [_describe(part) for part in message.walk()]
             headers, header_defects = _decoded_headers(message.root)
-            defects = sorted(message.defects + header_defects, key=lambda defect: defect.offset)
+            defects = sorted(capped(message.defects + header_defects), key=lambda defect: defect.offset)
         if as_json:
             emit_json("show", {"headers": headers, "parts": parts,
                                "defects": [defect.as_dict() for defect in defects]})

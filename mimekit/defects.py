@@ -16,6 +16,7 @@ count there, so the true number survives every merge.
 
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Iterable
 
 
 class DefectKind(str, Enum):
@@ -130,7 +131,7 @@ class DefectLog(DefectCounter):
             self._kept.append(defect)
         return listed
 
-    def extend(self, defects) -> None:
+    def extend(self, defects: Iterable[Defect]) -> None:
         for defect in defects:
             self.add(defect)
 
@@ -138,3 +139,10 @@ class DefectLog(DefectCounter):
     def defects(self) -> list[Defect]:
         """The listed defects in the order found, then one summary per kind with more."""
         return self._kept + self.summaries()
+
+
+def capped(defects: Iterable[Defect]) -> list[Defect]:
+    """Defects from several sources (summaries included) joined as one DefectLog lists them."""
+    log = DefectLog()
+    log.extend(defects)
+    return log.defects

@@ -5,6 +5,8 @@ run through every reading command under a 100 MiB address-space limit (helpers.r
   bytes): 50 MB of either made 25 million Defect objects (8 GB) and gigabytes of stderr.
 - parts of 1,000 empty header fields each: 10,000 of them (40 MB) made 10 million header
   objects (1.37 GB).
+- a message header full of malformed encoded-words: `show` decodes it itself, and printed
+  a line per word (5 MB of stderr for 1 MB of header).
 
 Each command must finish with its usual exit status (a MemoryError would be 70, the
 kernel's kill a negative status), write little to stderr, and take time linear in the
@@ -108,3 +110,15 @@ def test_hostile_input_stays_bounded_in_every_reading_command(kind, tmp_path):
     (large_result, large_cpu), (small_result, small_cpu) = runs[timed], run_timed([*commands[timed], str(small)])
     assert small_result.returncode == large_result.returncode
     assert large_cpu < LINEAR_FACTOR * small_cpu, f"{timed}: {small_cpu:.2f} s for N, {large_cpu:.2f} s for 4N"
+
+
+def test_a_header_full_of_malformed_encoded_words_is_reported_in_bounded_lines(tmp_path):
+    words_per_field, fields = 3800, 15   # 15 fields of 64 KB: within the header block limit (1 MiB)
+    message = tmp_path / "words.eml"
+    write_message(message, b"", b"Subject: " + b"=?utf-8?q?a=ZZ?= " * words_per_field + b"\r\n", fields, b"\r\nx\r\n")
+    assert_bounded(run_bounded(["show", str(message)]), 0)
+    shown = run_bounded(["show", "--json", str(message)])
+    assert_bounded(shown, 0)
+    found = [defect for defect in json.loads(shown.stdout)["defects"] if defect["kind"] == "encoded-word-malformed"]
+    assert len(found) == MAX_DEFECTS_PER_KIND + 1
+    assert len(found) - 1 + found[-1]["more"] == words_per_field * fields

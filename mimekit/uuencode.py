@@ -7,7 +7,9 @@ is written as it is found. Reading is lenient, as the files come from everywhere
 short lines (trailing spaces lost in transit) are zero-padded, extra characters after
 a line's declared length are ignored, blank lines inside a block are skipped, and a
 block without `end` stops at the first line that cannot be uuencode (or at the end of
-the body) with a defect.
+the body) with a defect. Each file costs its reader a file on disk, so a scanner can be
+given a number of files past which it stops looking (LIMIT_PARTS): a million `begin`
+lines are then text, not a million files.
 """
 
 import binascii
@@ -46,16 +48,21 @@ UuEvent = UuBegin | UuData | UuEnd
 
 
 class UuScanner:
-    """Finds and decodes uuencoded blocks in a text body fed in chunks."""
+    """Finds and decodes uuencoded blocks in a text body fed in chunks: at most
+    `max_files` of them (None: no limit)."""
 
-    def __init__(self):
+    def __init__(self, max_files: int | None = None):
         self.defects: list[Defect] = []
+        self._files_left = max_files
+        self._stopped = False    # a begin line past max_files was seen: the rest is text
         self._pending = b""      # an incomplete line, always starting at a line start
         self._offset = 0         # offset of _pending's first byte in the bytes fed
         self._in_block = False
         self._skipping = False   # inside an overlong line: ignore it up to its newline
 
     def feed(self, chunk: bytes) -> list[UuEvent]:
+        if self._stopped:
+            return []
         data = self._pending + chunk
         events: list[UuEvent] = []
         decoded: list[bytes] = []
@@ -82,9 +89,14 @@ class UuScanner:
                     continue   # the block ended at this line; look at it again as text
             else:
                 begin = len(line) <= MAX_LINE and _BEGIN.fullmatch(line)
+                if begin and self._files_left == 0:
+                    self._stop_looking(self._offset + pos)
+                    return events
                 if begin:
                     events.append(UuBegin(begin[1].decode("utf-8", "surrogateescape"), self._offset + pos))
                     self._in_block = True
+                    if self._files_left is not None:
+                        self._files_left -= 1
             pos = newline + 1
         if decoded:
             events.append(UuData(b"".join(decoded)))
@@ -123,6 +135,12 @@ class UuScanner:
             pos, rest = len(data), b""
         self._offset += pos
         self._pending = rest
+
+    def _stop_looking(self, offset: int) -> None:
+        """A begin line one file past max_files: no more blocks in this body."""
+        self._stopped, self._pending = True, b""
+        self.defects.append(Defect(DefectKind.LIMIT_PARTS, offset,
+                                   "uuencoded file past the parts limit: the rest of the body is text"))
 
     def _stop_incomplete(self, offset: int, events: list[UuEvent]) -> None:
         self._in_block = False

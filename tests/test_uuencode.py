@@ -17,9 +17,9 @@ def uuencode(data: bytes, name: str = "file.bin", newline: bytes = b"\n") -> byt
     return newline.join(lines) + newline
 
 
-def scan(*chunks: bytes) -> tuple[list[tuple[str, bytes, bool]], list]:
+def scan(*chunks: bytes, max_files: int | None = None) -> tuple[list[tuple[str, bytes, bool]], list]:
     """Files found as (name, bytes, complete), and the scanner's defects."""
-    scanner = UuScanner()
+    scanner = UuScanner(max_files)
     events = [event for chunk in chunks for event in scanner.feed(chunk)] + scanner.close()
     files = []
     for event in events:
@@ -105,3 +105,11 @@ def test_any_chunking_finds_the_same_files(data, payload, newline):
     body = b"text before\n" + uuencode(payload, "f.bin", newline) + b"text after" + newline + b"begin"
     pieces = data.draw(chunkings(body))
     assert scan(*pieces) == scan(body) == ([("f.bin", payload, True)], [])
+
+
+@given(chunkings(b"text\n" + b"".join(uuencode(bytes([n]) * 50, f"f{n}") for n in range(5)) + b"bye\n"))
+def test_past_max_files_a_begin_line_is_text_with_one_limit_defect(chunks):
+    """issue 8 item 10: a million begin lines must not make a million files."""
+    files, defects = scan(*chunks, max_files=2)
+    assert files == [("f0", b"\0" * 50, True), ("f1", b"\1" * 50, True)]
+    assert [(d.kind, d.offset) for d in defects] == [(DefectKind.LIMIT_PARTS, len(b"text\n") + 2 * len(uuencode(b"\0" * 50, "f0")))]

@@ -32,7 +32,9 @@ from mimekit_cli.common import Progress, quiet_option, reporting
 @click.option("--encoding", type=click.Choice(ENCODINGS), default="auto", show_default=True,
               help="Force a transfer encoding for every part (message/* parts stay 7bit).")
 @click.option("--lf", is_flag=True, help="LF line ends instead of CRLF (a local file for Unix tools).")
-@click.option("-o", "--output", default="-", metavar="OUT", help="Write here (atomically) instead of stdout.")
+@click.option("-o", "--output", default="-", metavar="OUT",
+              help="Write here instead of stdout, as the shell's > would, but a file is replaced only "
+                   "once the new one is complete; a device or FIFO is written into.")
 @quiet_option
 def encode(from_, to, cc, bcc, subject, headers, body, html, attach, inline, attachment_type, encoding,
            lf, output, quiet):

@@ -3,11 +3,13 @@
 Extraction (CONVENTIONS.md "Safety") writes every leaf part, parts of attached messages
 included, the text of a multipart in which no boundary was found, and every uuencoded
 file found in a text/plain body, into one flat directory:
-names are sanitised (mimekit.safe_names), files are created exclusively, a clash gets a
-suffix, nothing is overwritten and no part is dropped. Bodies stream from the message to
-disk (hashed on the way), so memory does not grow with their size. The manifest says
-per file which part it came from, the name the sender gave, the name written and why
-they differ.
+names are sanitised (mimekit.safe_names), each file is written under a temporary name and
+gets its name only once complete (mimekit.files.OutputDirectory: a clash gets a suffix,
+nothing is overwritten, an interrupted run leaves no half file), and no part is dropped.
+Bodies stream from the message to disk (hashed on the way), so memory does not grow with
+their size. The manifest says per file which part it came from, the name the sender gave,
+the name written and why they differ. uuencoded files count against Limits.max_parts
+with the parts of the message read: past it, a begin line stays text (LIMIT_PARTS).
 
 An attached message sent in base64 or quoted-printable is one leaf of the tree
 (mimekit.tree: its parts would have no offsets in the input). It is written as one
@@ -33,10 +35,11 @@ from mimekit.charsets import TextDecoder
 from mimekit.defects import Defect, DefectKind
 from mimekit.errors import CantCreateError, DataError
 from mimekit.events import PartKind
+from mimekit.files import OutputDirectory
 from mimekit.html_text import HtmlTextConverter
 from mimekit.limits import Limits
 from mimekit.parser import child_id
-from mimekit.safe_names import OutputDirectory, RenameReason, replace_surrogates, safe_name
+from mimekit.safe_names import RenameReason, replace_surrogates, safe_name
 from mimekit.transfer import IDENTITY_ENCODINGS
 from mimekit.tree import Message, Part, parse_message
 from mimekit.uuencode import UuBegin, UuData, UuEnd, UuScanner
@@ -86,6 +89,7 @@ def extract_all(message: Message, directory: str,
     """
     _make_directory(directory)
     entries: list[ManifestEntry] = []
+    uu_budget = _UuBudget(limits.max_parts - sum(1 for _ in message.walk()))
     outer = _Scope(message)
     defects = [outer.defects]   # one list per message, in document order; filled when it is done
     work = [(outer, extractable_parts(message))]
@@ -99,19 +103,20 @@ def extract_all(message: Message, directory: str,
                     scope.finish()
                     continue
                 part_id = scope.id_of(part.id)
-                uu_files = _UuFiles(part_id, output, on_progress) if part.content_type == "text/plain" else None
+                uu_files = (_UuFiles(part_id, output, on_progress, uu_budget)
+                            if part.content_type == "text/plain" else None)
                 with scope.spool_for(part, limits) as spool:
                     name, reasons = safe_name(part.filename, part_id, part.content_type)
-                    with _HashedFile(output, name, reasons) as out:
-                        for chunk in part.iter_decoded():
-                            out.write(chunk)
-                            if on_progress:
-                                on_progress(len(chunk))
-                            if uu_files:
-                                uu_files.feed(chunk)
-                            if spool is not None:
-                                spool.write(chunk)
-                    entries.append(out.entry(part_id, part.filename, part.content_type))
+                    out = _HashedFile(output, name, reasons)   # discarded by `output` if this fails
+                    for chunk in part.iter_decoded():
+                        out.write(chunk)
+                        if on_progress:
+                            on_progress(len(chunk))
+                        if uu_files:
+                            uu_files.feed(chunk)
+                        if spool is not None:
+                            spool.write(chunk)
+                    entries.append(out.commit(part_id, part.filename, part.content_type))
                     if uu_files:
                         uu_files.close()
                         entries.extend(uu_files.entries)
@@ -222,41 +227,43 @@ def part_bytes(message: Message, part_id: str, limits: Limits = Limits()) -> byt
 
 
 class _HashedFile:
-    """A file created exclusively in the directory, counting and hashing what is written."""
+    """A new file in the directory, named `name` (or a suffixed name) once complete,
+    counting and hashing what is written. Never committed, `output` discards it."""
 
     def __init__(self, output: OutputDirectory, name: str, reasons: list[RenameReason]):
-        path, self._stream = output.create_exclusive(name)
-        self.written_name = os.path.basename(path)
-        self.reasons = tuple(reasons) + ((RenameReason.CLASH,) if self.written_name != name else ())
+        self._file = output.new_file(name)
+        self._name, self._reasons = name, tuple(reasons)
         self._sha256 = hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes) -> None:
-        self._stream.write(data)
+        self._file.stream.write(data)
         self._sha256.update(data)
         self.size += len(data)
 
-    def entry(self, part_id: str, original_name: str | None, content_type: str) -> ManifestEntry:
-        return ManifestEntry(part_id, original_name, self.written_name, content_type, self.size,
-                             self._sha256.hexdigest(), self.reasons)
+    def commit(self, part_id: str, original_name: str | None, content_type: str) -> ManifestEntry:
+        """Give the complete file its name; the manifest entry says which."""
+        written_name = self._file.commit()
+        reasons = self._reasons + ((RenameReason.CLASH,) if written_name != self._name else ())
+        return ManifestEntry(part_id, original_name, written_name, content_type, self.size,
+                             self._sha256.hexdigest(), reasons)
 
-    def close(self) -> None:
-        self._stream.close()
 
-    def __enter__(self) -> "_HashedFile":
-        return self
+@dataclass
+class _UuBudget:
+    """How many more uuencoded files one extraction may write (Limits.max_parts)."""
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    left: int
 
 
 class _UuFiles:
     """Writes the uuencoded files found in one text part as its decoded body streams by."""
 
-    def __init__(self, part_id: str, output: OutputDirectory, on_progress: Callable[[int], None] | None):
-        self.scanner = UuScanner()
+    def __init__(self, part_id: str, output: OutputDirectory, on_progress: Callable[[int], None] | None,
+                 budget: _UuBudget):
+        self.scanner = UuScanner(max_files=max(budget.left, 0))
         self.entries: list[ManifestEntry] = []
-        self._part_id, self._output, self._on_progress = part_id, output, on_progress
+        self._part_id, self._output, self._on_progress, self._budget = part_id, output, on_progress, budget
         self._open: tuple[str, str, _HashedFile] | None = None   # id, original name, file
 
     def feed(self, chunk: bytes) -> None:
@@ -264,6 +271,7 @@ class _UuFiles:
 
     def close(self) -> None:
         self._handle(self.scanner.close())
+        self._budget.left -= len(self.entries)
 
     def _handle(self, events) -> None:
         for event in events:
@@ -277,8 +285,7 @@ class _UuFiles:
                     self._on_progress(len(event.data))
             elif isinstance(event, UuEnd):
                 uu_id, original, out = self._open
-                out.close()
-                self.entries.append(out.entry(uu_id, original, UUENCODED_TYPE))
+                self.entries.append(out.commit(uu_id, original, UUENCODED_TYPE))
                 self._open = None
 
 

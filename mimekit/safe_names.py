@@ -1,27 +1,21 @@
-"""Safe file names for extracted parts, and creating them without ever overwriting.
+"""Safe file names for extracted parts.
 
 A part's name is chosen by whoever sent the message, so it is hostile until proven
 otherwise (CONVENTIONS.md "Safety"). `sanitize_filename` keeps a name as sent where it is
 harmless (spaces and non-ASCII letters stay) and records every change it makes, so the
-decode manifest can say why a written name differs from the original.
-`create_exclusive` never follows a symlink and never replaces an existing file: a clash
-gets a deterministic suffix instead.
+decode manifest can say why a written name differs from the original. Writing the file
+(exclusively, never replacing, a clash suffixed) is mimekit.files.OutputDirectory's.
 """
 
-import errno
 import mimetypes
-import os
 import re
 import unicodedata
 from enum import Enum
-from typing import BinaryIO
 
-from mimekit.errors import CantCreateError
+from mimekit.files import split_extension
 
 # Most file systems allow 255 bytes per name; the margin leaves room for a clash suffix.
 MAX_NAME_BYTES = 200
-# A longer tail after the last dot is not an extension worth keeping when cutting.
-MAX_EXTENSION_BYTES = 16
 
 
 class RenameReason(str, Enum):
@@ -45,6 +39,8 @@ _ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x0
 # Bidi controls make "exe.pdf" display as "fdp.exe" (the RLO trick); they are never needed in a name.
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _SEPARATORS = re.compile(r"[/\\]")
+# Dots and white space in any mix: ". .forward" is as hidden as ".forward".
+_LEADING_DOTS = re.compile(r"^[.\s]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _WINDOWS_RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
@@ -88,11 +84,17 @@ def sanitize_filename(name: str) -> tuple[str, list[RenameReason]]:
     if ".." in (component.strip() for component in components):
         reasons.append(RenameReason.PARENT_DIRECTORY)
     name = "_".join(c for c in components if c.strip() not in ("", ".", ".."))
-    name = changed(RenameReason.SURROUNDING_SPACE, name, name.strip())
-    name = changed(RenameReason.LEADING_DOT, name, name.lstrip(".").lstrip())
-    name = changed(RenameReason.RESERVED_NAME, name, "_" + name if _is_windows_reserved(name) else name)
-    name = changed(RenameReason.TOO_LONG, name, _cut_to_bytes(name, MAX_NAME_BYTES))
-    return name, reasons
+    # One step can undo another's work (a cut can leave "CON.txt" or a trailing space),
+    # so they run until the name holds still: the rules hold for the name returned.
+    # This ends: every step but one only shortens, and the "_" it prefixes stays first.
+    while True:
+        before = name
+        name = changed(RenameReason.SURROUNDING_SPACE, name, name.strip())
+        name = changed(RenameReason.LEADING_DOT, name, _LEADING_DOTS.sub("", name))
+        name = changed(RenameReason.RESERVED_NAME, name, "_" + name if _is_windows_reserved(name) else name)
+        name = changed(RenameReason.TOO_LONG, name, _cut_to_bytes(name, MAX_NAME_BYTES))
+        if name == before:
+            return name, reasons
 
 
 def fallback_name(part_id: str, content_type: str) -> str:
@@ -112,71 +114,6 @@ def safe_name(original: str | None, part_id: str, content_type: str) -> tuple[st
     if not name:
         return fallback_name(part_id, content_type), reasons + [RenameReason.EMPTY]
     return name, reasons
-
-
-def split_extension(name: str) -> tuple[str, str]:
-    """("report", ".pdf") for "report.pdf"; a leading dot or an overlong tail is no extension."""
-    dot = name.rfind(".")
-    if dot <= 0 or len(name[dot:].encode("utf-8")) > MAX_EXTENSION_BYTES:
-        return name, ""
-    return name[:dot], name[dot:]
-
-
-class OutputDirectory:
-    """A directory that files are only ever created in exclusively.
-
-    The directory is opened once and names are resolved against that descriptor, so
-    swapping the directory for a symlink meanwhile changes nothing. It remembers the
-    suffixes it handed out, so a thousand parts called "image.png" cost a thousand
-    attempts in all, not half a million.
-    """
-
-    def __init__(self, path: str):
-        self.path = path
-        try:
-            self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise CantCreateError(f"{path}: {exc.strerror or exc}") from exc
-        self._next_suffix: dict[str, int] = {}
-
-    def create_exclusive(self, name: str) -> tuple[str, BinaryIO]:
-        """Create `name` for writing, never overwriting and never following a symlink.
-
-        A taken name becomes "name (1).ext", "name (2).ext" ... (the first free one), so
-        the same message extracted into an empty directory always gives the same names.
-        `name` must already be sanitised. Returns the path created and a binary file.
-        """
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        stem, extension = split_extension(name)
-        attempt = self._next_suffix.get(name, 0)
-        while True:
-            candidate = f"{stem} ({attempt}){extension}" if attempt else name
-            try:
-                fd = os.open(candidate, flags, 0o666, dir_fd=self._fd)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ELOOP, errno.EISDIR):
-                    raise CantCreateError(f"{os.path.join(self.path, candidate)}: {exc.strerror or exc}") from exc
-            attempt += 1
-        self._next_suffix[name] = attempt + 1
-        return os.path.join(self.path, candidate), os.fdopen(fd, "wb")
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> "OutputDirectory":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-
-def create_exclusive(directory: str, name: str) -> tuple[str, BinaryIO]:
-    """One file created exclusively in `directory` (see OutputDirectory.create_exclusive)."""
-    with OutputDirectory(directory) as output:
-        return output.create_exclusive(name)
 
 
 def replace_surrogates(text: str) -> str:

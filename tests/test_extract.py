@@ -2,8 +2,10 @@
 
 import base64
 import binascii
+import errno
 import hashlib
 import io
+import json
 import os
 import tracemalloc
 from contextlib import ExitStack
@@ -15,7 +17,8 @@ from mimekit.errors import CantCreateError, DataError
 from mimekit.extract import best_text, best_text_part, extract_all, iter_part_bytes, part_bytes
 from mimekit.limits import Limits
 from mimekit.safe_names import RenameReason
-from mimekit.tree import parse_message
+from mimekit.tree import Part, parse_message
+from helpers import run_bounded
 
 PDF = b"%PDF-1.4 fake\x00\xff" * 50
 
@@ -115,6 +118,55 @@ def test_uuencoded_block_without_end_is_kept_with_a_defect(tmp_path):
     assert [(e.id, e.size) for e in extraction.entries] == [("", len(cut)), ("uu1", len(b"cut short"))]
     missing_end = [d for d in extraction.defects if d.kind is DefectKind.UUENCODE_MISSING_END]
     assert len(missing_end) == 1 and missing_end[0].part == ""
+
+
+def test_uuencoded_files_count_against_the_parts_limit(tmp_path):
+    """issue 8 item 10: uuencoded files share Limits.max_parts with the message's parts,
+    across text parts; a begin line past it stays text, with a LIMIT_PARTS defect."""
+    blocks = b"".join(uuencoded(f"file {n}".encode(), f"f{n}.bin") for n in range(3))
+    raw = multipart(part("Content-Type: text/plain", blocks), part("Content-Type: text/plain", blocks))
+    with parse(raw) as message:   # 3 parts (the multipart and two texts): room for 3 uuencoded files
+        extraction = extract_all(message, str(tmp_path), limits=Limits(max_parts=6))
+    assert [e.id for e in extraction.entries] == ["1", "1.uu1", "1.uu2", "1.uu3", "2"]
+    assert len(os.listdir(tmp_path)) == 5
+    (limit,) = [d for d in extraction.defects if d.kind is DefectKind.LIMIT_PARTS]
+    assert limit.part == "2" and "parts limit" in limit.detail
+    with parse(raw) as message:
+        extraction = extract_all(message, str(tmp_path / "tighter"), limits=Limits(max_parts=5))
+    assert [e.id for e in extraction.entries] == ["1", "1.uu1", "1.uu2", "2"]
+    assert [(d.kind, d.part) for d in extraction.defects] == [(DefectKind.LIMIT_PARTS, "1"),
+                                                              (DefectKind.LIMIT_PARTS, "2")]
+
+
+@pytest.mark.resources
+def test_200000_begin_lines_make_at_most_max_parts_files_in_bounded_memory(tmp_path):
+    """issue 8 item 10 under the resource tier: 200,000 uuencoded blocks in one body."""
+    source = tmp_path / "begins.eml"
+    source.write_bytes(b"Subject: begins\r\n\r\n" + b"begin 644 x\r\n`\r\nend\r\n" * 200_000)
+    result = run_bounded(["decode", str(source), "-o", str(tmp_path / "out"), "--json",
+                          "--parser-limit", "parts=1000"])
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert len(document["parts"]) == len(os.listdir(tmp_path / "out")) == 1000
+    assert [d["kind"] for d in document["defects"]] == ["limit-parts"]
+
+
+def test_an_extraction_that_fails_part_way_leaves_only_whole_files(tmp_path, monkeypatch):
+    """A full disk (here: a fault injected into the second attachment's body) ends the
+    extraction; what was complete stays, the rest leaves no file and no temporary file."""
+    real_iter_decoded = Part.iter_decoded
+
+    def failing(part, *args, **kwargs):
+        for number, chunk in enumerate(real_iter_decoded(part, *args, **kwargs)):
+            if part.filename == "big.bin" and number == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            yield chunk
+    monkeypatch.setattr(Part, "iter_decoded", failing)
+    raw = multipart(base64_part("application/pdf", PDF, "report.pdf"),
+                    base64_part("application/octet-stream", os.urandom(1_000_000), "big.bin"))
+    with parse(raw) as message, pytest.raises(OSError, match="No space"):
+        extract_all(message, str(tmp_path))
+    assert os.listdir(tmp_path) == ["report.pdf"] and (tmp_path / "report.pdf").read_bytes() == PDF
 
 
 def test_multipart_whose_boundary_never_comes_keeps_its_text(tmp_path):

@@ -7,16 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mimekit.errors import CantCreateError
-from mimekit.safe_names import (
-    MAX_NAME_BYTES,
-    OutputDirectory,
-    RenameReason,
-    create_exclusive,
-    fallback_name,
-    safe_name,
-    sanitize_filename,
-)
+from mimekit.files import suffixed_name
+from mimekit.safe_names import MAX_NAME_BYTES, RenameReason, fallback_name, safe_name, sanitize_filename
 
 
 @pytest.mark.parametrize("hostile, expected, reasons", [
@@ -33,6 +25,12 @@ from mimekit.safe_names import (
     ("com1 .txt", "_com1 .txt", [RenameReason.RESERVED_NAME]),
     ("  padded.txt ", "padded.txt", [RenameReason.SURROUNDING_SPACE]),
     ("bad\udcff.txt", "bad\ufffd.txt", [RenameReason.INVALID_UTF8]),
+    # issue 8 item 16: the leading-dot rule held only for dots then spaces, not a mix
+    (". .forward", "forward", [RenameReason.LEADING_DOT]),
+    (" . . .bashrc", "bashrc", [RenameReason.SURROUNDING_SPACE, RenameReason.LEADING_DOT]),
+    (".\u3000.profile", "profile", [RenameReason.LEADING_DOT]),
+    ("./. .ssh", "ssh", [RenameReason.PATH_SEPARATOR, RenameReason.LEADING_DOT]),
+    ("\x1b[0m. .x", "x", [RenameReason.CONTROL_CHARACTER, RenameReason.LEADING_DOT]),
 ])
 def test_hostile_names_are_made_safe_with_reasons(hostile, expected, reasons):
     assert sanitize_filename(hostile) == (expected, reasons)
@@ -77,71 +75,46 @@ def test_fallback_name_of_a_deeply_nested_part_is_bounded():
     assert len(name.encode()) <= MAX_NAME_BYTES
 
 
-@given(st.text(max_size=400))
+def test_a_cut_that_leaves_a_reserved_name_is_caught_after_it():
+    """The cut runs after the reserved-name rule: "CON" + spaces + "x" is harmless until
+    the spaces and x are cut off."""
+    assert sanitize_filename("CON" + " " * 300 + "x") == ("_CON", [RenameReason.TOO_LONG, RenameReason.RESERVED_NAME])
+    assert sanitize_filename("CON" + " " * 300 + "x.txt") == ("_CON.txt",
+                                                              [RenameReason.TOO_LONG, RenameReason.RESERVED_NAME])
+
+
+# Pieces that each rule exists for, so that hypothesis mixes them far more often than
+# arbitrary text would: dots, spaces of every kind, separators, escapes, bidi controls,
+# lone surrogates (undecodable bytes), reserved device names, long runs.
+_HOSTILE_PIECES = st.sampled_from([
+    ".", "..", " ", "\t", "\u3000", "\u00a0", "/", "\\", "\x00", "\x1b[2J", "\x1b]0;t\x07", "\x1b",
+    "\u202e", "\u2028", "\x85", "\udcff", "CON", "nul", "com1", "LPT\u00b9", "a", "\u00fc", "\u5199",
+    ".txt", ".tar.gz", "x" * 120, "\u00fc" * 70, " " * 150])
+_ANY_NAME = st.one_of(st.text(st.characters(codec=None, categories=None), max_size=400),
+                      st.lists(_HOSTILE_PIECES, max_size=30).map("".join))
+
+
+def assert_safe(name: str, limit: int = MAX_NAME_BYTES) -> None:
+    """Every rule of CONVENTIONS.md "Safety" for a written name."""
+    assert name and name not in (".", "..")
+    assert "/" not in name and "\\" not in name
+    assert not name.startswith(".")
+    assert name == name.strip()
+    assert not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in "\u202a\u202b\u202d\u202e" for ch in name)
+    assert name.split(".", 1)[0].rstrip(" ").upper() not in ("CON", "PRN", "AUX", "NUL", "COM1", "LPT1", "LPT\u00b9")
+    assert len(name.encode("utf-8")) <= limit   # encode() also proves valid UTF-8: no lone surrogate
+
+
+@given(_ANY_NAME)
 def test_any_name_sanitises_to_a_safe_stable_name(name):
     safe, _ = sanitize_filename(name)
     if safe:
-        assert "/" not in safe and "\\" not in safe
-        assert not safe.startswith(".") and safe not in ("", ".", "..")
-        assert safe == safe.strip()
-        assert len(safe.encode("utf-8")) <= MAX_NAME_BYTES   # also proves valid UTF-8
-        assert not any(unicodedata.category(ch) == "Cc" for ch in safe)
+        assert_safe(safe)
     assert sanitize_filename(safe) == (safe, [])
 
 
-def test_create_exclusive_never_overwrites_and_suffixes_clashes(tmp_path):
-    (tmp_path / "report.pdf").write_bytes(b"already here")
-    first_path, first = create_exclusive(str(tmp_path), "report.pdf")
-    second_path, second = create_exclusive(str(tmp_path), "report.pdf")
-    with first, second:
-        first.write(b"one")
-        second.write(b"two")
-    assert (tmp_path / "report.pdf").read_bytes() == b"already here"
-    assert first_path == str(tmp_path / "report (1).pdf")
-    assert second_path == str(tmp_path / "report (2).pdf")
-    assert (tmp_path / "report (1).pdf").read_bytes() == b"one"
-    assert (tmp_path / "report (2).pdf").read_bytes() == b"two"
-
-
-def test_create_exclusive_never_follows_a_planted_symlink(tmp_path):
-    target = tmp_path / "outside.txt"
-    target.write_bytes(b"precious")
-    directory = tmp_path / "dir"
-    directory.mkdir()
-    os.symlink(target, directory / "x.txt")
-    os.symlink(tmp_path / "nowhere", directory / "dangling")
-    path, stream = create_exclusive(str(directory), "x.txt")
-    with stream:
-        stream.write(b"attacker data")
-    dangling_path, dangling = create_exclusive(str(directory), "dangling")
-    dangling.close()
-    assert target.read_bytes() == b"precious"
-    assert not (tmp_path / "nowhere").exists()
-    assert path == str(directory / "x (1).txt") and dangling_path == str(directory / "dangling (1)")
-    assert os.path.islink(directory / "x.txt")
-
-
-def test_create_exclusive_treats_a_directory_of_that_name_as_taken(tmp_path):
-    (tmp_path / "notes").mkdir()
-    path, stream = create_exclusive(str(tmp_path), "notes")
-    stream.close()
-    assert path == str(tmp_path / "notes (1)")
-
-
-def test_many_clashes_on_one_name_cost_linear_attempts(tmp_path, monkeypatch):
-    attempts = []
-    real_open = os.open
-    monkeypatch.setattr(os, "open", lambda *args, **kwargs: attempts.append(args[0]) or real_open(*args, **kwargs))
-    paths = []
-    with OutputDirectory(str(tmp_path)) as output:
-        for _ in range(200):
-            path, stream = output.create_exclusive("image.png")
-            stream.close()
-            paths.append(path)
-    assert paths[-1] == str(tmp_path / "image (199).png")
-    assert len(attempts) == 1 + 200      # the directory, then one attempt per file
-
-
-def test_create_exclusive_in_missing_directory_is_cant_create(tmp_path):
-    with pytest.raises(CantCreateError, match="missing"):
-        create_exclusive(str(tmp_path / "missing"), "x.txt")
+@given(_ANY_NAME, st.integers(min_value=0, max_value=10**6))
+def test_every_name_written_is_safe_clash_suffix_included(name, attempt):
+    """What extraction writes: safe_name (with its fallback), then a clash suffix."""
+    written = suffixed_name(safe_name(name, "1.2", "text/plain")[0], attempt)
+    assert_safe(written, limit=255)

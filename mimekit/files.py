@@ -155,7 +155,7 @@ class OutputDirectory:
         try:
             rename(temporary, name, src_dir_fd=self._fd, dst_dir_fd=self._fd)
         except FileExistsError:
-            raise
+            raise   # the name is taken: _publish tries the next one
         except OSError as exc:
             raise CantCreateError(f"{os.path.join(self.path, name)}: {exc.strerror or exc}") from exc
 
@@ -164,7 +164,7 @@ class OutputDirectory:
             with os.scandir(self._fd) as entries:
                 orphans = [entry.name for entry in entries if _is_orphan(entry, opened_at)]
         except OSError:
-            return   # not listable (a write-only directory): nothing we can find to clean
+            return   # cleaning up is a courtesy: a directory we cannot list is still written into
         for name in orphans:
             try:
                 os.unlink(name, dir_fd=self._fd)

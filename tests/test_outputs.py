@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+import mimekit.files
 from mimekit.errors import CantCreateError
 from mimekit.files import OutputDirectory, atomic_output
 from mimekit.tree import parse_message
@@ -293,13 +294,24 @@ def write_new(directory: Path, name: str, data: bytes = b"") -> str:
     return new.written_name
 
 
+@pytest.fixture(params=["renameat2", "link"])
+def no_replace_rename(request, monkeypatch):
+    """Both ways of renaming without replacing: renameat2(RENAME_NOREPLACE), and link(2)
+    then unlink(2) where the C library or the file system has no renameat2."""
+    if request.param == "link":
+        monkeypatch.setattr(mimekit.files, "_renameat2", lambda: None)
+
+
+@pytest.mark.usefixtures("no_replace_rename")
 def test_a_new_file_never_overwrites_and_a_clash_gets_a_suffix(tmp_path):
     (tmp_path / "report.pdf").write_bytes(b"already here")
     assert write_new(tmp_path, "report.pdf", b"one") == "report (1).pdf"
     assert write_new(tmp_path, "report.pdf", b"two") == "report (2).pdf"
     assert finals(tmp_path) == {"report.pdf": b"already here", "report (1).pdf": b"one", "report (2).pdf": b"two"}
+    assert temporaries(tmp_path) == []
 
 
+@pytest.mark.usefixtures("no_replace_rename")
 def test_a_planted_symlink_or_directory_is_a_taken_name_never_followed(tmp_path):
     target = tmp_path / "outside.txt"
     target.write_bytes(b"precious")
@@ -316,10 +328,10 @@ def test_a_planted_symlink_or_directory_is_a_taken_name_never_followed(tmp_path)
 
 
 def test_many_clashes_on_one_name_cost_linear_attempts(tmp_path, monkeypatch):
-    import mimekit.files
     attempts = []
     real = mimekit.files._rename_no_replace
-    monkeypatch.setattr(mimekit.files, "_rename_no_replace", lambda *args, **kw: attempts.append(args[1]) or real(*args, **kw))
+    monkeypatch.setattr(mimekit.files, "_rename_no_replace",
+                        lambda *args, **kwargs: attempts.append(args[1]) or real(*args, **kwargs))
     with OutputDirectory(str(tmp_path)) as output:
         names = []
         for _ in range(200):

@@ -1,6 +1,5 @@
 """Hostile attachment names become safe names inside DIR, each change explained."""
 
-import os
 import unicodedata
 
 import pytest

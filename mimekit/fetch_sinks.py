@@ -7,15 +7,15 @@ and `orphans` find again the message a killed run saved but did not record.
 import functools
 import os
 import sys
-import tempfile
 import time
 from typing import BinaryIO, Iterable
 
 from mimekit.errors import CantCreateError, UsageError
 from mimekit.fetch_message import Message
+from mimekit.files import OutputDirectory
 from mimekit.limits import parse_decimal
 from mimekit.line_endings import LineEndingNormaliser
-from mimekit.safe_names import sanitize_filename, split_extension
+from mimekit.safe_names import sanitize_filename
 from mimekit.stores import Maildir, Mbox, as_stored, open_store
 from mimekit.urls import parse_url
 
@@ -127,8 +127,8 @@ class MboxSink(Sink):
 
 
 class DirectorySink(Sink):
-    """One .eml file per message, bytes as received; created under a temporary name,
-    fsync'd, then linked to a name that was free (never overwriting: "5 (1).eml")."""
+    """One .eml file per message, bytes as received, written through the one temporary
+    file path of mimekit.files: fsync'd, then given a name that was free ("5 (1).eml")."""
 
     def __init__(self, path: str):
         self.path = path
@@ -139,6 +139,7 @@ class DirectorySink(Sink):
         if not os.path.isdir(path):
             raise CantCreateError(f"{path}: not a directory")
         self.identity = "dir:" + os.path.realpath(path)
+        self._directory = OutputDirectory(path)   # held for the run: opened (and cleaned) once
 
     @staticmethod
     def _name(message: Message) -> str:
@@ -146,33 +147,11 @@ class DirectorySink(Sink):
         return name
 
     def add(self, message, chunks, flags):
-        fd, tmp = tempfile.mkstemp(prefix=".mimekit-", suffix=".tmp", dir=self.path)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            stem, extension = split_extension(self._name(message))
-            candidate, attempt = stem + extension, 0
-            while True:
-                try:
-                    os.link(tmp, os.path.join(self.path, candidate))
-                    break
-                except FileExistsError:
-                    attempt += 1
-                    candidate = f"{stem} ({attempt}){extension}"
-        finally:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        directory = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        return candidate, os.path.join(self.path, candidate)
+        with self._directory.new_file(self._name(message)) as output:
+            for chunk in chunks:
+                output.stream.write(chunk)
+        self._directory.sync()         # durable under its name before fetch records it
+        return output.written_name, os.path.join(self.path, output.written_name)
 
     def mark(self):
         return {"time": time.time()}

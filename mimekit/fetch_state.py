@@ -38,11 +38,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 
 from mimekit.errors import CantCreateError, TempFailure
+from mimekit.files import OutputDirectory
 
 VERSION = 1
 
@@ -262,27 +262,14 @@ class FetchState:
             "stale": [[mid, size, count] for (mid, size), count in self._stale.items() if count > 0],
             "pending": {"id": self.pending.id, "mark": self.pending.mark} if self.pending else None,
         }
-        directory = os.path.dirname(self.path) or "."
         new_journal = open(self._journal_path(self._generation), "wb")
-        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=directory)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(snapshot, out, ensure_ascii=False)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
+            with OutputDirectory(os.path.dirname(self.path) or ".") as directory, \
+                    directory.new_file(os.path.basename(self.path), replace=True) as output:
+                output.stream.write(json.dumps(snapshot, ensure_ascii=False).encode("utf-8"))
         except BaseException:
             new_journal.close()
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
         if self._journal is not None:
             self._journal.close()
         self._journal = new_journal

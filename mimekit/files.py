@@ -51,6 +51,8 @@ def open_input(path: str) -> BinaryIO:
         return open(path, "rb")
     except OSError as exc:
         raise NoInputError(f"{path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:          # a NUL in the path: no file can have that name
+        raise NoInputError(f"{path!r}: not a usable file name") from exc
 
 
 def read_chunks(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -104,6 +106,10 @@ class OutputDirectory:
         suffixed_name), so the same message extracted into an empty directory always gives
         the same names. `name` must be a plain name (mimekit.safe_names makes one)."""
         return OutputFile(self, name, replace)
+
+    def sync(self) -> None:
+        """Make the names committed so far durable (fsync of the directory)."""
+        os.fsync(self._fd)
 
     def close(self, durable: bool = True) -> None:
         if self._fd < 0:
@@ -269,7 +275,7 @@ def _stat(path: str) -> os.stat_result | None:
 def _is_orphan(entry: os.DirEntry, opened_at: float) -> bool:
     """A temporary file of ours that a killed run left: see the module docstring."""
     match = _TEMP_NAME.fullmatch(entry.name)
-    if not match or match["host"] != _HOST or not _process_gone(int(match["pid"])):
+    if not match or match["host"] != _HOST or not process_is_gone(int(match["pid"])):
         return False
     try:
         return entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < opened_at
@@ -277,8 +283,9 @@ def _is_orphan(entry: os.DirEntry, opened_at: float) -> bool:
         return False
 
 
-def _process_gone(pid: int) -> bool:
-    """No process `pid` on this host (one we may not signal still exists)."""
+def process_is_gone(pid: int) -> bool:
+    """No process `pid` on this host (one we may not signal still exists): what a temporary
+    file or a lock it left needs before anyone else may remove or break it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import BinaryIO, Iterable, Iterator
 
 from mimekit.errors import CantCreateError, IOFailure, NoInputError, TempFailure, UsageError
-from mimekit.files import CHUNK_SIZE
+from mimekit.files import CHUNK_SIZE, process_is_gone
 from mimekit.limits import parse_decimal
 from mimekit.line_endings import LineEndingNormaliser
 from mimekit.urls import ServerURL
@@ -109,21 +109,6 @@ def as_stored(chunks: Iterable[bytes]) -> Iterator[bytes]:
 def _host_name() -> str:
     """This host's name as Maildir unique names and our dotlocks carry it."""
     return socket.gethostname().replace("/", r"\057").replace(":", r"\072")
-
-
-def process_is_gone(pid: int) -> bool:
-    """True when no process `pid` runs on this host: what a lock or temp file it left behind
-    needs before anyone may break or remove it. A pid that exists but belongs to another
-    user (EPERM) counts as alive."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import mimekit.files
-from mimekit.errors import CantCreateError
+from mimekit.errors import CantCreateError, NoInputError
 from mimekit.files import OutputDirectory, atomic_output
 from mimekit.tree import parse_message
 
@@ -437,3 +437,26 @@ def test_written_files_have_the_mode_the_umask_gives(tmp_path, umask, mode):
     assert stat.S_IMODE(out.stat().st_mode) == mode
     assert cli("decode", out, "-o", tmp_path / "parts", preexec_fn=with_umask).returncode == 0
     assert {stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "parts").iterdir()} == {mode}
+
+
+def test_a_path_with_a_nul_is_no_input_not_a_crash():
+    """A library caller's path with a NUL (impossible on a command line) is NoInputError."""
+    with pytest.raises(NoInputError, match="not a usable file name"):
+        mimekit.files.open_input("report\0.pdf")
+
+
+def test_fetch_into_a_directory_cleans_what_a_killed_fetch_left(tmp_path):
+    """DirectorySink writes through OutputDirectory, so its temporary files are ours to clean."""
+    from mimekit.fetch_sinks import DirectorySink
+    from mimekit.fetch_message import Message
+    out = tmp_path / "eml"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = out / f".mimekit-{mimekit.files._HOST}-{dead.pid}-{'0' * 12}.tmp"
+    orphan.write_bytes(b"half a message")
+    os.utime(orphan, (time.time() - 10, time.time() - 10))
+    sink = DirectorySink(str(out))
+    key, path = sink.add(Message("7", 7), [b"Subject: x\r\n\r\nbody\r\n"], "")
+    assert sorted(p.name for p in out.iterdir()) == ["7.eml"] and key == "7.eml"
+    assert Path(path).read_bytes() == b"Subject: x\r\n\r\nbody\r\n"

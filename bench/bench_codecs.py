@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mimekit.files import CHUNK_SIZE  # noqa: E402
-from mimekit.transfer import (Base64Decoder, Base64Encoder, QuotedPrintableDecoder,  # noqa: E402
+from mimekit.streams.files import CHUNK_SIZE  # noqa: E402
+from mimekit.codecs.transfer import (Base64Decoder, Base64Encoder, QuotedPrintableDecoder,  # noqa: E402
                               QuotedPrintableEncoder)
 
 MB = 1_000_000

@@ -58,7 +58,7 @@ print(time.perf_counter() - start)
 
 MIMEKIT_CORPUS = """
 import sys, time
-from mimekit.tree import parse_message
+from mimekit.read.tree import parse_message
 paths = sys.argv[1:]
 start = time.perf_counter()
 for path in paths:

@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from mimekit.fetch import FetchOptions, fetch  # noqa: E402
-from mimekit.fetch_sinks import Sink, open_sink  # noqa: E402
-from mimekit.tls import client_context  # noqa: E402
-from mimekit.urls import parse_url  # noqa: E402
+from mimekit.fetch.run import FetchOptions, fetch  # noqa: E402
+from mimekit.fetch.sinks import Sink, open_sink  # noqa: E402
+from mimekit.transport.tls import client_context  # noqa: E402
+from mimekit.transport.urls import parse_url  # noqa: E402
 from servers import ServerInstance, servers_available  # noqa: E402
 
 USER = "alice"

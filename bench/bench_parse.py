@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mimekit.parser import parse_events  # noqa: E402
-from mimekit.tree import parse_message  # noqa: E402
+from mimekit.read.parser import parse_events  # noqa: E402
+from mimekit.read.tree import parse_message  # noqa: E402
 
 MB = 1_000_000
 HEADER = (b"From: bench@example.com\r\nTo: you@example.com\r\nSubject: large attachment\r\n"

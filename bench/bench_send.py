@@ -40,10 +40,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from mimekit.envelope import prepare_message  # noqa: E402
-from mimekit.smtp_client import SMTPClient  # noqa: E402
-from mimekit.tls import client_context  # noqa: E402
-from mimekit.urls import parse_url  # noqa: E402
+from mimekit.transport.smtp.envelope import prepare_message  # noqa: E402
+from mimekit.transport.smtp.client import SMTPClient  # noqa: E402
+from mimekit.transport.tls import client_context  # noqa: E402
+from mimekit.transport.urls import parse_url  # noqa: E402
 from servers import ServerInstance, servers_available  # noqa: E402
 
 SENDER, RECIPIENT, MAILBOX = "alice@example.test", "bob@example.test", "bob"

@@ -3,8 +3,8 @@ with one line per problem on stdout (the findings are this command's data)."""
 
 import click
 
-from mimekit.check import check_message
-from mimekit.files import open_input
+from mimekit.read.check import check_message
+from mimekit.streams.files import open_input
 from mimekit_cli.common import (EXIT_DATAERR, emit_json, json_option, limits_option, print_diagnostic, printable,
                                 reporting)
 

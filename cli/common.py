@@ -106,8 +106,8 @@ def account_options(func):
 
 def timeout_option(func):
     """--timeout SECONDS for send, fetch and folders: the session's idle limit
-    (mimekit.connection: a peer dripping bytes cannot extend it)."""
-    from mimekit.connection import DEFAULT_TIMEOUT, MIN_DATA_RATE   # here: only network commands load ssl
+    (mimekit.transport.connection: a peer dripping bytes cannot extend it)."""
+    from mimekit.transport.connection import DEFAULT_TIMEOUT, MIN_DATA_RATE   # here: only network commands load ssl
     return click.option(
         "--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
         metavar="SECONDS", help="Idle limit: a server silent this long, or sending under "

@@ -6,10 +6,10 @@ from contextlib import ExitStack
 import click
 
 from mimekit.errors import UsageError
-from mimekit.extract import ManifestEntry, best_text_part, extract_all, iter_part_bytes, iter_text
-from mimekit.files import open_input
+from mimekit.read.extract import ManifestEntry, best_text_part, extract_all, iter_part_bytes, iter_text
+from mimekit.streams.files import open_input
 from mimekit.limits import Limits
-from mimekit.tree import Message, parse_message
+from mimekit.read.tree import Message, parse_message
 from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, quiet_option,
                                 report_defects, reporting, strict_option, text_table)
 

@@ -4,10 +4,10 @@ import os
 
 import click
 
-from mimekit.composer import CRLF, ENCODINGS, LF, compose
+from mimekit.write.composer import CRLF, ENCODINGS, LF, compose
 from mimekit.errors import UsageError
-from mimekit.files import atomic_output
-from mimekit.writer import write_message
+from mimekit.streams.files import atomic_output
+from mimekit.write.writer import write_message
 from mimekit_cli.common import Progress, quiet_option, reporting
 
 

@@ -1,4 +1,4 @@
-"""`mimekit fetch` and `mimekit folders`: thin commands over mimekit.fetch.
+"""`mimekit fetch` and `mimekit folders`: thin commands over mimekit.fetch.run.
 
 Decisions (also in --help):
 - -o: maildir:PATH or mbox:PATH (flags carried into the Maildir info / mbox Status),
@@ -20,11 +20,11 @@ from datetime import date, datetime
 import click
 
 from mimekit.errors import MimekitError, UsageError
-from mimekit.fetch import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch
-from mimekit.fetch_sinks import open_sink
-from mimekit.imap_session import list_folders
-from mimekit.secrets import resolve_password
-from mimekit.urls import parse_url
+from mimekit.fetch.run import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch
+from mimekit.fetch.sinks import open_sink
+from mimekit.transport.imap.client import list_folders
+from mimekit.transport.secrets import resolve_password
+from mimekit.transport.urls import parse_url
 from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, printable,
                                 quiet_option, reporting, timeout_option)
 

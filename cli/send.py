@@ -1,6 +1,6 @@
 """`mimekit send`: hand messages to an SMTP server over one connection, or to a local store.
 
-Thin by design: options in, mimekit.envelope / smtp_client / stores do the work, results
+Thin by design: options in, mimekit.transport.smtp.envelope / smtp_client / stores do the work, results
 out (one line per message on stderr, or one JSON document), and one exit code for the
 whole run: 0 only when every recipient of every message was accepted.
 """
@@ -9,12 +9,12 @@ import sys
 
 import click
 
-from mimekit.envelope import prepare_message
+from mimekit.transport.smtp.envelope import prepare_message
 from mimekit.errors import MimekitError, UsageError
-from mimekit.secrets import resolve_password
-from mimekit.smtp_client import MessageResult, RecipientResult, SMTPClient
-from mimekit.stores import Mbox, open_store
-from mimekit.urls import parse_url
+from mimekit.transport.secrets import resolve_password
+from mimekit.transport.smtp.client import MessageResult, RecipientResult, SMTPClient
+from mimekit.stores.local import Mbox, open_store
+from mimekit.transport.urls import parse_url
 from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, print_diagnostic,
                                 quiet_option, reporting, timeout_option)
 

@@ -3,11 +3,11 @@
 import click
 
 from mimekit.defects import Defect, capped
-from mimekit.encoded_words import decode_header_value
-from mimekit.events import PartKind
-from mimekit.files import open_input
-from mimekit.parser import placed_defect
-from mimekit.tree import Part, parse_message
+from mimekit.headers.encoded_words import decode_header_value
+from mimekit.read.events import PartKind
+from mimekit.streams.files import open_input
+from mimekit.read.parser import placed_defect
+from mimekit.read.tree import Part, parse_message
 from mimekit_cli.common import (emit_json, exit_if_strict, json_option, limits_option, printable, report_defects,
                                 reporting, strict_option, text_table)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mimekit.events import PartKind
+from mimekit.read.events import PartKind
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 MIME4J = CORPUS / "apache-james-mime4j"

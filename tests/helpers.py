@@ -12,14 +12,14 @@ import sys
 import time
 from contextlib import contextmanager
 
-from mimekit.check import check_message
-from mimekit.composer import CRLF, LF, MAX_LINE_LENGTH
+from mimekit.read.check import check_message
+from mimekit.write.composer import CRLF, LF, MAX_LINE_LENGTH
 from mimekit.defects import DefectKind
-from mimekit.events import (BodyChunk, DefectFound, Epilogue, HeaderField, HeadersEnd, PartEnd, PartKind,
+from mimekit.read.events import (BodyChunk, DefectFound, Epilogue, HeaderField, HeadersEnd, PartEnd, PartKind,
                             PartStart, Preamble)
 from mimekit.limits import Limits
-from mimekit.parser import MessageParser
-from mimekit.sansio import NEED_DATA
+from mimekit.read.parser import MessageParser
+from mimekit.transport.sansio import NEED_DATA
 
 
 # -- time ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Iterable
 
 import trustme
 
-from mimekit.smtp_data import unstuff
+from mimekit.transport.smtp.data import unstuff
 
 MESSAGE = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: fault test\r\n\r\nbody\r\n"
 

@@ -2,7 +2,7 @@
 
 Item 5: UTF-16/UTF-32 (and UCS-2/UCS-4) without a byte-order mark, with an odd byte count or
 an unpaired surrogate, as a body charset, in RFC 2047 words and in RFC 2231 parameters, used to
-raise UnicodeError out of mimekit.charsets (exit 70). Item 6: a number of more than 4300 digits
+raise UnicodeError out of mimekit.codecs.charsets (exit 70). Item 6: a number of more than 4300 digits
 (int()'s limit) or with a non-ASCII digit such as "²" in an RFC 2231 section index, a date or an
 HTML character reference used to raise ValueError (exit 70).
 """
@@ -13,12 +13,12 @@ import json
 import pytest
 from helpers import run_bounded
 
-from mimekit.charsets import TextDecoder, decode_text
-from mimekit.dates import parse_date
+from mimekit.codecs.charsets import TextDecoder, decode_text
+from mimekit.headers.dates import parse_date
 from mimekit.defects import DefectKind
-from mimekit.encoded_words import decode_header_value
-from mimekit.html_text import HtmlTextConverter, html_to_text
-from mimekit.params import parse_params_header
+from mimekit.headers.encoded_words import decode_header_value
+from mimekit.codecs.html_text import HtmlTextConverter, html_to_text
+from mimekit.headers.params import parse_params_header
 
 HUGE = "9" * 5000          # more digits than int() accepts (4300)
 REPLACED = DefectKind.CHARSET_FALLBACK

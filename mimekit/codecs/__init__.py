@@ -1,0 +1,1 @@
+"""Body codecs: base64 and quoted-printable, charsets, uuencode, text from HTML."""

@@ -1,0 +1,255 @@
+"""Fetching mail from IMAP, POP3 or a local store into an output, durably.
+
+This module is the fetch loop and its public API, and keeps the one rule that makes
+fetching safe. A source (imap_session, pop3_session, local_source) lists message ids,
+describes them (fetch_message.Message), streams them and deletes them; an output
+(fetch_sinks) saves them durably; fetch_state remembers for --new what was saved.
+
+Every run into a durable output keeps the state of fetch_state (what was saved where),
+so that a later --new run skips what any earlier run saved there; --new only decides
+whether saved messages are skipped. The durability contract, in order, for every message:
+  1. a "pending" line in the state names the message and marks the output;
+  2. the message streams into the output (Maildir tmp -> fsync -> rename; mbox locked
+     append + fsync; a directory: temporary file -> fsync -> exclusive link);
+  3. its "seen" line is appended to the state;
+  4. only after every message of the run is saved and the state fsync'd does the server
+     hear about deletion: IMAP UID STORE +FLAGS.SILENT (\\Deleted) then UID EXPUNGE (plain
+     EXPUNGE without UIDPLUS), POP3 DELE then QUIT (which is when POP3 deletes).
+A run killed at any point therefore never deletes a message that is not on disk. A
+run killed between steps 2 and 3 leaves an orphan: the next run finds the pending line,
+finds the orphan in the output by its mark, fetches the message from the source again
+and records the orphan only if it holds exactly those bytes (as the output stores them);
+anything else, such as a message cut short, is never taken for the message.
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Callable, Iterable
+
+from mimekit.transport.imap import protocol as imap
+from mimekit.transport.connection import DEFAULT_TIMEOUT
+from mimekit.errors import UnavailableError, UsageError
+from mimekit.fetch.message import HEADER_LIMIT, message_id_of
+from mimekit.fetch.sinks import Sink, maildir_flags
+from mimekit.fetch.state import FetchState, state_path
+from mimekit.streams.files import read_chunks
+from mimekit.transport.imap.client import IMAPSession
+from mimekit.fetch.local import LocalSource
+from mimekit.transport.pop3.client import POP3Session
+from mimekit.transport.urls import ServerURL
+
+SOURCE_SCHEMES = {"imap", "imaps", "pop3", "pop3s", "maildir", "mbox"}
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    new: bool = False
+    since: date | None = None
+    unseen: bool = False
+    search: str | None = None
+    headers_only: bool = False
+    delete: bool = False
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    id_kind: str               # "uid", "uidl" or "key"
+    id: str | int
+    size: int                  # bytes received
+    path: str
+    flags: tuple[str, ...]
+
+    def as_json(self) -> dict:
+        return {self.id_kind: self.id, "size": self.size, "path": self.path, "flags": list(self.flags)}
+
+
+@dataclass
+class FetchReport:
+    fetched: list[Fetched] = field(default_factory=list)
+    skipped: int = 0           # already in the output (--new state), or matched after a UIDVALIDITY change
+    recovered: int = 0         # saved by a killed run and adopted instead of saved again
+    vanished: int = 0          # listed, then gone before it could be fetched (another client removed it)
+    deleted: int = 0
+    uidvalidity_changed: bool = False
+
+    def as_json(self) -> dict:
+        return {"fetched": [f.as_json() for f in self.fetched], "skipped": self.skipped,
+                "recovered": self.recovered, "vanished": self.vanished, "deleted": self.deleted,
+                "uidvalidity_changed": self.uidvalidity_changed}
+
+
+def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
+          password: Callable[[], str] | None = None, cafile: str | None = None,
+          timeout: float = DEFAULT_TIMEOUT, state_directory: str | None = None,
+          on_progress: Callable[[int, int], None] | None = None,
+          report: FetchReport | None = None) -> FetchReport:
+    """Fetch what `options` select from `source_url` into `sink`; see the module docstring.
+
+    `report` (if given) is filled in as messages are saved, so a caller still knows what
+    was fetched when an exception ends the run part way.
+    """
+    report = FetchReport() if report is None else report
+    criteria = imap.search_criteria(options.since, options.unseen, options.search)
+    _check_options(source_url, sink, options, criteria)
+    source = _open_source(source_url, cafile, timeout)
+    try:
+        source.open(password, read_only=not options.delete)
+        state = None
+        if sink.durable:
+            state = FetchState(state_path(source.account, sink.identity, options.headers_only,
+                                          state_directory),
+                               description=f"{source.account} -> {sink.identity}")
+        try:
+            _run(source, sink, options, criteria, state, report, on_progress)
+        finally:
+            if state is not None:
+                state.close()
+    finally:
+        source.close()
+    return report
+
+
+def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: str | None) -> None:
+    if criteria and url.protocol != "imap":
+        raise UsageError("--since, --unseen and --search need an IMAP source (POP3 and local stores cannot search)")
+    if options.delete and url.is_local:
+        raise UsageError("--delete is not supported for local sources")
+    if options.delete and not sink.durable:
+        raise UsageError("--delete with -o - is refused: standard output is not durable storage")
+    if options.limit is not None and options.limit < 1:
+        raise UsageError("--limit must be at least 1")
+
+
+def _run(source, sink, options, criteria, state, report, on_progress) -> None:
+    ids = source.list(criteria)
+    if state is not None and not source.stable_ids:
+        if options.new:
+            raise UnavailableError("the POP3 server has no UIDL, so --new cannot tell old messages from new")
+        state = None              # message numbers name nothing beyond this session
+    if state is not None:
+        if source.validity is not None:
+            report.uidvalidity_changed = state.set_validity(source.validity)
+        if source.lists_everything:
+            state.retain(set(ids))
+        if state.pending is not None:
+            report.recovered += _adopt_orphan(state, sink, source, options.headers_only)
+    skip_saved = state if options.new else None
+    saved_before = [i for i in ids if skip_saved is not None and i in skip_saved]
+    todo = []
+    for message in source.describe([i for i in ids if skip_saved is None or i not in skip_saved],
+                                   with_message_id=skip_saved is not None and skip_saved.stale_count > 0):
+        if skip_saved is not None and skip_saved.adopt_stale(message.id, message.header_id, message.size):
+            saved_before.append(message.id)
+        else:
+            todo.append(message)
+    report.skipped += len(saved_before)
+    chosen = todo[:options.limit] if options.limit else todo
+    saved = []
+    for message, chunks in source.retrieve(chosen, options.headers_only):
+        if state is not None:
+            state.begin(message.id, sink.mark())
+        counter = _Counter(chunks, on_progress, keep_header=state is not None)
+        key, path = sink.add(message, counter, maildir_flags(message.flags))
+        if state is not None:
+            state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
+                         size=message.size if message.size is not None else counter.bytes)
+        saved.append(message.id)
+        report.fetched.append(Fetched(source.id_kind, source.public_id(message), counter.bytes,
+                                      path, message.flags))
+        if on_progress:
+            on_progress(0, 1)
+    report.vanished = len(chosen) - len(saved)
+    if options.delete:
+        if state is not None:
+            state.sync()          # what was saved is recorded durably before the server forgets it
+        report.deleted = source.delete(saved_before + saved)
+    if (skip_saved is not None and not criteria and len(chosen) == len(todo) and not report.vanished):
+        skip_saved.drop_stale()   # the whole mailbox was looked at: unmatched old records are gone
+
+
+class _Counter:
+    """Pass chunks through, counting bytes (for the report and progress) and, if asked,
+    keeping the start of the message up to its header's end (for its Message-ID)."""
+
+    def __init__(self, chunks: Iterable[bytes], on_progress, keep_header: bool = False):
+        self._chunks = chunks
+        self._on_progress = on_progress
+        self._keep_header = keep_header
+        self.header = b""
+        self.bytes = 0
+
+    def __iter__(self):
+        for chunk in self._chunks:
+            self.bytes += len(chunk)
+            if self._keep_header:
+                self.header += chunk[:HEADER_LIMIT - len(self.header)]
+                self._keep_header = len(self.header) < HEADER_LIMIT and b"\n\r\n" not in self.header \
+                    and b"\n\n" not in self.header
+            if self._on_progress:
+                self._on_progress(len(chunk), 0)
+            yield chunk
+
+
+def _adopt_orphan(state: FetchState, sink: Sink, source, headers_only: bool) -> int:
+    """Record the message a killed run saved but did not record; 1 if one was adopted.
+
+    A candidate is adopted only if it holds exactly the bytes the source gives for the
+    message (size and sha256 of the stored form, Status lines aside): a header block that
+    matches is not enough, since a kill mid-write leaves a complete header and a cut body.
+    """
+    pending = state.pending
+    candidates = sink.orphans(pending.mark, state.keys())
+    described = source.describe([pending.id], with_message_id=False) if candidates else []
+    if described:
+        wanted = None
+        for message, chunks in source.retrieve(described[:1], headers_only):
+            wanted = _stored_digest(sink.as_stored(chunks))
+        for key in candidates if wanted is not None else ():
+            with sink.open(key) as stored:
+                if _stored_digest(read_chunks(stored)) == wanted:
+                    state.record(pending.id, key)
+                    return 1
+    state.abandon_pending()
+    return 0
+
+
+_MBOX_STATUS = re.compile(rb"^(?:X-)?Status:[^\n]*\n", re.I | re.M)
+_HEADER_END = re.compile(rb"\n\r?\n")
+
+
+def _stored_digest(chunks: Iterable[bytes]) -> tuple[int, str]:
+    """(size, sha256) of a stored message, without the Status lines an mbox output adds to
+    its header block (looked for in the first HEADER_LIMIT bytes only)."""
+    digest, size, head = hashlib.sha256(), 0, b""
+    for chunk in chunks:
+        if head is None:
+            digest.update(chunk)
+            size += len(chunk)
+            continue
+        head += chunk
+        end = _HEADER_END.search(b"\n" + head)
+        if end is None and len(head) < HEADER_LIMIT:
+            continue
+        cut = end.end() - 1 if end else len(head)
+        data = _MBOX_STATUS.sub(b"", head[:cut]) + head[cut:]
+        digest.update(data)
+        size += len(data)
+        head = None
+    if head:
+        data = _MBOX_STATUS.sub(b"", head)
+        digest.update(data)
+        size += len(data)
+    return size, digest.hexdigest()
+
+
+def _open_source(url: ServerURL, cafile: str | None, timeout: float):
+    if url.is_local:
+        return LocalSource(url)
+    if url.protocol == "imap":
+        return IMAPSession(url, cafile, timeout)
+    if url.protocol == "pop3":
+        return POP3Session(url, cafile, timeout)
+    raise UsageError(f"{url.scheme}: cannot fetch from it")

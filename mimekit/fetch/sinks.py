@@ -1,0 +1,192 @@
+"""Where fetched messages go (-o): a Maildir, an mbox, a directory of .eml files, or
+standard output. Each sink has saved a message durably when `add` returns, which is what
+lets fetch record it and then delete it on the server (the contract in fetch.py); `mark`
+and `orphans` find again the message a killed run saved but did not record.
+"""
+
+import functools
+import os
+import sys
+import time
+from typing import BinaryIO, Iterable
+
+from mimekit.errors import CantCreateError, UsageError
+from mimekit.fetch.message import Message
+from mimekit.streams.files import OutputDirectory
+from mimekit.limits import parse_decimal
+from mimekit.streams.line_endings import LineEndingNormaliser
+from mimekit.read.safe_names import sanitize_filename
+from mimekit.stores.local import Maildir, Mbox, as_stored, open_store
+from mimekit.transport.urls import parse_url
+
+# RFC 3501 system flags (and the $Forwarded keyword of RFC 5788's registry, Maildir's
+# "passed") -> Maildir info letters (https://cr.yp.to/proto/maildir.html)
+MAILDIR_FLAGS = {"\\SEEN": "S", "\\ANSWERED": "R", "\\FLAGGED": "F", "\\DRAFT": "D", "\\DELETED": "T",
+                 "$FORWARDED": "P"}
+IMAP_FLAGS = {"S": "\\Seen", "R": "\\Answered", "F": "\\Flagged", "D": "\\Draft", "T": "\\Deleted",
+              "P": "$Forwarded"}
+
+
+@functools.lru_cache(maxsize=256)
+def maildir_flags(flags: tuple[str, ...]) -> str:
+    return "".join(sorted({MAILDIR_FLAGS[f.upper()] for f in flags if f.upper() in MAILDIR_FLAGS}))
+
+
+def imap_flags(letters: str) -> tuple[str, ...]:
+    """Maildir info letters as the IMAP flag names a source reports (maildir_flags' inverse)."""
+    return tuple(IMAP_FLAGS[letter] for letter in letters if letter in IMAP_FLAGS)
+
+
+class Sink:
+    """Where fetched messages go. `mark()` and `orphans()` let a killed run's last
+    message be found again, and `open()` and `as_stored()` let it be compared, byte for
+    byte, with the message at the source (see fetch._adopt_orphan)."""
+
+    durable = True
+    identity = ""
+
+    def add(self, message: Message, chunks: Iterable[bytes], flags: str) -> tuple[str, str]:
+        """Save one message; return (key for the state, path for the report)."""
+        raise NotImplementedError
+
+    def mark(self) -> dict:
+        return {}
+
+    def orphans(self, mark: dict, recorded: set[str]) -> list[str]:
+        return []
+
+    def open(self, key: str) -> BinaryIO:
+        """The message saved under `key`, as stored."""
+        raise NotImplementedError
+
+    def as_stored(self, chunks: Iterable[bytes]) -> Iterable[bytes]:
+        """`chunks` as `add` would store them (what `open` gives back)."""
+        return chunks
+
+
+def open_sink(spec: str, stdout: BinaryIO | None = None) -> Sink:
+    """-o: "maildir:PATH", "mbox:PATH", "-" (stdout, one message) or a directory of .eml files."""
+    if spec == "-":
+        return StdoutSink(stdout or sys.stdout.buffer)
+    if spec.split(":", 1)[0].lower() in ("maildir", "mbox"):
+        store = open_store(parse_url(spec, {"maildir", "mbox"}))
+        return MaildirSink(store) if isinstance(store, Maildir) else MboxSink(store)
+    return DirectorySink(spec)
+
+
+class MaildirSink(Sink):
+    def __init__(self, store: Maildir):
+        self.store = store
+        self.identity = "maildir:" + os.path.realpath(store.path)
+
+    def add(self, message, chunks, flags):
+        path = self.store.add(chunks, flags)
+        return os.path.basename(path).split(":", 1)[0], path
+
+    def mark(self):
+        # Maildir unique names start "<seconds>." and carry "P<pid>Q" (stores.Maildir).
+        return {"pid": os.getpid(), "time": int(time.time())}
+
+    def orphans(self, mark, recorded):
+        tag = f"P{mark.get('pid')}Q"
+        found = []
+        for key in self.store.keys():
+            seconds = parse_decimal(key.split(".", 1)[0])
+            if key not in recorded and tag in key and seconds is not None and seconds >= mark.get("time", 0):
+                found.append(key)
+        return found
+
+    def open(self, key):
+        return self.store.open(key)
+
+    def as_stored(self, chunks):
+        return as_stored(chunks)
+
+
+class MboxSink(Sink):
+    def __init__(self, store: Mbox):
+        self.store = store
+        self.identity = "mbox:" + os.path.realpath(store.path)
+        store.recover()       # a killed run's unfinished append is cut off before anything looks
+
+    def add(self, message, chunks, flags):
+        key = self.store.add(chunks, flags=flags)
+        return key, f"{self.store.path}:{key}"
+
+    def mark(self):
+        return {"size": os.path.getsize(self.store.path)}
+
+    def orphans(self, mark, recorded):
+        return [k for k in self.store.keys() if int(k) >= mark.get("size", 0) and k not in recorded]
+
+    def open(self, key):
+        return self.store.open(key)
+
+    def as_stored(self, chunks):
+        return as_stored(chunks)
+
+
+class DirectorySink(Sink):
+    """One .eml file per message, bytes as received, written through the one temporary
+    file path of mimekit.streams.files: fsync'd, then given a name that was free ("5 (1).eml")."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise CantCreateError(f"{path}: {exc.strerror or exc}") from exc
+        if not os.path.isdir(path):
+            raise CantCreateError(f"{path}: not a directory")
+        self.identity = "dir:" + os.path.realpath(path)
+        self._directory = OutputDirectory(path)   # held for the run: opened (and cleaned) once
+
+    @staticmethod
+    def _name(message: Message) -> str:
+        name, _ = sanitize_filename(f"{message.id}.eml")
+        return name
+
+    def add(self, message, chunks, flags):
+        with self._directory.new_file(self._name(message)) as output:
+            for chunk in chunks:
+                output.stream.write(chunk)
+        self._directory.sync()         # durable under its name before fetch records it
+        return output.written_name, os.path.join(self.path, output.written_name)
+
+    def mark(self):
+        return {"time": time.time()}
+
+    def orphans(self, mark, recorded):
+        found = []
+        for entry in os.scandir(self.path):
+            if (entry.name.endswith(".eml") and entry.name not in recorded
+                    and entry.stat(follow_symlinks=False).st_ctime >= mark.get("time", 0) - 1):
+                found.append(entry.name)
+        return found
+
+    def open(self, key):
+        return open(os.path.join(self.path, key), "rb")
+
+
+class StdoutSink(Sink):
+    """One message to standard output, for `| mimekit decode -`, in its network form: CRLF
+    line endings, as IMAP and POP3 deliver it; a message from a local store (kept with LF,
+    as Postfix and Dovecot store mail) is converted, so every reader sees RFC 5322 lines."""
+
+    durable = False
+    identity = "stdout"
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.count = 0
+
+    def add(self, message, chunks, flags):
+        if self.count:
+            raise UsageError("-o - takes one message; use --limit 1, or -o mbox:PATH for many")
+        self.count += 1
+        to_crlf = LineEndingNormaliser(b"\r\n", lone_cr_is_break=False)
+        for chunk in chunks:
+            self.stream.write(to_crlf.feed(chunk))
+        self.stream.write(to_crlf.flush())
+        self.stream.flush()
+        return "-", "-"

@@ -1,0 +1,1 @@
+"""Reading: parser events, the streaming parser, the lazy tree, the strict checker, extraction."""

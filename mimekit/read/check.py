@@ -1,0 +1,301 @@
+"""The strict checker behind `mimekit check`: is a message 7-bit clean and well formed?
+
+Decoders are lenient; this is the other side. It reads the message once, streaming,
+through the same parser everything else uses (mimekit.read.parser), and reports every
+rule broken as a Violation with its byte offset:
+
+- 8bit: any byte over 127, anywhere (RFC 2045 7bit data; what "7-bit clean" means);
+- line-too-long: a line over 998 octets (RFC 5322 2.1.1), and encoded-line-too-long:
+  a base64 or quoted-printable body line over 76 (RFC 2045 6.7, 6.8);
+- bare line endings and mixed endings anywhere, base64 and binary bodies included
+  (RFC 5322 says CRLF; `allow_lf` accepts a message that uses LF consistently, as
+  `mimekit encode --lf` writes). The parser only watches the lines it reads, so the
+  checker watches every byte itself;
+- boundaries: missing boundary parameter or close delimiter, a boundary equal to or a
+  prefix of an enclosing one (duplicate-boundary), a boundary string occurring inside
+  content (RFC 2046 5.1.1: it must not appear in the encapsulated parts);
+- text-without-charset: a text part must say its charset;
+- header problems: every parser defect in a header, malformed or over-long
+  (more than 75 characters, RFC 2047 2) encoded-words, a Date, From or Message-ID
+  missing from, or repeated in, the message header (RFC 5322 3.6);
+- bodies that do not decode cleanly (junk in base64, invalid QP escapes).
+
+Violations are capped per rule (MAX_PER_RULE) with a count of the rest, so a broken
+1 GB file gives a short report, not a flood; the parser's and decoders' summaries of
+defects they did not list (Defect.more) add to those counts.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from mimekit.defects import Defect, DefectKind
+from mimekit.headers.encoded_words import decode_header_value
+from mimekit.read.events import BodyChunk, DefectFound, Epilogue, HeaderField, HeadersEnd, PartEnd, PartKind, PartStart, Preamble
+from mimekit.streams.files import read_chunks
+from mimekit.limits import Limits
+from mimekit.streams.line_endings import LineEndingWatch
+from mimekit.read.parser import MessageParser
+from mimekit.codecs.transfer import make_decoder
+
+MAX_LINE = 998
+MAX_ENCODED_LINE = 76
+MAX_ENCODED_WORD = 75
+MAX_PER_RULE = 20
+REQUIRED_ONCE = ("date", "from", "message-id")
+ENCODED_TRANSFER_ENCODINGS = frozenset({"base64", "quoted-printable"})
+# Fields whose values may hold encoded-words (RFC 2047 5): unstructured text and phrases.
+_STRUCTURED_WITHOUT_WORDS = frozenset({
+    "content-type", "content-transfer-encoding", "content-disposition", "content-id", "mime-version",
+    "message-id", "in-reply-to", "references", "date", "received", "return-path", "dkim-signature",
+})
+_ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_HIGH_BYTES = bytes(range(128, 256))
+_LINE_BREAK = re.compile(rb"[\r\n]")
+# Parser defects that are not violations (RFC 2046 5.1.1 allows blanks after a delimiter),
+# or that the checker finds itself over every byte (line endings, 8-bit bytes).
+_NOT_FROM_PARSER = frozenset({DefectKind.BOUNDARY_TRAILING_WHITESPACE, DefectKind.EIGHT_BIT_HEADER,
+                              DefectKind.BARE_LINE_ENDING, DefectKind.MIXED_LINE_ENDINGS})
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str       # a short stable name: "8bit", "line-too-long", or a parser DefectKind value
+    offset: int     # byte offset into the message
+    detail: str
+    part: str = ""  # part id ("" = the message itself), as in mimekit.read.tree
+
+    def as_dict(self) -> dict:
+        return {"rule": self.rule, "offset": self.offset, "part": self.part, "detail": self.detail}
+
+    def __str__(self) -> str:
+        where = f"part {self.part}, " if self.part else ""
+        return f"{self.rule} at {where}byte {self.offset}: {self.detail}"
+
+
+@dataclass
+class CheckReport:
+    violations: list[Violation]
+    suppressed: dict[str, int]  # rule -> violations beyond MAX_PER_RULE, not listed
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+class _LongLines:
+    """Finds lines longer than `limit` in a stream fed in chunks, without holding lines.
+
+    Only the length and start of the current unfinished line are carried between
+    chunks; within a chunk, complete lines are measured by one regex at C speed.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._inner = re.compile(rb"(?<=[\r\n])[^\r\n]{%d,}" % (limit + 1))
+        self._run = 0                 # bytes of the current line seen so far
+        self._run_start: int | None = None
+        self._reported = False        # the current line was already reported
+
+    def feed(self, data: bytes, offset: int) -> list[int]:
+        """Return the start offsets of lines that cross the limit in `data`."""
+        found: list[int] = []
+        first = _LINE_BREAK.search(data)
+        if self._run_start is None:
+            self._run_start = offset
+        if first is None:
+            self._run += len(data)
+            if self._run > self.limit and not self._reported:
+                found.append(self._run_start)
+                self._reported = True
+            return found
+        if self._run + first.start() > self.limit and not self._reported:
+            found.append(self._run_start)
+        found += [offset + match.start() for match in self._inner.finditer(data, first.start())
+                  if match.end() < len(data)]
+        last = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        self._run = len(data) - last - 1
+        self._run_start = offset + last + 1
+        self._reported = self._run > self.limit
+        if self._reported:
+            found.append(self._run_start)
+        return found
+
+
+@dataclass
+class _OpenPart:
+    """What the checker tracks for each part between its PartStart and PartEnd."""
+
+    part_id: str
+    depth: int
+    field_counts: dict
+    boundary: bytes | None = None         # the delimiter "--boundary" when a multipart
+    encoded_lines: _LongLines | None = None
+    decoder: object = None
+    body_start: int = 0
+
+
+class MessageChecker:
+    """Sans-IO checker: feed() the message's bytes, then close() for the report."""
+
+    def __init__(self, allow_lf: bool = False, limits: Limits = Limits()) -> None:
+        self.allow_lf = allow_lf
+        self._parser = MessageParser(limits)
+        self._offset = 0
+        self._lines = _LongLines(MAX_LINE)
+        self._line_endings = LineEndingWatch()
+        self._eight_bit_count = 0
+        self._eight_bit_first: int | None = None
+        self._open: list[_OpenPart] = []
+        self._content_tail = b""          # last bytes of content, to find a boundary split across chunks
+        self._violations: list[Violation] = []
+        self._counts: dict[str, int] = {}
+
+    def feed(self, data: bytes) -> None:
+        self._scan_raw(data, self._offset)
+        self._offset += len(data)
+        for event in self._parser.feed(data):
+            self._on_event(event)
+
+    def close(self) -> CheckReport:
+        for event in self._parser.close():
+            self._on_event(event)
+        for defect in self._line_endings.close():
+            self._on_line_ending(defect)
+        if self._eight_bit_first is not None:
+            self._add("8bit", self._eight_bit_first,
+                      f"{self._eight_bit_count} byte(s) over 127; the message is not 7-bit clean")
+        listed = sorted(self._violations, key=lambda violation: violation.offset)
+        suppressed = {rule: count - MAX_PER_RULE for rule, count in self._counts.items() if count > MAX_PER_RULE}
+        return CheckReport(listed, suppressed)
+
+    # -- raw bytes ---------------------------------------------------------------
+    def _scan_raw(self, data: bytes, offset: int) -> None:
+        high = len(data) - len(data.translate(None, _HIGH_BYTES))
+        if high:
+            self._eight_bit_count += high
+            if self._eight_bit_first is None:
+                self._eight_bit_first = offset + re.search(rb"[\x80-\xff]", data).start()
+        for start in self._lines.feed(data, offset):
+            self._add("line-too-long", start, f"a line longer than {MAX_LINE} octets")
+        for defect in self._line_endings.feed(data, offset):
+            self._on_line_ending(defect)
+
+    def _on_line_ending(self, defect: Defect) -> None:
+        if self.allow_lf and defect.kind is DefectKind.BARE_LINE_ENDING and defect.detail == "bare LF":
+            return
+        self._add(defect.kind.value, defect.offset, defect.detail)
+
+    # -- parser events -------------------------------------------------------------
+    def _on_event(self, event) -> None:
+        if isinstance(event, PartStart):
+            self._content_tail = b""
+            self._open.append(_OpenPart(event.part_id, event.depth, {}))
+        elif isinstance(event, HeaderField):
+            self._on_field(self._open[-1], event)
+        elif isinstance(event, HeadersEnd):
+            self._on_headers_end(self._open[-1], event)
+        elif isinstance(event, (BodyChunk, Preamble, Epilogue)):
+            self._on_content(event.data, event.offset)
+        elif isinstance(event, PartEnd):
+            self._on_part_end(self._open.pop(), event.offset)
+        elif isinstance(event, DefectFound):
+            self._on_defect(event.defect)
+
+    def _on_field(self, part: _OpenPart, field: HeaderField) -> None:
+        name = field.name.lower()
+        part.field_counts[name] = part.field_counts.get(name, 0) + 1
+        if name in _STRUCTURED_WITHOUT_WORDS:
+            return
+        for word in _ENCODED_WORD.finditer(field.raw_value):
+            if len(word.group()) > MAX_ENCODED_WORD:
+                self._add("malformed-encoded-word", field.value_offset + word.start(),
+                          f"{field.name}: an encoded-word of {len(word.group())} characters (at most 75)",
+                          part.part_id)
+        _, defects = decode_header_value(field.raw_value)
+        for defect in defects:
+            if defect.kind in (DefectKind.ENCODED_WORD_MALFORMED, DefectKind.UNKNOWN_CHARSET):
+                self._add("malformed-encoded-word", field.value_offset + defect.offset,
+                          f"{field.name}: {defect.detail or defect.kind.value}", part.part_id)
+
+    def _on_headers_end(self, part: _OpenPart, end: HeadersEnd) -> None:
+        if part.depth == 0:
+            for name in REQUIRED_ONCE:
+                count = part.field_counts.get(name, 0)
+                if count != 1:
+                    problem = "missing" if count == 0 else f"present {count} times"
+                    self._add("missing-header" if count == 0 else "duplicate-header", end.offset,
+                              f"{name.title()} header {problem} (RFC 5322 requires exactly one)")
+        if end.kind is PartKind.LEAF and end.content_type.startswith("text/") and "charset" not in end.params:
+            self._add("text-without-charset", end.offset,
+                      f"{end.content_type} part declares no charset", part.part_id)
+        if end.kind is PartKind.MULTIPART:
+            self._check_nested_boundary(part, end)
+        if end.kind is PartKind.LEAF and end.transfer_encoding in ENCODED_TRANSFER_ENCODINGS:
+            part.encoded_lines = _LongLines(MAX_ENCODED_LINE)
+            part.decoder = make_decoder(end.transfer_encoding)
+            part.body_start = end.offset
+
+    def _check_nested_boundary(self, part: _OpenPart, end: HeadersEnd) -> None:
+        part.boundary = b"--" + end.params["boundary"].encode("utf-8", "surrogateescape")
+        for outer in self._open[:-1]:
+            if outer.boundary and (outer.boundary.startswith(part.boundary) or part.boundary.startswith(outer.boundary)):
+                self._add("duplicate-boundary", end.offset,
+                          f"boundary {part.boundary[2:].decode('utf-8', 'replace')!r} repeats or overlaps "
+                          f"the boundary of enclosing part {outer.part_id or '(message)'}", part.part_id)
+
+    def _on_content(self, data: bytes, offset: int) -> None:
+        part = self._open[-1]
+        if part.encoded_lines is not None:
+            for start in part.encoded_lines.feed(data, offset):
+                self._add("encoded-line-too-long", start,
+                          f"an encoded line longer than {MAX_ENCODED_LINE} characters", part.part_id)
+            part.decoder.feed(data)
+        self._find_boundaries_in_content(data, offset, part.part_id)
+
+    def _find_boundaries_in_content(self, data: bytes, offset: int, part_id: str) -> None:
+        delimiters = [open_part.boundary for open_part in self._open if open_part.boundary]
+        if not delimiters:
+            return
+        window = self._content_tail + data
+        window_start = offset - len(self._content_tail)
+        for delimiter in delimiters:
+            at = window.find(delimiter)
+            if at >= 0:
+                self._add("boundary-in-content", window_start + at,
+                          f"the boundary {delimiter[2:].decode('utf-8', 'replace')!r} occurs inside content",
+                          part_id)
+        keep = max(map(len, delimiters)) - 1
+        self._content_tail = window[-keep:] if keep else b""
+
+    def _on_part_end(self, part: _OpenPart, end_offset: int) -> None:
+        self._content_tail = b""
+        if part.decoder is not None:
+            part.decoder.flush()
+            for defect in part.decoder.defects:
+                self._add(defect.kind.value, part.body_start + defect.offset,
+                          defect.detail or "the body does not decode cleanly", part.part_id, defect.more)
+
+    def _on_defect(self, defect: Defect) -> None:
+        if defect.kind in _NOT_FROM_PARSER:
+            return
+        self._add(defect.kind.value, defect.offset, defect.detail or defect.kind.value.replace("-", " "), defect.part,
+                  defect.more)
+
+    def _add(self, rule: str, offset: int, detail: str, part: str = "", unlisted: int = 0) -> None:
+        """A violation of `rule`, listed if fewer than MAX_PER_RULE are; with `unlisted`, a
+        summary of that many defects never listed (Defect.more): only counted."""
+        if unlisted:
+            self._counts[rule] = self._counts.get(rule, 0) + unlisted
+            return
+        self._counts[rule] = self._counts.get(rule, 0) + 1
+        if self._counts[rule] <= MAX_PER_RULE:
+            self._violations.append(Violation(rule, offset, detail, part))
+
+
+def check_message(stream: BinaryIO, allow_lf: bool = False, limits: Limits = Limits()) -> CheckReport:
+    """Check a whole message read from a binary stream, in chunks."""
+    checker = MessageChecker(allow_lf=allow_lf, limits=limits)
+    for chunk in read_chunks(stream):
+        checker.feed(chunk)
+    return checker.close()

@@ -1,0 +1,1 @@
+"""Local message stores: Maildir and mbox."""

@@ -1,0 +1,1 @@
+"""IMAP4rev1: the sans-IO protocol and the client driver."""

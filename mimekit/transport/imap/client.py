@@ -1,0 +1,255 @@
+"""IMAP as a fetch source (RFC 3501), and `mimekit folders`: log in over TLS, select the
+folder, then list, describe, retrieve and delete by UID. The protocol itself is
+imap_protocol's (sans-IO); this is its driver.
+"""
+
+# Annotations stay unevaluated: the list() method would shadow list[...] in them.
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from mimekit.transport.imap import protocol as imap
+from mimekit.transport.connection import DEFAULT_TIMEOUT
+from mimekit.errors import AuthError, MimekitError, ProtocolError, TempFailure, UnavailableError, UsageError
+from mimekit.fetch.message import HEADER_LIMIT, Message, message_id_of
+from mimekit.transport.session import FetchSession, login_failure
+from mimekit.transport.urls import ServerURL
+
+IMAP_BATCH = 100          # UIDs per UID FETCH of bodies; two batches are kept in flight
+IMAP_DESCRIBE_BATCH = 5000
+
+
+class IMAPSession(FetchSession):
+    """Connect, secure, log in, select; then list, describe, retrieve and delete by UID."""
+
+    name = "IMAP"
+    id_kind = "uid"
+    stable_ids = True
+    lists_everything = False   # SEARCH results are a selection, not the whole mailbox
+
+    def __init__(self, url, cafile, timeout):
+        super().__init__(url, cafile, timeout)
+        self.folder = url.path or "INBOX"
+        self.validity: int | None = None
+
+    @property
+    def account(self) -> str:
+        return f"imap://{self.url.user}@{self.url.host}/{self.folder}"
+
+    def open(self, password: Callable[[], str] | None, read_only: bool = True) -> None:
+        self.login(password)
+        self.select(read_only)
+
+    def login(self, password: Callable[[], str] | None) -> None:
+        self._connect()
+        self.proto = imap.IMAPClientProtocol()
+        greeting = self._next()
+        if not isinstance(greeting, imap.Greeting):
+            raise ProtocolError(f"{self.conn.where}: no IMAP greeting")
+        if greeting.status == "BYE":
+            raise UnavailableError(f"{self.conn.where}: IMAP server refused the connection: {greeting.text}")
+        if not self.conn.encrypted:
+            if greeting.status == "PREAUTH":
+                raise AuthError(f"{self.conn.where}: PREAUTH on an unencrypted connection is refused "
+                                "(STARTTLS is impossible after it)")
+            self._require_tls("STARTTLS" in self._capabilities())
+            self._expect_ok(self.proto.starttls(), "STARTTLS")
+            self.conn.start_tls()
+        if greeting.status == "PREAUTH":
+            return
+        capabilities = self._capabilities()
+        user = self.url.user
+        if not user:
+            raise UsageError("no user name: give USER@HOST in the URL or --user")
+        secret = password() if password else ""
+        if "AUTH=PLAIN" in capabilities:
+            tag, what = self.proto.authenticate_plain(user, secret), "AUTHENTICATE PLAIN"
+        elif "LOGINDISABLED" in capabilities:
+            raise AuthError(f"{self.conn.where}: the server offers neither AUTH=PLAIN nor LOGIN")
+        else:
+            tag, what = self.proto.login(user, secret), "LOGIN"
+        completion = self._wait(tag)
+        if not completion.ok:
+            raise login_failure(f"{what} as {user}", completion.text,
+                                 completion.code.name if completion.code else None)
+        if not completion.code or completion.code.name != "CAPABILITY":
+            self._capabilities(refresh=True)
+
+    def _capabilities(self, refresh: bool = False) -> frozenset[str]:
+        if refresh or not self.proto.capabilities:
+            self._expect_ok(self.proto.capability(), "CAPABILITY")
+        return self.proto.capabilities
+
+    def select(self, read_only: bool) -> None:
+        completion = self._wait(self.proto.select(self.folder, read_only))
+        if not completion.ok:
+            raise UnavailableError(f"cannot open folder {self.folder!r}: {completion.text}")
+        self.validity = self.proto.mailbox.uidvalidity
+        if self.validity is None:
+            raise ProtocolError(f"IMAP server gave no UIDVALIDITY for {self.folder!r}")
+
+    def folders(self) -> list[imap.ListEntry]:
+        entries: list[imap.ListEntry] = []
+        self._expect_ok(self.proto.list("", "*"), "LIST", _collect(imap.ListEntry, entries.append))
+        return entries
+
+    def list(self, criteria: str | None) -> list[str]:
+        uids: set[int] = set()
+        self._expect_ok(self.proto.uid_search(criteria or "ALL"), "UID SEARCH",
+                        _collect(imap.Search, lambda event: uids.update(event.uids)))
+        return [str(uid) for uid in sorted(uids)]
+
+    def describe(self, ids: list[str], with_message_id: bool) -> list[Message]:
+        """Messages by UID; with_message_id asks the server for Message-ID and size before
+        any body moves (needed only to match messages after a UIDVALIDITY change)."""
+        uids = [int(i) for i in ids]
+        if not with_message_id:
+            return [Message(str(uid), uid) for uid in uids]
+        wanted = set(uids)
+        items = "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+        found: dict[int, Message] = {}
+        for start in range(0, len(uids), IMAP_DESCRIBE_BATCH):
+            tag = self.proto.uid_fetch(imap.uid_set(uids[start:start + IMAP_DESCRIBE_BATCH]), items)
+            header = bytearray()
+            while True:
+                event = self._next()
+                if isinstance(event, imap.FetchBodyChunk):
+                    if len(header) < HEADER_LIMIT:
+                        header += event.data
+                elif isinstance(event, imap.Fetch):
+                    uid = event.items.get("UID")
+                    if uid in wanted:             # else an unsolicited FLAGS update, not ours
+                        found[uid] = Message(str(uid), uid, event.items.get("RFC822.SIZE"),
+                                             header_id=message_id_of(bytes(header)))
+                    header.clear()
+                elif self._completed(event, tag, "UID FETCH", tolerate_no=True):
+                    break
+        return [found[uid] for uid in uids if uid in found]
+
+    def retrieve(self, messages: list[Message], headers_only: bool) -> Iterator[tuple[Message, Iterator[bytes]]]:
+        """Bodies in batches of IMAP_BATCH UIDs, the next batch requested before this one
+        is read, so the server never waits for us between batches. FLAGS and RFC822.SIZE
+        come in the same response; they are used as sent before the body (Dovecot, like
+        most servers, sends items in the order asked), and the UID must precede it."""
+        by_uid = {m.number: m for m in messages}
+        section = "BODY.PEEK[HEADER]" if headers_only else "BODY.PEEK[]"
+        items = f"(UID FLAGS RFC822.SIZE {section})"
+        batches = [messages[i:i + IMAP_BATCH] for i in range(0, len(messages), IMAP_BATCH)]
+        in_flight = []
+        for index in range(len(batches)):
+            while len(in_flight) < 2 and index + len(in_flight) < len(batches):
+                batch = batches[index + len(in_flight)]
+                in_flight.append(self.proto.uid_fetch(imap.uid_set(m.number for m in batch), items))
+            self._flush()
+            tag = in_flight.pop(0)
+            while True:
+                event = self._next()
+                if isinstance(event, imap.FetchBodyStart):
+                    uid = event.items.get("UID")
+                    if uid is None:
+                        raise ProtocolError(f"{self.conn.where}: the server sent a message body before "
+                                            "its UID, so it cannot be told which message it is")
+                    body = self._body()
+                    planned = by_uid.pop(uid, None)
+                    if planned is not None:
+                        yield Message(planned.id, uid, event.items.get("RFC822.SIZE", planned.size),
+                                      event.items.get("FLAGS", ()), planned.header_id), body
+                    for _ in body:        # drain whatever the consumer left (or a body not asked for)
+                        pass
+                elif type(event) is not imap.Fetch and self._completed(event, tag, "UID FETCH", tolerate_no=True):
+                    break
+
+    def _body(self) -> Iterator[bytes]:
+        while True:
+            event = self._next()
+            if isinstance(event, imap.FetchBodyChunk):
+                yield event.data
+            elif isinstance(event, imap.FetchBodyEnd):
+                return
+
+    def delete(self, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        uids = imap.uid_set(int(i) for i in ids)
+        self._expect_ok(self.proto.uid_store(uids, "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE")
+        expunged = 0
+
+        def count(event) -> None:
+            nonlocal expunged
+            expunged += isinstance(event, imap.Expunge)
+
+        if "UIDPLUS" in self.proto.capabilities:
+            self._expect_ok(self.proto.uid_expunge(uids), "UID EXPUNGE", count)
+        else:
+            self._expect_ok(self.proto.expunge(), "EXPUNGE", count)
+        return expunged
+
+    @staticmethod
+    def public_id(message: Message) -> int:
+        return message.number
+
+    def close(self) -> None:
+        if self.conn is not None and self.proto is not None:
+            try:
+                self._wait(self.proto.logout())
+            except MimekitError:
+                pass              # everything that mattered is done; the server may just hang up
+        super().close()
+
+    # -- commands and completions
+
+    def _wait(self, tag: str, collect: Callable[[object], None] | None = None) -> imap.Completion:
+        """The completion of `tag`. Untagged responses on the way go to `collect` (the
+        protocol has already taken what concerns the mailbox); none is kept here, so what
+        a command may draw is bounded by the protocol's limits alone."""
+        self._flush()
+        while True:
+            event = self._next()
+            if isinstance(event, imap.Completion) and event.tag == tag:
+                return event
+            if isinstance(event, imap.ConnectionClosed):
+                raise TempFailure(f"{self.conn.where}: IMAP server closed the connection")
+            if isinstance(event, imap.StatusResponse) and event.status == "BYE":
+                if self.proto.pending_commands() == ["LOGOUT"]:
+                    continue
+                raise TempFailure(f"{self.conn.where}: IMAP server said BYE: {event.text}")
+            if collect is not None:
+                collect(event)
+
+    def _expect_ok(self, tag: str, what: str, collect: Callable[[object], None] | None = None) -> imap.Completion:
+        completion = self._wait(tag, collect)
+        if not completion.ok:
+            kind = ProtocolError if completion.status == "BAD" else UnavailableError
+            raise kind(f"{self.conn.where}: {what} failed: {completion.status} {completion.text}")
+        return completion
+
+    def _completed(self, event, tag: str, what: str, tolerate_no: bool = False) -> bool:
+        """True at the completion of `tag`; raise on BYE, a dropped connection, or BAD."""
+        if isinstance(event, imap.Completion) and event.tag == tag:
+            if event.status == "BAD" or (event.status == "NO" and not tolerate_no):
+                raise ProtocolError(f"{self.conn.where}: {what} failed: {event.status} {event.text}")
+            return True
+        if isinstance(event, imap.ConnectionClosed):
+            raise TempFailure(f"{self.conn.where}: IMAP server closed the connection")
+        if isinstance(event, imap.StatusResponse) and event.status == "BYE":
+            raise TempFailure(f"{self.conn.where}: IMAP server said BYE: {event.text}")
+        return False
+
+
+def _collect(event_type: type, take: Callable[[object], None]) -> Callable[[object], None]:
+    """A `collect` for _wait that hands `take` the events of one type."""
+    def collect(event) -> None:
+        if isinstance(event, event_type):
+            take(event)
+    return collect
+
+
+def list_folders(url: ServerURL, password: Callable[[], str] | None, cafile: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> list[imap.ListEntry]:
+    """Every folder of an IMAP account (LIST "" "*"), names decoded from modified UTF-7."""
+    session = IMAPSession(url, cafile, timeout)
+    try:
+        session.login(password)
+        return session.folders()
+    finally:
+        session.close()

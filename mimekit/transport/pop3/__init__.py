@@ -1,0 +1,1 @@
+"""POP3: the sans-IO protocol and the client driver."""

@@ -1,0 +1,1 @@
+"""SMTP: the sans-IO protocol, the DATA stream, the envelope, the client driver."""

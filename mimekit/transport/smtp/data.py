@@ -1,0 +1,132 @@
+"""The SMTP DATA stream as filters: line endings to CRLF, dot-stuffing, the final ".".
+
+RFC 5321 §2.3.8: a bare CR or LF must not be sent, so every line ending (CRLF, LF, or a
+lone CR, as Python's smtplib treats them) becomes CRLF. §4.5.2: a line starting with "."
+gets one more "." (the server strips it). §4.1.1.4: the data ends with CRLF "." CRLF.
+
+Each filter works on whole chunks with bytes.replace and keeps a byte or two of state for
+the chunk boundary, so a 1 GB message goes out in bounded memory at memory speed.
+`MessageScan` measures what MAIL FROM needs to know (RFC 1870 SIZE counts the message
+with CRLF line endings, before dot-stuffing) in the same terms.
+"""
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from mimekit.streams.line_endings import LineEndingNormaliser
+
+MAX_LINE_LENGTH = 998   # RFC 5322 §2.1.1, without the CRLF
+
+
+class CRLFNormaliser(LineEndingNormaliser):
+    """SMTP's normalisation: every line break, a lone CR too, becomes CRLF."""
+
+    def __init__(self):
+        super().__init__(b"\r\n", lone_cr_is_break=True)
+
+
+class DotStuffer:
+    """Dot-stuffing of CRLF text, and the terminator. State: are we at a line start."""
+
+    def __init__(self):
+        self._at_line_start = True
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        data = data.replace(b"\r\n.", b"\r\n..")
+        if self._at_line_start and data.startswith(b"."):
+            data = b"." + data
+        self._at_line_start = data.endswith(b"\r\n")
+        return data
+
+    def flush(self) -> bytes:
+        """The end of data: CRLF "." CRLF, with no extra blank line if the text ended one."""
+        terminator = b".\r\n" if self._at_line_start else b"\r\n.\r\n"
+        self._at_line_start = True
+        return terminator
+
+
+def data_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Message chunks in, the bytes to send after a 354 reply out (terminator included)."""
+    normaliser, stuffer = CRLFNormaliser(), DotStuffer()
+    for chunk in chunks:
+        out = stuffer.feed(normaliser.feed(chunk))
+        if out:
+            yield out
+    yield stuffer.feed(normaliser.flush()) + stuffer.flush()
+
+
+def unstuff(data: bytes) -> bytes:
+    """What a server recovers from a complete DATA stream (used by tests and fakes)."""
+    if not data.endswith(b".\r\n") or not (data == b".\r\n" or data.endswith(b"\r\n.\r\n")):
+        raise ValueError("not a terminated DATA stream")
+    body = data[:-3]
+    body = body.replace(b"\r\n..", b"\r\n.")
+    return body[1:] if body.startswith(b"..") else body
+
+
+@dataclass
+class MessageScan:
+    """What SMTP needs to know about a message before MAIL FROM, gathered in one pass."""
+
+    size: int = 0                  # bytes with CRLF line endings (the SIZE= parameter)
+    eight_bit_headers: bool = False  # raw UTF-8 (or other 8-bit) in the header block
+    eight_bit_body: bool = False
+    nul: bool = False              # a NUL byte: not sendable as text at all
+    long_lines: bool = False       # a line over 998 bytes: would be broken by relays
+
+    @property
+    def needs_8bitmime(self) -> bool:
+        return self.eight_bit_headers or self.eight_bit_body
+
+    @property
+    def binary(self) -> bool:
+        """Needs a 7-bit re-encoding to be sent at all (DATA carries lines of text)."""
+        return self.nul or self.long_lines
+
+
+class MessageScanner:
+    """Streaming pre-scan of CRLF text (the CRLFNormaliser's output, which never splits
+    a CRLF between chunks)."""
+
+    def __init__(self):
+        self.scan = MessageScan()
+        self._in_headers = True
+        self._tail = b"\r\n"       # the last bytes seen; starts as if after a line end, so
+        self._line_length = 0      # a message starting with CRLF has an empty header block
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        self.scan.size += len(data)
+        self.scan.nul = self.scan.nul or b"\x00" in data
+        body = data
+        if self._in_headers:
+            end = (self._tail + data).find(b"\r\n\r\n")
+            split = end + 4 - len(self._tail) if end >= 0 else len(data)
+            self._in_headers = end < 0
+            self._tail = (self._tail + data)[-3:]
+            self.scan.eight_bit_headers = self.scan.eight_bit_headers or not data[:split].isascii()
+            body = data[split:]
+        self.scan.eight_bit_body = self.scan.eight_bit_body or not body.isascii()
+        self._note_line_lengths(data)
+
+    def _note_line_lengths(self, data: bytes) -> None:
+        lines = data.split(b"\r\n")   # at memory speed; a regex search was 4x slower
+        if len(lines) == 1:
+            self._line_length += len(data)
+        else:
+            longest = max(self._line_length + len(lines[0]), max(map(len, lines[1:])))
+            self.scan.long_lines = self.scan.long_lines or longest > MAX_LINE_LENGTH
+            self._line_length = len(lines[-1])
+        self.scan.long_lines = self.scan.long_lines or self._line_length > MAX_LINE_LENGTH
+
+
+def scan_message(chunks: Iterable[bytes]) -> MessageScan:
+    """Size, 8-bit content and sendability of a message, in one streaming pass."""
+    normaliser, scanner = CRLFNormaliser(), MessageScanner()
+    for chunk in chunks:
+        scanner.feed(normaliser.feed(chunk))
+    scanner.feed(normaliser.flush())
+    return scanner.scan

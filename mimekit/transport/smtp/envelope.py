@@ -1,0 +1,239 @@
+"""The SMTP envelope of a message, and the Bcc filter that runs before transmission.
+
+The envelope is what the server delivers by (RFC 5321 §2.3.1); the header is what the
+recipients read. The sender comes from --from or else the From header (Sender when From
+names several mailboxes, RFC 5322 §3.6.2); recipients come from --to and, with -t, from
+To, Cc and Bcc as sendmail -t does (header recipients are added to the command line's).
+A message with Resent- fields is being resent (RFC 5322 §3.6.6): its envelope is the
+resending's, Resent-From (Resent-Sender) and Resent-To, Resent-Cc and Resent-Bcc, as
+sendmail and Postfix read it; the original To and Cc already got the message.
+Bcc and Resent-Bcc recipients get the message, but those fields are never transmitted
+(RFC 5322 §3.6.3, first method).
+
+Every envelope address is read without guessing: a --to or --from value is exactly one
+mailbox (`addr` or `Name <addr>`), and any defect, or an addr-spec that SMTP cannot carry
+as it is (addresses.envelope_entries), refuses it (DataError, exit 65). A lenient reading
+would turn `--to 'bob@x.test <evil@y.test>'` into a message for evil@y.test. A header
+field read for the envelope is held to the same rule; then only its message is refused.
+
+One streaming pass (`BccRemover`) both drops the Bcc fields and captures the fields the
+envelope is read from, so the Bcc that is removed is exactly the Bcc whose addresses are
+used: a second reader with its own idea of where the header ends could disagree, and a
+Bcc read but not removed would be a leak.
+"""
+
+import re
+import tempfile
+from dataclasses import dataclass
+from functools import partial
+from typing import BinaryIO, Iterable, Iterator
+
+from mimekit.headers.addresses import Group, addr_specs, envelope_entries, shown_value
+from mimekit.errors import DataError
+from mimekit.streams.files import open_input, read_chunks
+from mimekit.limits import Limits
+from mimekit.transport.smtp.client import OutgoingMessage
+from mimekit.transport.smtp.data import CRLFNormaliser, MessageScanner
+
+RECIPIENT_FIELDS = ("to", "cc", "bcc")
+RESENT_PREFIX = "resent-"
+# RFC 5322 §3.6.6: a resent block has Resent-Date and Resent-From, and may have the others.
+RESENT_FIELDS = frozenset(RESENT_PREFIX + name for name in ("date", "from", "sender", "to", "cc", "bcc", "message-id"))
+HIDDEN_FIELDS = frozenset({"bcc", "resent-bcc"})   # read for the envelope, never transmitted
+ENVELOPE_FIELDS = frozenset({*RECIPIENT_FIELDS, "from", "sender"}) | RESENT_FIELDS
+NULL_SENDER = ("", "<>")   # --from values for MAIL FROM:<>, as bounces are sent (RFC 5321 §4.5.5)
+MAX_FIELD_NAME = 1000   # a "name" longer than a line cannot be a field name
+MAX_CAPTURED_FIELD = Limits().max_header_field_size
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipients: tuple[str, ...]
+
+
+class BccRemover:
+    """Streaming filter: the message minus every Bcc and Resent-Bcc field (with its
+    continuation lines) in the top-level header block; everything after the header block passes untouched.
+    Line endings are CRLF, LF or a lone CR, as the parser reads them. Fields named in
+    `capture` are collected in `fields` as (name, raw value) on the way.
+
+    State: whether we are still in the header block, whether the current field is being
+    dropped or captured, the start of a line until its field name is known (at most ~1000
+    bytes), and whether a chunk ended on a CR that a LF may complete.
+    """
+
+    def __init__(self, capture: frozenset[str] = frozenset()):
+        self.fields: list[tuple[str, bytes]] = []
+        self._capture = capture
+        self._captured: bytearray | None = None   # the raw field being captured
+        self._in_headers = True
+        self._pending = b""           # the start of a line whose kind is not known yet
+        self._in_line = False         # inside a line whose kind is known
+        self._dropping = False        # the current field is Bcc or Resent-Bcc
+        self._lf_may_follow = False   # the last line ended with a CR at the end of a chunk
+
+    def feed(self, data: bytes) -> bytes:
+        if not self._in_headers or not data:
+            return data
+        out = []
+        if self._lf_may_follow and data.startswith(b"\n"):   # the rest of a CRLF
+            self._take(b"\n", out)
+            data = data[1:]
+        self._lf_may_follow = False
+        while data and self._in_headers:
+            if not self._in_line:
+                data = self._start_line(data)
+                continue
+            end = _LINE_END.search(data)
+            if end is None:
+                piece, data = data, b""
+            else:
+                piece, data = data[:end.end()], data[end.end():]
+                self._in_line = False
+                self._lf_may_follow = end.group() == b"\r" and not data
+            self._take(piece, out)
+        out.append(data)   # what follows the header block
+        return b"".join(out)
+
+    def _take(self, piece: bytes, out: list) -> None:
+        """A piece of the current field's line: kept or dropped, and captured if wanted."""
+        if not self._dropping:
+            out.append(piece)
+        if self._captured is not None:
+            self._captured += piece
+            if len(self._captured) > MAX_CAPTURED_FIELD:
+                raise DataError(f"a header field read for the envelope is over {MAX_CAPTURED_FIELD} bytes")
+
+    def _start_line(self, data: bytes) -> bytes:
+        """Classify the line starting in `_pending + data`; return what is left to process."""
+        start, self._pending = self._pending + data, b""
+        if start.startswith((b"\r", b"\n")):   # the blank line ends the header block
+            self._end_field()
+            self._in_headers = False
+            return start
+        if not start.startswith((b" ", b"\t")):  # a new field; continuations keep the decision
+            colon, end = start.find(b":"), _LINE_END.search(start)
+            if colon < 0 and end is None and len(start) < MAX_FIELD_NAME:
+                self._pending = start             # the field name is not complete yet
+                return b""
+            self._end_field()
+            is_field = 0 <= colon and (end is None or colon < end.start())
+            name = start[:colon].rstrip(b" \t").lower().decode("latin-1") if is_field else ""
+            self._dropping = name in HIDDEN_FIELDS
+            if name in self._capture:
+                self._captured = bytearray()
+        self._in_line = True
+        return start
+
+    def _end_field(self) -> None:
+        if self._captured is not None:
+            name, _, value = bytes(self._captured).partition(b":")
+            self.fields.append((name.strip().decode("latin-1"), value.rstrip(b"\r\n")))
+            self._captured = None
+
+    def flush(self) -> bytes:
+        """The end of the message; a line cut short before its colon is not a Bcc field."""
+        if self._in_headers:
+            self._end_field()
+        held, self._pending = self._pending, b""
+        return held
+
+
+def remove_bcc(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    remover = BccRemover()
+    for chunk in chunks:
+        out = remover.feed(chunk)
+        if out:
+            yield out
+    tail = remover.flush()
+    if tail:
+        yield tail
+
+
+def command_line_address(option: str, value: str) -> str:
+    """The addr-spec of one --to/--from value: one mailbox, `addr` or `Name <addr>`."""
+    entries = envelope_entries(value, option)
+    if len(entries) != 1 or isinstance(entries[0], Group):
+        raise DataError(f"{option} {shown_value(value)}: give exactly one address, not a list or a group")
+    return entries[0].addr_spec
+
+
+def command_line_sender(value: str) -> str:
+    """The addr-spec of --from; "" for the null sender."""
+    return "" if value in NULL_SENDER else command_line_address("--from", value)
+
+
+def envelope_for(fields: list[tuple[str, bytes]], sender: str | None = None, to: Iterable[str] = (),
+                 extract: bool = False) -> Envelope:
+    """The envelope of a message whose top-level header has `fields` (name, raw value).
+
+    DataError names the --to/--from value, or the header field, that cannot be read without
+    guessing."""
+    prefix = RESENT_PREFIX if any(name.lower() in RESENT_FIELDS for name, _ in fields) else ""
+
+    def field_addresses(*names: str) -> list[str]:
+        wanted = {prefix + name for name in names}
+        return [spec for name, raw in fields if name.lower() in wanted
+                for spec in addr_specs(envelope_entries(raw.strip(), f"header {name}:"))]
+
+    if sender is not None:
+        envelope_sender = command_line_sender(sender)
+    else:
+        authors = field_addresses("from")
+        if len(authors) > 1:
+            authors = field_addresses("sender")[:1] or authors[:1]
+        if not authors:
+            raise DataError(f"the message has no usable {prefix.title()}From address; give --from")
+        envelope_sender = authors[0]
+    recipients = [command_line_address("--to", value) for value in to]
+    if extract:
+        recipients += field_addresses(*RECIPIENT_FIELDS)
+    return Envelope(envelope_sender, tuple(dict.fromkeys(recipients)))
+
+
+def prepare_message(path: str, sender: str | None = None, to: Iterable[str] = (),
+                    extract: bool = False) -> OutgoingMessage:
+    """Read a message once (stdin is spooled to an anonymous temporary file): its
+    envelope, and the pre-scan of the bytes that will be transmitted.
+
+    A bad --to or --from raises DataError before anything is read: it concerns every
+    message. A header that gives no usable envelope refuses this message only (the
+    OutgoingMessage carries the refusal and the command line's part of the envelope).
+    """
+    given_sender = None if sender is None else command_line_sender(sender)
+    given_recipients = [command_line_address("--to", value) for value in to]
+    source = open_input(path)
+    spool = tempfile.TemporaryFile(prefix="mimekit-send-") if path == "-" else None
+    remover = BccRemover(capture=ENVELOPE_FIELDS)
+    normaliser, scanner = CRLFNormaliser(), MessageScanner()
+    try:
+        for chunk in read_chunks(source):
+            if spool:
+                spool.write(chunk)
+            scanner.feed(normaliser.feed(remover.feed(chunk)))
+        scanner.feed(normaliser.feed(remover.flush()) + normaliser.flush())
+    finally:
+        if not spool:
+            source.close()
+    refused = None
+    try:
+        envelope = envelope_for(remover.fields, given_sender, given_recipients, extract)
+    except DataError as exc:
+        envelope, refused = Envelope(given_sender or "", tuple(dict.fromkeys(given_recipients))), exc
+    if spool:
+        spool.flush()
+    return OutgoingMessage(path, envelope.sender, envelope.recipients, scanner.scan,
+                           partial(_transmitted_bytes, path, spool), refused=refused)
+
+
+def _transmitted_bytes(path: str, spool: BinaryIO | None) -> Iterator[bytes]:
+    """The message as it goes out: read again (from the spool for stdin), Bcc and Resent-Bcc removed."""
+    if spool:
+        spool.seek(0)
+        yield from remove_bcc(read_chunks(spool))
+    else:
+        with open_input(path) as stream:
+            yield from remove_bcc(read_chunks(stream))
+

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mimekit.errors import NoInputError, TempFailure, UsageError
-from mimekit.stores.local import FromQuoter, LFNormaliser, Maildir, Mbox, open_store
+from mimekit.stores.local import LFNormaliser, Maildir, Mbox, open_store
+from mimekit.streams.from_quoting import FromQuoter
 from mimekit.transport.urls import parse_url
 from strategies import chunkings
 

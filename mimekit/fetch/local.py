@@ -9,7 +9,7 @@ import os
 from typing import Iterator
 
 from mimekit.errors import NoInputError
-from mimekit.fetch.message import Message, read_headers
+from mimekit.fetch.message import ListedMessage, read_headers
 from mimekit.fetch.sinks import imap_flags
 from mimekit.streams.files import read_chunks
 from mimekit.stores.local import open_store
@@ -37,18 +37,18 @@ class LocalSource:
     def list(self, criteria: str | None) -> list[str]:
         return self.store.keys()
 
-    def describe(self, ids: list[str], with_message_id: bool) -> list[Message]:
+    def describe(self, ids: list[str], with_message_id: bool) -> list[ListedMessage]:
         """Each message with its flags (Maildir info, mbox Status), which every output keeps."""
         position = {key: n for n, key in enumerate(self.store.keys(), 1)} if ids else {}
         described = []
         for key in ids:
             try:
-                described.append(Message(key, position.get(key, 0), flags=imap_flags(self.store.flags(key))))
+                described.append(ListedMessage(key, position.get(key, 0), flags=imap_flags(self.store.flags(key))))
             except NoInputError:
                 continue                  # removed since it was listed
         return described
 
-    def retrieve(self, messages: list[Message], headers_only: bool) -> Iterator[tuple[Message, Iterator[bytes]]]:
+    def retrieve(self, messages: list[ListedMessage], headers_only: bool) -> Iterator[tuple[ListedMessage, Iterator[bytes]]]:
         for message in messages:
             try:
                 stream = self.store.open(message.id)
@@ -58,7 +58,7 @@ class LocalSource:
                 yield message, (iter([read_headers(stream)]) if headers_only else read_chunks(stream))
 
     @staticmethod
-    def public_id(message: Message) -> str:
+    def public_id(message: ListedMessage) -> str:
         return message.id
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
 """A message as fetch handles it: what a source lists about it before the transfer
-(Message), and what is read from its header block (read_headers, message_id_of). The
+(ListedMessage), and what is read from its header block (read_headers, message_id_of). The
 sources, the outputs and the fetch loop all need these, and none of them owns the others.
 """
 
@@ -11,7 +11,7 @@ HEADER_LIMIT = 256 * 1024   # header bytes kept at most, so a message with no bl
 
 
 @dataclass(frozen=True)
-class Message:
+class ListedMessage:
     """One message at the source, as listed before transfer."""
     id: str                    # IMAP UID, POP3 UIDL, or the local store's key
     number: int                # IMAP UID, POP3 message number, or position in the store

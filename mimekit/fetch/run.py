@@ -2,7 +2,7 @@
 
 This module is the fetch loop and its public API, and keeps the one rule that makes
 fetching safe. A source (imap_session, pop3_session, local_source) lists message ids,
-describes them (fetch_message.Message), streams them and deletes them; an output
+describes them (mimekit.fetch.message.ListedMessage), streams them and deletes them; an output
 (fetch_sinks) saves them durably; fetch_state remembers for --new what was saved.
 
 Every run into a durable output keeps the state of fetch_state (what was saved where),

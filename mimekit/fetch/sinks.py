@@ -11,7 +11,7 @@ import time
 from typing import BinaryIO, Iterable
 
 from mimekit.errors import CantCreateError, UsageError
-from mimekit.fetch.message import Message
+from mimekit.fetch.message import ListedMessage
 from mimekit.streams.files import OutputDirectory
 from mimekit.limits import parse_decimal
 from mimekit.streams.line_endings import LineEndingNormaliser
@@ -45,7 +45,7 @@ class Sink:
     durable = True
     identity = ""
 
-    def add(self, message: Message, chunks: Iterable[bytes], flags: str) -> tuple[str, str]:
+    def add(self, message: ListedMessage, chunks: Iterable[bytes], flags: str) -> tuple[str, str]:
         """Save one message; return (key for the state, path for the report)."""
         raise NotImplementedError
 
@@ -142,7 +142,7 @@ class DirectorySink(Sink):
         self._directory = OutputDirectory(path)   # held for the run: opened (and cleaned) once
 
     @staticmethod
-    def _name(message: Message) -> str:
+    def _name(message: ListedMessage) -> str:
         name, _ = sanitize_filename(f"{message.id}.eml")
         return name
 

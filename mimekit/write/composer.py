@@ -271,7 +271,7 @@ class Multipart:
 
 
 @dataclass
-class Message:
+class ComposedMessage:
     """Top-level header fields (complete, folded, 7-bit, CRLF-terminated) and the body entity.
 
     The fields are rendered (and so validated) when the message is built; the writer only
@@ -297,7 +297,7 @@ class Message:
 
 
 class MessageBuilder:
-    """Collects headers, body, HTML and files; `build()` returns the Message to write.
+    """Collects headers, body, HTML and files; `build()` returns the ComposedMessage to write.
 
     Every input is checked when it is added (a missing file, a header with CR/LF, a bad
     address), so nothing is written for a message that cannot be made.
@@ -414,7 +414,7 @@ class MessageBuilder:
 
     # -- the message ----------------------------------------------------------------------
 
-    def build(self) -> Message:
+    def build(self) -> ComposedMessage:
         if "from" not in self._fields:
             raise UsageError("no From address")
         fields = dict(self._fields)
@@ -424,7 +424,7 @@ class MessageBuilder:
         rendered += [_render_field(name, values) for name, values in fields.values()]
         rendered += [_render_field(name, [value]) for name, value in self._extra_fields]
         rendered.append(fold_header("MIME-Version", "1.0", CRLF))
-        return Message(rendered, self._structure())
+        return ComposedMessage(rendered, self._structure())
 
     def _structure(self) -> Leaf | Multipart:
         main = self._html
@@ -446,7 +446,7 @@ class MessageBuilder:
 
 def compose(*, from_: str | list[str], to=(), cc=(), bcc=(), subject: str | None = None,
             headers=(), body=None, html=None, attachments=(), inline=(),
-            attachment_type: str | None = None, encoding: str = "auto") -> Message:
+            attachment_type: str | None = None, encoding: str = "auto") -> ComposedMessage:
     """A whole message in one call. `headers` are (name, value) pairs; sources are paths,
     bytes or Content. `attachment_type` overrides the sniffed type of every attachment
     (not of inline files, whose HTML needs their real type)."""

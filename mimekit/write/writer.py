@@ -1,4 +1,4 @@
-"""Writing a composed Message to a binary sink, streaming.
+"""Writing a ComposedMessage to a binary sink, streaming.
 
 Each part's content is read in chunks of WRITE_CHUNK_SIZE bytes and passed through its
 transfer encoder straight to the sink, so memory stays flat however large the files are.
@@ -13,7 +13,7 @@ Line ends are CRLF (RFC 5322) unless eol=b"\\n" is asked for (a local file for U
 import io
 from typing import BinaryIO, Callable
 
-from mimekit.write.composer import CRLF, ContentScan, Leaf, Message, Multipart, Role, choose_transfer_encoding
+from mimekit.write.composer import CRLF, ContentScan, Leaf, ComposedMessage, Multipart, Role, choose_transfer_encoding
 from mimekit.errors import IOFailure
 from mimekit.streams.files import read_chunks
 from mimekit.headers.folding import fold_header
@@ -24,7 +24,7 @@ from mimekit.codecs.transfer import Base64Encoder, IdentityCodec, QuotedPrintabl
 WRITE_CHUNK_SIZE = 57 * 1024   # 57 KiB in, 76 KiB of base64 out
 
 
-def write_message(message: Message, sink: BinaryIO, eol: bytes = CRLF,
+def write_message(message: ComposedMessage, sink: BinaryIO, eol: bytes = CRLF,
                   on_progress: Callable[[int], None] | None = None) -> None:
     """Write `message` to `sink` with `eol` line ends (b"\\r\\n" or b"\\n").
 
@@ -35,7 +35,7 @@ def write_message(message: Message, sink: BinaryIO, eol: bytes = CRLF,
     _write_entity(message.body, sink, eol, on_progress or _ignore)
 
 
-def message_bytes(message: Message, eol: bytes = CRLF) -> bytes:
+def message_bytes(message: ComposedMessage, eol: bytes = CRLF) -> bytes:
     """The whole message in memory: a convenience for small messages and tests."""
     buffer = io.BytesIO()
     write_message(message, buffer, eol)

@@ -448,7 +448,7 @@ def test_a_path_with_a_nul_is_no_input_not_a_crash():
 def test_fetch_into_a_directory_cleans_what_a_killed_fetch_left(tmp_path):
     """DirectorySink writes through OutputDirectory, so its temporary files are ours to clean."""
     from mimekit.fetch.sinks import DirectorySink
-    from mimekit.fetch.message import Message
+    from mimekit.fetch.message import ListedMessage
     out = tmp_path / "eml"
     out.mkdir()
     dead = subprocess.Popen(["true"])
@@ -457,6 +457,6 @@ def test_fetch_into_a_directory_cleans_what_a_killed_fetch_left(tmp_path):
     orphan.write_bytes(b"half a message")
     os.utime(orphan, (time.time() - 10, time.time() - 10))
     sink = DirectorySink(str(out))
-    key, path = sink.add(Message("7", 7), [b"Subject: x\r\n\r\nbody\r\n"], "")
+    key, path = sink.add(ListedMessage("7", 7), [b"Subject: x\r\n\r\nbody\r\n"], "")
     assert sorted(p.name for p in out.iterdir()) == ["7.eml"] and key == "7.eml"
     assert Path(path).read_bytes() == b"Subject: x\r\n\r\nbody\r\n"

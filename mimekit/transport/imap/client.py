@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 from mimekit.transport.imap import protocol as imap
 from mimekit.transport.connection import DEFAULT_TIMEOUT
 from mimekit.errors import AuthError, MimekitError, ProtocolError, TempFailure, UnavailableError, UsageError
-from mimekit.fetch.message import HEADER_LIMIT, Message, message_id_of
+from mimekit.fetch.message import HEADER_LIMIT, ListedMessage, message_id_of
 from mimekit.transport.session import FetchSession, login_failure
 from mimekit.transport.urls import ServerURL
 
@@ -99,15 +99,15 @@ class IMAPSession(FetchSession):
                         _collect(imap.Search, lambda event: uids.update(event.uids)))
         return [str(uid) for uid in sorted(uids)]
 
-    def describe(self, ids: list[str], with_message_id: bool) -> list[Message]:
+    def describe(self, ids: list[str], with_message_id: bool) -> list[ListedMessage]:
         """Messages by UID; with_message_id asks the server for Message-ID and size before
         any body moves (needed only to match messages after a UIDVALIDITY change)."""
         uids = [int(i) for i in ids]
         if not with_message_id:
-            return [Message(str(uid), uid) for uid in uids]
+            return [ListedMessage(str(uid), uid) for uid in uids]
         wanted = set(uids)
         items = "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
-        found: dict[int, Message] = {}
+        found: dict[int, ListedMessage] = {}
         for start in range(0, len(uids), IMAP_DESCRIBE_BATCH):
             tag = self.proto.uid_fetch(imap.uid_set(uids[start:start + IMAP_DESCRIBE_BATCH]), items)
             header = bytearray()
@@ -119,14 +119,14 @@ class IMAPSession(FetchSession):
                 elif isinstance(event, imap.Fetch):
                     uid = event.items.get("UID")
                     if uid in wanted:             # else an unsolicited FLAGS update, not ours
-                        found[uid] = Message(str(uid), uid, event.items.get("RFC822.SIZE"),
+                        found[uid] = ListedMessage(str(uid), uid, event.items.get("RFC822.SIZE"),
                                              header_id=message_id_of(bytes(header)))
                     header.clear()
                 elif self._completed(event, tag, "UID FETCH", tolerate_no=True):
                     break
         return [found[uid] for uid in uids if uid in found]
 
-    def retrieve(self, messages: list[Message], headers_only: bool) -> Iterator[tuple[Message, Iterator[bytes]]]:
+    def retrieve(self, messages: list[ListedMessage], headers_only: bool) -> Iterator[tuple[ListedMessage, Iterator[bytes]]]:
         """Bodies in batches of IMAP_BATCH UIDs, the next batch requested before this one
         is read, so the server never waits for us between batches. FLAGS and RFC822.SIZE
         come in the same response; they are used as sent before the body (Dovecot, like
@@ -152,7 +152,7 @@ class IMAPSession(FetchSession):
                     body = self._body()
                     planned = by_uid.pop(uid, None)
                     if planned is not None:
-                        yield Message(planned.id, uid, event.items.get("RFC822.SIZE", planned.size),
+                        yield ListedMessage(planned.id, uid, event.items.get("RFC822.SIZE", planned.size),
                                       event.items.get("FLAGS", ()), planned.header_id), body
                     for _ in body:        # drain whatever the consumer left (or a body not asked for)
                         pass
@@ -185,7 +185,7 @@ class IMAPSession(FetchSession):
         return expunged
 
     @staticmethod
-    def public_id(message: Message) -> int:
+    def public_id(message: ListedMessage) -> int:
         return message.number
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 
 from mimekit.transport.pop3 import protocol as pop3
 from mimekit.errors import AuthError, MimekitError, ProtocolError, TempFailure, UnavailableError, UsageError
-from mimekit.fetch.message import Message
+from mimekit.fetch.message import ListedMessage
 from mimekit.transport.session import FetchSession, login_failure
 
 POP3_WINDOW = 32          # RETR/DELE commands in flight when the server offers PIPELINING
@@ -102,10 +102,10 @@ class POP3Session(FetchSession):
             self._number_by_id = {str(number): number for number in listing.sizes}
         return sorted(self._number_by_id, key=self._number_by_id.get)
 
-    def describe(self, ids: list[str], with_message_id: bool) -> list[Message]:
-        return [Message(i, self._number_by_id[i], self._sizes.get(self._number_by_id[i])) for i in ids]
+    def describe(self, ids: list[str], with_message_id: bool) -> list[ListedMessage]:
+        return [ListedMessage(i, self._number_by_id[i], self._sizes.get(self._number_by_id[i])) for i in ids]
 
-    def retrieve(self, messages: list[Message], headers_only: bool) -> Iterator[tuple[Message, Iterator[bytes]]]:
+    def retrieve(self, messages: list[ListedMessage], headers_only: bool) -> Iterator[tuple[ListedMessage, Iterator[bytes]]]:
         if headers_only and self.proto.capabilities and "TOP" not in self.proto.capabilities:
             raise UnavailableError(f"{self.conn.where}: the server does not offer TOP, so --headers-only cannot work")
         window = POP3_WINDOW if "PIPELINING" in self.proto.capabilities else 1
@@ -162,7 +162,7 @@ class POP3Session(FetchSession):
         return marked
 
     @staticmethod
-    def public_id(message: Message) -> str:
+    def public_id(message: ListedMessage) -> str:
         return message.id
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import click
 
 from mimekit import errors
-from mimekit.defects import Defect
+from mimekit.defects import Defect, DefectError, apply_defect_policy
 from mimekit.limits import Limits, parse_decimal
 
 EXIT_OK = 0
@@ -339,11 +339,14 @@ def report_defects(command: str, defects: list[Defect]) -> None:
 
 
 def exit_if_strict(command: str, strict: bool, defects: list[Defect], as_json: bool) -> None:
-    """Under --strict, defects make the exit status 65 once the work is done."""
-    if strict and defects:
+    """--strict is the engine's on_defect="raise" policy applied once the work is done (the
+    output is complete, the defects listed): the DefectError's exit code, 65, ends the run."""
+    try:
+        apply_defect_policy(defects, "raise" if strict else "record")
+    except DefectError as exc:
         if not as_json:
-            print_diagnostic(command, f"{len(defects)} defect(s) found (--strict)")
-        sys.exit(EXIT_DATAERR)
+            print_diagnostic(command, f"{len(exc.defects)} defect(s) found (--strict)")
+        sys.exit(exit_code_for(exc))
 
 
 def strict_option(func):

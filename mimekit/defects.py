@@ -12,11 +12,17 @@ them): the first MAX_DEFECTS_PER_KIND of each kind are listed with their offsets
 rest are only counted and stand in the list as one summary Defect per kind, whose
 `more` says how many it stands for. A summary handed to another counter adds its
 count there, so the true number survives every merge.
+
+A library caller chooses what a defect does (as `email.policy.handle_defect` lets it):
+on_defect="record" (the default) keeps it in the list and reading carries on;
+on_defect="raise" ends the read at the first one with a DefectError.
 """
 
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Iterable
+from typing import Iterable, Literal
+
+from mimekit.errors import DataError, UsageError
 
 
 class DefectKind(str, Enum):
@@ -146,3 +152,29 @@ def capped(defects: Iterable[Defect]) -> list[Defect]:
     log = DefectLog()
     log.extend(defects)
     return log.defects
+
+
+OnDefect = Literal["record", "raise"]
+DEFECT_POLICIES: tuple[OnDefect, ...] = ("record", "raise")
+
+
+class DefectError(DataError):
+    """Defects found where the caller asked for them to be raised (on_defect="raise"):
+    `defects` holds them, the first one first."""
+
+    def __init__(self, defects: list[Defect]) -> None:
+        self.defects = defects
+        super().__init__(str(defects[0]) if len(defects) == 1 else f"{len(defects)} defects, the first: {defects[0]}")
+
+
+def check_defect_policy(on_defect: str) -> None:
+    """UsageError unless `on_defect` is one of DEFECT_POLICIES."""
+    if on_defect not in DEFECT_POLICIES:
+        raise UsageError(f"on_defect must be one of {', '.join(DEFECT_POLICIES)}, not {on_defect!r}")
+
+
+def apply_defect_policy(defects: list[Defect], on_defect: OnDefect) -> None:
+    """Raise DefectError for `defects` under on_defect="raise"; under "record" they stay listed."""
+    check_defect_policy(on_defect)
+    if defects and on_defect == "raise":
+        raise DefectError(defects)

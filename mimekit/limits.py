@@ -1,4 +1,4 @@
-"""Resource limits for parsing untrusted messages (CONVENTIONS.md: Safety).
+"""Resource limits for parsing untrusted messages (docs/conventions.md: Safety).
 
 Every limit bounds memory or work per message; hitting one is reported as a
 Defect (LIMIT_*) and parsing carries on in a degraded but linear way, never as an
@@ -9,6 +9,7 @@ headers) reject real mail, so these are sized to accept everything seen in the w
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 # Decimal numbers from outside (RFC 2231 section indexes, IMAP literal sizes and UIDs,
 # POP3 sizes, SMTP SIZE) are ASCII digits only: str.isdigit() also accepts "²" and "١",
@@ -52,7 +53,19 @@ class Limits:
         end (header lines, boundary lines, lines before the first header). Longer
         lines are cut there and the rest skipped (LIMIT_LINE_LENGTH). Body lines
         are never held whole, so body line length costs nothing.
+
+    Presets, as mime4j's MimeConfig has them (any other is Limits(**changes) away):
+    Limits.DEFAULT: the defaults above, for mail from anywhere: accepts everything seen in
+        the wild and bounds what hurts.
+    Limits.STRICT: for a gateway that may refuse odd mail: RFC 5322's 998-byte lines
+        (1000 with CRLF), mime4j's 10,000-byte header field, 20 levels and 1000 parts.
+    Limits.PERMISSIVE: for mail already trusted (an archive, a forensic copy) that must be
+        structured whole: ten times the defaults; memory stays bounded, only higher.
     """
+
+    DEFAULT: ClassVar["Limits"]
+    STRICT: ClassVar["Limits"]
+    PERMISSIVE: ClassVar["Limits"]
 
     max_depth: int = 50
     max_parts: int = 10_000
@@ -67,3 +80,10 @@ class Limits:
         for name, value in vars(self).items():
             if value < 1:
                 raise ValueError(f"Limits.{name} must be at least 1, not {value}")
+
+
+Limits.DEFAULT = Limits()
+Limits.STRICT = Limits(max_depth=20, max_parts=1000, max_header_count=500, max_header_field_size=10_000,
+                       max_header_block_size=64 * 1024, max_header_total_count=10_000,
+                       max_header_total_size=1024 * 1024, max_line_length=1000)
+Limits.PERMISSIVE = Limits(**{name: 10 * value for name, value in vars(Limits.DEFAULT).items()})

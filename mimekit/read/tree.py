@@ -8,6 +8,9 @@
             ...
         message.defects                           # everything repaired or tolerated
 
+parse_message(stream, on_defect="raise") instead ends the read at the first defect
+(while parsing, or while a body is decoded) with a DefectError.
+
 Part ids are IMAP-like section numbers (RFC 3501 6.4.5):
 - the message itself is "" (Defect.part uses "" for it too);
 - the n-th part of a multipart P is P.n ("1", "2" at the top, "2.1", "2.3.1" deeper);
@@ -36,7 +39,7 @@ import stat
 import tempfile
 from typing import BinaryIO, Iterator, Protocol
 
-from mimekit.defects import Defect, DefectLog
+from mimekit.defects import Defect, DefectError, DefectLog, OnDefect, check_defect_policy
 from mimekit.headers.encoded_words import decode_header_value
 from mimekit.read.events import (DefectFound, Epilogue, Event, HeaderField, HeadersEnd, PartEnd, PartKind,
                             PartStart, Preamble)
@@ -297,16 +300,20 @@ class Part:
         """Count `defects` in the message's log; those it lists are this part's too."""
         log = self.message._defects
         self.defects += [defect for defect in defects if log.add(defect)]
+        if defects and self.message.on_defect == "raise":
+            raise DefectError(defects)
 
 
 class Message:
     """A parsed message: the root Part, an index of parts by id, every defect.
 
-    Holds the file its bodies are read from: close() it, or use `with`.
+    Holds the file its bodies are read from: close() it, or use `with`. `on_defect` is the
+    caller's policy: "record" defects, or "raise" a DefectError at the first.
     """
 
-    def __init__(self, source: _Source) -> None:
+    def __init__(self, source: _Source, on_defect: OnDefect = "record") -> None:
         self._source = source
+        self.on_defect = on_defect
         self._defects = DefectLog()
         self._parts: dict[str, Part] = {}
         self.root: Part | None = None
@@ -383,16 +390,19 @@ def _decoded(raw_value: bytes) -> str:
     return decode_header_value(raw_value)[0].strip()
 
 
-def parse_message(stream: BinaryIO, limits: Limits = Limits(), chunk_size: int = CHUNK_SIZE) -> Message:
+def parse_message(stream: BinaryIO, limits: Limits = Limits.DEFAULT, chunk_size: int = CHUNK_SIZE,
+                  on_defect: OnDefect = "record") -> Message:
     """Parse a whole message from a binary stream into a Message tree.
 
-    Never raises on malformed input (see Message.defects); I/O errors propagate.
+    With on_defect="record" never raises on malformed input (see Message.defects); with
+    "raise", the first defect is a DefectError. I/O errors propagate.
     Memory: the parser's bounded buffer, every part's header fields (bounded across
     the message by limits.max_header_total_*), and a bounded number of defects.
     """
+    check_defect_policy(on_defect)
     file_source = _file_source(stream)
     source = file_source or _SpoolSource()
-    message = Message(source)
+    message = Message(source, on_defect)
     builder = _TreeBuilder(message)
     parser = MessageParser(limits)
     try:

@@ -10,6 +10,9 @@ OutputDirectory is that one mechanism: extraction publishes without ever replaci
 taken name gets a suffix), atomic_output (`-o PATH`) replaces a regular file like the
 shell's `>` would, and writes into a device, FIFO or socket directly.
 
+Scratch copies (stdin read twice, a decoded message, a 7-bit conversion) are the other
+kind of temporary file: anonymous, from temporary_file, so nothing can be left of them.
+
 What a killed run leaves are temporary files only. The next run that writes into the
 same directory removes them, and only those its name proves are orphans: our pattern,
 this host, a process that no longer exists, last written before the directory was opened.
@@ -22,6 +25,7 @@ import os
 import re
 import stat
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterator
@@ -59,6 +63,22 @@ def read_chunks(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[byte
     """Yield a stream's bytes in chunks of at most `chunk_size`."""
     while chunk := stream.read(chunk_size):
         yield chunk
+
+
+def temporary_file(memory_limit: int = 0, prefix: str = "mimekit-") -> BinaryIO:
+    """An anonymous scratch file for bytes that must be read again: stdin, a pipe, a
+    decoded or converted copy. It is unlinked as it is created (nothing is left behind by
+    a crash or kill -9, unlike a named temporary file, which needs OutputDirectory's
+    orphan cleanup) and lives in $TMPDIR; `prefix` is the name it has for that instant
+    where the system cannot create a file without one (no O_TMPFILE).
+
+    memory_limit: 0 gives a real file at once (a caller that needs its descriptor, or
+    hands it to a reader that maps it); N keeps up to N bytes in memory and moves to
+    disk beyond (SpooledTemporaryFile), for copies that are usually small.
+    """
+    if memory_limit:
+        return tempfile.SpooledTemporaryFile(max_size=memory_limit, prefix=prefix)
+    return tempfile.TemporaryFile(prefix=prefix)
 
 
 def split_extension(name: str) -> tuple[str, str]:

@@ -45,6 +45,13 @@ class LineEndingNormaliser:
         return self.eol if self.lone_cr_is_break else b"\r"
 
 
+class CRLFNormaliser(LineEndingNormaliser):
+    """SMTP's normalisation: every line break, a lone CR too, becomes CRLF."""
+
+    def __init__(self) -> None:
+        super().__init__(b"\r\n", lone_cr_is_break=True)
+
+
 class LineEndingWatch:
     """Finds the first bare CR or LF and the first change of line-ending style in the
     bytes it is fed, at C speed: counts decide whether a chunk holds anything to

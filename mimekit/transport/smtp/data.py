@@ -1,11 +1,12 @@
-"""The SMTP DATA stream as filters: line endings to CRLF, dot-stuffing, the final ".".
+"""The SMTP DATA stream as a chain of filters: line endings to CRLF, dot-stuffing, the final ".".
 
 RFC 5321 §2.3.8: a bare CR or LF must not be sent, so every line ending (CRLF, LF, or a
 lone CR, as Python's smtplib treats them) becomes CRLF. §4.5.2: a line starting with "."
 gets one more "." (the server strips it). §4.1.1.4: the data ends with CRLF "." CRLF.
 
-Each filter works on whole chunks with bytes.replace and keeps a byte or two of state for
-the chunk boundary, so a 1 GB message goes out in bounded memory at memory speed.
+Each filter (mimekit.streams.line_endings, mimekit.streams.dot_stuffing) works on whole
+chunks with bytes.replace and keeps a byte or two of state for the chunk boundary, so a
+1 GB message goes out in bounded memory at memory speed.
 `MessageScan` measures what MAIL FROM needs to know (RFC 1870 SIZE counts the message
 with CRLF line endings, before dot-stuffing) in the same terms.
 """
@@ -13,48 +14,16 @@ with CRLF line endings, before dot-stuffing) in the same terms.
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from mimekit.streams.line_endings import LineEndingNormaliser
+from mimekit.streams.dot_stuffing import DotStuffer
+from mimekit.streams.filters import chain
+from mimekit.streams.line_endings import CRLFNormaliser
 
 MAX_LINE_LENGTH = 998   # RFC 5322 §2.1.1, without the CRLF
 
 
-class CRLFNormaliser(LineEndingNormaliser):
-    """SMTP's normalisation: every line break, a lone CR too, becomes CRLF."""
-
-    def __init__(self):
-        super().__init__(b"\r\n", lone_cr_is_break=True)
-
-
-class DotStuffer:
-    """Dot-stuffing of CRLF text, and the terminator. State: are we at a line start."""
-
-    def __init__(self):
-        self._at_line_start = True
-
-    def feed(self, data: bytes) -> bytes:
-        if not data:
-            return b""
-        data = data.replace(b"\r\n.", b"\r\n..")
-        if self._at_line_start and data.startswith(b"."):
-            data = b"." + data
-        self._at_line_start = data.endswith(b"\r\n")
-        return data
-
-    def flush(self) -> bytes:
-        """The end of data: CRLF "." CRLF, with no extra blank line if the text ended one."""
-        terminator = b".\r\n" if self._at_line_start else b"\r\n.\r\n"
-        self._at_line_start = True
-        return terminator
-
-
 def data_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """Message chunks in, the bytes to send after a 354 reply out (terminator included)."""
-    normaliser, stuffer = CRLFNormaliser(), DotStuffer()
-    for chunk in chunks:
-        out = stuffer.feed(normaliser.feed(chunk))
-        if out:
-            yield out
-    yield stuffer.feed(normaliser.flush()) + stuffer.flush()
+    return chain(chunks, CRLFNormaliser(), DotStuffer())
 
 
 def unstuff(data: bytes) -> bytes:
@@ -125,8 +94,7 @@ class MessageScanner:
 
 def scan_message(chunks: Iterable[bytes]) -> MessageScan:
     """Size, 8-bit content and sendability of a message, in one streaming pass."""
-    normaliser, scanner = CRLFNormaliser(), MessageScanner()
-    for chunk in chunks:
-        scanner.feed(normaliser.feed(chunk))
-    scanner.feed(normaliser.flush())
+    scanner = MessageScanner()
+    for data in chain(chunks, CRLFNormaliser()):
+        scanner.feed(data)
     return scanner.scan

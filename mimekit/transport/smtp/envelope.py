@@ -23,17 +23,18 @@ Bcc read but not removed would be a leak.
 """
 
 import re
-import tempfile
 from dataclasses import dataclass
 from functools import partial
 from typing import BinaryIO, Iterable, Iterator
 
 from mimekit.headers.addresses import Group, addr_specs, envelope_entries, shown_value
 from mimekit.errors import DataError
-from mimekit.streams.files import open_input, read_chunks
+from mimekit.streams.files import open_input, read_chunks, temporary_file
+from mimekit.streams.filters import chain
+from mimekit.streams.line_endings import CRLFNormaliser
 from mimekit.limits import Limits
 from mimekit.transport.smtp.client import OutgoingMessage
-from mimekit.transport.smtp.data import CRLFNormaliser, MessageScanner
+from mimekit.transport.smtp.data import MessageScanner
 
 RECIPIENT_FIELDS = ("to", "cc", "bcc")
 RESENT_PREFIX = "resent-"
@@ -142,14 +143,7 @@ class BccRemover:
 
 
 def remove_bcc(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    remover = BccRemover()
-    for chunk in chunks:
-        out = remover.feed(chunk)
-        if out:
-            yield out
-    tail = remover.flush()
-    if tail:
-        yield tail
+    return chain(chunks, BccRemover())
 
 
 def command_line_address(option: str, value: str) -> str:
@@ -205,15 +199,12 @@ def prepare_message(path: str, sender: str | None = None, to: Iterable[str] = ()
     given_sender = None if sender is None else command_line_sender(sender)
     given_recipients = [command_line_address("--to", value) for value in to]
     source = open_input(path)
-    spool = tempfile.TemporaryFile(prefix="mimekit-send-") if path == "-" else None
-    remover = BccRemover(capture=ENVELOPE_FIELDS)
-    normaliser, scanner = CRLFNormaliser(), MessageScanner()
+    spool = temporary_file(prefix="mimekit-send-") if path == "-" else None
+    remover, scanner = BccRemover(capture=ENVELOPE_FIELDS), MessageScanner()
+    chunks = read_chunks(source)
     try:
-        for chunk in read_chunks(source):
-            if spool:
-                spool.write(chunk)
-            scanner.feed(normaliser.feed(remover.feed(chunk)))
-        scanner.feed(normaliser.feed(remover.flush()) + normaliser.flush())
+        for data in chain(_copied(chunks, spool) if spool else chunks, remover, CRLFNormaliser()):
+            scanner.feed(data)
     finally:
         if not spool:
             source.close()
@@ -226,6 +217,13 @@ def prepare_message(path: str, sender: str | None = None, to: Iterable[str] = ()
         spool.flush()
     return OutgoingMessage(path, envelope.sender, envelope.recipients, scanner.scan,
                            partial(_transmitted_bytes, path, spool), refused=refused)
+
+
+def _copied(chunks: Iterable[bytes], spool: BinaryIO) -> Iterator[bytes]:
+    """`chunks`, each written to `spool` on the way (stdin can be read only once)."""
+    for chunk in chunks:
+        spool.write(chunk)
+        yield chunk
 
 
 def _transmitted_bytes(path: str, spool: BinaryIO | None) -> Iterator[bytes]:

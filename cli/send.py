@@ -13,7 +13,7 @@ from mimekit.transport.smtp.envelope import prepare_message
 from mimekit.errors import MimekitError, UsageError
 from mimekit.transport.secrets import resolve_password
 from mimekit.transport.smtp.client import MessageResult, RecipientResult, SMTPClient
-from mimekit.stores.local import Mbox, open_store
+from mimekit.stores import Mbox, open_mailbox
 from mimekit.transport.urls import parse_url
 from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, print_diagnostic,
                                 quiet_option, reporting, timeout_option)
@@ -94,7 +94,7 @@ def _send_over_smtp(url, messages, results, progress, user, password_command, ca
 
 
 def _deliver_locally(url, messages, results, progress):
-    store = open_store(url)
+    store = open_mailbox(url)
     for message in messages:
         if message.refused:
             results.append(MessageResult(message.source, [RecipientResult(r, False, text=str(message.refused))

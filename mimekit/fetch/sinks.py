@@ -16,8 +16,8 @@ from mimekit.streams.files import OutputDirectory
 from mimekit.limits import parse_decimal
 from mimekit.streams.line_endings import LineEndingNormaliser
 from mimekit.read.safe_names import sanitize_filename
-from mimekit.stores.local import Maildir, Mbox, as_stored, open_store
-from mimekit.transport.urls import parse_url
+from mimekit.stores import Maildir, Mbox, open_mailbox
+from mimekit.stores.common import as_stored
 
 # RFC 3501 system flags (and the $Forwarded keyword of RFC 5788's registry, Maildir's
 # "passed") -> Maildir info letters (https://cr.yp.to/proto/maildir.html)
@@ -69,7 +69,7 @@ def open_sink(spec: str, stdout: BinaryIO | None = None) -> Sink:
     if spec == "-":
         return StdoutSink(stdout or sys.stdout.buffer)
     if spec.split(":", 1)[0].lower() in ("maildir", "mbox"):
-        store = open_store(parse_url(spec, {"maildir", "mbox"}))
+        store = open_mailbox(spec)
         return MaildirSink(store) if isinstance(store, Maildir) else MboxSink(store)
     return DirectorySink(spec)
 

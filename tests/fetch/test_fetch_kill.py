@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from mimekit.stores.local import Maildir, open_store
+from mimekit.stores import Maildir, open_mailbox
 from mimekit.transport.urls import parse_url
 
 USER = "alice"
@@ -138,7 +138,7 @@ def test_every_output_kind_adopts_its_orphan(tmp_path, output):
 
 def stored_messages(target: str) -> Counter:
     if target.startswith(("maildir:", "mbox:")):
-        store = open_store(parse_url(target, {"maildir", "mbox"}), create=False)
+        store = open_mailbox(parse_url(target, {"maildir", "mbox"}), create=False)
         return Counter(store.open(key).read() for key in store.keys())
     return Counter(p.read_bytes().replace(b"\r\n", b"\n") for p in Path(target).iterdir())
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from mimekit.errors import IOFailure
-from mimekit.stores.local import Maildir, Mbox
+from mimekit.stores import Maildir, Mbox
+from mimekit.stores.common import host_name
 
 USER = "alice"
 
@@ -72,7 +73,7 @@ def fill(directory: Path, leave: int) -> None:
 
 DIE_MID_APPEND = """
 import os, sys
-from mimekit.stores.local import Mbox
+from mimekit.stores import Mbox
 def chunks():
     yield b"Subject: cut\\n\\n" + b"x" * 100000
     os._exit(137)            # as SIGKILL would: no cleanup, no unlock
@@ -110,7 +111,7 @@ def test_a_live_processes_dotlock_is_respected(tmp_path, monkeypatch):
     Mbox(str(path))
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        hostname = __import__("mimekit.stores.local", fromlist=["_host_name"])._host_name()
+        hostname = host_name()
         Path(str(path) + ".lock").write_text(f"{sleeper.pid}\n{hostname}\n0\n")
         monkeypatch.setattr(Mbox, "DOTLOCK_TIMEOUT", 0.3)
         with pytest.raises(Exception, match="locked by another program"):

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mimekit.errors import NoInputError, TempFailure, UsageError
-from mimekit.stores.local import LFNormaliser, Maildir, Mbox, open_store
+from mimekit.stores import Maildir, Mbox, open_mailbox
+from mimekit.stores.common import LFNormaliser
 from mimekit.streams.from_quoting import FromQuoter
 from mimekit.transport.urls import parse_url
 from strategies import chunkings
@@ -196,7 +197,7 @@ def test_mbox_gives_up_on_a_dotlock_that_is_never_released(tmp_path, monkeypatch
 
 APPENDER = """
 import sys, time
-from mimekit.stores.local import Mbox
+from mimekit.stores import Mbox
 path, tag = sys.argv[1], sys.argv[2]
 box = Mbox(path)
 for n in range(25):
@@ -227,6 +228,6 @@ def test_concurrent_appends_from_two_processes_do_not_interleave(tmp_path):
             [expected_message(tag, n) for n in range(25)]
 
 
-def test_open_store_picks_the_store_from_the_url(tmp_path):
-    assert isinstance(open_store(parse_url(f"maildir:{tmp_path}/md", {"maildir", "mbox"})), Maildir)
-    assert isinstance(open_store(parse_url(f"mbox:{tmp_path}/mb", {"maildir", "mbox"})), Mbox)
+def test_open_mailbox_picks_the_store_from_the_url(tmp_path):
+    assert isinstance(open_mailbox(parse_url(f"maildir:{tmp_path}/md", {"maildir", "mbox"})), Maildir)
+    assert isinstance(open_mailbox(parse_url(f"mbox:{tmp_path}/mb", {"maildir", "mbox"})), Mbox)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from scripted_servers import MESSAGE, ScriptedSMTPServer, scripted
 
-from mimekit.stores.local import Maildir, Mbox
+from mimekit.stores import Maildir, Mbox
 
 REPO = Path(__file__).resolve().parents[2]
 

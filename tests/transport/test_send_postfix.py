@@ -22,7 +22,7 @@ import pytest
 
 from mimekit.transport.smtp.envelope import prepare_message
 from mimekit.transport.smtp.client import SMTPClient
-from mimekit.stores.local import Maildir, Mbox
+from mimekit.stores import Maildir, Mbox
 from mimekit.transport.urls import parse_url
 
 REPO = Path(__file__).resolve().parents[2]

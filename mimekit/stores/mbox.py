@@ -1,59 +1,30 @@
-"""Local message stores: Maildir (atomic delivery) and mboxrd (locked append).
+"""mboxrd: one file of messages, appended under both lock kinds in use on Unix.
 
-These are the embedded default that lets send and fetch run on a machine with no
-server. Both store messages with LF line endings, converting CRLF while streaming, as
-Postfix and Dovecot do; `open()` returns a message as stored.
-
-Maildir follows https://cr.yp.to/proto/maildir.html: write into tmp/, fsync, rename into
-new/ (or cur/ with an info suffix ":2,FLAGS"), fsync the directory. Readers never see a
-partial message; a writer killed mid-delivery leaves a file in tmp/ that the next writer
-removes once its process is gone. mbox is the mboxrd variant (any number of ">" before
-"From " gets one more ">", so quoting is reversible) appended under both lock kinds in use
-on Unix: an fcntl lock on the file and a dotlock file beside it. The dotlock says who holds
-it and how long the mbox was before the append, so that an append cut short by a kill or a
-power loss is cut back off the file before anything else reads or writes it.
+The mboxrd variant quotes any number of ">" before "From " with one more ">", so quoting
+is reversible. Appends take an fcntl lock on the file and a dotlock file beside it. The
+dotlock says who holds it and how long the mbox was before the append, so that an append
+cut short by a kill or a power loss is cut back off the file before anything else reads
+or writes it. Messages are kept with LF line endings, as Postfix and Dovecot keep them.
 """
 
 import fcntl
 import io
-import itertools
 import os
 import re
-import secrets
-import socket
+import stat
 import time
 from contextlib import contextmanager
 from typing import BinaryIO, Iterable, Iterator
 
 from mimekit.errors import CantCreateError, IOFailure, NoInputError, TempFailure, UsageError
-from mimekit.streams.files import CHUNK_SIZE, process_is_gone
+from mimekit.limits import parse_decimal
+from mimekit.stores.common import LFNormaliser, host_name, normalised_flags
+from mimekit.streams.files import CHUNK_SIZE, OutputDirectory, process_is_gone
 from mimekit.streams.filters import chain
 from mimekit.streams.from_quoting import FromQuoter
-from mimekit.limits import parse_decimal
-from mimekit.streams.line_endings import LineEndingNormaliser
-from mimekit.transport.urls import ServerURL
 
-MAILDIR_FLAGS = set("DFPRST")  # draft, flagged, passed, replied, seen, trashed
 _X_STATUS = (("R", "A"), ("F", "F"), ("T", "D"))   # Maildir flag -> mbox X-Status letter
 HEADER_LINE_LIMIT = 64 * 1024
-
-
-class LFNormaliser(LineEndingNormaliser):
-    """How mail is stored on disk: CRLF becomes LF; a lone CR is data and kept."""
-
-    def __init__(self):
-        super().__init__(b"\n", lone_cr_is_break=False)
-
-
-def as_stored(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """A message's bytes as both stores keep them (and give them back from `open`): LF
-    line endings. What a caller compares a stored message with."""
-    return chain(chunks, LFNormaliser())
-
-
-def _host_name() -> str:
-    """This host's name as Maildir unique names and our dotlocks carry it."""
-    return socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -63,141 +34,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         view = view[os.write(fd, view):]
 
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _normalised_flags(flags: str) -> str:
-    unknown = set(flags) - MAILDIR_FLAGS
-    if unknown:
-        raise UsageError(f"unknown message flags {''.join(sorted(unknown))!r}; "
-                         f"known: {''.join(sorted(MAILDIR_FLAGS))}")
-    return "".join(sorted(set(flags)))
-
-
-# Our unique names: "<seconds>.M<microseconds>P<pid>Q<counter>R<random>.<host>".
-_OUR_UNIQUE_NAME = re.compile(r"[0-9]+\.M[0-9]+P([0-9]{1,10})Q[0-9]+R[0-9a-f]+\.(.+)")
-TMP_ABANDONED_AFTER = 36 * 3600   # the Maildir spec's age after which anyone may clean tmp/
-
-
-class Maildir:
-    """A Maildir; keys are the unique base names (without the ":2,FLAGS" info)."""
-
-    _counter = itertools.count()
-
-    def __init__(self, path: str, create: bool = True):
-        self.path = path
-        subdirs = [os.path.join(path, sub) for sub in ("tmp", "new", "cur")]
-        if create:
-            try:
-                for sub in subdirs:
-                    os.makedirs(sub, mode=0o700, exist_ok=True)
-            except OSError as exc:
-                raise CantCreateError(f"{path}: cannot create Maildir: {exc.strerror or exc}") from exc
-            self._remove_abandoned_tmp()
-        elif not all(os.path.isdir(sub) for sub in subdirs):
-            raise NoInputError(f"{path}: not a Maildir (needs tmp/, new/ and cur/)")
-        self._index: dict[str, str] = {}
-
-    def _remove_abandoned_tmp(self) -> None:
-        """Remove from tmp/ what a killed writer left: our own files whose process is gone
-        from this host, and anything older than the spec's 36 hours. A live writer's file
-        is never touched, and tmp/ is never read as mail, so this only frees space."""
-        host, now = _host_name(), time.time()
-        tmp = os.path.join(self.path, "tmp")
-        for entry in os.scandir(tmp):
-            ours = _OUR_UNIQUE_NAME.fullmatch(entry.name)
-            try:
-                abandoned = (ours is not None and ours.group(2) == host and process_is_gone(int(ours.group(1)))) \
-                    or now - entry.stat(follow_symlinks=False).st_mtime > TMP_ABANDONED_AFTER
-                if abandoned and entry.is_file(follow_symlinks=False):
-                    os.unlink(entry.path)
-            except OSError:
-                pass                  # another writer cleaned it first, or it is not ours to remove
-
-    def _unique_name(self) -> str:
-        now = time.time()
-        return (f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}"
-                f"Q{next(self._counter)}R{secrets.token_hex(4)}.{_host_name()}")
-
-    def add(self, chunks: Iterable[bytes], flags: str = "") -> str:
-        """Deliver a message atomically and durably; return its final path.
-
-        A failure while writing (including one raised by `chunks`) removes the tmp file,
-        so nothing appears under new/ or cur/.
-        """
-        flags = _normalised_flags(flags)
-        name = self._unique_name()
-        tmp_path = os.path.join(self.path, "tmp", name)
-        if flags:
-            final_dir, final_name = "cur", f"{name}:2,{flags}"
-        else:
-            final_dir, final_name = "new", name
-        final_path = os.path.join(self.path, final_dir, final_name)
-        try:
-            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise CantCreateError(f"{tmp_path}: {exc.strerror or exc}") from exc
-        try:
-            with open(fd, "wb") as out:
-                for data in as_stored(chunks):
-                    out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.rename(tmp_path, final_path)
-        except BaseException as exc:
-            try:
-                os.unlink(tmp_path)
-            except OSError:
-                pass
-            if isinstance(exc, OSError):
-                raise IOFailure(f"{tmp_path}: {exc.strerror or exc}") from exc
-            raise
-        _fsync_directory(os.path.join(self.path, final_dir))
-        self._index[name] = final_path
-        return final_path
-
-    def _scan(self) -> list[tuple[tuple, str, str]]:
-        found = []
-        for sub in ("new", "cur"):
-            directory = os.path.join(self.path, sub)
-            for entry in os.scandir(directory):
-                if entry.name.startswith(".") or not entry.is_file():
-                    continue
-                key = entry.name.split(":", 1)[0]
-                seconds = key.split(".", 1)[0]
-                delivered = parse_decimal(seconds)
-                order = (delivered if delivered is not None else int(entry.stat().st_mtime), key)
-                found.append((order, key, entry.path))
-        return found
-
-    def keys(self) -> list[str]:
-        """Messages in new/ and cur/ in delivery order (the time in the unique name)."""
-        found = sorted(self._scan())
-        self._index = {key: path for _, key, path in found}
-        return [key for _, key, _ in found]
-
-    def _path(self, key: str) -> str:
-        path = self._index.get(key)
-        if path is None or not os.path.exists(path):  # flags may have renamed it meanwhile
-            self.keys()
-            path = self._index.get(key)
-        if path is None:
-            raise NoInputError(f"{self.path}: no message {key!r}")
-        return path
-
-    def open(self, key: str) -> BinaryIO:
-        return open(self._path(key), "rb")
-
-    def flags(self, key: str) -> str:
-        """The message's flag letters (the info ":2,FLAGS" of its name), known ones only."""
-        info = os.path.basename(self._path(key)).partition(":2,")[2]
-        return "".join(sorted(set(info) & MAILDIR_FLAGS))
 
 
 # What our dotlock holds: "<pid>\n<host>\n<mbox length before the append>\n".
@@ -228,7 +64,7 @@ class Mbox:
         the length to cut back to; the next writer (or `recover`) does that first.
         """
         from_line = self._from_line(sender)
-        status = self._status_lines(_normalised_flags(flags))
+        status = self._status_lines(normalised_flags(flags))
         with self._locked() as (fd, start):
             return self._append(fd, start, from_line + status, chunks)
 
@@ -243,12 +79,8 @@ class Mbox:
     @contextmanager
     def _locked(self) -> Iterator[tuple[int, int]]:
         """Hold the fcntl lock and our dotlock; yield (descriptor, length before the append)."""
+        fd = self._open_locked()
         try:
-            fd = os.open(self.path, os.O_RDWR)
-        except OSError as exc:
-            raise CantCreateError(f"{self.path}: {exc.strerror or exc}") from exc
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX)
             start = self._acquire_dotlock(fd)
             try:
                 yield fd, start
@@ -256,6 +88,27 @@ class Mbox:
                 os.unlink(self._dotlock_path)
         finally:
             os.close(fd)          # closing releases the fcntl lock
+
+    def _open_locked(self) -> int:
+        """Open the mbox and take its fcntl lock, on the file that is at `path` once the lock
+        is held: `remove` renames a new file into place while others wait for the old
+        file's lock, and what they append to the old file nobody would ever read."""
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR)
+            except OSError as exc:
+                raise CantCreateError(f"{self.path}: {exc.strerror or exc}") from exc
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                    return fd
+            except FileNotFoundError as exc:
+                os.close(fd)
+                raise CantCreateError(f"{self.path}: removed while waiting for its lock") from exc
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)          # replaced meanwhile: lock the file that is there now
 
     def _append(self, fd: int, start: int, preamble: bytes, chunks: Iterable[bytes]) -> str:
         try:
@@ -342,7 +195,7 @@ class Mbox:
                                       f"{exc.strerror or exc}") from exc
             try:
                 start = os.fstat(fd).st_size
-                _write_all(lock_fd, f"{os.getpid()}\n{_host_name()}\n{start}\n".encode())
+                _write_all(lock_fd, f"{os.getpid()}\n{host_name()}\n{start}\n".encode())
                 os.fsync(lock_fd)
             except OSError as exc:
                 os.unlink(self._dotlock_path)
@@ -361,7 +214,7 @@ class Mbox:
             return True
         except OSError:
             return False
-        ours_and_dead = owner is not None and owner["host"].decode(errors="replace") == _host_name() \
+        ours_and_dead = owner is not None and owner["host"].decode(errors="replace") == host_name() \
             and process_is_gone(int(owner["pid"]))
         if not ours_and_dead and age <= self.DOTLOCK_STALE_AFTER:
             return False
@@ -415,15 +268,7 @@ class Mbox:
         """The message at `key`, un-quoted, without its "From " line and separator."""
         mbox = open(self.path, "rb")
         try:
-            start = parse_decimal(key)
-            start = -1 if start is None else start
-            mbox.seek(max(start, 0))
-            from_line = mbox.readline()
-            if start < 0 or not from_line.startswith(b"From "):
-                raise NoInputError(f"{self.path}: no message at {key!r}")
-            body_start = mbox.tell()
-            following = next(self._message_starts(mbox, body_start), None)
-            end = following if following is not None else os.fstat(mbox.fileno()).st_size
+            _, body_start, end = self._locate(mbox, key)
             if end > body_start:
                 mbox.seek(end - 1)
                 if mbox.read(1) == b"\n":
@@ -432,6 +277,73 @@ class Mbox:
         except BaseException:
             mbox.close()
             raise
+
+    def _locate(self, mbox: BinaryIO, key: str) -> tuple[int, int, int]:
+        """Where the message at `key` is: the offsets of its "From " line, of its first
+        header line, and of the next "From " line (or the file's end)."""
+        start = parse_decimal(key)
+        if start is not None:
+            mbox.seek(max(start - 1, 0))
+            before = mbox.read(1) if start else b"\n"
+            from_line = mbox.readline()
+        if start is None or before != b"\n" or not from_line.startswith(b"From "):
+            raise NoInputError(f"{self.path}: no message at {key!r}")
+        body_start = mbox.tell()
+        following = next(self._message_starts(mbox, body_start), None)
+        return start, body_start, following if following is not None else os.fstat(mbox.fileno()).st_size
+
+    def remove(self, *keys: str) -> None:
+        """Remove these messages, in one rewrite under both locks: the mbox is copied
+        without them, bytes as they are (mboxrd quoting kept) and in chunks (memory stays
+        bounded), into a temporary file beside it with its mode, which is fsync'd and
+        renamed over it. A kill at any point leaves the old file or the new one, and the
+        next writer in that directory removes the temporary file (streams.files).
+
+        The keys of the messages after a removed one change, and so does `validity`. A key
+        that names no message removes nothing (NoInputError). Our writers waiting for the
+        old file's lock see that it was replaced and lock the new one (_open_locked)."""
+        with self._locked() as (fd, size):
+            with open(fd, "rb", closefd=False) as mbox:
+                removed = sorted({self._locate(mbox, key)[::2] for key in keys})
+            kept, cursor = [], 0
+            for start, end in removed:
+                kept.append((cursor, start))
+                cursor = end
+            kept.append((cursor, size))
+            self._rewrite(fd, [(start, end) for start, end in kept if end > start])
+
+    def _rewrite(self, fd: int, ranges: list[tuple[int, int]]) -> None:
+        """Replace the mbox by a file holding its byte `ranges`, atomically and durably."""
+        target = os.path.realpath(self.path)
+        mode = os.fstat(fd)
+        try:
+            with OutputDirectory(os.path.dirname(target), wanted=self.path) as directory, \
+                    directory.new_file(os.path.basename(target), replace=True) as output:
+                os.fchmod(output.stream.fileno(), stat.S_IMODE(mode.st_mode))
+                try:
+                    os.fchown(output.stream.fileno(), mode.st_uid, mode.st_gid)
+                except PermissionError:
+                    pass          # not ours to give away: the file stays the writer's
+                for start, end in ranges:
+                    while start < end:
+                        chunk = os.pread(fd, min(CHUNK_SIZE, end - start), start)
+                        if not chunk:
+                            raise IOFailure(f"{self.path}: shorter than it was when locked")
+                        output.stream.write(chunk)
+                        start += len(chunk)
+        except OSError as exc:
+            raise IOFailure(f"{self.path}: cannot rewrite: {exc.strerror or exc}") from exc
+
+    @property
+    def validity(self) -> int:
+        """The file's inode number: `remove` renames a new file into place, renumbering keys."""
+        try:
+            return os.stat(self.path).st_ino
+        except OSError as exc:
+            raise NoInputError(f"{self.path}: {exc.strerror or exc}") from exc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
 
 
 class _UnquotingReader(io.RawIOBase):
@@ -463,12 +375,3 @@ class _UnquotingReader(io.RawIOBase):
     def close(self) -> None:
         self._mbox.close()
         super().close()
-
-
-def open_store(url: ServerURL, create: bool = True) -> "Maildir | Mbox":
-    """The local store a maildir:PATH or mbox:PATH URL names."""
-    if url.scheme == "maildir":
-        return Maildir(url.path, create)
-    if url.scheme == "mbox":
-        return Mbox(url.path, create)
-    raise UsageError(f"{url.scheme}: is not a local store (expected maildir: or mbox:)")

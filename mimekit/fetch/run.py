@@ -1,9 +1,10 @@
 """Fetching mail from IMAP, POP3 or a local store into an output, durably.
 
 This module is the fetch loop and its public API, and keeps the one rule that makes
-fetching safe. A source (imap_session, pop3_session, local_source) lists message ids,
-describes them (mimekit.fetch.message.ListedMessage), streams them and deletes them; an output
-(fetch_sinks) saves them durably; fetch_state remembers for --new what was saved.
+fetching safe. A source (mimekit.fetch.sources.Source: the IMAP and POP3 clients, or a
+local store) lists message ids, describes them (mimekit.fetch.message.ListedMessage),
+streams them and deletes them; an output (mimekit.fetch.sinks) saves them durably;
+mimekit.fetch.state remembers for --new what was saved.
 
 Every run into a durable output keeps the state of fetch_state (what was saved where),
 so that a later --new run skips what any earlier run saved there; --new only decides
@@ -14,7 +15,8 @@ whether saved messages are skipped. The durability contract, in order, for every
   3. its "seen" line is appended to the state;
   4. only after every message of the run is saved and the state fsync'd does the server
      hear about deletion: IMAP UID STORE +FLAGS.SILENT (\\Deleted) then UID EXPUNGE (plain
-     EXPUNGE without UIDPLUS), POP3 DELE then QUIT (which is when POP3 deletes).
+     EXPUNGE without UIDPLUS), POP3 DELE then QUIT (which is when POP3 deletes); a local
+     store unlinks the files (Maildir) or rewrites itself without them (mbox).
 A run killed at any point therefore never deletes a message that is not on disk. A
 run killed between steps 2 and 3 leaves an orphan: the next run finds the pending line,
 finds the orphan in the output by its mark, fetches the message from the source again
@@ -35,8 +37,8 @@ from mimekit.fetch.message import HEADER_LIMIT, message_id_of
 from mimekit.fetch.sinks import Sink, maildir_flags
 from mimekit.fetch.state import FetchState, state_path
 from mimekit.streams.files import read_chunks
+from mimekit.fetch.sources import LocalSource, Source
 from mimekit.transport.imap.client import IMAPSession
-from mimekit.fetch.local import LocalSource
 from mimekit.transport.pop3.client import POP3Session
 from mimekit.transport.urls import ServerURL
 
@@ -115,15 +117,14 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
 def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: str | None) -> None:
     if criteria and url.protocol != "imap":
         raise UsageError("--since, --unseen and --search need an IMAP source (POP3 and local stores cannot search)")
-    if options.delete and url.is_local:
-        raise UsageError("--delete is not supported for local sources")
     if options.delete and not sink.durable:
         raise UsageError("--delete with -o - is refused: standard output is not durable storage")
     if options.limit is not None and options.limit < 1:
         raise UsageError("--limit must be at least 1")
 
 
-def _run(source, sink, options, criteria, state, report, on_progress) -> None:
+def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None, state: FetchState | None,
+         report: FetchReport, on_progress: Callable[[int, int], None] | None) -> None:
     ids = source.list(criteria)
     if state is not None and not source.stable_ids:
         if options.new:
@@ -193,7 +194,7 @@ class _Counter:
             yield chunk
 
 
-def _adopt_orphan(state: FetchState, sink: Sink, source, headers_only: bool) -> int:
+def _adopt_orphan(state: FetchState, sink: Sink, source: Source, headers_only: bool) -> int:
     """Record the message a killed run saved but did not record; 1 if one was adopted.
 
     A candidate is adopted only if it holds exactly the bytes the source gives for the
@@ -245,7 +246,7 @@ def _stored_digest(chunks: Iterable[bytes]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _open_source(url: ServerURL, cafile: str | None, timeout: float):
+def _open_source(url: ServerURL, cafile: str | None, timeout: float) -> Source:
     if url.is_local:
         return LocalSource(url)
     if url.protocol == "imap":

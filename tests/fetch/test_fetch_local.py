@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mimekit.stores.local import Maildir, Mbox
+from mimekit.stores import Maildir, Mbox
 
 MESSAGES = [
     b"From: a@example.test\r\nSubject: one\r\nMessage-ID: <1@x>\r\n\r\nbody one\r\n",
@@ -30,9 +30,13 @@ def lf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n")
 
 
-def copied(path) -> set[bytes]:
+def copied_list(path) -> list[bytes]:
     box = Maildir(str(path), create=False)
-    return {box.open(key).read() for key in box.keys()}
+    return [box.open(key).read() for key in box.keys()]
+
+
+def copied(path) -> set[bytes]:
+    return set(copied_list(path))
 
 
 @pytest.mark.parametrize("kind", ["maildir", "mbox"])
@@ -70,6 +74,26 @@ def test_headers_only_and_one_message_to_stdout(tmp_path, env):
     assert result.returncode == 0 and result.stdout == header_block.replace(b"\n", b"\r\n")
 
 
+@pytest.mark.parametrize("kind", ["maildir", "mbox"])
+def test_delete_removes_from_a_local_store_exactly_what_was_saved(tmp_path, env, kind):
+    source = (Maildir if kind == "maildir" else Mbox)(str(tmp_path / "source"))
+    bodies = [f"Subject: {n}\r\nMessage-ID: <{n}@x>\r\n\r\nFrom body {n}\r\n".encode() for n in range(5)]
+    for data in bodies:
+        source.add([data])
+    args = ["fetch", f"{kind}:{tmp_path / 'source'}", "-o", f"maildir:{tmp_path / 'out'}", "--delete", "--json"]
+    first = mimekit(*args, "--limit", "2", env=env)
+    assert first.returncode == 0, first.stderr.decode()
+    assert json.loads(first.stdout)["deleted"] == 2
+    assert copied(tmp_path / "out") == {lf(data) for data in bodies[:2]}
+    assert [source.open(key).read() for key in source.keys()] == [lf(data) for data in bodies[2:]]
+
+    source.add([bodies[0]])   # delivered again after the delete: a new message, fetched again
+    second = json.loads(mimekit(*args, "--new", env=env).stdout)
+    assert second["deleted"] == 4 and len(second["fetched"]) == 4
+    assert source.keys() == []
+    assert sorted(copied_list(tmp_path / "out")) == sorted([lf(data) for data in bodies] + [lf(bodies[0])])
+
+
 def test_missing_source_store_is_no_input(tmp_path, env):
     result = mimekit("fetch", f"maildir:{tmp_path / 'nowhere'}", "-o", str(tmp_path / "out"), env=env)
     assert result.returncode == 66
@@ -77,7 +101,6 @@ def test_missing_source_store_is_no_input(tmp_path, env):
 
 
 @pytest.mark.parametrize("args", [
-    ["maildir:{tmp}/src", "--delete"],                       # local sources are read, never changed
     ["maildir:{tmp}/src", "--unseen"],                       # no server-side search
     ["pop3s://alice@127.0.0.1:1", "--since", "2024-01-01"],   # POP3 cannot search: refused before connecting
     ["imaps://alice@127.0.0.1:1", "--since", "yesterday"],

@@ -1,6 +1,6 @@
 """Content-Transfer-Encodings (RFC 2045 §6): incremental base64 and quoted-printable.
 
-Every codec is a filter with the same two calls: feed() takes bytes in any chunking
+Every codec is a filter (mimekit.streams.filters): feed() takes bytes in any chunking
 and returns what can be written so far; flush() returns the rest. The concatenated
 output is identical to a single feed() of the whole input followed by flush(), and
 between calls a codec keeps only a few bytes (the input short of one base64 line, an
@@ -22,6 +22,8 @@ import struct
 
 from mimekit.defects import MAX_DEFECTS_PER_KIND, Defect, DefectKind, DefectLog
 from mimekit.errors import UsageError
+from mimekit.streams.filters import Chain, Filter
+from mimekit.streams.line_endings import LineEndingNormaliser
 
 MAX_LINE_LENGTH = 76  # RFC 2045 §6.7 (5) and §6.8: encoded lines are at most 76 characters
 
@@ -459,16 +461,24 @@ class IdentityCodec:
 IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 
 
-def make_encoder(transfer_encoding: str, eol: bytes = b"\r\n") -> Base64Encoder | QuotedPrintableEncoder | IdentityCodec:
-    """The encoder for a Content-Transfer-Encoding (any case); QP in text mode."""
+def make_encoder(transfer_encoding: str, eol: bytes = b"\r\n", *, text: bool) -> Filter:
+    """The one encoder factory: the filter content goes through for a Content-Transfer-Encoding
+    (any case). Text's line breaks (CRLF, or a bare LF) become `eol`, in base64 too, so a
+    body reads back the same whatever encoding it got; a bare CR is data, as quoted-printable's
+    text mode treats it. Other content (text=False) is encoded byte for byte."""
     name = transfer_encoding.strip().lower()
+    if name == "quoted-printable":   # its text mode writes line breaks itself
+        return QuotedPrintableEncoder(binary=not text, eol=eol)
     if name == "base64":
-        return Base64Encoder(eol=eol)
-    if name == "quoted-printable":
-        return QuotedPrintableEncoder(eol=eol)
-    if name in IDENTITY_ENCODINGS:
-        return IdentityCodec()
-    raise UsageError(f"cannot encode with Content-Transfer-Encoding {transfer_encoding!r}")
+        encoder = Base64Encoder(eol=eol)
+    elif name in IDENTITY_ENCODINGS:
+        encoder = IdentityCodec()
+    else:
+        raise UsageError(f"cannot encode with Content-Transfer-Encoding {transfer_encoding!r}")
+    if not text:
+        return encoder
+    normaliser = LineEndingNormaliser(eol, lone_cr_is_break=False)
+    return normaliser if isinstance(encoder, IdentityCodec) else Chain(normaliser, encoder)
 
 
 def make_decoder(transfer_encoding: str) -> Base64Decoder | QuotedPrintableDecoder | IdentityCodec:

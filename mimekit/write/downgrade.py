@@ -33,9 +33,10 @@ streaming parser and measures each leaf (mimekit.write.composer.ContentScan, on 
 know if it must change and on the decoded content to choose its encoding), and turns what
 it finds into a plan: a sorted list of edits, each a byte range of the input and what
 replaces it (new header bytes, or "this body, decoded and encoded again"). The second pass
-reads the input again and applies the plan while streaming: bytes outside every edit are
-copied, bodies go through a decoder and an encoder chunk by chunk. Memory is bounded by the
-parser's buffer, the codecs' few bytes and the plan (one entry per changed field or part).
+reads the input again through a filter (mimekit.streams.filters) that applies the plan:
+bytes outside every edit are copied, bodies go through a decoder and an encoder chunk by
+chunk. (The first pass is no filter: it outputs nothing but the plan.) Memory is bounded by
+the parser's buffer, the codecs' few bytes and the plan (one entry per changed field or part).
 Working on byte ranges rather than re-serialising events is also what keeps every
 untouched byte exactly as it was.
 """
@@ -54,8 +55,8 @@ from mimekit.headers.folding import fold_header, unfold
 from mimekit.limits import Limits
 from mimekit.headers.params import format_params_header, parse_params_header
 from mimekit.read.parser import MessageParser, transfer_encoding_of
-from mimekit.codecs.transfer import IdentityCodec, make_decoder
-from mimekit.write.writer import content_encoder
+from mimekit.codecs.transfer import IdentityCodec, make_decoder, make_encoder
+from mimekit.streams.filters import Chain, chain
 
 _ADDRESS_FIELDS = ADDRESS_FIELDS | {"resent-" + name for name in ADDRESS_FIELDS}
 _PARAMETER_FIELDS = frozenset({"content-type", "content-disposition"})
@@ -85,14 +86,7 @@ def downgrade_to_7bit(read: Callable[[], Iterable[bytes]], eol: bytes = CRLF,
     for chunk in read():
         plan.feed(chunk)
     edits, size = plan.close()
-    splicer = _Splicer(edits, eol)
-    for chunk in read():
-        out = splicer.feed(chunk)
-        if out:
-            yield out
-    tail = splicer.close(size)
-    if tail:
-        yield tail
+    yield from chain(read(), _Splicer(edits, eol, size))
 
 
 @dataclass
@@ -285,7 +279,7 @@ class _Planner:
             raise DataError(f"{where} is {part.content_type} with 8-bit data or long lines; it may not be "
                             "base64 or quoted-printable (RFC 2045 §6.4), so it cannot be converted")
         # The composer's own description of a part, so that its rules choose the encoding and
-        # its writer's filter encodes (the content is this body, streamed by the second pass).
+        # the one encoder factory encodes (the content is this body, streamed by the second pass).
         role = Role.TEXT if part.content_type.startswith("text/") else Role.DATA
         leaf = Leaf(None, part.content_type, role, part.content, charset=part.charset,
                     encoding="base64" if part.watch.found else "auto")
@@ -311,19 +305,21 @@ class _Planner:
 
 
 class _Splicer:
-    """The second pass: the input again, with the planned edits applied as it streams by.
+    """The second pass, a filter: the input again, with the planned edits applied as it
+    streams by.
 
-    State: the absolute offset reached, the next edit, and the codecs of the body being
-    recoded (an edit may span any number of chunks).
+    State: the absolute offset reached, the next edit, and the filter (decoder then
+    encoder) of the body being recoded (an edit may span any number of chunks).
     """
 
-    def __init__(self, edits: list[_Edit], eol: bytes):
+    def __init__(self, edits: list[_Edit], eol: bytes, size: int):
         self._edits = edits
         self._eol = eol
+        self._size = size       # of the input the edits were planned on
         self._next = 0
         self._offset = 0
         self._started = False   # the next edit's replacement is out, its range being consumed
-        self._codecs = None     # (decoder, encoder) of the body being recoded
+        self._recoder: Chain | None = None
 
     def feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
@@ -343,12 +339,12 @@ class _Splicer:
         self._offset = stop
         return b"".join(out)
 
-    def close(self, size: int) -> bytes:
+    def flush(self) -> bytes:
         """The end of the input: the edits left must all end there (insertions at the very
         end, a body that runs to the end)."""
-        if self._offset != size:
+        if self._offset != self._size:
             raise IOFailure(f"the message changed while it was being converted to 7-bit "
-                            f"({size} bytes, then {self._offset})")
+                            f"({self._size} bytes, then {self._offset})")
         out = []
         for edit in self._edits[self._next:]:
             out.append(self._through(edit, b""))
@@ -373,17 +369,17 @@ class _Splicer:
             if edit.recode is None:
                 return edit.text
             recode = edit.recode
-            self._codecs = (make_decoder(recode.old), content_encoder(recode.leaf, recode.new, self._eol))
+            self._recoder = Chain(make_decoder(recode.old),
+                                  make_encoder(recode.new, self._eol, text=recode.leaf.line_breaks_are_text))
             head = self._eol if recode.separator else b""
-        if self._codecs is None:
+        if self._recoder is None:
             return b""
-        decoder, encoder = self._codecs
-        return head + encoder.feed(decoder.feed(data))
+        return head + self._recoder.feed(data)
 
     def _finish(self, edit: _Edit) -> bytes:
         self._next += 1
         self._started = False
-        if self._codecs is None:
+        if self._recoder is None:
             return b""
-        (decoder, encoder), self._codecs = self._codecs, None
-        return encoder.feed(decoder.flush()) + encoder.flush()
+        recoder, self._recoder = self._recoder, None
+        return recoder.flush()

@@ -11,15 +11,15 @@ Line ends are CRLF (RFC 5322) unless eol=b"\\n" is asked for (a local file for U
 """
 
 import io
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 from mimekit.write.composer import CRLF, ContentScan, Leaf, ComposedMessage, Multipart, Role, choose_transfer_encoding
 from mimekit.errors import IOFailure
 from mimekit.streams.files import read_chunks
 from mimekit.headers.folding import fold_header
-from mimekit.streams.line_endings import LineEndingNormaliser
+from mimekit.streams.filters import chain
 from mimekit.headers.params import format_attachment_headers, format_params_header
-from mimekit.codecs.transfer import Base64Encoder, IdentityCodec, QuotedPrintableEncoder
+from mimekit.codecs.transfer import make_encoder
 
 WRITE_CHUNK_SIZE = 57 * 1024   # 57 KiB in, 76 KiB of base64 out
 
@@ -60,20 +60,26 @@ def _write_entity(entity: Leaf | Multipart, sink: BinaryIO, eol: bytes, on_progr
         return
     transfer_encoding = entity.transfer_encoding(eol)
     sink.write(_leaf_fields(entity, transfer_encoding, eol) + eol)
-    encoder = content_encoder(entity, transfer_encoding, eol)
+    encoder = make_encoder(transfer_encoding, eol, text=entity.line_breaks_are_text)
     # 7bit content goes out as it is, so it is scanned again on the way: a file that changed
     # since the pre-scan (a growing log) must not slip 8-bit data or a boundary into the message.
     rescan = ContentScan(entity.scan.forbidden) if transfer_encoding == "7bit" else None
     with entity.content.open() as stream:
-        for chunk in read_chunks(stream, WRITE_CHUNK_SIZE):
-            if rescan:
-                rescan.feed(chunk)
-            sink.write(encoder.feed(chunk))
-            on_progress(len(chunk))
-    sink.write(encoder.flush())
+        for data in chain(_read_content(stream, rescan, on_progress), encoder):
+            sink.write(data)
     if rescan and not _still_7bit(rescan, entity, eol):
         raise IOFailure(f"{entity.filename or 'the body'} changed while it was being read; "
                         "it no longer fits 7bit, so the message was not completed")
+
+
+def _read_content(stream: BinaryIO, rescan: ContentScan | None, on_progress) -> Iterator[bytes]:
+    """A part's content in WRITE_CHUNK_SIZE chunks, each rescanned (if asked) as it is read
+    and counted as read once its encoding is written."""
+    for chunk in read_chunks(stream, WRITE_CHUNK_SIZE):
+        if rescan:
+            rescan.feed(chunk)
+        yield chunk
+        on_progress(len(chunk))
 
 
 def _still_7bit(rescan: ContentScan, leaf: Leaf, eol: bytes) -> bool:
@@ -93,26 +99,3 @@ def _leaf_fields(leaf: Leaf, transfer_encoding: str, eol: bytes) -> bytes:
     if leaf.content_id:
         fields += fold_header("Content-ID", f"<{leaf.content_id}>", eol)
     return fields
-
-
-class _Chain:
-    """Two filters in a row: text line breaks first, then the transfer encoding."""
-
-    def __init__(self, first, second):
-        self._first, self._second = first, second
-
-    def feed(self, data: bytes) -> bytes:
-        return self._second.feed(self._first.feed(data))
-
-    def flush(self) -> bytes:
-        return self._second.feed(self._first.flush()) + self._second.flush()
-
-
-def content_encoder(leaf: Leaf, transfer_encoding: str, eol: bytes):
-    """The filter a part's content goes through. Text's line breaks become `eol` (in base64
-    too, so a body reads back the same whatever encoding it got); a bare CR is data, as
-    quoted-printable's text mode treats it; a file's bytes are kept."""
-    if transfer_encoding == "quoted-printable":   # its text mode writes line breaks itself
-        return QuotedPrintableEncoder(binary=not leaf.line_breaks_are_text, eol=eol)
-    encoder = Base64Encoder(eol=eol) if transfer_encoding == "base64" else IdentityCodec()
-    return _Chain(LineEndingNormaliser(eol, lone_cr_is_break=False), encoder) if leaf.line_breaks_are_text else encoder

@@ -395,11 +395,17 @@ def test_make_decoder_is_case_insensitive_and_keeps_unknown_encodings_as_they_ar
 
 
 def test_make_encoder_passes_eol_on():
-    assert run(make_encoder("Base64", eol=b"\n"), [b"x" * 60]) == base64.encodebytes(b"x" * 60)
-    assert run(make_encoder("quoted-printable", eol=b"\n"), [b"a\r\nb"]) == b"a\nb"
-    assert type(make_encoder("8bit")) is IdentityCodec
+    assert run(make_encoder("Base64", eol=b"\n", text=False), [b"x" * 60]) == base64.encodebytes(b"x" * 60)
+    assert run(make_encoder("quoted-printable", eol=b"\n", text=True), [b"a\r\nb"]) == b"a\nb"
+    assert type(make_encoder("8bit", text=False)) is IdentityCodec
 
 
 def test_make_encoder_refuses_an_unknown_encoding():
     with pytest.raises(UsageError):
-        make_encoder("x-uuencode")
+        make_encoder("x-uuencode", text=False)
+
+
+def test_make_encoder_turns_text_line_breaks_into_eol_in_every_encoding():
+    assert run(make_encoder("base64", eol=b"\n", text=True), [b"a\r", b"\nb\rc"]) == base64.encodebytes(b"a\nb\rc")
+    assert run(make_encoder("8bit", eol=b"\r\n", text=True), [b"a\nb\r", b"\nc"]) == b"a\r\nb\r\nc"
+    assert run(make_encoder("quoted-printable", eol=b"\n", text=False), [b"a\r\nb"]) == b"a=0D=0Ab"

@@ -26,7 +26,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, replace
 from typing import BinaryIO, Callable, ContextManager, Iterator
@@ -35,7 +34,7 @@ from mimekit.codecs.charsets import TextDecoder
 from mimekit.defects import Defect, DefectKind
 from mimekit.errors import CantCreateError, DataError
 from mimekit.read.events import PartKind
-from mimekit.streams.files import OutputDirectory
+from mimekit.streams.files import OutputDirectory, temporary_file
 from mimekit.codecs.html_text import HtmlTextConverter
 from mimekit.limits import Limits
 from mimekit.read.parser import child_id
@@ -335,7 +334,7 @@ class _Scope:
                                        f"nested deeper than {limits.max_depth}: encoded message kept as one body",
                                        part.id))
             return nullcontext()
-        return tempfile.TemporaryFile()   # a real file: parse_message reads it in place, no second copy
+        return temporary_file()   # a real file: parse_message reads it in place, no second copy
 
     def decoded(self, part: Part, spool: BinaryIO, limits: Limits) -> "_Scope":
         """The message decoded from our part `part` into `spool`, parsed. Its depth counts

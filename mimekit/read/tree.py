@@ -36,14 +36,13 @@ file. Reads seek the shared spool, so use one Message from one thread at a time.
 import io
 import os
 import stat
-import tempfile
 from typing import BinaryIO, Iterator, Protocol
 
 from mimekit.defects import Defect, DefectError, DefectLog, OnDefect, check_defect_policy
 from mimekit.headers.encoded_words import decode_header_value
 from mimekit.read.events import (DefectFound, Epilogue, Event, HeaderField, HeadersEnd, PartEnd, PartKind,
                             PartStart, Preamble)
-from mimekit.streams.files import CHUNK_SIZE, read_chunks
+from mimekit.streams.files import CHUNK_SIZE, read_chunks, temporary_file
 from mimekit.limits import Limits
 from mimekit.headers.params import HeaderParams, parse_params_header, preferred_filename
 from mimekit.read.parser import MessageParser, placed_defect
@@ -80,7 +79,7 @@ class _SpoolSource:
     """A copy of a stream that cannot be read again (pipe, socket, in-memory)."""
 
     def __init__(self) -> None:
-        self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+        self._spool = temporary_file(memory_limit=SPOOL_MEMORY)
 
     def append(self, data: bytes) -> None:
         self._spool.write(data)

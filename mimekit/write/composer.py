@@ -43,7 +43,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
@@ -52,7 +51,7 @@ from mimekit.headers.addresses import addr_specs, format_address_header, parse_a
 from mimekit.headers.dates import format_date, make_message_id, parse_date
 from mimekit.headers.encoded_words import encode_unstructured
 from mimekit.errors import DataError, UsageError
-from mimekit.streams.files import open_input, read_chunks
+from mimekit.streams.files import open_input, read_chunks, temporary_file
 from mimekit.headers.folding import check_header_value, fold_header
 from mimekit.write.sniff import OCTET_STREAM, CharsetDetector, is_media_type, sniff_content_type
 
@@ -115,7 +114,7 @@ class Content:
     @classmethod
     def from_stream(cls, stream: BinaryIO) -> "Content":
         """Copy a stream that can only be read once (stdin, a pipe) to an anonymous temp file."""
-        spool = tempfile.TemporaryFile(prefix="mimekit-")
+        spool = temporary_file()
         shutil.copyfileobj(stream, spool, SCAN_CHUNK_SIZE)
         spool.flush()
 

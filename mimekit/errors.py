@@ -10,6 +10,7 @@ class MimekitError(Exception):
     """Base class: every failure the engine reports on purpose."""
 
     kind = "error"
+    reply_code: int | None = None   # the server's reply code, when a server's refusal is the reason
 
 
 class UsageError(MimekitError):

@@ -38,8 +38,8 @@ from mimekit.fetch.sinks import Sink, maildir_flags
 from mimekit.fetch.state import FetchState, state_path
 from mimekit.streams.files import read_chunks
 from mimekit.fetch.sources import LocalSource, Source
-from mimekit.transport.imap.client import IMAPSession
-from mimekit.transport.pop3.client import POP3Session
+from mimekit.transport.imap.client import IMAPClient
+from mimekit.transport.pop3.client import POP3Client
 from mimekit.transport.urls import ServerURL
 
 SOURCE_SCHEMES = {"imap", "imaps", "pop3", "pop3s", "maildir", "mbox"}
@@ -250,7 +250,7 @@ def _open_source(url: ServerURL, cafile: str | None, timeout: float) -> Source:
     if url.is_local:
         return LocalSource(url)
     if url.protocol == "imap":
-        return IMAPSession(url, cafile, timeout)
+        return IMAPClient(url, cafile, timeout)
     if url.protocol == "pop3":
-        return POP3Session(url, cafile, timeout)
+        return POP3Client(url, cafile, timeout)
     raise UsageError(f"{url.scheme}: cannot fetch from it")

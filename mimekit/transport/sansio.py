@@ -1,6 +1,6 @@
-"""What the sans-IO protocol clients share (h11's shape; ../shared/notes/style.md).
+"""What the sans-IO protocol clients (SMTP, IMAP, POP3) share, in h11's shape.
 
-A driver hands whatever arrived to `receive_data()` (b"" at end of stream), takes
+A driver (driver.py) hands whatever arrived to `receive_data()` (b"" at end of stream), takes
 typed events from `next_event()` until it returns NEED_DATA, and writes whatever
 `data_to_send()` returns. Protocol classes supply the parsing in `_step()` and what an
 end of stream means in `_end_of_stream()`.
@@ -42,10 +42,16 @@ class BufferedClientProtocol:
         else:
             self._eof = True
 
-    def data_to_send(self) -> bytes:
-        out = bytes(self._outbox)
-        self._outbox.clear()
+    def data_to_send(self) -> bytearray:
+        """Everything queued to write, handed over rather than copied: a message's content
+        passes through here on its way to the socket."""
+        out, self._outbox = self._outbox, bytearray()
         return out
+
+    @property
+    def bytes_to_send(self) -> int:
+        """How much is queued, so a driver can gather a batch before writing."""
+        return len(self._outbox)
 
     def next_event(self):
         if self._broken is not None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mimekit.errors import ProtocolError, TempFailure, UsageError
 from mimekit.transport.imap.protocol import (Capability, Completion, ConnectionClosed, Continuation, Exists,
                                    Expunge, Fetch, FetchBodyChunk, FetchBodyEnd, FetchBodyStart, Greeting,
-                                   IMAPClientProtocol, ListEntry, Search, StatusResponse, decode_mailbox_name,
+                                   IMAPProtocol, ListEntry, Search, StatusResponse, decode_mailbox_name,
                                    encode_mailbox_name, search_criteria, uid_set)
 from helpers import protocol_events
 from strategies import chunkings
@@ -25,8 +25,8 @@ def events(proto, data=b""):
     return protocol_events(proto, data, closed=ConnectionClosed)
 
 
-def greeted(greeting=GREETING) -> IMAPClientProtocol:
-    proto = IMAPClientProtocol()
+def greeted(greeting=GREETING) -> IMAPProtocol:
+    proto = IMAPProtocol()
     events(proto, greeting)
     return proto
 
@@ -38,24 +38,24 @@ def body_of(evs) -> bytes:
 # ------------------------------------------------------------------ greeting, state
 
 def test_greeting_capability_code_sets_capabilities():
-    proto = IMAPClientProtocol()
+    proto = IMAPProtocol()
     [greeting] = events(proto, GREETING)
     assert greeting == Greeting("OK", greeting.code, "ready")
     assert proto.capabilities == {"IMAP4REV1", "STARTTLS", "AUTH=PLAIN"}
 
 
 def test_preauth_and_bye_greetings_are_reported_as_such():
-    assert events(IMAPClientProtocol(), b"* PREAUTH logged in already\r\n")[0].status == "PREAUTH"
-    assert events(IMAPClientProtocol(), b"* BYE too busy\r\n")[0].status == "BYE"
+    assert events(IMAPProtocol(), b"* PREAUTH logged in already\r\n")[0].status == "PREAUTH"
+    assert events(IMAPProtocol(), b"* BYE too busy\r\n")[0].status == "BYE"
 
 
 def test_data_before_greeting_is_a_protocol_error():
     with pytest.raises(ProtocolError):
-        events(IMAPClientProtocol(), b"* 3 EXISTS\r\n")
+        events(IMAPProtocol(), b"* 3 EXISTS\r\n")
 
 
 def test_greeting_split_byte_by_byte():
-    proto = IMAPClientProtocol()
+    proto = IMAPProtocol()
     got = []
     for i in range(len(GREETING)):
         got += events(proto, GREETING[i:i + 1])
@@ -121,7 +121,7 @@ def test_eof_in_the_middle_of_a_response_is_a_temporary_failure():
 
 
 def test_overlong_line_is_a_protocol_error():
-    proto = IMAPClientProtocol(max_line=100)
+    proto = IMAPProtocol(max_line=100)
     with pytest.raises(ProtocolError, match="longer"):
         events(proto, b"* OK " + b"x" * 200)
 
@@ -327,7 +327,7 @@ def test_unsolicited_flags_fetch_has_no_body():
 
 
 def test_a_literal_that_is_not_a_body_is_buffered_within_the_limit():
-    proto = IMAPClientProtocol(max_literal=10)
+    proto = IMAPProtocol(max_literal=10)
     events(proto, GREETING)
     proto.uid_fetch("1", "(UID ENVELOPE)")
     evs = events(proto, b"* 1 FETCH (UID 1 ENVELOPE ({5}\r\nhello NIL))\r\n")
@@ -434,7 +434,7 @@ def test_after_a_protocol_error_every_event_is_the_same_error():
 
 
 def test_untagged_responses_to_one_command_are_counted():
-    proto = IMAPClientProtocol(max_untagged=5)
+    proto = IMAPProtocol(max_untagged=5)
     events(proto, GREETING)
     tag = proto.select("INBOX")
     events(proto, b"* OK fine\r\n" * 4 + tag.encode() + b" OK done\r\n")   # the count starts again
@@ -446,7 +446,7 @@ def test_untagged_responses_to_one_command_are_counted():
 
 def test_fetch_and_expunge_answers_are_not_counted():
     """One per message: the driver keeps none of them whole."""
-    proto = IMAPClientProtocol(max_untagged=5)
+    proto = IMAPProtocol(max_untagged=5)
     events(proto, GREETING)
     proto.uid_fetch("1:*", "(UID FLAGS)")
     proto.expunge()
@@ -457,7 +457,7 @@ def test_fetch_and_expunge_answers_are_not_counted():
 
 
 def test_untagged_bytes_to_one_command_are_bounded_before_they_are_read():
-    proto = IMAPClientProtocol(max_untagged_bytes=1000)
+    proto = IMAPProtocol(max_untagged_bytes=1000)
     events(proto, GREETING)
     proto.list()
     events(proto, b'* LIST () "/" {500}\r\n' + b"x" * 500 + b"\r\n")
@@ -466,7 +466,7 @@ def test_untagged_bytes_to_one_command_are_bounded_before_they_are_read():
 
 
 def test_one_response_of_endless_literals_is_bounded():
-    proto = IMAPClientProtocol(max_untagged_bytes=10_000)
+    proto = IMAPProtocol(max_untagged_bytes=10_000)
     events(proto, GREETING)
     proto.noop()
     with pytest.raises(ProtocolError, match="bytes of untagged"):

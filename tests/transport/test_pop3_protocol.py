@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
 from mimekit.transport.pop3.protocol import (Capabilities, ConnectionClosed, DotUnstuffer, Greeting,
-                                   MessageChunk, MessageEnd, MessageStart, POP3ClientProtocol, Reply, Sizes,
+                                   MessageChunk, MessageEnd, MessageStart, POP3Protocol, Reply, Sizes,
                                    Stat, UniqueIds)
 from helpers import protocol_events
 from strategies import chunkings
@@ -16,8 +16,8 @@ def events(proto, data=b""):
     return protocol_events(proto, data, closed=ConnectionClosed)
 
 
-def greeted() -> POP3ClientProtocol:
-    proto = POP3ClientProtocol()
+def greeted() -> POP3Protocol:
+    proto = POP3Protocol()
     assert events(proto, b"+OK POP3 ready\r\n") == [Greeting(True, "POP3 ready")]
     return proto
 
@@ -76,7 +76,7 @@ def test_unstuffer_gives_the_lines_back_for_any_chunking(data):
 # ---------------------------------------------------------------------- the protocol
 
 def test_err_greeting_is_reported():
-    assert events(POP3ClientProtocol(), b"-ERR go away\r\n") == [Greeting(False, "go away")]
+    assert events(POP3Protocol(), b"-ERR go away\r\n") == [Greeting(False, "go away")]
 
 
 def test_garbage_instead_of_a_status_is_a_protocol_error():
@@ -189,7 +189,7 @@ def test_a_uidl_number_that_is_not_ascii_digits_is_a_protocol_error():
 
 
 def test_overlong_listing_is_a_protocol_error():
-    proto = POP3ClientProtocol(max_listing=50)
+    proto = POP3Protocol(max_listing=50)
     events(proto, b"+OK hi\r\n")
     proto.uidl()
     with pytest.raises(ProtocolError, match="longer"):

@@ -1,6 +1,6 @@
 """IMAP as a fetch source (RFC 3501), and `mimekit folders`: log in over TLS, select the
 folder, then list, describe, retrieve and delete by UID. The protocol itself is
-imap_protocol's (sans-IO); this is its driver.
+imap/protocol.py's (sans-IO), the event pump driver.py's.
 """
 
 # Annotations stay unevaluated: the list() method would shadow list[...] in them.
@@ -12,14 +12,14 @@ from mimekit.transport.imap import protocol as imap
 from mimekit.transport.connection import DEFAULT_TIMEOUT
 from mimekit.errors import AuthError, MimekitError, ProtocolError, TempFailure, UnavailableError, UsageError
 from mimekit.fetch.message import HEADER_LIMIT, ListedMessage, message_id_of
-from mimekit.transport.session import FetchSession, login_failure
+from mimekit.transport.driver import Driver, login_failure
 from mimekit.transport.urls import ServerURL
 
 IMAP_BATCH = 100          # UIDs per UID FETCH of bodies; two batches are kept in flight
 IMAP_DESCRIBE_BATCH = 5000
 
 
-class IMAPSession(FetchSession):
+class IMAPClient(Driver):
     """Connect, secure, log in, select; then list, describe, retrieve and delete by UID."""
 
     name = "IMAP"
@@ -42,7 +42,7 @@ class IMAPSession(FetchSession):
 
     def login(self, password: Callable[[], str] | None) -> None:
         self._connect()
-        self.proto = imap.IMAPClientProtocol()
+        self.proto = imap.IMAPProtocol()
         greeting = self._next()
         if not isinstance(greeting, imap.Greeting):
             raise ProtocolError(f"{self.conn.where}: no IMAP greeting")
@@ -247,9 +247,9 @@ def _collect(event_type: type, take: Callable[[object], None]) -> Callable[[obje
 def list_folders(url: ServerURL, password: Callable[[], str] | None, cafile: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> list[imap.ListEntry]:
     """Every folder of an IMAP account (LIST "" "*"), names decoded from modified UTF-7."""
-    session = IMAPSession(url, cafile, timeout)
+    client = IMAPClient(url, cafile, timeout)
     try:
-        session.login(password)
-        return session.folders()
+        client.login(password)
+        return client.folders()
     finally:
-        session.close()
+        client.close()

@@ -1,6 +1,6 @@
 """Sans-IO IMAP4rev1 client protocol (RFC 3501), in the manner of h11.
 
-`IMAPClientProtocol` never touches a socket. Feed it whatever arrived with
+`IMAPProtocol` never touches a socket. Feed it whatever arrived with
 `receive_data()` (b"" for end of stream), take typed events from `next_event()`
 until it returns mimekit.transport.sansio.NEED_DATA, and write whatever `data_to_send()` returns. Each
 command is one method that queues its bytes and returns its tag; the tagged
@@ -31,8 +31,10 @@ from mimekit.errors import ProtocolError, TempFailure, UsageError
 from mimekit.limits import parse_decimal
 from mimekit.transport.sansio import BufferedClientProtocol
 
-MAX_LINE = 8 * 1024 * 1024        # a SEARCH result for ~1M messages still fits
-MAX_LITERAL = 1024 * 1024         # literals that are not body sections (names, envelopes)
+# RFC 3501 sets no line limit and RFC 7162 §4 asks for at least 8192 octets; a SEARCH
+# result for ~1M messages is one line, and still fits.
+MAX_LINE = 8 * 1024 * 1024
+MAX_LITERAL = 1024 * 1024         # literals that are not body sections (names, envelopes: RFC 3501 §4.3)
 # Untagged responses to one command. SELECT draws seven (RFC 3501 §6.3.1), LIST one per
 # folder, SEARCH one; FETCH and EXPUNGE answers (one per message) are not counted, as the
 # driver keeps none of them whole. The count is far above any account's folder list and
@@ -314,7 +316,11 @@ class _Partial:
         self.sequence: int | None = None
 
 
-class IMAPClientProtocol(BufferedClientProtocol):
+class IMAPProtocol(BufferedClientProtocol):
+    """One IMAP client session. A response line is bounded by `max_line` bytes, a literal
+    that is not a body section by `max_literal`, and what one command draws in untagged
+    responses by `max_untagged` responses and `max_untagged_bytes` bytes."""
+
     def __init__(self, max_line: int = MAX_LINE, max_literal: int = MAX_LITERAL,
                  max_untagged: int = MAX_UNTAGGED, max_untagged_bytes: int = MAX_UNTAGGED_BYTES):
         self.max_line = max_line

@@ -1,7 +1,7 @@
 """POP3 as a fetch source (RFC 1939, RFC 2449): log in over TLS, list by UIDL, retrieve
 with RETR (TOP for --headers-only), pipelined when the server offers PIPELINING, and
-delete with DELE then QUIT. The protocol itself is pop3_protocol's (sans-IO); this is its
-driver.
+delete with DELE then QUIT. The protocol itself is pop3/protocol.py's (sans-IO), the
+event pump driver.py's.
 """
 
 # Annotations stay unevaluated: the list() method would shadow list[...] in them.
@@ -12,13 +12,14 @@ from typing import Callable, Iterator
 from mimekit.transport.pop3 import protocol as pop3
 from mimekit.errors import AuthError, MimekitError, ProtocolError, TempFailure, UnavailableError, UsageError
 from mimekit.fetch.message import ListedMessage
-from mimekit.transport.session import FetchSession, login_failure
+from mimekit.transport.driver import Driver, login_failure
 
 POP3_WINDOW = 32          # RETR/DELE commands in flight when the server offers PIPELINING
 
 
-class POP3Session(FetchSession):
+class POP3Client(Driver):
     name = "POP3"
+    starttls_command = "STLS"
     id_kind = "uidl"
     stable_ids = True          # until the server turns out to have no UIDL
     lists_everything = True
@@ -36,7 +37,7 @@ class POP3Session(FetchSession):
 
     def open(self, password: Callable[[], str] | None, read_only: bool = True) -> None:
         self._connect()
-        self.proto = pop3.POP3ClientProtocol()
+        self.proto = pop3.POP3Protocol()
         greeting = self._next()
         if not isinstance(greeting, pop3.Greeting) or not greeting.ok:
             raise UnavailableError(f"{self.conn.where}: POP3 server refused the connection: "

@@ -1,7 +1,7 @@
 """Sans-IO POP3 client protocol (RFC 1939; CAPA and response codes RFC 2449; STLS
-RFC 2595; AUTH RFC 5034), in the manner of h11 and of imap_protocol.
+RFC 2595; AUTH RFC 5034), in the manner of h11 and of imap/protocol.py.
 
-`POP3ClientProtocol` never touches a socket: feed it bytes with `receive_data()`
+`POP3Protocol` never touches a socket: feed it bytes with `receive_data()`
 (b"" at end of stream), take events from `next_event()` until mimekit.transport.sansio.NEED_DATA, and write
 `data_to_send()`. Commands queue their bytes at once, so a driver may pipeline them
 when the server offers PIPELINING; replies are matched to commands in order.
@@ -21,10 +21,12 @@ from mimekit.errors import ProtocolError, TempFailure, UsageError
 from mimekit.limits import parse_decimal
 from mimekit.transport.sansio import BufferedClientProtocol
 
-__all__ = ["POP3ClientProtocol", "DotUnstuffer"]
+__all__ = ["POP3Protocol", "DotUnstuffer"]
 
-MAX_LINE = 64 * 1024              # RFC 1939 allows 512; be lenient, not unbounded
-MAX_LISTING = 64 * 1024 * 1024    # UIDL of a mailbox with about a million messages
+MAX_LINE = 64 * 1024              # RFC 1939 §3 allows 512 octets a reply line; be lenient, not unbounded
+# UIDL of a mailbox with about a million messages (RFC 1939 §7: a unique-id is up to 70
+# characters); CAPA (RFC 2449 §5) is a few hundred bytes and shares the bound.
+MAX_LISTING = 64 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- events
@@ -137,7 +139,10 @@ class _Command:
     number: int = 0
 
 
-class POP3ClientProtocol(BufferedClientProtocol):
+class POP3Protocol(BufferedClientProtocol):
+    """One POP3 client session. A reply line is bounded by `max_line` bytes, a listing
+    (CAPA, UIDL, LIST) by `max_listing` bytes."""
+
     def __init__(self, max_line: int = MAX_LINE, max_listing: int = MAX_LISTING):
         self.max_line = max_line
         self.max_listing = max_listing

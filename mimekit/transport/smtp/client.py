@@ -1,5 +1,5 @@
-"""The SMTP driver: sessions, pipelining and results; the protocol is smtp_protocol's, the
-socket, TLS and timeouts are connection.py's.
+"""The SMTP driver: sessions, pipelining and results; the protocol is smtp/protocol.py's, the
+event pump driver.py's, the socket, TLS and timeouts connection.py's.
 
 Secure by default (CONVENTIONS.md, "Network"): smtp:// always upgrades with STARTTLS and
 stops before any credential or message when the server does not offer it (unless the
@@ -8,7 +8,7 @@ TLS from the first byte; certificates and host names are always verified.
 Every socket operation has a timeout. Several messages go over one connection. With
 PIPELINING and CHUNKING (RFC 3030) they stream back to back as BDAT chunks, replies read
 behind them; with PIPELINING alone MAIL, RCPT and DATA go out in one write and the next
-message's commands follow the previous final dot (smtp_data.data_stream does the
+message's commands follow the previous final dot (smtp/data.py's data_stream does the
 dot-stuffing); without PIPELINING each command waits for its reply.
 
 A message the server cannot take as it is (8-bit data without 8BITMIME, 8-bit headers
@@ -23,21 +23,21 @@ next message is still sent, after RSET. Failures of the connection (421, a drop,
 timeout) raise TempFailure: the message in flight is then never reported as sent.
 """
 
-import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from mimekit.transport.connection import DEFAULT_TIMEOUT, Connection, ConnectionLost
 from mimekit.errors import (AuthError, DataError, IOFailure, MimekitError, ProtocolError, TempFailure,
                             UnavailableError)
-from mimekit.streams.files import read_chunks
-from mimekit.transport.smtp.data import CRLFNormaliser, MessageScan, MessageScanner, data_stream
-from mimekit.transport.smtp.protocol import (CLOSED, DATA, GREETING, NEED_DATA, AuthChallenge, BdatReply, ConnectionClosed,
-                                   DataReply, EhloReply, Greeting, MailReply, MessageReply, RcptReply,
-                                   Reply, RsetReply, ServiceClosing, SMTPConnection, StartTLSReply,
-                                   check_argument)
+from mimekit.streams.files import read_chunks, temporary_file
+from mimekit.streams.line_endings import CRLFNormaliser
+from mimekit.transport.connection import DEFAULT_TIMEOUT, ConnectionLost
+from mimekit.transport.driver import Driver
+from mimekit.transport.smtp.data import MessageScan, MessageScanner, data_stream
+from mimekit.transport.smtp.protocol import (AuthChallenge, BdatReply, ConnectionClosed, DataReply, EhloReply,
+                                             Greeting, MailReply, MessageReply, RcptReply, Reply, RsetReply,
+                                             ServiceClosing, SMTPProtocol, StartTLSReply, check_argument)
 from mimekit.transport.urls import ServerURL
 
 WRITE_BATCH = 256 * 1024   # message bytes gathered before one write
@@ -57,6 +57,15 @@ class RecipientResult:
     def from_reply(cls, address: str, reply: Reply, accepted: bool | None = None) -> "RecipientResult":
         return cls(address, reply.positive if accepted is None else accepted,
                    reply.code, reply.enhanced, reply.text)
+
+    @property
+    def error(self) -> MimekitError | None:
+        """What the server's refusal means to the caller (`refusal`), carrying its reply
+        code; None when accepted, or refused before the server was asked (the message's
+        `error` says why)."""
+        if self.accepted or self.code is None:
+            return None
+        return refusal(self.code, f"{self.address} refused: {self.code} {self.text}")
 
 
 @dataclass
@@ -83,13 +92,20 @@ class OutgoingMessage:
     refused: DataError | None = None
 
 
-def refusal(reply: Reply, what: str) -> MimekitError:
-    """The exception a refusing reply means: 4xx may be retried, 5xx will not work."""
-    cls = TempFailure if reply.transient else UnavailableError
-    return cls(f"{what}: {reply}")
+def refusal(code: int, message: str) -> MimekitError:
+    """The one place a refusing reply code becomes an error: 4xx may be retried
+    (TempFailure), 5xx will not work (UnavailableError). The error carries the code."""
+    error = (TempFailure if 400 <= code < 500 else UnavailableError)(message)
+    error.reply_code = code
+    return error
 
 
-class SMTPClient:
+def refusing(reply: Reply, what: str) -> MimekitError:
+    """`refusal` of a reply to `what`, the reply quoted."""
+    return refusal(reply.code, f"{what}: {reply}")
+
+
+class SMTPClient(Driver):
     """One connection to a submission server. Use as a context manager:
 
         with SMTPClient(url, cafile=...) as client:
@@ -101,14 +117,10 @@ class SMTPClient:
                  allow_insecure: bool = False, chunking: bool = True):
         """`chunking=False` keeps to DATA even when the server offers CHUNKING (for a
         server whose BDAT is broken)."""
-        self.url = url
-        self.timeout = timeout
+        super().__init__(url, cafile, timeout)
         self.allow_insecure = allow_insecure
         self.chunking = chunking
-        self.cafile = cafile
-        self._connection: Connection | None = None
-        self._smtp = SMTPConnection(tls=url.implicit_tls, allow_insecure_auth=allow_insecure)
-        self._outbox = bytearray()
+        self.proto = SMTPProtocol(tls=url.implicit_tls, allow_insecure_auth=allow_insecure)
 
     # connection ---------------------------------------------------------------------------
 
@@ -125,63 +137,66 @@ class SMTPClient:
 
     @property
     def encrypted(self) -> bool:
-        return self._connection is not None and self._connection.encrypted
+        return self.conn is not None and self.conn.encrypted
 
     def connect(self) -> None:
         """Connect, read the greeting, EHLO, and (smtp://) upgrade with STARTTLS."""
-        self._connection = Connection(self.url, self.cafile, self.timeout)   # smtps: TLS already
+        self._connect()   # smtps: TLS already
         greeting = self._expect(Greeting)
         if greeting.reply.code != 220:
-            raise refusal(greeting.reply, f"{self._connection.where} refused the session")
+            raise refusing(greeting.reply, f"{self.conn.where} refused the session")
         self._ehlo()
         if self.url.implicit_tls:
             return
-        if "STARTTLS" not in self._smtp.capabilities and self.allow_insecure:
+        if "STARTTLS" not in self.proto.capabilities and self.allow_insecure:
             return   # the caller warns: the user asked for this with the insecure flag
-        self._send(self._smtp.send_starttls())   # AuthError when STARTTLS is not offered
+        self.proto.send_starttls()   # AuthError when STARTTLS is not offered
         reply = self._expect(StartTLSReply).reply
         if reply.code != 220:
-            raise refusal(reply, "STARTTLS refused")
-        self._connection.start_tls()
-        self._smtp.tls_started()
+            raise refusing(reply, "STARTTLS refused")
+        self.conn.start_tls()
+        self.proto.tls_started()
         self._ehlo()
 
     def _ehlo(self) -> None:
-        address = self._connection.local_address
+        address = self.conn.local_address
         name = f"[IPv6:{address}]" if ":" in address else f"[{address}]"   # no DNS lookup
-        self._send(self._smtp.send_ehlo(name))
+        self.proto.send_ehlo(name)
         reply = self._expect(EhloReply).reply
         if reply.code != 250:
-            raise refusal(reply, "EHLO refused")
+            raise refusing(reply, "EHLO refused")
 
     def login(self, user: str, password: str) -> None:
-        """AUTH PLAIN or LOGIN; AuthError (77) when the server says no."""
-        self._send(self._smtp.start_auth(user, password))
+        """AUTH PLAIN or LOGIN; AuthError (77) when the server says no, TempFailure (75)
+        when it says not now. Either carries the reply code."""
+        self.proto.start_auth(user, password)
         while True:
             event = self._next_event()
             if isinstance(event, AuthChallenge):
-                self._send(self._smtp.answer_challenge())
+                self.proto.answer_challenge()
                 continue
             if event.reply.code == 235:
                 return
             if event.reply.transient:
-                raise TempFailure(f"authentication failed for now: {event.reply}")
-            raise AuthError(f"authentication as {user} failed: {event.reply}")
+                error = TempFailure(f"authentication failed for now: {event.reply}")
+            else:
+                error = AuthError(f"authentication as {user} failed: {event.reply}")
+            error.reply_code = event.reply.code
+            raise error
 
     def close(self, polite: bool = True) -> None:
         """QUIT when the session is healthy, then close the connection."""
-        if self._connection is None:
+        if self.conn is None:
             return
         try:
-            if polite and self._smtp.state not in (CLOSED, DATA, GREETING):
-                self._send(self._smtp.send_quit())
-                while self._smtp.pending:
+            if polite and self.proto.can_quit:
+                self.proto.send_quit()
+                while self.proto.pending:
                     self._next_event()
         except MimekitError:
             pass   # the messages are settled; a server slow to say goodbye changes nothing
         finally:
-            self._connection.close()
-            self._connection = None
+            super().close()
 
     # messages -------------------------------------------------------------------------------
 
@@ -193,7 +208,7 @@ class SMTPClient:
         waiting for any reply (`_send_chunked`); with PIPELINING alone each message costs
         one round trip (`_send_with_data`); without it, one per command.
         """
-        caps = self._smtp.capabilities
+        caps = self.proto.capabilities
         if self.chunking and "CHUNKING" in caps and "PIPELINING" in caps:
             return self._send_chunked(messages, progress)
         return self._send_with_data(messages, progress, pipelining="PIPELINING" in caps)
@@ -224,7 +239,7 @@ class SMTPClient:
                     yield txn.result
                     continue
             self._queue_chunks(txn, progress)
-            self._queue(self._smtp.send_rset())
+            self.proto.send_rset()
             in_flight.append(txn)
             if len(in_flight) > IN_FLIGHT:
                 yield self._collect(in_flight.popleft())
@@ -237,14 +252,14 @@ class SMTPClient:
         for chunk in txn.message.chunks():
             pending += normaliser.feed(chunk)
             if len(pending) >= BDAT_SIZE:
-                self._queue(self._smtp.send_bdat(bytes(pending)))
+                self.proto.send_bdat(pending)
                 txn.chunks += 1
                 pending.clear()
-                self._flush(progress)
+                self._write(progress)
         pending += normaliser.flush()
-        self._queue(self._smtp.send_bdat(bytes(pending), last=True))
-        if len(self._outbox) >= WRITE_BATCH:
-            self._flush(progress)
+        self.proto.send_bdat(pending, last=True)
+        if self.proto.bytes_to_send >= WRITE_BATCH:
+            self._write(progress)
 
     def _read_envelope_replies(self, txn: "_Transaction") -> None:
         txn.mail = self._expect(MailReply).reply
@@ -269,7 +284,7 @@ class SMTPClient:
             else:
                 txn.result.queue_id = final.queue_id
         if not reset.positive:
-            raise refusal(reset, "RSET refused")
+            raise refusing(reset, "RSET refused")
         return txn.result
 
     def _send_with_data(self, messages, progress, pipelining: bool) -> Iterator[MessageResult]:
@@ -281,7 +296,7 @@ class SMTPClient:
             try:
                 self._queue_mail(txn, pipelining)
                 if pipelining:
-                    self._queue(self._smtp.send_data())
+                    self.proto.send_data()
             except (DataError, UnavailableError) as exc:   # refused locally, nothing sent
                 if awaiting_final:
                     yield self._finish(awaiting_final)
@@ -319,16 +334,15 @@ class SMTPClient:
                             "can fix; it cannot be sent as text")
         for address in message.recipients:   # before MAIL is queued, so a refusal leaves no trace
             check_argument(address, "recipient address")
-        self._queue(self._smtp.send_mail(message.sender, size=scan.size, eight_bit=scan.needs_8bitmime,
-                                         smtputf8=smtputf8))
+        self.proto.send_mail(message.sender, size=scan.size, eight_bit=scan.needs_8bitmime, smtputf8=smtputf8)
         if pipelining:
             for address in message.recipients:
-                self._queue(self._smtp.send_rcpt(address))
+                self.proto.send_rcpt(address)
 
     def _needs_7bit(self, scan: MessageScan) -> bool:
         """Can the server not take the message as it is? 8-bit headers need SMTPUTF8, which
         implies 8BITMIME (RFC 6531 §3.1); text with NUL bytes or long lines goes to nobody."""
-        caps = self._smtp.capabilities
+        caps = self.proto.capabilities
         eight_bit = "8BITMIME" in caps
         return (scan.binary or (scan.eight_bit_body and not eight_bit)
                 or (scan.eight_bit_headers and not (eight_bit and "SMTPUTF8" in caps)))
@@ -342,13 +356,13 @@ class SMTPClient:
             return False
         for address in txn.message.recipients:
             if not pipelining:
-                self._send(self._smtp.send_rcpt(address))
+                self.proto.send_rcpt(address)
             txn.rcpt(address, self._expect(RcptReply).reply)
         if not pipelining and not txn.accepted:   # each recipient has its own refusal
             self._reset()
             return False
         if not pipelining:
-            self._send(self._smtp.send_data())
+            self.proto.send_data()
         data = self._expect(DataReply).reply
         if not mail.positive:
             txn.refuse_all(mail, everyone=True)   # the real reason, not RCPT's "need MAIL"
@@ -360,18 +374,18 @@ class SMTPClient:
         if not txn.accepted:
             # RFC 2920 §3.1: the server took DATA though no recipient was accepted; an
             # empty message ends the transaction, and the server refuses it.
-            self._queue(b"".join(data_stream([])))
-            self._smtp.end_data()
+            self.proto.send_content(b"".join(data_stream([])))
+            self.proto.end_data()
             self._expect(MessageReply)
             return False
         return True
 
     def _send_content(self, txn: "_Transaction", progress) -> None:
         for chunk in data_stream(txn.message.chunks()):
-            self._queue(chunk)
-            if len(self._outbox) >= WRITE_BATCH:
-                self._flush(progress)
-        self._smtp.end_data()
+            self.proto.send_content(chunk)
+            if self.proto.bytes_to_send >= WRITE_BATCH:
+                self._write(progress)
+        self.proto.end_data()
 
     def _finish(self, txn: "_Transaction") -> MessageResult:
         final = self._expect(MessageReply)
@@ -383,50 +397,30 @@ class SMTPClient:
 
     def _reset(self) -> None:
         """RSET after a refused transaction (RFC 5321 §4.1.1.5), so the next MAIL starts clean."""
-        self._send(self._smtp.send_rset())
+        self.proto.send_rset()
         reply = self._next_event().reply
         if not reply.positive:
-            raise refusal(reply, "RSET refused")
+            raise refusing(reply, "RSET refused")
 
     # bytes ------------------------------------------------------------------------------
 
-    def _queue(self, data: bytes) -> None:
-        self._outbox += data
+    def _write(self, progress: Callable[[int], None] | None) -> None:
+        """Write what is queued now (a batch of the message) and count it as progress."""
+        written = self._flush()
+        if progress and written:
+            progress(written)
 
-    def _send(self, data: bytes) -> None:
-        self._queue(data)
-        self._flush()
-
-    def _flush(self, progress: Callable[[int], None] | None = None) -> None:
-        """Write the outbox; replies that arrive meanwhile go to the state machine."""
-        total = len(self._outbox)
-        if not total:
-            return
+    def _receive(self) -> bytes:
+        """A dropped connection is an end of stream here: the protocol then names the
+        commands left unanswered, and a 421 sent just before a reset still counts."""
         try:
-            self._connection.send(self._outbox, self._smtp.receive_data)
-        finally:
-            self._outbox.clear()
-        if progress:
-            progress(total)
-
-    def _receive(self) -> None:
-        """Hand what the server sent to the state machine (b"" when it closed)."""
-        try:
-            data = self._connection.receive()
+            return self.conn.receive()
         except ConnectionLost:
-            # A dropped connection is an end of stream here: the state machine then names
-            # the commands left unanswered, and a 421 sent just before a reset still counts.
-            data = b""
-        self._smtp.receive_data(data)
+            return b""
 
     def _next_event(self):
-        """The next event; whatever is queued goes out first. Connection failures raise."""
-        self._flush()
-        while True:
-            event = self._smtp.next_event()
-            if event is not NEED_DATA:
-                break
-            self._receive()
+        """The next event; connection failures (421, a drop) raise TempFailure."""
+        event = self._next()
         if isinstance(event, ServiceClosing):
             raise TempFailure(f"the server is closing the connection: {event.reply}")
         if isinstance(event, ConnectionClosed):
@@ -450,7 +444,7 @@ def seven_bit_copy(message: OutgoingMessage) -> OutgoingMessage:
 
     normaliser, scanner = CRLFNormaliser(), MessageScanner()
     try:
-        spool = tempfile.TemporaryFile(prefix="mimekit-7bit-")   # anonymous: gone when closed
+        spool = temporary_file(prefix="mimekit-7bit-")   # anonymous: gone when closed
         for chunk in downgrade_to_7bit(message.chunks):
             spool.write(chunk)
             scanner.feed(normaliser.feed(chunk))

@@ -1,17 +1,20 @@
 """The SMTP client as a pure state machine: bytes in, events out; calls in, bytes out.
 
-No sockets here (see ../shared/notes/style.md on h11): `receive_data()` takes whatever
-arrived, `next_event()` hands back typed events, and each `send_*()` returns the bytes to
-write. The driver (smtp_client.py) owns the socket, TLS and timeouts. Rules that keep
-users safe live here, where byte-level tests can reach them: no credentials without TLS
-unless explicitly allowed, nothing pipelined unless the server offers PIPELINING, no
-message larger than the server's SIZE, no 8-bit data without 8BITMIME, no UTF-8 address
-without SMTPUTF8, no CR/LF smuggled into a command, no bytes accepted between a STARTTLS
-"220" and the TLS handshake (CVE-2011-0411).
+No sockets here (h11's shape, on the base the IMAP and POP3 protocols share: sansio.py):
+`receive_data()` takes whatever arrived, `next_event()` hands back typed events, each
+`send_*()` queues a command and `data_to_send()` hands over what to write. The driver
+(smtp/client.py) owns the socket, TLS and timeouts. Rules that keep users safe live here,
+where byte-level tests can reach them: no credentials without TLS unless explicitly
+allowed, nothing pipelined unless the server offers PIPELINING, no message larger than the
+server's SIZE, no 8-bit data without 8BITMIME, no UTF-8 address without SMTPUTF8, no CR/LF
+smuggled into a command, no bytes accepted between a STARTTLS "220" and the TLS handshake
+(CVE-2011-0411).
 
+The session is one `State`, moved only through the `TRANSITIONS` table by the commands the
+client sends and the few replies that decide what comes next (a 354, a 220 to STARTTLS).
 State follows what the client has sent, so commands can be pipelined; a refused MAIL, RCPT
-or DATA leaves the transaction open on our side and the driver sends RSET (RFC 5321
-§4.1.1.5) before the next MAIL.
+or DATA leaves the transaction open and the driver sends RSET (RFC 5321 §4.1.1.5) before
+the next MAIL.
 
 Standards: RFC 5321 (SMTP), 1869 (EHLO), 2920 (PIPELINING), 1870 (SIZE), 6152 (8BITMIME),
 6531 (SMTPUTF8), 3207 (STARTTLS), 4954 (AUTH) with 4616 (PLAIN) and the LOGIN draft,
@@ -22,10 +25,11 @@ import base64
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from enum import Enum
 
 from mimekit.errors import AuthError, DataError, ProtocolError, UnavailableError
 from mimekit.limits import parse_decimal
-from mimekit.transport.sansio import NEED_DATA
+from mimekit.transport.sansio import BufferedClientProtocol
 
 MAX_REPLY_LINE = 64 * 1024   # RFC 5321 §4.5.3.1.5 says 512; be lenient, but never buffer without bound
 MAX_REPLY_LINES = 1000       # lines of one reply: Postfix's EHLO reply, the longest, has about 15
@@ -83,16 +87,15 @@ class ReplyReader:
     """Splits received bytes into complete replies (RFC 5321 §4.2: "ddd-" continues,
     "ddd " or a bare "ddd" ends). Lines ending in LF alone are accepted too."""
 
-    def __init__(self, max_line: int = MAX_REPLY_LINE, max_lines: int = MAX_REPLY_LINES):
+    def __init__(self, max_line: int = MAX_REPLY_LINE, max_lines: int = MAX_REPLY_LINES,
+                 buffer: bytearray | None = None):
+        """`buffer` is where received bytes are gathered: SMTPProtocol's receive buffer."""
         self.max_line = max_line
         self.max_lines = max_lines
-        self._buffer = bytearray()
+        self._buffer = bytearray() if buffer is None else buffer
         self._lines: list[bytes] = []
-        self.eof = False
 
     def feed(self, data: bytes) -> None:
-        if not data:
-            self.eof = True
         self._buffer += data
 
     @property
@@ -238,13 +241,76 @@ def queue_id_from(reply: Reply) -> str | None:
 
 # --- the state machine ----------------------------------------------------------------------
 
-GREETING = "greeting"         # waiting for the 220 greeting
-NEED_EHLO = "need-ehlo"       # greeted (or TLS just started): EHLO comes next
-SESSION = "session"           # EHLO done, no transaction open
-TRANSACTION = "transaction"   # MAIL sent, RCPT/DATA/RSET may follow
-DATA_REQUESTED = "data-requested"   # DATA sent, waiting for 354
-DATA = "data"                 # 354 received: message content is being sent
-CLOSED = "closed"
+class State(Enum):
+    """Where the session is, following what the client has sent (commands may be pipelined
+    ahead of their replies). Each value finishes the sentence "COMMAND is not allowed ..."."""
+
+    GREETING = "before the server's greeting"
+    NEED_EHLO = "before EHLO (after the greeting, or after the TLS handshake)"
+    SESSION = "outside a transaction"
+    STARTTLS = "while STARTTLS waits for its reply"
+    AUTH = "during an AUTH exchange"
+    TRANSACTION = "in a transaction (RSET first)"
+    CHUNKING = "after BDAT in the same transaction (RFC 3030 §2)"
+    DATA_REQUESTED = "while DATA waits for its reply"
+    DATA = "while the message content is being sent"
+    QUIT = "after QUIT"
+    CLOSED = "on a closed connection"
+
+
+class Step(Enum):
+    """What moves the session: a command sent, or a reply that decides what comes next."""
+
+    EHLO = "EHLO"
+    STARTTLS = "STARTTLS"
+    AUTH = "AUTH"
+    MAIL = "MAIL"
+    RCPT = "RCPT"
+    DATA = "DATA"
+    BDAT = "BDAT"
+    BDAT_LAST = "BDAT LAST"
+    END_OF_DATA = "the end of data"
+    RSET = "RSET"
+    QUIT = "QUIT"
+    GREETED = "a 220 greeting"
+    EHLO_REFUSED = "a refused EHLO"
+    TLS_READY = "a 220 to STARTTLS"
+    STARTTLS_REFUSED = "a refused STARTTLS"
+    AUTH_DONE = "the end of AUTH"
+    GO_AHEAD = "a 354 to DATA"
+    DATA_REFUSED = "a refused DATA"
+    CLOSED = "the end of the session"
+
+
+_S = State
+# (state, step) -> next state; anything else is a bug in the caller (SMTPStateError).
+# A refused MAIL, RCPT or DATA leaves the transaction open: RSET comes next (RFC 5321 §4.1.1.5).
+TRANSITIONS: dict[tuple[State, Step], State] = {
+    (_S.GREETING, Step.GREETED): _S.NEED_EHLO,
+    (_S.NEED_EHLO, Step.EHLO): _S.SESSION,
+    (_S.SESSION, Step.EHLO_REFUSED): _S.NEED_EHLO,
+    (_S.SESSION, Step.STARTTLS): _S.STARTTLS,
+    (_S.STARTTLS, Step.TLS_READY): _S.NEED_EHLO,         # RFC 3207 §4.2: EHLO again
+    (_S.STARTTLS, Step.STARTTLS_REFUSED): _S.SESSION,
+    (_S.SESSION, Step.AUTH): _S.AUTH,
+    (_S.AUTH, Step.AUTH_DONE): _S.SESSION,
+    (_S.SESSION, Step.MAIL): _S.TRANSACTION,
+    (_S.SESSION, Step.RSET): _S.SESSION,
+    (_S.TRANSACTION, Step.RCPT): _S.TRANSACTION,
+    (_S.TRANSACTION, Step.DATA): _S.DATA_REQUESTED,
+    (_S.DATA_REQUESTED, Step.GO_AHEAD): _S.DATA,
+    (_S.DATA_REQUESTED, Step.DATA_REFUSED): _S.TRANSACTION,
+    (_S.DATA, Step.END_OF_DATA): _S.SESSION,
+    (_S.TRANSACTION, Step.BDAT): _S.CHUNKING,
+    (_S.CHUNKING, Step.BDAT): _S.CHUNKING,
+    (_S.TRANSACTION, Step.BDAT_LAST): _S.SESSION,
+    (_S.CHUNKING, Step.BDAT_LAST): _S.SESSION,
+    (_S.TRANSACTION, Step.RSET): _S.SESSION,
+    (_S.CHUNKING, Step.RSET): _S.SESSION,             # RFC 3030 §4.2: after a refused chunk
+    **{(state, Step.QUIT): _S.QUIT for state in (_S.NEED_EHLO, _S.SESSION, _S.TRANSACTION, _S.CHUNKING)},
+    # 421 (RFC 5321 §3.8), the reply to QUIT, or the end of the stream, in any state
+    **{(state, Step.CLOSED): _S.CLOSED for state in State},
+}
 
 
 @dataclass
@@ -260,157 +326,153 @@ class _Auth:
     answers: deque = field(default_factory=deque)
 
 
-class SMTPConnection:
+class SMTPProtocol(BufferedClientProtocol):
     """One SMTP client session. `tls` is True when the connection is already encrypted
-    (implicit TLS); `allow_insecure_auth` permits AUTH without TLS (an explicit user flag).
-    A reply is bounded by `max_reply_line` bytes a line and `max_reply_lines` lines."""
+    (implicit TLS); `allow_insecure_auth` permits AUTH without TLS (an explicit user choice).
+    A reply is bounded by `max_reply_line` bytes a line and `max_reply_lines` lines.
+
+    Each `send_*()` queues its command for `data_to_send()`; `send_content()` queues message
+    bytes after a 354."""
 
     def __init__(self, tls: bool = False, allow_insecure_auth: bool = False,
                  max_reply_line: int = MAX_REPLY_LINE, max_reply_lines: int = MAX_REPLY_LINES):
-        self.state = GREETING
+        super().__init__()
+        self.state = State.GREETING
         self.tls = tls
         self.allow_insecure_auth = allow_insecure_auth
         self.capabilities = Capabilities()
         self.authenticated = False
-        self._reader = ReplyReader(max_reply_line, max_reply_lines)
+        self._reader = ReplyReader(max_reply_line, max_reply_lines, buffer=self._buffer)
         self._expected: deque[_Expected] = deque([_Expected("greeting", Greeting)])
         self._auth: _Auth | None = None
         self._transaction_utf8 = False
-        self._bdat_started = False
-        self._starttls_pending = False
 
-    # receiving -------------------------------------------------------------------------
+    def _next_state(self, step: Step) -> State:
+        try:
+            return TRANSITIONS[self.state, step]
+        except KeyError:
+            raise SMTPStateError(f"{step.value} is not allowed {self.state.value}") from None
 
-    def receive_data(self, data: bytes) -> None:
-        """Bytes from the server; b"" means it closed the connection."""
-        self._reader.feed(data)
+    def _move(self, step: Step) -> None:
+        self.state = self._next_state(step)
 
-    def next_event(self):
-        reply = self._reader.next_reply()
-        if reply is None:
-            if self._reader.eof:
-                pending = tuple(e.command for e in self._expected)
-                self._expected.clear()
-                self.state = CLOSED
-                return ConnectionClosed(pending)
-            return NEED_DATA
-        if reply.code == 421:
-            self._expected.clear()
-            self.state = CLOSED
-            return ServiceClosing(reply)
-        if not self._expected:
-            raise ProtocolError(f"unsolicited server reply: {reply}")
-        expected = self._expected.popleft()
-        return getattr(self, f"_on_{expected.event.__name__}")(reply, expected)
+    @property
+    def can_quit(self) -> bool:
+        """Can QUIT go out now (not before the greeting, inside DATA or an exchange, nor
+    ahead of a reply the server does not let us pipeline behind)?"""
+        may_pipeline = not self._expected or "PIPELINING" in self.capabilities
+        return (self.state, Step.QUIT) in TRANSITIONS and may_pipeline
 
     @property
     def pending(self) -> int:
         """How many replies are still owed to us."""
         return len(self._expected)
 
-    def _on_Greeting(self, reply, expected):
-        if reply.code == 220:
-            self.state = NEED_EHLO
-        return Greeting(reply)
+    # receiving -------------------------------------------------------------------------
 
-    def _on_EhloReply(self, reply, expected):
-        if reply.code != 250:
-            self.state = NEED_EHLO
-            return EhloReply(reply)
-        self.capabilities = Capabilities.from_ehlo(reply)
-        return EhloReply(reply, self.capabilities)
+    def _step(self) -> bool:
+        reply = self._reader.next_reply()
+        if reply is None:
+            return False
+        self._events.append(self._event_for(reply))
+        return True
 
-    def _on_StartTLSReply(self, reply, expected):
-        self._starttls_pending = False
-        if reply.code == 220:
-            if self._reader.has_unread_bytes:
-                raise ProtocolError("the server sent data after its STARTTLS reply, before "
-                                    "the TLS handshake (a command injection attempt?)")
-            self.state = NEED_EHLO
-            self.capabilities = Capabilities()   # RFC 3207 §4.2: forget what plain text said
+    def _end_of_stream(self):
+        pending = tuple(e.command for e in self._expected)
+        self._expected.clear()
+        self._move(Step.CLOSED)
+        return ConnectionClosed(pending)
+
+    def _event_for(self, reply: Reply):
+        """The event a reply completes, and the step it moves the session by."""
+        if reply.code == 421:
+            self._expected.clear()
+            self._move(Step.CLOSED)
+            return ServiceClosing(reply)
+        if not self._expected:
+            raise ProtocolError(f"unsolicited server reply: {reply}")
+        expected = self._expected.popleft()
+        kind = expected.event
+        if kind is RcptReply:
+            return RcptReply(reply, expected.address)
+        if kind is MessageReply:
+            return MessageReply(reply, queue_id_from(reply) if reply.positive else None)
+        if kind is Greeting:
+            if reply.code == 220:
+                self._move(Step.GREETED)
+            return Greeting(reply)
+        if kind is EhloReply:
+            if reply.code != 250:
+                self._move(Step.EHLO_REFUSED)
+                return EhloReply(reply)
+            self.capabilities = Capabilities.from_ehlo(reply)
+            return EhloReply(reply, self.capabilities)
+        if kind is StartTLSReply:
+            return self._starttls_reply(reply)
+        if kind is AuthReply:
+            if reply.code == 334:
+                self._expected.appendleft(expected)   # the exchange goes on
+                return AuthChallenge(reply)
+            self._auth = None
+            self.authenticated = reply.code == 235
+            self._move(Step.AUTH_DONE)
+            return AuthReply(reply)
+        if kind is DataReply:
+            self._move(Step.GO_AHEAD if reply.code == 354 else Step.DATA_REFUSED)
+        elif kind is QuitReply:
+            self._move(Step.CLOSED)
+        return kind(reply)   # MailReply, BdatReply, RsetReply, DataReply, QuitReply
+
+    def _starttls_reply(self, reply: Reply) -> StartTLSReply:
+        if reply.code != 220:
+            self._move(Step.STARTTLS_REFUSED)
+            return StartTLSReply(reply)
+        if self._reader.has_unread_bytes:
+            raise ProtocolError("the server sent data after its STARTTLS reply, before "
+                                "the TLS handshake (a command injection attempt?)")
+        self._move(Step.TLS_READY)
+        self.capabilities = Capabilities()   # RFC 3207 §4.2: forget what plain text said
         return StartTLSReply(reply)
-
-    def _on_AuthReply(self, reply, expected):
-        if reply.code == 334:
-            self._expected.appendleft(expected)   # the exchange goes on
-            return AuthChallenge(reply)
-        self._auth = None
-        self.authenticated = reply.code == 235
-        return AuthReply(reply)
-
-    def _on_MailReply(self, reply, expected):
-        return MailReply(reply)
-
-    def _on_RcptReply(self, reply, expected):
-        return RcptReply(reply, expected.address)
-
-    def _on_DataReply(self, reply, expected):
-        self.state = DATA if reply.code == 354 else TRANSACTION   # refused: RSET comes next
-        return DataReply(reply)
-
-    def _on_BdatReply(self, reply, expected):
-        return BdatReply(reply)
-
-    def _on_MessageReply(self, reply, expected):
-        return MessageReply(reply, queue_id_from(reply) if reply.positive else None)
-
-    def _on_RsetReply(self, reply, expected):
-        return RsetReply(reply)
-
-    def _on_QuitReply(self, reply, expected):
-        self.state = CLOSED
-        return QuitReply(reply)
 
     # sending ---------------------------------------------------------------------------
 
-    def _command(self, line: str, expected: _Expected) -> bytes:
-        self._check_can_send(expected.command)
-        self._expected.append(expected)
-        return line.encode("utf-8") + b"\r\n"
-
-    def _check_can_send(self, command: str) -> None:
-        if self.state == CLOSED:
-            raise SMTPStateError(f"{command} on a closed connection")
+    def _command(self, step: Step, line: str, expected: _Expected) -> None:
+        """Queue a command line and the reply it is owed; the session moves on at once."""
+        next_state = self._next_state(step)
         if self._expected and "PIPELINING" not in self.capabilities:
-            raise SMTPStateError(f"{command} before the previous reply, and the server "
+            raise SMTPStateError(f"{step.value} before the previous reply, and the server "
                                  f"does not offer PIPELINING")
-        if self._starttls_pending or self._auth is not None:
-            raise SMTPStateError(f"{command} while STARTTLS or AUTH is in progress")
+        self._expected.append(expected)
+        self._outbox += line.encode("utf-8") + b"\r\n"
+        self.state = next_state
 
-    def _require(self, *states: str, command: str) -> None:
-        if self.state not in states:
-            raise SMTPStateError(f"{command} in state {self.state!r}")
-
-    def send_ehlo(self, name: str) -> bytes:
-        self._require(NEED_EHLO, command="EHLO")
+    def send_ehlo(self, name: str) -> None:
+        self._next_state(Step.EHLO)
         check_argument(name, "EHLO name")
-        out = self._command(f"EHLO {name}", _Expected("EHLO", EhloReply))
-        self.state = SESSION
-        return out
+        self._command(Step.EHLO, f"EHLO {name}", _Expected("EHLO", EhloReply))
 
-    def send_starttls(self) -> bytes:
-        self._require(SESSION, command="STARTTLS")
+    def send_starttls(self) -> None:
+        self._next_state(Step.STARTTLS)
         if self.tls:
             raise SMTPStateError("STARTTLS on a connection that is already encrypted")
         if "STARTTLS" not in self.capabilities:
             raise AuthError("the server does not offer STARTTLS; refusing to continue "
                             "without TLS (use smtps:// if it speaks implicit TLS)")
-        out = self._command("STARTTLS", _Expected("STARTTLS", StartTLSReply))
-        self._starttls_pending = True
-        return out
+        self._command(Step.STARTTLS, "STARTTLS", _Expected("STARTTLS", StartTLSReply))
 
     def tls_started(self) -> None:
         """The driver finished the TLS handshake after a 220 to STARTTLS."""
-        self._require(NEED_EHLO, command="tls_started")
+        if self.state is not State.NEED_EHLO:
+            raise SMTPStateError(f"a TLS handshake is not expected {self.state.value}")
         self.tls = True
 
-    def start_auth(self, user: str, password: str, mechanism: str | None = None) -> bytes:
+    def start_auth(self, user: str, password: str, mechanism: str | None = None) -> None:
         """Begin AUTH with PLAIN (one round trip) or else LOGIN; never without TLS unless
-        the user allowed it explicitly."""
-        self._require(SESSION, command="AUTH")
+        the caller allowed it explicitly (`allow_insecure_auth`)."""
+        self._next_state(Step.AUTH)
         if not self.tls and not self.allow_insecure_auth:
             raise AuthError("refused to send credentials over an unencrypted connection "
-                            "(--insecure-plaintext-auth allows it)")
+                            "(allow_insecure_auth permits it)")
         offered = self.capabilities.auth
         mechanism = mechanism or next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
         if mechanism is None or mechanism not in offered:
@@ -425,21 +487,20 @@ class SMTPConnection:
             answers = deque([_b64(user_bytes), _b64(password_bytes)])
         else:
             raise AuthError(f"mimekit does not speak AUTH {mechanism}")
-        out = self._command(line, _Expected("AUTH", AuthReply))
+        self._command(Step.AUTH, line, _Expected("AUTH", AuthReply))
         self._auth = _Auth(mechanism, answers)
-        return out
 
-    def answer_challenge(self) -> bytes:
+    def answer_challenge(self) -> None:
         """The next answer in the exchange; "*" (cancel, RFC 4954 §4) when we have none."""
         if self._auth is None:
             raise SMTPStateError("answer_challenge outside an AUTH exchange")
-        return (self._auth.answers.popleft() if self._auth.answers else "*").encode("ascii") + b"\r\n"
+        self._outbox += (self._auth.answers.popleft() if self._auth.answers else "*").encode("ascii") + b"\r\n"
 
     def send_mail(self, sender: str, size: int | None = None, eight_bit: bool = False,
-                  smtputf8: bool = False) -> bytes:
+                  smtputf8: bool = False) -> None:
         """MAIL FROM with SIZE, BODY=8BITMIME and SMTPUTF8 as the message needs and the
-        server allows; refuses (before anything is sent) what the server cannot take."""
-        self._require(SESSION, command="MAIL")
+        server allows; refuses (before anything is queued) what the server cannot take."""
+        self._next_state(Step.MAIL)
         caps = self.capabilities
         check_argument(sender, "sender address")
         smtputf8 = smtputf8 or not sender.isascii()
@@ -458,62 +519,47 @@ class SMTPConnection:
             line += " BODY=8BITMIME"
         if smtputf8:
             line += " SMTPUTF8"
-        out = self._command(line, _Expected("MAIL", MailReply))
-        self.state = TRANSACTION
+        self._command(Step.MAIL, line, _Expected("MAIL", MailReply))
         self._transaction_utf8 = smtputf8
-        self._bdat_started = False
-        return out
 
-    def send_rcpt(self, address: str) -> bytes:
-        self._require(TRANSACTION, command="RCPT")
-        self._refuse_after_bdat("RCPT")
+    def send_rcpt(self, address: str) -> None:
+        self._next_state(Step.RCPT)
         check_argument(address, "recipient address")
         if not address.isascii() and not self._transaction_utf8:
             raise DataError(f"recipient {address!r} needs SMTPUTF8, which MAIL FROM did not ask for")
-        return self._command(f"RCPT TO:<{address}>", _Expected("RCPT", RcptReply, address))
+        self._command(Step.RCPT, f"RCPT TO:<{address}>", _Expected("RCPT", RcptReply, address))
 
-    def send_data(self) -> bytes:
-        self._require(TRANSACTION, command="DATA")
-        self._refuse_after_bdat("DATA")
-        out = self._command("DATA", _Expected("DATA", DataReply))
-        self.state = DATA_REQUESTED
-        return out
+    def send_data(self) -> None:
+        self._command(Step.DATA, "DATA", _Expected("DATA", DataReply))
 
-    def send_bdat(self, data: bytes, last: bool = False) -> bytes:
+    def send_content(self, data: bytes) -> None:
+        """Message bytes after a 354, already dot-stuffed (smtp/data.py's data_stream)."""
+        if self.state is not State.DATA:
+            raise SMTPStateError(f"message content is not allowed {self.state.value}")
+        self._outbox += data
+
+    def end_data(self) -> None:
+        """The whole data stream, terminator included, has been queued."""
+        self._move(Step.END_OF_DATA)
+        self._expected.append(_Expected("end of data", MessageReply))
+
+    def send_bdat(self, data: bytes, last: bool = False) -> None:
         """One BDAT chunk (RFC 3030 §2): its exact size, then its bytes as they are (CRLF
         line endings, no dot-stuffing). The reply to the LAST chunk is the message's final
         reply. After a refused chunk the server's state is undefined (§4.2): the driver
         sends RSET before the next transaction."""
-        self._require(TRANSACTION, command="BDAT")
         if "CHUNKING" not in self.capabilities:
             raise SMTPStateError("BDAT, and the server does not offer CHUNKING")
-        line = f"BDAT {len(data)}{' LAST' if last else ''}"
-        out = self._command(line, _Expected("BDAT", MessageReply if last else BdatReply)) + data
-        self._bdat_started = True
-        if last:
-            self.state = SESSION
-        return out
+        step = Step.BDAT_LAST if last else Step.BDAT
+        self._command(step, f"BDAT {len(data)}{' LAST' if last else ''}",
+                      _Expected("BDAT", MessageReply if last else BdatReply))
+        self._outbox += data
 
-    def _refuse_after_bdat(self, command: str) -> None:
-        if self._bdat_started:
-            raise SMTPStateError(f"{command} after BDAT in the same transaction (RFC 3030 §2)")
+    def send_rset(self) -> None:
+        self._command(Step.RSET, "RSET", _Expected("RSET", RsetReply))
 
-    def end_data(self) -> None:
-        """The driver has written the whole data stream, terminator included."""
-        self._require(DATA, command="end of data")
-        self._expected.append(_Expected("end of data", MessageReply))
-        self.state = SESSION
-
-    def send_rset(self) -> bytes:
-        self._require(SESSION, TRANSACTION, command="RSET")
-        out = self._command("RSET", _Expected("RSET", RsetReply))
-        self.state = SESSION
-        return out
-
-    def send_quit(self) -> bytes:
-        if self.state in (GREETING, DATA):
-            raise SMTPStateError(f"QUIT in state {self.state!r}")
-        return self._command("QUIT", _Expected("QUIT", QuitReply))
+    def send_quit(self) -> None:
+        self._command(Step.QUIT, "QUIT", _Expected("QUIT", QuitReply))
 
 
 def _b64(data: bytes) -> str:

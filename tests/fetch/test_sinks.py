@@ -1,0 +1,88 @@
+"""fetch's outputs driven directly, without the CLI: what each sink saves, where, and how it
+finds again (mark, orphans) and compares (open, as_stored) a message a killed run saved."""
+
+import io
+import os
+
+import pytest
+
+from mimekit.errors import UsageError
+from mimekit.fetch.message import ListedMessage
+from mimekit.fetch.sinks import DirectorySink, MaildirSink, MboxSink, StdoutSink, imap_flags, maildir_flags, open_sink
+
+MESSAGE = b"From: a@example.test\r\nSubject: s\r\n\r\nFrom the body\r\nlone\rCR\r\n"
+STORED = b"From: a@example.test\nSubject: s\n\nFrom the body\nlone\rCR\n"
+
+
+def listed(message_id: str = "7") -> ListedMessage:
+    return ListedMessage(message_id, 1, size=len(MESSAGE), flags=("\\Seen",))
+
+
+def chunks() -> list[bytes]:
+    return [MESSAGE[:5], MESSAGE[5:40], MESSAGE[40:]]
+
+
+def test_open_sink_picks_the_kind_from_the_spec(tmp_path):
+    assert isinstance(open_sink(f"maildir:{tmp_path / 'md'}"), MaildirSink)
+    assert isinstance(open_sink(f"MBOX:{tmp_path / 'mb'}"), MboxSink)
+    assert isinstance(open_sink(str(tmp_path / "dir")), DirectorySink)
+    assert isinstance(open_sink("-", io.BytesIO()), StdoutSink)
+
+
+def test_flags_map_between_imap_names_and_maildir_letters():
+    assert maildir_flags(("\\Seen", "\\flagged", "$Forwarded", "\\Recent", "custom")) == "FPS"
+    assert imap_flags("FPS") == ("\\Flagged", "$Forwarded", "\\Seen")
+
+
+@pytest.mark.parametrize("kind", ["maildir", "mbox"])
+def test_a_store_sink_keeps_lf_and_gives_back_what_as_stored_predicts(tmp_path, kind):
+    sink = open_sink(f"{kind}:{tmp_path / 'out'}")
+    assert sink.durable and sink.identity == f"{kind}:{os.path.realpath(tmp_path / 'out')}"
+    key, path = sink.add(listed(), chunks(), "S")
+    assert b"".join(sink.as_stored(chunks())) == STORED
+    with sink.open(key) as stored:
+        saved = stored.read()
+    if kind == "maildir":
+        assert saved == STORED and path.endswith(f"{key}:2,S") and os.path.basename(os.path.dirname(path)) == "cur"
+    else:
+        assert saved == b"Status: RO\n" + STORED and path == f"{tmp_path / 'out'}:{key}"
+
+
+@pytest.mark.parametrize("kind", ["maildir", "mbox", "dir"])
+def test_orphans_are_what_was_added_after_the_mark_and_not_recorded(tmp_path, kind):
+    sink = open_sink(str(tmp_path / "out") if kind == "dir" else f"{kind}:{tmp_path / 'out'}")
+    before, _ = sink.add(listed("1"), chunks(), "")
+    mark = sink.mark()
+    recorded, _ = sink.add(listed("2"), chunks(), "")
+    orphan, _ = sink.add(listed("3"), chunks(), "")
+    assert sink.orphans(mark, {before, recorded}) == [orphan]
+    assert sink.orphans(mark, {before, recorded, orphan}) == []
+
+
+def test_maildir_orphans_are_only_this_processes(tmp_path):
+    sink = open_sink(f"maildir:{tmp_path / 'out'}")
+    mark = {**sink.mark(), "pid": os.getpid() + 1}
+    sink.add(listed(), chunks(), "")
+    assert sink.orphans(mark, set()) == []
+
+
+def test_directory_sink_keeps_the_bytes_as_received_under_free_names(tmp_path):
+    sink = DirectorySink(str(tmp_path / "out"))
+    first, first_path = sink.add(listed("7"), chunks(), "S")
+    second, _ = sink.add(listed("7"), chunks(), "")
+    assert (first, second) == ("7.eml", "7 (1).eml")
+    assert first_path == str(tmp_path / "out" / "7.eml")
+    assert (tmp_path / "out" / "7.eml").read_bytes() == MESSAGE
+    assert b"".join(sink.as_stored(chunks())) == MESSAGE
+    with sink.open(second) as stored:
+        assert stored.read() == MESSAGE
+
+
+def test_stdout_sink_writes_one_message_in_network_form(tmp_path):
+    stream = io.BytesIO()
+    sink = StdoutSink(stream)
+    assert not sink.durable
+    assert sink.add(listed(), [STORED[:9], STORED[9:]], "") == ("-", "-")
+    assert stream.getvalue() == MESSAGE
+    with pytest.raises(UsageError):
+        sink.add(listed("8"), [STORED], "")

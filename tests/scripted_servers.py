@@ -94,7 +94,8 @@ def silence() -> Iterable[bytes]:
 class ScriptedSMTPServer(ScriptedServer):
     """A scripted fake SMTP server; override a method to script a fault.
 
-    Records the commands it saw (`commands`) and the messages it accepted (`messages`).
+    Records the commands it saw (`commands`), those that arrived with more behind them in
+    the same read (`batched`: pipelined), and the messages it accepted (`messages`).
     """
 
     scheme = "smtps"
@@ -102,6 +103,7 @@ class ScriptedSMTPServer(ScriptedServer):
 
     def __init__(self, tmp_path: Path):
         self.commands: list[str] = []
+        self.batched: list[str] = []
         self.messages: list[bytes] = []
         self.pipelined_without_offer = False
         super().__init__(tmp_path)
@@ -141,6 +143,8 @@ class ScriptedSMTPServer(ScriptedServer):
         while line := reader.readline():
             command = line.decode().rstrip("\r\n")
             self.commands.append(command)
+            if reader.buffer:
+                self.batched.append(command)
             if "PIPELINING" not in self.extensions and reader.more_waiting():
                 self.pipelined_without_offer = True
             verb = command.split(" ", 1)[0].upper()

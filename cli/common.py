@@ -1,6 +1,6 @@
 """What every command shares: exit codes, error reporting, --json output, progress.
 
-CONVENTIONS.md is the contract: data on stdout, diagnostics on stderr, sysexits codes,
+docs/conventions.md is the contract: data on stdout, diagnostics on stderr, sysexits codes,
 errors as JSON under --json, never a bare traceback (unless --debug).
 """
 
@@ -41,21 +41,29 @@ EXIT_CODES = {
     errors.ConfigError: 78,
 }
 
-EXIT_CODE_TABLE = """\b
-Exit codes (sysexits.h):
-  0  OK           everything asked for was done
-  64 USAGE        bad flags or arguments
-  65 DATAERR      input not usable as asked (check found violations, CR/LF in a header)
-  66 NOINPUT      an input file does not exist or cannot be read
-  69 UNAVAILABLE  a server refused permanently (5xx), host unreachable
-  70 SOFTWARE     a bug in mimekit
-  73 CANTCREAT    an output cannot be created or would be overwritten
-  74 IOERR        read/write error
-  75 TEMPFAIL     4xx reply, timeout, dropped connection: safe to retry
-  76 PROTOCOL     the server broke the protocol
-  77 NOPERM       authentication failed, or an insecure action was refused
-  78 CONFIG       bad or missing configuration, secret command failed
-Partial failure is never 0."""
+# The one table of exit codes: the epilog of `mimekit --help` is made from it, and
+# tests/cli/test_cli_basics.py checks that the README's table says the same.
+EXIT_STATUSES = (
+    (0, "OK", "everything asked for was done"),
+    (64, "USAGE", "bad flags or arguments"),
+    (65, "DATAERR", "input not usable as asked (`check` found violations, CR/LF in a header value, "
+                    "`--strict` defects)"),
+    (66, "NOINPUT", "an input file does not exist or cannot be read"),
+    (69, "UNAVAILABLE", "a server refused permanently (5xx), host unreachable"),
+    (70, "SOFTWARE", "a bug in mimekit"),
+    (73, "CANTCREAT", "an output cannot be created, or would be overwritten"),
+    (74, "IOERR", "read/write error"),
+    (75, "TEMPFAIL", "4xx reply, timeout, dropped connection: safe to retry"),
+    (76, "PROTOCOL", "the server broke the protocol"),
+    (77, "NOPERM", "authentication failed, or an insecure action was refused"),
+    (78, "CONFIG", "bad or missing configuration, the password command failed"),
+)
+PARTIAL_FAILURE_RULE = "Partial failure (a recipient refused, a message not fetched) is never 0."
+
+EXIT_CODE_TABLE = "\b\nExit codes (sysexits.h):\n" + "\n".join(
+    f"  {code:<2} {name:<12} {meaning.replace('`', '')}" for code, name, meaning in EXIT_STATUSES
+) + "\n" + PARTIAL_FAILURE_RULE
+
 
 
 # -- text from outside ------------------------------------------------------------------
@@ -83,14 +91,31 @@ def exit_code_for(exc: errors.MimekitError) -> int:
     return EXIT_SOFTWARE
 
 
+# When a run's results differ, the code that tells a script most: a message that can never
+# be sent as it is, then a permanent refusal, then "try again later".
+EXIT_PRECEDENCE = (65, 69, 75)
+
+
+def exit_code_for_results(results) -> int:
+    """One exit code for send's MessageResults: 0 only when every recipient of every message
+    was accepted; a refusal's code comes from the error it carries (4xx: 75, 5xx: 69)."""
+    codes = set()
+    for result in results:
+        errors_found = [result.error] + [recipient.error for recipient in result.recipients]
+        codes.update(exit_code_for(error) for error in errors_found if error is not None)
+    return next((code for code in EXIT_PRECEDENCE if code in codes), 0)
+
+
 def json_option(func):
     """The --json flag, spelled the same way on every command."""
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(func)
 
 
-def account_options(func):
-    """--user, --password-command and --cafile: how send, fetch and folders log in.
-    Passwords never come from argv (CONVENTIONS.md, Network)."""
+def network_options(func):
+    """What send, fetch and folders share, spelled once: how they log in (--user,
+    --password-command, --cafile; passwords never come from argv: docs/conventions.md,
+    Network), --timeout, --json and -q."""
+    from mimekit.transport.connection import DEFAULT_TIMEOUT, MIN_DATA_RATE   # here: only network commands load ssl
     options = [
         click.option("--user", metavar="NAME", help="Login name (instead of USER@ in the URL)."),
         click.option("--password-command", metavar="CMD",
@@ -98,20 +123,23 @@ def account_options(func):
                           "(else MIMEKIT_PASSWORD, ~/.netrc, ~/.config/mimekit/config.ini)."),
         click.option("--cafile", metavar="PEM",
                      help="Also trust this CA's certificates (a private CA); verification is always on."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT,
+                     show_default=True, metavar="SECONDS",
+                     help="Idle limit: a server silent this long, or sending under "
+                          f"{MIN_DATA_RATE} bytes/s for this long, ends the session (exit 75)."),
+        json_option,
+        quiet_option,
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def timeout_option(func):
-    """--timeout SECONDS for send, fetch and folders: the session's idle limit
-    (mimekit.transport.connection: a peer dripping bytes cannot extend it)."""
-    from mimekit.transport.connection import DEFAULT_TIMEOUT, MIN_DATA_RATE   # here: only network commands load ssl
-    return click.option(
-        "--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
-        metavar="SECONDS", help="Idle limit: a server silent this long, or sending under "
-                                f"{MIN_DATA_RATE} bytes/s for this long, ends the session (exit 75).")(func)
+def lazy_password(user: str | None, host: str, password_command: str | None):
+    """The password look-up, as the engine calls it once TLS is up (never before, so a
+    server that cannot be reached securely costs no password command)."""
+    from mimekit.transport.secrets import resolve_password
+    return lambda: resolve_password(user, host, password_command)
 
 
 # --parser-limit NAME=N: the parser's limits by their short names (Limits.max_<name>).
@@ -120,7 +148,7 @@ LIMIT_NAMES = {field.name.removeprefix("max_").replace("_", "-"): field.name
 
 
 def limits_option(func):
-    """--parser-limit NAME=N, repeatable: the parser limits of CONVENTIONS.md, configurable
+    """--parser-limit NAME=N, repeatable: the parser limits of docs/conventions.md, configurable
     (named apart from fetch's --limit N, which counts messages)."""
     return click.option(
         "--parser-limit", "limits", multiple=True, metavar="NAME=N", callback=_parse_limits,

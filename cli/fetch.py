@@ -8,7 +8,7 @@ Decisions (also in --help):
   -o - is refused: a pipe is not durable storage.
 - stdout carries data only: the message with -o -, the report with --json, else
   nothing; a one-line summary goes to stderr unless -q.
-- --new keeps its state in $XDG_STATE_HOME/mimekit/fetch/ (see mimekit/fetch_state.py).
+- --new keeps its state in $XDG_STATE_HOME/mimekit/fetch/ (see mimekit/fetch/state.py).
 - A failure part way exits with its own code (never 0); with --json the document still
   lists what was fetched before it, next to the error.
 """
@@ -23,10 +23,8 @@ from mimekit.errors import MimekitError, UsageError
 from mimekit.fetch.run import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch
 from mimekit.fetch.sinks import open_sink
 from mimekit.transport.imap.client import list_folders
-from mimekit.transport.secrets import resolve_password
 from mimekit.transport.urls import parse_url
-from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, printable,
-                                quiet_option, reporting, timeout_option)
+from mimekit_cli.common import Progress, emit_json, exit_code_for, lazy_password, network_options, printable, reporting
 
 
 def _server_url(text: str, allowed: set[str], user: str | None):
@@ -34,11 +32,6 @@ def _server_url(text: str, allowed: set[str], user: str | None):
     if user:
         url = dataclasses.replace(url, user=user)
     return url
-
-
-def _password(url, password_command: str | None):
-    """Resolved only when the server is about to be given it (after TLS is up)."""
-    return lambda: resolve_password(url.user, url.host, password_command)
 
 
 def _parse_date(text: str) -> date:
@@ -65,10 +58,7 @@ $XDG_STATE_HOME/mimekit/fetch/. Nothing changes on the server without --delete, 
 @click.option("--headers-only", is_flag=True, help="Fetch the header block only.")
 @click.option("--delete", is_flag=True, help="Delete from the server what was saved (IMAP: SELECT, \\Deleted, expunge).")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N messages (oldest first).")
-@account_options
-@timeout_option
-@json_option
-@quiet_option
+@network_options
 def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, user,
                   password_command, cafile, timeout, as_json, quiet):
     """Fetch mail from SOURCE: imap://USER@HOST[:PORT]/FOLDER, imaps://..., pop3://USER@HOST[:PORT],
@@ -86,7 +76,7 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
         sink = open_sink(output)
         progress = Progress("fetch", quiet=quiet)
         try:
-            fetch(url, sink, options, password=None if url.is_local else _password(url, password_command),
+            fetch(url, sink, options, password=None if url.is_local else lazy_password(url.user, url.host, password_command),
                   cafile=cafile, timeout=timeout, on_progress=progress.update, report=report)
         except MimekitError as exc:
             progress.close()
@@ -109,14 +99,13 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
 
 @click.command("folders")
 @click.argument("source", metavar="imap[s]://USER@HOST[:PORT]")
-@account_options
-@timeout_option
-@json_option
-def folders_command(source, user, password_command, cafile, timeout, as_json):
+@network_options
+def folders_command(source, user, password_command, cafile, timeout, as_json, quiet):
     """List the folders of an IMAP account, one per line (names decoded to UTF-8)."""
     with reporting("folders", as_json):
         url = _server_url(source, {"imap", "imaps"}, user)
-        entries = list_folders(url, _password(url, password_command), cafile=cafile, timeout=timeout)
+        entries = list_folders(url, lazy_password(url.user, url.host, password_command), cafile=cafile,
+                               timeout=timeout)
         if as_json:
             emit_json("folders", {"folders": [{"name": e.name, "delimiter": e.delimiter, "flags": list(e.flags)}
                                               for e in entries]})

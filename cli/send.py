@@ -1,34 +1,28 @@
 """`mimekit send`: hand messages to an SMTP server over one connection, or to a local store.
 
-Thin by design: options in, mimekit.transport.smtp.envelope / smtp_client / stores do the work, results
-out (one line per message on stderr, or one JSON document), and one exit code for the
-whole run: 0 only when every recipient of every message was accepted.
+Thin by design: options in, mimekit.send.send() does the work, results out (one line per
+message on stderr, or one JSON document), and one exit code for the whole run: 0 only
+when every recipient of every message was accepted.
 """
 
 import sys
 
 import click
 
-from mimekit.transport.smtp.envelope import prepare_message
 from mimekit.errors import MimekitError, UsageError
-from mimekit.transport.secrets import resolve_password
-from mimekit.transport.smtp.client import MessageResult, RecipientResult, SMTPClient
-from mimekit.stores import Mbox, open_mailbox
+from mimekit.send import SEND_SCHEMES, send
+from mimekit.transport.smtp.client import MessageResult, RecipientResult
+from mimekit.transport.smtp.envelope import prepare_message
 from mimekit.transport.urls import parse_url
-from mimekit_cli.common import (Progress, account_options, emit_json, exit_code_for, json_option, print_diagnostic,
-                                quiet_option, reporting, timeout_option)
-
-SCHEMES = {"smtp", "smtps", "maildir", "mbox"}
-# When results differ, the code that tells a script most: a message that can never be
-# sent as it is, then a permanent refusal, then "try again later".
-EXIT_PRECEDENCE = (65, 69, 75)
+from mimekit_cli.common import (Progress, emit_json, exit_code_for, exit_code_for_results, lazy_password,
+                                network_options, print_diagnostic, reporting)
 
 
 @click.command("send")
 @click.option("--server", required=True, metavar="URL",
               help="smtp://HOST[:PORT] (STARTTLS, required), smtps://HOST[:PORT] (implicit TLS), "
                    "maildir:PATH or mbox:PATH.")
-@account_options
+@network_options
 @click.option("--insecure-plaintext-auth", is_flag=True,
               help="Allow a server without STARTTLS: log in and send in the clear (a warning is printed).")
 @click.option("--from", "sender", metavar="ADDR", help="Envelope sender (default: the From header).")
@@ -36,12 +30,9 @@ EXIT_PRECEDENCE = (65, 69, 75)
 @click.option("-t", "extract", is_flag=True,
               help="Also send to the To, Cc and Bcc addresses of the message (Resent-To, Resent-Cc and "
                    "Resent-Bcc instead when it has Resent- fields: it is being resent).")
-@timeout_option
-@json_option
-@quiet_option
 @click.argument("files", nargs=-1, metavar="[FILE|-]...")
-def send(server, user, password_command, cafile, insecure_plaintext_auth, sender, recipients, extract,
-         timeout, as_json, quiet, files):
+def send_command(server, user, password_command, cafile, timeout, as_json, quiet, insecure_plaintext_auth,
+                 sender, recipients, extract, files):
     """Send messages (files, or stdin) over one SMTP connection, or deliver them locally.
 
     Bcc and Resent-Bcc fields are never transmitted. Each --to and --from is one address
@@ -53,72 +44,29 @@ def send(server, user, password_command, cafile, insecure_plaintext_auth, sender
     with reporting("send", as_json):
         if files.count("-") > 1:
             raise UsageError("stdin (-) can be read only once")
-        url = parse_url(server, SCHEMES)
+        url = parse_url(server, SEND_SCHEMES)
+        user = user or url.user
+        if password_command and not user and not url.is_local:
+            raise UsageError("--password-command needs --user (or smtp://USER@HOST)")
         messages = [prepare_message(path, sender, recipients, extract) for path in files]
-        if not url.is_local:
-            for message in messages:
-                if not message.recipients and not message.refused:
-                    raise UsageError(f"{message.source}: no recipient (give --to, or -t to use "
-                                     "the To, Cc and Bcc, or Resent- ones, of the message)")
         progress = Progress("send", total=sum(m.scan.size for m in messages), quiet=quiet or as_json)
+        outcomes = send(url, messages, extract=extract, user=user,   # checks every message before any goes out
+                        password=lazy_password(user, url.host, password_command), cafile=cafile, timeout=timeout,
+                        allow_insecure=insecure_plaintext_auth, on_unencrypted=lambda: print_diagnostic(
+                            "send", f"warning: {url.host} offers no STARTTLS; continuing WITHOUT "
+                                    "encryption because --insecure-plaintext-auth was given"),
+                        on_progress=progress.update)
         results: list[MessageResult] = []
         try:
-            if url.is_local:
-                _deliver_locally(url, messages, results, progress)
-            else:
-                _send_over_smtp(url, messages, results, progress, user, password_command, cafile,
-                                insecure_plaintext_auth, timeout)
+            for result in outcomes:
+                results.append(result)
         except MimekitError as exc:
             progress.close()
             _report(messages, results, as_json, quiet, failure=exc)
             sys.exit(exit_code_for(exc))
         progress.close()
         _report(messages, results, as_json, quiet)
-        sys.exit(_exit_code(results))
-
-
-def _send_over_smtp(url, messages, results, progress, user, password_command, cafile, insecure, timeout):
-    user = user or url.user
-    if password_command and not user:
-        raise UsageError("--password-command needs --user (or smtp://USER@HOST)")
-    password = resolve_password(user, url.host, password_command) if user else None
-    with SMTPClient(url, cafile=cafile, timeout=timeout, allow_insecure=insecure) as client:
-        if not client.encrypted:
-            print_diagnostic("send", f"warning: {url.host} offers no STARTTLS; continuing WITHOUT "
-                                     "encryption because --insecure-plaintext-auth was given")
-        if user:
-            client.login(user, password)
-        for result in client.send_messages(messages, progress=progress.update):
-            results.append(result)
-            progress.update(0, items=1)
-
-
-def _deliver_locally(url, messages, results, progress):
-    store = open_mailbox(url)
-    for message in messages:
-        if message.refused:
-            results.append(MessageResult(message.source, [RecipientResult(r, False, text=str(message.refused))
-                                                          for r in message.recipients], error=message.refused))
-            continue
-        if isinstance(store, Mbox):
-            key = store.add(message.chunks(), sender=message.sender)
-        else:
-            key = store.add(message.chunks())
-        delivered = f"delivered to {url.scheme}:{url.path}"
-        results.append(MessageResult(message.source, [RecipientResult(r, True, text=delivered)
-                                                      for r in message.recipients], queue_id=key))
-        progress.update(message.scan.size, items=1)
-
-
-def _exit_code(results: list[MessageResult]) -> int:
-    codes = set()
-    for result in results:
-        if result.error is not None:
-            codes.add(exit_code_for(result.error))
-        for recipient in result.recipients:
-            if not recipient.accepted and recipient.code is not None:
-                codes.add(75 if recipient.code < 500 else 69)
-    return next((code for code in EXIT_PRECEDENCE if code in codes), 0)
+        sys.exit(exit_code_for_results(results))
 
 
 def _report(messages, results, as_json, quiet, failure: MimekitError | None = None) -> None:
@@ -165,4 +113,4 @@ def _result_json(result: MessageResult) -> dict:
     return document
 
 
-COMMANDS = [send]
+COMMANDS = [send_command]

@@ -306,18 +306,24 @@ def test_shared_config_with_a_password_is_refused(tmp_path):
     config.parent.mkdir(parents=True)
     config.write_text("[alice@127.0.0.1]\npassword = fromconfig\n")
     config.chmod(0o640)
-    # send resolves the password before it connects: port 1 would be exit 69, not 78
-    result = run_cli("send", "--server", "smtp://alice@127.0.0.1:1", "--to", "b@example.test", "-",
-                     input=b"From: a@example.test\r\n\r\nx\r\n", env=isolated_env(tmp_path))
+    # send looks the password up once TLS is up (as fetch does), and then refuses the config
+    server = scripted(ScriptedSMTPServer, tmp_path)
+    result = run_cli("send", "--server", server.url.replace("//", "//alice@"), "--cafile", str(server.ca_file),
+                     "--to", "b@example.test", "-", input=b"From: a@example.test\r\n\r\nx\r\n",
+                     env=isolated_env(tmp_path))
+    server.close()
     assert result.returncode == 78, result.stderr
     assert f"chmod 600 {config}".encode() in result.stderr and b"fromconfig" not in result.stderr
+    assert not any(command.upper().startswith("AUTH") for command in server.commands)
 
 
 def test_failed_password_command_shows_its_stderr_printable(tmp_path):
     command = f"echo 'vault is locked {OSC_TITLE}' >&2; echo notthepassword; exit 3"
-    result = run_cli("send", "--server", "smtp://alice@127.0.0.1:1", "--password-command", command,
-                     "--to", "b@example.test", "-", input=b"From: a@example.test\r\n\r\nx\r\n",
-                     env=isolated_env(tmp_path))
+    server = scripted(ScriptedSMTPServer, tmp_path)
+    result = run_cli("send", "--server", server.url.replace("//", "//alice@"), "--cafile", str(server.ca_file),
+                     "--password-command", command, "--to", "b@example.test", "-",
+                     input=b"From: a@example.test\r\n\r\nx\r\n", env=isolated_env(tmp_path))
+    server.close()
     assert result.returncode == 78, result.stderr
     assert b"exit status 3" in result.stderr and b"vault is locked" in result.stderr
     assert b"notthepassword" not in result.stderr

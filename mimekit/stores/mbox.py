@@ -302,9 +302,11 @@ class Mbox:
         The keys of the messages after a removed one change, and so does `validity`. A key
         that names no message removes nothing (NoInputError). Our writers waiting for the
         old file's lock see that it was replaced and lock the new one (_open_locked)."""
+        if not keys:
+            return                # no rewrite: the keys stay valid
         with self._locked() as (fd, size):
             with open(fd, "rb", closefd=False) as mbox:
-                removed = sorted({self._locate(mbox, key)[::2] for key in keys})
+                removed = sorted({(start, end) for start, _, end in (self._locate(mbox, key) for key in keys)})
             kept, cursor = [], 0
             for start, end in removed:
                 kept.append((cursor, start))
@@ -315,13 +317,13 @@ class Mbox:
     def _rewrite(self, fd: int, ranges: list[tuple[int, int]]) -> None:
         """Replace the mbox by a file holding its byte `ranges`, atomically and durably."""
         target = os.path.realpath(self.path)
-        mode = os.fstat(fd)
+        original = os.fstat(fd)
         try:
             with OutputDirectory(os.path.dirname(target), wanted=self.path) as directory, \
                     directory.new_file(os.path.basename(target), replace=True) as output:
-                os.fchmod(output.stream.fileno(), stat.S_IMODE(mode.st_mode))
+                os.fchmod(output.stream.fileno(), stat.S_IMODE(original.st_mode))
                 try:
-                    os.fchown(output.stream.fileno(), mode.st_uid, mode.st_gid)
+                    os.fchown(output.stream.fileno(), original.st_uid, original.st_gid)
                 except PermissionError:
                     pass          # not ours to give away: the file stays the writer's
                 for start, end in ranges:

@@ -74,6 +74,8 @@ def test_mbox_remove_keeps_the_bytes_quoting_and_mode_and_changes_validity(tmp_p
     os.chmod(path, 0o640)
     keys = [int(key) for key in box.keys()]
     raw, validity = path.read_bytes(), box.validity
+    box.remove()
+    assert box.validity == validity, "removing nothing rewrites nothing"
     box.remove(str(keys[1]))
     assert path.read_bytes() == raw[:keys[1]] + raw[keys[2]:]
     assert b"\n>From the body of 0\n>>From quoted 0\n" in path.read_bytes()

@@ -27,7 +27,6 @@ def login_failure(what: str, completion_text: str, code: str | None) -> MimekitE
 class Driver:
     """A protocol object on a connection: flush commands, pump events."""
 
-    name = ""
     starttls_command = "STARTTLS"
 
     def __init__(self, url: ServerURL, cafile: str | None, timeout: float):

@@ -22,7 +22,6 @@ IMAP_DESCRIBE_BATCH = 5000
 class IMAPClient(Driver):
     """Connect, secure, log in, select; then list, describe, retrieve and delete by UID."""
 
-    name = "IMAP"
     id_kind = "uid"
     stable_ids = True
     lists_everything = False   # SEARCH results are a selection, not the whole mailbox

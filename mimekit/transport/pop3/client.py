@@ -18,7 +18,6 @@ POP3_WINDOW = 32          # RETR/DELE commands in flight when the server offers 
 
 
 class POP3Client(Driver):
-    name = "POP3"
     starttls_command = "STLS"
     id_kind = "uidl"
     stable_ids = True          # until the server turns out to have no UIDL

@@ -42,7 +42,7 @@ EXIT_CODES = {
 }
 
 # The one table of exit codes: the epilog of `mimekit --help` is made from it, and
-# tests/cli/test_cli_basics.py checks that the README's table says the same.
+# tests/test_readme.py checks that the README's table says the same.
 EXIT_STATUSES = (
     (0, "OK", "everything asked for was done"),
     (64, "USAGE", "bad flags or arguments"),

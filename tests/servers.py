@@ -2,7 +2,7 @@
 
 Why real servers: the transports must be checked against what mail software really says
 (EHLO keywords, SASL, STARTTLS, size limits, IMAP literals, POP3 dot-stuffing), not against
-our own idea of it. See ../shared/notes/mail-servers.md for the facts this file relies on.
+our own idea of it. See docs/mail-servers.md for the facts this file relies on.
 
 Layout: each session gets a slot directory under STATE_ROOT holding a throw-away CA and server
 certificate, a Postfix config/queue, a Dovecot config and the shared Maildir tree:

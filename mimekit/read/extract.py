@@ -1,6 +1,6 @@
 """What `mimekit decode` does with a parsed message: extract parts, find the text, read one part.
 
-Extraction (CONVENTIONS.md "Safety") writes every leaf part, parts of attached messages
+Extraction (docs/conventions.md, Safety) writes every leaf part, parts of attached messages
 included, the text of a multipart in which no boundary was found, and every uuencoded
 file found in a text/plain body, into one flat directory:
 names are sanitised (mimekit.read.safe_names), each file is written under a temporary name and

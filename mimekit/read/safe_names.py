@@ -1,7 +1,7 @@
 """Safe file names for extracted parts.
 
 A part's name is chosen by whoever sent the message, so it is hostile until proven
-otherwise (CONVENTIONS.md "Safety"). `sanitize_filename` keeps a name as sent where it is
+otherwise (docs/conventions.md, Safety). `sanitize_filename` keeps a name as sent where it is
 harmless (spaces and non-ASCII letters stay) and records every change it makes, so the
 decode manifest can say why a written name differs from the original. Writing the file
 (exclusively, never replacing, a clash suffixed) is mimekit.streams.files.OutputDirectory's.

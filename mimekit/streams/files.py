@@ -1,4 +1,4 @@
-"""Opening inputs and outputs the way every command must (CONVENTIONS.md).
+"""Opening inputs and outputs the way every command must (docs/conventions.md, Input and output; Safety).
 
 Inputs: a path or "-" for stdin; a missing or unreadable file is NoInputError.
 

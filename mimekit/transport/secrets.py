@@ -1,4 +1,4 @@
-"""Where a password comes from, in the order CONVENTIONS.md fixes:
+"""Where a password comes from, in the order docs/conventions.md (Network) fixes:
 --password-command (first line of its stdout, exit status checked), the environment
 variable MIMEKIT_PASSWORD, ~/.netrc, then the config file. Never argv, never printed.
 

@@ -1,5 +1,5 @@
 """Server and store URLs: smtp://, smtps://, imap://, imaps://, pop3://, pop3s://,
-maildir:PATH and mbox:PATH (CONVENTIONS.md, "Network")."""
+maildir:PATH and mbox:PATH (docs/conventions.md, Network)."""
 
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit

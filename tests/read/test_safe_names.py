@@ -94,7 +94,7 @@ _ANY_NAME = st.one_of(st.text(st.characters(codec=None, categories=None), max_si
 
 
 def assert_safe(name: str, limit: int = MAX_NAME_BYTES) -> None:
-    """Every rule of CONVENTIONS.md "Safety" for a written name."""
+    """Every rule of docs/conventions.md, Safety, for a written name."""
     assert name and name not in (".", "..")
     assert "/" not in name and "\\" not in name
     assert not name.startswith(".")

@@ -1,7 +1,7 @@
 """The SMTP driver: sessions, pipelining and results; the protocol is smtp/protocol.py's, the
 event pump driver.py's, the socket, TLS and timeouts connection.py's.
 
-Secure by default (CONVENTIONS.md, "Network"): smtp:// always upgrades with STARTTLS and
+Secure by default (docs/conventions.md, Network): smtp:// always upgrades with STARTTLS and
 stops before any credential or message when the server does not offer it (unless the
 user passed the explicit insecure flag, which the caller must announce); smtps:// is
 TLS from the first byte; certificates and host names are always verified.

@@ -116,11 +116,11 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
 
 def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: str | None) -> None:
     if criteria and url.protocol != "imap":
-        raise UsageError("--since, --unseen and --search need an IMAP source (POP3 and local stores cannot search)")
+        raise UsageError("since, unseen and search need an IMAP source (POP3 and local stores cannot search)")
     if options.delete and not sink.durable:
-        raise UsageError("--delete with -o - is refused: standard output is not durable storage")
+        raise UsageError("delete is refused when the output is standard output: it is not durable storage")
     if options.limit is not None and options.limit < 1:
-        raise UsageError("--limit must be at least 1")
+        raise UsageError("limit must be at least 1")
 
 
 def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None, state: FetchState | None,
@@ -128,7 +128,7 @@ def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None
     ids = source.list(criteria)
     if state is not None and not source.stable_ids:
         if options.new:
-            raise UnavailableError("the POP3 server has no UIDL, so --new cannot tell old messages from new")
+            raise UnavailableError("the POP3 server has no UIDL, so new=True cannot tell old messages from new")
         state = None              # message numbers name nothing beyond this session
     if state is not None:
         if source.validity is not None:

@@ -182,7 +182,7 @@ class StdoutSink(Sink):
 
     def add(self, message, chunks, flags):
         if self.count:
-            raise UsageError("-o - takes one message; use --limit 1, or -o mbox:PATH for many")
+            raise UsageError("standard output takes one message: set limit=1, or write many into mbox:PATH")
         self.count += 1
         to_crlf = LineEndingNormaliser(b"\r\n", lone_cr_is_break=False)
         for chunk in chunks:

@@ -92,7 +92,7 @@ class Connection:
         except ssl.SSLCertVerificationError as exc:
             self._given_up = "the TLS handshake failed"
             raise AuthError(f"{self.where}: TLS certificate not trusted ({exc.verify_message}); "
-                            "nothing was sent (use --cafile for a private CA)") from exc
+                            "nothing was sent (give cafile for a private CA)") from exc
         except TimeoutError as exc:
             self._given_up = "the TLS handshake timed out"
             raise TempFailure(f"{self.where}: TLS handshake timed out after {self.timeout:g}s") from exc

@@ -41,7 +41,7 @@ def resolve_password(user: str, host: str, password_command: str | None = None,
     found = _from_netrc(user, host) or _from_config(user, host)
     if found:
         return found
-    raise ConfigError(f"no password for {user}@{host}: give --password-command, set {ENV_VARIABLE}, "
+    raise ConfigError(f"no password for {user}@{host}: give a password_command, set {ENV_VARIABLE}, "
                       f"or add it to {netrc_path()} or {config_path()} (chmod 600)")
 
 

@@ -60,7 +60,7 @@ def parse_url(text: str, allowed: set[str]) -> ServerURL:
                          "PORT from 1 to 65535)") from exc
     if password is not None:
         raise UsageError("passwords are never taken from the command line; "
-                         "use --password-command, MIMEKIT_PASSWORD or ~/.netrc")
+                         "use a password command, MIMEKIT_PASSWORD or ~/.netrc")
     if not host:
         raise UsageError(f"{shown!r}: no host name")
     if port == 0:

@@ -59,7 +59,7 @@ class IMAPClient(Driver):
         capabilities = self._capabilities()
         user = self.url.user
         if not user:
-            raise UsageError("no user name: give USER@HOST in the URL or --user")
+            raise UsageError("no user name: give USER@HOST in the URL or a user")
         secret = password() if password else ""
         if "AUTH=PLAIN" in capabilities:
             tag, what = self.proto.authenticate_plain(user, secret), "AUTHENTICATE PLAIN"

@@ -227,7 +227,7 @@ def search_criteria(since: date | None = None, unseen: bool = False, raw: str | 
     if unseen:
         parts.append("UNSEEN")
     if raw:
-        _ascii_argument(raw, "--search")
+        _ascii_argument(raw, "search")
         parts.append(f"({raw})" if parts else raw)
     return " ".join(parts) or None
 

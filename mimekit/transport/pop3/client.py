@@ -50,7 +50,7 @@ class POP3Client(Driver):
             capabilities = self._capa()
         user = self.url.user
         if not user:
-            raise UsageError("no user name: give USER@HOST in the URL or --user")
+            raise UsageError("no user name: give USER@HOST in the URL or a user")
         secret = password() if password else ""
         if "PLAIN" in (arg.upper() for arg in capabilities.get("SASL", ())):
             self.proto.auth_plain(user, secret)
@@ -107,7 +107,7 @@ class POP3Client(Driver):
 
     def retrieve(self, messages: list[ListedMessage], headers_only: bool) -> Iterator[tuple[ListedMessage, Iterator[bytes]]]:
         if headers_only and self.proto.capabilities and "TOP" not in self.proto.capabilities:
-            raise UnavailableError(f"{self.conn.where}: the server does not offer TOP, so --headers-only cannot work")
+            raise UnavailableError(f"{self.conn.where}: the server does not offer TOP, so headers_only cannot work")
         window = POP3_WINDOW if "PIPELINING" in self.proto.capabilities else 1
         queue = list(messages)
         sent = []

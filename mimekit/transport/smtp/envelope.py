@@ -156,7 +156,7 @@ def command_line_address(option: str, value: str) -> str:
 
 def command_line_sender(value: str) -> str:
     """The addr-spec of --from; "" for the null sender."""
-    return "" if value in NULL_SENDER else command_line_address("--from", value)
+    return "" if value in NULL_SENDER else command_line_address("sender", value)
 
 
 def envelope_for(fields: list[tuple[str, bytes]], sender: str | None = None, to: Iterable[str] = (),
@@ -179,9 +179,9 @@ def envelope_for(fields: list[tuple[str, bytes]], sender: str | None = None, to:
         if len(authors) > 1:
             authors = field_addresses("sender")[:1] or authors[:1]
         if not authors:
-            raise DataError(f"the message has no usable {prefix.title()}From address; give --from")
+            raise DataError(f"the message has no usable {prefix.title()}From address; give a sender")
         envelope_sender = authors[0]
-    recipients = [command_line_address("--to", value) for value in to]
+    recipients = [command_line_address("to", value) for value in to]
     if extract:
         recipients += field_addresses(*RECIPIENT_FIELDS)
     return Envelope(envelope_sender, tuple(dict.fromkeys(recipients)))
@@ -197,7 +197,7 @@ def prepare_message(path: str, sender: str | None = None, to: Iterable[str] = ()
     OutgoingMessage carries the refusal and the command line's part of the envelope).
     """
     given_sender = None if sender is None else command_line_sender(sender)
-    given_recipients = [command_line_address("--to", value) for value in to]
+    given_recipients = [command_line_address("to", value) for value in to]
     source = open_input(path)
     spool = temporary_file(prefix="mimekit-send-") if path == "-" else None
     remover, scanner = BccRemover(capture=ENVELOPE_FIELDS), MessageScanner()

@@ -4,9 +4,8 @@ with one line per problem on stdout (the findings are this command's data)."""
 import click
 
 from mimekit.read.check import check_message
-from mimekit.streams.files import open_input
-from mimekit_cli.common import (EXIT_DATAERR, emit_json, json_option, limits_option, print_diagnostic, printable,
-                                reporting)
+from mimekit_cli.common import (EXIT_DATAERR, emit_json, json_option, limits_option, open_input_or_stdin,
+                                print_diagnostic, printable, reporting)
 
 
 @click.command()
@@ -23,7 +22,7 @@ def check(ctx, source, allow_lf, limits, as_json):
     headers and encoded-words, and a missing Date, From or Message-ID.
     """
     with reporting("check", as_json):
-        with open_input(source) as stream:
+        with open_input_or_stdin(source) as stream:
             report = check_message(stream, allow_lf=allow_lf, limits=limits)
         if as_json:
             emit_json("check", {"source": source, "ok": report.ok,

@@ -14,12 +14,14 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
+from typing import BinaryIO, Iterator
 
 import click
 
 from mimekit import errors
 from mimekit.defects import Defect, DefectError, apply_defect_policy
 from mimekit.limits import Limits, parse_decimal
+from mimekit.streams.files import atomic_output, open_input
 
 EXIT_OK = 0
 EXIT_USAGE = 64
@@ -346,6 +348,33 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+# -- "-": standard input and output, a command-line convention ------------------------
+
+STDIO = "-"
+
+
+def open_input_or_stdin(path: str) -> BinaryIO:
+    """`path` opened for reading bytes, "-" being stdin (docs/conventions.md, Input and
+    output). Only the CLI reads "-" so: for the engine it is a file of that name."""
+    return sys.stdin.buffer if path == STDIO else open_input(path)
+
+
+def stdin_if_dash(path: str) -> BinaryIO | None:
+    """stdin for "-", else None: for engine calls that take a stream beside a path's name."""
+    return sys.stdin.buffer if path == STDIO else None
+
+
+@contextmanager
+def output_or_stdout(path: str) -> Iterator[BinaryIO]:
+    """`-o PATH` as atomic_output writes it; "-" is stdout, flushed at the end."""
+    if path != STDIO:
+        with atomic_output(path) as stream:
+            yield stream
+        return
+    yield sys.stdout.buffer
+    sys.stdout.buffer.flush()
 
 
 # -- reading messages: what decode, show and check share --------------------------------

@@ -7,11 +7,10 @@ import click
 
 from mimekit.errors import UsageError
 from mimekit.read.extract import ManifestEntry, best_text_part, extract_all, iter_part_bytes, iter_text
-from mimekit.streams.files import open_input
 from mimekit.limits import Limits
 from mimekit.read.tree import Message, parse_message
-from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, quiet_option,
-                                report_defects, reporting, strict_option, text_table)
+from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, open_input_or_stdin,
+                                quiet_option, report_defects, reporting, strict_option, text_table)
 
 
 @click.command("decode")
@@ -40,7 +39,7 @@ def decode(source, directory, text_only, part_id, strict, limits, as_json, quiet
             raise UsageError("give exactly one of -o DIR, --text or --part ID")
         if as_json and directory is None:
             raise UsageError("--json goes with -o DIR: --text and --part print the data itself")
-        with open_input(source) as stream, parse_message(stream, limits) as message, ExitStack() as opened:
+        with open_input_or_stdin(source) as stream, parse_message(stream, limits) as message, ExitStack() as opened:
             if directory is not None:
                 defects = _extract(message, directory, limits, as_json, quiet)
             elif text_only:

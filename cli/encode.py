@@ -1,14 +1,14 @@
 """`mimekit encode`: files in, one 7-bit-clean MIME message out (stdout, or -o atomically)."""
 
 import os
+import sys
 
 import click
 
-from mimekit.write.composer import CRLF, ENCODINGS, LF, compose
+from mimekit.write.composer import CRLF, ENCODINGS, LF, Content, compose
 from mimekit.errors import UsageError
-from mimekit.streams.files import atomic_output
 from mimekit.write.writer import write_message
-from mimekit_cli.common import Progress, quiet_option, reporting
+from mimekit_cli.common import STDIO, Progress, output_or_stdout, quiet_option, reporting
 
 
 @click.command("encode")
@@ -52,11 +52,11 @@ def encode(from_, to, cc, bcc, subject, headers, body, html, attach, inline, att
         if not sender:
             raise UsageError("no sender: give --from ADDR or set EMAIL")
         message = compose(from_=sender, to=to, cc=cc, bcc=bcc, subject=subject,
-                          headers=[_split_header(field) for field in headers], body=body, html=html,
+                          headers=[_split_header(field) for field in headers], body=Content.from_stream(sys.stdin.buffer) if body == STDIO else body, html=html,
                           attachments=attach, inline=inline, attachment_type=attachment_type,
                           encoding=encoding)
         progress = Progress("encode", total=message.content_size(), quiet=quiet)
-        with atomic_output(output) as sink:
+        with output_or_stdout(output) as sink:
             write_message(message, sink, LF if lf else CRLF, on_progress=progress.update)
         progress.close()
 

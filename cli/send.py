@@ -15,7 +15,7 @@ from mimekit.transport.smtp.client import MessageResult, RecipientResult
 from mimekit.transport.smtp.envelope import prepare_message
 from mimekit.transport.urls import parse_url
 from mimekit_cli.common import (Progress, emit_json, exit_code_for, exit_code_for_results, lazy_password,
-                                network_options, print_diagnostic, reporting)
+                                network_options, print_diagnostic, reporting, stdin_if_dash)
 
 
 @click.command("send")
@@ -48,7 +48,7 @@ def send_command(server, user, password_command, cafile, timeout, as_json, quiet
         user = user or url.user
         if password_command and not user and not url.is_local:
             raise UsageError("--password-command needs --user (or smtp://USER@HOST)")
-        messages = [prepare_message(path, sender, recipients, extract) for path in files]
+        messages = [prepare_message(path, sender, recipients, extract, stream=stdin_if_dash(path)) for path in files]
         progress = Progress("send", total=sum(m.scan.size for m in messages), quiet=quiet or as_json)
         outcomes = send(url, messages, extract=extract, user=user,   # checks every message before any goes out
                         password=lazy_password(user, url.host, password_command), cafile=cafile, timeout=timeout,

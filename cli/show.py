@@ -5,11 +5,10 @@ import click
 from mimekit.defects import Defect, capped
 from mimekit.headers.encoded_words import decode_header_value
 from mimekit.read.events import PartKind
-from mimekit.streams.files import open_input
 from mimekit.read.parser import placed_defect
 from mimekit.read.tree import Part, parse_message
-from mimekit_cli.common import (emit_json, exit_if_strict, json_option, limits_option, printable, report_defects,
-                                reporting, strict_option, text_table)
+from mimekit_cli.common import (emit_json, exit_if_strict, json_option, limits_option, open_input_or_stdin, printable,
+                                report_defects, reporting, strict_option, text_table)
 
 @click.command("show")
 @click.argument("source", metavar="FILE|-")
@@ -24,7 +23,7 @@ def show(source, strict, limits, as_json):
     body is decoded to count its size, so decoding defects are listed too.
     """
     with reporting("show", as_json):
-        with open_input(source) as stream, parse_message(stream, limits) as message:
+        with open_input_or_stdin(source) as stream, parse_message(stream, limits) as message:
             parts = [_describe(part) for part in message.walk()]
             headers, header_defects = _decoded_headers(message.root)
             defects = sorted(capped(message.defects + header_defects), key=lambda defect: defect.offset)

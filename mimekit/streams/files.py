@@ -1,6 +1,7 @@
 """Opening inputs and outputs the way every command must (docs/conventions.md, Input and output; Safety).
 
-Inputs: a path or "-" for stdin; a missing or unreadable file is NoInputError.
+Inputs: a path; a missing or unreadable file is NoInputError. "-" is a file of that name
+here: stdin and stdout are the command line's meaning of "-" (mimekit_cli.common).
 
 Outputs: every file mimekit writes is written under a temporary name in its directory
 (".mimekit-HOST-PID-RANDOM.tmp", created exclusively, never through a symlink, with the
@@ -24,7 +25,6 @@ import hashlib
 import os
 import re
 import stat
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -46,9 +46,7 @@ _RENAME_NOREPLACE = 1   # linux/fs.h
 
 
 def open_input(path: str) -> BinaryIO:
-    """Open `path` for reading bytes ("-" is stdin), or raise NoInputError naming it."""
-    if path == "-":
-        return sys.stdin.buffer
+    """Open `path` for reading bytes, or raise NoInputError naming it."""
     try:
         if os.path.isdir(path):
             raise NoInputError(f"{path}: is a directory")
@@ -251,18 +249,14 @@ class OutputFile:
 
 @contextmanager
 def atomic_output(path: str) -> Iterator[BinaryIO]:
-    """Yield a writable binary stream for `-o PATH` ("-": stdout), written as the shell's
-    `>` would, but never leaving half a file:
+    """Yield a writable binary stream for the file `path`, written as the shell's `>`
+    would, but never leaving half a file:
 
     - nothing there, or a regular file: written under a temporary name beside it and
       renamed to PATH only when the block succeeds;
     - a symlink is followed: the file it points to is replaced (or created), the link stays;
     - a device, FIFO or socket is written into directly: it is not a file to replace.
     """
-    if path == "-":
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-        return
     existing = _stat(path)
     if existing is not None and stat.S_ISDIR(existing.st_mode):
         raise CantCreateError(f"{path}: is a directory")

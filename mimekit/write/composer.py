@@ -95,13 +95,11 @@ class Content:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike) -> "Content":
-        """A file (checked now: a missing one is NoInputError naming it). "-" (stdin) and
-        anything else that can be read only once, such as a pipe from bash's <(command),
-        are spooled first."""
+        """A file (checked now: a missing one is NoInputError naming it). One that can be
+        read only once, such as a pipe from bash's <(command), is spooled first; stdin is
+        Content.from_stream(sys.stdin.buffer)."""
         path = os.fspath(path)
         stream = open_input(path)
-        if path == "-":
-            return cls.from_stream(stream)
         with stream:
             if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
                 return cls.from_stream(stream)

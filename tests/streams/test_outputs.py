@@ -460,3 +460,13 @@ def test_fetch_into_a_directory_cleans_what_a_killed_fetch_left(tmp_path):
     key, path = sink.add(ListedMessage("7", 7), [b"Subject: x\r\n\r\nbody\r\n"], "")
     assert sorted(p.name for p in out.iterdir()) == ["7.eml"] and key == "7.eml"
     assert Path(path).read_bytes() == b"Subject: x\r\n\r\nbody\r\n"
+
+
+def test_a_library_caller_with_a_file_named_dash_gets_that_file(tmp_path, monkeypatch):
+    """"-" means stdin or stdout on the command line only (mimekit_cli.common)."""
+    monkeypatch.chdir(tmp_path)
+    with mimekit.streams.files.atomic_output("-") as stream:
+        stream.write(b"into the file\n")
+    assert (tmp_path / "-").read_bytes() == b"into the file\n"
+    with mimekit.streams.files.open_input("-") as stream:
+        assert stream.read() == b"into the file\n"

@@ -1,7 +1,6 @@
 """Envelope from the message and the Bcc filter: Bcc recipients get mail, nobody sees Bcc."""
 
 import io
-import sys
 
 import pytest
 from hypothesis import assume, given
@@ -189,9 +188,9 @@ def test_prepare_reads_the_envelope_and_scans_what_will_be_transmitted(tmp_path)
     assert message.scan == scan_message([WITHOUT_BCC])
 
 
-def test_stdin_is_spooled_so_it_can_be_read_twice(monkeypatch):
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(MESSAGE.replace(b"\r\n", b"\n"))))
-    message = prepare_message("-", to=["x@example.test"])
+def test_stdin_is_spooled_so_it_can_be_read_twice():
+    stdin = io.BytesIO(MESSAGE.replace(b"\r\n", b"\n"))
+    message = prepare_message("-", to=["x@example.test"], stream=stdin)
     assert message.source == "-" and message.recipients == ("x@example.test",)
     expected = WITHOUT_BCC.replace(b"\r\n", b"\n")
     assert b"".join(message.chunks()) == expected

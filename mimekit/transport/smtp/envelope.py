@@ -188,18 +188,20 @@ def envelope_for(fields: list[tuple[str, bytes]], sender: str | None = None, to:
 
 
 def prepare_message(path: str, sender: str | None = None, to: Iterable[str] = (),
-                    extract: bool = False) -> OutgoingMessage:
-    """Read a message once (stdin is spooled to an anonymous temporary file): its
-    envelope, and the pre-scan of the bytes that will be transmitted.
+                    extract: bool = False, stream: BinaryIO | None = None) -> OutgoingMessage:
+    """Read a message once: its envelope, and the pre-scan of the bytes that will be
+    transmitted. `stream`, when given, holds the bytes instead of the file `path` (which
+    then only names it): a stream that can be read only once, such as stdin, is spooled to
+    an anonymous temporary file.
 
-    A bad --to or --from raises DataError before anything is read: it concerns every
+    A bad `to` or `sender` raises DataError before anything is read: it concerns every
     message. A header that gives no usable envelope refuses this message only (the
     OutgoingMessage carries the refusal and the command line's part of the envelope).
     """
     given_sender = None if sender is None else command_line_sender(sender)
     given_recipients = [command_line_address("to", value) for value in to]
-    source = open_input(path)
-    spool = temporary_file(prefix="mimekit-send-") if path == "-" else None
+    source = open_input(path) if stream is None else stream
+    spool = None if stream is None else temporary_file(prefix="mimekit-send-")
     remover, scanner = BccRemover(capture=ENVELOPE_FIELDS), MessageScanner()
     chunks = read_chunks(source)
     try:

@@ -2,7 +2,7 @@
 
 Standalone: `python bench/bench_decode.py [--sizes 10,100] [--runs 3] [--corpus DIR]`.
 Every tool runs in the same invocation on the same files, as a separate process, and is
-measured whole-process (wall time, peak RSS from wait4), as in ../shared/notes/anchors.md:
+measured whole-process (wall time, peak RSS from wait4), as the figures of the tools we compete with were measured:
 `mimekit decode FILE -o DIR`, Python's `email` (BytesParser + get_content), ripMIME
 (`ripmime -i msg -d dir`) and munpack (`munpack -C dir msg`) when installed. Each tool's
 output is checked against the original attachment, so a fast wrong answer does not count.

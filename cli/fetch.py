@@ -21,7 +21,7 @@ import click
 
 from mimekit.errors import MimekitError, UsageError
 from mimekit.fetch.run import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch
-from mimekit.fetch.sinks import open_sink
+from mimekit.fetch.sinks import StdoutSink, open_sink
 from mimekit.transport.imap.client import list_folders
 from mimekit.transport.urls import parse_url
 from mimekit_cli.common import Progress, emit_json, exit_code_for, lazy_password, network_options, printable, reporting
@@ -73,7 +73,7 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
             raise UsageError("-o - writes one message: add --limit 1 (or use -o mbox:PATH for many)")
         options = FetchOptions(new=new, since=_parse_date(since) if since else None, unseen=unseen,
                                search=search, headers_only=headers_only, delete=delete, limit=limit)
-        sink = open_sink(output)
+        sink = StdoutSink(sys.stdout.buffer) if output == "-" else open_sink(output)
         progress = Progress("fetch", quiet=quiet)
         try:
             fetch(url, sink, options, password=None if url.is_local else lazy_password(url.user, url.host, password_command),

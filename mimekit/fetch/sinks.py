@@ -6,13 +6,13 @@ and `orphans` find again the message a killed run saved but did not record.
 
 import functools
 import os
-import sys
 import time
 from typing import BinaryIO, Iterable
 
 from mimekit.errors import CantCreateError, UsageError
 from mimekit.fetch.message import ListedMessage
 from mimekit.streams.files import OutputDirectory
+from mimekit.streams.filters import chain
 from mimekit.limits import parse_decimal
 from mimekit.streams.line_endings import LineEndingNormaliser
 from mimekit.read.safe_names import sanitize_filename
@@ -64,10 +64,9 @@ class Sink:
         return chunks
 
 
-def open_sink(spec: str, stdout: BinaryIO | None = None) -> Sink:
-    """-o: "maildir:PATH", "mbox:PATH", "-" (stdout, one message) or a directory of .eml files."""
-    if spec == "-":
-        return StdoutSink(stdout or sys.stdout.buffer)
+def open_sink(spec: str) -> Sink:
+    """An output: "maildir:PATH", "mbox:PATH" or a directory of .eml files (a stream is
+    StdoutSink, which the caller makes)."""
     if spec.split(":", 1)[0].lower() in ("maildir", "mbox"):
         store = open_mailbox(spec)
         return MaildirSink(store) if isinstance(store, Maildir) else MboxSink(store)
@@ -184,9 +183,7 @@ class StdoutSink(Sink):
         if self.count:
             raise UsageError("standard output takes one message: set limit=1, or write many into mbox:PATH")
         self.count += 1
-        to_crlf = LineEndingNormaliser(b"\r\n", lone_cr_is_break=False)
-        for chunk in chunks:
-            self.stream.write(to_crlf.feed(chunk))
-        self.stream.write(to_crlf.flush())
+        for data in chain(chunks, LineEndingNormaliser(b"\r\n", lone_cr_is_break=False)):
+            self.stream.write(data)
         self.stream.flush()
         return "-", "-"

@@ -7,16 +7,9 @@ from typing import Iterable, Iterator
 
 from mimekit.errors import UsageError
 from mimekit.streams.filters import chain
-from mimekit.streams.line_endings import LineEndingNormaliser
+from mimekit.streams.line_endings import LFNormaliser
 
 MAILDIR_FLAGS = set("DFPRST")  # draft, flagged, passed, replied, seen, trashed
-
-
-class LFNormaliser(LineEndingNormaliser):
-    """How mail is stored on disk: CRLF becomes LF; a lone CR is data and kept."""
-
-    def __init__(self):
-        super().__init__(b"\n", lone_cr_is_break=False)
 
 
 def as_stored(chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -18,10 +18,11 @@ from typing import BinaryIO, Iterable, Iterator
 
 from mimekit.errors import CantCreateError, IOFailure, NoInputError, TempFailure, UsageError
 from mimekit.limits import parse_decimal
-from mimekit.stores.common import LFNormaliser, host_name, normalised_flags
+from mimekit.stores.common import host_name, normalised_flags
 from mimekit.streams.files import CHUNK_SIZE, OutputDirectory, process_is_gone
 from mimekit.streams.filters import chain
 from mimekit.streams.from_quoting import FromQuoter
+from mimekit.streams.line_endings import LFNormaliser
 
 _X_STATUS = (("R", "A"), ("F", "F"), ("T", "D"))   # Maildir flag -> mbox X-Status letter
 HEADER_LINE_LIMIT = 64 * 1024

@@ -45,6 +45,13 @@ class LineEndingNormaliser:
         return self.eol if self.lone_cr_is_break else b"\r"
 
 
+class LFNormaliser(LineEndingNormaliser):
+    """How mail is stored on disk (Maildir, mbox): CRLF becomes LF; a lone CR is data and kept."""
+
+    def __init__(self) -> None:
+        super().__init__(b"\n", lone_cr_is_break=False)
+
+
 class CRLFNormaliser(LineEndingNormaliser):
     """SMTP's normalisation: every line break, a lone CR too, becomes CRLF."""
 

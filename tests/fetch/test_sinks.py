@@ -26,7 +26,6 @@ def test_open_sink_picks_the_kind_from_the_spec(tmp_path):
     assert isinstance(open_sink(f"maildir:{tmp_path / 'md'}"), MaildirSink)
     assert isinstance(open_sink(f"MBOX:{tmp_path / 'mb'}"), MboxSink)
     assert isinstance(open_sink(str(tmp_path / "dir")), DirectorySink)
-    assert isinstance(open_sink("-", io.BytesIO()), StdoutSink)
 
 
 def test_flags_map_between_imap_names_and_maildir_letters():

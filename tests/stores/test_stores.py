@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mimekit.errors import NoInputError, TempFailure, UsageError
 from mimekit.stores import Maildir, Mbox, open_mailbox
-from mimekit.stores.common import LFNormaliser
+from mimekit.streams.line_endings import LFNormaliser
 from mimekit.streams.from_quoting import FromQuoter
 from mimekit.transport.urls import parse_url
 from strategies import chunkings

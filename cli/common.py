@@ -105,7 +105,9 @@ def exit_code_for_results(results) -> int:
     for result in results:
         errors_found = [result.error] + [recipient.error for recipient in result.recipients]
         codes.update(exit_code_for(error) for error in errors_found if error is not None)
-    return next((code for code in EXIT_PRECEDENCE if code in codes), 0)
+    if not codes:
+        return 0
+    return next((code for code in EXIT_PRECEDENCE if code in codes), max(codes))
 
 
 def json_option(func):

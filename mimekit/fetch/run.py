@@ -117,6 +117,12 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
 def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: str | None) -> None:
     if criteria and url.protocol != "imap":
         raise UsageError("since, unseen and search need an IMAP source (POP3 and local stores cannot search)")
+    if options.delete and options.headers_only:
+        raise UsageError("delete with headers_only would delete whole messages of which only the header "
+                         "was saved")
+    if options.delete and url.scheme == "mbox":
+        raise UsageError("delete from an mbox source is refused: its keys are byte offsets, which another "
+                         "program's rewrite of the file silently gives to other messages")
     if options.delete and not sink.durable:
         raise UsageError("delete is refused when the output is standard output: it is not durable storage")
     if options.limit is not None and options.limit < 1:

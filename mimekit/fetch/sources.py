@@ -15,6 +15,7 @@ from mimekit.fetch.message import ListedMessage, read_headers
 from mimekit.fetch.sinks import imap_flags
 from mimekit.streams.files import read_chunks
 from mimekit.stores import open_mailbox
+from mimekit.stores.mbox import Mbox
 from mimekit.transport.urls import ServerURL
 
 
@@ -77,6 +78,8 @@ class LocalSource:
         if not os.path.exists(self.url.path):
             raise NoInputError(f"{self.url.path}: no such {self.url.scheme} store")
         self.store = open_mailbox(self.url, create=False)
+        if isinstance(self.store, Mbox) and os.path.exists(self.store.path + ".lock"):
+            self.store.recover()   # a killed writer's cut append is no message to fetch
         self.validity = self.store.validity    # an mbox's keys are renumbered when it is rewritten
 
     def list(self, criteria: str | None) -> list[str]:

@@ -41,6 +41,11 @@ def _write_all(fd: int, data: bytes) -> None:
 _DOTLOCK_OWNER = re.compile(rb"(?P<pid>[0-9]{1,10})\n(?P<host>[^\n]+)\n(?P<length>[0-9]{1,20})?\n?")
 
 
+class _CutBackFailed(IOFailure):
+    """An unfinished append could not be cut back: the dotlock is left in place, since it
+    records the length the next writer (or `recover`) cuts the file back to."""
+
+
 class Mbox:
     """An mboxrd file; keys are the byte offsets of each message's "From " line."""
 
@@ -85,8 +90,12 @@ class Mbox:
             start = self._acquire_dotlock(fd)
             try:
                 yield fd, start
-            finally:
-                os.unlink(self._dotlock_path)
+            except _CutBackFailed:
+                raise             # the dotlock stays: it says where the next writer must cut
+            except BaseException:
+                self._release_dotlock()
+                raise
+            self._release_dotlock()
         finally:
             os.close(fd)          # closing releases the fcntl lock
 
@@ -135,9 +144,9 @@ class Mbox:
             if os.fstat(fd).st_size > length:
                 os.ftruncate(fd, length)
                 os.fsync(fd)
-        except OSError as exc:
-            raise IOFailure(f"{self.path}: cannot cut back an unfinished append to {length} bytes: "
-                            f"{exc.strerror or exc}") from exc
+        except BaseException as exc:   # an I/O error, or a second Ctrl-C in the middle of it
+            raise _CutBackFailed(f"{self.path}: cannot cut back an unfinished append to {length} bytes: "
+                                 f"{getattr(exc, 'strerror', None) or exc}") from exc
 
     @staticmethod
     def _separator_needed(fd: int, size: int) -> bytes:
@@ -204,6 +213,18 @@ class Mbox:
             finally:
                 os.close(lock_fd)
             return start
+
+    def _release_dotlock(self) -> None:
+        """Remove our dotlock, and only ours: had another program broken it as stale and
+        taken its own, removing that one would let a third writer in beside it."""
+        try:
+            with open(self._dotlock_path, "rb") as lock:
+                owner = _DOTLOCK_OWNER.fullmatch(lock.read(200))
+            if owner is not None and int(owner["pid"]) == os.getpid() and \
+                    owner["host"].decode(errors="replace") == host_name():
+                os.unlink(self._dotlock_path)
+        except FileNotFoundError:
+            pass
 
     def _break_abandoned_dotlock(self, fd: int) -> bool:
         """Remove a dotlock nobody holds any more; True if it is gone (try again)."""

@@ -302,7 +302,7 @@ def process_is_gone(pid: int) -> bool:
     file or a lock it left needs before anyone else may remove or break it."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):   # OverflowError: no pid is that large
         return True
     except OSError:
         return False

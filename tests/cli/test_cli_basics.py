@@ -42,3 +42,14 @@ def test_parser_limit_takes_ascii_digits_only():
         assert result.returncode == 64, (value, result.stderr)
         assert b"NAME=N" in result.stderr and b"Traceback" not in result.stderr
     assert run_cli("show", "--parser-limit", "depth=3", "-", input=b"Subject: x\r\n\r\nx\r\n").returncode == 0
+
+
+def test_a_result_error_of_any_kind_is_never_exit_0():
+    """Partial failure is never 0: an error outside the usual three keeps its own code."""
+    from mimekit.errors import ProtocolError
+    from mimekit.transport.smtp.client import MessageResult
+    from mimekit_cli.common import exit_code_for_results
+    assert exit_code_for_results([MessageResult("a.eml")]) == 0
+    assert exit_code_for_results([MessageResult("a.eml", error=ProtocolError("garbled reply"))]) == 76
+    assert exit_code_for_results([MessageResult("a.eml", error=ProtocolError("x")),
+                                  MessageResult("b.eml", error=DataError("y"))]) == 65

@@ -121,6 +121,55 @@ def test_a_live_processes_dotlock_is_respected(tmp_path, monkeypatch):
         sleeper.wait()
 
 
+def test_a_lock_naming_an_impossible_pid_is_abandoned_not_a_crash(tmp_path):
+    path = tmp_path / "box.mbox"
+    Mbox(str(path))
+    hostname = __import__("mimekit.stores.common", fromlist=["host_name"]).host_name()
+    Path(str(path) + ".lock").write_text(f"9999999999\n{hostname}\n0\n")
+    Mbox(str(path)).add([b"Subject: x\n\ny\n"])
+    assert len(mbox_messages(path)) == 1
+
+
+FAIL_TO_CUT_BACK = """
+import os, sys
+from mimekit.stores.mbox import Mbox
+from mimekit.errors import IOFailure
+def chunks():
+    yield b"Subject: cut\\n\\n" + b"x" * 100000
+    raise RuntimeError("the source broke")
+def no_truncate(fd, length):
+    raise OSError(5, "Input/output error")
+os.ftruncate = no_truncate
+try:
+    Mbox(sys.argv[1]).add(chunks())
+except IOFailure as exc:
+    print(exc)
+    sys.exit(74)
+"""
+
+
+def test_an_append_that_cannot_be_cut_back_keeps_its_dotlock_for_the_next_writer(tmp_path):
+    path = tmp_path / "box.mbox"
+    first = b"Subject: first\n\nbody\n"
+    Mbox(str(path)).add([first])
+    result = subprocess.run([sys.executable, "-c", FAIL_TO_CUT_BACK, str(path)], capture_output=True, timeout=60)
+    assert result.returncode == 74 and b"cannot cut back" in result.stdout
+    assert Path(str(path) + ".lock").exists(), "the lock says where to cut"
+    Mbox(str(path)).add([b"Subject: second\n\nbody\n"])     # its owner is gone: cut back, then append
+    assert mbox_messages(path) == Counter([first, b"Subject: second\n\nbody\n"])
+
+
+def test_fetching_from_an_mbox_a_killed_writer_left_skips_the_cut_message(tmp_path):
+    path = tmp_path / "source.mbox"
+    Mbox(str(path)).add([b"Subject: whole\n\nbody\n"])
+    subprocess.run([sys.executable, "-c", DIE_MID_APPEND, str(path)], capture_output=True, timeout=60)
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    result = run_fetch(f"mbox:{path}", "-o", f"maildir:{tmp_path / 'out'}", env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    out = Maildir(str(tmp_path / "out"), create=False)
+    assert [out.open(key).read() for key in out.keys()] == [b"Subject: whole\n\nbody\n"]
+
+
 def test_full_disk_append_is_cut_back_and_the_next_one_fits(small_disk):
     path = small_disk / "box.mbox"
     first = b"Subject: first\n\n" + b"a" * 1000 + b"\n"

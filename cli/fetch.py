@@ -56,7 +56,9 @@ $XDG_STATE_HOME/mimekit/fetch/. Nothing changes on the server without --delete, 
 @click.option("--unseen", is_flag=True, help="IMAP: only messages without \\Seen.")
 @click.option("--search", metavar="IMAP-SEARCH", help="IMAP: raw SEARCH criteria (ASCII), ANDed with the above.")
 @click.option("--headers-only", is_flag=True, help="Fetch the header block only.")
-@click.option("--delete", is_flag=True, help="Delete from the server what was saved (IMAP: SELECT, \\Deleted, expunge).")
+@click.option("--delete", is_flag=True,
+              help="Delete from the source what was saved (IMAP: \\Deleted, expunge; POP3: DELE; a Maildir "
+                   "source too; refused for an mbox source and with --headers-only).")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N messages (oldest first).")
 @network_options
 def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, user,

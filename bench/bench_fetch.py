@@ -45,8 +45,10 @@ MiB = 1024 * 1024
 
 
 class CountingSink(Sink):
-    """Receives every byte and keeps none: the driver's cost without the disk's."""
+    """Receives every byte and keeps none: the driver's cost without the disk's (and, being
+    no storage, without the fetch state a durable output keeps)."""
 
+    durable = False
     identity = "bench:counting"
 
     def __init__(self):

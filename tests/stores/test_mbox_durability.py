@@ -326,3 +326,48 @@ def test_flags_of_a_local_source_survive_a_fetch(tmp_path, output):
     copied = Maildir(str(tmp_path / "again"), create=False)
     assert sorted(copied.flags(k) for k in copied.keys()) == sorted(
         flags if output == "maildir" else flags.replace("P", "") for flags in wanted.values())
+
+
+# ---- Mbox.remove: a rewrite through a temporary file ---------------------------------------
+
+REMOVE_EVERY_OTHER = """
+import sys
+from mimekit.stores.mbox import Mbox
+box = Mbox(sys.argv[1], create=False)
+box.remove(*box.keys()[::2])
+"""
+
+
+def test_remove_killed_at_random_points_leaves_the_old_mbox_or_the_new_one(tmp_path):
+    rng = random.Random("mbox-remove-kill")
+    messages = [b"Subject: %d\n\n" % n + b"From me, line of body text\n" * 2000 for n in range(40)]
+    outcomes = Counter()
+    for trial in range(15):
+        path = tmp_path / f"trial{trial}.mbox"
+        box = Mbox(str(path))
+        for data in messages:
+            box.add([data])
+        before, after = Counter(messages), Counter(messages[1::2])
+        remover = subprocess.Popen([sys.executable, "-c", REMOVE_EVERY_OTHER, str(path)])
+        time.sleep(rng.uniform(0.05, 0.6))
+        remover.send_signal(signal.SIGKILL)
+        remover.wait()
+        found = mbox_messages(path)
+        assert found in (before, after), "the old mbox or the new one, never a mixture or a cut file"
+        outcomes["old" if found == before else "new"] += 1
+        Mbox(str(path)).remove(*Mbox(str(path)).keys()[:1])   # the next rewrite cleans up after the kill
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".mimekit-")], "temporary files removed"
+    print(f"remove killed 15 times: {outcomes['old']} left the old mbox, {outcomes['new']} the new one")
+
+
+def test_remove_on_a_full_disk_keeps_the_mbox_whole(small_disk):
+    path = small_disk / "box.mbox"
+    box = Mbox(str(path))
+    messages = [b"Subject: %d\n\n" % n + b"x" * 100_000 + b"\n" for n in range(8)]
+    for data in messages:
+        box.add([data])
+    fill(small_disk, leave=200 * 1024)
+    with pytest.raises(IOFailure):
+        box.remove(box.keys()[0])
+    assert mbox_messages(path) == Counter(messages)
+    assert sorted(p.name for p in small_disk.iterdir()) == ["ballast", "box.mbox"], "no temporary file, no lock"

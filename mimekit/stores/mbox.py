@@ -8,7 +8,6 @@ or writes it. Messages are kept with LF line endings, as Postfix and Dovecot kee
 """
 
 import fcntl
-import io
 import os
 import re
 import stat
@@ -19,13 +18,12 @@ from typing import BinaryIO, Iterable, Iterator
 from mimekit.errors import CantCreateError, IOFailure, NoInputError, TempFailure, UsageError
 from mimekit.limits import parse_decimal
 from mimekit.stores.common import host_name, normalised_flags
+from mimekit.stores.mbox_split import X_STATUS, MboxSpan, split_mbox, unquoted_range
+from mimekit.streams.from_quoting import FromQuoter
 from mimekit.streams.files import CHUNK_SIZE, OutputDirectory, process_is_gone
 from mimekit.streams.filters import chain
-from mimekit.streams.from_quoting import FromQuoter
 from mimekit.streams.line_endings import LFNormaliser
 
-_X_STATUS = (("R", "A"), ("F", "F"), ("T", "D"))   # Maildir flag -> mbox X-Status letter
-HEADER_LINE_LIMIT = 64 * 1024
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -173,7 +171,7 @@ class Mbox:
         if not flags:
             return b""
         status = ("R" if "S" in flags else "") + "O"
-        x_status = "".join(letter for flag, letter in _X_STATUS if flag in flags)
+        x_status = "".join(letter for flag, letter in X_STATUS if flag in flags)
         lines = f"Status: {status}\n" + (f"X-Status: {x_status}\n" if x_status else "")
         return lines.encode("ascii")
 
@@ -248,71 +246,33 @@ class Mbox:
             pass
         return True
 
-    def _message_starts(self, mbox: BinaryIO, offset: int = 0) -> Iterator[int]:
-        """Offsets of "From " lines at or after `offset` (which must be a line start)."""
-        mbox.seek(offset)
-        position, previous = offset, b"\n"
-        while chunk := mbox.read(CHUNK_SIZE):
-            window = previous + chunk
-            for match in re.finditer(rb"\nFrom ", window):
-                yield position - len(previous) + match.start() + 1
-            previous = window[-5:]
-            position += len(chunk)
-
     def keys(self) -> list[str]:
         with open(self.path, "rb") as mbox:
             fcntl.lockf(mbox, fcntl.LOCK_SH)
             try:
-                return [str(start) for start in self._message_starts(mbox)]
+                return [str(span.offset) for span in split_mbox(mbox)]
             finally:
                 fcntl.lockf(mbox, fcntl.LOCK_UN)
 
     def flags(self, key: str) -> str:
         """Maildir flag letters from the message's Status and X-Status header fields (the
-        inverse of _status_lines); reads the header block only."""
-        letters = set()
+        inverse of _status_lines)."""
         with open(self.path, "rb") as mbox:
-            start = parse_decimal(key)
-            mbox.seek(start or 0)
-            if start is None or not mbox.readline(HEADER_LINE_LIMIT).startswith(b"From "):
-                raise NoInputError(f"{self.path}: no message at {key!r}")
-            for line in iter(lambda: mbox.readline(HEADER_LINE_LIMIT), b""):
-                if not line.strip() or line.startswith(b"From "):
-                    break
-                name, _, value = line.partition(b":")
-                if name.lower() == b"status" and b"R" in value:
-                    letters.add("S")
-                elif name.lower() == b"x-status":
-                    letters |= {flag for flag, letter in _X_STATUS if letter.encode() in value}
-        return "".join(sorted(letters))
+            return self._locate(mbox, key).flags
 
     def open(self, key: str) -> BinaryIO:
         """The message at `key`, un-quoted, without its "From " line and separator."""
-        mbox = open(self.path, "rb")
-        try:
-            _, body_start, end = self._locate(mbox, key)
-            if end > body_start:
-                mbox.seek(end - 1)
-                if mbox.read(1) == b"\n":
-                    end -= 1   # the blank line that separates messages is not the message's
-            return io.BufferedReader(_UnquotingReader(mbox, body_start, end))
-        except BaseException:
-            mbox.close()
-            raise
+        with open(self.path, "rb") as mbox:
+            span = self._locate(mbox, key)
+        return unquoted_range(self.path, span.start, span.end)
 
-    def _locate(self, mbox: BinaryIO, key: str) -> tuple[int, int, int]:
-        """Where the message at `key` is: the offsets of its "From " line, of its first
-        header line, and of the next "From " line (or the file's end)."""
+    def _locate(self, mbox: BinaryIO, key: str) -> MboxSpan:
+        """The message whose "From " line is at offset `key`."""
         start = parse_decimal(key)
-        if start is not None:
-            mbox.seek(max(start - 1, 0))
-            before = mbox.read(1) if start else b"\n"
-            from_line = mbox.readline()
-        if start is None or before != b"\n" or not from_line.startswith(b"From "):
+        span = next(split_mbox(mbox, start), None) if start is not None else None
+        if span is None or span.offset != start:
             raise NoInputError(f"{self.path}: no message at {key!r}")
-        body_start = mbox.tell()
-        following = next(self._message_starts(mbox, body_start), None)
-        return start, body_start, following if following is not None else os.fstat(mbox.fileno()).st_size
+        return span
 
     def remove(self, *keys: str) -> None:
         """Remove these messages, in one rewrite under both locks: the mbox is copied
@@ -328,7 +288,7 @@ class Mbox:
             return                # no rewrite: the keys stay valid
         with self._locked() as (fd, size):
             with open(fd, "rb", closefd=False) as mbox:
-                removed = sorted({(start, end) for start, _, end in (self._locate(mbox, key) for key in keys)})
+                removed = sorted({(span.offset, span.following) for span in (self._locate(mbox, key) for key in keys)})
             kept, cursor = [], 0
             for start, end in removed:
                 kept.append((cursor, start))
@@ -368,34 +328,3 @@ class Mbox:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
-
-
-class _UnquotingReader(io.RawIOBase):
-    """Reads bytes [start, end) of an mbox through FromQuoter(unquote=True)."""
-
-    def __init__(self, mbox: BinaryIO, start: int, end: int):
-        self._mbox = mbox
-        self._remaining = end - start
-        self._unquoter = FromQuoter(unquote=True)
-        self._pending = b""
-        mbox.seek(start)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending and self._unquoter is not None:
-            raw = self._mbox.read(min(CHUNK_SIZE, self._remaining)) if self._remaining else b""
-            self._remaining -= len(raw)
-            if raw:
-                self._pending = self._unquoter.feed(raw)
-            else:
-                self._pending, self._unquoter = self._unquoter.flush(), None
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-    def close(self) -> None:
-        self._mbox.close()
-        super().close()

@@ -44,6 +44,24 @@ class _CutBackFailed(IOFailure):
     records the length the next writer (or `recover`) cuts the file back to."""
 
 
+def mbox_entry(chunks: Iterable[bytes], sender: str = "MAILER-DAEMON", flags: str = "") -> Iterator[bytes]:
+    """One message as an mbox holds it, in chunks: its "From " line and Status lines, its
+    bytes with LF line endings and mboxrd quoting, and the blank line that ends it. What
+    `Mbox.add` appends, and what a stream of many messages is made of (fetch to stdout).
+    A bad sender or flag raises here, before anything is written."""
+    preamble = Mbox._from_line(sender) + Mbox._status_lines(normalised_flags(flags))
+    return _entry_chunks(preamble, chunks)
+
+
+def _entry_chunks(preamble: bytes, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    yield preamble
+    last = preamble[-1:]
+    for data in chain(chunks, LFNormaliser(), FromQuoter()):
+        yield data
+        last = data[-1:]
+    yield b"\n\n" if last != b"\n" else b"\n"
+
+
 class Mbox:
     """An mboxrd file; keys are the byte offsets of each message's "From " line."""
 
@@ -67,10 +85,9 @@ class Mbox:
         flushed past the cut. A process killed mid-append leaves its dotlock, which records
         the length to cut back to; the next writer (or `recover`) does that first.
         """
-        from_line = self._from_line(sender)
-        status = self._status_lines(normalised_flags(flags))
+        entry = mbox_entry(chunks, sender, flags)
         with self._locked() as (fd, start):
-            return self._append(fd, start, from_line + status, chunks)
+            return self._append(fd, start, entry)
 
     def recover(self) -> None:
         """Cut back an append that a killed process left unfinished, and break its lock.
@@ -118,16 +135,13 @@ class Mbox:
                 raise
             os.close(fd)          # replaced meanwhile: lock the file that is there now
 
-    def _append(self, fd: int, start: int, preamble: bytes, chunks: Iterable[bytes]) -> str:
+    def _append(self, fd: int, start: int, entry: Iterable[bytes]) -> str:
         try:
             separator = self._separator_needed(fd, start)
             os.lseek(fd, start, os.SEEK_SET)
-            _write_all(fd, separator + preamble)
-            last = preamble[-1:]
-            for data in chain(chunks, LFNormaliser(), FromQuoter()):
+            _write_all(fd, separator)
+            for data in entry:
                 _write_all(fd, data)
-                last = data[-1:]
-            _write_all(fd, b"\n\n" if last != b"\n" else b"\n")
             os.fsync(fd)
         except BaseException as exc:
             self._cut_back(fd, start)

@@ -3,11 +3,16 @@
 Decisions (also in --help):
 - -o: maildir:PATH or mbox:PATH (flags carried into the Maildir info / mbox Status),
   a plain directory (one NAME.eml per message, bytes as received, never overwriting),
-  or - (exactly one message on stdout, so --limit 1 is required: a pipe into
-  `mimekit decode -` takes one message; use -o mbox:PATH for many). --delete with
-  -o - is refused: a pipe is not durable storage.
-- stdout carries data only: the message with -o -, the report with --json, else
-  nothing; a one-line summary goes to stderr unless -q.
+  - (exactly one message on stdout, so --limit 1 is required: a pipe into
+  `mimekit decode -` takes one message), or mbox:- (any number of messages on stdout
+  as one mboxrd stream, written as -o mbox:PATH would append them and flushed message
+  by message, for `| mimekit scan mbox:-`). A stdout output keeps no state, so --new
+  (which would find every message new) and --delete (a pipe is not durable storage)
+  are refused.
+- stdout carries data only: the messages with -o - or mbox:-, the report with --json,
+  else nothing; a one-line summary goes to stderr unless -q. --json with a stdout
+  output is refused (exit 64): the report would be mixed into the messages, and the
+  stderr summary already says what was fetched. Errors then go to stderr too.
 - --new keeps its state in $XDG_STATE_HOME/mimekit/fetch/ (see mimekit/fetch/state.py).
 - A failure part way exits with its own code (never 0); with --json the document still
   lists what was fetched before it, next to the error.
@@ -21,7 +26,7 @@ import click
 
 from mimekit.errors import MimekitError, UsageError
 from mimekit.fetch.run import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch
-from mimekit.fetch.sinks import StdoutSink, open_sink
+from mimekit.fetch.sinks import MboxStreamSink, StdoutSink, open_sink
 from mimekit.transport.imap.client import list_folders
 from mimekit.transport.urls import parse_url
 from mimekit_cli.common import Progress, emit_json, exit_code_for, lazy_password, network_options, printable, reporting
@@ -44,13 +49,16 @@ def _parse_date(text: str) -> date:
 
 
 @click.command("fetch", epilog="""\b
--o forms: maildir:PATH | mbox:PATH | DIR (one .eml per message) | - (one message,
-needs --limit 1). --new keeps per-account, per-folder, per-output state in
-$XDG_STATE_HOME/mimekit/fetch/. Nothing changes on the server without --delete, and
---delete removes only messages already saved (fsync'd) in the output.""")
+-o forms: maildir:PATH | mbox:PATH | DIR (one .eml per message) | mbox:- (many
+messages on stdout as one mboxrd stream: `| mimekit scan mbox:-`) | - (one message,
+needs --limit 1). stdout keeps no state: with mbox:- or -, --new, --delete and --json
+are refused (stdout is the data; the summary goes to stderr). --new keeps
+per-account, per-folder, per-output state in $XDG_STATE_HOME/mimekit/fetch/. Nothing
+changes on the server without --delete, and --delete removes only messages already
+saved (fsync'd) in the output.""")
 @click.argument("source", metavar="SOURCE")
 @click.option("-o", "--output", default="maildir:./mail", show_default=True, metavar="OUTPUT",
-              help="maildir:PATH, mbox:PATH, a directory, or - for stdout.")
+              help="maildir:PATH, mbox:PATH, a directory, mbox:- (stdout, many) or - (stdout, one).")
 @click.option("--new", is_flag=True, help="Only messages not fetched into this output before.")
 @click.option("--since", metavar="DATE", help="IMAP: messages since DATE (YYYY-MM-DD).")
 @click.option("--unseen", is_flag=True, help="IMAP: only messages without \\Seen.")
@@ -69,13 +77,20 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
     imap:// and pop3:// require STARTTLS; certificates are always verified.
     """
     report = FetchReport()
-    with reporting("fetch", as_json):
+    to_stdout = output == "-" or output.lower() == "mbox:-"
+    with reporting("fetch", as_json and not to_stdout):
+        if to_stdout and as_json:
+            raise UsageError(f"--json is refused with -o {output}: standard output carries the messages "
+                             "(the summary goes to stderr)")
         url = _server_url(source, SOURCE_SCHEMES, user)
         if output == "-" and limit != 1:
-            raise UsageError("-o - writes one message: add --limit 1 (or use -o mbox:PATH for many)")
+            raise UsageError("-o - writes one message: add --limit 1 (or use -o mbox:- for many)")
         options = FetchOptions(new=new, since=_parse_date(since) if since else None, unseen=unseen,
                                search=search, headers_only=headers_only, delete=delete, limit=limit)
-        sink = StdoutSink(sys.stdout.buffer) if output == "-" else open_sink(output)
+        if to_stdout:
+            sink = StdoutSink(sys.stdout.buffer) if output == "-" else MboxStreamSink(sys.stdout.buffer)
+        else:
+            sink = open_sink(output)
         progress = Progress("fetch", quiet=quiet)
         try:
             fetch(url, sink, options, password=None if url.is_local else lazy_password(url.user, url.host, password_command),

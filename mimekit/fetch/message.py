@@ -33,14 +33,17 @@ def read_headers(stream: BinaryIO) -> bytes:
     return bytes(data)
 
 
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*((?:[^\r\n]|\r?\n[ \t])*)", re.I | re.M)
-
-
-def message_id_of(headers: bytes) -> str | None:
-    """The Message-ID in a header block, unfolded: --new records it, so that a message can
-    be recognised after a UIDVALIDITY change has renumbered the mailbox."""
-    match = _MESSAGE_ID.search(headers)
+def field_value(headers: bytes, name: str) -> str | None:
+    """The first `name` field of a header block, unfolded (None if absent or empty)."""
+    match = re.search(rb"^" + re.escape(name.encode("ascii")) + rb":[ \t]*((?:[^\r\n]|\r?\n[ \t])*)",
+                      headers, re.I | re.M)
     if not match:
         return None
     value = b" ".join(match.group(1).split()).decode("utf-8", "replace")
     return value or None
+
+
+def message_id_of(headers: bytes) -> str | None:
+    """The Message-ID in a header block: --new records it, so that a message can be
+    recognised after a UIDVALIDITY change has renumbered the mailbox."""
+    return field_value(headers, "Message-ID")

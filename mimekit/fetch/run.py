@@ -125,6 +125,9 @@ def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: 
                          "program's rewrite of the file silently gives to other messages")
     if options.delete and not sink.durable:
         raise UsageError("delete is refused when the output is standard output: it is not durable storage")
+    if options.new and not sink.durable:
+        raise UsageError("new is refused when the output is standard output: no state is kept of what it "
+                         "was given, so every message would be new")
     if options.limit is not None and options.limit < 1:
         raise UsageError("limit must be at least 1")
 

@@ -1,16 +1,19 @@
 """Where fetched messages go (-o): a Maildir, an mbox, a directory of .eml files, or
-standard output. Each sink has saved a message durably when `add` returns, which is what
+standard output (one message, or many as one mbox stream). Each sink has saved a message durably when `add` returns, which is what
 lets fetch record it and then delete it on the server (the contract in fetch.py); `mark`
 and `orphans` find again the message a killed run saved but did not record.
 """
 
 import functools
+import io
+import itertools
 import os
+import re
 import time
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Iterable, Iterator
 
 from mimekit.errors import CantCreateError, UsageError
-from mimekit.fetch.message import ListedMessage
+from mimekit.fetch.message import HEADER_LIMIT, ListedMessage, field_value, read_headers
 from mimekit.streams.files import OutputDirectory
 from mimekit.streams.filters import chain
 from mimekit.limits import parse_decimal
@@ -18,6 +21,7 @@ from mimekit.streams.line_endings import LineEndingNormaliser
 from mimekit.read.safe_names import sanitize_filename
 from mimekit.stores import Maildir, Mbox, open_mailbox
 from mimekit.stores.common import as_stored
+from mimekit.stores.mbox import mbox_entry
 
 # RFC 3501 system flags (and the $Forwarded keyword of RFC 5788's registry, Maildir's
 # "passed") -> Maildir info letters (https://cr.yp.to/proto/maildir.html)
@@ -102,6 +106,27 @@ class MaildirSink(Sink):
         return as_stored(chunks)
 
 
+_HEADER_END = re.compile(rb"(?:\A|\n)\r?\n")
+
+
+def _with_sender(chunks: Iterable[bytes]) -> tuple[str, Iterator[bytes]]:
+    """The sender of a message's mbox "From " line, and all of its chunks again: the
+    address of its Return-Path (the envelope sender a delivery agent writes there), or ""
+    (MAILER-DAEMON) when it has none, a null one, or one that is not a single printable word.
+    Only the header block is held (at most HEADER_LIMIT bytes), since the line comes first."""
+    chunks = iter(chunks)
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= HEADER_LIMIT or _HEADER_END.search(head, max(len(head) - len(chunk) - 2, 0)):
+            break
+    value = field_value(read_headers(io.BytesIO(head)), "Return-Path") or ""
+    address = value[1:-1] if value.startswith("<") and value.endswith(">") else value
+    if not address.isprintable() or len(address.split()) != 1 or "\ufffd" in address:
+        address = ""
+    return address, itertools.chain([head], chunks)
+
+
 class MboxSink(Sink):
     def __init__(self, store: Mbox):
         self.store = store
@@ -109,7 +134,8 @@ class MboxSink(Sink):
         store.recover()       # a killed run's unfinished append is cut off before anything looks
 
     def add(self, message, chunks, flags):
-        key = self.store.add(chunks, flags=flags)
+        sender, chunks = _with_sender(chunks)
+        key = self.store.add(chunks, sender=sender, flags=flags)
         return key, f"{self.store.path}:{key}"
 
     def mark(self):
@@ -187,3 +213,26 @@ class StdoutSink(Sink):
             self.stream.write(data)
         self.stream.flush()
         return "-", "-"
+
+
+class MboxStreamSink(Sink):
+    """Many messages to one stream as mboxrd, for `| mimekit scan mbox:-`: each exactly as
+    Mbox.add appends it (mbox_entry), passed on chunk by chunk and flushed once whole, so a
+    reader sees every message as soon as it is fetched. Keys are byte offsets of the "From "
+    lines in the stream, as an mbox file's are."""
+
+    durable = False
+    identity = "mbox:-"
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.position = 0
+
+    def add(self, message, chunks, flags):
+        start = self.position
+        sender, chunks = _with_sender(chunks)
+        for data in mbox_entry(chunks, sender, flags):
+            self.stream.write(data)
+            self.position += len(data)
+        self.stream.flush()
+        return str(start), f"-:{start}"

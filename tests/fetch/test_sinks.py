@@ -3,12 +3,14 @@ finds again (mark, orphans) and compares (open, as_stored) a message a killed ru
 
 import io
 import os
+import re
 
 import pytest
 
 from mimekit.errors import UsageError
 from mimekit.fetch.message import ListedMessage
-from mimekit.fetch.sinks import DirectorySink, MaildirSink, MboxSink, StdoutSink, imap_flags, maildir_flags, open_sink
+from mimekit.fetch.sinks import (DirectorySink, MaildirSink, MboxSink, MboxStreamSink, StdoutSink, imap_flags,
+                                 maildir_flags, open_sink)
 
 MESSAGE = b"From: a@example.test\r\nSubject: s\r\n\r\nFrom the body\r\nlone\rCR\r\n"
 STORED = b"From: a@example.test\nSubject: s\n\nFrom the body\nlone\rCR\n"
@@ -85,3 +87,58 @@ def test_stdout_sink_writes_one_message_in_network_form(tmp_path):
     assert stream.getvalue() == MESSAGE
     with pytest.raises(UsageError):
         sink.add(listed("8"), [STORED], "")
+
+
+class FlushRecorder(io.BytesIO):
+    """A stream that remembers what had been written at each flush."""
+
+    def __init__(self):
+        super().__init__()
+        self.flushed_at = []
+
+    def flush(self):
+        self.flushed_at.append(self.getvalue())
+
+
+def without_dates(mbox: bytes) -> bytes:
+    return re.sub(rb"(?m)^(From \S+) .*$", rb"\1 DATE", mbox)
+
+
+def test_mbox_stream_sink_writes_what_an_mbox_file_holds_and_flushes_each_message(tmp_path):
+    messages = [MESSAGE, b"Return-Path: <bounce@example.test>\r\nSubject: two\r\n\r\n>From x\r\nno newline"]
+    stream = FlushRecorder()
+    sink = MboxStreamSink(stream)
+    file_sink = open_sink(f"mbox:{tmp_path / 'box'}")
+    assert not sink.durable
+    keys = []
+    for n, (data, flags) in enumerate(zip(messages, ["SF", ""])):
+        parts = [data[i:i + 3] for i in range(0, len(data), 3)]
+        keys.append(sink.add(listed(str(n)), parts, flags))
+        file_sink.add(listed(str(n)), parts, flags)
+    written = stream.getvalue()
+    assert without_dates(written) == without_dates((tmp_path / "box").read_bytes())
+    second = written.index(b"\nFrom bounce@example.test ") + 1
+    assert keys == [("0", "-:0"), (str(second), f"-:{second}")]
+    assert stream.flushed_at == [written[:second], written]
+    assert re.fullmatch(rb"From MAILER-DAEMON \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n"
+                        rb"Status: RO\nX-Status: F\n", written[:written.index(b"From: a")])
+    assert written[written.index(b"From: a"):second] == STORED.replace(b"\nFrom the", b"\n>From the") + b"\n"
+    assert written[second:].endswith(b"\n>>From x\nno newline\n\n")
+
+
+@pytest.mark.parametrize("header, sender", [
+    (b"Return-Path: <bounce@example.test>\n", b"bounce@example.test"),
+    (b"return-path:\n  <folded@example.test>\n", b"folded@example.test"),
+    (b"Return-Path: <>\n", b"MAILER-DAEMON"),                     # a bounce: the null sender
+    (b"Return-Path: <two words@example.test>\n", b"MAILER-DAEMON"),
+    (b"Return-Path: <ctl\x01@example.test>\n", b"MAILER-DAEMON"),
+    (b"", b"MAILER-DAEMON"),
+])
+def test_mbox_from_line_names_the_return_path(tmp_path, header, sender):
+    data = b"Subject: s\n" + header + b"\nReturn-Path: <in-the-body@example.test>\n"
+    stream = io.BytesIO()
+    MboxStreamSink(stream).add(listed(), [data[i:i + 1] for i in range(len(data))], "")
+    file_sink = open_sink(f"mbox:{tmp_path / 'box'}")
+    file_sink.add(listed(), [data], "")
+    for written in (stream.getvalue(), (tmp_path / "box").read_bytes()):
+        assert written.startswith(b"From " + sender + b" ") and written.endswith(data + b"\n")

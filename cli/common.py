@@ -181,10 +181,14 @@ def emit_json(command: str, payload: dict) -> None:
     json.dumps escapes C0 controls; the other characters `printable` would escape (DEL, C1
     controls such as the one-byte CSI U+009B, bidi overrides, lone surrogates) are written
     as \\uXXXX too: the same JSON values, and nothing a terminal acts on."""
-    document = {"schema": f"mimekit.{command}/1", **payload}
-    text = json.dumps(document, ensure_ascii=False, indent=2)
-    sys.stdout.write(_UNESCAPED_BY_JSON.sub(lambda match: f"\\u{ord(match[0]):04x}", text) + "\n")
+    sys.stdout.write(json_text({"schema": f"mimekit.{command}/1", **payload}, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def json_text(document: dict, indent: int | None = None) -> str:
+    """`document` as JSON text (on one line without `indent`), escaped as emit_json says."""
+    text = json.dumps(document, ensure_ascii=False, indent=indent, separators=None if indent else (",", ":"))
+    return _UNESCAPED_BY_JSON.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
 
 
 def print_diagnostic(command: str | None, text: str) -> None:

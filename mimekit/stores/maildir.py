@@ -125,11 +125,16 @@ class Maildir:
                 found.append((order, key, entry.path))
         return found
 
-    def keys(self) -> list[str]:
-        """Messages in new/ and cur/ in delivery order (the time in the unique name)."""
+    def listing(self) -> list[tuple[str, str, str]]:
+        """(key, file path, flag letters) of the messages in new/ and cur/, in delivery
+        order (the time in the unique name)."""
         found = sorted(self._scan())
         self._index = {key: path for _, key, path in found}
-        return [key for _, key, _ in found]
+        return [(key, path, _flags_of(path)) for _, key, path in found]
+
+    def keys(self) -> list[str]:
+        """Messages in new/ and cur/ in delivery order (the time in the unique name)."""
+        return [key for key, _, _ in self.listing()]
 
     def _path(self, key: str) -> str:
         path = self._index.get(key)
@@ -145,8 +150,7 @@ class Maildir:
 
     def flags(self, key: str) -> str:
         """The message's flag letters (the info ":2,FLAGS" of its name), known ones only."""
-        info = os.path.basename(self._path(key)).partition(":2,")[2]
-        return "".join(sorted(set(info) & MAILDIR_FLAGS))
+        return _flags_of(self._path(key))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -166,3 +170,9 @@ class Maildir:
             self._index.pop(os.path.basename(path).split(":", 1)[0], None)
         for sub in {os.path.basename(os.path.dirname(path)) for path in paths}:
             _fsync_directory(os.path.join(self.path, sub))
+
+
+def _flags_of(path: str) -> str:
+    """The known flag letters of a message file's info (":2,FLAGS"), sorted."""
+    info = os.path.basename(path).partition(":2,")[2]
+    return "".join(sorted(set(info) & MAILDIR_FLAGS))

@@ -1,0 +1,114 @@
+"""Many messages, across cores: a per-message function mapped over references, in order.
+
+Every reading command runs its per-message work (`scan_message`, `summarise`, `check`,
+`extract`) through `map_messages`. With one job it runs here; with more, references go
+to a process pool in small batches (a few hundred microseconds of work each would
+otherwise be lost to inter-process overhead), at most a few batches ahead of the
+output, so memory stays flat however many messages there are, and the results come
+back in input order. A message read from a stream cannot be opened by another process:
+it runs here, after the results before it.
+
+A failure on one message is that message's result (a MimekitError), never the end of
+the run.
+"""
+
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Callable, Iterable, Iterator
+
+from mimekit.errors import IOFailure, MimekitError
+from mimekit.stores.sources import MessageRef
+
+BATCH_SIZE = 16          # references per task sent to a worker
+BATCHES_AHEAD = 4        # tasks in flight per worker
+
+
+class InternalError(MimekitError):
+    """A bug met while reading one message (the CLI's exit 70); carries only text, so it
+    crosses process boundaries whatever the original exception was."""
+
+    kind = "software"
+
+
+class Unreadable:
+    """Stands in the stream of references for a source that could not be listed, so its
+    error is reported in its place in the order."""
+
+    reopenable = False
+
+    def __init__(self, where: str, error: MimekitError):
+        self.where = where
+        self.error = error
+
+    def __str__(self) -> str:
+        return self.where
+
+
+def default_jobs() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                 # not on Linux
+        return os.cpu_count() or 1
+
+
+def apply(function: Callable[[MessageRef], Any], ref: MessageRef | Unreadable) -> Any:
+    """`function(ref)`, or the MimekitError it met as the result."""
+    if isinstance(ref, Unreadable):
+        return ref.error
+    try:
+        return function(ref)
+    except MimekitError as exc:
+        return exc
+    except OSError as exc:
+        return IOFailure(f"{ref}: {exc.strerror or exc}")
+    except RecursionError as exc:
+        return InternalError(f"{ref}: internal error: {type(exc).__name__}")
+    except Exception as exc:   # a bug on one message must not end a run over millions
+        return InternalError(f"{ref}: internal error: {type(exc).__name__}: {exc}")
+
+
+def _apply_batch(function: Callable[[MessageRef], Any], refs: list[MessageRef]) -> list[Any]:
+    return [apply(function, ref) for ref in refs]
+
+
+def map_messages(function: Callable[[MessageRef], Any], refs: Iterable[MessageRef],
+                 jobs: int = 1) -> Iterator[tuple[MessageRef, Any]]:
+    """(ref, function(ref) or its MimekitError) for every reference, in order.
+
+    `function` must be picklable (a module-level function, or functools.partial of one)
+    when `jobs` > 1."""
+    if jobs <= 1:
+        for ref in refs:
+            yield ref, apply(function, ref)
+        return
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        in_flight: deque[tuple[list[MessageRef], Future]] = deque()
+        batch: list[MessageRef] = []
+
+        def finished() -> Iterator[tuple[MessageRef, Any]]:
+            batch_refs, future = in_flight.popleft()
+            yield from zip(batch_refs, future.result())
+
+        for ref in refs:
+            if not ref.reopenable:      # read (or reported) here, in its place in the order
+                if batch:
+                    in_flight.append((batch, pool.submit(_apply_batch, function, batch)))
+                    batch = []
+                while in_flight:
+                    yield from finished()
+                yield ref, apply(function, ref)
+                continue
+            batch.append(ref)
+            if len(batch) == BATCH_SIZE:
+                in_flight.append((batch, pool.submit(_apply_batch, function, batch)))
+                batch = []
+                while len(in_flight) > jobs * BATCHES_AHEAD or (in_flight and in_flight[0][1].done()):
+                    yield from finished()
+        if batch:
+            in_flight.append((batch, pool.submit(_apply_batch, function, batch)))
+        while in_flight:
+            yield from finished()

@@ -1,0 +1,299 @@
+"""Where reading commands take messages from: files, directories of files, Maildirs and
+mbox files, many at once, each message named by a stable reference.
+
+A source is `maildir:PATH`, `mbox:PATH`, or a bare path that is sniffed: a directory with
+cur/ and new/ is a Maildir, another directory holds message files (its subdirectories too
+when `recursive`), a file whose first bytes are "From " is an mbox, any other file one
+message. A reference that an earlier run printed (`MBOX:OFFSET`, `MAILDIR:KEY`) is a
+source too: that one message. A `StreamSource` (the CLI's "-" and "mbox:-") is read once,
+in order, and never held whole.
+
+Listing is cheap and streaming: a Maildir is listed with one scandir per folder, an mbox
+is split line by line (`mbox_split`), and references are yielded as they are found, so a
+consumer sees the first one at once whatever the size of the source.
+"""
+
+import io
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterable, Iterator
+
+from mimekit.errors import NoInputError, UsageError
+from mimekit.limits import parse_decimal
+from mimekit.stores.maildir import Maildir
+from mimekit.stores.mbox_split import MboxSpan, UnquotedRange, split_mbox, unquoted_range
+from mimekit.streams.files import CHUNK_SIZE
+
+STREAM_SPOOL_IN_MEMORY = 8 * 1024 * 1024   # a stream's message beyond this goes to a temporary file
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """One message of a source: small and picklable, so a worker process (or a Dask
+    worker that sees the same files) can open the message itself.
+
+    `kind` is "file", "maildir", "mbox" or "stream"; `path` is the file to open (the
+    message file, or the mbox); `mailbox` the Maildir or mbox it belongs to; `key` its
+    key there (a Maildir unique name, an mbox "From " line offset); `start`/`end` its byte
+    range in an mbox; `flags` its Maildir flag letters (from the Maildir info or the
+    mbox Status lines).
+    """
+
+    kind: str
+    path: str
+    mailbox: str = ""
+    key: str = ""
+    start: int = 0
+    end: int = 0
+    flags: str = ""
+    stream: BinaryIO | None = field(default=None, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        """The stable reference every output names the message by."""
+        if self.kind in ("maildir", "mbox") or (self.kind == "stream" and self.key):
+            return f"{self.mailbox}:{self.key}"
+        return self.path
+
+    def __reduce__(self):
+        if self.stream is not None:
+            raise TypeError(f"{self}: a message read from a stream can only be read where the stream is")
+        return (MessageRef, (self.kind, self.path, self.mailbox, self.key, self.start, self.end, self.flags))
+
+    @property
+    def reopenable(self) -> bool:
+        """Whether another process can open the message (a stream is read only once)."""
+        return self.stream is None
+
+    @property
+    def stored(self) -> bool:
+        """Whether it comes from a Maildir or an mbox, where LF line endings are the rule."""
+        return self.kind in ("maildir", "mbox") or (self.kind == "stream" and bool(self.key))
+
+    @property
+    def size(self) -> int | None:
+        """The stored size when the listing knows it (an mbox range), else None."""
+        return self.end - self.start if self.kind == "mbox" else None
+
+    def open(self) -> BinaryIO:
+        """The message's bytes as stored; NoInputError when it is gone."""
+        if self.stream is not None:
+            return _Unclosed(self.stream)
+        try:
+            if self.kind == "mbox":
+                return unquoted_range(self.path, self.start, self.end)
+            try:
+                return open(self.path, "rb")
+            except FileNotFoundError:
+                if self.kind != "maildir":
+                    raise
+                return Maildir(self.mailbox, create=False).open(self.key)   # renamed by a flag change
+        except OSError as exc:
+            raise NoInputError(f"{self}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def opened(message: "MessageRef | BinaryIO") -> Iterator[BinaryIO]:
+    """What the per-message functions (scan, summarise, check, extract) read: a MessageRef
+    opened and closed after, or a stream as it is, left open for its owner."""
+    if not isinstance(message, MessageRef):
+        yield message
+        return
+    with message.open() as stream:
+        yield stream
+
+
+def from_store(message: "MessageRef | BinaryIO") -> bool:
+    """Whether `message` is kept by a store, so LF line endings and the like are no defects."""
+    return isinstance(message, MessageRef) and message.stored
+
+
+@dataclass
+class StreamSource:
+    """An already open stream (standard input): one message, or an mbox when `mbox`.
+    `name` is what references show for it ("-")."""
+
+    stream: BinaryIO
+    name: str
+    mbox: bool = False
+
+
+Source = str | StreamSource
+
+
+def messages(sources: Iterable[Source], recursive: bool = False) -> Iterator[MessageRef]:
+    """Every message of every source, in order; see the module docstring for what a
+    source may be. A source that cannot be read raises when the iteration reaches it
+    (`messages_of` reads one source, for callers that go on after an error)."""
+    for source in sources:
+        yield from messages_of(source, recursive)
+
+
+def messages_of(source: Source, recursive: bool = False) -> Iterator[MessageRef]:
+    """The messages of one source."""
+    if isinstance(source, StreamSource):
+        if source.mbox:
+            yield from _stream_mbox(source)
+        else:
+            yield MessageRef("stream", source.name, stream=source.stream)
+        return
+    scheme, colon, rest = source.partition(":")
+    if colon and scheme.lower() == "maildir":
+        yield from _maildir(rest)
+    elif colon and scheme.lower() == "mbox":
+        yield from _mbox(rest)
+    elif os.path.isdir(source):
+        yield from _maildir(source) if is_maildir(source) else _directory(source, recursive)
+    elif os.path.exists(source):
+        yield from _mbox(source) if is_mbox(source) else [MessageRef("file", source)]
+    else:
+        yield _referenced(source)
+
+
+def is_maildir(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, "cur")) and os.path.isdir(os.path.join(path, "new"))
+
+
+def is_mbox(path: str) -> bool:
+    """A regular file whose first line is a "From " line (a message starts with a header field)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(5) == b"From "
+    except OSError as exc:
+        raise NoInputError(f"{path}: {exc.strerror or exc}") from exc
+
+
+def _maildir(path: str) -> Iterator[MessageRef]:
+    if not is_maildir(path):
+        raise NoInputError(f"{path}: not a Maildir (needs cur/ and new/)")
+    for key, file_path, flags in Maildir(path, create=False).listing():
+        yield MessageRef("maildir", file_path, path, key, flags=flags)
+
+
+def _mbox(path: str) -> Iterator[MessageRef]:
+    try:
+        mbox = open(path, "rb", buffering=CHUNK_SIZE)
+    except OSError as exc:
+        raise NoInputError(f"{path}: {exc.strerror or exc}") from exc
+    with mbox:
+        if not os.path.isfile(path):
+            raise NoInputError(f"{path}: not an mbox file")
+        for span in split_mbox(mbox):
+            yield _mbox_ref(path, span)
+
+
+def _mbox_ref(path: str, span: MboxSpan) -> MessageRef:
+    return MessageRef("mbox", path, path, str(span.offset), span.start, span.end, span.flags)
+
+
+def _directory(path: str, recursive: bool) -> Iterator[MessageRef]:
+    """The files of a directory in name order (hidden ones skipped), each sniffed; with
+    `recursive`, its subdirectories too, a Maildir among them read as a Maildir."""
+    try:
+        entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    except OSError as exc:
+        raise NoInputError(f"{path}: {exc.strerror or exc}") from exc
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if recursive:
+                yield from _maildir(entry.path) if is_maildir(entry.path) else _directory(entry.path, True)
+        elif entry.is_file():
+            yield from _mbox(entry.path) if is_mbox(entry.path) else [MessageRef("file", entry.path)]
+
+
+def _referenced(source: str) -> MessageRef:
+    """A reference an earlier run printed: MBOX:OFFSET or MAILDIR:KEY."""
+    container, colon, key = source.rpartition(":")
+    if colon and os.path.isdir(container) and is_maildir(container):
+        maildir = Maildir(container, create=False)
+        for listed_key, file_path, flags in maildir.listing():
+            if listed_key == key:
+                return MessageRef("maildir", file_path, container, key, flags=flags)
+        raise NoInputError(f"{container}: no message {key!r}")
+    offset = parse_decimal(key) if colon else None
+    if offset is not None and os.path.isfile(container):
+        with open(container, "rb") as mbox:
+            span = next(split_mbox(mbox, offset), None)
+        if span is None or span.offset != offset:
+            raise NoInputError(f"{container}: no message at offset {offset}")
+        return _mbox_ref(container, span)
+    if colon and not os.path.exists(container) and container.lower() in ("maildir", "mbox", "imap", "pop3"):
+        raise UsageError(f"{source}: expected {container}:PATH")
+    raise NoInputError(f"{source}: no such file, directory or mailbox")
+
+
+class _Unclosed(io.RawIOBase):
+    """A stream handed out without giving away the right to close it."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+class _Recorder(io.RawIOBase):
+    """Reads a stream for the splitter while keeping what it read since `restart`, in a
+    spool that holds the current message (in memory up to STREAM_SPOOL_IN_MEMORY)."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self.position = 0
+        self.base = 0
+        self.spool = tempfile.SpooledTemporaryFile(STREAM_SPOOL_IN_MEMORY)
+
+    def readable(self) -> bool:
+        return True
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self._stream.readline(limit)
+        self.spool.write(line)
+        self.position += len(line)
+        return line
+
+    def restart(self, offset: int) -> None:
+        """Keep only what was read from `offset` on (the next message's "From " line)."""
+        self.spool.seek(offset - self.base)
+        kept = self.spool.read()
+        self.spool.close()
+        self.spool = tempfile.SpooledTemporaryFile(STREAM_SPOOL_IN_MEMORY)
+        self.spool.write(kept)
+        self.base = offset
+
+
+def _stream_mbox(source: StreamSource) -> Iterator[MessageRef]:
+    """An mbox read from a stream once: each message is kept in a spool until the next
+    "From " line is read, then handed out. Content-Length cannot be checked on a stream
+    and is not used."""
+    recorder = _Recorder(source.stream)
+    try:
+        for span in split_mbox(recorder):
+            spool = recorder.spool
+            spool.seek(span.start - recorder.base)
+            message = io.BufferedReader(_SpoolRange(spool, span.end - span.start), CHUNK_SIZE)
+            yield MessageRef("stream", source.name, source.name, str(span.offset), span.start, span.end,
+                             span.flags, stream=message)
+            recorder.restart(span.following)
+    finally:
+        recorder.spool.close()
+
+
+class _SpoolRange(UnquotedRange):
+    """A message in the spool of `_stream_mbox`: un-quoted, and the spool stays open."""
+
+    def __init__(self, spool: BinaryIO, length: int):
+        super().__init__(spool, spool.tell(), spool.tell() + length)
+
+    def close(self) -> None:
+        io.RawIOBase.close(self)
+
+
+__all__ = ["MessageRef", "StreamSource", "messages", "messages_of", "opened", "from_store", "is_maildir", "is_mbox"]

@@ -1,42 +1,64 @@
-"""`mimekit check FILE|-`: exit 0 when the message is 7-bit clean and well formed, else 65
-with one line per problem on stdout (the findings are this command's data)."""
+"""`mimekit check SOURCE...`: exit 0 when every message is 7-bit clean and well formed, else
+65 with one line per problem on stdout (the findings are this command's data)."""
+
+import functools
+import sys
 
 import click
 
-from mimekit.read.check import check_message
-from mimekit_cli.common import (EXIT_DATAERR, emit_json, json_option, limits_option, open_input_or_stdin,
-                                print_diagnostic, printable, reporting)
+from mimekit.read.check import CheckReport, check_message
+from mimekit_cli.common import EXIT_DATAERR, json_option, limits_option, print_diagnostic, printable, reporting
+from mimekit_cli.reading import (ReadingRun, as_sources, is_single_message, jobs_option, json_line, recursive_option,
+                                 sources_argument)
 
 
 @click.command()
-@click.argument("source", default="-", metavar="FILE|-")
+@sources_argument
+@recursive_option
 @click.option("--lf", "allow_lf", is_flag=True, help="Accept LF line endings used consistently (as `encode --lf` writes).")
+@jobs_option
 @limits_option
 @json_option
-@click.pass_context
-def check(ctx, source, allow_lf, limits, as_json):
-    """Check that a message is 7-bit clean and well formed.
+def check(sources, recursive, allow_lf, jobs, limits, as_json):
+    """Check that messages are 7-bit clean and well formed.
 
     Reports 8-bit bytes, long lines (over 998; base64/QP over 76), bare CR/LF,
     missing, repeated or embedded boundaries, text parts without charset, malformed
-    headers and encoded-words, and a missing Date, From or Message-ID.
+    headers and encoded-words, and a missing Date, From or Message-ID. SOURCE is a
+    message, a directory, a Maildir or an mbox (see `mimekit scan --help`); messages of a
+    Maildir or an mbox may have LF line endings, as stores keep them. With several
+    messages, each problem line starts with the message's reference.
     """
     with reporting("check", as_json):
-        with open_input_or_stdin(source) as stream:
-            report = check_message(stream, allow_lf=allow_lf, limits=limits)
-        if as_json:
-            emit_json("check", {"source": source, "ok": report.ok,
-                                "violations": [violation.as_dict() for violation in report.violations],
-                                "suppressed": report.suppressed})
-        else:
-            for violation in report.violations:
-                click.echo(printable(str(violation)))
-            for rule, count in report.suppressed.items():
-                click.echo(f"{rule}: {count} more not listed")
-            if not report.ok:
-                print_diagnostic("check", f"{source}: {len(report.violations) + sum(report.suppressed.values())} "
-                                          "problem(s)")
-    ctx.exit(EXIT_DATAERR if not report.ok else 0)
+        sources = as_sources(sources)
+        named = not is_single_message(sources)
+        run = ReadingRun("check", as_json)
+        failed = 0
+        function = functools.partial(check_message, allow_lf=allow_lf, limits=limits)
+        for ref, report in run.results(function, sources, recursive, jobs):
+            failed += not report.ok
+            if as_json:
+                json_line("check", {"source": str(ref), "ok": report.ok,
+                                    "violations": [violation.as_dict() for violation in report.violations],
+                                    "suppressed": report.suppressed})
+            else:
+                _print_report(str(ref), report, named)
+        if failed and not as_json:
+            print_diagnostic("check", f"{failed} of {run.messages} message(s) have problems" if named
+                             else f"{ref}: {_problems(report)} problem(s)")
+        sys.exit(run.exit_code() or (EXIT_DATAERR if failed else 0))
+
+
+def _print_report(reference: str, report: CheckReport, named: bool) -> None:
+    prefix = f"{printable(reference)}: " if named else ""
+    for violation in report.violations:
+        click.echo(prefix + printable(str(violation)))
+    for rule, count in report.suppressed.items():
+        click.echo(f"{prefix}{rule}: {count} more not listed")
+
+
+def _problems(report: CheckReport) -> int:
+    return len(report.violations) + sum(report.suppressed.values())
 
 
 COMMANDS = [check]

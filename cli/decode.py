@@ -1,45 +1,64 @@
-"""`mimekit decode FILE|-`: bodies and attachments into a directory, the text, or one part."""
+"""`mimekit decode SOURCE... -o DIR`: bodies and attachments into a directory; `--text` or
+`--part ID` print one message's text or one part."""
 
+import functools
 import sys
 from contextlib import ExitStack
 
 import click
 
 from mimekit.errors import UsageError
-from mimekit.read.extract import ManifestEntry, best_text_part, extract_all, iter_part_bytes, iter_text
 from mimekit.limits import Limits
+from mimekit.read.extract import (Extraction, ManifestEntry, best_text_part, extract, extract_all, iter_part_bytes,
+                                  iter_text)
 from mimekit.read.tree import Message, parse_message
 from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, open_input_or_stdin,
                                 quiet_option, report_defects, reporting, strict_option, text_table)
+from mimekit_cli.reading import (ReadingRun, as_sources, dask_option, is_single_message, jobs_option, json_line,
+                                 recursive_option, sources_argument)
 
 
 @click.command("decode")
-@click.argument("source", metavar="FILE|-")
+@sources_argument
 @click.option("-o", "--output", "directory", metavar="DIR",
               help="Write every body and attachment into DIR (created if missing); print the manifest.")
 @click.option("--text", "text_only", is_flag=True,
               help="Print the text body (text/plain, else text from the HTML) as UTF-8.")
 @click.option("--part", "part_id", metavar="ID", help="Print one part's decoded bytes (ids as `mimekit show` lists them).")
+@recursive_option
+@jobs_option
+@dask_option
 @strict_option
 @limits_option
 @json_option
 @quiet_option
-def decode(source, directory, text_only, part_id, strict, limits, as_json, quiet):
-    """Decode a message, however broken: extract its parts, or print its text or one part.
+def decode(sources, directory, text_only, part_id, recursive, jobs, dask_scheduler, strict, limits, as_json, quiet):
+    """Decode messages, however broken: extract their parts, or print one's text or one part.
 
     \b
     With -o DIR, every body (parts of attached messages and uuencoded files in text
-    bodies included) is written into DIR, which stays flat: names are
-    sanitised, nothing is overwritten (a clash gets " (1)"), no part is dropped,
-    and the manifest (id, original and written name, type, size, sha256, why a name
-    changed) goes to stdout. Defects go to stderr, or into the --json document.
+    bodies included) is written into DIR: names are sanitised, nothing is overwritten
+    (a clash gets " (1)"), no part is dropped, and the manifest (id, original and
+    written name, type, size, sha256, why a name changed) goes to stdout. One message
+    is written straight into DIR; with several (a mailbox, a directory, more than one
+    SOURCE), each gets its own folder named after its reference (box.mbox:1234 ->
+    DIR/box.mbox_1234), and --json prints one manifest line per message (JSON Lines).
+    Defects go to stderr, or into the --json output. --text and --part read one message.
     """
     with reporting("decode", as_json):
         if (directory is not None) + text_only + (part_id is not None) != 1:
             raise UsageError("give exactly one of -o DIR, --text or --part ID")
         if as_json and directory is None:
             raise UsageError("--json goes with -o DIR: --text and --part print the data itself")
-        with open_input_or_stdin(source) as stream, parse_message(stream, limits) as message, ExitStack() as opened:
+        sources = as_sources(sources)
+        if not is_single_message(sources):
+            if directory is None:
+                raise UsageError("--text and --part read one message: name one message file or -")
+            sys.exit(_extract_many(sources, directory, recursive, jobs, dask_scheduler, limits, strict, as_json,
+                                   quiet))
+        source = sources[0]
+        with open_input_or_stdin(source if isinstance(source, str) else "-") as stream, \
+                parse_message(stream, limits) as message, ExitStack() as opened:
             if directory is not None:
                 defects = _extract(message, directory, limits, as_json, quiet)
             elif text_only:
@@ -63,6 +82,32 @@ def _extract(message: Message, directory: str, limits: Limits, as_json: bool, qu
     else:
         click.echo(_manifest_table(extraction.entries))
     return extraction.defects
+
+
+def _extract_many(sources, directory: str, recursive: bool, jobs: int | None, dask_scheduler: str | None,
+                  limits: Limits, strict: bool, as_json: bool, quiet: bool) -> int:
+    """Each message into its own folder of `directory`; one manifest line (or table) each."""
+    run = ReadingRun("decode", as_json, quiet)
+    progress = Progress("decode", quiet=quiet)
+    defective = 0
+    function = functools.partial(extract, directory=directory, limits=limits, own_folder=True)
+    for ref, extraction in run.results(function, sources, recursive, jobs, dask_scheduler):
+        progress.update(sum(entry.size for entry in extraction.entries), items=1)
+        defective += bool(extraction.defects)
+        if as_json:
+            json_line("decode", _manifest_record(str(ref), extraction))
+        else:
+            click.echo(f"{ref} -> {extraction.directory}")
+            click.echo(_manifest_table(extraction.entries))
+            run.report_defects(ref, extraction.defects)
+    progress.close()
+    return run.exit_code() or (65 if strict and defective else 0)
+
+
+def _manifest_record(reference: str, extraction: Extraction) -> dict:
+    return {"source": reference, "directory": extraction.directory,
+            "parts": [entry.as_dict() for entry in extraction.entries],
+            "defects": [defect.as_dict() for defect in extraction.defects]}
 
 
 def _print_text(message: Message, limits: Limits, opened: ExitStack) -> list:

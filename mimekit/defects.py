@@ -178,3 +178,12 @@ def apply_defect_policy(defects: list[Defect], on_defect: OnDefect) -> None:
     check_defect_policy(on_defect)
     if defects and on_defect == "raise":
         raise DefectError(defects)
+
+
+# What every message kept by a store has, as stores keep LF line endings: no defect there.
+STORE_CONVENTIONS = frozenset({DefectKind.BARE_LINE_ENDING})
+
+
+def beyond_store_conventions(defects: Iterable[Defect]) -> list[Defect]:
+    """`defects` without those every Maildir or mbox message has (STORE_CONVENTIONS)."""
+    return [defect for defect in defects if defect.kind not in STORE_CONVENTIONS]

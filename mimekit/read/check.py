@@ -33,6 +33,7 @@ from mimekit.defects import Defect, DefectKind
 from mimekit.headers.encoded_words import decode_header_value
 from mimekit.read.events import BodyChunk, DefectFound, Epilogue, HeaderField, HeadersEnd, PartEnd, PartKind, PartStart, Preamble
 from mimekit.streams.files import read_chunks
+from mimekit.stores.sources import MessageRef, from_store, opened
 from mimekit.limits import Limits
 from mimekit.streams.line_endings import LineEndingWatch
 from mimekit.read.parser import MessageParser
@@ -293,9 +294,11 @@ class MessageChecker:
             self._violations.append(Violation(rule, offset, detail, part))
 
 
-def check_message(stream: BinaryIO, allow_lf: bool = False, limits: Limits = Limits()) -> CheckReport:
-    """Check a whole message read from a binary stream, in chunks."""
-    checker = MessageChecker(allow_lf=allow_lf, limits=limits)
-    for chunk in read_chunks(stream):
-        checker.feed(chunk)
+def check_message(message: "MessageRef | BinaryIO", allow_lf: bool = False, limits: Limits = Limits()) -> CheckReport:
+    """Check a whole message (a MessageRef, or a binary stream), reading it in chunks. A
+    message kept by a store is checked with `allow_lf`: stores keep LF line endings."""
+    checker = MessageChecker(allow_lf=allow_lf or from_store(message), limits=limits)
+    with opened(message) as stream:
+        for chunk in read_chunks(stream):
+            checker.feed(chunk)
     return checker.close()

@@ -31,16 +31,17 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO, Callable, ContextManager, Iterator
 
 from mimekit.codecs.charsets import TextDecoder
-from mimekit.defects import Defect, DefectKind
+from mimekit.defects import Defect, DefectKind, beyond_store_conventions
 from mimekit.errors import CantCreateError, DataError
 from mimekit.read.events import PartKind
 from mimekit.streams.files import OutputDirectory, temporary_file
 from mimekit.codecs.html_text import HtmlTextConverter
 from mimekit.limits import Limits
 from mimekit.read.parser import child_id
-from mimekit.read.safe_names import RenameReason, replace_surrogates, safe_name
+from mimekit.read.safe_names import RenameReason, replace_surrogates, safe_name, sanitize_filename
 from mimekit.codecs.transfer import IDENTITY_ENCODINGS
 from mimekit.read.tree import Message, Part, parse_message
+from mimekit.stores.sources import MessageRef, from_store, opened
 from mimekit.codecs.uuencode import UuBegin, UuData, UuEnd, UuScanner
 
 UUENCODED_TYPE = "application/octet-stream"   # uuencode carries a name, never a type
@@ -75,6 +76,35 @@ class Extraction:
     entries: list[ManifestEntry]
     defects: list[Defect]        # the message's, those found in extracted bodies, then those of each
                                  # decoded message (placed at its encoded body: _Scope.placed)
+    directory: str = ""          # where the files were written
+
+
+def extract(message: "MessageRef | BinaryIO", directory: str, limits: Limits = Limits(),
+            own_folder: bool = False, on_progress: Callable[[int], None] | None = None) -> Extraction:
+    """Parse `message` (a MessageRef, which it opens itself, or a binary stream) and write
+    its parts into `directory`, or, with `own_folder`, into a folder of `directory` named
+    after the message's reference (`message_folder`): the top-level function a worker
+    process runs for each message of a mailbox. A store's message has no LF defects."""
+    if own_folder:
+        directory = os.path.join(directory, message_folder(message))
+    with opened(message) as stream, parse_message(stream, limits) as parsed:
+        extraction = extract_all(parsed, directory, on_progress, limits)
+    if from_store(message):
+        extraction.defects = beyond_store_conventions(extraction.defects)
+    extraction.directory = directory
+    return extraction
+
+
+def message_folder(message: "MessageRef") -> str:
+    """A folder name made from the message's reference ("box.mbox:1234" -> "box.mbox_1234"):
+    the same for the same message in every run, on every worker. A name that had to be
+    cut starts with a digest of the whole reference, so two long references stay apart."""
+    reference = str(message)
+    name, reasons = sanitize_filename(reference.replace(":", "_"))
+    if RenameReason.TOO_LONG in reasons or not name:
+        digest = hashlib.sha256(reference.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        name = sanitize_filename(f"{digest}-{name}")[0]
+    return name
 
 
 def extract_all(message: Message, directory: str,

@@ -3,7 +3,8 @@
 These are the embedded default that lets send and fetch run on a machine with no server.
 Both keep messages with LF line endings, converting CRLF while streaming, as Postfix and
 Dovecot do; `open()` returns a message as stored. `open_mailbox` picks the store a
-"maildir:PATH" or "mbox:PATH" URL (or an existing directory or file) names.
+"maildir:PATH" or "mbox:PATH" URL (or an existing directory or file) names; iterating it
+yields MessageRefs. `sources.messages` reads any mix of files, directories and stores.
 """
 
 import os
@@ -12,6 +13,7 @@ from typing import BinaryIO, Iterable, Iterator, Protocol, runtime_checkable
 from mimekit.errors import UsageError
 from mimekit.stores.maildir import Maildir
 from mimekit.stores.mbox import Mbox
+from mimekit.stores.sources import MessageRef
 from mimekit.transport.urls import LOCAL_STORES, ServerURL, parse_url
 
 
@@ -26,8 +28,10 @@ class Mailbox(Protocol):
     def keys(self) -> list[str]:
         """Every message's key, in delivery order."""
 
-    def __iter__(self) -> Iterator[str]:
-        """The keys, as `keys()` lists them."""
+    def __iter__(self) -> Iterator["MessageRef"]:
+        """The messages as MessageRefs (stores.sources), in the order of `keys()`: small,
+        picklable references that `mimekit.scan_message`, `summarise` and `extract` take,
+        here or in a worker process."""
 
     def open(self, key: str) -> BinaryIO:
         """The message as stored (LF line endings); NoInputError if `key` names none."""
@@ -71,4 +75,4 @@ def open_mailbox(url_or_path: "ServerURL | str", create: bool = True) -> Mailbox
     raise UsageError(f"{url_or_path.scheme}: is not a local store (expected maildir: or mbox:)")
 
 
-__all__ = ["Mailbox", "Maildir", "Mbox", "open_mailbox"]
+__all__ = ["Mailbox", "Maildir", "Mbox", "MessageRef", "open_mailbox"]

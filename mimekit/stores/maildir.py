@@ -152,8 +152,10 @@ class Maildir:
         """The message's flag letters (the info ":2,FLAGS" of its name), known ones only."""
         return _flags_of(self._path(key))
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
+    def __iter__(self) -> Iterator["MessageRef"]:
+        """The messages as references, in delivery order (see stores.sources)."""
+        from mimekit.stores.sources import messages_of   # sources builds on this module
+        return messages_of(f"maildir:{self.path}")
 
     def remove(self, *keys: str) -> None:
         """Unlink the messages' files, then fsync new/ and cur/ so they stay gone. Every key

@@ -340,5 +340,7 @@ class Mbox:
         except OSError as exc:
             raise NoInputError(f"{self.path}: {exc.strerror or exc}") from exc
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
+    def __iter__(self) -> Iterator["MessageRef"]:
+        """The messages as references, in file order (see stores.sources)."""
+        from mimekit.stores.sources import messages_of   # sources builds on this module
+        return messages_of(f"mbox:{self.path}")

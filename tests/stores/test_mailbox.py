@@ -26,14 +26,15 @@ def filled(kind: str, path: Path) -> Mailbox:
 
 
 def contents(box: Mailbox) -> list[bytes]:
-    return [box.open(key).read() for key in box]
+    return [box.open(key).read() for key in box.keys()]
 
 
 @pytest.mark.parametrize("kind", ["maildir", "mbox"])
 def test_both_stores_are_mailboxes(tmp_path, kind):
     box = filled(kind, tmp_path / "box")
     assert isinstance(box, Mailbox)
-    assert list(box) == box.keys() and contents(box) == BODIES
+    assert [ref.key for ref in box] == box.keys() and contents(box) == BODIES
+    assert [ref.open().read() for ref in box] == [box.open(key).read() for key in box.keys()]
 
 
 def test_open_mailbox_takes_an_existing_plain_path_and_refuses_a_missing_one(tmp_path):

@@ -18,7 +18,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from mimekit.errors import NoInputError, UsageError
 from mimekit.limits import parse_decimal
@@ -130,8 +130,11 @@ def messages(sources: Iterable[Source], recursive: bool = False) -> Iterator[Mes
         yield from messages_of(source, recursive)
 
 
-def messages_of(source: Source, recursive: bool = False) -> Iterator[MessageRef]:
-    """The messages of one source."""
+def messages_of(source: Source, recursive: bool = False,
+                list_mbox: Callable[[str], Iterable] | None = None) -> Iterator[MessageRef]:
+    """The messages of one source. `list_mbox(path)` stands in for the listing of each mbox
+    file met (mimekit.dask yields the file's byte ranges there, for workers to list)."""
+    list_mbox = list_mbox or mbox_messages
     if isinstance(source, StreamSource):
         if source.mbox:
             yield from _stream_mbox(source)
@@ -142,11 +145,11 @@ def messages_of(source: Source, recursive: bool = False) -> Iterator[MessageRef]
     if colon and scheme.lower() == "maildir":
         yield from _maildir(rest)
     elif colon and scheme.lower() == "mbox":
-        yield from _mbox(rest)
+        yield from list_mbox(rest)
     elif os.path.isdir(source):
-        yield from _maildir(source) if is_maildir(source) else _directory(source, recursive)
+        yield from _maildir(source) if is_maildir(source) else _directory(source, recursive, list_mbox)
     elif os.path.exists(source):
-        yield from _mbox(source) if is_mbox(source) else [MessageRef("file", source)]
+        yield from list_mbox(source) if is_mbox(source) else [MessageRef("file", source)]
     else:
         yield _referenced(source)
 
@@ -171,7 +174,9 @@ def _maildir(path: str) -> Iterator[MessageRef]:
         yield MessageRef("maildir", file_path, path, key, flags=flags)
 
 
-def _mbox(path: str) -> Iterator[MessageRef]:
+def mbox_messages(path: str, offset: int = 0, stop: int | None = None) -> Iterator[MessageRef]:
+    """The messages of the mbox file at `path` (those whose "From " line is in bytes
+    [offset, stop) when given: see split_mbox)."""
     try:
         mbox = open(path, "rb", buffering=CHUNK_SIZE)
     except OSError as exc:
@@ -179,7 +184,7 @@ def _mbox(path: str) -> Iterator[MessageRef]:
     with mbox:
         if not os.path.isfile(path):
             raise NoInputError(f"{path}: not an mbox file")
-        for span in split_mbox(mbox):
+        for span in split_mbox(mbox, offset, stop):
             yield _mbox_ref(path, span)
 
 
@@ -187,7 +192,7 @@ def _mbox_ref(path: str, span: MboxSpan) -> MessageRef:
     return MessageRef("mbox", path, path, str(span.offset), span.start, span.end, span.flags)
 
 
-def _directory(path: str, recursive: bool) -> Iterator[MessageRef]:
+def _directory(path: str, recursive: bool, list_mbox: Callable[[str], Iterable]) -> Iterator[MessageRef]:
     """The files of a directory in name order (hidden ones skipped), each sniffed; with
     `recursive`, its subdirectories too, a Maildir among them read as a Maildir."""
     try:
@@ -199,9 +204,9 @@ def _directory(path: str, recursive: bool) -> Iterator[MessageRef]:
             continue
         if entry.is_dir():
             if recursive:
-                yield from _maildir(entry.path) if is_maildir(entry.path) else _directory(entry.path, True)
+                yield from _maildir(entry.path) if is_maildir(entry.path) else _directory(entry.path, True, list_mbox)
         elif entry.is_file():
-            yield from _mbox(entry.path) if is_mbox(entry.path) else [MessageRef("file", entry.path)]
+            yield from list_mbox(entry.path) if is_mbox(entry.path) else [MessageRef("file", entry.path)]
 
 
 def _referenced(source: str) -> MessageRef:
@@ -296,4 +301,5 @@ class _SpoolRange(UnquotedRange):
         io.RawIOBase.close(self)
 
 
-__all__ = ["MessageRef", "StreamSource", "messages", "messages_of", "opened", "from_store", "is_maildir", "is_mbox"]
+__all__ = ["MessageRef", "StreamSource", "messages", "messages_of", "mbox_messages", "opened", "from_store",
+           "is_maildir", "is_mbox"]

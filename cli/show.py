@@ -1,35 +1,71 @@
-"""`mimekit show FILE|-`: a message's decoded headers, its tree of parts, and its defects."""
+"""`mimekit show SOURCE...`: messages' decoded headers, their trees of parts, and their defects."""
+
+import functools
+import sys
 
 import click
 
 from mimekit.read.summary import defect_from_dict, summarise
-from mimekit_cli.common import (emit_json, exit_if_strict, json_option, limits_option, open_input_or_stdin, printable,
+from mimekit_cli.common import (emit_json, exit_if_strict, json_option, limits_option, printable, quiet_option,
                                 report_defects, reporting, strict_option, text_table)
+from mimekit_cli.reading import (ReadingRun, as_sources, is_single_message, jobs_option, json_line, recursive_option,
+                                 sources_argument)
+
 
 @click.command("show")
-@click.argument("source", metavar="FILE|-")
+@sources_argument
+@recursive_option
+@jobs_option
 @strict_option
 @limits_option
 @json_option
-def show(source, strict, limits, as_json):
-    """Show a message: decoded headers, the tree of parts, and its defects.
+@quiet_option
+def show(sources, recursive, jobs, strict, limits, as_json, quiet):
+    """Show messages: decoded headers, the tree of parts, and defects.
 
     Each part is listed with its id (as `decode --part` takes it), content type,
     charset, transfer encoding, decoded size and the file name its sender gave; --json
     adds its disposition, Content-ID and whether it is an attachment. Every body is
-    decoded to count its size, so decoding defects are listed too.
+    decoded to count its size, so decoding defects are listed too. SOURCE is a message,
+    a directory, a Maildir or an mbox (see `mimekit scan --help`); with several
+    messages, each starts with a "==> REFERENCE <==" line, --json prints one line per
+    message (JSON Lines), and -q counts defects instead of listing them.
     """
     with reporting("show", as_json):
-        with open_input_or_stdin(source) as stream:
-            summary = summarise(stream, limits)
-        defects = [defect_from_dict(defect) for defect in summary["defects"]]
-        if as_json:
-            emit_json("show", summary)
-        else:
-            _print_headers(summary["headers"])
-            _print_parts(summary["parts"])
-            report_defects("show", defects)
-        exit_if_strict("show", strict, defects, as_json)
+        sources = as_sources(sources)
+        run = ReadingRun("show", as_json, quiet)
+        function = functools.partial(summarise, limits=limits)
+        if is_single_message(sources):
+            ref, summary = next(run.results(function, sources, recursive, 1), (None, None))
+            if summary is None:
+                sys.exit(run.exit_code())
+            _show_one(summary, strict, as_json)
+            return
+        defective = 0
+        for ref, summary in run.results(function, sources, recursive, jobs):
+            defects = [defect_from_dict(defect) for defect in summary["defects"]]
+            defective += bool(defects)
+            if as_json:
+                json_line("show", {"source": str(ref), **summary})
+            else:
+                click.echo(f"==> {printable(str(ref))} <==")
+                _print_headers(summary["headers"])
+                _print_parts(summary["parts"])
+                click.echo()
+                run.report_defects(ref, defects)
+        sys.exit(run.exit_code() or (65 if strict and defective else 0))
+
+
+def _show_one(summary: dict, strict: bool, as_json: bool) -> None:
+    """One message, as show has always printed it: one JSON document, or the text."""
+    defects = [defect_from_dict(defect) for defect in summary["defects"]]
+    if as_json:
+        emit_json("show", summary)
+    else:
+        _print_headers(summary["headers"])
+        _print_parts(summary["parts"])
+        report_defects("show", defects)
+    exit_if_strict("show", strict, defects, as_json)
 
 
 def _print_headers(headers: list[dict]) -> None:

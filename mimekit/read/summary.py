@@ -39,8 +39,9 @@ _ENCAPSULATING_TYPES = ("message/rfc822", "message/global")
 _BODY_TYPES = ("text/plain", "text/html")
 
 
-def summarise(stream: BinaryIO, limits: Limits = Limits.DEFAULT, lf_is_normal: bool = False) -> dict:
-    """The message read from `stream` (left open): {"headers": every field decoded, in order,
+def summarise(message: "MessageRef | BinaryIO", limits: Limits = Limits.DEFAULT, lf_is_normal: bool = False) -> dict:
+    """A message reference (opened and closed here, so it runs in any worker process) or
+    an open stream (left open): {"headers": every field decoded, in order,
     "parts": one dict per part in document order, "defects": every defect as a dict}.
 
     A part's dict: id, depth, content_type, charset, transfer_encoding, size (decoded bytes
@@ -51,12 +52,12 @@ def summarise(stream: BinaryIO, limits: Limits = Limits.DEFAULT, lf_is_normal: b
     lf_is_normal: the message comes from a store (Maildir, mbox), where LF line endings are
     how mail is kept: the defects every such message has (STORE_CONVENTIONS) are left out.
     """
-    with parse_message(stream, limits) as message:
-        body = body_part(message)
-        parts = [_describe(part, body) for part in message.walk()]
-        headers, header_defects = decoded_headers(message.root)
-        defects = message.defects + header_defects
-    if lf_is_normal:
+    with opened(message) as stream, parse_message(stream, limits) as parsed:
+        body = body_part(parsed)
+        parts = [_describe(part, body) for part in parsed.walk()]
+        headers, header_defects = decoded_headers(parsed.root)
+        defects = parsed.defects + header_defects
+    if lf_is_normal or from_store(message):
         defects = beyond_store_conventions(defects)
     defects = sorted(capped(defects), key=lambda defect: defect.offset)
     return {"headers": headers, "parts": parts, "defects": [defect.as_dict() for defect in defects]}

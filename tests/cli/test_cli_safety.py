@@ -205,11 +205,19 @@ def test_error_messages_escape_file_names(tmp_path):
 
 
 def test_usage_errors_escape_the_argument_they_quote():
-    """click quotes an extra argument as it is (`mimekit show "$@"` with a hostile file name)."""
-    result = run_cli("show", "a.eml", f"b{OSC_TITLE}.eml")
+    """click quotes an extra argument as it is (`mimekit fetch URL "$@"` with a hostile file name)."""
+    result = run_cli("fetch", "maildir:a", f"b{OSC_TITLE}.eml")
     assert result.returncode == 64
     assert_no_terminal_bytes(result.stderr)
     assert b"\\x1b]0;pwned" in result.stderr
+
+
+def test_each_missing_source_is_one_escaped_line(tmp_path):
+    """Reading commands take many sources: each one missing is one line naming it, escaped."""
+    result = run_cli("show", str(tmp_path / "a.eml"), str(tmp_path / f"b{OSC_TITLE}.eml"))
+    assert result.returncode == 66
+    assert_no_terminal_bytes(result.stderr)
+    assert b"\\x1b]0;pwned" in result.stderr and result.stderr.count(b"\n") == 3   # two sources, one summary
 
 
 # -- item 13: hostile servers (scripted fakes: tests/scripted_servers.py) ----------------------

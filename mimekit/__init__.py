@@ -28,6 +28,9 @@ _DEFINED_IN = {
     "send": "mimekit.send",
     "fetch": "mimekit.fetch.run", "FetchOptions": "mimekit.fetch.run",
     "open_mailbox": "mimekit.stores", "Mailbox": "mimekit.stores",
+    "messages": "mimekit.stores.sources", "MessageRef": "mimekit.stores.sources", "StreamSource": "mimekit.stores.sources",
+    "scan_message": "mimekit.read.summary", "summarise": "mimekit.read.summary", "extract": "mimekit.read.extract",
+    "map_messages": "mimekit.read.batch",
     "Limits": "mimekit.limits",
     "Defect": "mimekit.defects", "DefectKind": "mimekit.defects", "DefectError": "mimekit.defects",
     **{name: "mimekit.errors" for name in (

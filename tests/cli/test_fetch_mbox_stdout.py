@@ -7,6 +7,7 @@ go through the real Dovecot of tests/servers.py.
 
 import imaplib
 import os
+import json
 import re
 import signal
 import ssl
@@ -186,16 +187,19 @@ def test_server_messages_stream_as_one_mbox_byte_for_byte(servers, server_env, s
 
 @pytest.mark.servers
 def test_fetch_feeds_scan_through_a_pipe(servers, server_env):
-    if subprocess.run([*CLI, "scan", "--help"], capture_output=True).returncode != 0:
-        pytest.skip("mimekit scan is not there yet")
+    """Several IMAP messages, fetched as one mbox on stdout, read by `scan mbox:-` as they
+    come: one record per message, in order, with the flags IMAP gave and the decoded subject."""
     deliver_and_flag(servers)
     fetch = subprocess.Popen([*CLI, "fetch", server_url(servers, "imaps"), "--cafile", str(servers.ca_file),
                               "-o", "mbox:-", "-q"], stdout=subprocess.PIPE, env=server_env)
-    scan = subprocess.run([*CLI, "scan", "mbox:-"], stdin=fetch.stdout, capture_output=True, env=server_env,
-                          timeout=120)
+    scan = subprocess.run([*CLI, "scan", "--json", "mbox:-"], stdin=fetch.stdout, capture_output=True,
+                          env=server_env, timeout=120)
     fetch.stdout.close()
     assert fetch.wait(timeout=60) == 0 and scan.returncode == 0, scan.stderr.decode()
-    lines = scan.stdout.decode().splitlines()
-    assert len(lines) == 3
-    for subject in ("quoted", "Grüße", "flagged"):
-        assert sum(subject in line for line in lines) == 1, lines
+    records = [json.loads(line) for line in scan.stdout.decode().splitlines()]
+    assert sorted(record["subject"] for record in records) == sorted(["quoted", "Grüße", "flagged"])
+    assert all(record["schema"] == "mimekit.scan/1" and record["source"].startswith("-:") for record in records)
+    assert [int(record["source"][2:]) for record in records] == sorted(int(r["source"][2:]) for r in records)
+    flags = {record["subject"]: record["flags"] for record in records}
+    assert flags["flagged"] == "FS" and flags["quoted"] == ""
+    assert {record["from"] for record in records} >= {"bob@example.test"}

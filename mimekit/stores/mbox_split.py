@@ -64,7 +64,12 @@ def split_mbox(stream: BinaryIO, offset: int = 0, stop: int | None = None) -> It
     seekable = stream.seekable()
     if offset:
         stream.seek(offset - 1)
-        position = offset - 1 + len(stream.readline(LINE_LIMIT))
+        position = offset - 1
+        while True:                        # the rest of the line the range starts in, in pieces
+            piece = stream.readline(LINE_LIMIT)
+            position += len(piece)
+            if not piece or piece.endswith(b"\n"):
+                break
         stream.seek(max(position - 3, 0))
         before = stream.read(position - max(position - 3, 0))
         previous_blank = before.endswith(b"\n\n") or before.endswith(b"\n\r\n") or position <= 1
@@ -117,15 +122,14 @@ def split_mbox(stream: BinaryIO, offset: int = 0, stop: int | None = None) -> It
 
 
 def _fits(stream: BinaryIO, body_end: int) -> bool:
-    """Whether a Content-Length ending at `body_end` ends at the file's end or right before
-    a "From " line (after the separating empty line)."""
+    """Whether a Content-Length ending at `body_end` ends a line, at the file's end or right
+    before a "From " line (after the separating empty line). A file may be seeked past its
+    end, so the body's last byte is read to know that it is there."""
     here = stream.tell()
     try:
-        stream.seek(body_end)
-        following = stream.read(8)
-        if stream.tell() < body_end:
-            return False
-        return following == b"" or following.startswith((b"From ", b"\nFrom ", b"\r\nFrom "))
+        stream.seek(body_end - 1)
+        last, following = stream.read(1), stream.read(7)
+        return last == b"\n" and (following == b"" or following.startswith((b"From ", b"\nFrom ", b"\r\nFrom ")))
     finally:
         stream.seek(here)
 

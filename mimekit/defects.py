@@ -180,10 +180,12 @@ def apply_defect_policy(defects: list[Defect], on_defect: OnDefect) -> None:
         raise DefectError(defects)
 
 
-# What every message kept by a store has, as stores keep LF line endings: no defect there.
-STORE_CONVENTIONS = frozenset({DefectKind.BARE_LINE_ENDING})
+def is_unix_line_ending(defect: Defect) -> bool:
+    """A message that uses LF line endings throughout: how Unix files and every Maildir
+    and mbox keep mail (a bare CR, or mixed endings, are still defects)."""
+    return defect.kind is DefectKind.BARE_LINE_ENDING and defect.detail == "bare LF"
 
 
 def beyond_store_conventions(defects: Iterable[Defect]) -> list[Defect]:
-    """`defects` without those every Maildir or mbox message has (STORE_CONVENTIONS)."""
-    return [defect for defect in defects if defect.kind not in STORE_CONVENTIONS]
+    """`defects` without what every message kept by a store has (is_unix_line_ending)."""
+    return [defect for defect in defects if not is_unix_line_ending(defect)]

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from mimekit.defects import Defect, DefectKind
+from mimekit.defects import Defect, DefectKind, is_unix_line_ending
 from mimekit.headers.encoded_words import decode_header_value
 from mimekit.read.events import BodyChunk, DefectFound, Epilogue, HeaderField, HeadersEnd, PartEnd, PartKind, PartStart, Preamble
 from mimekit.streams.files import read_chunks
@@ -183,7 +183,7 @@ class MessageChecker:
             self._on_line_ending(defect)
 
     def _on_line_ending(self, defect: Defect) -> None:
-        if self.allow_lf and defect.kind is DefectKind.BARE_LINE_ENDING and defect.detail == "bare LF":
+        if self.allow_lf and is_unix_line_ending(defect):
             return
         self._add(defect.kind.value, defect.offset, defect.detail)
 

@@ -246,6 +246,8 @@ def decode_words(text: str, defects: list[Defect], offset: int = 0,
 
 def decode_header_value(raw: bytes | str) -> tuple[str, list[Defect]]:
     """Decode an unstructured header value (Subject, Comments, ...) to text."""
+    if isinstance(raw, bytes) and raw.isascii() and b"=?" not in raw:   # most values: nothing to decode
+        return raw.decode("ascii").strip(" \t\r\n").replace("\r", "").replace("\n", ""), []
     defects: list[Defect] = []
     text, codec = header_text(raw, defects)
     stripped = text.lstrip(" \t\r\n")

@@ -49,8 +49,8 @@ class Maildir:
             except OSError as exc:
                 raise CantCreateError(f"{path}: cannot create Maildir: {exc.strerror or exc}") from exc
             self._remove_abandoned_tmp()
-        elif not all(os.path.isdir(sub) for sub in subdirs):
-            raise NoInputError(f"{path}: not a Maildir (needs tmp/, new/ and cur/)")
+        elif not all(os.path.isdir(sub) for sub in subdirs[1:]):   # tmp/ is for writers; archives drop it
+            raise NoInputError(f"{path}: not a Maildir (needs new/ and cur/)")
         self._index: dict[str, str] = {}
 
     def _remove_abandoned_tmp(self) -> None:

@@ -1,0 +1,232 @@
+"""Sources: every kind a reading command takes (file, directory, Maildir, mbox, a stream),
+sniffed or named, in order; each message a picklable MessageRef whose reference, given back
+as a source, is that one message again."""
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from mimekit.errors import NoInputError
+from mimekit.stores import sources
+from mimekit.stores.mbox import Mbox
+from mimekit.stores.sources import MessageRef, StreamSource, mbox_messages, messages, messages_of
+
+
+def message(n: int | str) -> bytes:
+    return b"From: a@example.test\nSubject: %s\n\nbody %s\nFrom the body\n>From quoted\n" % (
+        str(n).encode(), str(n).encode())
+
+
+def read(ref: MessageRef) -> bytes:
+    with ref.open() as stream:
+        return stream.read()
+
+
+def listed(*source, recursive: bool = False) -> list[tuple[str, bytes]]:
+    return [(str(ref), read(ref)) for ref in messages(source, recursive)]
+
+
+def make_mbox(path: Path, names, flags: str = "") -> list[str]:
+    box = Mbox(str(path))
+    return [f"{path}:{box.add([message(name)], flags=flags)}" for name in names]
+
+
+def make_maildir(path: Path, entries: list[tuple[str, str, bytes]], tmp: bool = True) -> None:
+    """entries: (sub, file name, bytes)."""
+    for sub in ("cur", "new") + (("tmp",) if tmp else ()):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    for sub, name, data in entries:
+        (path / sub / name).write_bytes(data)
+
+
+MAILDIR_ENTRIES = [("new", "1700000001.M1P1.host", message("new")),
+                   ("cur", "1700000002.M2P1.host:2,FRS", message("cur")),
+                   ("cur", ".1700000003.hidden:2,S", message("hidden")),
+                   ("new", "1700000000.M0P1.host", message("first"))]
+
+
+# --- each kind ------------------------------------------------------------------------------
+
+def test_a_message_file(tmp_path):
+    (tmp_path / "a.eml").write_bytes(message(1))
+    assert listed(str(tmp_path / "a.eml")) == [(str(tmp_path / "a.eml"), message(1))]
+    [ref] = messages([str(tmp_path / "a.eml")])
+    assert ref.kind == "file" and ref.flags == "" and ref.size is None
+
+
+def test_a_directory_lists_its_files_by_name_and_skips_hidden_ones_and_subdirectories(tmp_path):
+    for name in ("b.eml", "a.eml", ".hidden.eml", "c"):
+        (tmp_path / name).write_bytes(message(name))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.eml").write_bytes(message("d"))
+    assert listed(str(tmp_path)) == [(str(tmp_path / name), message(name)) for name in ("a.eml", "b.eml", "c")]
+
+
+def test_a_recursive_directory_reads_nested_directories_mbox_files_and_maildirs(tmp_path):
+    (tmp_path / "a.eml").write_bytes(message("a"))
+    (tmp_path / "x" / "y").mkdir(parents=True)
+    (tmp_path / "x" / "y" / "deep.eml").write_bytes(message("deep"))
+    mbox_refs = make_mbox(tmp_path / "x" / "box", ["m1", "m2"])
+    make_maildir(tmp_path / "x" / "mail", MAILDIR_ENTRIES)
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_bytes(b"ref: refs/heads/main\n")
+    got = listed(str(tmp_path), recursive=True)
+    maildir = tmp_path / "x" / "mail"
+    assert got == [(str(tmp_path / "a.eml"), message("a")),
+                   (mbox_refs[0], message("m1")), (mbox_refs[1], message("m2")),
+                   (f"{maildir}:1700000000.M0P1.host", message("first")),
+                   (f"{maildir}:1700000001.M1P1.host", message("new")),
+                   (f"{maildir}:1700000002.M2P1.host", message("cur")),
+                   (str(tmp_path / "x" / "y" / "deep.eml"), message("deep"))]
+
+
+def test_a_maildir_named_or_sniffed_lists_new_and_cur_in_delivery_order_with_flags(tmp_path):
+    make_maildir(tmp_path / "md", MAILDIR_ENTRIES)
+    path = str(tmp_path / "md")
+    for source in (path, f"maildir:{path}"):
+        refs = list(messages([source]))
+        assert [(str(ref), ref.flags, read(ref)) for ref in refs] == [
+            (f"{path}:1700000000.M0P1.host", "", message("first")),
+            (f"{path}:1700000001.M1P1.host", "", message("new")),
+            (f"{path}:1700000002.M2P1.host", "FRS", message("cur"))]
+        assert all(ref.kind == "maildir" and ref.stored for ref in refs)
+
+
+def test_maildir_flags_are_the_known_letters_of_the_info_sorted(tmp_path):
+    make_maildir(tmp_path / "md", [("cur", "1.a.host:2,TSxRa", b"x"), ("cur", "2.b.host:2,", b"y"),
+                                   ("cur", "3.c.host:1,S", b"z"), ("cur", "4.d.host:2,DP", b"w")])
+    assert [ref.flags for ref in messages([str(tmp_path / "md")])] == ["RST", "", "", "DP"]
+
+
+def test_a_maildir_without_tmp_is_read(tmp_path):
+    """Archives and git checkouts drop empty directories: reading needs only new/ and cur/."""
+    make_maildir(tmp_path / "md", MAILDIR_ENTRIES[:2], tmp=False)
+    assert [read(ref) for ref in messages([f"maildir:{tmp_path / 'md'}"])] == [message("new"), message("cur")]
+
+
+def test_a_maildir_message_renamed_after_listing_still_opens(tmp_path):
+    make_maildir(tmp_path / "md", MAILDIR_ENTRIES)
+    refs = list(messages([str(tmp_path / "md")]))
+    new = tmp_path / "md" / "new" / "1700000001.M1P1.host"
+    new.rename(tmp_path / "md" / "cur" / "1700000001.M1P1.host:2,S")          # a reader saw it
+    cur = tmp_path / "md" / "cur" / "1700000002.M2P1.host:2,FRS"
+    cur.rename(tmp_path / "md" / "cur" / "1700000002.M2P1.host:2,FRST")       # a reader trashed it
+    assert [read(ref) for ref in refs] == [message("first"), message("new"), message("cur")]
+    (tmp_path / "md" / "cur" / "1700000001.M1P1.host:2,S").unlink()
+    with pytest.raises(NoInputError, match="1700000001.M1P1.host"):
+        read(refs[1])
+
+
+def test_an_mbox_named_or_sniffed(tmp_path):
+    keys = make_mbox(tmp_path / "box", [1, 2, 3], flags="S")
+    for source in (str(tmp_path / "box"), f"mbox:{tmp_path / 'box'}"):
+        refs = list(messages([source]))
+        assert [(str(ref), ref.flags) for ref in refs] == [(key, "S") for key in keys]
+        assert [read(ref) for ref in refs] == [b"Status: RO\n" + message(n) for n in (1, 2, 3)]
+        assert [ref.size for ref in refs] == [ref.end - ref.start for ref in refs]
+        assert all(ref.kind == "mbox" and ref.stored for ref in refs)
+
+
+def test_a_file_is_sniffed_as_an_mbox_only_when_it_starts_with_a_from_line(tmp_path):
+    (tmp_path / "m").write_bytes(b"Subject: x\n\nFrom the start\n\nFrom x Mon Jan  1 00:00:00 2024\n")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "box").write_bytes(b"From x Mon Jan  1 00:00:00 2024\nSubject: y\n\n")
+    assert [ref.kind for ref in messages([str(tmp_path / name) for name in ("m", "empty", "box")])] == \
+        ["file", "file", "mbox"]
+    assert list(messages([f"mbox:{tmp_path / 'empty'}"])) == []
+
+
+def test_an_mbox_listed_in_byte_ranges_gives_the_same_references(tmp_path):
+    make_mbox(tmp_path / "box", range(20))
+    path = str(tmp_path / "box")
+    whole = list(mbox_messages(path))
+    size = os.path.getsize(path)
+    for parts in (2, 3, 7):
+        cuts = [size * i // parts for i in range(parts + 1)]
+        ranged = [ref for start, stop in zip(cuts, cuts[1:]) for ref in mbox_messages(path, start, stop)]
+        assert ranged == whole
+
+
+def test_messages_from_a_stream_one_message():
+    [ref] = messages([StreamSource(io.BytesIO(message(1)), "-")])
+    assert str(ref) == "-" and not ref.reopenable and not ref.stored
+    assert read(ref) == message(1)
+
+
+def test_an_mbox_from_a_stream_spools_each_message_and_gives_it_back_unquoted(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "STREAM_SPOOL_IN_MEMORY", 100)     # large messages go to a file
+    bodies = [message(1), message("big" * 200), b"Subject: no final newline\n\nx", message(3)]
+    box = Mbox(str(tmp_path / "box"))
+    keys = [box.add([body], flags=flags) for body, flags in zip(bodies, ["", "S", "", "FR"])]
+    data = (tmp_path / "box").read_bytes()
+    got = [(str(ref), ref.flags, ref.size, read(ref))
+           for ref in messages([StreamSource(io.BufferedReader(io.BytesIO(b"junk\n\n" + data)), "-", mbox=True)])]
+    files = list(mbox_messages(str(tmp_path / "box")))
+    assert got == [(f"-:{int(key) + 6}", file.flags, file.size, read(file)) for key, file in zip(keys, files)]
+    assert [flags for _, flags, _, _ in got] == ["", "S", "", "FR"]
+    assert got[2][3] == b"Subject: no final newline\n\nx\n"
+
+
+def test_several_sources_keep_their_order(tmp_path):
+    (tmp_path / "z.eml").write_bytes(message("z"))
+    keys = make_mbox(tmp_path / "box", ["m"])
+    make_maildir(tmp_path / "md", MAILDIR_ENTRIES[:1])
+    got = listed(str(tmp_path / "z.eml"), str(tmp_path / "md"), f"mbox:{tmp_path / 'box'}", str(tmp_path / "z.eml"))
+    assert got == [(str(tmp_path / "z.eml"), message("z")), (f"{tmp_path / 'md'}:1700000001.M1P1.host", message("new")),
+                   (keys[0], message("m")), (str(tmp_path / "z.eml"), message("z"))]
+
+
+# --- references given back ------------------------------------------------------------------
+
+def test_every_reference_given_back_as_a_source_is_that_one_message(tmp_path):
+    (tmp_path / "a.eml").write_bytes(message("a"))
+    make_mbox(tmp_path / "box", [1, 2, 3], flags="F")
+    make_maildir(tmp_path / "md", MAILDIR_ENTRIES)
+    refs = list(messages([str(tmp_path / "a.eml"), str(tmp_path / "box"), str(tmp_path / "md")]))
+    assert len(refs) == 7
+    for ref in refs:
+        [again] = messages([str(ref)])
+        assert again == ref and again.flags == ref.flags and read(again) == read(ref)
+
+
+def test_a_reference_that_names_no_message(tmp_path):
+    make_mbox(tmp_path / "box", [1, 2])
+    make_maildir(tmp_path / "md", MAILDIR_ENTRIES)
+    for source, text in [(f"{tmp_path / 'box'}:1", "no message at offset 1"),
+                         (f"{tmp_path / 'box'}:999999", "no message at offset 999999"),
+                         (f"{tmp_path / 'md'}:1700000009.none", "no message '1700000009.none'"),
+                         (str(tmp_path / "missing"), "no such file, directory or mailbox")]:
+        with pytest.raises(NoInputError, match=text):
+            list(messages_of(source))
+
+
+def test_a_named_store_that_is_not_one(tmp_path):
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(NoInputError, match="not a Maildir"):
+        list(messages_of(f"maildir:{tmp_path / 'file'}"))
+    with pytest.raises(NoInputError, match="Is a directory|not an mbox file"):
+        list(messages_of(f"mbox:{tmp_path}"))
+    with pytest.raises(NoInputError):
+        list(messages_of(f"mbox:{tmp_path / 'missing'}"))
+
+
+def test_the_messages_before_a_missing_source_come_before_it_raises(tmp_path):
+    (tmp_path / "a.eml").write_bytes(message("a"))
+    found = messages([str(tmp_path / "a.eml"), str(tmp_path / "missing"), str(tmp_path / "a.eml")])
+    assert read(next(found)) == message("a")
+    with pytest.raises(NoInputError):
+        next(found)
+
+
+def test_references_pickle_and_a_stream_reference_refuses_to(tmp_path):
+    make_mbox(tmp_path / "box", [1])
+    make_maildir(tmp_path / "md", MAILDIR_ENTRIES)
+    for ref in messages([str(tmp_path / "box"), str(tmp_path / "md")]):
+        again = pickle.loads(pickle.dumps(ref))
+        assert again == ref and str(again) == str(ref) and read(again) == read(ref)
+    [stream_ref] = messages([StreamSource(io.BytesIO(b"x"), "-")])
+    with pytest.raises(TypeError, match="stream"):
+        pickle.dumps(stream_ref)

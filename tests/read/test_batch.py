@@ -1,0 +1,108 @@
+"""map_messages: per-message work in a process pool, results in input order, a failure being
+that message's result; what cannot go to a worker (a stream, an unreadable source) is done
+here, in its place."""
+
+import io
+import itertools
+import os
+
+import pytest
+
+from mimekit.errors import DataError, IOFailure, NoInputError
+from mimekit.read.batch import BATCH_SIZE, InternalError, Unreadable, map_messages
+from mimekit.stores.sources import MessageRef, StreamSource, messages
+
+COUNT = 7 * BATCH_SIZE + 5      # batches, and a partial one at the end
+
+
+def digest(ref: MessageRef) -> tuple[str, int, str]:
+    """What a worker makes of a message: module level, so it pickles."""
+    with ref.open() as stream:
+        data = stream.read()
+    if b"data-error" in data:
+        raise DataError(f"{ref}: not usable")
+    if b"bug" in data:
+        raise ValueError("a bug")
+    if b"recursion" in data:
+        return digest(ref)
+    return str(ref), len(data), data.decode()
+
+
+def pid_of(ref) -> int:
+    return os.getpid()
+
+
+@pytest.fixture
+def message_files(tmp_path) -> list[MessageRef]:
+    for n in range(COUNT):
+        (tmp_path / f"{n:04d}.eml").write_bytes(b"Subject: %d\n\n%s\n" % (n, b"x" * n))
+    return list(messages([str(tmp_path)]))
+
+
+def test_two_jobs_give_what_one_gives_in_the_same_order(message_files):
+    one = list(map_messages(digest, message_files, jobs=1))
+    two = list(map_messages(digest, message_files, jobs=2))
+    assert [ref for ref, _ in one] == message_files
+    assert two == one
+    assert [result[0] for _, result in two] == [str(ref) for ref in message_files]
+
+
+def test_with_two_jobs_the_work_is_done_in_worker_processes(message_files):
+    pids = {pid for _, pid in map_messages(pid_of, message_files, jobs=2)}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+def test_a_failure_is_that_messages_result_and_the_others_still_come(tmp_path, message_files):
+    broken = {3: b"data-error", 40: b"bug", 41: b"recursion"}
+    for n, text in broken.items():
+        (tmp_path / f"{n:04d}.eml").write_bytes(text)
+    (tmp_path / "0050.eml").unlink()
+    for jobs in (1, 2):
+        results = list(map_messages(digest, message_files, jobs=jobs))
+        assert [ref for ref, _ in results] == message_files
+        for n, (ref, result) in enumerate(results):
+            if n == 3:
+                assert isinstance(result, DataError) and str(result) == f"{ref}: not usable"
+            elif n == 40:
+                assert isinstance(result, InternalError) and str(result) == f"{ref}: internal error: ValueError: a bug"
+            elif n == 41:
+                assert isinstance(result, InternalError) and "RecursionError" in str(result)
+            elif n == 50:
+                assert isinstance(result, (NoInputError, IOFailure)) and str(ref) in str(result)
+            else:
+                assert result == digest(ref), n
+
+
+def test_a_stream_message_and_an_unreadable_source_are_done_here_in_their_place(message_files):
+    stream_refs = list(messages([StreamSource(io.BytesIO(b"Subject: stdin\n\n"), "-")]))
+    missing = Unreadable("missing", NoInputError("missing: no such file"))
+    refs = message_files[:20] + stream_refs + message_files[20:37] + [missing] + message_files[37:]
+    results = list(map_messages(pid_of, refs, jobs=2))
+    assert [ref for ref, _ in results] == refs
+    assert results[20][1] == os.getpid()
+    assert results[38][1] is missing.error
+    assert all(pid != os.getpid() for ref, pid in results if ref.reopenable)
+
+
+def test_a_stream_ref_reads_its_own_bytes_among_the_workers(message_files):
+    stream_refs = list(messages([StreamSource(io.BytesIO(b"Subject: stdin\n\n"), "-")]))
+    refs = message_files[:50] + stream_refs + message_files[50:]
+    results = list(map_messages(digest, refs, jobs=2))
+    assert results[50][1] == ("-", 16, "Subject: stdin\n\n")
+    assert results[:50] + results[51:] == list(map_messages(digest, message_files, jobs=1))
+
+
+def test_references_are_taken_as_they_are_needed_not_all_at_once(message_files):
+    """An endless listing still gives its first results: memory stays flat however long the
+    source is."""
+    taken = []
+
+    def endless():
+        for ref in itertools.cycle(message_files):
+            taken.append(ref)
+            yield ref
+    results = map_messages(digest, endless(), jobs=2)
+    first = list(itertools.islice(results, 3 * BATCH_SIZE))
+    results.close()
+    assert [ref for ref, _ in first] == message_files[:3 * BATCH_SIZE]
+    assert len(taken) <= (2 * 4 + 4) * BATCH_SIZE

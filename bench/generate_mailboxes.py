@@ -9,7 +9,7 @@ first N of a larger run are the N of a smaller one), so figures from two sizes o
 layouts compare like with like. The mix is what a real mailbox holds: plain text, UTF-8
 names and subjects in RFC 2047 words, multipart/alternative (text + HTML), and a share
 with one or two base64 attachments of 5-50 KB (RFC 2231 names, some non-ASCII). Line
-endings are LF, as Maildirs and mbox files store them. The mbox is mboxrd, written by
+endings are LF, as Maildirs and mbox files store them (CRLF in .eml files). The mbox is mboxrd, written by
 `mimekit.stores.mbox.mbox_entry` (its "From " lines carry the time of writing).
 """
 
@@ -134,8 +134,8 @@ def _multipart(subtype: str, boundary: str, parts: list[bytes]) -> bytes:
 def write_mailboxes(messages: Iterable[GeneratedMessage], maildir: Path | None = None, mbox: Path | None = None,
                     eml_dir: Path | None = None) -> int:
     """Write the messages, in one pass, into each layout named: a Maildir (most in cur/
-    with their flags, every tenth in new/), an mbox, a directory of numbered .eml files.
-    Returns how many were written."""
+    with their flags, every tenth in new/), an mbox, a directory of numbered .eml files
+    (CRLF, as a message is sent and as mail clients save it). Returns how many were written."""
     for folder in ([maildir / "cur", maildir / "new", maildir / "tmp"] if maildir else []) + ([eml_dir] if eml_dir else []):
         folder.mkdir(parents=True, exist_ok=True)
     count = 0
@@ -148,7 +148,7 @@ def write_mailboxes(messages: Iterable[GeneratedMessage], maildir: Path | None =
             if mbox_file:
                 mbox_file.writelines(mbox_entry([message.data], sender=message.sender, flags=message.flags))
             if eml_dir:
-                (eml_dir / f"{count:06d}.eml").write_bytes(message.data)
+                (eml_dir / f"{count:06d}.eml").write_bytes(message.data.replace(b"\n", b"\r\n"))
     return count
 
 

@@ -28,9 +28,11 @@ _COLUMNS = {"source": (None, False), "flags": (4, False), "date": (16, False), "
               help="Comma-separated fields to print, in order.")
 @jobs_option
 @dask_option
+@click.option("--parquet", "parquet_path", metavar="PATH",
+              help="Write the records to PATH as a Parquet file instead of printing them (needs mimekit[dask]).")
 @limits_option
 @json_option
-def scan(sources, recursive, fields, jobs, dask_scheduler, limits, as_json):
+def scan(sources, recursive, fields, jobs, dask_scheduler, parquet_path, limits, as_json):
     """List messages, one line each: reference, flags, date, sender, size, attachments,
     subject and first defect.
 
@@ -47,7 +49,10 @@ def scan(sources, recursive, fields, jobs, dask_scheduler, limits, as_json):
         function = functools.partial(scan_message, fields=tuple(chosen), limits=limits)
         records = (record for _, record in run.results(function, as_sources(sources), recursive, jobs,
                                                         dask_scheduler))
-        if as_json:
+        if parquet_path is not None:
+            from mimekit.dask import write_parquet   # the optional extra, loaded only when asked for
+            write_parquet(({field: record[field] for field in chosen} for record in records), parquet_path)
+        elif as_json:
             for record in records:
                 json_line("scan", {field: record[field] for field in chosen})
         else:

@@ -22,11 +22,16 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-import dask
-import dask.bag
-import distributed
+from mimekit.errors import IOFailure, MimekitError, NoInputError, UnavailableError, UsageError
 
-from mimekit.errors import IOFailure, MimekitError, NoInputError
+try:
+    import dask
+    import dask.bag
+    import distributed
+except ImportError as missing:
+    raise UnavailableError(f"the Dask integration needs the dask extra (pip install 'mimekit[dask]'): {missing}") \
+        from missing
+
 from mimekit.read.batch import apply
 from mimekit.stores.sources import MessageRef, Source, StreamSource, mbox_messages, messages_of
 from mimekit.streams.files import atomic_output
@@ -82,7 +87,7 @@ def map_on_cluster(address: str, function: Callable[[MessageRef], Any], sources:
     place (here, or by a worker for an mbox range; the rest of that source is skipped),
     or raised when there is no `on_source_error`. `function` must be picklable.
     """
-    with distributed.Client(address) as client:
+    with _connected(address) as client:
         ahead = TASKS_AHEAD * max(1, sum(client.nthreads().values()))
         in_flight: deque[tuple[int, str, Unit | None, Any]] = deque()
         failed_sources: set[int] = set()
@@ -141,6 +146,17 @@ def write_parquet(records: Iterable[dict], path: str, schema=None, rows_per_grou
             if writer is not None:
                 writer.close()
     return rows
+
+
+def _connected(address: str) -> "distributed.Client":
+    """A client of the scheduler at `address`; how long to try is Dask's own setting
+    (distributed.comm.timeouts.connect)."""
+    try:
+        return distributed.Client(address)
+    except ValueError as exc:
+        raise UsageError(f"{address}: not a Dask scheduler address: {exc}") from exc
+    except OSError as exc:
+        raise UnavailableError(f"{address}: no Dask scheduler answers: {exc}") from exc
 
 
 def _source_units(sources: Iterable[Source], recursive: bool,

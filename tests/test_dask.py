@@ -5,6 +5,7 @@ the CLI, whatever the mbox byte ranges cut."""
 import base64
 import functools
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -137,6 +138,20 @@ def test_scan_on_the_cluster_prints_what_local_runs_print(sources, cluster):
     assert on_cluster == run_cli("scan", "--json", "--jobs", "1", *sources)
     assert on_cluster == run_cli("scan", "--json", "--jobs", "2", *sources)
     assert on_cluster.count(b"\n") == 12 + 121 + 5
+
+
+def test_scan_parquet_on_the_cluster_holds_the_local_records(sources, cluster, tmp_path):
+    path = str(tmp_path / "scan.parquet")
+    assert run_cli("scan", "--parquet", path, "--dask", cluster.scheduler_address, *sources) == b""
+    local = [json.loads(line) for line in run_cli("scan", "--json", "--jobs", "1", *sources).splitlines()]
+    assert [{"schema": "mimekit.scan/1", **row} for row in pyarrow_parquet.read_table(path).to_pylist()] == local
+
+
+def test_no_scheduler_at_the_address_is_unavailable_not_a_traceback(sources):
+    result = subprocess.run([sys.executable, "-m", "mimekit_cli", "scan", "--dask", "tcp://127.0.0.1:9", *sources],
+                            capture_output=True, env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"})
+    assert (result.returncode, result.stdout) == (69, b"")
+    assert result.stderr.startswith(b"mimekit scan: tcp://127.0.0.1:9: no Dask scheduler answers")
 
 
 def tree(directory) -> dict:

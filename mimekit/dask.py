@@ -89,7 +89,7 @@ def map_on_cluster(address: str, function: Callable[[MessageRef], Any], sources:
     """
     with _connected(address) as client:
         ahead = TASKS_AHEAD * max(1, sum(client.nthreads().values()))
-        in_flight: deque[tuple[int, str, Unit | None, Any]] = deque()
+        in_flight: deque[tuple[int, str, Unit | MimekitError, Any]] = deque()
         failed_sources: set[int] = set()
         carried = 0
 

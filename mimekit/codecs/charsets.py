@@ -18,6 +18,7 @@ decodes chunk by chunk. `decode_text` is the whole-bytes convenience over it.
 """
 
 import codecs
+import functools
 from contextvars import ContextVar
 
 from mimekit.defects import Defect, DefectKind
@@ -87,6 +88,7 @@ _NOT_CHARSETS = frozenset({"undefined", "unicode-escape", "raw-unicode-escape", 
 _UNDECLARED = frozenset({"", "unknown", "unknown-8bit", "x-unknown", "x-user-defined", "8bit", "default"})
 
 
+@functools.lru_cache(maxsize=256)   # a header decoder asks for the same few labels over and over
 def resolve_charset(label: str | None) -> str | None:
     """The Python codec that reads text declared as `label`, or None if it names no charset."""
     key = _normalize(label)
@@ -145,7 +147,7 @@ def is_mislabelled_utf8(data: bytes, codec: str | None) -> bool:
 
 def decodes_cleanly(data: bytes, codec: str | None) -> bool:
     """Whether all of `data` is text in `codec` (None, no codec: False)."""
-    return codec is not None and not _invalid_sequences(data, codec, final=True)
+    return codec is not None and _clean_text(data, codec) is not None
 
 
 def encode_text(text: str, codec: str) -> bytes:
@@ -158,6 +160,9 @@ def encode_text(text: str, codec: str) -> bytes:
 
 def decode_text(data: bytes, charset: str | None) -> tuple[str, list[Defect]]:
     """Decode a whole text body; the codec is chosen from all of `data`, not a prefix."""
+    codec = resolve_charset(_normalize(charset))
+    if codec is not None and (text := _clean_text(data, codec)) is not None:
+        return text, []   # what TextDecoder gives when the declaration holds for every byte
     decoder = TextDecoder(charset, sniff_size=len(data) + 1)
     text = decoder.decode(data) + decoder.finish()
     return text, decoder.defects
@@ -315,6 +320,20 @@ def _incremental_decoder(codec: str) -> codecs.IncrementalDecoder:
     if codec in _UNMARKED_ORDER_UNITS:
         return _ByteOrderDecoder(_UNMARKED_ORDER_UNITS[codec], "mimekit-replace-and-count")
     return codecs.getincrementaldecoder(codec)("mimekit-replace-and-count")
+
+
+def _clean_text(data: bytes, codec: str) -> str | None:
+    """All of `data` as text in `codec`, or None when some sequence does not decode: what
+    _trial_decode gives without a replacement, by one C call where the codec allows."""
+    if codec == WINDOWS_1252:
+        return codecs.charmap_decode(data, "strict", _WINDOWS_1252_TABLE)[0]
+    if codec in _UNMARKED_ORDER_UNITS:   # the byte order is read from the text
+        text, invalid = _trial_decode(data, codec, final=True)
+        return None if invalid else text
+    try:
+        return data.decode(codec)
+    except UnicodeError:
+        return None
 
 
 def _invalid_sequences(sample: bytes, codec: str, final: bool) -> int:

@@ -186,3 +186,19 @@ def test_any_chunking_decodes_like_the_whole(data, text, codec, sniff_size):
     pieces = data.draw(chunkings(encoded))
     streamed = "".join(decoder.decode(piece) for piece in pieces) + decoder.finish()
     assert (streamed, decoder.defects) == decode_text(encoded, codec) == (text, [])
+
+
+CHARSET_LABELS = ["utf-8", "UTF-8", "us-ascii", "iso-8859-1", "windows-1252", "utf-16", "utf-16le", "utf-32",
+                  "ucs-2", "utf-7", "utf-8-sig", "gb2312", "shift_jis", "iso-2022-jp", "hz", "koi8-r", "big5",
+                  "euc-kr", "cp1251", "cp037", "mac_roman", "unknown-8bit", "x-bogus", "", None]
+
+
+@given(st.one_of(st.binary(max_size=64),
+                 st.tuples(SAMPLE_TEXT, st.sampled_from(CHARSET_LABELS[:-4])).map(
+                     lambda pair: pair[0].encode(resolve_charset(pair[1]), "ignore"))),
+       st.sampled_from(CHARSET_LABELS))
+def test_decode_text_gives_what_the_streaming_decoder_gives(data, label):
+    """decode_text reads bytes that decode cleanly in one call; the result is the streaming decoder's."""
+    decoder = TextDecoder(label, sniff_size=len(data) + 1)
+    streamed = decoder.decode(data) + decoder.finish()
+    assert decode_text(data, label) == (streamed, decoder.defects)

@@ -42,6 +42,14 @@ ENCODED_WORD = re.compile(
 # is consumed, so a real encoded-word starting inside it is still found.
 _SCAN = re.compile(rf"{ENCODED_WORD.pattern}|(?P<broken>=\?)(?={_CHARSET}\?)")
 _PLAIN_SEGMENT = re.compile(r"[ \t\r\n]+|[^ \t\r\n]+")
+# What most values are: encoded-words that need no repair (base64 of whole quanta, Q with only
+# =XX escapes) and printable ASCII words without "=?", blanks between them (and at the end:
+# the last token is a run of blanks alone). decode_words reads these without _SCAN and
+# _payload's checks, with what they would give; anything else takes the full reading.
+_CLEAN_TOKEN = re.compile(
+    r"(?P<space>[ \t\r\n]*)(?:(?P<word>=\?(?P<charset>[A-Za-z0-9._-]+)\?"
+    r"(?:[Bb]\?(?P<base64>(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)"
+    r"|[Qq]\?(?P<q>(?:[!-<>@-~]|=[0-9A-Fa-f]{2})*))\?=)|(?P<plain>(?:[!-<>-~]|=(?!\?))+)|\Z)")
 _FOLD_IN_WORD = re.compile(r"\r?\n[ \t]*|\r")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*=*")
 _Q_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
@@ -145,10 +153,15 @@ def _payload(match: re.Match, offset: int, defects: list[Defect], raw_codec: str
         if len(compact) % 4:
             defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset, "base64 padding in encoded-word"))
         return binascii.a2b_base64(data + "=" * (-len(data) % 4))
-    data = encode_text(unfolded, raw_codec or "utf-8").replace(b"_", b" ")
+    data = encode_text(unfolded, raw_codec or "utf-8")
     if _Q_BAD_ESCAPE.search(data):
         defects.append(Defect(DefectKind.ENCODED_WORD_MALFORMED, offset, "invalid =XX escape kept as is"))
-    return _Q_ESCAPE.sub(lambda m: bytes.fromhex(m[1].decode()), data)
+    return _q_bytes(data)
+
+
+def _q_bytes(text: bytes) -> bytes:
+    """The bytes a Q word's text stands for: '_' is a space, =XX a byte (a bad escape stays)."""
+    return _Q_ESCAPE.sub(lambda m: bytes.fromhex(m[1].decode()), text.replace(b"_", b" "))
 
 
 class HeaderTextBuilder:
@@ -186,7 +199,11 @@ class HeaderTextBuilder:
         if data is None:
             self.add_text(match.group())
             return
-        charset = match["charset"].lower()
+        self.add_payload(match["charset"], data, offset)
+
+    def add_payload(self, charset: str, data: bytes, offset: int) -> None:
+        """The bytes an encoded-word at `offset` carries, in the charset it declares."""
+        charset = charset.lower()
         if self._after_word:
             self._space.clear()
         if not (self._after_word and charset == self._charset):
@@ -218,6 +235,18 @@ def decode_words(text: str, defects: list[Defect], offset: int = 0,
     shared by all the pieces of one header value; `raw_codec` is what header_text returned.
     """
     builder = HeaderTextBuilder(defects, budget, raw_codec)
+    clean = _clean_tokens(text) if raw_codec is None else None
+    if clean is not None:
+        for token in clean:
+            if token["space"]:
+                builder.add_space(token["space"].replace("\r", "").replace("\n", ""))
+            if token["plain"] is not None:
+                builder.add_text(token["plain"])
+            elif token["word"] is not None:
+                data = (binascii.a2b_base64(token["base64"]) if token["base64"] is not None
+                        else _q_bytes(token["q"].encode("ascii")))
+                builder.add_payload(token["charset"], data, offset + token.start("word"))
+        return builder.text()
 
     def add_plain(start: int, end: int) -> None:
         for segment in _PLAIN_SEGMENT.finditer(text, start, end):
@@ -242,6 +271,20 @@ def decode_words(text: str, defects: list[Defect], offset: int = 0,
         builder.add_encoded_word(match, offset + start)
     add_plain(done, len(text))
     return builder.text()
+
+
+def _clean_tokens(text: str) -> list[re.Match] | None:
+    """The tokens of `text` when it is all _CLEAN_TOKEN with blanks between encoded-words and
+    words (else the full reading would report them), or None."""
+    tokens, done = [], 0
+    for token in _CLEAN_TOKEN.finditer(text):
+        if token.start() != done or (done and not token["space"] and token.end() > done):
+            return None
+        tokens.append(token)
+        done = token.end()
+        if done == len(text):
+            return tokens
+    return None
 
 
 def decode_header_value(raw: bytes | str) -> tuple[str, list[Defect]]:

@@ -7,13 +7,14 @@ from email import policy
 from email.parser import BytesParser
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from corpus import stalwart_vectors
 from helpers import fastest_of_three, first_field
 from mimekit.defects import DefectKind
-from mimekit.headers.encoded_words import DetectionBudget, decode_declared, decode_header_value, encode_phrase, encode_unstructured
+from mimekit.headers.encoded_words import (DetectionBudget, decode_declared, decode_header_value, decode_words,
+                                           encode_phrase, encode_unstructured)
 from mimekit.headers.folding import fold_header
 from strategies import display_names, header_junk, header_text
 
@@ -354,6 +355,36 @@ def test_any_value_is_decoded_without_raising_and_defects_point_inside_it(raw):
     text, defects = decode_header_value(raw)
     assert isinstance(text, str)
     assert all(0 <= defect.offset <= len(raw) for defect in defects)
+
+
+
+# --- the fast reading of clean values ---------------------------------------------------
+
+WORD_CHARSETS = st.sampled_from(["utf-8", "UTF-8", "iso-8859-1", "us-ascii", "shift_jis", "utf-16", "x-made-up"])
+Q_PIECES = st.one_of(st.sampled_from(list("aZ09!*<>@~_-")), st.integers(0, 255).map("={:02X}".format),
+                     st.integers(0, 255).map("={:02x}".format))
+CLEAN_WORDS = st.one_of(
+    st.tuples(WORD_CHARSETS, st.sampled_from("bB"), st.binary(max_size=12)).map(
+        lambda word: f"=?{word[0]}?{word[1]}?{base64.b64encode(word[2]).decode()}?="),
+    st.tuples(WORD_CHARSETS, st.sampled_from("qQ"), st.lists(Q_PIECES, max_size=12).map("".join)).map(
+        lambda word: f"=?{word[0]}?{word[1]}?{word[2]}?="))
+NEAR_MISSES = st.sampled_from(["=?utf-8?b?YQ=?=", "=?utf-8?b?YQ?=", "=?utf-8?b?Y===?=", "=?utf-8?q?a b?=",
+                               "=?utf-8?q?=ZZ?=", "=?utf-8?q?=4?=", "=?utf-8*en?q?a?=", "=?utf-8?q?a", "?=", "=?",
+                               "=?utf-8?x?a?=", "a=b", "a?=b", "é", "\x80", "(c)", '"q"'])
+PLAIN_WORDS = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=8)
+BLANKS = st.sampled_from(["", " ", "  ", "\t", "\r\n ", "\n\t", "\r", "\n"])
+
+
+@settings(max_examples=600)
+@given(st.lists(st.one_of(CLEAN_WORDS, NEAR_MISSES, PLAIN_WORDS, BLANKS), max_size=14).map("".join))
+@example(" =?x-made-up?b??=")   # a defect's offset is its word's, after the blanks
+@example("a\r\n =?utf-8?q?=C3=A9?= =?UTF-8?B?w6k=?=\r\n\tb")
+def test_clean_values_are_read_fast_as_the_full_reading_reads_them(text):
+    """Encoded-words that need no repair and plain words between blanks skip _SCAN and
+    _payload's checks. A value read from 8-bit UTF-8 (raw_codec "utf-8") always takes the
+    full reading, which decodes ASCII text exactly as for raw_codec None."""
+    fast, full = [], []
+    assert (decode_words(text, fast, 3), fast) == (decode_words(text, full, 3, raw_codec="utf-8"), full)
 
 
 # --- stalwart's vectors -----------------------------------------------------------------

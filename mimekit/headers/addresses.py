@@ -48,6 +48,17 @@ _SPACE = re.compile(r"[ \t\r\n]+")
 _ATOM = re.compile(r'[^ \t\r\n()<>@,;:.\[\]"]+')
 _DOMAIN_LITERAL = re.compile(r"\[[^\]]*\]?")
 _SPECIALS = "<>@,;:.]"
+# The From of most mail, one mailbox: `local@domain` or `Display Name <local@domain>`, in
+# ASCII, the address two dot-atoms, the name atoms and encoded-words that are whole tokens
+# (no "=?" inside an atom, no blank inside a word) one space apart, a fold allowed before the
+# space. parse_address_list reads it without the tokenizer: what _phrase makes of those tokens
+# is what decode_words makes of the name's text.
+_ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_DOT_ATOM = rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*"
+_NAME_WORD = (rf"(?:=\?[A-Za-z0-9._-]+\?[BbQq]\?[{_ATEXT.replace('?', '')}]*\?="
+              rf"|(?:[{_ATEXT.replace('=', '')}]|=(?!\?))+)")
+_SIMPLE_MAILBOX = re.compile(rf"[ \t\r\n]*(?:(?P<name>{_NAME_WORD}(?:(?:\r?\n)? {_NAME_WORD})*)[ \t\r\n]*"
+                             rf"<(?P<angle_addr>{_DOT_ATOM}@{_DOT_ATOM})>|(?P<addr>{_DOT_ATOM}@{_DOT_ATOM}))[ \t\r\n]*")
 _PHRASE_SPECIALS = {"@", ":", "<", ">", "]", ";"}
 _ADDR_SPEC_JOINERS = {".", "@"}
 
@@ -191,6 +202,10 @@ def _mailbox(tokens: list[_Token], defects: list[Defect], budget: DetectionBudge
 def parse_address_list(raw: bytes | str) -> tuple[list[Address | Group], list[Defect]]:
     """Parse an address header value (From, To, Cc, Reply-To, ...) into addresses and groups."""
     defects: list[Defect] = []
+    if isinstance(raw, bytes) and raw.isascii() and (simple := _SIMPLE_MAILBOX.fullmatch(raw.decode("ascii"))):
+        if simple["addr"] is not None:
+            return [Address("", simple["addr"])], defects
+        return [Address(decode_words(simple["name"], defects, simple.start("name")), simple["angle_addr"])], defects
     text, codec = header_text(raw, defects)
     result: list[Address | Group] = []
     group: Group | None = None

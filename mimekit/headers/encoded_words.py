@@ -244,7 +244,7 @@ def decode_words(text: str, defects: list[Defect], offset: int = 0,
                 builder.add_text(token["plain"])
             elif token["word"] is not None:
                 data = (binascii.a2b_base64(token["base64"]) if token["base64"] is not None
-                        else _q_bytes(token["q"].encode("ascii")))
+                        else binascii.a2b_qp(token["q"], header=True))   # no bad escape, no blank: as _q_bytes
                 builder.add_payload(token["charset"], data, offset + token.start("word"))
         return builder.text()
 

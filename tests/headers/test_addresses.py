@@ -7,7 +7,8 @@ from email import policy, utils
 from email.parser import BytesParser
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from corpus import stalwart_vectors
 from helpers import fastest_of_three, first_field
@@ -121,6 +122,35 @@ def test_any_value_is_parsed_without_raising_and_defects_point_inside_it(raw):
     entries, defects = parse_address_list(raw)
     assert all(isinstance(entry, (Address, Group)) for entry in entries)
     assert all(0 <= defect.offset <= len(raw) for defect in defects)
+
+
+FROM_PIECES = st.one_of(
+    st.sampled_from(["Alice", "Martin", "O'Neil", "a=b", "x?=", "=?utf-8?q?=C3=89milie_R?=", "=?UTF-8?B?w6k=?=",
+                     "=?utf-8?q?a b?=", "=?x-made-up?q?a?=", "=?utf-8?q?=ZZ?=", "a=?utf-8?q?b?=", "=?utf-8?b?YQ?=",
+                     "a@example.com", "a.b+c@x.example", "<", ">", "@", ".", ",", ":", ";", '"Q, R"', "(c)", "[1.2]",
+                     "\\"]),
+    st.sampled_from(["", " ", "  ", "\t", "\r\n ", "\n ", "\n\t"]))
+
+
+NAME_WORDS = st.sampled_from(["Alice", "O'Neil", "a=b", "x?=", "=?utf-8?q?=C3=89milie_R?=", "=?UTF-8?B?w6k=?=",
+                              "=?x-made-up?q?a?=", "=?utf-8?q?=ZZ?=", "=?utf-8?b?YQ?=", "=?utf-8?q??=", "a=?utf-8?q?b?=",
+                              "Dr.", '"Q"'])
+NAME_BLANKS = st.sampled_from([" ", " ", "\r\n ", "\n ", "  ", "\t"])
+MAILBOXES = st.tuples(st.lists(st.tuples(NAME_BLANKS, NAME_WORDS), max_size=4),
+                      st.sampled_from(["a@example.com", "a.b+c@x.example", "a..b@x", "=?x?q?y?=@x.example"]),
+                      st.booleans(), st.sampled_from(["", " ", "\r\n "])).map(
+    lambda m: "".join(blank + word for blank, word in m[0]).lstrip(" ") + m[3] + (f"<{m[1]}>" if m[2] else m[1]) + m[3])
+
+
+@settings(max_examples=600)
+@given(st.one_of(st.lists(FROM_PIECES, max_size=12).map("".join), MAILBOXES))
+@example(" =?utf-8?q?=C3=89milie_Rousseau?= <milie53@example.org>")
+@example("Alice\r\n Martin <a.b@example.com>")
+@example("a=?utf-8?q?b?= <a@example.com>")
+def test_one_plain_mailbox_is_read_fast_as_the_tokenizer_reads_it(value):
+    """ASCII bytes of `addr` or `Name <addr>` skip the tokenizer; text always takes it (and
+    defect offsets of ASCII text are its bytes' offsets)."""
+    assert parse_address_list(value.encode()) == parse_address_list(value)
 
 
 def test_addr_specs_flattens_groups_for_the_envelope():

@@ -26,6 +26,11 @@ _MONTH_NUMBER = {name.lower(): number for number, name in enumerate(_MONTHS, 1)}
 # their meaning is unknown and they read as -0000 (UTC), like "Z".
 _ZONE_HOURS = {"ut": 0, "gmt": 0, "utc": 0, "z": 0, "est": -5, "edt": -4, "cst": -6, "cdt": -5,
                "mst": -7, "mdt": -6, "pst": -8, "pdt": -7}
+# The RFC 5322 form nearly all mail has ("Tue, 1 Jul 2003 10:52:37 +0200", a comment such as
+# "(UTC)" after it): read by one regex into what the token reading below would read.
+_RFC5322_DATE = re.compile(r"[ \t\r\n]*(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), ?)?([0-9]{1,2}) "
+                           r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([0-9]{4}) ([0-9]{2}):([0-9]{2})"
+                           r"(?::([0-9]{2}))? ([+-][0-9]{4})(?: \([A-Za-z0-9 +:-]*\))?[ \t\r\n]*")
 _TOKEN = re.compile(r"[0-9]+|[A-Za-z]+|[+-][0-9]+|[^\sA-Za-z0-9]")
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
 _DEFAULT_DOMAIN = "mimekit.invalid"     # RFC 2606: can never be someone else's domain
@@ -86,6 +91,15 @@ def _zone(token: str | None) -> tuple[timezone, bool]:
 
 def parse_date(raw: str) -> tuple[datetime | None, list[Defect]]:
     """Read a Date (or the date part of a Received) field; returns an aware datetime."""
+    if (common := _RFC5322_DATE.fullmatch(raw)) is not None:
+        day, month, year, hour, minute, second, zone_token = common.groups()
+        zone, understood = _zone(zone_token)
+        if understood:
+            try:
+                return datetime(int(year), _MONTH_NUMBER[month.lower()], int(day), int(hour), int(minute),
+                                min(int(second or 0), 59), tzinfo=zone), []
+            except ValueError:
+                pass   # an impossible date: the reading below reports it
     defects: list[Defect] = []
 
     def malformed(detail: str) -> tuple[None, list[Defect]]:

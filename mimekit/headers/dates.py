@@ -8,6 +8,7 @@ be read as a date gives None and DATE_MALFORMED; a date read with an unknown zon
 as UTC with a defect.
 """
 
+import functools
 import re
 import secrets
 import socket
@@ -71,6 +72,7 @@ def _year(year: int, digits: int) -> int:
     return year
 
 
+@functools.lru_cache(maxsize=256)   # mail carries few distinct zones; building one costs more than the date
 def _zone(token: str | None) -> tuple[timezone, bool]:
     """(zone, whether it was understood)."""
     if token is None:

@@ -5,7 +5,8 @@ import sys
 
 import click
 
-from mimekit.read.summary import defect_from_dict, summarise
+from mimekit.defects import Defect
+from mimekit.read.summary import summarise
 from mimekit_cli.common import (emit_json, exit_if_strict, json_option, limits_option, printable, quiet_option,
                                 report_defects, reporting, strict_option, text_table)
 from mimekit_cli.reading import (ReadingRun, as_sources, is_single_message, jobs_option, json_line, recursive_option,
@@ -43,7 +44,7 @@ def show(sources, recursive, jobs, strict, limits, as_json, quiet):
             return
         defective = 0
         for ref, summary in run.results(function, sources, recursive, jobs):
-            defects = [defect_from_dict(defect) for defect in summary["defects"]]
+            defects = [Defect.from_dict(defect) for defect in summary["defects"]]
             defective += bool(defects)
             if as_json:
                 json_line("show", {"source": str(ref), **summary})
@@ -58,7 +59,7 @@ def show(sources, recursive, jobs, strict, limits, as_json, quiet):
 
 def _show_one(summary: dict, strict: bool, as_json: bool) -> None:
     """One message, as show has always printed it: one JSON document, or the text."""
-    defects = [defect_from_dict(defect) for defect in summary["defects"]]
+    defects = [Defect.from_dict(defect) for defect in summary["defects"]]
     if as_json:
         emit_json("show", summary)
     else:

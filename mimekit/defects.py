@@ -81,6 +81,12 @@ class Defect:
         fields = {"kind": self.kind.value, "offset": self.offset, "detail": self.detail, "part": self.part}
         return {**fields, "more": self.more} if self.more else fields
 
+    @classmethod
+    def from_dict(cls, fields: dict) -> "Defect":
+        """The Defect `fields` was made from by as_dict (one a worker process sent back, to report it)."""
+        return cls(DefectKind(fields["kind"]), fields["offset"], fields["detail"], fields["part"],
+                   fields.get("more", 0))
+
     def __str__(self) -> str:
         where = f"part {self.part}, " if self.part else ""
         if self.more:

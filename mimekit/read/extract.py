@@ -183,7 +183,7 @@ def best_text_part(message: Message, opened: ExitStack | None = None, limits: Li
             if _is_encoded_message(part):
                 encoded.append(part)
             elif part.content_type in ("text/plain", "text/html") and part.disposition != "attachment":
-                (attached if _inside_attached_message(part) else own).append(part)
+                (attached if inside_attached_message(part) else own).append(part)
         for candidates in (own, attached):
             for wanted in ("text/plain", "text/html"):
                 for part in candidates:
@@ -452,7 +452,9 @@ def _uu_part_id(part_id: str, number: int) -> str:
     return f"{part_id}.uu{number}" if part_id else f"uu{number}"
 
 
-def _inside_attached_message(part: Part) -> bool:
+def inside_attached_message(part: Part) -> bool:
+    """Whether `part` is inside an attached message (message/rfc822, message/global), whose
+    parts belong to it rather than to the message that carries it."""
     ancestor = part.parent
     while ancestor is not None:
         if ancestor.kind is PartKind.MESSAGE:

@@ -70,9 +70,9 @@ from mimekit.codecs.transfer import IDENTITY_ENCODINGS
 _EOL = re.compile(rb"[\r\n]")
 _FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")  # printable ASCII but ":" (RFC 5322 3.6.8), blanks before ":" tolerated
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
-_MEDIA_TYPE = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+/[!#$%&'*+\-.^_`|~0-9a-z]+")  # RFC 2045 token "/" token
+MEDIA_TYPE = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+/[!#$%&'*+\-.^_`|~0-9a-z]+")  # RFC 2045 token "/" token
 _ENCAPSULATING_TYPES = frozenset({"message/rfc822", "message/global"})
-_KNOWN_ENCODINGS = IDENTITY_ENCODINGS | {"base64", "quoted-printable"}
+KNOWN_ENCODINGS = IDENTITY_ENCODINGS | {"base64", "quoted-printable"}   # any other: the body is kept as is
 _BINARY_ENCODINGS = frozenset({"base64", "binary"})
 _CR, _LF = 13, 10
 # Field names are mostly the same few ("Received", "Content-Type"): each distinct one is
@@ -520,7 +520,7 @@ class MessageParser:
             if encoding in IDENTITY_ENCODINGS and self._container_allowed(entity, body_start, count_child=True):
                 kind = PartKind.MESSAGE
         entity.binary_body = kind is PartKind.LEAF and encoding in _BINARY_ENCODINGS
-        if encoding not in _KNOWN_ENCODINGS:
+        if encoding not in KNOWN_ENCODINGS:
             self._defect_found(Defect(DefectKind.UNKNOWN_TRANSFER_ENCODING, block.transfer_encoding[1],
                                       f"{encoding!r}: body kept as it is", entity.part_id))
         entity.kind = kind
@@ -538,7 +538,7 @@ class MessageParser:
         for defect in defects:
             self._defect_found(placed_defect(defect, value_offset, part_id))
         content_type = parsed.value.strip().lower()
-        if not _MEDIA_TYPE.fullmatch(content_type):
+        if not MEDIA_TYPE.fullmatch(content_type):
             self._defect_found(Defect(DefectKind.MALFORMED_HEADER, value_offset,
                                       f"Content-Type {content_type!r} is not type/subtype: read as {default}",
                                       part_id))

@@ -22,10 +22,10 @@ from mimekit.headers.encoded_words import decode_header_value
 from mimekit.headers.params import parse_params_header
 from mimekit.limits import Limits
 from mimekit.read.events import HeaderField, HeadersEnd, PartKind
-from mimekit.read.extract import _inside_attached_message, best_text_part
-from mimekit.read.parser import (_KNOWN_ENCODINGS, _MEDIA_TYPE, MessageParser, child_id, placed_defect,
+from mimekit.read.extract import inside_attached_message, best_text_part
+from mimekit.read.parser import (KNOWN_ENCODINGS, MEDIA_TYPE, MessageParser, child_id, placed_defect,
                                  transfer_encoding_of)
-from mimekit.read.tree import Message, Part, _TreeBuilder, parse_message
+from mimekit.read.tree import Message, Part, TreeBuilder, parse_message
 from mimekit.stores.sources import MessageRef, from_store, opened
 from mimekit.codecs.transfer import IDENTITY_ENCODINGS
 from mimekit.streams.files import CHUNK_SIZE, read_chunks
@@ -79,7 +79,7 @@ def is_attachment(part: Part, body: Part | None) -> bool:
        only a PDF).
     Everything else (text parts without a name: bodies, footers) is not an attachment.
     """
-    if part.kind is PartKind.MULTIPART or part is body or _inside_attached_message(part):
+    if part.kind is PartKind.MULTIPART or part is body or inside_attached_message(part):
         return False
     if part.disposition == "attachment" or part.content_type in _ENCAPSULATING_TYPES:
         return True
@@ -151,12 +151,6 @@ def _inside_alternative(part: Part) -> bool:
             return True
         ancestor = ancestor.parent
     return False
-
-
-
-def defect_from_dict(fields: dict) -> Defect:
-    """The Defect a summary's defect dict was made from (Defect.as_dict), e.g. to report it."""
-    return Defect(DefectKind(fields["kind"]), fields["offset"], fields["detail"], fields["part"], fields.get("more", 0))
 
 
 def scan_message(message: "MessageRef | BinaryIO", fields: Iterable[str] = SCAN_FIELDS,
@@ -270,7 +264,7 @@ def _parsed_structure(chunks: Iterable[bytes], limits: Limits, structure: bool) 
     """The tree of parts from the parser, bodies not kept; reading stops at the end of the
     message's header block when it is a single part (or the structure is not wanted)."""
     message = Message(_NoBodies())
-    builder, parser = _TreeBuilder(message), MessageParser(limits)
+    builder, parser = TreeBuilder(message), MessageParser(limits)
     root_known = False
     for chunk in chunks:
         events = parser.feed(chunk)
@@ -394,11 +388,11 @@ class _LeanPass:
         if raw_type is not None:
             parsed, found = parse_params_header(raw_type)
             content_type, params = parsed.value.strip().lower(), parsed.params
-            if found or not _MEDIA_TYPE.fullmatch(content_type):
+            if found or not MEDIA_TYPE.fullmatch(content_type):
                 raise _NotLean
         raw_encoding = part.raw_header("content-transfer-encoding")
         encoding = "7bit" if raw_encoding is None else transfer_encoding_of(raw_encoding)
-        if encoding not in _KNOWN_ENCODINGS:
+        if encoding not in KNOWN_ENCODINGS:
             raise _NotLean
         part.content_type, part.params, part.transfer_encoding = content_type, params, encoding
         part.body_offset, part.end_offset = body_start, end

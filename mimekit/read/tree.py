@@ -347,7 +347,7 @@ class Message:
         return (part for part in self.walk() if part.kind is PartKind.LEAF)
 
 
-class _TreeBuilder:
+class TreeBuilder:
     """Turns the event stream into Parts, with an explicit stack (no recursion)."""
 
     def __init__(self, message: Message) -> None:
@@ -402,7 +402,7 @@ def parse_message(stream: BinaryIO, limits: Limits = Limits.DEFAULT, chunk_size:
     file_source = _file_source(stream)
     source = file_source or _SpoolSource()
     message = Message(source, on_defect)
-    builder = _TreeBuilder(message)
+    builder = TreeBuilder(message)
     parser = MessageParser(limits)
     try:
         for chunk in read_chunks(stream, chunk_size):

@@ -148,6 +148,8 @@ def messages_of(source: Source, recursive: bool = False,
         yield from list_mbox(rest)
     elif os.path.isdir(source):
         yield from _maildir(source) if is_maildir(source) else _directory(source, recursive, list_mbox)
+    elif os.path.exists(source) and not os.path.isfile(source):    # a pipe or a device: <(...), /dev/stdin
+        yield from _pipe(source)
     elif os.path.exists(source):
         yield from list_mbox(source) if is_mbox(source) else [MessageRef("file", source)]
     else:
@@ -209,6 +211,21 @@ def _directory(path: str, recursive: bool, list_mbox: Callable[[str], Iterable])
             yield from list_mbox(entry.path) if is_mbox(entry.path) else [MessageRef("file", entry.path)]
 
 
+def _pipe(path: str) -> Iterator[MessageRef]:
+    """A path that can be read only once (a named pipe, the shell's <(...)): opened once,
+    sniffed with the bytes sniffed given back, and read as a stream."""
+    try:
+        pipe = open(path, "rb", buffering=0)
+    except OSError as exc:
+        raise NoInputError(f"{path}: {exc.strerror or exc}") from exc
+    with pipe:
+        head = b""
+        while len(head) < 5 and (piece := pipe.read(5 - len(head))):
+            head += piece
+        stream = io.BufferedReader(_Sniffed(head, pipe), CHUNK_SIZE)
+        yield from messages_of(StreamSource(stream, path, mbox=head == b"From "))
+
+
 def _referenced(source: str) -> MessageRef:
     """A reference an earlier run printed: MBOX:OFFSET or MAILDIR:KEY."""
     container, colon, key = source.rpartition(":")
@@ -243,6 +260,25 @@ class _Unclosed(io.RawIOBase):
         data = self._stream.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
+
+
+class _Sniffed(io.RawIOBase):
+    """A stream whose first bytes (`head`) were read to sniff it: they come first."""
+
+    def __init__(self, head: bytes, raw: BinaryIO):
+        self._head = head
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._head:
+            return self._raw.readinto(buffer)
+        n = min(len(buffer), len(self._head))
+        buffer[:n] = self._head[:n]
+        self._head = self._head[n:]
+        return n
 
 
 class _Recorder(io.RawIOBase):

@@ -200,16 +200,16 @@ def test_splitting_byte_ranges_gives_what_splitting_the_whole_file_gives(tmp_pat
     cuts = sorted(data.draw(st.sets(st.integers(1, size - 1), max_size=8)))
     with open(path, "rb") as mbox:
         whole = list(split_mbox(mbox))
-    for line_limit in (mbox_split.LINE_LIMIT, 16):   # lines longer than the limit are read in pieces
-        with mock.patch.object(mbox_split, "LINE_LIMIT", line_limit):
+    for chunk_size in (mbox_split.CHUNK_SIZE, 16):   # a line, a header block, a "From " cut by reads
+        with mock.patch.object(mbox_split, "CHUNK_SIZE", chunk_size):
             with open(path, "rb") as mbox:
                 whole_in_pieces = list(split_mbox(mbox))
             ranges = []
             for start, stop in zip([0] + cuts, cuts + [size]):
                 with open(path, "rb") as mbox:
                     ranges += split_mbox(mbox, start, stop)
-        assert ranges == whole_in_pieces, line_limit
-        assert [span.offset for span in whole_in_pieces] == [span.offset for span in whole]
+        assert ranges == whole_in_pieces, chunk_size
+        assert whole_in_pieces == whole, chunk_size
     got = []
     for span in whole:
         with unquoted_range(str(path), span.start, span.end) as message:
@@ -221,12 +221,12 @@ def test_splitting_byte_ranges_gives_what_splitting_the_whole_file_gives(tmp_pat
 
 
 def test_a_range_starting_inside_a_long_line_skips_all_of_it():
-    """A cut inside a line longer than the read limit: the rest of that line is no line of
-    its own, so an unquoted "From " line after it (mboxo) starts nothing, as in the whole file."""
+    """A cut inside a line longer than a read: the rest of that line is no line of its own,
+    so an unquoted "From " line after it (mboxo) starts nothing, as in the whole file."""
     data = (FROM_LINE + b"Subject: 1\n\n" + b"x" * 40 + b"\nFrom unquoted, after a long line\n"
             + b"\n" + FROM_LINE + b"Subject: 2\n\n" + b"y" * 33 + b"\n\nFrom after a blank line\n")
-    for line_limit in (mbox_split.LINE_LIMIT, 16):
-        with mock.patch.object(mbox_split, "LINE_LIMIT", line_limit):
+    for chunk_size in (mbox_split.CHUNK_SIZE, 16):
+        with mock.patch.object(mbox_split, "CHUNK_SIZE", chunk_size):
             whole = spans(data)
             for cut in range(1, len(data)):
-                assert spans(data, 0, cut) + spans(data, cut) == whole, (line_limit, cut)
+                assert spans(data, 0, cut) + spans(data, cut) == whole, (chunk_size, cut)

@@ -5,9 +5,11 @@ as a source, is that one message again."""
 import io
 import os
 import pickle
+import threading
 from pathlib import Path
 
 import pytest
+from helpers import time_limit
 
 from mimekit.errors import NoInputError
 from mimekit.stores import sources
@@ -230,3 +232,34 @@ def test_references_pickle_and_a_stream_reference_refuses_to(tmp_path):
     [stream_ref] = messages([StreamSource(io.BytesIO(b"x"), "-")])
     with pytest.raises(TypeError, match="stream"):
         pickle.dumps(stream_ref)
+
+
+def fifo_with(path: Path, data: bytes) -> threading.Thread:
+    """A named pipe at `path` that a thread fills with `data` (as `<(cat file)` does)."""
+    os.mkfifo(path)
+
+    def write():
+        with open(path, "wb") as pipe:
+            pipe.write(data)
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return writer
+
+
+def test_a_pipe_named_as_a_path_is_read_once_as_a_stream(tmp_path):
+    """`mimekit scan <(cat x.eml)`: sniffing must not eat the first bytes of what can be read
+    only once, nor open it a second time (which waits for a writer that is gone)."""
+    writer = fifo_with(tmp_path / "pipe", message(1))
+    with time_limit(10):
+        found = messages([str(tmp_path / "pipe")])
+        ref = next(found)      # read where it is listed: the next one closes it
+        assert (str(ref), read(ref), ref.reopenable) == (str(tmp_path / "pipe"), message(1), False)
+        assert next(found, None) is None
+    writer.join()
+    make_mbox(tmp_path / "box", [1, 2], flags="S")
+    writer = fifo_with(tmp_path / "mbox-pipe", (tmp_path / "box").read_bytes())
+    with time_limit(10):
+        got = [(str(ref), ref.flags, read(ref)) for ref in messages([str(tmp_path / "mbox-pipe")])]
+    writer.join()
+    files = list(mbox_messages(str(tmp_path / "box")))
+    assert got == [(f"{tmp_path / 'mbox-pipe'}:{ref.key}", "S", read(ref)) for ref in files]

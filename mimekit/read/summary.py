@@ -8,6 +8,7 @@ Which parts are attachments (is_attachment) is decided once, here, for both, so 
 `scan`'s count and `show --json`'s flags always agree; see is_attachment for the rule.
 """
 
+import functools
 import os
 import re
 import stat
@@ -386,10 +387,10 @@ class _LeanPass:
         content_type, params = default_type, {}
         raw_type = part.raw_header("content-type")
         if raw_type is not None:
-            parsed, found = parse_params_header(raw_type)
-            content_type, params = parsed.value.strip().lower(), parsed.params
-            if found or not MEDIA_TYPE.fullmatch(content_type):
+            media_type = _media_type(raw_type)
+            if media_type is None:
                 raise _NotLean
+            content_type, params = media_type[0], dict(media_type[1])
         raw_encoding = part.raw_header("content-transfer-encoding")
         encoding = "7bit" if raw_encoding is None else transfer_encoding_of(raw_encoding)
         if encoding not in KNOWN_ENCODINGS:
@@ -433,8 +434,8 @@ class _LeanPass:
                 or count > limits.max_header_count or self._fields > limits.max_header_total_count
                 or self._header_bytes > limits.max_header_total_size):
             raise _NotLean
-        if eight_bit := _EIGHT_BIT.search(data, start, header_end):
-            self.defects.append(Defect(DefectKind.EIGHT_BIT_HEADER, eight_bit.start(),
+        if not data[start:header_end].isascii():
+            self.defects.append(Defect(DefectKind.EIGHT_BIT_HEADER, _EIGHT_BIT.search(data, start).start(),
                                        "8-bit bytes in a header (kept raw)", part.id))
         for field in _WANTED_FIELDS.finditer(data, start, header_end):
             raw = field.group(2)
@@ -478,6 +479,17 @@ class _LeanPass:
             return data.find(b"\r", start, end) >= 0
         crlf = data.count(b"\r\n", start, end)
         return not crlf == data.count(b"\n", start, end) == data.count(b"\r", start, end)
+
+
+@functools.lru_cache(maxsize=1024)   # "text/plain; charset=utf-8" and its like come back message after message
+def _media_type(raw_type: bytes) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """A Content-Type value's media type and parameters, or None when the parser would report
+    something in it."""
+    parsed, found = parse_params_header(raw_type)
+    content_type = parsed.value.strip().lower()
+    if found or not MEDIA_TYPE.fullmatch(content_type):
+        return None
+    return content_type, tuple(parsed.params.items())
 
 
 def _next_line_with(data: bytes, start_of_line: bytes, start: int, end: int) -> int | None:

@@ -161,12 +161,14 @@ def is_maildir(path: str) -> bool:
 
 
 def is_mbox(path: str) -> bool:
-    """A regular file whose first line is a "From " line (a message starts with a header field)."""
+    """A regular file whose first line is a "From " line (a message starts with a header field).
+    A file that cannot be read is no mbox: opened as a message, it fails in its place, and
+    the rest of its directory is still listed."""
     try:
         with open(path, "rb") as file:
             return file.read(5) == b"From "
-    except OSError as exc:
-        raise NoInputError(f"{path}: {exc.strerror or exc}") from exc
+    except OSError:
+        return False
 
 
 def _maildir(path: str) -> Iterator[MessageRef]:

@@ -127,6 +127,9 @@ def test_decode_json_writes_each_message_of_every_kind_of_source(tree, source):
 def test_stdin_as_one_message_and_as_an_mbox(tree):
     code, records, stderr = run(["check", "--json", "-"], tree, input=mime("stdin"))
     assert (code, [r["source"] for r in records], records[0]["ok"]) == (0, ["-"], True), stderr
+    code, [record], stderr = run(["decode", "-o", "out-stdin", "--json", "-"], tree, input=mime("stdin", b"\x01"))
+    assert code == 0, stderr
+    assert (tree / "out-stdin" / "stdin.bin").read_bytes() == b"\x01" and record["directory"] == "out-stdin"
     data = (tree / "box.mbox").read_bytes()
     code, records, stderr = run(["check", "--json", "mbox:-"], tree, input=data)
     assert code == 0, stderr
@@ -165,6 +168,29 @@ def test_a_missing_source_in_text_mode_is_named_and_the_others_are_checked(tree)
     assert code == 66
     assert "mimekit check: missing.eml: no such file, directory or mailbox" in stderr
     assert "1 of 5 source(s) or message(s) could not be read" in stderr
+
+
+def test_a_file_that_cannot_be_read_is_a_record_in_its_place_and_its_directory_goes_on(tree):
+    (tree / "dir" / "a2.eml").symlink_to("/proc/self/mem")     # EIO at offset 0, even for root
+    code, records, stderr = run(["check", "--json", "dir", "one.eml"], tree)
+    assert [r["source"] for r in records] == ["dir/a.eml", "dir/a2.eml", "dir/b.eml", "one.eml"]
+    assert records[1]["error"]["code"] == 74 and "Input/output error" in records[1]["error"]["message"]
+    assert code == 74
+
+
+def references_given_back(tree: Path) -> list[str]:
+    _, records, _ = run(["check", "--json", "box.mbox", "md", "one.eml"], tree)
+    return [record["source"] for record in records]
+
+
+def test_references_printed_by_one_run_are_sources_of_the_next(tree):
+    references = references_given_back(tree)
+    code, records, stderr = run(["check", "--json", *reversed(references)], tree)
+    assert code == 0, stderr
+    assert [r["source"] for r in records] == list(reversed(references))
+    code, records, stderr = run(["decode", "-o", "out", "--json", references[1]], tree)
+    assert code == 0, stderr
+    assert (tree / records[0]["directory"] / "m2.bin").read_bytes() == b"m2m2m2"
 
 
 def tree_of(directory: Path) -> dict[str, bytes]:

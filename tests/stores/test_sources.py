@@ -263,3 +263,15 @@ def test_a_pipe_named_as_a_path_is_read_once_as_a_stream(tmp_path):
     writer.join()
     files = list(mbox_messages(str(tmp_path / "box")))
     assert got == [(f"{tmp_path / 'mbox-pipe'}:{ref.key}", "S", read(ref)) for ref in files]
+
+
+def test_a_file_of_a_directory_that_cannot_be_read_fails_in_its_place_and_the_listing_goes_on(tmp_path):
+    """/proc/self/mem cannot be read at offset 0 (EIO), even by root, who reads any file."""
+    (tmp_path / "a.eml").write_bytes(message("a"))
+    (tmp_path / "b.eml").symlink_to("/proc/self/mem")
+    (tmp_path / "c.eml").write_bytes(message("c"))
+    refs = list(messages([str(tmp_path)]))
+    assert [str(ref) for ref in refs] == [str(tmp_path / name) for name in ("a.eml", "b.eml", "c.eml")]
+    assert read(refs[2]) == message("c")
+    with pytest.raises(OSError):
+        read(refs[1])

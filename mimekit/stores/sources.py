@@ -198,7 +198,9 @@ def _mbox_ref(path: str, span: MboxSpan) -> MessageRef:
 
 def _directory(path: str, recursive: bool, list_mbox: Callable[[str], Iterable]) -> Iterator[MessageRef]:
     """The files of a directory in name order (hidden ones skipped), each sniffed; with
-    `recursive`, its subdirectories too, a Maildir among them read as a Maildir."""
+    `recursive`, its subdirectories too, a Maildir among them read as a Maildir. Links to
+    directories are not followed (as grep -r): a link loop would list its messages again
+    and again."""
     try:
         entries = sorted(os.scandir(path), key=lambda entry: entry.name)
     except OSError as exc:
@@ -206,7 +208,7 @@ def _directory(path: str, recursive: bool, list_mbox: Callable[[str], Iterable])
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
+        if entry.is_dir(follow_symlinks=False):
             if recursive:
                 yield from _maildir(entry.path) if is_maildir(entry.path) else _directory(entry.path, True, list_mbox)
         elif entry.is_file():

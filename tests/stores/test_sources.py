@@ -275,3 +275,14 @@ def test_a_file_of_a_directory_that_cannot_be_read_fails_in_its_place_and_the_li
     assert read(refs[2]) == message("c")
     with pytest.raises(OSError):
         read(refs[1])
+
+
+def test_a_recursive_directory_does_not_follow_links_to_directories(tmp_path):
+    """As grep -r: a link back up would list the same messages again and again until the
+    path is too long to open."""
+    (tmp_path / "a.eml").write_bytes(message("a"))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "up").symlink_to("..")
+    (tmp_path / "sub" / "b.eml").write_bytes(message("b"))
+    assert [str(ref) for ref in messages([str(tmp_path)], recursive=True)] == [
+        str(tmp_path / "a.eml"), str(tmp_path / "sub" / "b.eml")]

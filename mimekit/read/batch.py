@@ -12,10 +12,9 @@ A failure on one message is that message's result (a MimekitError), never the en
 the run.
 """
 
-import multiprocessing
+import itertools
 import os
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
 from mimekit.errors import IOFailure, MimekitError
@@ -79,14 +78,32 @@ def map_messages(function: Callable[[MessageRef], Any], refs: Iterable[MessageRe
     """(ref, function(ref) or its MimekitError) for every reference, in order.
 
     `function` must be picklable (a module-level function, or functools.partial of one)
-    when `jobs` > 1."""
+    when `jobs` > 1. When the references end within the first batch, they are done here:
+    starting the pool would cost more than they do (the one message of `scan FILE`). Only
+    references that are listed at once are looked ahead at (a stream's are done as they come)."""
+    refs = iter(refs)
+    first: list[MessageRef] = []
+    for ref in refs:
+        first.append(ref)
+        if len(first) == BATCH_SIZE or not ref.reopenable:
+            break
+    else:
+        jobs = 1
     if jobs <= 1:
-        for ref in refs:
+        for ref in itertools.chain(first, refs):
             yield ref, apply(function, ref)
         return
+    yield from _in_pool(function, itertools.chain(first, refs), jobs)
+
+
+def _in_pool(function: Callable[[MessageRef], Any], refs: Iterable[MessageRef],
+             jobs: int) -> Iterator[tuple[MessageRef, Any]]:
+    import multiprocessing   # with the pool only: a run in one process does without them
+    from concurrent.futures import ProcessPoolExecutor
+
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        in_flight: deque[tuple[list[MessageRef], Future]] = deque()
+        in_flight: deque = deque()   # (batch of refs, Future of its results)
         batch: list[MessageRef] = []
 
         def finished() -> Iterator[tuple[MessageRef, Any]]:

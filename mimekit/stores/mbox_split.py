@@ -1,5 +1,5 @@
-"""Splitting an mbox into its messages, streaming: a multi-gigabyte mbox is read once, a
-line at a time, and never held in memory.
+"""Splitting an mbox into its messages, streaming: a multi-gigabyte mbox is read once, in
+chunks, and never held in memory.
 
 A message starts at a "From " line that begins the file or follows an empty line: every
 mbox writer (mutt, Thunderbird, Postfix's local, Dovecot, ours) puts an empty line
@@ -9,11 +9,15 @@ some exports) and the stated length ends exactly at the next "From " line or at 
 of the file, the body is skipped whole, so unquoted "From " lines inside it split
 nothing; a Content-Length that does not fit is ignored, as mutt ignores it.
 
-Only spans are found here (offsets and flags); reading a span un-quotes mboxrd's ">From "
-(`unquoted_range`).
+The search runs at C speed (one regex over each chunk for the next message start, one
+over each header block for Content-Length and Status); Python code runs per message,
+not per line. Only spans are found here (offsets and flags); reading a span un-quotes
+mboxrd's ">From " (`unquoted_range`).
 """
 
 import io
+import os
+import re
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -21,8 +25,13 @@ from mimekit.limits import parse_decimal
 from mimekit.streams.files import CHUNK_SIZE
 from mimekit.streams.from_quoting import FromQuoter
 
-LINE_LIMIT = 64 * 1024           # longer lines are read in pieces; only a piece at a line start counts
+HEADER_BLOCK_LIMIT = 1024 * 1024   # a longer header block is not looked into for Content-Length/Status
 X_STATUS = (("R", "A"), ("F", "F"), ("T", "D"))   # Maildir flag -> mbox X-Status letter
+
+_MESSAGE_START = re.compile(rb"\n\r?\nFrom ")          # an empty line, then a "From " line
+_HEADER_END = re.compile(rb"\n\r?\n")
+_MBOX_FIELDS = re.compile(rb"^(content-length|status|x-status)[ \t]*:([^\n]*)", re.I | re.M)
+_BEFORE_THE_FILE = b"\n\n"     # the file's start counts as following an empty line
 
 
 @dataclass
@@ -38,19 +47,73 @@ class MboxSpan:
     flags: str
 
 
-def status_flags(name: bytes, value: bytes) -> set[str]:
-    """Maildir flag letters that one Status or X-Status header field says (mutt's and
-    Python mailbox's reading: R in Status is seen; A, F, D in X-Status)."""
-    name = name.strip().lower()
-    if name == b"status":
-        return {"S"} if b"R" in value else set()
-    if name == b"x-status":
-        return {flag for flag, letter in X_STATUS if letter.encode() in value}
-    return set()
+class _Window:
+    """The part of the stream being searched, with absolute offsets: chunks are appended
+    as the search needs them and what lies before the current message is dropped."""
 
+    def __init__(self, stream: BinaryIO, offset: int):
+        self.stream = stream
+        self._read = getattr(stream, "read1", stream.read)   # a pipe's bytes as they come
+        lead = max(offset - 3, 0)                             # the bytes that say what precedes `offset`
+        if offset:
+            stream.seek(lead)
+        self.data = b"" if offset else _BEFORE_THE_FILE
+        self.base = lead - len(self.data)                     # absolute offset of data[0]
+        self.eof = False
 
-def is_blank(line: bytes) -> bool:
-    return line in (b"\n", b"\r\n")
+    def more(self) -> bool:
+        """Read one more chunk; False at the end of the stream."""
+        if self.eof:
+            return False
+        chunk = self._read(CHUNK_SIZE)
+        if not chunk:
+            self.eof = True
+            return False
+        self.data += chunk
+        return True
+
+    def drop_before(self, position: int) -> None:
+        cut = position - self.base
+        if cut > CHUNK_SIZE:
+            self.data = self.data[cut:]
+            self.base = position
+
+    def search(self, pattern: re.Pattern, position: int, within: int | None = None) -> re.Match | None:
+        """The first match at or after `position`, reading on as needed (None at the end);
+        match offsets are relative to `self.base`. With `within`, only that many bytes
+        from `position` are searched, and all of them stay in the window."""
+        start = position
+        while True:
+            match = pattern.search(self.data, max(position - self.base, 0))
+            if match is not None:
+                return match
+            if within is not None and self.end - start > within:
+                return None
+            position = max(position, self.end - 8)   # a match may span two chunks
+            if within is None:
+                self.drop_before(position)
+            if not self.more():
+                return None
+
+    def find_line_end(self, position: int) -> int:
+        """The offset just after the line that starts at `position` (or the end)."""
+        while True:
+            at = self.data.find(b"\n", position - self.base)
+            if at >= 0:
+                return self.base + at + 1
+            if not self.more():
+                return self.base + len(self.data)
+
+    def jump(self, position: int) -> None:
+        """Go on reading at `position` (a seekable stream only)."""
+        if position > self.base + len(self.data):
+            self.stream.seek(position)
+            self.data, self.base = b"", position
+        self.drop_before(position)
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.data)
 
 
 def split_mbox(stream: BinaryIO, offset: int = 0, stop: int | None = None) -> Iterator[MboxSpan]:
@@ -59,79 +122,85 @@ def split_mbox(stream: BinaryIO, offset: int = 0, stop: int | None = None) -> It
     `offset` 0 is the file's start; any other offset is resynchronised to the next message
     start, so that byte ranges [a, b) of one file can be split by independent workers
     (`stop`: only messages whose "From " line starts before it; the last one is still read
-    to its end). Content-Length is checked only on a seekable stream.
+    to its end). Content-Length is checked only on a seekable stream with a descriptor.
     """
-    seekable = stream.seekable()
-    if offset:
-        stream.seek(offset - 1)
-        position = offset - 1
-        while True:                        # the rest of the line the range starts in, in pieces
-            piece = stream.readline(LINE_LIMIT)
-            position += len(piece)
-            if not piece or piece.endswith(b"\n"):
-                break
-        stream.seek(max(position - 3, 0))
-        before = stream.read(position - max(position - 3, 0))
-        previous_blank = before.endswith(b"\n\n") or before.endswith(b"\n\r\n") or position <= 1
-    else:
-        position, previous_blank = 0, True
-    at_line_start = True
-    current: MboxSpan | None = None      # the message being read
-    in_headers, content_length, flags = False, None, set()
-    separator = 0                        # length of the last line when it was empty
-    while True:
-        line = stream.readline(LINE_LIMIT)
-        if not line:
-            break
-        line_start, at_line_start = at_line_start, line.endswith(b"\n")
-        if line_start and previous_blank and line.startswith(b"From "):
-            if stop is not None and position >= stop:
-                break
-            if current is not None:
-                current.end, current.following = position - separator, position
-                current.flags = "".join(sorted(flags))
-                yield current
-            current = MboxSpan(position, position + len(line), 0, 0, "")
-            in_headers, content_length, flags = True, None, set()
-            position += len(line)
-            previous_blank, separator = False, 0
-            continue
-        position += len(line)
-        blank = line_start and is_blank(line)
-        previous_blank, separator = blank, (len(line) if blank else 0)
-        if current is None or not in_headers:
-            continue
-        if blank:
-            in_headers = False
-            if content_length is not None and seekable and _fits(stream, position + content_length):
-                position += content_length
-                stream.seek(position)      # what follows is a "From " line, or the end
-                previous_blank, separator, at_line_start = True, 0, True
-        elif line_start:
-            name, colon, value = line.partition(b":")
-            if not colon:
+    window = _Window(stream, offset)
+    seekable = stream.seekable() and _has_descriptor(stream)
+    match = window.search(_MESSAGE_START, offset - 3 if offset else window.base)
+    while match is not None and match.end() - 5 + window.base < offset:   # a "From " line of the range before
+        match = window.search(_MESSAGE_START, match.start() + 1 + window.base)
+    from_line = match.end() - 5 + window.base if match else None
+    while from_line is not None and (stop is None or from_line < stop):
+        start = window.find_line_end(from_line)
+        header_end = window.search(_HEADER_END, start - 1, within=HEADER_BLOCK_LIMIT)
+        search_from = start - 1
+        content_length, flags = None, set()
+        if header_end is not None:
+            header_block = window.data[start - window.base:header_end.start() + 1]
+            content_length, flags = _header_facts(header_block)
+            search_from = header_end.start() + window.base
+        body_start = search_from + (len(header_end[0]) if header_end is not None else 0)
+        if content_length is not None and seekable:
+            separator = _separator_after(stream, body_start + content_length)
+            if separator is not None:
+                following = body_start + content_length + separator
+                yield MboxSpan(from_line, start, body_start + content_length, following, _sorted(flags))
+                window.jump(following)
+                from_line = following if window.end > following or window.more() else None
                 continue
-            if name.strip().lower() == b"content-length":
-                content_length = parse_decimal(value.strip().decode("ascii", "replace"))
-            else:
-                flags |= status_flags(name, value)
-    if current is not None:
-        current.end, current.following = position - separator, position
-        current.flags = "".join(sorted(flags))
-        yield current
+        match = window.search(_MESSAGE_START, search_from)
+        if match is None:
+            end = window.end
+            tail = window.data[-3:]
+            end -= 2 if tail.endswith(b"\n\r\n") else 1 if tail.endswith(b"\n\n") else 0
+            yield MboxSpan(from_line, start, max(end, start), window.end, _sorted(flags))
+            return
+        following = match.end() - 5 + window.base
+        yield MboxSpan(from_line, start, max(match.start() + 1 + window.base, start), following, _sorted(flags))
+        window.drop_before(following)
+        from_line = following
 
 
-def _fits(stream: BinaryIO, body_end: int) -> bool:
-    """Whether a Content-Length ending at `body_end` ends a line, at the file's end or right
-    before a "From " line (after the separating empty line). A file may be seeked past its
-    end, so the body's last byte is read to know that it is there."""
-    here = stream.tell()
+def _header_facts(header_block: bytes) -> tuple[int | None, set[str]]:
+    """Content-Length and the Maildir flags of the Status/X-Status fields (mutt's and
+    Python mailbox's reading: R in Status is seen; A, F, D in X-Status)."""
+    content_length, flags = None, set()
+    for name, value in _MBOX_FIELDS.findall(header_block):
+        name = name.lower()
+        if name == b"content-length":
+            content_length = parse_decimal(value.strip().decode("ascii", "replace"))
+        elif name == b"status":
+            flags |= {"S"} if b"R" in value else set()
+        else:
+            flags |= {flag for flag, letter in X_STATUS if letter.encode() in value}
+    return content_length, flags
+
+
+def _separator_after(stream: BinaryIO, body_end: int) -> int | None:
+    """If a Content-Length ending at `body_end` ends at the file's end or right before a
+    "From " line, the length of the empty line between (0 to 2); else None."""
+    before_and_following = os.pread(stream.fileno(), 9, body_end - 1)
+    following = before_and_following[1:]
+    if following == b"":
+        return 0 if os.fstat(stream.fileno()).st_size == body_end else None
+    if following.startswith(b"From ") and before_and_following.startswith(b"\n"):
+        return 0
+    for separator, prefix in ((1, b"\nFrom "), (2, b"\r\nFrom ")):
+        if following.startswith(prefix):
+            return separator
+    return None
+
+
+def _has_descriptor(stream: BinaryIO) -> bool:
     try:
-        stream.seek(body_end - 1)
-        last, following = stream.read(1), stream.read(7)
-        return last == b"\n" and (following == b"" or following.startswith((b"From ", b"\nFrom ", b"\r\nFrom ")))
-    finally:
-        stream.seek(here)
+        stream.fileno()
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def _sorted(flags: set[str]) -> str:
+    return "".join(sorted(flags))
 
 
 class UnquotedRange(io.RawIOBase):

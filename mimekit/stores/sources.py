@@ -73,8 +73,9 @@ class MessageRef:
 
     @property
     def size(self) -> int | None:
-        """The stored size when the listing knows it (an mbox range), else None."""
-        return self.end - self.start if self.kind == "mbox" else None
+        """The stored size (mboxrd quoting included) when the listing knows it: an mbox
+        message's, read from a file or a stream; else None."""
+        return self.end - self.start if self.kind == "mbox" or (self.kind == "stream" and self.key) else None
 
     def open(self) -> BinaryIO:
         """The message's bytes as stored; NoInputError when it is gone."""
@@ -291,18 +292,17 @@ class _Recorder(io.RawIOBase):
 
     def __init__(self, stream: BinaryIO):
         self._stream = stream
-        self.position = 0
         self.base = 0
         self.spool = tempfile.SpooledTemporaryFile(STREAM_SPOOL_IN_MEMORY)
 
     def readable(self) -> bool:
         return True
 
-    def readline(self, limit: int = -1) -> bytes:
-        line = self._stream.readline(limit)
-        self.spool.write(line)
-        self.position += len(line)
-        return line
+    def read1(self, size: int = -1) -> bytes:
+        """What the stream has (at most `size` bytes), without waiting for more."""
+        data = self._stream.read1(size)
+        self.spool.write(data)
+        return data
 
     def restart(self, offset: int) -> None:
         """Keep only what was read from `offset` on (the next message's "From " line)."""

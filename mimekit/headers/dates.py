@@ -11,7 +11,6 @@ as UTC with a defect.
 import functools
 import re
 import secrets
-import socket
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -148,6 +147,7 @@ def make_message_id(domain: str | None = None) -> str:
     "mimekit.invalid", so that the id never claims someone else's domain.
     """
     if domain is None:
+        import socket   # here: reading dates (every scan) needs none of it
         host = socket.gethostname()
         domain = host if "." in host and _DOT_ATOM.fullmatch(host) else _DEFAULT_DOMAIN
     if not _DOT_ATOM.fullmatch(domain):

@@ -199,11 +199,14 @@ def print_diagnostic(command: str | None, text: str) -> None:
 
 
 def fail(command: str, as_json: bool, code: int, kind: str, message: str):
-    """Report one error (one line on stderr, or JSON on stdout) and exit with `code`.
-    When stdout cannot take the JSON document, the error goes to stderr instead."""
+    """Report one error (one line on stderr, or one line of JSON on stdout, so that it
+    also ends a JSON Lines stream cleanly) and exit with `code`. When stdout cannot take
+    the JSON, the error goes to stderr instead."""
     if as_json:
         try:
-            emit_json(command, {"error": {"code": code, "kind": kind, "message": message}})
+            error = {"schema": f"mimekit.{command}/1", "error": {"code": code, "kind": kind, "message": message}}
+            sys.stdout.write(json_text(error) + "\n")
+            sys.stdout.flush()
         except StdoutError:
             _discard_stdout()
         else:

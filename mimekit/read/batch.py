@@ -15,10 +15,13 @@ the run.
 import itertools
 import os
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from mimekit.errors import IOFailure, MimekitError
 from mimekit.stores.sources import MessageRef
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 BATCH_SIZE = 16          # references per task sent to a worker
 BATCHES_AHEAD = 4        # tasks in flight per worker
@@ -98,22 +101,19 @@ def map_messages(function: Callable[[MessageRef], Any], refs: Iterable[MessageRe
 
 def _in_pool(function: Callable[[MessageRef], Any], refs: Iterable[MessageRef],
              jobs: int) -> Iterator[tuple[MessageRef, Any]]:
-    import multiprocessing   # with the pool only: a run in one process does without them
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+    pool = _Pool(jobs)
+    try:
         in_flight: deque = deque()   # (batch of refs, Future of its results)
         batch: list[MessageRef] = []
 
         def finished() -> Iterator[tuple[MessageRef, Any]]:
             batch_refs, future = in_flight.popleft()
-            yield from zip(batch_refs, future.result())
+            yield from zip(batch_refs, pool.results(future, function, batch_refs))
 
         for ref in refs:
             if not ref.reopenable:      # read (or reported) here, in its place in the order
                 if batch:
-                    in_flight.append((batch, pool.submit(_apply_batch, function, batch)))
+                    in_flight.append((batch, pool.submit(function, batch)))
                     batch = []
                 while in_flight:
                     yield from finished()
@@ -121,11 +121,56 @@ def _in_pool(function: Callable[[MessageRef], Any], refs: Iterable[MessageRef],
                 continue
             batch.append(ref)
             if len(batch) == BATCH_SIZE:
-                in_flight.append((batch, pool.submit(_apply_batch, function, batch)))
+                in_flight.append((batch, pool.submit(function, batch)))
                 batch = []
                 while len(in_flight) > jobs * BATCHES_AHEAD or (in_flight and in_flight[0][1].done()):
                     yield from finished()
         if batch:
-            in_flight.append((batch, pool.submit(_apply_batch, function, batch)))
+            in_flight.append((batch, pool.submit(function, batch)))
         while in_flight:
             yield from finished()
+    finally:
+        pool.shutdown()
+
+
+class _Pool:
+    """A process pool that outlives the death of a worker (the kernel's out-of-memory
+    killer, a signal): the batches it was running are done again one message at a time in
+    a new pool, so only a message that kills its worker again is lost, as an error."""
+
+    def __init__(self, jobs: int):
+        import multiprocessing   # with the pool only: a run in one process does without them
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        self._new = lambda: ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(
+            "fork" if "fork" in multiprocessing.get_all_start_methods() else None))
+        self._broken = BrokenProcessPool
+        self._executor = self._new()
+
+    def submit(self, function: Callable[[MessageRef], Any], refs: list[MessageRef]) -> "Future":
+        try:
+            return self._executor.submit(_apply_batch, function, refs)
+        except self._broken:
+            self._restart()
+            return self._executor.submit(_apply_batch, function, refs)
+
+    def results(self, future: "Future", function: Callable[[MessageRef], Any], refs: list[MessageRef]) -> list[Any]:
+        try:
+            return future.result()
+        except self._broken:
+            return [self._alone(function, ref) for ref in refs]
+
+    def _alone(self, function: Callable[[MessageRef], Any], ref: MessageRef) -> Any:
+        try:
+            return self.submit(function, [ref]).result()[0]
+        except self._broken:
+            self._restart()
+            return InternalError(f"{ref}: the worker process reading it died (killed, or out of memory)")
+
+    def _restart(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._new()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -32,6 +32,14 @@ def pid_of(ref) -> int:
     return os.getpid()
 
 
+def digest_or_die(ref: MessageRef):
+    """A worker killed while reading one message, as the out-of-memory killer would."""
+    with ref.open() as stream:
+        if b"kill me" in stream.read():
+            os._exit(137)
+    return digest(ref)
+
+
 @pytest.fixture
 def message_files(tmp_path) -> list[MessageRef]:
     for n in range(COUNT):
@@ -71,6 +79,18 @@ def test_a_failure_is_that_messages_result_and_the_others_still_come(tmp_path, m
                 assert isinstance(result, (NoInputError, IOFailure)) and str(ref) in str(result)
             else:
                 assert result == digest(ref), n
+
+
+def test_a_worker_that_dies_loses_only_the_message_that_killed_it(tmp_path, message_files):
+    """The pool is started again; the batches that were in flight are done again one
+    message at a time, so only the killer is lost, as an error in its place."""
+    (tmp_path / "0020.eml").write_bytes(b"kill me")
+    results = list(map_messages(digest_or_die, message_files, jobs=2))
+    assert [ref for ref, _ in results] == message_files
+    lost = [str(ref) for ref, result in results if isinstance(result, InternalError)]
+    assert lost == [str(message_files[20])] and "died" in str(results[20][1])
+    assert [result for _, result in results if not isinstance(result, InternalError)] == \
+        [digest(ref) for n, ref in enumerate(message_files) if n != 20]
 
 
 def test_a_stream_message_and_an_unreadable_source_are_done_here_in_their_place(message_files):

@@ -42,7 +42,8 @@ def decode(sources, directory, text_only, part_id, recursive, jobs, dask_schedul
     written name, type, size, sha256, why a name changed) goes to stdout. One message
     is written straight into DIR; with several (a mailbox, a directory, more than one
     SOURCE), each gets its own folder named after its reference (box.mbox:1234 ->
-    DIR/box.mbox_1234), and --json prints one manifest line per message (JSON Lines).
+    DIR/box.mbox@1234, dump/a.eml -> DIR/dump%2Fa.eml), and --json prints one manifest
+    line per message (JSON Lines).
     Defects go to stderr, or into the --json output. --text and --part read one message.
     """
     with reporting("decode", as_json):

@@ -96,12 +96,16 @@ def extract(message: "MessageRef | BinaryIO", directory: str, limits: Limits = L
 
 
 def message_folder(message: "MessageRef") -> str:
-    """A folder name made from the message's reference ("box.mbox:1234" -> "box.mbox_1234"):
-    the same for the same message in every run, on every worker. A name that had to be
-    cut starts with a digest of the whole reference, so two long references stay apart."""
+    """A folder name made from the message's reference, the same in every run and on every
+    worker, and different for different references: "%", "@", "/" and "\\" are escaped
+    (%25, %40, %2F, %5C) and the ":" before a key becomes "@" (box.mbox:1234 ->
+    box.mbox@1234, dump/a.eml -> dump%2Fa.eml). A name the sanitiser still had to change
+    (cut to length, a leading dot...) starts with a digest of the whole reference."""
     reference = str(message)
-    name, reasons = sanitize_filename(reference.replace(":", "_"))
-    if RenameReason.TOO_LONG in reasons or not name:
+    escaped = (reference.replace("%", "%25").replace("@", "%40").replace("/", "%2F").replace("\\", "%5C")
+               .replace(":", "@"))
+    name, reasons = sanitize_filename(escaped)
+    if reasons or not name:
         digest = hashlib.sha256(reference.encode("utf-8", "surrogateescape")).hexdigest()[:12]
         name = sanitize_filename(f"{digest}-{name}")[0]
     return name

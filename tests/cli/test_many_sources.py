@@ -249,3 +249,21 @@ def test_a_gigabyte_mbox_is_read_in_bounded_memory(tmp_path):
     assert len(records) == GIGABYTE_MESSAGES
     assert [record["attachments"] for record in records] == [1] * GIGABYTE_MESSAGES
     assert [record["flags"] for record in records[:4]] == ["", "S", "", "S"]
+
+
+def test_decode_gives_different_messages_different_folders(tmp_path):
+    """Folder names are made from references without clashes: a/b.eml and a_b.eml, an mbox
+    message box.mbox:0 and a file named box.mbox@0, each get their own folder, so no file
+    lands beside another message's and the result does not depend on which job came first."""
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    (tmp_path / "d" / "a" / "b.eml").write_bytes(mime("ab-slash"))
+    (tmp_path / "d" / "a_b.eml").write_bytes(mime("ab-underscore"))
+    (tmp_path / "d" / "box.mbox@0").write_bytes(mime("at-file"))
+    (tmp_path / "d" / "box.mbox").write_bytes(b"From x Thu Jan  1 00:00:00 2026\n" + mime("in-mbox", eol=b"\n"))
+    for jobs in ("1", "2"):
+        code, records, stderr = run(["decode", "-r", "-j", jobs, "--json", "d", "-o", f"out{jobs}"], tmp_path)
+        assert code == 0, stderr
+        folders = [record["directory"] for record in records]
+        assert len(records) == 4 and len(set(folders)) == 4
+        assert all(len(os.listdir(tmp_path / folder)) == 1 for folder in folders)
+    assert tree_of(tmp_path / "out1") == tree_of(tmp_path / "out2")

@@ -334,10 +334,10 @@ class Progress:
     def _draw(self, now: float) -> None:
         elapsed = max(now - self._start, 1e-6)
         rate = self.done / elapsed
-        text = f"{self.label}: {_human(self.done)}"
+        text = f"{self.label}: {human_size(self.done)}"
         if self.count:
             text += f", {self.count} messages"
-        text += f", {_human(rate)}/s"
+        text += f", {human_size(rate)}/s"
         if self.total:
             remaining = max(self.total - self.done, 0) / rate if rate else 0
             text += f", {100 * self.done // self.total}%, ETA {remaining:.0f}s"
@@ -351,12 +351,17 @@ class Progress:
             sys.stderr.flush()
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+def human_size(n: float, short: bool = False) -> str:
+    """A byte count for people: "12.3 KiB", or with `short` as a narrow column has room
+    for it ("12K", as ls -s and mscan print sizes)."""
+    units = ("", "K", "M", "G") if short else ("B", "KiB", "MiB", "GiB")
+    index = 0
+    while n >= (1000 if short else 1024) and index < len(units) - 1:
         n /= 1024
-    return f"{n:.1f} GiB"
+        index += 1
+    if short:
+        return f"{n:.0f}{units[index]}"
+    return f"{n:.0f} {units[index]}" if index == 0 else f"{n:.1f} {units[index]}"
 
 
 # -- "-": standard input and output, a command-line convention ------------------------

@@ -10,7 +10,7 @@ import click
 
 from mimekit.errors import UsageError
 from mimekit.read.summary import SCAN_FIELDS, scan_message
-from mimekit_cli.common import json_option, limits_option, printable, reporting
+from mimekit_cli.common import human_size, json_option, limits_option, printable, reporting
 from mimekit_cli.reading import (ReadingRun, as_sources, dask_option, jobs_option, json_line, recursive_option,
                                  sources_argument)
 
@@ -95,7 +95,7 @@ def _cell(field: str, value) -> str:
     if value is None:
         return ""
     if field == "size":
-        return _short_size(value)
+        return human_size(value, short=True)
     if field == "date":
         return value[:16].replace("T", " ")
     if field == "flags":
@@ -103,14 +103,6 @@ def _cell(field: str, value) -> str:
     if field == "attachments":
         return str(value) if value else ""
     return str(value)
-
-
-def _short_size(n: int) -> str:
-    for unit in ("", "K", "M", "G"):
-        if n < 1000 or unit == "G":
-            return f"{n}{unit}" if unit == "" else f"{n:.0f}{unit}"
-        n /= 1024
-    return f"{n:.0f}G"
 
 
 def _fit(text: str, width: int) -> str:

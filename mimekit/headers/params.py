@@ -251,6 +251,11 @@ def parse_params_header(raw: bytes | str) -> tuple[HeaderParams, list[Defect]]:
     """Parse a Content-Type or Content-Disposition value."""
     if isinstance(raw, bytes) and (simple := _simple_params(raw)):
         return simple, []
+    return _read_params(raw)
+
+
+def _read_params(raw: bytes | str) -> tuple[HeaderParams, list[Defect]]:
+    """The full reader, for any value; the fast path must agree with it (tests call it alone)."""
     defects: list[Defect] = []
     text, codec = header_text(raw, defects)
     scan = _Scanner(text, defects)

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
+from mimekit.errors import DataError
 from mimekit.limits import parse_decimal
 from mimekit.streams.files import CHUNK_SIZE
 from mimekit.streams.from_quoting import FromQuoter
@@ -95,14 +96,15 @@ class _Window:
             if not self.more():
                 return None
 
-    def find_line_end(self, position: int) -> int:
-        """The offset just after the line that starts at `position` (or the end)."""
+    def find_line_end(self, position: int, limit: int) -> int:
+        """The offset just after the line that starts at `position`, or `limit` bytes on
+        for a longer line (or the end)."""
         while True:
-            at = self.data.find(b"\n", position - self.base)
+            at = self.data.find(b"\n", position - self.base, position - self.base + limit)
             if at >= 0:
                 return self.base + at + 1
-            if not self.more():
-                return self.base + len(self.data)
+            if self.end - position >= limit or not self.more():
+                return min(self.end, position + limit)
 
     def jump(self, position: int) -> None:
         """Go on reading at `position` (a seekable stream only)."""
@@ -125,13 +127,15 @@ def split_mbox(stream: BinaryIO, offset: int = 0, stop: int | None = None) -> It
     to its end). Content-Length is checked only on a seekable stream with a descriptor.
     """
     window = _Window(stream, offset)
+    if not offset:
+        _check_mbox_start(window)
     seekable = stream.seekable() and _has_descriptor(stream)
     match = window.search(_MESSAGE_START, offset - 3 if offset else window.base)
     while match is not None and match.end() - 5 + window.base < offset:   # a "From " line of the range before
         match = window.search(_MESSAGE_START, match.start() + 1 + window.base)
     from_line = match.end() - 5 + window.base if match else None
     while from_line is not None and (stop is None or from_line < stop):
-        start = window.find_line_end(from_line)
+        start = window.find_line_end(from_line, HEADER_BLOCK_LIMIT)
         header_end = window.search(_HEADER_END, start - 1, within=HEADER_BLOCK_LIMIT)
         search_from = start - 1
         content_length, flags = None, set()
@@ -161,6 +165,18 @@ def split_mbox(stream: BinaryIO, offset: int = 0, stop: int | None = None) -> It
         from_line = following
 
 
+def _check_mbox_start(window: _Window) -> None:
+    """An mbox starts with a "From " line (after empty lines, at most; a file cut inside
+    its first five bytes is an empty mbox): a file that does not is no mbox, and reading it
+    as one would skip what comes before its first "From " line without a word."""
+    while len(window.data.lstrip(b"\r\n")) < 5 and window.more():
+        pass
+    content = window.data.lstrip(b"\r\n")
+    if content and not content.startswith(b"From ") and not (window.eof and b"From ".startswith(content)):
+        name = getattr(window.stream, "name", "the input")
+        raise DataError(f"{name}: not an mbox: it does not start with a \"From \" line")
+
+
 def _header_facts(header_block: bytes) -> tuple[int | None, set[str]]:
     """Content-Length and the Maildir flags of the Status/X-Status fields (mutt's and
     Python mailbox's reading: R in Status is seen; A, F, D in X-Status)."""
@@ -177,16 +193,14 @@ def _header_facts(header_block: bytes) -> tuple[int | None, set[str]]:
 
 
 def _separator_after(stream: BinaryIO, body_end: int) -> int | None:
-    """If a Content-Length ending at `body_end` ends at the file's end or right before a
-    "From " line, the length of the empty line between (0 to 2); else None."""
+    """If a Content-Length ending at `body_end` ends at the file's end, or at an empty
+    line before a "From " line (which is what a message start is everywhere else: a byte
+    range listed alone must find the same start), the length of that line; else None."""
     before_and_following = os.pread(stream.fileno(), 9, body_end - 1)
-    following = before_and_following[1:]
-    if following == b"":
+    if before_and_following[1:] == b"":
         return 0 if os.fstat(stream.fileno()).st_size == body_end else None
-    if following.startswith(b"From ") and before_and_following.startswith(b"\n"):
-        return 0
-    for separator, prefix in ((1, b"\nFrom "), (2, b"\r\nFrom ")):
-        if following.startswith(prefix):
+    for separator, pattern in ((1, b"\n\nFrom "), (2, b"\n\r\nFrom ")):
+        if before_and_following.startswith(pattern):
             return separator
     return None
 

@@ -5,12 +5,15 @@ and byte-range splitting, which must give what splitting the whole file gives.""
 import io
 from unittest import mock
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mimekit.errors import DataError
 from mimekit.stores import mbox_split
 from mimekit.stores.mbox import Mbox, mbox_entry
 from mimekit.stores.mbox_split import split_mbox, unquoted_range
+from helpers import time_limit
 
 FROM_LINE = b"From sender@example.test Mon Jan  1 00:00:00 2024\n"
 
@@ -72,9 +75,13 @@ def test_content_length_keeps_an_unquoted_from_line_after_an_empty_line_inside(t
     assert read_back(tmp_path / "last", mboxcl2(CL_BODY)) == [first]
 
 
-def test_content_length_that_ends_right_before_the_from_line_without_a_blank_line(tmp_path):
+def test_content_length_that_ends_right_before_a_from_line_without_a_blank_line_does_not_fit(tmp_path):
+    """Everywhere else a message starts at a "From " line after an empty line, and a byte
+    range listed alone can only find such a start: a length that ends at a "From " line
+    with no empty line before it is ignored, so every way of listing agrees."""
     data = mboxcl2(CL_BODY) + FROM_LINE + SECOND
-    assert read_back(tmp_path / "box", data)[1:] == [SECOND]
+    messages = read_back(tmp_path / "box", data)
+    assert messages[-1].endswith(b"\n" + FROM_LINE + SECOND) and SECOND not in messages
 
 
 def test_a_content_length_that_does_not_fit_is_ignored(tmp_path):
@@ -111,9 +118,12 @@ def test_empty_file_and_a_file_without_a_from_line_hold_no_message():
     assert spans(b"\n\n") == []
 
 
-def test_text_before_the_first_from_line_belongs_to_no_message(tmp_path):
-    data = b"junk\n\n" + FROM_LINE + SECOND
-    assert read_back(tmp_path / "box", data) == [SECOND]
+def test_a_file_that_does_not_start_with_a_from_line_is_no_mbox(tmp_path):
+    """Read as an mbox, it would lose what comes before its first "From " line without a word."""
+    for data in (b"junk\n\n" + FROM_LINE + SECOND, SECOND):
+        with pytest.raises(DataError, match="not an mbox"):
+            read_back(tmp_path / "box", data)
+    assert read_back(tmp_path / "box", b"\n\n" + FROM_LINE + SECOND) == [SECOND]   # empty lines first are fine
 
 
 # --- truncated files -----------------------------------------------------------------------
@@ -230,3 +240,20 @@ def test_a_range_starting_inside_a_long_line_skips_all_of_it():
             whole = spans(data)
             for cut in range(1, len(data)):
                 assert spans(data, 0, cut) + spans(data, cut) == whole, (chunk_size, cut)
+
+
+def test_an_endless_from_line_is_read_in_bounded_time_and_memory(tmp_path):
+    """A "From " line of 48 MiB without a line break: the line is cut at the header block
+    limit and the rest searched in chunks, not held and copied whole again per read."""
+    path = tmp_path / "box"
+    with open(path, "wb") as file:
+        file.write(b"From ")
+        for _ in range(48):
+            file.write(b"x" * (1 << 20))
+        file.write(b"\n\n" + FROM_LINE + SECOND)
+    with time_limit(60), open(path, "rb") as mbox:
+        spans = list(split_mbox(mbox))
+    assert [span.offset for span in spans] == [0, (48 << 20) + 7]
+    assert spans[0].start == mbox_split.HEADER_BLOCK_LIMIT
+    with unquoted_range(str(path), spans[1].start, spans[1].end) as message:
+        assert message.read() == SECOND

@@ -8,8 +8,7 @@ import click
 
 from mimekit.read.check import CheckReport, check_message
 from mimekit_cli.common import EXIT_DATAERR, json_option, limits_option, print_diagnostic, printable, reporting
-from mimekit_cli.reading import (ReadingRun, as_sources, is_single_message, jobs_option, json_line, recursive_option,
-                                 sources_argument)
+from mimekit_cli.reading import ReadingRun, as_sources, jobs_option, json_line, recursive_option, sources_argument
 
 
 @click.command()
@@ -30,23 +29,22 @@ def check(sources, recursive, allow_lf, jobs, limits, as_json):
     messages, each problem line starts with the message's reference.
     """
     with reporting("check", as_json):
-        sources = as_sources(sources)
-        named = not is_single_message(sources)
-        run = ReadingRun("check", as_json)
-        failed = 0
+        run = ReadingRun("check", as_sources(sources), recursive, as_json)
+        named = run.single is None
+        with_problems = 0
         function = functools.partial(check_message, allow_lf=allow_lf, limits=limits)
-        for ref, report in run.results(function, sources, recursive, jobs):
-            failed += not report.ok
+        for ref, report in run.results(function, jobs):
+            with_problems += not report.ok
             if as_json:
                 json_line("check", {"source": str(ref), "ok": report.ok,
                                     "violations": [violation.as_dict() for violation in report.violations],
                                     "suppressed": report.suppressed})
             else:
                 _print_report(str(ref), report, named)
-        if failed and not as_json:
-            print_diagnostic("check", f"{failed} of {run.messages} message(s) have problems" if named
+        if with_problems and not as_json:
+            print_diagnostic("check", f"{with_problems} of {run.messages} message(s) have problems" if named
                              else f"{ref}: {_problems(report)} problem(s)")
-        sys.exit(run.exit_code() or (EXIT_DATAERR if failed else 0))
+        sys.exit(run.exit_code() or (EXIT_DATAERR if with_problems else 0))
 
 
 def _print_report(reference: str, report: CheckReport, named: bool) -> None:

@@ -172,7 +172,8 @@ def _parse_limits(ctx, param, values) -> Limits:
 
 
 def quiet_option(func):
-    return click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")(func)
+    return click.option("-q", "--quiet", is_flag=True,
+                        help="No progress on stderr; defects counted, not listed.")(func)
 
 
 def emit_json(command: str, payload: dict) -> None:

@@ -7,14 +7,15 @@ from contextlib import ExitStack
 
 import click
 
+from mimekit.defects import beyond_store_conventions
 from mimekit.errors import UsageError
 from mimekit.limits import Limits
 from mimekit.read.extract import (Extraction, ManifestEntry, best_text_part, extract, extract_all, iter_part_bytes,
                                   iter_text)
 from mimekit.read.tree import Message, parse_message
-from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, open_input_or_stdin,
-                                quiet_option, report_defects, reporting, strict_option, text_table)
-from mimekit_cli.reading import (ReadingRun, as_sources, dask_option, is_single_message, jobs_option, json_line,
+from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, print_diagnostic,
+                                printable,                                quiet_option, report_defects, reporting, strict_option, text_table)
+from mimekit_cli.reading import (ReadingRun, absolute_paths_only, as_sources, dask_option, jobs_option, json_line,
                                  recursive_option, sources_argument)
 
 
@@ -51,15 +52,14 @@ def decode(sources, directory, text_only, part_id, recursive, jobs, dask_schedul
             raise UsageError("give exactly one of -o DIR, --text or --part ID")
         if as_json and directory is None:
             raise UsageError("--json goes with -o DIR: --text and --part print the data itself")
-        sources = as_sources(sources)
-        if not is_single_message(sources):
+        run = ReadingRun("decode", as_sources(sources), recursive, as_json, quiet)
+        if run.single is None:
             if directory is None:
                 raise UsageError("--text and --part read one message: name one message file or -")
-            sys.exit(_extract_many(sources, directory, recursive, jobs, dask_scheduler, limits, strict, as_json,
-                                   quiet))
-        source = sources[0]
-        with open_input_or_stdin(source if isinstance(source, str) else "-") as stream, \
-                parse_message(stream, limits) as message, ExitStack() as opened:
+            if dask_scheduler is not None:
+                absolute_paths_only([directory], "a Dask cluster")
+            sys.exit(_extract_many(run, directory, jobs, dask_scheduler, limits, strict, as_json, quiet))
+        with run.single.open() as stream, parse_message(stream, limits) as message, ExitStack() as opened:
             if directory is not None:
                 defects = _extract(message, directory, limits, as_json, quiet)
             elif text_only:
@@ -67,8 +67,12 @@ def decode(sources, directory, text_only, part_id, recursive, jobs, dask_schedul
             else:
                 _print_part(message, part_id, limits)
                 defects = message.defects
-        if not as_json:
+        if run.single.stored:
+            defects = beyond_store_conventions(defects)
+        if not as_json and not quiet:
             report_defects("decode", defects)
+        elif not as_json and defects:
+            print_diagnostic("decode", f"{len(defects)} defect(s) not shown (-q)")
         exit_if_strict("decode", strict, defects, as_json)
 
 
@@ -85,20 +89,19 @@ def _extract(message: Message, directory: str, limits: Limits, as_json: bool, qu
     return extraction.defects
 
 
-def _extract_many(sources, directory: str, recursive: bool, jobs: int | None, dask_scheduler: str | None,
+def _extract_many(run: ReadingRun, directory: str, jobs: int | None, dask_scheduler: str | None,
                   limits: Limits, strict: bool, as_json: bool, quiet: bool) -> int:
     """Each message into its own folder of `directory`; one manifest line (or table) each."""
-    run = ReadingRun("decode", as_json, quiet)
     progress = Progress("decode", quiet=quiet)
     defective = 0
     function = functools.partial(extract, directory=directory, limits=limits, own_folder=True)
-    for ref, extraction in run.results(function, sources, recursive, jobs, dask_scheduler):
+    for ref, extraction in run.results(function, jobs, dask_scheduler):
         progress.update(sum(entry.size for entry in extraction.entries), items=1)
         defective += bool(extraction.defects)
         if as_json:
             json_line("decode", _manifest_record(str(ref), extraction))
         else:
-            click.echo(f"{ref} -> {extraction.directory}")
+            click.echo(f"{printable(str(ref))} -> {printable(extraction.directory)}")
             click.echo(_manifest_table(extraction.entries))
             run.report_defects(ref, extraction.defects)
     progress.close()

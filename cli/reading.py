@@ -8,6 +8,7 @@ reference, printed as soon as it is ready; a message that cannot be read is a re
 with an "error" and makes the exit code non-zero at the end, never the end of the run.
 """
 
+import itertools
 import os
 import sys
 from typing import Any, Callable, Iterable, Iterator
@@ -17,7 +18,7 @@ import click
 from mimekit import errors
 from mimekit.defects import Defect
 from mimekit.read.batch import Unreadable, default_jobs, map_messages
-from mimekit.stores.sources import MessageRef, Source, StreamSource, is_mbox, messages_of
+from mimekit.stores.sources import MessageRef, Source, StreamSource, messages_of
 from mimekit_cli.common import EXIT_PRECEDENCE, STDIO, exit_code_for, json_text, print_diagnostic
 
 STDIN_MBOX = "mbox:-"
@@ -54,16 +55,23 @@ def as_sources(arguments: tuple[str, ...]) -> list[Source]:
             else argument for argument in arguments]
 
 
-def is_single_message(sources: list[Source]) -> bool:
-    """Whether the command line names one message (a file that is no mbox, or "-"): the
-    commands then print as they did for one message (no reference before each line,
-    `decode -o` straight into the directory)."""
-    if len(sources) != 1:
-        return False
-    source = sources[0]
+def _names_a_mailbox(source: Source) -> bool:
     if isinstance(source, StreamSource):
-        return not source.mbox
-    return os.path.isfile(source) and not is_mbox(source)
+        return source.mbox
+    scheme, colon, _ = source.partition(":")
+    return bool(colon and scheme.lower() in ("maildir", "mbox")) or os.path.isdir(source)
+
+
+def absolute_paths_only(paths: Iterable[Source | str], where: str) -> None:
+    """Workers of a cluster have working directories of their own: a relative path would
+    name another file there, or none."""
+    for path in paths:
+        if isinstance(path, StreamSource):
+            raise errors.UsageError(f"{where} cannot read standard input: name files or mailboxes")
+        scheme, colon, rest = path.partition(":")
+        if not os.path.isabs(rest if colon and scheme.lower() in ("maildir", "mbox") else path):
+            raise errors.UsageError(f"{path}: {where} needs absolute paths (each worker has its own "
+                                    f"working directory)")
 
 
 def json_line(command: str, record: dict) -> None:
@@ -78,39 +86,60 @@ class ReadingRun:
     per-message work over them (in worker processes with --jobs), reports failures as they
     come, and gives the exit code at the end."""
 
-    def __init__(self, command: str, as_json: bool, quiet: bool = False):
+    def __init__(self, command: str, sources: list[Source], recursive: bool, as_json: bool, quiet: bool = False):
         self.command = command
+        self.sources = sources
+        self.recursive = recursive
         self.as_json = as_json
         self.quiet = quiet
         self.messages = 0
         self.failure_codes: list[int] = []
         self.defective_messages = 0
         self.defects_not_shown = 0
+        self._refs = self._listing()
+        self.single = self._the_only_message()
 
-    def refs(self, sources: Iterable[Source], recursive: bool) -> Iterator[MessageRef | Unreadable]:
+    def _listing(self) -> Iterator[MessageRef | Unreadable]:
         """Every message of every source; a source that cannot be read is an Unreadable in
         its place."""
-        for source in sources:
+        for source in self.sources:
             where = source.name if isinstance(source, StreamSource) else source
             try:
-                for ref in messages_of(source, recursive):
-                    yield ref
+                yield from messages_of(source, self.recursive)
             except errors.MimekitError as exc:
                 yield Unreadable(where, exc)
             except OSError as exc:
                 yield Unreadable(where, errors.IOFailure(f"{where}: {exc.strerror or exc}"))
 
-    def results(self, function: Callable[[MessageRef], Any], sources: list[Source], recursive: bool,
-                jobs: int | None, dask_scheduler: str | None = None) -> Iterator[tuple[MessageRef, Any]]:
+    def _the_only_message(self) -> MessageRef | None:
+        """The message, when the command line names exactly one (a file, an mbox file that
+        holds one, "-"): the commands then print as they always did for one message (no
+        reference before each line, `decode -o` straight into the directory, `--text`).
+        A directory, a Maildir or a source named maildir:/mbox: is a mailbox however
+        many messages it holds. The references looked at stay for `results`."""
+        if len(self.sources) != 1 or _names_a_mailbox(self.sources[0]):
+            return None
+        first = next(self._refs, None)
+        looked_at = [first] if first is not None else []
+        only = isinstance(first, MessageRef) and not (first.kind == "stream" and first.key)
+        if only and first.kind == "mbox":
+            second = next(self._refs, None)
+            if second is not None:
+                looked_at.append(second)
+                only = False
+        self._refs = itertools.chain(looked_at, self._refs)
+        return first if only else None
+
+    def results(self, function: Callable[[MessageRef], Any], jobs: int | None,
+                dask_scheduler: str | None = None) -> Iterator[tuple[MessageRef, Any]]:
         """(ref, function(ref)) for each message that could be read, in order: here and
         in `jobs` worker processes, or on a Dask cluster."""
         if dask_scheduler is not None:
-            if any(isinstance(source, StreamSource) for source in sources):
-                raise errors.UsageError("a Dask cluster cannot read standard input: name files or mailboxes")
+            absolute_paths_only(self.sources, "a Dask cluster")
             from mimekit.dask import map_on_cluster   # the optional extra, loaded only when asked for
-            mapped = map_on_cluster(dask_scheduler, function, sources, recursive, on_source_error=self.failed)
+            mapped = map_on_cluster(dask_scheduler, function, self.sources, self.recursive, on_source_error=self.failed)
         else:
-            mapped = map_messages(function, self.refs(sources, recursive), jobs or default_jobs())
+            mapped = map_messages(function, self._refs, jobs or default_jobs())
         for ref, result in mapped:
             self.messages += 1
             if isinstance(result, errors.MimekitError):

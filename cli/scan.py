@@ -45,10 +45,9 @@ def scan(sources, recursive, fields, jobs, dask_scheduler, parquet_path, limits,
     """
     with reporting("scan", as_json):
         chosen = _parse_fields(fields)
-        run = ReadingRun("scan", as_json)
+        run = ReadingRun("scan", as_sources(sources), recursive, as_json)
         function = functools.partial(scan_message, fields=tuple(chosen), limits=limits)
-        records = (record for _, record in run.results(function, as_sources(sources), recursive, jobs,
-                                                        dask_scheduler))
+        records = (record for _, record in run.results(function, jobs, dask_scheduler))
         if parquet_path is not None:
             from mimekit.dask import write_parquet   # the optional extra, loaded only when asked for
             write_parquet(({field: record[field] for field in chosen} for record in records), parquet_path)

@@ -7,10 +7,9 @@ import click
 
 from mimekit.defects import Defect
 from mimekit.read.summary import summarise
-from mimekit_cli.common import (emit_json, exit_if_strict, json_option, limits_option, printable, quiet_option,
-                                report_defects, reporting, strict_option, text_table)
-from mimekit_cli.reading import (ReadingRun, as_sources, is_single_message, jobs_option, json_line, recursive_option,
-                                 sources_argument)
+from mimekit_cli.common import (emit_json, exit_if_strict, json_option, limits_option, print_diagnostic, printable,
+                                quiet_option, report_defects, reporting, strict_option, text_table)
+from mimekit_cli.reading import ReadingRun, as_sources, jobs_option, json_line, recursive_option, sources_argument
 
 
 @click.command("show")
@@ -33,17 +32,16 @@ def show(sources, recursive, jobs, strict, limits, as_json, quiet):
     message (JSON Lines), and -q counts defects instead of listing them.
     """
     with reporting("show", as_json):
-        sources = as_sources(sources)
-        run = ReadingRun("show", as_json, quiet)
+        run = ReadingRun("show", as_sources(sources), recursive, as_json, quiet)
         function = functools.partial(summarise, limits=limits)
-        if is_single_message(sources):
-            ref, summary = next(run.results(function, sources, recursive, 1), (None, None))
+        if run.single is not None:
+            _, summary = next(run.results(function, 1), (None, None))
             if summary is None:
                 sys.exit(run.exit_code())
-            _show_one(summary, strict, as_json)
+            _show_one(summary, strict, as_json, quiet)
             return
         defective = 0
-        for ref, summary in run.results(function, sources, recursive, jobs):
+        for ref, summary in run.results(function, jobs):
             defects = [Defect.from_dict(defect) for defect in summary["defects"]]
             defective += bool(defects)
             if as_json:
@@ -57,7 +55,7 @@ def show(sources, recursive, jobs, strict, limits, as_json, quiet):
         sys.exit(run.exit_code() or (65 if strict and defective else 0))
 
 
-def _show_one(summary: dict, strict: bool, as_json: bool) -> None:
+def _show_one(summary: dict, strict: bool, as_json: bool, quiet: bool) -> None:
     """One message, as show has always printed it: one JSON document, or the text."""
     defects = [Defect.from_dict(defect) for defect in summary["defects"]]
     if as_json:
@@ -65,7 +63,10 @@ def _show_one(summary: dict, strict: bool, as_json: bool) -> None:
     else:
         _print_headers(summary["headers"])
         _print_parts(summary["parts"])
-        report_defects("show", defects)
+        if not quiet:
+            report_defects("show", defects)
+        elif defects:
+            print_diagnostic("show", f"{len(defects)} defect(s) not shown (-q)")
     exit_if_strict("show", strict, defects, as_json)
 
 

@@ -34,11 +34,12 @@ class MessageRef:
     """One message of a source: small and picklable, so a worker process (or a Dask
     worker that sees the same files) can open the message itself.
 
-    `kind` is "file", "maildir", "mbox" or "stream"; `path` is the file to open (the
-    message file, or the mbox); `mailbox` the Maildir or mbox it belongs to; `key` its
-    key there (a Maildir unique name, an mbox "From " line offset); `start`/`end` its byte
-    range in an mbox; `flags` its Maildir flag letters (from the Maildir info or the
-    mbox Status lines).
+    `kind` is "file", "maildir", "mbox", "stream", or "unreadable" (a directory met in a
+    recursive listing that could not be listed: `key` says why, and opening it fails);
+    `path` is the file to open (the message file, or the mbox); `mailbox` the Maildir or
+    mbox it belongs to; `key` its key there (a Maildir unique name, an mbox "From " line
+    offset); `start`/`end` its byte range in an mbox; `flags` its Maildir flag letters
+    (from the Maildir info or the mbox Status lines).
     """
 
     kind: str
@@ -81,6 +82,8 @@ class MessageRef:
         """The message's bytes as stored; NoInputError when it is gone."""
         if self.stream is not None:
             return _Unclosed(self.stream)
+        if self.kind == "unreadable":
+            raise NoInputError(self.key)
         try:
             if self.kind == "mbox":
                 return unquoted_range(self.path, self.start, self.end)
@@ -211,9 +214,18 @@ def _directory(path: str, recursive: bool, list_mbox: Callable[[str], Iterable])
             continue
         if entry.is_dir(follow_symlinks=False):
             if recursive:
-                yield from _maildir(entry.path) if is_maildir(entry.path) else _directory(entry.path, True, list_mbox)
+                yield from _subdirectory(entry.path, list_mbox)
         elif entry.is_file():
             yield from list_mbox(entry.path) if is_mbox(entry.path) else [MessageRef("file", entry.path)]
+
+
+def _subdirectory(path: str, list_mbox: Callable[[str], Iterable]) -> Iterator[MessageRef]:
+    """A directory met in a recursive listing. One that cannot be listed is an entry that
+    fails in its place (NoInputError when opened), and the listing goes on."""
+    try:
+        yield from _maildir(path) if is_maildir(path) else _directory(path, True, list_mbox)
+    except NoInputError as exc:
+        yield MessageRef("unreadable", path, key=str(exc))
 
 
 def _pipe(path: str) -> Iterator[MessageRef]:

@@ -267,3 +267,38 @@ def test_decode_gives_different_messages_different_folders(tmp_path):
         assert len(records) == 4 and len(set(folders)) == 4
         assert all(len(os.listdir(tmp_path / folder)) == 1 for folder in folders)
     assert tree_of(tmp_path / "out1") == tree_of(tmp_path / "out2")
+
+
+def test_one_saved_message_that_starts_with_a_from_line_is_one_message(tmp_path):
+    """Mail clients save a message with its "From " line: an mbox of one message. Named
+    alone, it reads as one message (decode --text, decode -o straight into DIR), without
+    its From line. A message on a pipe (<(cat x.eml)) is one message too."""
+    (tmp_path / "saved.eml").write_bytes(b"From a@example.test Mon Jan  1 00:00:00 2024\n" + mime("saved", eol=b"\n"))
+    text = subprocess.run([*CLI, "decode", "--text", "saved.eml"], cwd=tmp_path, capture_output=True, timeout=60)
+    assert text.returncode == 0 and text.stdout.startswith(b"text of saved\n") and not text.stderr, text.stderr
+    code, records, stderr = run(["decode", "saved.eml", "-o", "out", "--json"], tmp_path)
+    assert code == 0 and records[0]["directory"] == "out"
+    assert sorted(os.listdir(tmp_path / "out")) == [records[0]["parts"][0]["written_name"]], stderr
+    (tmp_path / "plain.eml").write_bytes(mime("plain"))
+    piped = subprocess.run(["bash", "-c", f"{sys.executable} -m mimekit_cli decode --text <(cat plain.eml)"],
+                           cwd=tmp_path, capture_output=True, timeout=60)
+    assert piped.returncode == 0 and piped.stdout.startswith(b"text of plain"), piped.stderr
+
+
+def test_decode_prints_outside_names_printably(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "evil\x1b]0;PWNED\x07.eml").write_bytes(mime("evil"))
+    (tmp_path / "d" / "plain.eml").write_bytes(mime("plain"))
+    result = subprocess.run([*CLI, "decode", "d", "-o", "out"], cwd=tmp_path, capture_output=True, timeout=60)
+    assert result.returncode == 0 and b"\x1b" not in result.stdout and b"\\x1b]0;PWNED\\x07" in result.stdout
+
+
+def test_a_cluster_is_given_absolute_paths_only(tmp_path):
+    """Each Dask worker has its own working directory: a relative SOURCE or -o DIR would
+    name other files there (refused before any connection is tried)."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.eml").write_bytes(mime("a"))
+    for args in (["scan", "--dask", "tcp://127.0.0.1:9", "d"],
+                 ["decode", "--dask", "tcp://127.0.0.1:9", str(tmp_path / "d"), "-o", "out"]):
+        result = subprocess.run([*CLI, *args], cwd=tmp_path, capture_output=True, timeout=60)
+        assert result.returncode == 64 and b"absolute paths" in result.stderr, result.stderr

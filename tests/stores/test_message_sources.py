@@ -286,3 +286,25 @@ def test_a_recursive_directory_does_not_follow_links_to_directories(tmp_path):
     (tmp_path / "sub" / "b.eml").write_bytes(message("b"))
     assert [str(ref) for ref in messages([str(tmp_path)], recursive=True)] == [
         str(tmp_path / "a.eml"), str(tmp_path / "sub" / "b.eml")]
+
+
+def test_a_subdirectory_that_cannot_be_listed_fails_in_its_place(tmp_path, monkeypatch):
+    """-r over a tree where one folder cannot be read (permissions, I/O): that folder is an
+    entry that fails when opened, and the folders after it are still listed."""
+    for folder, name in (("a_sub", "1.eml"), ("z_sub", "2.eml")):
+        (tmp_path / "tree" / folder).mkdir(parents=True)
+        (tmp_path / "tree" / folder / name).write_bytes(message(name))
+    (tmp_path / "tree" / "b.eml").write_bytes(message("b"))
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("a_sub"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(sources.os, "scandir", scandir)
+    found = list(messages([str(tmp_path / "tree")], recursive=True))
+    assert [(ref.kind, os.path.relpath(ref.path, tmp_path)) for ref in found] == [
+        ("unreadable", "tree/a_sub"), ("file", "tree/b.eml"), ("file", "tree/z_sub/2.eml")]
+    with pytest.raises(NoInputError, match="Permission denied"):
+        found[0].open()

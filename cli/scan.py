@@ -1,7 +1,6 @@
 """`mimekit scan SOURCE...`: one line per message, like mblaze's mscan, for whole mailboxes."""
 
 import functools
-import itertools
 import shutil
 import sys
 from typing import Iterator
@@ -16,7 +15,7 @@ from mimekit_cli.reading import (ReadingRun, as_sources, dask_option, jobs_optio
 
 # Text columns: (width, right-aligned); None = as wide as the value (the reference) or the
 # rest of the line (the subject).
-WIDTH_SAMPLE = 100
+REFERENCE_SLACK = 4
 _COLUMNS = {"source": (None, False), "flags": (4, False), "date": (16, False), "from": (20, False),
             "size": (5, True), "attachments": (3, True), "subject": (None, False), "defect": (None, False)}
 
@@ -69,18 +68,19 @@ def _parse_fields(text: str) -> list[str]:
 
 
 def _text_lines(records: Iterator[dict], fields: list[str]) -> Iterator[str]:
-    """Records as aligned columns; on a terminal, each line is cut to its width. The
-    reference column is as wide as the widest of the first WIDTH_SAMPLE references (a
-    wider one later pushes its line out): lines still stream."""
+    """Records as aligned columns, each line printed as soon as its message is read; on a
+    terminal, each line is cut to its width. The reference column starts as wide as the
+    first reference and a little more (references of one source differ in their ends) and
+    widens when a longer one comes."""
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-    sample = list(itertools.islice(records, WIDTH_SAMPLE))
-    source_width = max((len(printable(record["source"])) for record in sample), default=0)
-    for record in itertools.chain(sample, records):
+    source_width = 0
+    for record in records:
         cells = []
         for field in fields:
             text = printable(_cell(field, record[field]))
             column_width, right = _COLUMNS[field]
             if field == "source":
+                source_width = max(source_width, len(text) + (REFERENCE_SLACK if not source_width else 0))
                 text = text.ljust(source_width)
             elif column_width is not None:
                 text = _fit(text, column_width)

@@ -146,12 +146,14 @@ def messages_of(source: Source, recursive: bool = False,
             yield MessageRef("stream", source.name, stream=source.stream)
         return
     scheme, colon, rest = source.partition(":")
+    if colon and scheme.lower() in ("maildir", "mbox") and not rest:
+        raise UsageError(f"{scheme}: names no {scheme}: give {scheme}:PATH")
     if colon and scheme.lower() == "maildir":
-        yield from _maildir(rest)
+        yield from _maildir(rest, recursive)
     elif colon and scheme.lower() == "mbox":
         yield from list_mbox(rest)
     elif os.path.isdir(source):
-        yield from _maildir(source) if is_maildir(source) else _directory(source, recursive, list_mbox)
+        yield from _maildir(source, recursive) if is_maildir(source) else _directory(source, recursive, list_mbox)
     elif os.path.exists(source) and not os.path.isfile(source):    # a pipe or a device: <(...), /dev/stdin
         yield from _pipe(source)
     elif os.path.exists(source):
@@ -175,11 +177,17 @@ def is_mbox(path: str) -> bool:
         return False
 
 
-def _maildir(path: str) -> Iterator[MessageRef]:
+def _maildir(path: str, recursive: bool = False) -> Iterator[MessageRef]:
+    """A Maildir's messages; with `recursive`, then those of its Maildir++ folders
+    (.Sent, .Archive.2024: the folders Dovecot and Courier keep inside it), in name order."""
     if not is_maildir(path):
         raise NoInputError(f"{path}: not a Maildir (needs cur/ and new/)")
     for key, file_path, flags in Maildir(path, create=False).listing():
         yield MessageRef("maildir", file_path, path, key, flags=flags)
+    if recursive:
+        for entry in sorted(os.scandir(path), key=lambda entry: entry.name):
+            if entry.name.startswith(".") and entry.is_dir(follow_symlinks=False) and is_maildir(entry.path):
+                yield from _maildir(entry.path)
 
 
 def mbox_messages(path: str, offset: int = 0, stop: int | None = None) -> Iterator[MessageRef]:
@@ -223,7 +231,7 @@ def _subdirectory(path: str, list_mbox: Callable[[str], Iterable]) -> Iterator[M
     """A directory met in a recursive listing. One that cannot be listed is an entry that
     fails in its place (NoInputError when opened), and the listing goes on."""
     try:
-        yield from _maildir(path) if is_maildir(path) else _directory(path, True, list_mbox)
+        yield from _maildir(path, True) if is_maildir(path) else _directory(path, True, list_mbox)
     except NoInputError as exc:
         yield MessageRef("unreadable", path, key=str(exc))
 

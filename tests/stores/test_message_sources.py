@@ -308,3 +308,17 @@ def test_a_subdirectory_that_cannot_be_listed_fails_in_its_place(tmp_path, monke
         ("unreadable", "tree/a_sub"), ("file", "tree/b.eml"), ("file", "tree/z_sub/2.eml")]
     with pytest.raises(NoInputError, match="Permission denied"):
         found[0].open()
+
+
+def test_recursive_reads_the_maildir_plus_plus_folders_of_a_maildir(tmp_path):
+    """Dovecot and Courier keep folders inside the Maildir as .Name Maildirs: -r reads them
+    after the inbox, in name order; without -r only the inbox is read."""
+    make_maildir(tmp_path / "md", MAILDIR_ENTRIES[:1])
+    make_maildir(tmp_path / "md" / ".Sent", [("cur", "1700000005.M5P1.host:2,S", message("sent"))])
+    make_maildir(tmp_path / "md" / ".Archive.2024", [("new", "1700000004.M4P1.host", message("archived"))])
+    (tmp_path / "md" / ".not-a-maildir").mkdir()
+    for source in (str(tmp_path / "md"), f"maildir:{tmp_path / 'md'}"):
+        found = list(messages([source], recursive=True))
+        assert [ref.open().read() for ref in found] == [message("new"), message("archived"), message("sent")]
+        assert [ref.flags for ref in found] == ["", "", "S"]
+        assert [ref.open().read() for ref in messages([source])] == [message("new")]

@@ -51,7 +51,8 @@ def summarise(message: "MessageRef | BinaryIO", limits: Limits = Limits.DEFAULT,
     "attachment", None), content_id (without <>), is_attachment (see is_attachment).
 
     lf_is_normal: the message comes from a store (Maildir, mbox), where LF line endings are
-    how mail is kept: the defects every such message has (STORE_CONVENTIONS) are left out.
+    how mail is kept: bare LF line endings (defects.is_unix_line_ending) are left out, as they
+    are for every MessageRef of a store.
     """
     with opened(message) as stream, parse_message(stream, limits) as parsed:
         body = body_part(parsed)

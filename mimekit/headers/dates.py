@@ -9,8 +9,8 @@ as UTC with a defect.
 """
 
 import functools
+import os
 import re
-import secrets
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -152,4 +152,4 @@ def make_message_id(domain: str | None = None) -> str:
         domain = host if "." in host and _DOT_ATOM.fullmatch(host) else _DEFAULT_DOMAIN
     if not _DOT_ATOM.fullmatch(domain):
         raise DataError(f"not a domain for a Message-ID: {domain!r}")
-    return f"<{time.time_ns():x}.{secrets.token_hex(8)}@{domain}>"
+    return f"<{time.time_ns():x}.{os.urandom(8).hex()}@{domain}>"

@@ -22,27 +22,30 @@ message counts from the message read, so encoded messages nested in encoded mess
 stop at Limits.max_depth (LIMIT_DEPTH). iter_part_bytes (--part) finds parts by the same ids.
 """
 
-import hashlib
 import io
 import os
 import re
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, replace
-from typing import BinaryIO, Callable, ContextManager, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, ContextManager, Iterator
 
 from mimekit.codecs.charsets import TextDecoder
 from mimekit.defects import Defect, DefectKind, beyond_store_conventions
 from mimekit.errors import CantCreateError, DataError
 from mimekit.read.events import PartKind
 from mimekit.streams.files import OutputDirectory, temporary_file
-from mimekit.codecs.html_text import HtmlTextConverter
 from mimekit.limits import Limits
 from mimekit.read.parser import child_id
 from mimekit.read.safe_names import RenameReason, replace_surrogates, safe_name, sanitize_filename
 from mimekit.codecs.transfer import IDENTITY_ENCODINGS
 from mimekit.read.tree import Message, Part, parse_message
 from mimekit.stores.sources import MessageRef, from_store, opened
-from mimekit.codecs.uuencode import UuBegin, UuData, UuEnd, UuScanner
+
+if TYPE_CHECKING:
+    from mimekit.codecs.uuencode import UuScanner
+
+# hashlib, html_text and uuencode are imported where they are used: `scan` imports this
+# module (for best_text_part) and needs none of them, and they are slow to import.
 
 UUENCODED_TYPE = "application/octet-stream"   # uuencode carries a name, never a type
 _PARTS_NAMED = 20   # in the error for a part id that is not there
@@ -106,6 +109,7 @@ def message_folder(message: "MessageRef") -> str:
                .replace(":", "@"))
     name, reasons = sanitize_filename(escaped)
     if reasons or not name:
+        import hashlib
         digest = hashlib.sha256(reference.encode("utf-8", "surrogateescape")).hexdigest()[:12]
         name = sanitize_filename(f"{digest}-{name}")[0]
     return name
@@ -207,6 +211,7 @@ def iter_text(part: Part, defects: list[Defect]) -> Iterator[str]:
     """
     decoder = TextDecoder(part.params.get("charset"))   # not part.charset: undeclared is detected
     newlines = io.IncrementalNewlineDecoder(None, translate=True)
+    from mimekit.codecs.html_text import HtmlTextConverter
     html = HtmlTextConverter() if part.content_type == "text/html" else None
     for chunk in part.iter_decoded():
         text = newlines.decode(decoder.decode(chunk))
@@ -242,6 +247,7 @@ def iter_part_bytes(message: Message, part_id: str, limits: Limits = Limits()) -
         if not uu:
             yield from part.iter_decoded()
             return
+        from mimekit.codecs.uuencode import UuBegin, UuData, UuScanner
         wanted, found = int(uu["number"]), 0
         scanner = UuScanner()
         for events in _scan(part, scanner):
@@ -265,6 +271,7 @@ class _HashedFile:
 
     def __init__(self, output: OutputDirectory, name: str, reasons: list[RenameReason]):
         self._file = output.new_file(name)
+        import hashlib
         self._name, self._reasons = name, tuple(reasons)
         self._sha256 = hashlib.sha256()
         self.size = 0
@@ -294,6 +301,7 @@ class _UuFiles:
 
     def __init__(self, part_id: str, output: OutputDirectory, on_progress: Callable[[int], None] | None,
                  budget: _UuBudget):
+        from mimekit.codecs.uuencode import UuScanner
         self.scanner = UuScanner(max_files=max(budget.left, 0))
         self.entries: list[ManifestEntry] = []
         self._part_id, self._output, self._on_progress, self._budget = part_id, output, on_progress, budget
@@ -307,6 +315,7 @@ class _UuFiles:
         self._budget.left -= len(self.entries)
 
     def _handle(self, events) -> None:
+        from mimekit.codecs.uuencode import UuBegin, UuData, UuEnd
         for event in events:
             if isinstance(event, UuBegin):
                 uu_id = _uu_part_id(self._part_id, len(self.entries) + 1)
@@ -322,7 +331,7 @@ class _UuFiles:
                 self._open = None
 
 
-def _scan(part: Part, scanner: UuScanner) -> Iterator[list]:
+def _scan(part: Part, scanner: "UuScanner") -> Iterator[list]:
     for chunk in part.iter_decoded():
         yield scanner.feed(chunk)
     yield scanner.close()

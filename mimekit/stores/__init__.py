@@ -8,13 +8,24 @@ yields MessageRefs. `sources.messages` reads any mix of files, directories and s
 """
 
 import os
-from typing import BinaryIO, Iterable, Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Protocol, runtime_checkable
 
 from mimekit.errors import UsageError
 from mimekit.stores.maildir import Maildir
-from mimekit.stores.mbox import Mbox
 from mimekit.stores.sources import MessageRef
-from mimekit.transport.urls import LOCAL_STORES, ServerURL, parse_url
+
+if TYPE_CHECKING:
+    from mimekit.stores.mbox import Mbox
+    from mimekit.transport.urls import ServerURL
+
+
+def __getattr__(name: str):
+    """Mbox is loaded on first use (PEP 562), so reading messages (`scan` imports
+    stores.sources, and with it this package) pays for neither it nor the URL parser."""
+    if name == "Mbox":
+        from mimekit.stores.mbox import Mbox
+        return Mbox
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @runtime_checkable
@@ -57,6 +68,8 @@ def open_mailbox(url_or_path: "ServerURL | str", create: bool = True) -> Mailbox
     """The store that a maildir:PATH or mbox:PATH URL names, or a plain path to an existing
     Maildir (a directory) or mbox (a file). `create`: make the store if it is missing (a
     plain path must then say which kind by its scheme)."""
+    from mimekit.stores.mbox import Mbox
+    from mimekit.transport.urls import LOCAL_STORES, parse_url
     if isinstance(url_or_path, str):
         scheme = url_or_path.partition(":")[0].lower()
         if scheme in LOCAL_STORES:

@@ -2,7 +2,6 @@
 letters they understand (Maildir's, which an mbox keeps as Status lines), and the host
 name that Maildir unique names and mbox dotlocks carry."""
 
-import socket
 from typing import Iterable, Iterator
 
 from mimekit.errors import UsageError
@@ -20,6 +19,7 @@ def as_stored(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 def host_name() -> str:
     """This host's name as Maildir unique names and our dotlocks carry it."""
+    import socket   # here, not at the top: reading a store never needs it, and it is slow to import
     return socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
 

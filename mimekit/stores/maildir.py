@@ -9,7 +9,6 @@ gone. Messages are kept with LF line endings, as Postfix and Dovecot keep them.
 import itertools
 import os
 import re
-import secrets
 import time
 from typing import BinaryIO, Iterable, Iterator
 
@@ -72,7 +71,7 @@ class Maildir:
     def _unique_name(self) -> str:
         now = time.time()
         return (f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}"
-                f"Q{next(self._counter)}R{secrets.token_hex(4)}.{host_name()}")
+                f"Q{next(self._counter)}R{os.urandom(4).hex()}.{host_name()}")
 
     def add(self, chunks: Iterable[bytes], flags: str = "") -> str:
         """Deliver a message atomically and durably; return its final path.

@@ -21,7 +21,6 @@ this host, a process that no longer exists, last written before the directory wa
 
 import errno
 import functools
-import hashlib
 import os
 import re
 import stat
@@ -37,9 +36,7 @@ CHUNK_SIZE = 64 * 1024
 MAX_EXTENSION_BYTES = 16
 
 TEMP_PREFIX, TEMP_SUFFIX = ".mimekit-", ".tmp"
-# The host is in the name so that a directory shared over the network is only cleaned of
-# orphans whose process can be looked up here; pid_max is at most 2**22 (7 digits).
-_HOST = hashlib.sha256(os.uname().nodename.encode()).hexdigest()[:8]
+# A temporary name of ours: .mimekit-HOST-PID-RANDOM.tmp (see _host_tag); pid_max is at most 2**22 (7 digits).
 _TEMP_NAME = re.compile(r"\.mimekit-(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,7})-[0-9a-f]{12}\.tmp")
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1   # linux/fs.h
@@ -151,7 +148,7 @@ class OutputDirectory:
         """A new temporary file for `wanted`: its name and a descriptor open for writing.
         Mode 0666 less the umask (the kernel applies it), as for any file the shell creates."""
         while True:
-            name = f"{TEMP_PREFIX}{_HOST}-{os.getpid()}-{os.urandom(6).hex()}{TEMP_SUFFIX}"
+            name = f"{TEMP_PREFIX}{_host_tag()}-{os.getpid()}-{os.urandom(6).hex()}{TEMP_SUFFIX}"
             try:
                 return name, os.open(name, _CREATE_NEW, 0o666, dir_fd=self._fd)
             except FileExistsError:
@@ -286,10 +283,19 @@ def _stat(path: str) -> os.stat_result | None:
         raise CantCreateError(f"{path}: {exc.strerror or exc}") from exc
 
 
+@functools.cache
+def _host_tag() -> str:
+    """The host in our temporary names, so that a directory shared over the network is only
+    cleaned of orphans whose process can be looked up here. Made on first use: hashlib loads
+    OpenSSL, and reading mail (`scan`) writes no file."""
+    import hashlib
+    return hashlib.sha256(os.uname().nodename.encode()).hexdigest()[:8]
+
+
 def _is_orphan(entry: os.DirEntry, opened_at: float) -> bool:
     """A temporary file of ours that a killed run left: see the module docstring."""
     match = _TEMP_NAME.fullmatch(entry.name)
-    if not match or match["host"] != _HOST or not process_is_gone(int(match["pid"])):
+    if not match or match["host"] != _host_tag() or not process_is_gone(int(match["pid"])):
         return False
     try:
         return entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < opened_at

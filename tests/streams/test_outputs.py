@@ -453,7 +453,7 @@ def test_fetch_into_a_directory_cleans_what_a_killed_fetch_left(tmp_path):
     out.mkdir()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    orphan = out / f".mimekit-{mimekit.streams.files._HOST}-{dead.pid}-{'0' * 12}.tmp"
+    orphan = out / f".mimekit-{mimekit.streams.files._host_tag()}-{dead.pid}-{'0' * 12}.tmp"
     orphan.write_bytes(b"half a message")
     os.utime(orphan, (time.time() - 10, time.time() - 10))
     sink = DirectorySink(str(out))

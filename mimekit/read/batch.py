@@ -23,7 +23,7 @@ from mimekit.stores.sources import MessageRef
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-BATCH_SIZE = 16          # references per task sent to a worker
+BATCH_SIZE = 256         # references per task sent to a worker (16: 1.58 s, 256: 1.35 s for 5,000 messages, 2 jobs)
 BATCHES_AHEAD = 4        # tasks in flight per worker
 
 

@@ -167,6 +167,7 @@ class Part:
         self._disposition: HeaderParams | None = None
         self._disposition_parsed = False
         self._decoder_defects_recorded = False
+        self._header_index: tuple[int, dict[str, list[HeaderField]]] | None = None
 
     def __repr__(self) -> str:
         return f"<Part {self.id or '(message)'} {self.content_type} {self.kind.value} {self.size} bytes>"
@@ -193,9 +194,15 @@ class Part:
     # -- header -------------------------------------------------------------------------
 
     def header_fields(self, name: str) -> list[HeaderField]:
-        """Every field called `name` (any case), raw, in order."""
-        wanted = name.lower()
-        return [field for field in self.headers if field.name.lower() == wanted]
+        """Every field called `name` (any case), raw, in order. The fields are indexed by
+        lowercase name once (again if fields were added since): scan and show ask for a
+        dozen names per part."""
+        if self._header_index is None or self._header_index[0] != len(self.headers):
+            by_name: dict[str, list[HeaderField]] = {}
+            for field in self.headers:
+                by_name.setdefault(field.name.lower(), []).append(field)
+            self._header_index = (len(self.headers), by_name)
+        return list(self._header_index[1].get(name.lower(), ()))
 
     def raw_header(self, name: str) -> bytes | None:
         """The raw value (after the colon, folding kept) of the first `name` field."""

@@ -89,7 +89,7 @@ def extract(message: "MessageRef | BinaryIO", directory: str, limits: Limits = L
     after the message's reference (`message_folder`): the top-level function a worker
     process runs for each message of a mailbox. A store's message has no LF defects."""
     if own_folder:
-        directory = os.path.join(directory, message_folder(message))
+        directory = _message_directory(directory, message_folder(message))
     with opened(message) as stream, parse_message(stream, limits) as parsed:
         extraction = extract_all(parsed, directory, on_progress, limits)
     if from_store(message):
@@ -481,6 +481,23 @@ def _placed_in_body(defect: Defect, part: Part) -> Defect:
     offset into the decoded body goes into the detail)."""
     detail = f"{defect.detail} (decoded byte {defect.offset})" if defect.offset else defect.detail
     return replace(defect, offset=part.body_offset, part=part.id, detail=detail)
+
+
+def _message_directory(directory: str, name: str) -> str:
+    """The folder `name` inside `directory`, made here. One already there is used (a run
+    again into the same DIR: its files get " (1)"); a link or a file in its place is
+    refused, since writing through a link planted there would write outside DIR."""
+    _make_directory(directory)
+    path = os.path.join(directory, name)
+    try:
+        os.mkdir(path, 0o777)
+    except FileExistsError:
+        if os.path.islink(path) or not os.path.isdir(path):
+            raise CantCreateError(f"{path}: already there and not a folder (a link or a file): "
+                                  "nothing written for this message") from None
+    except OSError as exc:
+        raise CantCreateError(f"{path}: {exc.strerror or exc}") from exc
+    return path
 
 
 def _make_directory(directory: str) -> None:

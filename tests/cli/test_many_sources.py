@@ -302,3 +302,17 @@ def test_a_cluster_is_given_absolute_paths_only(tmp_path):
                  ["decode", "--dask", "tcp://127.0.0.1:9", str(tmp_path / "d"), "-o", "out"]):
         result = subprocess.run([*CLI, *args], cwd=tmp_path, capture_output=True, timeout=60)
         assert result.returncode == 64 and b"absolute paths" in result.stderr, result.stderr
+
+
+def test_decode_never_writes_through_a_link_planted_where_a_message_folder_goes(tmp_path):
+    """Files are written only inside -o DIR: a link at DIR/box.mbox@0 pointing elsewhere
+    makes that message an error (73), the others are written, nothing lands outside."""
+    (tmp_path / "box.mbox").write_bytes(b"From x Thu Jan  1 00:00:00 2026\n" + mime("one", attachment=b"1", eol=b"\n")
+                                        + b"\nFrom x Thu Jan  1 00:00:00 2026\n" + mime("two", eol=b"\n"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out" / "box.mbox@0").symlink_to(tmp_path / "elsewhere")
+    code, records, stderr = run(["decode", "box.mbox", "-o", "out", "--json"], tmp_path)
+    assert code == 73 and not os.listdir(tmp_path / "elsewhere")
+    assert [("error" in record) for record in records] == [True, False] and "link" in records[0]["error"]["message"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["box.mbox@0", os.path.basename(records[1]["directory"])]

@@ -13,6 +13,7 @@ from mimekit.limits import Limits
 from mimekit.read.extract import (Extraction, ManifestEntry, best_text_part, extract, extract_all, iter_part_bytes,
                                   iter_text)
 from mimekit.read.tree import Message, parse_message
+from mimekit.stores.sources import lf_is_normal
 from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, print_diagnostic,
                                 printable,                                quiet_option, report_defects, reporting, strict_option, text_table)
 from mimekit_cli.reading import (ReadingRun, absolute_paths_only, as_sources, dask_option, jobs_option, json_line,
@@ -67,7 +68,7 @@ def decode(sources, directory, text_only, part_id, recursive, jobs, dask_schedul
             else:
                 _print_part(message, part_id, limits)
                 defects = message.defects
-        if run.single.stored:
+        if lf_is_normal(run.single):
             defects = beyond_store_conventions(defects)
         if not as_json and not quiet:
             report_defects("decode", defects)

@@ -39,7 +39,7 @@ from mimekit.read.parser import child_id
 from mimekit.read.safe_names import RenameReason, replace_surrogates, safe_name, sanitize_filename
 from mimekit.codecs.transfer import IDENTITY_ENCODINGS
 from mimekit.read.tree import Message, Part, parse_message
-from mimekit.stores.sources import MessageRef, from_store, opened
+from mimekit.stores.sources import MessageRef, lf_is_normal, opened
 
 if TYPE_CHECKING:
     from mimekit.codecs.uuencode import UuScanner
@@ -87,12 +87,12 @@ def extract(message: "MessageRef | BinaryIO", directory: str, limits: Limits = L
     """Parse `message` (a MessageRef, which it opens itself, or a binary stream) and write
     its parts into `directory`, or, with `own_folder`, into a folder of `directory` named
     after the message's reference (`message_folder`): the top-level function a worker
-    process runs for each message of a mailbox. A store's message has no LF defects."""
+    process runs for each message of a mailbox. LF line endings are no defect (lf_is_normal)."""
     if own_folder:
         directory = _message_directory(directory, message_folder(message))
     with opened(message) as stream, parse_message(stream, limits) as parsed:
         extraction = extract_all(parsed, directory, on_progress, limits)
-    if from_store(message):
+    if lf_is_normal(message):
         extraction.defects = beyond_store_conventions(extraction.defects)
     extraction.directory = directory
     return extraction

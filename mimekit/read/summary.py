@@ -27,7 +27,8 @@ from mimekit.read.extract import inside_attached_message, best_text_part
 from mimekit.read.parser import (KNOWN_ENCODINGS, MEDIA_TYPE, MessageParser, child_id, placed_defect,
                                  transfer_encoding_of)
 from mimekit.read.tree import Message, Part, TreeBuilder, parse_message
-from mimekit.stores.sources import MessageRef, from_store, opened
+from mimekit.stores.sources import MessageRef, opened
+from mimekit.stores.sources import lf_is_normal as reads_lf_as_normal
 from mimekit.codecs.transfer import IDENTITY_ENCODINGS
 from mimekit.streams.files import CHUNK_SIZE, read_chunks
 
@@ -59,7 +60,7 @@ def summarise(message: "MessageRef | BinaryIO", limits: Limits = Limits.DEFAULT,
         parts = [_describe(part, body) for part in parsed.walk()]
         headers, header_defects = decoded_headers(parsed.root)
         defects = parsed.defects + header_defects
-    if lf_is_normal or from_store(message):
+    if lf_is_normal or reads_lf_as_normal(message):
         defects = beyond_store_conventions(defects)
     defects = sorted(capped(defects), key=lambda defect: defect.offset)
     return {"headers": headers, "parts": parts, "defects": [defect.as_dict() for defect in defects]}
@@ -165,7 +166,7 @@ def scan_message(message: "MessageRef | BinaryIO", fields: Iterable[str] = SCAN_
     fields = tuple(fields)
     is_ref = isinstance(message, MessageRef)
     with opened(message) as stream:
-        record = scan_summary(stream, message.size if is_ref else None, limits, lf_is_normal=from_store(message),
+        record = scan_summary(stream, message.size if is_ref else None, limits, lf_is_normal=reads_lf_as_normal(message),
                               structure="attachments" in fields or "defect" in fields)
     return {"source": str(message) if is_ref else "-", "flags": message.flags if is_ref else "", **record}
 

@@ -109,8 +109,17 @@ def opened(message: "MessageRef | BinaryIO") -> Iterator[BinaryIO]:
 
 
 def from_store(message: "MessageRef | BinaryIO") -> bool:
-    """Whether `message` is kept by a store, so LF line endings and the like are no defects."""
+    """Whether `message` is kept by a store (Maildir, mbox), which keeps LF line endings:
+    `check` accepts them there as it does with --lf."""
     return isinstance(message, MessageRef) and message.stored
+
+
+def lf_is_normal(message: "MessageRef | BinaryIO") -> bool:
+    """Whether LF line endings are how `message` is kept, not a defect to report: for
+    every message read as a file, from a directory, a store or stdin (Unix keeps files with
+    LF; every Maildir and mbox does). Only `check`, which judges the wire format, and a
+    caller's own stream keep reporting them."""
+    return isinstance(message, MessageRef)
 
 
 @dataclass
@@ -361,5 +370,5 @@ class _SpoolRange(UnquotedRange):
         io.RawIOBase.close(self)
 
 
-__all__ = ["MessageRef", "StreamSource", "messages", "messages_of", "mbox_messages", "opened", "from_store",
+__all__ = ["MessageRef", "StreamSource", "messages", "messages_of", "mbox_messages", "opened", "from_store", "lf_is_normal",
            "is_maildir", "is_mbox"]

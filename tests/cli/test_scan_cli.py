@@ -142,3 +142,20 @@ def test_jobs_do_not_change_the_output(mailboxes):
     outputs = {jobs: run_cli("scan", "--json", "-j", jobs, str(maildir), str(mbox), str(maildir)).stdout
                for jobs in ("1", "2")}
     assert outputs["1"] == outputs["2"] and outputs["1"].count(b"\n") == 6
+
+
+def test_lf_line_endings_are_no_defect_to_readers_but_check_still_judges_them(tmp_path):
+    """Unix keeps .eml files with LF: scan, show and decode do not flag that (it would be
+    on every line of a dump and hide the real defects); a bare CR among CRLF lines they do,
+    and check, which judges the wire format, reports the LF file too."""
+    (tmp_path / "dump").mkdir()
+    (tmp_path / "dump" / "a.eml").write_bytes(PLAIN)
+    (tmp_path / "dump" / "b.eml").write_bytes(b"From: x@example.test\r\nSubject: cr\r\nX-A: 1\rX-B: 2\r\n\r\nbody\r\n")
+    (tmp_path / "dump" / "c.eml").write_bytes(b"From: x@example.test\r\nSubject: mixed\nX-A: 1\r\n\r\nbody\r\n")
+    found = records(run_cli("scan", "--json", str(tmp_path / "dump")))
+    assert [(r["subject"], r["defect"]) for r in found] == [
+        ("Grüße", None), ("cr", "bare-line-ending"), ("mixed", "mixed-line-endings")]
+    shown = run_cli("show", str(tmp_path / "dump" / "a.eml"))
+    assert shown.returncode == 0 and b"bare LF" not in shown.stderr
+    checked = run_cli("check", str(tmp_path / "dump" / "a.eml"))
+    assert checked.returncode == 65 and b"bare LF" in checked.stdout

@@ -10,12 +10,15 @@ import itertools
 import os
 import re
 import time
-from typing import BinaryIO, Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
 
 from mimekit.errors import CantCreateError, IOFailure, NoInputError
 from mimekit.limits import parse_decimal
 from mimekit.stores.common import MAILDIR_FLAGS, as_stored, host_name, normalised_flags
 from mimekit.streams.files import process_is_gone
+
+if TYPE_CHECKING:
+    from mimekit.stores.sources import MessageRef   # sources builds on this module
 
 
 def _fsync_directory(path: str) -> None:

@@ -13,7 +13,7 @@ import re
 import stat
 import time
 from contextlib import contextmanager
-from typing import BinaryIO, Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
 
 from mimekit.errors import CantCreateError, IOFailure, NoInputError, TempFailure, UsageError
 from mimekit.limits import parse_decimal
@@ -23,6 +23,9 @@ from mimekit.streams.from_quoting import FromQuoter
 from mimekit.streams.files import CHUNK_SIZE, OutputDirectory, process_is_gone
 from mimekit.streams.filters import chain
 from mimekit.streams.line_endings import LFNormaliser
+
+if TYPE_CHECKING:
+    from mimekit.stores.sources import MessageRef   # sources builds on this module
 
 
 

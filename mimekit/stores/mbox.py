@@ -205,29 +205,47 @@ class Mbox:
         to survives a power loss as well as a kill.
         """
         deadline = time.monotonic() + self.DOTLOCK_TIMEOUT
-        while True:
-            try:
-                lock_fd = os.open(self._dotlock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                if self._break_abandoned_dotlock(fd):
-                    continue
-                if time.monotonic() > deadline:
-                    raise TempFailure(f"{self.path}: locked by another program ({self._dotlock_path})") from None
-                time.sleep(0.02)
-                continue
-            except OSError as exc:
-                raise CantCreateError(f"{self._dotlock_path}: cannot create the lock file: "
-                                      f"{exc.strerror or exc}") from exc
-            try:
-                start = os.fstat(fd).st_size
-                _write_all(lock_fd, f"{os.getpid()}\n{host_name()}\n{start}\n".encode())
-                os.fsync(lock_fd)
-            except OSError as exc:
-                os.unlink(self._dotlock_path)
-                raise IOFailure(f"{self._dotlock_path}: {exc.strerror or exc}") from exc
-            finally:
-                os.close(lock_fd)
-            return start
+        start = os.fstat(fd).st_size
+        written = self._written_dotlock(start)
+        try:
+            while True:
+                if os.fstat(fd).st_size != start:    # a broken lock's append was cut back
+                    os.unlink(written)
+                    start = os.fstat(fd).st_size
+                    written = self._written_dotlock(start)
+                try:
+                    os.link(written, self._dotlock_path)   # atomic: the lock never exists without its owner
+                    return start
+                except FileExistsError:
+                    if self._break_abandoned_dotlock(fd):
+                        continue
+                    if time.monotonic() > deadline:
+                        raise TempFailure(f"{self.path}: locked by another program ({self._dotlock_path})") from None
+                    time.sleep(0.02)
+                except OSError as exc:
+                    raise CantCreateError(f"{self._dotlock_path}: cannot create the lock file: "
+                                          f"{exc.strerror or exc}") from exc
+        finally:
+            os.unlink(written)
+
+    def _written_dotlock(self, start: int) -> str:
+        """A file beside the mbox holding what our dotlock says, fsync'd, to be linked into
+        place: created and written in place, a kill between the two would leave an empty
+        dotlock that names no owner, which every writer would wait on for minutes."""
+        path = f"{self._dotlock_path}.{os.getpid()}"
+        try:
+            lock_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as exc:
+            raise CantCreateError(f"{path}: cannot create the lock file: {exc.strerror or exc}") from exc
+        try:
+            _write_all(lock_fd, f"{os.getpid()}\n{host_name()}\n{start}\n".encode())
+            os.fsync(lock_fd)
+        except OSError as exc:
+            os.unlink(path)
+            raise IOFailure(f"{path}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(lock_fd)
+        return path
 
     def _release_dotlock(self) -> None:
         """Remove our dotlock, and only ours: had another program broken it as stale and

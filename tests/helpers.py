@@ -184,3 +184,19 @@ def protocol_events(proto, data: bytes = b"", closed: type = type(None)) -> list
         if isinstance(event, closed):
             break
     return out
+
+
+@contextmanager
+def mounted_tmpfs(mount_point, size: str):
+    """A tmpfs of `size` (e.g. "2m") at `mount_point`: a real full disk for the tests that
+    need one. Mounting needs root (CI and the developers' machines are); else the test skips."""
+    import os
+    import pytest
+    mount_point.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

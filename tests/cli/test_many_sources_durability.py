@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import mounted_tmpfs
 
 CLI = [sys.executable, "-m", "mimekit_cli"]
 MESSAGES = 40
@@ -77,16 +78,9 @@ def test_a_decode_killed_at_random_points_leaves_only_whole_files_under_final_na
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 3 MiB tmpfs: a real full disk. Needs root (CI and the developers' machines are)."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
+    """A 3 MiB tmpfs: a real full disk."""
+    with mounted_tmpfs(tmp_path / "small-disk", "3m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_a_decode_onto_a_full_disk_reports_each_message_it_could_not_write(dump, small_disk):

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import mounted_tmpfs
 
 from mimekit.errors import IOFailure
 from mimekit.stores import Maildir, Mbox
@@ -49,16 +50,9 @@ def mbox_messages(path: Path) -> Counter:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 2 MiB tmpfs: a real full disk. Needs root (CI and the developers' machines are)."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
+    """A 2 MiB tmpfs: a real full disk."""
+    with mounted_tmpfs(tmp_path / "small-disk", "2m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def fill(directory: Path, leave: int) -> None:

@@ -155,7 +155,10 @@ class MessageParser:
     limits.max_header_block_size), or the few bytes that could start a boundary.
     """
 
-    def __init__(self, limits: Limits = Limits()) -> None:
+    def __init__(self, limits: Limits = Limits(), multipart_boundary: bytes | None = None) -> None:
+        """`multipart_boundary`: the input has no header and is the body of a multipart with
+        this boundary (how mimekit.read.readings re-reads a byte range with a boundary of its
+        own choosing, whatever bytes it holds)."""
         self._limits = limits
         self._buf = bytearray()
         self._pos = 0               # next unparsed byte in _buf
@@ -180,6 +183,8 @@ class MessageParser:
         self._keeping_fields = True       # False once they are spent: fields are read, not emitted
         self._names: dict[bytes, str] = {}  # field names seen, each decoded once (_SHARED_NAMES)
         self._start_part(_Entity("", 0), 0, is_message=True)
+        if multipart_boundary is not None:
+            self._start_forced_multipart(multipart_boundary)
 
     # -- public -------------------------------------------------------------------------
 
@@ -531,6 +536,16 @@ class MessageParser:
         if kind is PartKind.MULTIPART:
             self._open_delimiters_changed()
         self._start_content(body_start)
+
+    def _start_forced_multipart(self, boundary: bytes) -> None:
+        """The root is a multipart/mixed with `boundary` and no header: its body starts at byte 0."""
+        entity = self._entities[-1]
+        entity.kind = PartKind.MULTIPART
+        entity.delimiter = b"--" + boundary
+        params = {"boundary": boundary.decode("utf-8", "surrogateescape")}
+        self._events.append(HeadersEnd(0, "multipart/mixed", params, PartKind.MULTIPART))
+        self._open_delimiters_changed()
+        self._start_content(0)
 
     def _parse_content_type(self, raw_value: bytes, value_offset: int, default: str) -> tuple[str, dict[str, str]]:
         parsed, defects = parse_params_header(raw_value)

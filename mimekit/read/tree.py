@@ -92,6 +92,21 @@ class _SpoolSource:
         self._spool.close()
 
 
+class _WindowSource:
+    """Bytes [start, end) of another message's source, as a source of its own (a re-read of
+    part of a message: mimekit.read.readings). It owns nothing, so closing it is a no-op."""
+
+    def __init__(self, source: _Source, start: int, end: int) -> None:
+        self._source, self._start, self._end = source, start, end
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        start = self._start + offset
+        return self._source.read_at(start, max(0, min(size, self._end - start)))
+
+    def close(self) -> None:
+        pass
+
+
 def _file_source(stream: BinaryIO) -> _FileSource | None:
     """A _FileSource for `stream` if it is a regular file at a known position."""
     try:
@@ -298,6 +313,13 @@ class Part:
             self._decoder_defects_recorded = True
             self._record([placed_defect(defect, self.body_offset, self.id) for defect in decoder.defects])
 
+    def decoding_defects(self) -> list[Defect]:
+        """What decoding the body found, decoding it now if it has not been read yet."""
+        if not self._decoder_defects_recorded:
+            for _ in self.iter_decoded():
+                pass
+        return [defect for defect in self.defects if defect.offset >= self.body_offset]
+
     def read_decoded(self) -> bytes:
         """The whole decoded body in memory: a convenience over iter_decoded()."""
         return b"".join(self.iter_decoded())
@@ -422,3 +444,21 @@ def parse_message(stream: BinaryIO, limits: Limits = Limits.DEFAULT, chunk_size:
         source.close()
         raise
     return message
+
+
+def parse_range_as_multipart(message: Message, start: int, end: int, boundary: bytes,
+                             limits: Limits = Limits.DEFAULT, chunk_size: int = CHUNK_SIZE) -> Message:
+    """Bytes [start, end) of `message` read as the body of a multipart with `boundary`,
+    whatever its header says: a Message of its own (root "" is that multipart, offsets
+    count from `start`) reading its bodies from `message`'s source, which must stay open
+    while it is used. Closing it closes nothing of `message`."""
+    source = _WindowSource(message._source, start, end)
+    window = Message(source, message.on_defect)
+    builder = TreeBuilder(window)
+    parser = MessageParser(limits, multipart_boundary=boundary)
+    for offset in range(0, end - start, chunk_size):
+        chunk = source.read_at(offset, chunk_size)
+        window.size += len(chunk)
+        builder.handle(parser.feed(chunk))
+    builder.handle(parser.close())
+    return window

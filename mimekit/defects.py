@@ -61,6 +61,8 @@ class DefectKind(str, Enum):
     PARAMETER_MALFORMED = "parameter-malformed"
     ADDRESS_MALFORMED = "address-malformed"
     DATE_MALFORMED = "date-malformed"
+    # containers
+    TNEF_MALFORMED = "tnef-malformed"
 
 
 # The first defects of a kind say where the trouble starts and what it is; a hundred

@@ -17,9 +17,9 @@ two as the `tnef` tool reads them; an embedded object's data is what follows its
 GUID (an embedded message is a TNEF stream of its own: tnef_attachments reads it given a
 stream of that range).
 
-Checksums are checked for the attributes read whole; attachment data and large embedded
-objects are seeked over, and their checksums not checked (adding up 100 MB is the read this
-module exists to avoid). Broken input is
+Checksums are checked for the attributes read whole. Attachment data and embedded objects
+longer than 512 bytes are seeked over, their checksums not checked (adding up 100 MB is the
+read this module exists to avoid); shorter ones are read, as that costs less than a seek. Broken input is
 a defect, never an exception: reading stops there and returns the attachments found so far,
 the one being read included (data that runs past the end keeps the bytes there are).
 Positions (attachment offsets, defect offsets) are positions in the stream given.

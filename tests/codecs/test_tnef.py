@@ -193,9 +193,15 @@ def test_bad_checksum_is_a_defect_and_the_value_is_still_read():
     assert defects == [(DefectKind.TNEF_MALFORMED, raw.index(title) + len(title) - 2)]
 
 
+def test_bad_checksum_of_small_data_but_not_of_large_data_which_is_not_read():
+    for data, defects in ((b"small", [DefectKind.TNEF_MALFORMED]), (bytes(513), [])):
+        good = attribute(2, ATT_ATTACH_DATA, data)
+        raw = tnef(Spec(data, b"A.TXT")).replace(good, attribute(2, ATT_ATTACH_DATA, data, checksum=0xBEEF))
+        assert expand(raw) == ([("A.TXT", data)], [(kind, raw.index(data) + len(data)) for kind in defects])
+
+
 def test_bad_checksum_of_a_property_list():
-    raw = tnef(named_file("long name.txt", b"x"))
-    assert raw.endswith(raw[-2:])
+    raw = tnef(named_file("long name.txt", b"x"))   # attAttachment is last: its checksum ends the object
     files, defects = expand(raw[:-2] + b"\0\0")
     assert files == [("long name.txt", b"x")] and defects == [(DefectKind.TNEF_MALFORMED, len(raw) - 2)]
 

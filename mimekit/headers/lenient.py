@@ -92,6 +92,8 @@ def _tokenise(head: bytes, whole: bool, rules: _Rules) -> _Tokens:
         if match is None and not whole:
             return tokens            # the window ends inside a line of the header
         end, next_start = match.span() if match else (len(head), len(head))
+        if next_start == len(head) and head.endswith(b"\r") and not whole:
+            return tokens            # a CR at the window's end: a line end, or the start of a CRLF
         line = head[pos:end]
         junk = rules.skip_junk and not fields and junk_lines < _MAX_JUNK_LINES and len(line) <= _MAX_JUNK_LINE
         if not line or line[0] in b" \t":
@@ -158,7 +160,7 @@ def header_readings(head: bytes, head_is_whole_part: bool) -> list[HeaderReading
     readings = []
     for rules in tried:
         tokens = _tokenise(head, head_is_whole_part, rules)
-        if rules.line_break is _STRICT_BREAK and not tokens.skipped:
+        if not tokens.fields or (rules.line_break is _STRICT_BREAK and not tokens.skipped):
             continue    # the trick found nothing to undo (a no-colon line not followed by a field...)
         if rules.skip_junk and not _deciding(tokens):
             continue    # text that happens to look like a field: nothing a client would act on
@@ -184,7 +186,7 @@ _QUOTED = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.S)
 _RAW_VALUE = re.compile(rb"[^ \t;]*")
 _ESCAPE = re.compile(rb"\\(.)", re.S)
 _COMMENT = re.compile(rb"\([^()]*\)")
-_UNQUOTED_SPECIALS = re.compile(rb"[\"'(\\]")
+_UNQUOTED_SPECIALS = re.compile(rb'["(\\]')            # not token characters: where a reader may stop
 _SECTION = re.compile(rb"(?<![A-Za-z0-9_-])boundary(\*)?([0-9]{1,3})?(\*)?[ \t]*=[ \t]*"
                       rb'(?:"((?:[^"\\]|\\.)*)"|([^ \t;]*))', re.I)
 _EXTENDED_PREFIX = re.compile(rb"[^']*'[^']*'")
@@ -219,7 +221,8 @@ def _value_readings(rest: bytes) -> list[bytes]:
     raw = _RAW_VALUE.match(rest).group()
     to_semicolon = rest.split(b";", 1)[0].strip(b" \t")
     no_comments = _COMMENT.sub(b"", raw)
-    readings = [no_comments, raw, raw.strip(b"\"'"), _ESCAPE.sub(rb"\1", raw), to_semicolon,
+    unquoted = raw[1:-1] if len(raw) > 1 and raw[0] == raw[-1] and raw[:1] in b"'\"" else raw
+    readings = [no_comments, raw, unquoted, _ESCAPE.sub(rb"\1", raw), to_semicolon,
                 _UNQUOTED_SPECIALS.split(no_comments, 1)[0]]
     if raw.startswith(b'"'):     # an unbalanced quote: the value may run to the ';'
         readings.insert(0, to_semicolon.strip(b'"'))
@@ -439,12 +442,12 @@ class DelimiterScan:
         plausible = [boundary for boundary, (delimiters, closes, before_field) in tracked.items()
                      if delimiters and not (boundary.endswith(b"--") and tracked.get(boundary[:-2], [0, 0])[0])
                      and (before_field or (not _is_rule(boundary) and (closes or delimiters > 1)))]
-        return sorted(plausible, key=lambda boundary: _likelihood(boundary, tracked[boundary]), reverse=True)
+        return sorted(plausible, key=lambda boundary: (_likelihood(boundary, tracked[boundary]), boundary), reverse=True)
 
 
 def _is_rule(boundary: bytes) -> bool:
     """`-----`, `=====`: a line drawn in text, not a boundary."""
-    return len(set(boundary)) == 1
+    return len(set(boundary)) == 1 and not boundary.isalnum()
 
 
 def _likelihood(boundary: bytes, counts: list[int]) -> tuple:

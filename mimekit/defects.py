@@ -46,6 +46,7 @@ class DefectKind(str, Enum):
     LIMIT_HEADER_SIZE = "limit-header-size"
     LIMIT_HEADER_TOTAL = "limit-header-total"
     LIMIT_LINE_LENGTH = "limit-line-length"
+    LIMIT_DECODED_SIZE = "limit-decoded-size"     # a decompressed body cut at its cap (a gzip bomb)
     # transfer encodings
     UNKNOWN_TRANSFER_ENCODING = "unknown-transfer-encoding"
     BASE64_JUNK = "base64-junk"
@@ -53,6 +54,8 @@ class DefectKind(str, Enum):
     BASE64_TRUNCATED = "base64-truncated"
     QP_INVALID_ESCAPE = "qp-invalid-escape"
     UUENCODE_MISSING_END = "uuencode-missing-end"
+    ENCODING_MALFORMED = "encoding-malformed"      # uuencode, yEnc, BinHex or gzip data that cannot be read
+    CHECKSUM_MISMATCH = "checksum-mismatch"        # a yEnc or BinHex file whose size or CRC is not the one it declares
     # header values and charsets
     ENCODED_WORD_MALFORMED = "encoded-word-malformed"
     UNKNOWN_CHARSET = "unknown-charset"

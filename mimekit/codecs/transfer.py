@@ -366,11 +366,14 @@ class QuotedPrintableDecoder:
     decoder returns the bytes that were encoded and leaves line-ending policy to its
     caller. Escapes may use lower-case hex. An "=" that starts no valid escape or
     soft break ("=ZZ", "=4" at the end) is passed through unchanged and recorded as
-    QP_INVALID_ESCAPE at its offset.
+    QP_INVALID_ESCAPE at its offset; with keep_invalid_escapes=False it is dropped
+    instead ("==41" is "A", "=0=41" is "0A"), as some mail clients read it.
     """
 
-    def __init__(self, defects_per_kind: int = MAX_DEFECTS_PER_KIND) -> None:
+    def __init__(self, defects_per_kind: int = MAX_DEFECTS_PER_KIND, keep_invalid_escapes: bool = True) -> None:
         self._log = DefectLog(defects_per_kind)
+        self._invalid_escape = b"=3D" if keep_invalid_escapes else b""   # what a bad "=" becomes before a2b_qp
+        self._invalid_escape_fate = "passed through" if keep_invalid_escapes else "dropped"
         self._held = b""               # end of the input whose meaning depends on what follows
         self._held_offset = 0          # offset of the first held byte in the encoded input
         self._kept_whitespace = False  # output ends in a run too long to be padding
@@ -425,8 +428,8 @@ class QuotedPrintableDecoder:
 
         def pass_through(match: re.Match) -> bytes:
             self._log.add(Defect(DefectKind.QP_INVALID_ESCAPE, offset + match.start(),
-                                 '"=" starts no escape or soft break; passed through'))
-            return b"=3D"
+                                 f'"=" starts no escape or soft break; {self._invalid_escape_fate}'))
+            return self._invalid_escape
 
         # binascii.a2b_qp is exact for hex escapes, "=" CRLF, "=" LF and a final "=", and
         # wrong for anything else (it drops or merges bad escapes and keeps padding). So
@@ -438,7 +441,7 @@ class QuotedPrintableDecoder:
         if not self._log.is_full(DefectKind.QP_INVALID_ESCAPE):
             data = invalid_escape.sub(pass_through, data)
         elif first := invalid_escape.search(data):
-            data, count = invalid_escape.subn(b"=3D", data)
+            data, count = invalid_escape.subn(self._invalid_escape, data)
             self._log.add_unlisted(Defect(DefectKind.QP_INVALID_ESCAPE, offset + first.start()), count)
         if final or b" \n" in data.translate(_QP_WHITESPACE_AND_BREAKS):
             data = padding.sub(b"", data)

@@ -116,9 +116,8 @@ class UuScanner:
             self._flush(decoded, events)
             events.append(UuEnd(complete=True))
             self._in_block = False
-        elif line.strip() and len(line) <= MAX_LINE and not line.translate(None, _UU_ALPHABET):
-            length = (line[0] - 0x20) & 0x3F
-            decoded.append(binascii.a2b_uu(line[:1 + (length * 4 + 2) // 3]))
+        elif (data := decode_line(line)) is not None:
+            decoded.append(data)
         elif line.strip():
             self._flush(decoded, events)
             self._stop_incomplete(offset, events)
@@ -153,6 +152,16 @@ class UuScanner:
         if decoded:
             events.append(UuData(b"".join(decoded)))
             decoded.clear()
+
+
+def decode_line(line: bytes) -> bytes | None:
+    """One uuencoded line (without its line break), read leniently: a short line is
+    zero-padded, characters past its declared length are ignored. None for a blank line
+    or one that cannot be uuencode (a character outside " " .. "`", or too long)."""
+    if not line.strip() or len(line) > MAX_LINE or line.translate(None, _UU_ALPHABET):
+        return None
+    length = (line[0] - 0x20) & 0x3F
+    return binascii.a2b_uu(line[:1 + (length * 4 + 2) // 3])
 
 
 def _next_begin_line(data: bytes, pos: int) -> int:

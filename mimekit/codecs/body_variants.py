@@ -41,9 +41,11 @@ class _PaddingStop:
     def __init__(self) -> None:
         self._rest = b""      # letters and "=" of the group still open (a few bytes)
         self.stopped = False  # padding ended the data: the rest of this input is ignored
+        self.ignored = False  # letters came after that padding
 
     def feed(self, data: bytes) -> bytes:
         if self.stopped:
+            self.ignored = self.ignored or bool(data.translate(None, _NOT_LETTER_OR_PAD).strip(b"="))
             return b""
         text = _PAD_RUN.sub(b"==", self._rest + data.translate(None, _NOT_LETTER_OR_PAD))
         whole = _GROUPS_READ_ON.match(text).end()
@@ -56,6 +58,7 @@ class _PaddingStop:
                 pads += 1
                 if len(letters) + pads >= 4:
                     self.stopped, self._rest = True, b""
+                    self.ignored = bool(text[pos + 1:].strip(b"="))
                     return out + binascii.a2b_base64(letters + b"=" * pads)
         self._rest = text[whole:]
         return out
@@ -64,7 +67,7 @@ class _PaddingStop:
         """(the last group decoded as padding would complete it, or nothing if it is
         dropped; how many letters it had), and a fresh start."""
         letters = self._rest.replace(b"=", b"")
-        self._rest, self.stopped = b"", False
+        self._rest, self.stopped, self.ignored = b"", False, False
         if drop_short_group or len(letters) < 2:
             return b"", len(letters)
         return binascii.a2b_base64(letters + b"=" * (-len(letters) % 4)), len(letters)
@@ -78,19 +81,17 @@ class Base64StopAtPaddingDecoder:
         self._log = DefectLog()
         self._reader = _PaddingStop()
         self._offset = 0
-        self._ignored = False   # letters came after the padding that ended the data
 
     @property
     def defects(self) -> list[Defect]:
         return self._log.defects
 
     def feed(self, data: bytes) -> bytes:
-        was_stopped = self._reader.stopped
+        noticed = self._reader.ignored
         out = self._reader.feed(data)
-        if was_stopped and not self._ignored and data.translate(None, _NOT_LETTER_OR_PAD).strip(b"="):
-            self._ignored = True
+        if self._reader.ignored and not noticed:   # at the offset of the chunk they are in
             self._log.add(Defect(DefectKind.BASE64_PADDING_MIDSTREAM, self._offset,
-                                 "letters after padding: ignored from this chunk on"))
+                                 "letters after the padding that ended the data: ignored"))
         self._offset += len(data)
         return out
 

@@ -75,6 +75,8 @@ def mimekit_digests(message_dir: Path, out: Path, options: list[str], workdir: P
     if not records:
         print(f"  mimekit decode {' '.join(options)} failed: {process.stderr.decode(errors='replace').strip()[:300]}")
         return None
+    if errors := [record["error"]["message"] for record in records if "error" in record]:
+        print(f"  mimekit decode {' '.join(options)}: {len(errors)} messages failed, the first: {errors[0][:300]}")
     return {Path(record["source"]).name: digests_under(Path(record["directory"])) if "directory" in record else set()
             for record in records}
 

@@ -32,6 +32,8 @@ _NOT_LETTER_OR_PAD = bytes(sorted(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUV
 # the data. Whole groups that padding does not end, as binascii reads them:
 _GROUPS_READ_ON = re.compile(rb"=*(?:L=*L(?:=(?=L))?LL=*)*".replace(b"L", _LETTER))
 _PAD_RUN = re.compile(rb"={3,}")   # as good as "==" for where padding ends the data
+# Lines of whole groups without padding, what most base64 is: each line alone decodes as all do.
+_WHOLE_GROUP_LINES = re.compile(rb"(?:(?:L{4})*\r?\n)*".replace(b"L", _LETTER))
 
 
 class _PaddingStop:
@@ -126,6 +128,9 @@ class Base64PerLineDecoder:
         return out + self._end_line()
 
     def _decode(self, block: bytes, offset: int, mid_line: bool) -> bytes:
+        if not mid_line and _WHOLE_GROUP_LINES.fullmatch(block):   # read alone or together, the same
+            self._line_offset = offset + len(block)
+            return binascii.a2b_base64(block)
         out = []
         pos = 0
         while pos < len(block):

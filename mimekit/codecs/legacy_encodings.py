@@ -214,7 +214,7 @@ class BeginBase64Decoder:
             self.filename = begin[1].decode("utf-8", "surrogateescape")
             lines_from = data_from = line_end(block, begin.end())
             self._base64, self._data_offset = Base64Decoder(), offset + data_from
-        end = self._END.search(block, lines_from)
+        end = self._END.search(block, lines_from) if b"====" in block else None
         if not end:
             return self._base64.feed(block[data_from:])
         self._done = True

@@ -51,6 +51,18 @@ def test_per_line_any_chunking_gives_the_same_output(data, payload):
     assert decode(Base64PerLineDecoder(), *data.draw(chunkings(body))) == payload
 
 
+_LINES = st.lists(st.sampled_from([b"QUJD", b"QUJDRE", b"QU!JD", b"Q", b"", b"  ", b"QUJDREVG" * 9]), max_size=30)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data(), _LINES, st.sampled_from([b"\n", b"\r\n"]))
+def test_per_line_decodes_each_line_alone_whole_lines_or_not(data, lines, eol):
+    letters = [line.translate(None, b"! ") for line in lines]
+    expected = b"".join(binascii.a2b_base64(line[:len(line) // 4 * 4]) for line in letters)
+    body = b"".join(line + eol for line in lines)
+    assert decode(Base64PerLineDecoder(), *data.draw(chunkings(body))) == expected
+
+
 def test_per_line_reads_a_line_longer_than_any_buffer_in_pieces():
     payload = PAYLOAD * 40   # one line of 40 KB of base64
     body = base64.b64encode(payload) + b"AB\n"

@@ -492,23 +492,24 @@ class BinHexDecoder:
         pos = 0
         if self._run_pending and data:
             self._run_pending = False
-            pos = self._expand_run(data[0], out)
+            self._expand_run(data[0], out)
+            pos = 1
         while (marker := data.find(_BINHEX_RUN, pos)) >= 0:
             self._emit(data[pos:marker], out)
             if marker + 1 == len(data):
                 self._run_pending = True
                 return b"".join(out)
-            pos = marker + 1 + self._expand_run(data[marker + 1], out)
+            self._expand_run(data[marker + 1], out)
+            pos = marker + 2
         self._emit(data[pos:], out)
         return b"".join(out)
 
-    def _expand_run(self, count: int, out: list[bytes]) -> int:
-        """A run marker's count byte: the bytes it stands for; how many bytes it took (1)."""
+    def _expand_run(self, count: int, out: list[bytes]) -> None:
+        """Output what a run marker followed by `count` stands for."""
         if count == 0:
             self._emit(bytes([_BINHEX_RUN]), out)
         elif self._last:
             out.append(self._last * (count - 1))
-        return 1
 
     def _emit(self, data: bytes, out: list[bytes]) -> None:
         if data:

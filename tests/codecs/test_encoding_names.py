@@ -6,11 +6,14 @@ import binascii
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mimekit.codecs.encoding_names import (BODY_VARIANTS, DECODER_NAMES, MAX_ENCODING_READINGS, EncodingReading,
                                            default_decoder_name, encoding_readings, make_reading_decoder,
                                            sniff_body_encodings)
 from mimekit.errors import UsageError
+from tests.strategies import header_junk
 
 
 def readings(*values: bytes) -> list[tuple[str, str]]:
@@ -87,6 +90,15 @@ def test_readings_are_distinct_bounded_and_ordered_by_plausibility():
 
 def test_a_huge_value_is_read_only_in_its_first_bytes():
     assert readings(b"7bit " + b"x" * 5000 + b" base64") == [("identity", "cte-substring")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(header_junk.map(lambda value: value.encode("utf-8", "surrogatepass") if isinstance(value, str)
+                                else value), max_size=4))
+def test_any_values_give_distinct_known_decoders(values):
+    found = encoding_readings(values)
+    assert len({reading.encoding for reading in found}) == len(found) <= MAX_ENCODING_READINGS
+    assert {reading.encoding for reading in found} <= DECODER_NAMES
 
 
 def test_no_field_no_reading():

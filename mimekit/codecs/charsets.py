@@ -9,9 +9,21 @@ replaced, never dropped silently, and counted in a defect. UTF-16 and UTF-32 wit
 byte-order mark are read as RFC 2781 says, big-endian, unless the text's zero bytes show it is
 little-endian (`_byte_order`).
 
-A body is read in its declared charset even when a Latin label hides valid UTF-8, as browsers
-and Thunderbird read bodies; header text, where mislabelled UTF-8 is common and short, is
-checked with `is_mislabelled_utf8` by its decoders.
+Three declarations are not taken at their word in a body (TextDecoder); the header decoders
+(mimekit.headers.encoded_words) apply the first two as well:
+- A single-byte label (iso-8859-*, windows-125x, koi8-r, us-ascii ...) on text that is valid
+  multi-byte UTF-8 is read as UTF-8 (`is_mislabelled_utf8`), with a CHARSET_FALLBACK defect
+  (a declaration was there and is overruled, as when it fails to decode; CHARSET_DETECTED
+  is for text that declares nothing). Browsers keep the label, and print "РџСЂРёРІРµС‚"
+  for a windows-1251 label on UTF-8 Russian; but genuine single-byte text is valid UTF-8
+  only by a freak: of 8,757 runs of one word to a whole text of the sentences in
+  tests/codecs/test_multilingual.py (as written and upper-cased) in 21 single-byte code
+  pages, none was.
+- 7-bit text with ISO-2022 escape sequences (ESC $ B ...) under no label or an
+  ASCII-compatible one (mail programs label ISO-2022-JP us-ascii, its bytes being ASCII) is
+  read as ISO-2022 (`iso_2022_variant`, CHARSET_DETECTED).
+- Text without a usable label is first tried in the charsets the same message declares
+  elsewhere (`hints`, see detect_codec), before chardet.
 
 `TextDecoder` streams: it looks at the first SNIFF_SIZE bytes to choose a codec, then
 decodes chunk by chunk. `decode_text` is the whole-bytes convenience over it.
@@ -19,6 +31,8 @@ decodes chunk by chunk. `decode_text` is the whole-bytes convenience over it.
 
 import codecs
 import functools
+import re
+import unicodedata
 from contextvars import ContextVar
 
 from mimekit.defects import Defect, DefectKind
@@ -50,6 +64,16 @@ _WINDOWS_1252_ENCODING = codecs.charmap_build(_WINDOWS_1252_TABLE)
 _DETECTION_MIN_8BIT = 5
 _DETECTION_MIN_CONFIDENCE = 0.05
 
+# Multi-byte UTF-8 characters it takes to doubt a single-byte declaration other than the
+# windows-1252 family (see is_mislabelled_utf8): one can be a Latin-2 or Cyrillic capital
+# followed by a letter from 0xA0-0xBF ("Ăś" is UTF-8 "ö"), two in a row hardly ever are.
+_MISLABELLED_UTF8_MIN_SEQUENCES = 2
+
+# 7-bit ISO-2022 text (RFC 1468 Japanese, RFC 1557 Korean, RFC 1922 Chinese, and RFC 1554's
+# ISO-2022-JP-2 mix), read by one decoder (_Iso2022Decoder): the escape sequences in the text
+# say which character set each stretch is in, so one reader serves every variant.
+ISO_2022 = "iso-2022"
+
 # Labels Python does not know, or knows as something else than mail programs mean.
 _LABELS = {
     "x-sjis": "cp932", "windows-31j": "cp932", "csshiftjis": "cp932", "x-euc-jp": "euc_jp",
@@ -61,6 +85,8 @@ _LABELS = {
     "x-cp1256": "cp1256", "x-cp1257": "cp1257", "x-cp1258": "cp1258",
     "unicode-1-1-utf-8": "utf-8", "unicode11utf8": "utf-8", "unicode20utf8": "utf-8",
     "x-unicode20utf8": "utf-8",
+    "iso-2022-cn": ISO_2022, "iso-2022-cn-ext": ISO_2022, "csiso2022cn": ISO_2022,
+    "cp50220": ISO_2022, "cp50221": ISO_2022, "cp50222": ISO_2022,
     # UCS-2 and UCS-4 are UTF-16 and UTF-32 without the characters beyond U+FFFF / U+10FFFF.
     "ucs-2": "utf-16", "ucs2": "utf-16", "iso-10646-ucs-2": "utf-16", "csunicode": "utf-16",
     "unicode": "utf-16", "unicode-1-1": "utf-16", "ucs-2be": "utf-16-be", "unicodefffe": "utf-16-be",
@@ -80,7 +106,8 @@ _SUPERSETS = {
     "ascii": WINDOWS_1252, "iso8859-1": WINDOWS_1252, "cp1252": WINDOWS_1252,
     "iso8859-9": "cp1254", "tis-620": "cp874", "iso8859-11": "cp874",
     "gb2312": "gb18030", "gbk": "gb18030", "euc_kr": "cp949", "shift_jis": "cp932",
-    "big5": "big5hkscs", "iso2022_jp": "iso2022_jp_ext",
+    "big5": "big5hkscs", "iso2022_jp": ISO_2022, "iso2022_jp_1": ISO_2022, "iso2022_jp_2": ISO_2022,
+    "iso2022_jp_ext": ISO_2022, "iso2022_kr": ISO_2022,
 }
 # Python text codecs that are not character sets: a "charset" naming one is unknown.
 _NOT_CHARSETS = frozenset({"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode"})
@@ -103,15 +130,27 @@ def resolve_charset(label: str | None) -> str | None:
     return _SUPERSETS.get(info.name, info.name)
 
 
-def detect_codec(sample: bytes, final: bool = True) -> str:
+def detect_codec(sample: bytes, final: bool = True, hints: tuple[str, ...] = ()) -> str:
     """The codec for 8-bit text without a usable declaration: UTF-8 if the sample is valid
-    UTF-8 (it rarely is by accident), else chardet's guess when it has enough to go on and
-    the guess decodes the sample, else windows-1252, which decodes anything.
+    UTF-8 (it rarely is by accident), else the first of `hints` (labels of charsets declared
+    elsewhere in the same message) that reads the sample cleanly and plausibly, else chardet's
+    guess when it has enough to go on and the guess decodes the sample, else windows-1252,
+    which decodes anything.
+
+    A hint goes first because a message is nearly always written in one charset by one
+    program: a Turkish body without a label, in a message whose Subject says iso-8859-9,
+    is iso-8859-9 (chardet reads it as windows-1252, whose bytes decode it as well).
 
     `final` is False when more text follows the sample (a character may be cut at its end).
     """
     if not _invalid_sequences(sample, "utf-8", final):
         return "utf-8"
+    for hint in hints:
+        codec = resolve_charset(hint)
+        if codec and codec not in _WIDE_CODECS and codec != ISO_2022:
+            text, invalid = _trial_decode(sample, codec, final)
+            if not invalid and _plausible(text):
+                return codec
     head = sample[:SNIFF_SIZE]
     if sum(byte >= 0x80 for byte in head) >= _DETECTION_MIN_8BIT:
         import chardet  # on first need: importing it costs every command 25 ms of start-up
@@ -123,25 +162,73 @@ def detect_codec(sample: bytes, final: bool = True) -> str:
     return WINDOWS_1252
 
 
-def is_mislabelled_utf8(data: bytes, codec: str | None) -> bool:
-    """Whether header bytes declared in the Latin single-byte family are really UTF-8.
+# Letters of one word; the first word of a letter's Unicode name is its script, near enough.
+_WORD = re.compile(r"[^\W\d_]+")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 
-    Mail programs that write UTF-8 but label it "iso-8859-1" or "us-ascii" are common
-    (=?iso-8859-1?Q?Fr=C3=B6sche?=). The check needs a multi-byte sequence, and genuine
-    Latin-1 text is valid multi-byte UTF-8 only by a tiny chance: every 8-bit character in it
-    would have to be an accented capital, "ß" or one of "à".."ô", each directly followed by
-    one to three characters of 0x80-0xBF (the no-break space, symbols such as "©", "°" and
-    "»", windows-1252's curly quotes), which is what UTF-8 looks like read as Latin-1
-    ("FrÃ¶sche"), not what people write. Every label this module reads as windows-1252
-    (us-ascii, iso-8859-1, latin1, windows-1252 and their aliases) is in the family; other
-    charsets are left as declared.
+
+def _plausible(text: str) -> bool:
+    """Whether `text` reads as written language rather than bytes read in the wrong charset.
+
+    Single-byte charsets decode nearly anything, so decoding cleanly proves little; what
+    gives a wrong one away is control characters, and words that mix scripts ("GrЭЪe":
+    Latin-1 read as koi8-r) or are made of accented letters only ("Ïðèâåò": windows-1251
+    read as windows-1252). One such word in ten is allowed, for names and quotations.
     """
-    if codec != WINDOWS_1252 or data.isascii():
+    if _CONTROLS.search(text):
         return False
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
+    foreign = [word for word in _WORD.findall(text) if not word.isascii()]
+    odd = sum(1 for word in foreign if _looks_misread(word))
+    return odd * 10 <= len(foreign)
+
+
+def _looks_misread(word: str) -> bool:
+    scripts = {_script(char) for char in word}
+    if len(scripts) > 1:
+        return True
+    return scripts == {"LATIN"} and len(word) >= 3 and not any(char.isascii() for char in word)
+
+
+@functools.lru_cache(maxsize=4096)
+def _script(char: str) -> str:
+    name = unicodedata.name(char, "")
+    return "LATIN" if char.isascii() else name.split(" ", 1)[0] if name else "?"
+
+
+def is_mislabelled_utf8(data: bytes, codec: str | None, final: bool = True) -> bool:
+    """Whether text declared in a single-byte charset (the Latin family, koi8-r, windows-1251,
+    iso-8859-7 ...) is really UTF-8.
+
+    Mail programs that write UTF-8 but label it "iso-8859-1", "us-ascii" or their local code
+    page are common (=?iso-8859-1?Q?Fr=C3=B6sche?=, a windows-1251 body in UTF-8). The check
+    needs a multi-byte sequence: genuine single-byte text is valid UTF-8 only if every 8-bit
+    character in it is one of the 30-odd that lead a sequence, each directly followed by one
+    to three of the 64 that continue one; that is what UTF-8 read as a single-byte charset
+    looks like ("FrÃ¶sche"), not what people write (see the module's docstring for the
+    measurement). Two 8-bit letters side by side do form one UTF-8 character 1% (koi8-r) to
+    16% (windows-874) of the time, so outside the windows-1252 family, whose lead bytes are
+    accented capitals and whose continuation bytes are mostly symbols, one such character
+    alone ("Ăś" in Latin-2) is left as declared: it takes _MISLABELLED_UTF8_MIN_SEQUENCES.
+    `final` is False when more text follows `data`.
+    """
+    if codec is None or data.isascii() or not _is_single_byte(codec):
         return False
+    sequences = sum(byte >= 0xC0 for byte in data)   # lead bytes: one per multi-byte character
+    if sequences < (1 if codec == WINDOWS_1252 else _MISLABELLED_UTF8_MIN_SEQUENCES):
+        return False
+    return not _invalid_sequences(data, "utf-8", final)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_single_byte(codec: str) -> bool:
+    """Whether `codec` reads every byte as one character on its own (koi8-r, iso-8859-*, cp125x)."""
+    if codec == "utf-8":
+        return False
+    decoder = _incremental_decoder(codec)
+    for byte in range(256):
+        decoder.reset()
+        if len(decoder.decode(bytes([byte]), False)) != 1:
+            return False
     return True
 
 
@@ -161,7 +248,8 @@ def encode_text(text: str, codec: str) -> bytes:
 def decode_text(data: bytes, charset: str | None) -> tuple[str, list[Defect]]:
     """Decode a whole text body; the codec is chosen from all of `data`, not a prefix."""
     codec = resolve_charset(_normalize(charset))
-    if codec is not None and (text := _clean_text(data, codec)) is not None:
+    if (codec is not None and not _declaration_overruled(data, codec, final=True)
+            and (text := _clean_text(data, codec)) is not None):
         return text, []   # what TextDecoder gives when the declaration holds for every byte
     decoder = TextDecoder(charset, sniff_size=len(data) + 1)
     text = decoder.decode(data) + decoder.finish()
@@ -171,11 +259,15 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, list[Defect]]:
 class TextDecoder:
     """Incremental decoding of a text body declared as `charset` (None = not declared).
 
+    `hints` are the labels of charsets the same message declares elsewhere (its encoded-words,
+    its other parts: mimekit.read.charset_hints), the first guess for text that does not say.
+
     Defect offsets are byte offsets into the bytes fed (the transfer-decoded body).
     """
 
-    def __init__(self, charset: str | None, sniff_size: int = SNIFF_SIZE):
+    def __init__(self, charset: str | None, sniff_size: int = SNIFF_SIZE, hints: tuple[str, ...] = ()):
         self.declared = charset
+        self.hints = hints   # charsets declared elsewhere in the message, tried before chardet
         self.codec: str | None = None   # chosen after the first sniff_size bytes
         self.defects: list[Defect] = []
         self._sniff_size = sniff_size
@@ -210,21 +302,37 @@ class TextDecoder:
     def _choose(self, sample: bytes, final: bool) -> None:
         declared = _normalize(self.declared)
         codec = resolve_charset(declared)
-        if codec and _declaration_holds(sample, codec, final):
+        if variant := _undeclared_iso_2022(sample, codec):
+            # The escapes are ASCII, so mail programs label such text us-ascii or nothing.
+            self.codec = ISO_2022
+            context = f" in text declared {self.declared!r}" if codec else ""
+            self.defects.append(Defect(DefectKind.CHARSET_DETECTED, 0,
+                                       f"ISO-2022 escape sequences{context}; read as {variant}"))
+        elif is_mislabelled_utf8(sample, codec, final):
+            self.codec = "utf-8"
+            self.defects.append(Defect(DefectKind.CHARSET_FALLBACK, 0,
+                                       f"{self.declared!r} text is UTF-8; read as utf-8"))
+        elif codec and _declaration_holds(sample, codec, final):
             self.codec = codec
         elif codec:
-            self.codec = detect_codec(sample, final)
+            self.codec = detect_codec(sample, final, self.hints)
             self.defects.append(Defect(DefectKind.CHARSET_FALLBACK, 0,
-                                       f"text does not decode as declared {self.declared!r}; read as {self.codec}"))
+                                       f"text does not decode as declared {self.declared!r}; "
+                                       f"read as {self._detected()}"))
         else:
             if declared not in _UNDECLARED:
                 self.defects.append(Defect(DefectKind.UNKNOWN_CHARSET, 0, repr(self.declared)))
             if sample.isascii():
                 self.codec = "utf-8"   # nothing to detect; UTF-8 is the likeliest for what follows
             else:
-                self.codec = detect_codec(sample, final)
-                self.defects.append(Defect(DefectKind.CHARSET_DETECTED, 0, f"read as {self.codec}"))
+                self.codec = detect_codec(sample, final, self.hints)
+                self.defects.append(Defect(DefectKind.CHARSET_DETECTED, 0, f"read as {self._detected()}"))
         self._decoder = _incremental_decoder(self.codec)
+
+    def _detected(self) -> str:
+        """The codec detection chose, and whether the message declared it elsewhere."""
+        hinted = self.codec != "utf-8" and any(resolve_charset(hint) == self.codec for hint in self.hints)
+        return f"{self.codec} (declared elsewhere in the message)" if hinted else self.codec
 
 
 class _Replacements:
@@ -314,11 +422,220 @@ def _byte_order(head: bytes, unit: int) -> tuple[str, bool]:
     return ("le" if head[unit - 1::unit].count(0) > head[::unit].count(0) else "be"), False
 
 
+# ---------------------------------------------------------------------------------------
+# ISO-2022
+
+# The escape sequences mail uses: designations of a character set to G0-G3 (ESC $ B: JIS X 0208
+# to G0, ESC $ ) C: KS X 1001 to G1, ESC $ * H: CNS 11643 plane 2 to G2, ESC ( I: JIS X 0201
+# katakana to G0, ESC . A: Latin-1 to G2 ...), the single shifts ESC N and ESC O, and
+# ESC & @, which announces JIS X 0208-1990 and changes nothing.
+_ISO_2022_ESCAPE = re.compile(
+    rb"\x1b(?:\$(?P<short>[@AB])|\$(?P<multi_g>[()*+])(?P<multi>[@-O])|(?P<single_g>[()*+])(?P<single>[@-Z])"
+    rb"|(?P<wide_g>[-./])(?P<wide>[@-Z])|(?P<shift>[NO])|(?P<announcer>&@))")
+# What may still become one of them when more bytes come.
+_ISO_2022_ESCAPE_PREFIX = re.compile(rb"\x1b(?:\$[()*+]?|[()*+\-./&])?")
+_GRAPHIC_SETS = {ord("("): 0, ord(")"): 1, ord("*"): 2, ord("+"): 3, ord("-"): 1, ord("."): 2, ord("/"): 3}
+# Designations that name the variant of ISO-2022 a text is in (what detection reports).
+_ISO_2022_VARIANTS = re.compile(rb"\x1b(?:\$(?P<jp>[@B]|\(D)|\((?P<kana>[IJ])|\$\)?(?P<kr>\(C|C)|\$(?P<cn>[)*+]?[AEGH]))")
+_DOUBLE_BYTE_SETS = {"@": "jis0208", "B": "jis0208", "D": "jis0212", "A": "gb2312", "E": "gb2312",
+                     "C": "ksc5601", "G": "cns11643", "H": "cns11643"}
+_SINGLE_BYTE_SETS = {"B": "ascii", "J": "jis-roman", "I": "jis-katakana"}
+_SIXTY_SIX_SETS = {"A": "latin-1", "F": "greek"}
+_SINGLE_BYTE_TABLES = {
+    # JIS X 0201 Roman is ASCII with a yen sign and an overline (as WHATWG and Python read it).
+    "jis-roman": {0x5C: "\u00a5", 0x7E: "\u203e"},
+    "jis-katakana": {byte: chr(0xFF61 + byte - 0x21) for byte in range(0x21, 0x60)},
+    "latin-1": {byte: chr(byte | 0x80) for byte in range(0x20, 0x80)},
+    "greek": {byte: bytes([byte | 0x80]).decode("iso8859_7") for byte in range(0x20, 0x80)
+              if bytes([byte | 0x80]) not in (b"\xae", b"\xd2", b"\xff")},
+}
+_DOUBLE_BYTE_CHARSETS = frozenset(_DOUBLE_BYTE_SETS.values()) | {"unknown-double"}
+_PAIR_OR_BYTE = re.compile(rb"[\x21-\x7e]{2}|[\s\S]")
+
+
+def _jis_x_0208_as_cp932(lead: int, trail: int) -> bytes:
+    """The Shift_JIS bytes of a JIS X 0208 row and cell (each 0x21-0x7E), where cp932 reads
+    rows 13 (NEC: ①, ㈱, ㍻) and 89-92 (NEC's selection of IBM kanji) as CP50220 does."""
+    first = ((lead + 1) >> 1) + 0x70
+    first += 0x40 if first > 0x9F else 0
+    second = trail + 0x7E if lead % 2 == 0 else trail + 0x1F + (trail >= 0x60)
+    return bytes((first, second))
+
+
+_PAIR_READERS = {
+    "jis0208": lambda lead, trail: _jis_x_0208_as_cp932(lead, trail).decode("cp932"),
+    "jis0212": lambda lead, trail: bytes((0x8F, lead | 0x80, trail | 0x80)).decode("euc_jp"),
+    "gb2312": lambda lead, trail: bytes((lead | 0x80, trail | 0x80)).decode("gb18030"),
+    "ksc5601": lambda lead, trail: bytes((lead | 0x80, trail | 0x80)).decode("cp949"),
+}
+
+
+@functools.cache
+def _pair_table(charset: str) -> dict[bytes, str]:
+    """Each two-byte code of a 94x94 set and its character (CNS 11643, which Python has no
+    codec for, has none: its characters are replaced and counted)."""
+    reader = _PAIR_READERS.get(charset)
+    table = {}
+    for lead in range(0x21, 0x7F) if reader else ():
+        for trail in range(0x21, 0x7F):
+            try:
+                table[bytes((lead, trail))] = reader(lead, trail)
+            except UnicodeDecodeError:
+                pass
+    return table
+
+
+def iso_2022_variant(sample: bytes) -> str | None:
+    """"iso-2022-jp", "-kr" or "-cn" when 7-bit `sample` designates a set of that variant."""
+    match = _ISO_2022_VARIANTS.search(sample) if sample.isascii() else None
+    if match is None:
+        return None
+    return "iso-2022-" + ("jp" if match["jp"] or match["kana"] else "kr" if match["kr"] else "cn")
+
+
+def iso_2022_decoder() -> codecs.IncrementalDecoder:
+    """A decoder of 7-bit ISO-2022 text in any variant; what it cannot read becomes U+FFFD."""
+    return _Iso2022Decoder("replace")
+
+
+class _Iso2022Decoder(codecs.IncrementalDecoder):
+    """7-bit ISO-2022 text of any variant (JP, JP-2, KR, CN), led by its escape sequences.
+
+    JIS X 0208 is read through cp932, so the vendor rows CP50220 writes (NEC row 13, NEC's
+    selection of IBM kanji) are characters, not replacements; half-width katakana come in
+    with ESC ( I (or ESC ) I and SO). A line end ends a shift out (RFC 1557, RFC 1922) but
+    not a designation, so a mailer that designates once and shifts on every line is read.
+    Between feeds at most an unfinished escape sequence or half a character is held.
+    """
+
+    def __init__(self, errors: str = "strict"):
+        super().__init__(errors)
+        self.reset()
+
+    def reset(self) -> None:
+        self._sets: list[str | None] = ["ascii", None, None, None]   # what G0-G3 hold
+        self._shifted_out = False    # SO: G1 is in use
+        self._single_shift = 0       # 2 or 3: the next character is from G2 or G3
+        self._held = b""
+
+    def decode(self, data: bytes, final: bool = False) -> str:
+        data, held = self._held + data, len(self._held)
+        self._held = b""
+        out: list[str] = []
+        position = 0
+        while position < len(data):
+            byte = data[position]
+            if byte == 0x1B:
+                escape = _ISO_2022_ESCAPE.match(data, position)
+                if escape is None:
+                    if not final and _ISO_2022_ESCAPE_PREFIX.fullmatch(data, position):
+                        self._held = data[position:]
+                        break
+                    out.append(self._error(data, position, position + 1, held, "unknown escape sequence"))
+                    position += 1
+                    continue
+                self._designate(escape)
+                position = escape.end()
+            elif byte in (0x0E, 0x0F):
+                self._shifted_out = byte == 0x0E
+                position += 1
+            elif byte in (0x0A, 0x0D):
+                self._shifted_out = False
+                out.append(chr(byte))
+                position += 1
+            else:
+                end = position + 1
+                while end < len(data) and data[end] not in b"\x1b\x0e\x0f\r\n":
+                    end += 1
+                position = self._decode_run(data, position, end, final, held, out)
+                if position < end:   # half a character at the end of what was fed
+                    self._held = data[position:]
+                    break
+        return "".join(out)
+
+    def getstate(self) -> tuple[bytes, int]:
+        return self._held, 0
+
+    def _designate(self, escape: re.Match) -> None:
+        if escape["short"]:
+            self._sets[0] = _DOUBLE_BYTE_SETS.get(escape["short"].decode(), "unknown-double")
+        elif escape["multi"]:
+            self._sets[_GRAPHIC_SETS[escape["multi_g"][0]]] = _DOUBLE_BYTE_SETS.get(escape["multi"].decode(),
+                                                                                 "unknown-double")
+        elif escape["single"]:
+            self._sets[_GRAPHIC_SETS[escape["single_g"][0]]] = _SINGLE_BYTE_SETS.get(escape["single"].decode(),
+                                                                                  "ascii")
+        elif escape["wide"]:
+            self._sets[_GRAPHIC_SETS[escape["wide_g"][0]]] = _SIXTY_SIX_SETS.get(escape["wide"].decode(),
+                                                                              "unknown-single")
+        elif escape["shift"]:
+            self._single_shift = 2 if escape["shift"] == b"N" else 3
+
+    def _decode_run(self, data: bytes, start: int, end: int, final: bool, held: int, out: list[str]) -> int:
+        """Decode data[start:end] (no escape, shift or line end in it) into `out`; returns where
+        it stopped: before `end` only for half a character that more data may complete."""
+        more_may_come = not final and end == len(data)
+        if self._single_shift:
+            charset = self._sets[self._single_shift]
+            stop = min(start + (2 if charset in _DOUBLE_BYTE_CHARSETS else 1), end)
+            text, stop = self._characters(charset, data, start, stop, held, more_may_come and stop == end)
+            if stop == start:
+                return start
+            self._single_shift = 0
+            out.append(text)
+            start = stop
+        text, stop = self._characters(self._sets[1 if self._shifted_out else 0], data, start, end, held,
+                                      more_may_come)
+        out.append(text)
+        return stop
+
+    def _characters(self, charset: str | None, data: bytes, start: int, end: int, held: int,
+                    more_may_come: bool) -> tuple[str, int]:
+        """The text of data[start:end] in `charset`, and where it ends: before a half character
+        at the end when `more_may_come`."""
+        if charset == "ascii" and data[start:end].isascii():
+            return data[start:end].decode("ascii"), end
+        text = []
+        if charset in _DOUBLE_BYTE_CHARSETS:
+            table = _pair_table(charset)
+            for piece in _PAIR_OR_BYTE.finditer(data, start, end):
+                code = piece[0]
+                if len(code) == 2:
+                    char = table.get(code)
+                elif 0x21 <= code[0] <= 0x7E:   # half a character
+                    if more_may_come and piece.end() == end:
+                        return "".join(text), piece.start()
+                    char = None
+                else:
+                    char = chr(code[0]) if code[0] < 0x80 else None   # controls and the space
+                text.append(char if char is not None
+                            else self._error(data, piece.start(), piece.end(), held, f"not a {charset} character"))
+            return "".join(text), end
+        table = _SINGLE_BYTE_TABLES.get(charset or "", {})
+        ascii_based = charset in ("ascii", "jis-roman")
+        for index in range(start, end):
+            byte = data[index]
+            char = table.get(byte)
+            if char is None and (byte < 0x21 or ascii_based and byte < 0x80):
+                char = chr(byte)   # controls and the space are themselves in every set
+            text.append(char if char is not None
+                        else self._error(data, index, index + 1, held, f"not a {charset} character"))
+        return "".join(text), end
+
+    def _error(self, data: bytes, start: int, end: int, held: int, reason: str) -> str:
+        """What the error handler makes of data[start:end]; offsets count from this feed's bytes."""
+        start, end = max(start - held, 0), max(end - held, 0)
+        error = UnicodeDecodeError(ISO_2022, data[held:], start, max(end, start + 1), reason)
+        return codecs.lookup_error(self.errors)(error)[0]
+
+
 def _incremental_decoder(codec: str) -> codecs.IncrementalDecoder:
     if codec == WINDOWS_1252:
         return _Windows1252Decoder("mimekit-replace-and-count")
     if codec in _UNMARKED_ORDER_UNITS:
         return _ByteOrderDecoder(_UNMARKED_ORDER_UNITS[codec], "mimekit-replace-and-count")
+    if codec == ISO_2022:
+        return _Iso2022Decoder("mimekit-replace-and-count")
     return codecs.getincrementaldecoder(codec)("mimekit-replace-and-count")
 
 
@@ -331,6 +648,8 @@ def _clean_text(data: bytes, codec: str) -> str | None:
         text, invalid = _trial_decode(data, codec, final=True)
         return None if invalid else text
     try:
+        if codec == ISO_2022:
+            return _Iso2022Decoder().decode(data, final=True)
         return data.decode(codec)
     except UnicodeError:
         return None
@@ -354,11 +673,23 @@ def _declaration_holds(sample: bytes, codec: str, final: bool) -> bool:
     and keeping the declaration keeps the rest of the text right. ASCII text is evidence for
     a codec only where its characters are not ASCII bytes (UTF-16, UTF-32).
     """
+    if codec == ISO_2022 and sample.isascii():
+        return True   # no other reading of 7-bit text would do better than its escapes
     text, invalid = _trial_decode(sample, codec, final)
     if not invalid:
         return True
     evidence = len(text) if codec in _WIDE_CODECS else len(text) - len(text.encode("ascii", "ignore"))
     return invalid <= evidence - invalid
+
+
+def _undeclared_iso_2022(sample: bytes, codec: str | None) -> str | None:
+    """The ISO-2022 variant of 7-bit `sample` when its declaration (`codec`) does not say ISO-2022."""
+    return None if codec == ISO_2022 or codec in _WIDE_CODECS else iso_2022_variant(sample)
+
+
+def _declaration_overruled(sample: bytes, codec: str, final: bool) -> bool:
+    """Whether text that decodes as declared is still read otherwise (see TextDecoder._choose)."""
+    return bool(_undeclared_iso_2022(sample, codec)) or is_mislabelled_utf8(sample, codec, final)
 
 
 def _normalize(label: str | None) -> str:

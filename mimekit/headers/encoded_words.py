@@ -25,7 +25,7 @@ import unicodedata
 from dataclasses import replace
 
 from mimekit.codecs.charsets import (WINDOWS_1252, decodes_cleanly, detect_codec, encode_text, is_mislabelled_utf8,
-                       resolve_charset)
+                                     iso_2022_decoder, iso_2022_variant, resolve_charset)
 from mimekit.codecs.charsets import decode_text as decode_charset
 from mimekit.defects import Defect, DefectKind
 from mimekit.headers.folding import quote_string
@@ -169,7 +169,9 @@ class HeaderTextBuilder:
 
     Whitespace between two adjacent encoded-words is dropped (RFC 2047 §6.2), and adjacent
     words in the same charset are decoded together as one byte string. `raw_codec` is the
-    codec header_text read the raw value with (see _payload).
+    codec header_text read the raw value with (see _payload). Raw 7-bit ISO-2022 text (what
+    Japanese mailers wrote before RFC 2047: ESC $ B ... ESC ( B) is decoded from its first
+    escape sequence on, the escapes' state running through the plain text of the value.
     """
 
     def __init__(self, defects: list[Defect], budget: DetectionBudget | None = None,
@@ -183,11 +185,16 @@ class HeaderTextBuilder:
         self._charset: str | None = None
         self._bytes = bytearray()
         self._run_offset = 0
+        self._iso_2022 = None   # the decoder of raw ISO-2022 text, once an escape is seen
 
     def add_space(self, whitespace: str) -> None:
         self._space.append(whitespace)
 
     def add_text(self, text: str) -> None:
+        if self._iso_2022 is None and "\x1b" in text and iso_2022_variant(text.encode("latin-1", "replace")):
+            self._iso_2022 = iso_2022_decoder()
+        if self._iso_2022 is not None and text.isascii():
+            text = self._iso_2022.decode(text.encode("ascii"))
         self._flush_run()
         self._out.extend(self._space)
         self._space.clear()
@@ -215,6 +222,8 @@ class HeaderTextBuilder:
         self._after_word = True
 
     def text(self) -> str:
+        if self._iso_2022 is not None:
+            self._out.append(self._iso_2022.decode(b"", final=True))
         self._flush_run()
         self._out.extend(self._space)
         self._space.clear()
@@ -270,6 +279,9 @@ def decode_words(text: str, defects: list[Defect], offset: int = 0,
                                   "encoded-word not separated by whitespace"))
         builder.add_encoded_word(match, offset + start)
     add_plain(done, len(text))
+    if "\x1b" in text and (variant := iso_2022_variant(text.encode("latin-1", "replace"))):
+        defects.append(Defect(DefectKind.CHARSET_DETECTED, offset + text.index("\x1b"),
+                              f"raw ISO-2022 text; read as {variant}"))
     return builder.text()
 
 
@@ -289,7 +301,7 @@ def _clean_tokens(text: str) -> list[re.Match] | None:
 
 def decode_header_value(raw: bytes | str) -> tuple[str, list[Defect]]:
     """Decode an unstructured header value (Subject, Comments, ...) to text."""
-    if isinstance(raw, bytes) and raw.isascii() and b"=?" not in raw:   # most values: nothing to decode
+    if isinstance(raw, bytes) and raw.isascii() and b"=?" not in raw and b"\x1b" not in raw:   # most values
         return raw.decode("ascii").strip(" \t\r\n").replace("\r", "").replace("\n", ""), []
     defects: list[Defect] = []
     text, codec = header_text(raw, defects)

@@ -23,6 +23,7 @@ stop at Limits.max_depth (LIMIT_DEPTH). iter_part_bytes (--part) finds parts by 
 """
 
 import io
+import itertools
 import os
 import re
 from contextlib import ExitStack, nullcontext
@@ -65,13 +66,17 @@ class ManifestEntry:
     size: int                    # bytes written (the decoded body)
     sha256: str
     reasons: tuple[RenameReason, ...]   # why written_name differs from original_name
+    reading: str | None = None   # for a part only another reading finds (mimekit.read.readings): which
 
     def as_dict(self) -> dict:
-        """JSON-ready: an original name with undecodable bytes shows them as U+FFFD."""
+        """JSON-ready: an original name with undecodable bytes shows them as U+FFFD. Only the
+        parts another reading found have a "reading", so the best reading's manifest is the
+        same with and without alternative readings."""
         original = None if self.original_name is None else replace_surrogates(self.original_name)
-        return {"id": self.id, "original_name": original, "written_name": self.written_name,
-                "content_type": self.content_type, "size": self.size, "sha256": self.sha256,
-                "reasons": [reason.value for reason in self.reasons]}
+        fields = {"id": self.id, "original_name": original, "written_name": self.written_name,
+                  "content_type": self.content_type, "size": self.size, "sha256": self.sha256,
+                  "reasons": [reason.value for reason in self.reasons]}
+        return fields if self.reading is None else {**fields, "reading": self.reading}
 
 
 @dataclass
@@ -83,7 +88,8 @@ class Extraction:
 
 
 def extract(message: "MessageRef | BinaryIO", directory: str, limits: Limits = Limits(),
-            own_folder: bool = False, on_progress: Callable[[int], None] | None = None) -> Extraction:
+            own_folder: bool = False, on_progress: Callable[[int], None] | None = None,
+            all_readings: bool = False) -> Extraction:
     """Parse `message` (a MessageRef, which it opens itself, or a binary stream) and write
     its parts into `directory`, or, with `own_folder`, into a folder of `directory` named
     after the message's reference (`message_folder`): the top-level function a worker
@@ -91,7 +97,7 @@ def extract(message: "MessageRef | BinaryIO", directory: str, limits: Limits = L
     if own_folder:
         directory = _message_directory(directory, message_folder(message))
     with opened(message) as stream, parse_message(stream, limits) as parsed:
-        extraction = extract_all(parsed, directory, on_progress, limits)
+        extraction = extract_all(parsed, directory, on_progress, limits, all_readings)
     if lf_is_normal(message):
         extraction.defects = beyond_store_conventions(extraction.defects)
     extraction.directory = directory
@@ -115,10 +121,13 @@ def message_folder(message: "MessageRef") -> str:
     return name
 
 
-def extract_all(message: Message, directory: str,
-                on_progress: Callable[[int], None] | None = None, limits: Limits = Limits()) -> Extraction:
+def extract_all(message: Message, directory: str, on_progress: Callable[[int], None] | None = None,
+                limits: Limits = Limits(), all_readings: bool = False) -> Extraction:
     """Write every extractable part (and uuencoded file) of `message` into `directory`,
-    and those of the messages decoded from its encoded message parts.
+    and those of the messages decoded from its encoded message parts. With
+    `all_readings`, also what other readings of each of those messages find
+    (mimekit.read.readings) and no part already written holds: their entries say which
+    reading found them.
 
     The directory is created if missing (CantCreateError if it cannot be). on_progress,
     if given, is called with the number of bytes written after every chunk. `limits`
@@ -136,6 +145,8 @@ def extract_all(message: Message, directory: str,
                 scope, parts = work[-1]
                 part = next(parts, None)
                 if part is None:
+                    if all_readings:
+                        _write_alternatives(scope, output, entries, on_progress, limits)
                     work.pop()
                     scope.finish()
                     continue
@@ -166,6 +177,29 @@ def extract_all(message: Message, directory: str,
         for scope, _ in work:   # only after an error: a message is closed when it is done
             scope.close()
     return Extraction(entries, [defect for found in defects for defect in found])
+
+
+def _write_alternatives(scope: "_Scope", output: OutputDirectory, entries: list[ManifestEntry],
+                        on_progress: Callable[[int], None] | None, limits: Limits) -> None:
+    """Write the parts other readings of the scope's message find, except those whose bytes
+    are already written (by sha256) and empty ones: a clean message gets none."""
+    from mimekit.read.readings import alternative_readings
+    written = {entry.sha256 for entry in entries}
+    for alternative in alternative_readings(scope.message, limits):
+        chunks = alternative.iter_decoded()
+        first = next(chunks, b"")   # a framing names its file before its first byte
+        part_id = scope.id_of(alternative.id)
+        out = _HashedFile(output, *safe_name(alternative.filename, part_id, alternative.content_type))
+        for chunk in itertools.chain((first,), chunks):
+            out.write(chunk)
+            if on_progress:
+                on_progress(len(chunk))
+        if out.size == 0 or out.sha256 in written:
+            out.discard()
+            continue
+        written.add(out.sha256)
+        entry = out.commit(part_id, alternative.filename, alternative.content_type)
+        entries.append(replace(entry, reading=alternative.reading))
 
 
 def extractable_parts(message: Message) -> Iterator[Part]:
@@ -207,9 +241,12 @@ def best_text_part(message: Message, opened: ExitStack | None = None, limits: Li
 def iter_text(part: Part, defects: list[Defect]) -> Iterator[str]:
     """The part's body as text with LF line ends, decoded from its charset (HTML made
     plain text), streamed. What the charset decoding found is appended to `defects`
-    once the body is read.
+    once the body is read. Text that does not say its charset is first tried in those the
+    message declares elsewhere (mimekit.read.charset_hints).
     """
-    decoder = TextDecoder(part.params.get("charset"))   # not part.charset: undeclared is detected
+    from mimekit.read.charset_hints import charset_hints
+    # not part.charset: undeclared is detected
+    decoder = TextDecoder(part.params.get("charset"), hints=charset_hints(part))
     newlines = io.IncrementalNewlineDecoder(None, translate=True)
     from mimekit.codecs.html_text import HtmlTextConverter
     html = HtmlTextConverter() if part.content_type == "text/html" else None
@@ -281,12 +318,18 @@ class _HashedFile:
         self._sha256.update(data)
         self.size += len(data)
 
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
     def commit(self, part_id: str, original_name: str | None, content_type: str) -> ManifestEntry:
         """Give the complete file its name; the manifest entry says which."""
         written_name = self._file.commit()
         reasons = self._reasons + ((RenameReason.CLASH,) if written_name != self._name else ())
-        return ManifestEntry(part_id, original_name, written_name, content_type, self.size,
-                             self._sha256.hexdigest(), reasons)
+        return ManifestEntry(part_id, original_name, written_name, content_type, self.size, self.sha256, reasons)
+
+    def discard(self) -> None:
+        self._file.discard()
 
 
 @dataclass

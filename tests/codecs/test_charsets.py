@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mimekit.codecs.charsets import (SNIFF_SIZE, WINDOWS_1252, TextDecoder, decode_text, detect_codec, encode_text,
-                              is_mislabelled_utf8, resolve_charset)
+from mimekit.codecs.charsets import (ISO_2022, SNIFF_SIZE, WINDOWS_1252, TextDecoder, decode_text, detect_codec,
+                                     encode_text, is_mislabelled_utf8, iso_2022_variant, resolve_charset)
 from mimekit.defects import DefectKind
 from strategies import chunkings
 
@@ -30,7 +30,6 @@ def test_latin1_and_ascii_labels_read_as_whatwg_windows_1252(label):
     ("gb2312", "汉字 😀", "gb18030"),               # a four-byte GB18030 sequence
     ("x-sjis", "丸数字①", "cp932"),                 # ① is a cp932 (NEC) extension
     ("shift_jis", "丸数字①", "cp932"),
-    ("iso-2022-jp", "半角ｱ", "iso2022_jp_ext"),     # half-width katakana via ESC ( I
     ("big5", "中文", "big5hkscs"),
     ("iso-8859-9", "İstanbul €", "cp1254"),
     ("iso-8859-8-i", "שלום", "iso8859_8"),
@@ -106,20 +105,30 @@ def test_chardet_needs_both_enough_8bit_bytes_and_some_confidence(monkeypatch, e
     assert detect_codec(b"text " + b"\xd0" * eight_bit) == codec
 
 
-def test_utf8_under_a_latin_label_in_a_body_is_read_as_declared():
-    # Browsers and Thunderbird keep a body's declared charset; only header decoding (where
-    # mislabelled UTF-8 is common and short) second-guesses a Latin label.
-    assert decode_text("Frösche".encode(), "iso-8859-1") == ("FrÃ¶sche", [])
+@pytest.mark.parametrize("label, text", [
+    ("iso-8859-1", "Frösche"), ("windows-1251", RUSSIAN), ("koi8-r", RUSSIAN), ("us-ascii", "naïve café"),
+    ("iso-8859-7", "Καλημέρα"), ("windows-1254", "Görüşme İstanbul'da"),
+])
+def test_utf8_under_a_single_byte_label_in_a_body_is_read_as_utf8(label, text):
+    decoded, defects = decode_text(text.encode(), label)
+    assert decoded == text
+    assert [(d.kind, d.detail) for d in defects] == [(DefectKind.CHARSET_FALLBACK, f"{label!r} text is UTF-8; read as utf-8")]
 
 
-@pytest.mark.parametrize("label", ["us-ascii", "iso-8859-1", "ISO_8859-1", "latin1", "windows-1252", "x-cp1252"])
-def test_valid_multibyte_utf8_under_a_latin_label_is_mislabelled(label):
-    assert is_mislabelled_utf8("Frösche".encode(), resolve_charset(label))
+def test_utf8_under_a_multibyte_label_is_read_as_declared_when_it_decodes():
+    # Valid UTF-8 is often valid GB18030 too; a multi-byte label is not second-guessed.
+    assert decode_text("Grüße".encode(), "gb18030") == ("Grüße".encode().decode("gb18030"), [])
+
+
+@pytest.mark.parametrize("label", ["us-ascii", "iso-8859-1", "ISO_8859-1", "latin1", "windows-1252", "x-cp1252",
+                                   "iso-8859-2", "koi8-r", "windows-1251", "iso-8859-7"])
+def test_valid_multibyte_utf8_under_a_single_byte_label_is_mislabelled(label):
+    assert is_mislabelled_utf8("Größe".encode(), resolve_charset(label))
 
 
 @pytest.mark.parametrize("data, label", [
-    ("Frösche".encode(), "iso-8859-2"),        # not in the Latin single-byte family
-    ("Frösche".encode(), "koi8-r"),
+    ("Frösche".encode(), "shift_jis"),         # a multi-byte charset: its declaration is checked otherwise
+    ("Frösche".encode(), "utf-8"),
     (b"Fr\xf6sche", "iso-8859-1"),             # genuine Latin-1: not valid UTF-8
     (b"plain", "iso-8859-1"),                  # ASCII: nothing to decide
     (b"\xc3\x28", "iso-8859-1"),               # a lead byte without its continuation
@@ -170,6 +179,11 @@ def test_streaming_decode_holds_back_nothing_once_a_codec_is_chosen():
     assert decoder.finish() == ""
 
 
+def python_codec(codec):
+    """A Python codec that writes what `codec` reads (mimekit reads ISO-2022 with its own decoder)."""
+    return "iso2022_jp_2" if codec == ISO_2022 else codec
+
+
 SAMPLE_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
 
 
@@ -195,10 +209,129 @@ CHARSET_LABELS = ["utf-8", "UTF-8", "us-ascii", "iso-8859-1", "windows-1252", "u
 
 @given(st.one_of(st.binary(max_size=64),
                  st.tuples(SAMPLE_TEXT, st.sampled_from(CHARSET_LABELS[:-4])).map(
-                     lambda pair: pair[0].encode(resolve_charset(pair[1]), "ignore"))),
+                     lambda pair: pair[0].encode(python_codec(resolve_charset(pair[1])), "ignore"))),
        st.sampled_from(CHARSET_LABELS))
 def test_decode_text_gives_what_the_streaming_decoder_gives(data, label):
     """decode_text reads bytes that decode cleanly in one call; the result is the streaming decoder's."""
     decoder = TextDecoder(label, sniff_size=len(data) + 1)
     streamed = decoder.decode(data) + decoder.finish()
     assert decode_text(data, label) == (streamed, decoder.defects)
+
+
+# -- ISO-2022 -------------------------------------------------------------------------------
+
+JIS = b"\x1b$B$3$s$K$A$O\x1b(B world"     # "こんにちは world" in ISO-2022-JP
+
+
+@pytest.mark.parametrize("label", [None, "", "us-ascii", "US-ASCII", "iso-8859-1", "utf-8", "unknown-8bit"])
+def test_iso_2022_jp_without_its_label_is_recognised_by_its_escapes(label):
+    text, defects = decode_text(JIS, label)
+    assert text == "こんにちは world"
+    assert [d.kind for d in defects] == [DefectKind.CHARSET_DETECTED]
+    assert defects[0].detail.endswith("read as iso-2022-jp")
+
+
+@pytest.mark.parametrize("data, variant, text", [
+    (JIS, "iso-2022-jp", "こんにちは world"),
+    (b"\x1b(I1\x1b(B", "iso-2022-jp", "ｱ"),
+    ("안녕하세요".encode("iso2022_kr"), "iso-2022-kr", "안녕하세요"),
+    (b"\x1b$)A\x0e::WV\x0f", "iso-2022-cn", "汉字"),
+    ("中文 한국".encode("iso2022_jp_2"), "iso-2022-jp", "中文 한국"),   # JP-2 designates JIS X 0208 first
+])
+def test_each_variant_is_named_and_read(data, variant, text):
+    assert iso_2022_variant(data) == variant
+    assert decode_text(data, None)[0] == text
+
+
+@pytest.mark.parametrize("data", [b"plain text", b"an \x1b[1m ANSI \x1b[0m escape", "日本".encode("iso2022_jp")[3:]])
+def test_text_without_a_designation_is_not_iso_2022(data):
+    assert iso_2022_variant(data) is None
+
+
+def test_8bit_text_is_never_iso_2022():
+    assert iso_2022_variant(JIS + "é".encode()) is None
+
+
+@pytest.mark.parametrize("label", ["iso-2022-jp", "ISO-2022-JP-2", "csISO2022JP", "iso-2022-kr", "iso-2022-cn", "cp50220"])
+def test_iso_2022_labels_are_read_by_mimekit_s_own_decoder(label):
+    assert resolve_charset(label) == ISO_2022
+
+
+@pytest.mark.parametrize("jis, text", [
+    (b"\x1b$B-!-\"-j\x1b(B", "①②㈱"),       # NEC row 13
+    (b"\x1b$By!y\"\x1b(B", "纊褜"),           # NEC-selected IBM kanji, rows 89-92
+    (b"\x1b$B9b\x1b(B", "高"),
+    (b"\x1b(I6@6E\x1b(B", "ｶﾀｶﾅ"),            # half-width katakana (ESC ( I)
+    (b"\x1b)I\x0e6@\x0f", "ｶﾀ"),               # the same through G1 and SO (CP50222)
+    (b"\x1b(J\\~\x1b(B", "¥‾"),               # JIS X 0201 Roman
+    (b"\x1b$(D\"/\x1b(B", "˘"),               # JIS X 0212
+    (b"\x1b.A\x1bNv", "ö"),                    # ISO-2022-JP-2: Latin-1 in G2, single shift
+])
+def test_vendor_and_other_sets_of_iso_2022_jp_are_characters_not_replacements(jis, text):
+    assert decode_text(jis, "iso-2022-jp") == (text, [])
+
+
+def test_what_iso_2022_cannot_read_is_replaced_and_counted():
+    text, defects = decode_text(b"ok \x1b$B$3$\x1b(B \x1b$)G\x0eDD\x0f", "iso-2022-jp")
+    assert text == "ok こ\ufffd \ufffd"    # a half pair; CNS 11643, which Python has no codec for
+    assert [(d.kind, d.offset) for d in defects] == [(DefectKind.CHARSET_FALLBACK, 8)]
+    assert defects[0].detail.startswith("2 undecodable sequence(s) in iso-2022")
+
+
+@given(st.data(), st.text(st.sampled_from("日本語のテキスト①纊ｱｲ abc\n"), max_size=60))
+def test_iso_2022_streams_whatever_the_chunks(data, text):
+    from test_multilingual import iso_2022_jp
+    encoded = iso_2022_jp(text) + "한국中文".encode("iso2022_jp_2")
+    expected = text + "한국中文"
+    decoder = TextDecoder("iso-2022-jp", sniff_size=data.draw(st.integers(1, 16)))
+    streamed = "".join(decoder.decode(piece) for piece in data.draw(chunkings(encoded))) + decoder.finish()
+    assert (streamed, decoder.defects) == (expected, [])
+
+
+# -- UTF-8 under a single-byte label ----------------------------------------------------------
+
+def test_mislabelled_utf8_is_judged_on_the_sniffed_sample_and_a_cut_character_waits():
+    decoder = TextDecoder("windows-1251", sniff_size=5)
+    data = RUSSIAN.encode()
+    text = decoder.decode(data[:5]) + decoder.decode(data[5:]) + decoder.finish()
+    assert (text, decoder.codec) == (RUSSIAN, "utf-8")
+
+
+def test_one_utf8_character_under_a_non_latin_label_keeps_the_label():
+    # "Ăś" in Latin-2 is also UTF-8 "ö": one such pair is too little to overrule the label.
+    assert not is_mislabelled_utf8("Ăś".encode("iso8859_2"), resolve_charset("iso-8859-2"))
+    assert is_mislabelled_utf8("öß".encode(), resolve_charset("iso-8859-2"))
+
+
+# -- hints: charsets declared elsewhere in the message -----------------------------------------
+
+TURKISH = "Toplantı yarın saat beşte."   # three 8-bit letters: too few for chardet
+
+
+def test_undeclared_text_is_first_tried_in_a_charset_the_message_declares():
+    data = TURKISH.encode("iso8859_9")
+    assert decode_text(data, None)[0] == "Toplantý yarýn saat beþte."   # without hints: windows-1252
+    decoder = TextDecoder(None, hints=("us-ascii-is-skipped-upstream", "iso-8859-9"))
+    assert decoder.decode(data) + decoder.finish() == TURKISH
+    assert [(d.kind, d.detail) for d in decoder.defects] == [
+        (DefectKind.CHARSET_DETECTED, "read as cp1254 (declared elsewhere in the message)")]
+
+
+def test_a_wrong_declaration_also_falls_back_to_the_hints():
+    decoder = TextDecoder("utf-8", hints=("windows-1251",))
+    assert decoder.decode(RUSSIAN.encode("cp1251")) + decoder.finish() == RUSSIAN
+    assert "declared elsewhere" in decoder.defects[0].detail
+
+
+@pytest.mark.parametrize("text, wrong_hint", [
+    ("Grüße aus Köln, schöne Größe", "koi8-r"),          # Latin-1 as koi8-r mixes scripts: "GrЭЪe"
+    (RUSSIAN, "windows-1252"),                           # windows-1251 as windows-1252: words of accents only
+    ("Zażółć gęślą jaźń, świętość", "iso-8859-2"),       # windows-1250 as iso-8859-2: C1 controls
+])
+def test_a_hint_that_reads_the_text_implausibly_is_passed_over(text, wrong_hint):
+    codec = {"koi8-r": "latin-1", "windows-1252": "cp1251", "iso-8859-2": "cp1250"}[wrong_hint]
+    assert detect_codec(text.encode(codec), hints=(wrong_hint,)) != resolve_charset(wrong_hint)
+
+
+def test_hints_never_overrule_valid_utf8():
+    assert detect_codec("Grüße".encode(), hints=("iso-8859-1",)) == "utf-8"

@@ -27,6 +27,9 @@ from mimekit_cli.reading import (ReadingRun, absolute_paths_only, as_sources, da
 @click.option("--text", "text_only", is_flag=True,
               help="Print the text body (text/plain, else text from the HTML) as UTF-8.")
 @click.option("--part", "part_id", metavar="ID", help="Print one part's decoded bytes (ids as `mimekit show` lists them).")
+@click.option("--all-readings", is_flag=True,
+              help="With -o: also write what other readings of broken MIME find (what any mail client could "
+                   "see), each labelled with the reading that found it; nothing extra for a clean message.")
 @recursive_option
 @jobs_option
 @dask_option
@@ -34,7 +37,8 @@ from mimekit_cli.reading import (ReadingRun, absolute_paths_only, as_sources, da
 @limits_option
 @json_option
 @quiet_option
-def decode(sources, directory, text_only, part_id, recursive, jobs, dask_scheduler, strict, limits, as_json, quiet):
+def decode(sources, directory, text_only, part_id, all_readings, recursive, jobs, dask_scheduler, strict, limits, as_json,
+           quiet):
     """Decode messages, however broken: extract their parts, or print one's text or one part.
 
     \b
@@ -47,10 +51,19 @@ def decode(sources, directory, text_only, part_id, recursive, jobs, dask_schedul
     DIR/box.mbox@1234, dump/a.eml -> DIR/dump%2Fa.eml), and --json prints one manifest
     line per message (JSON Lines).
     Defects go to stderr, or into the --json output. --text and --part read one message.
+
+    \b
+    --all-readings is for scanners: attachments hidden behind MIME that one reader parses
+    one way and another reader another way (a boundary that never matches, two transfer
+    encodings, a header hidden in a continuation line, uuencode, yEnc, BinHex, TNEF...)
+    are written too, as extra parts with ids like 2~1 and a "reading" naming the trick;
+    a part whose bytes are already written is not written twice.
     """
     with reporting("decode", as_json):
         if (directory is not None) + text_only + (part_id is not None) != 1:
             raise UsageError("give exactly one of -o DIR, --text or --part ID")
+        if all_readings and directory is None:
+            raise UsageError("--all-readings goes with -o DIR")
         if as_json and directory is None:
             raise UsageError("--json goes with -o DIR: --text and --part print the data itself")
         run = ReadingRun("decode", as_sources(sources), recursive, as_json, quiet)
@@ -59,10 +72,10 @@ def decode(sources, directory, text_only, part_id, recursive, jobs, dask_schedul
                 raise UsageError("--text and --part read one message: name one message file or -")
             if dask_scheduler is not None:
                 absolute_paths_only([directory], "a Dask cluster")
-            sys.exit(_extract_many(run, directory, jobs, dask_scheduler, limits, strict, as_json, quiet))
+            sys.exit(_extract_many(run, directory, jobs, dask_scheduler, limits, strict, as_json, quiet, all_readings))
         with run.single.open() as stream, parse_message(stream, limits) as message, ExitStack() as opened:
             if directory is not None:
-                defects = _extract(message, directory, limits, as_json, quiet)
+                defects = _extract(message, directory, limits, as_json, quiet, all_readings)
             elif text_only:
                 defects = _print_text(message, limits, opened)
             else:
@@ -77,9 +90,9 @@ def decode(sources, directory, text_only, part_id, recursive, jobs, dask_schedul
         exit_if_strict("decode", strict, defects, as_json)
 
 
-def _extract(message: Message, directory: str, limits: Limits, as_json: bool, quiet: bool) -> list:
+def _extract(message: Message, directory: str, limits: Limits, as_json: bool, quiet: bool, all_readings: bool) -> list:
     progress = Progress("decode", quiet=quiet)
-    extraction = extract_all(message, directory, on_progress=progress.update, limits=limits)
+    extraction = extract_all(message, directory, on_progress=progress.update, limits=limits, all_readings=all_readings)
     progress.close()
     if as_json:
         emit_json("decode", {"directory": directory,
@@ -91,11 +104,12 @@ def _extract(message: Message, directory: str, limits: Limits, as_json: bool, qu
 
 
 def _extract_many(run: ReadingRun, directory: str, jobs: int | None, dask_scheduler: str | None,
-                  limits: Limits, strict: bool, as_json: bool, quiet: bool) -> int:
+                  limits: Limits, strict: bool, as_json: bool, quiet: bool, all_readings: bool) -> int:
     """Each message into its own folder of `directory`; one manifest line (or table) each."""
     progress = Progress("decode", quiet=quiet)
     defective = 0
-    function = functools.partial(extract, directory=directory, limits=limits, own_folder=True)
+    function = functools.partial(extract, directory=directory, limits=limits, own_folder=True,
+                                 all_readings=all_readings)
     for ref, extraction in run.results(function, jobs, dask_scheduler):
         progress.update(sum(entry.size for entry in extraction.entries), items=1)
         defective += bool(extraction.defects)
@@ -143,9 +157,9 @@ def _manifest_table(entries: list[ManifestEntry]) -> str:
 
 def _name_note(entry: ManifestEntry) -> str:
     reasons = ", ".join(reason.value for reason in entry.reasons)
-    if entry.original_name is None or entry.original_name == entry.written_name:
-        return reasons
-    return f'sent as "{entry.original_name}": {reasons}'
+    if entry.original_name is not None and entry.original_name != entry.written_name:
+        reasons = f'sent as "{entry.original_name}": {reasons}'
+    return reasons if entry.reading is None else f"reading {entry.reading}" + (f"; {reasons}" if reasons else "")
 
 
 COMMANDS = [decode]

@@ -14,13 +14,16 @@ from mimekit_cli.reading import ReadingRun, as_sources, jobs_option, json_line, 
 
 @click.command("show")
 @sources_argument
+@click.option("--all-readings", is_flag=True,
+              help="Also list what other readings of broken MIME find (what any mail client could see), each "
+                   "with the reading that found it; nothing extra for a clean message.")
 @recursive_option
 @jobs_option
 @strict_option
 @limits_option
 @json_option
 @quiet_option
-def show(sources, recursive, jobs, strict, limits, as_json, quiet):
+def show(sources, all_readings, recursive, jobs, strict, limits, as_json, quiet):
     """Show messages: decoded headers, the tree of parts, and defects.
 
     Each part is listed with its id (as `decode --part` takes it), content type,
@@ -30,10 +33,15 @@ def show(sources, recursive, jobs, strict, limits, as_json, quiet):
     a directory, a Maildir or an mbox (see `mimekit scan --help`); with several
     messages, each starts with a "==> REFERENCE <==" line, --json prints one line per
     message (JSON Lines), and -q counts defects instead of listing them.
+
+    \b
+    --all-readings lists, after the tree, the parts that other readings of broken MIME
+    find (ids like 2~1; see `mimekit decode --help`), each with its "reading" and sha256,
+    unless the same bytes are already listed.
     """
     with reporting("show", as_json):
         run = ReadingRun("show", as_sources(sources), recursive, as_json, quiet)
-        function = functools.partial(summarise, limits=limits)
+        function = functools.partial(summarise, limits=limits, all_readings=all_readings)
         if run.single is not None:
             _, summary = next(run.results(function, 1), (None, None))
             if summary is None:
@@ -77,11 +85,14 @@ def _print_headers(headers: list[dict]) -> None:
 
 
 def _print_parts(parts: list[dict]) -> None:
-    rows = [("PART", "TYPE", "CHARSET", "ENCODING", "SIZE", "NAME")]
+    """The tree; a READING column only when other readings found parts."""
+    readings = any("reading" in part for part in parts)
+    rows = [("PART", "TYPE", "CHARSET", "ENCODING", "SIZE", "NAME") + (("READING",) if readings else ())]
     for part in parts:
         rows.append(("  " * part["depth"] + (part["id"] or "(message)"), part["content_type"],
-                     part["charset"] or "", part["transfer_encoding"],
-                     "" if part["size"] is None else str(part["size"]), part["name"] or ""))
+                     part["charset"] or "", part["transfer_encoding"] or "",
+                     "" if part["size"] is None else str(part["size"]), part["name"] or "")
+                    + ((part.get("reading", ""),) if readings else ()))
     for line in text_table(rows, right_aligned={4}):
         click.echo(line)
 

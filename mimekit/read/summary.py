@@ -41,7 +41,8 @@ _ENCAPSULATING_TYPES = ("message/rfc822", "message/global")
 _BODY_TYPES = ("text/plain", "text/html")
 
 
-def summarise(message: "MessageRef | BinaryIO", limits: Limits = Limits.DEFAULT, lf_is_normal: bool = False) -> dict:
+def summarise(message: "MessageRef | BinaryIO", limits: Limits = Limits.DEFAULT, lf_is_normal: bool = False,
+              all_readings: bool = False) -> dict:
     """A message reference (opened and closed here, so it runs in any worker process) or
     an open stream (left open): {"headers": every field decoded, in order,
     "parts": one dict per part in document order, "defects": every defect as a dict}.
@@ -54,10 +55,16 @@ def summarise(message: "MessageRef | BinaryIO", limits: Limits = Limits.DEFAULT,
     lf_is_normal: the message comes from a store (Maildir, mbox), where LF line endings are
     how mail is kept: bare LF line endings (defects.is_unix_line_ending) are left out, as they
     are for every MessageRef of a store.
+
+    all_readings: the parts other readings find (mimekit.read.readings) follow, each with a
+    "reading" and a "sha256", unless their bytes are those of a part listed before.
     """
     with opened(message) as stream, parse_message(stream, limits) as parsed:
         body = body_part(parsed)
-        parts = [_describe(part, body) for part in parsed.walk()]
+        digests: set[str] | None = set() if all_readings else None
+        parts = [_describe(part, body, digests) for part in parsed.walk()]
+        if all_readings:
+            parts += _alternatives(parsed, limits, digests)
         headers, header_defects = decoded_headers(parsed.root)
         defects = parsed.defects + header_defects
     if lf_is_normal or reads_lf_as_normal(message):
@@ -128,23 +135,57 @@ def content_id(part: Part) -> str | None:
     return value.strip().removeprefix("<").removesuffix(">").strip() if value else None
 
 
-def _describe(part: Part, body: Part | None) -> dict:
-    """One row of the tree; a leaf's size is its decoded size (the body is read to count it)."""
+def _describe(part: Part, body: Part | None, digests: set[str] | None = None) -> dict:
+    """One row of the tree; a leaf's size is its decoded size (the body is read to count it,
+    and hashed into `digests` if given)."""
     leaf = part.kind is PartKind.LEAF
     filename = part.filename
+    size = None
+    if leaf or (digests is not None and part.kind is PartKind.MULTIPART and not part.children):
+        size, digest = _size_and_digest(part.iter_decoded(), digests is not None)
+        if digests is not None:
+            digests.add(digest)
     return {
         "id": part.id,
         "depth": part.depth,
         "content_type": part.content_type,
         "charset": part.charset,
         "transfer_encoding": part.transfer_encoding,
-        "size": sum(len(chunk) for chunk in part.iter_decoded()) if leaf else None,
+        "size": size if leaf else None,
         "name": filename,
         "filename": filename,
         "disposition": part.disposition,
         "content_id": content_id(part),
         "is_attachment": is_attachment(part, body),
     }
+
+
+def _size_and_digest(chunks: Iterator[bytes], hashed: bool) -> tuple[int, str | None]:
+    import hashlib
+    digest = hashlib.sha256() if hashed else None
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if digest is not None:
+            digest.update(chunk)
+    return size, digest.hexdigest() if digest is not None else None
+
+
+def _alternatives(message: Message, limits: Limits, digests: set[str]) -> list[dict]:
+    """Rows for the parts other readings find whose bytes no row before holds (not empty)."""
+    from mimekit.read.readings import alternative_readings
+    rows = []
+    for alternative in alternative_readings(message, limits):
+        size, digest = _size_and_digest(alternative.iter_decoded(), True)
+        if size == 0 or digest in digests:
+            continue
+        digests.add(digest)
+        rows.append({"id": alternative.id, "depth": alternative.id.count(".") + alternative.id.count("~") + 1,
+                     "content_type": alternative.content_type, "charset": None, "transfer_encoding": None,
+                     "size": size, "name": alternative.filename, "filename": alternative.filename,
+                     "disposition": None, "content_id": None, "is_attachment": True,
+                     "reading": alternative.reading, "sha256": digest})
+    return rows
 
 
 def _inside_alternative(part: Part) -> bool:

@@ -1,0 +1,139 @@
+"""The alternative-readings engine (mimekit.read.readings): ids, labels, dedup, bounds, and
+that a well-formed message gets nothing extra. Per-trick recovery is in test_readings_recovery."""
+
+import base64
+import hashlib
+import io
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mimekit.limits import Limits
+from mimekit.read.extract import extract_all
+from mimekit.read.readings import MAX_READINGS_PER_PART, alternative_readings
+from mimekit.read.summary import summarise
+from mimekit.read.tree import parse_message
+from mimekit.write.composer import CRLF, LF, MessageBuilder
+from mimekit.write.writer import message_bytes
+
+from strategies import file_names, header_text, payloads
+
+ZIP = b"PK\x03\x04" + bytes(range(200))
+
+
+def readings(raw: bytes, limits: Limits = Limits.DEFAULT) -> list[tuple[str, str, bytes]]:
+    with parse_message(io.BytesIO(raw), limits) as message:
+        return [(alternative.id, alternative.reading, b"".join(alternative.iter_decoded()))
+                for alternative in alternative_readings(message, limits)]
+
+
+def manifest(raw: bytes, directory, all_readings: bool) -> list[dict]:
+    with parse_message(io.BytesIO(raw)) as message:
+        return [entry.as_dict() for entry in extract_all(message, str(directory), all_readings=all_readings).entries]
+
+
+def lost_boundary_message(eol: bytes = b"\r\n") -> bytes:
+    """The declared boundary never occurs: the body's own delimiter lines are another one."""
+    lines = [b"Content-Type: multipart/mixed; boundary=\"declared\"", b"", b"--real", b"Content-Type: text/plain",
+             b"", b"hello", b"--real", b"Content-Type: application/zip; name=\"a.zip\"",
+             b"Content-Transfer-Encoding: base64", b"", base64.b64encode(ZIP), b"--real--", b""]
+    return eol.join(lines)
+
+
+def test_a_boundary_inferred_from_the_body_finds_the_hidden_parts_with_ids_under_the_message():
+    found = readings(lost_boundary_message())
+    assert ("~1.2", "boundary-inferred", ZIP) in found
+    assert ("~1.1", "boundary-inferred", b"hello") in found
+
+
+def test_the_parts_a_reading_finds_are_read_again_themselves():
+    """Inside the multipart an inferred boundary finds, a part with two transfer encodings
+    gets its own reading: ids nest (~1.2~1)."""
+    raw = (b"Content-Type: multipart/mixed; boundary=declared\r\n\r\n--real\r\nContent-Type: application/zip\r\n"
+           b"Content-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + base64.b64encode(ZIP) + b"\r\n--real--\r\n")
+    found = readings(raw)
+    assert ("~1.1~1", "cte-last-header", ZIP) in found
+
+
+def test_extraction_writes_what_other_readings_find_once_and_labelled(tmp_path):
+    entries = manifest(lost_boundary_message(), tmp_path / "out", all_readings=True)
+    hidden = [entry for entry in entries if entry["sha256"] == hashlib.sha256(ZIP).hexdigest()]
+    assert len(hidden) == 1
+    assert hidden[0]["reading"] == "boundary-inferred" and hidden[0]["original_name"] == "a.zip"
+    assert (tmp_path / "out" / hidden[0]["written_name"]).read_bytes() == ZIP
+    assert len({entry["sha256"] for entry in entries}) == len(entries)   # nothing written twice
+    assert all("reading" not in entry for entry in manifest(lost_boundary_message(), tmp_path / "plain", False))
+
+
+def test_content_after_the_close_delimiter_is_read_when_the_boundary_goes_on():
+    raw = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\ntext\r\n--b--\r\n"
+           b"--b\r\nContent-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + base64.b64encode(ZIP) + b"\r\n--b--\r\n")
+    assert ("1~1.1", "after-close-delimiter", ZIP) not in readings(raw)   # the epilogue is the multipart's, not part 1's
+    assert ("~1.1", "after-close-delimiter", ZIP) in readings(raw)
+
+
+def test_readings_per_part_and_per_message_are_bounded():
+    """A part offering every trick at once gets at most MAX_READINGS_PER_PART readings, and a
+    message at most Limits.max_parts alternatives in all."""
+    encodings = b"".join(b"Content-Transfer-Encoding: %s\r\n" % name for name in
+                         (b"7bit", b"base64", b"quoted-printable", b"x-uuencode", b"x-gzip64", b"yenc",
+                          b"binhex", b"base64 qp", b"quoted-printabl", b"x-base64"))
+    leaf = b"Content-Type: application/octet-stream\r\n" + encodings + b"\r\nQUJD=41\r\n"
+    found = readings(leaf)
+    assert 0 < len(found) <= MAX_READINGS_PER_PART
+    many = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"--b\r\n" + (b"--b\r\n" + leaf) * 30 + b"--b--\r\n"
+    limits = replace(Limits.DEFAULT, max_parts=40)
+    assert len(readings(many, limits)) <= 40
+
+
+def _composed(text: str, attachments: list[tuple[bytes, str]], eol: bytes, subject: str) -> bytes:
+    builder = MessageBuilder()
+    builder.add_header("From", "someone@example.org")
+    builder.add_header("Subject", subject)
+    builder.set_body(text.encode("utf-8"))
+    for payload, filename in attachments:
+        builder.attach(payload, filename=filename)
+    return message_bytes(builder.build(), eol)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=300), attachments=st.lists(st.tuples(payloads, file_names), max_size=3),
+       eol=st.sampled_from([CRLF, LF]), subject=header_text)
+def test_a_well_formed_message_gets_no_alternative(tmp_path_factory, text, attachments, eol, subject):
+    """Property: for any message mimekit composes, other readings add no part, in decode
+    (same manifest, same files) and in show (same rows)."""
+    raw = _composed(text, attachments, eol, subject)
+    directory = tmp_path_factory.mktemp("readings")
+    assert manifest(raw, directory / "all", True) == manifest(raw, directory / "best", False)
+    assert sorted(p.name for p in (directory / "all").iterdir()) == sorted(p.name for p in (directory / "best").iterdir())
+    assert summarise(io.BytesIO(raw), all_readings=True) == summarise(io.BytesIO(raw))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mimekit_cli", *args], capture_output=True)
+
+
+def test_show_lists_alternatives_with_their_reading_and_digest(tmp_path):
+    path = tmp_path / "m.eml"
+    path.write_bytes(lost_boundary_message())
+    result = run_cli("show", "--all-readings", "--json", str(path))
+    parts = json.loads(result.stdout)["parts"]
+    hidden = [part for part in parts if part.get("sha256") == hashlib.sha256(ZIP).hexdigest()]
+    assert hidden and hidden[0]["reading"] == "boundary-inferred" and hidden[0]["id"] == "~1.2"
+    text = run_cli("show", "--all-readings", str(path)).stdout.decode()
+    assert "READING" in text and "boundary-inferred" in text
+
+
+@pytest.mark.parametrize("args", [["decode", "--all-readings", "--text"], ["decode", "--all-readings", "--part", "1"]])
+def test_all_readings_without_an_output_directory_is_a_usage_error(tmp_path, args):
+    path = tmp_path / "m.eml"
+    path.write_bytes(lost_boundary_message())
+    result = run_cli(*args, str(path))
+    assert result.returncode == 64 and b"--all-readings goes with -o DIR" in result.stderr

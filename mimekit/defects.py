@@ -130,9 +130,12 @@ class DefectCounter:
         self._unlisted[first.kind] = (earlier, total + count)
 
     def summaries(self) -> list[Defect]:
-        """One Defect per kind with unlisted ones: "... and N more" (Defect.more = N)."""
-        return [replace(first, detail=f"{count} more not listed", more=count)
-                for first, count in self._unlisted.values()]
+        """One Defect per kind with unlisted ones: "... and N more" (Defect.more = N), by the
+        offset of the first unlisted one, so that their order does not depend on the order
+        a decoder happened to count them in (in bulk per chunk, then one by one)."""
+        return sorted((replace(first, detail=f"{count} more not listed", more=count)
+                       for first, count in self._unlisted.values()),
+                      key=lambda summary: (summary.offset, summary.kind.value))
 
 
 class DefectLog(DefectCounter):

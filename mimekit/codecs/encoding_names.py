@@ -53,6 +53,7 @@ _DECODERS = {
     "base64-stop-at-padding": Base64StopAtPaddingDecoder,
     "base64-line-prefix": Base64LinePrefixDecoder,
     "qp-invalid-dropped": lambda: QuotedPrintableDecoder(keep_invalid_escapes=False),
+    "qp-invalid-kept": lambda: QuotedPrintableDecoder(upper_case_hex_only=True),
 }
 DECODER_NAMES = frozenset(_DECODERS)
 
@@ -236,7 +237,8 @@ BODY_VARIANTS: dict[str, tuple[EncodingReading, ...]] = {
     "base64": (EncodingReading("base64-per-line", "base64-per-line"),
                EncodingReading("base64-stop-at-padding", "base64-stop-at-padding"),
                EncodingReading("base64-line-prefix", "base64-line-prefix")),
-    "quoted-printable": (EncodingReading("qp-invalid-dropped", "qp-invalid-dropped"),),
+    "quoted-printable": (EncodingReading("qp-invalid-dropped", "qp-invalid-dropped"),
+                         EncodingReading("qp-invalid-kept", "qp-invalid-kept")),
 }
 
 

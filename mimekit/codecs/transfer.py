@@ -344,9 +344,9 @@ _QP_HEX_DIGITS = b"0123456789ABCDEFabcdef"
 _QP_WHITESPACE_AND_BREAKS = bytes.maketrans(b"\t\r", b" \n")  # for one search for " \n"
 
 
-def _qp_decoding_patterns(line_end: bytes) -> tuple[re.Pattern, re.Pattern]:
+def _qp_decoding_patterns(line_end: bytes, hex_digit: bytes = rb"[0-9A-Fa-f]") -> tuple[re.Pattern, re.Pattern]:
     """An "=" that starts neither an escape nor a soft break; padding before a line end."""
-    invalid_escape = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]{0,%d}%s)" % (_QP_MAX_PADDING, line_end))
+    invalid_escape = re.compile(rb"=(?!%s{2}|[ \t]{0,%d}%s)" % (hex_digit, _QP_MAX_PADDING, line_end))
     padding = re.compile(rb"(?<![ \t])[ \t]{1,%d}(?=%s)" % (_QP_MAX_PADDING, line_end))
     return invalid_escape, padding
 
@@ -354,6 +354,9 @@ def _qp_decoding_patterns(line_end: bytes) -> tuple[re.Pattern, re.Pattern]:
 # The end of a chunk is not the end of a line; the end of the input is.
 _QP_CHUNK_PATTERNS = _qp_decoding_patterns(rb"(?:\r?\n)")
 _QP_FINAL_PATTERNS = _qp_decoding_patterns(rb"(?:\r?\n|\Z)")
+# RFC 2045 §6.7 writes hex in upper case only; a strict reader keeps "=ab" as text.
+_QP_STRICT_CHUNK_PATTERNS = _qp_decoding_patterns(rb"(?:\r?\n)", rb"[0-9A-F]")
+_QP_STRICT_FINAL_PATTERNS = _qp_decoding_patterns(rb"(?:\r?\n|\Z)", rb"[0-9A-F]")
 
 
 class QuotedPrintableDecoder:
@@ -367,11 +370,15 @@ class QuotedPrintableDecoder:
     caller. Escapes may use lower-case hex. An "=" that starts no valid escape or
     soft break ("=ZZ", "=4" at the end) is passed through unchanged and recorded as
     QP_INVALID_ESCAPE at its offset; with keep_invalid_escapes=False it is dropped
-    instead ("==41" is "A", "=0=41" is "0A"), as some mail clients read it.
+    instead ("==41" is "A", "=0=41" is "0A"), as some mail clients read it. With
+    upper_case_hex_only, lower-case escapes ("=ab") are invalid too, as RFC 2045 has them.
     """
 
-    def __init__(self, defects_per_kind: int = MAX_DEFECTS_PER_KIND, keep_invalid_escapes: bool = True) -> None:
+    def __init__(self, defects_per_kind: int = MAX_DEFECTS_PER_KIND, keep_invalid_escapes: bool = True,
+                 upper_case_hex_only: bool = False) -> None:
         self._log = DefectLog(defects_per_kind)
+        self._patterns = ((_QP_STRICT_CHUNK_PATTERNS, _QP_STRICT_FINAL_PATTERNS) if upper_case_hex_only
+                          else (_QP_CHUNK_PATTERNS, _QP_FINAL_PATTERNS))
         self._invalid_escape = b"=3D" if keep_invalid_escapes else b""   # what a bad "=" becomes before a2b_qp
         self._invalid_escape_fate = "passed through" if keep_invalid_escapes else "dropped"
         self._held = b""               # end of the input whose meaning depends on what follows
@@ -424,7 +431,7 @@ class QuotedPrintableDecoder:
         """Decode input whose meaning does not depend on what follows; it starts at `offset`."""
         if not data:
             return b""
-        invalid_escape, padding = _QP_FINAL_PATTERNS if final else _QP_CHUNK_PATTERNS
+        invalid_escape, padding = self._patterns[final]
 
         def pass_through(match: re.Match) -> bytes:
             self._log.add(Defect(DefectKind.QP_INVALID_ESCAPE, offset + match.start(),

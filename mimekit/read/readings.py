@@ -321,16 +321,20 @@ def _encoding_candidates(message: Message, part: Part, encoding_values: list[byt
 
 def _irregular(message: Message, part: Part, default: str) -> bool:
     """Is the body anything but what its encoder would have written? Then it is worth
-    reading otherwise (its own framings, the decoder's variants). Quoted-printable: when
-    the decoder had to repair it. Base64: when the decoder had to, or when its lines are
-    not all of one length (a multiple of 4) but the last, which is how base64 hides data
-    from a lenient decoder without a single junk byte (letters that only add up across
-    lines, blanks inside lines)."""
+    reading otherwise (its own framings, the decoder's variants). When the decoder had to
+    repair it, and also, without a single repair: base64 whose lines are not all of one
+    length (a multiple of 4) but the last (letters that only add up across lines, blanks
+    inside lines), quoted-printable with lower-case escapes (which a strict reader keeps)."""
     if default not in BODY_VARIANTS:
         return False
     if any(defect.kind in _REPAIR_DEFECTS for defect in part.decoding_defects()):
         return True
-    return default == "base64" and not _regular_base64(message, part)
+    if default == "base64":
+        return not _regular_base64(message, part)
+    return any(_LOWER_CASE_ESCAPE.search(chunk) for chunk in _overlapping_chunks(message, part, 2))
+
+
+_LOWER_CASE_ESCAPE = re.compile(rb"=(?:[a-f][0-9a-f]|[0-9][a-f])")
 
 
 _BASE64_LAST_LINE = re.compile(rb"[A-Za-z0-9+/]*={0,2}[ \t\r\n]*")
@@ -361,12 +365,19 @@ def _regular_base64(message: Message, part: Part) -> bool:
 def _sniffed(message: Message, part: Part) -> list[EncodingReading]:
     """Framings (uuencode, yEnc, BinHex, begin-base64) that start somewhere in a raw body."""
     found: dict[str, EncodingReading] = {}
+    for chunk in _overlapping_chunks(message, part, _SNIFF_OVERLAP):
+        for reading in sniff_body_encodings(chunk):
+            found.setdefault(reading.encoding, reading)
+    return list(found.values())
+
+
+def _overlapping_chunks(message: Message, part: Part, overlap: int) -> Iterator[bytes]:
+    """The raw body in chunks, each starting with the last `overlap` bytes of the one
+    before, so that a pattern up to that long is seen whole in one of them."""
     tail = b""
     for chunk in _raw_chunks(message, part.body_offset, part.end_offset):
-        for reading in sniff_body_encodings(tail + chunk):
-            found.setdefault(reading.encoding, reading)
-        tail = chunk[-_SNIFF_OVERLAP:]
-    return list(found.values())
+        yield tail + chunk
+        tail = chunk[-overlap:]
 
 
 def _tnef_attachments(part: Part, origin: str, number: int, limits: Limits) -> Iterator[Alternative]:

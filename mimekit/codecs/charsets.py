@@ -450,6 +450,8 @@ _SINGLE_BYTE_TABLES = {
               if bytes([byte | 0x80]) not in (b"\xae", b"\xd2", b"\xff")},
 }
 _DOUBLE_BYTE_CHARSETS = frozenset(_DOUBLE_BYTE_SETS.values()) | {"unknown-double"}
+_RUN_END = re.compile(rb"[\x1b\x0e\x0f\r\n]")   # what ends a run of characters in one set
+_GRAPHIC_RUN = re.compile(rb"[\x21-\x7e]*")
 _PAIR_OR_BYTE = re.compile(rb"[\x21-\x7e]{2}|[\s\S]")
 
 
@@ -544,9 +546,8 @@ class _Iso2022Decoder(codecs.IncrementalDecoder):
                 out.append(chr(byte))
                 position += 1
             else:
-                end = position + 1
-                while end < len(data) and data[end] not in b"\x1b\x0e\x0f\r\n":
-                    end += 1
+                run_end = _RUN_END.search(data, position + 1)
+                end = run_end.start() if run_end else len(data)
                 position = self._decode_run(data, position, end, final, held, out)
                 if position < end:   # half a character at the end of what was fed
                     self._held = data[position:]
@@ -598,6 +599,10 @@ class _Iso2022Decoder(codecs.IncrementalDecoder):
         text = []
         if charset in _DOUBLE_BYTE_CHARSETS:
             table = _pair_table(charset)
+            if (end - start) % 2 == 0 and _GRAPHIC_RUN.fullmatch(data, start, end):   # the usual run: pairs only
+                chars = list(map(table.get, [data[index:index + 2] for index in range(start, end, 2)]))
+                if None not in chars:
+                    return "".join(chars), end
             for piece in _PAIR_OR_BYTE.finditer(data, start, end):
                 code = piece[0]
                 if len(code) == 2:

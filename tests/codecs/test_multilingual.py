@@ -349,3 +349,15 @@ def test_genuine_single_byte_text_is_never_taken_for_utf8():
                             runs += 1
                             assert not is_mislabelled_utf8(data, resolve_charset(codec)), (codec, data)
     assert runs == 8757   # the number the module docstring of mimekit.codecs.charsets quotes
+
+
+def test_a_message_s_charset_hints_come_nearest_first_and_ascii_says_nothing():
+    import io
+
+    from mimekit.read.charset_hints import charset_hints
+    from mimekit.read.tree import parse_message
+    raw = (b"Subject: =?ISO-8859-9?Q?Toplant=FD?= =?us-ascii?Q?x?=\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\nContent-Disposition: inline; filename*=windows-1254''a%FD\r\n\r\nmetin\r\n"
+           b"--b\r\nContent-Type: text/html; charset=koi8-r\r\n\r\n<p>\r\n--b--\r\n")
+    with parse_message(io.BytesIO(raw)) as message:
+        assert charset_hints(message.part("1")) == ("windows-1254", "iso-8859-9", "koi8-r")

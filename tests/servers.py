@@ -61,7 +61,7 @@ STARTUP_DEADLINE = 60.0
 # Header fields Postfix puts above the message (virtual delivery, then smtpd's Received).
 PREPENDED_FIELDS = (b"return-path:", b"x-original-to:", b"delivered-to:")
 
-PORT_NAMES = ("smtp_plain", "submission", "smtps", "smtp_no_tls", "smtp_small",
+PORT_NAMES = ("smtp_plain", "submission", "smtps", "smtp_no_tls", "smtp_small", "smtp_switchable",
               "imap", "imaps", "pop3", "pop3s", "imap_no_tls", "pop3_no_tls")
 
 
@@ -77,6 +77,9 @@ class MailServers:
       smtp_no_tls  no STARTTLS advertised, AUTH offered in the clear: for testing that a
                    client refuses to send credentials there
       smtp_small   like smtp_plain with message_size_limit = SMALL_SIZE_LIMIT (SIZE 100000)
+      smtp_switchable  like smtp_plain, for outages a test makes: stop_switchable_listener()
+                   closes it (connections refused) and start_switchable_listener() opens it
+                   again; set_switchable_access() gives recipients a reply (450 ...) there
       Per recipient: nobody@example.test 550 5.1.1, x@elsewhere.invalid 554 5.7.1,
       tempfail_recipient (busy@example.test) 450 4.2.1.
       Postfix prepends Return-Path, X-Original-To, Delivered-To and Received (see as_sent),
@@ -95,6 +98,7 @@ class MailServers:
     smtps: int
     smtp_no_tls: int
     smtp_small: int
+    smtp_switchable: int
     imap: int
     imaps: int
     pop3: int
@@ -110,6 +114,43 @@ class MailServers:
     domain: str = DOMAIN
     small_size_limit: int = SMALL_SIZE_LIMIT
     tempfail_recipient: str = TEMPFAIL_RECIPIENT
+    postfix_config: Path | None = None   # the Postfix -c directory, for the switchable listener
+
+    def set_switchable_access(self, rules: dict[str, str]) -> None:
+        """Replace the smtp_switchable port's recipient rules ({address: "450 4.2.0 text"},
+        check_recipient_access syntax; {} lifts them all), and return once that port answers
+        RCPT with them (a reload lets running smtpd processes finish first)."""
+        access = self.postfix_config / "switchable_access"
+        previous = set(_read_access(access))
+        _write(access, "".join(f"{address} {action}\n" for address, action in rules.items()))
+        self._reload_postfix()
+        expected = {address: int(rules[address].split()[0]) if address in rules else 250
+                    for address in previous | set(rules)}
+        _wait_until(lambda: all(_rcpt_code(self.host, self.smtp_switchable, address) == code
+                                for address, code in expected.items()),
+                    f"recipient rules {rules} on port {self.smtp_switchable}")
+
+    def stop_switchable_listener(self) -> None:
+        """Close the smtp_switchable port (a server that is down: connections refused)."""
+        self._switch_listener(enabled=False)
+
+    def start_switchable_listener(self) -> None:
+        self._switch_listener(enabled=True)
+
+    def _switch_listener(self, enabled: bool) -> None:
+        master_cf = self.postfix_config / "master.cf"
+        line = f"{self.host}:{self.smtp_switchable} inet"
+        lines = master_cf.read_text().splitlines(keepends=True)
+        master_cf.write_text("".join((entry.lstrip("#") if enabled else "#" + entry.lstrip("#"))
+                                     if entry.lstrip("#").startswith(line) else entry for entry in lines))
+        _date_back(master_cf)
+        self._reload_postfix()
+        _wait_until(lambda: _port_open(self.host, self.smtp_switchable) == enabled,
+                    f"port {self.smtp_switchable} {'open' if enabled else 'closed'}")
+
+    def _reload_postfix(self) -> None:
+        subprocess.run(["postfix", "-c", str(self.postfix_config), "reload"], check=True,
+                       capture_output=True, timeout=60)
 
     def address(self, user: str) -> str:
         return f"{user}@{self.domain}"
@@ -252,7 +293,7 @@ class ServerInstance:
         self.servers = MailServers(
             host=HOST, ca_file=root / "ca.pem", mail_root=root / "mail",
             postfix_log=root / "postfix.log", dovecot_log=root / "dovecot.log",
-            dovecot_conf=self.dovecot_conf, **ports)
+            dovecot_conf=self.dovecot_conf, postfix_config=self.postfix_dir, **ports)
 
     @classmethod
     def start(cls) -> "ServerInstance":
@@ -306,6 +347,7 @@ class ServerInstance:
         shutil.chown(queue / "private", "postfix", "root")
         shutil.chown(data, "postfix", "postfix")
         _write(d / "vmailbox", "".join(f"{u}@{DOMAIN} {u}/\n" for u in MAILBOXES))
+        _write(d / "switchable_access", "")
         _write(d / "recipient_access",
                f"{TEMPFAIL_RECIPIENT} 450 4.2.1 mailbox busy (mimekit test server)\n")
         error = "error:5.7.1 mimekit test server delivers to @example.test only"
@@ -360,6 +402,8 @@ smtpd_sasl_auth_enable = no
             s.smtps: f"-o smtpd_tls_wrappermode=yes {encrypt} {auth}",
             s.smtp_no_tls: f"-o smtpd_tls_security_level=none -o smtpd_tls_auth_only=no {auth}",
             s.smtp_small: f"-o message_size_limit={SMALL_SIZE_LIMIT}",
+            s.smtp_switchable: "-o smtpd_recipient_restrictions="
+                               f"check_recipient_access,texthash:{d}/switchable_access",
         }
         listeners = "".join(f"{HOST}:{port} inet n - n - - smtpd {options}\n"
                             for port, options in smtpd_options.items())
@@ -386,11 +430,8 @@ anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
 postlog unix-dgram n - n - 1 postlogd
 """)
-        # Postfix waits until main.cf is a few seconds old, in case an editor is still
-        # writing it (1.5 s at every start); ours are complete, so date them back instead.
-        past = time.time() - 60
         for name in ("main.cf", "master.cf"):
-            os.utime(d / name, (past, past))
+            _date_back(d / name)
 
     def _configure_dovecot(self) -> None:
         """Two Dovecots on the same mailboxes: the real one (STARTTLS and implicit TLS), and
@@ -478,7 +519,7 @@ service anvil {{
             ("dovecot-no-tls", ["dovecot", "-F", "-c", str(self.dovecot_no_tls_conf)],
              s.dovecot_log, (s.imap_no_tls, s.pop3_no_tls)),
             ("postfix", ["postfix", "-c", str(self.postfix_dir), "start-fg"], s.postfix_log,
-             (s.smtp_plain, s.submission, s.smtps, s.smtp_no_tls, s.smtp_small)),
+             (s.smtp_plain, s.submission, s.smtps, s.smtp_no_tls, s.smtp_small, s.smtp_switchable)),
         ]
         for name, argv, _, _ in commands:
             out = open(self.root / f"{name}.out", "wb")
@@ -535,6 +576,45 @@ def _wait_for_port(port: int, proc: subprocess.Popen, name: str, logs: list[Path
                 tails = "\n".join(f"--- {log} ---\n{_tail(log)}" for log in logs)
                 raise RuntimeError(f"{problem}\n{tails}") from None
             time.sleep(0.05)
+
+
+def _date_back(path: Path) -> None:
+    """Postfix waits until main.cf and master.cf are a few seconds old, in case an editor is
+    still writing them (1.5 s at every start or reload); ours are complete, so date them back."""
+    past = time.time() - 60
+    os.utime(path, (past, past))
+
+
+def _read_access(path: Path) -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in path.read_text().splitlines() if line)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _rcpt_code(host: str, port: int, address: str) -> int | None:
+    """The code Postfix answers RCPT TO:<address> with on `port` (no message is sent)."""
+    import smtplib
+    try:
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.ehlo()
+            smtp.mail("")
+            return smtp.rcpt(address)[0]
+    except (OSError, smtplib.SMTPException):
+        return None
+
+
+def _wait_until(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Postfix: no {what} after {timeout}s")
+        time.sleep(0.1)
 
 
 def _read_pid(path: Path) -> int | None:

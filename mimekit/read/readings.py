@@ -191,10 +191,10 @@ def _decoded_range(message: Message, candidate: _Decode, alternative_id: str) ->
                        decoder)
 
 
-def _raw_chunks(message: Message, start: int, end: int) -> Iterator[bytes]:
+def _raw_chunks(message: Message, start: int, end: int, size: int = CHUNK_SIZE) -> Iterator[bytes]:
     source = message._source
-    for offset in range(start, end, CHUNK_SIZE):
-        chunk = source.read_at(offset, min(CHUNK_SIZE, end - offset))
+    for offset in range(start, end, size):
+        chunk = source.read_at(offset, min(size, end - offset))
         if not chunk:
             return
         yield chunk
@@ -337,29 +337,53 @@ def _irregular(message: Message, part: Part, default: str) -> bool:
 _LOWER_CASE_ESCAPE = re.compile(rb"=(?:[a-f][0-9a-f]|[0-9][a-f])")
 
 
-_BASE64_LAST_LINE = re.compile(rb"[A-Za-z0-9+/]*={0,2}[ \t\r\n]*")
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/]*")
+_BASE64_LAST_LINE = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+_LAYOUT_CHUNK = 1024 * 1024
 
 
 def _regular_base64(message: Message, part: Part) -> bool:
-    """Lines of one length (the first line's, a multiple of 4) of base64 letters, one line
-    ending throughout, then a shorter last line: one regex match per chunk, in C."""
-    pattern, pending = None, b""
-    for chunk in _raw_chunks(message, part.body_offset, part.end_offset):
-        data = pending + chunk
-        if pattern is None:
+    """Lines of one length (the first line's, a multiple of 4), one line ending throughout,
+    no blank and no "=" but in the last line: what an encoder writes. Bytes outside the
+    alphabet are the decoder's to report (BASE64_JUNK), so only the layout is checked, with
+    slices and searches that run in C over a megabyte of lines at a time, each read from
+    where the last whole line checked ends (no copy); the last two lines are looked at one
+    by one (_last_lines_regular)."""
+    source, position, end = message._source, part.body_offset, part.end_offset
+    layout = None
+    while True:
+        data = source.read_at(position, min(_LAYOUT_CHUNK, end - position))
+        if layout is None:
             first_end = data.find(b"\n")
-            if first_end < 0 and len(data) < CHUNK_SIZE:
-                return _BASE64_LAST_LINE.fullmatch(data) is not None
+            if first_end < 0:
+                return position + len(data) == end and _last_lines_regular(data, None)
             eol = b"\r\n" if data[first_end - 1:first_end] == b"\r" else b"\n"
-            width = first_end + 1 - len(eol)
-            if width <= 0 or width % 4:
-                return False
-            pattern = re.compile(rb"(?:[A-Za-z0-9+/]{%d}%s)*" % (width, re.escape(eol)))
-            longest = width + len(eol)
-        pending = data[pattern.match(data).end():]
-        if len(pending) >= longest:
-            return False   # a line that is not like the others, before the last
-    return _BASE64_LAST_LINE.fullmatch(pending) is not None
+            layout = (first_end + 1 - len(eol), eol)
+        width, eol = layout
+        line = width + len(eol)
+        checked = max(0, len(data) // line - 1) * line
+        if position + len(data) == end and len(data) - checked <= 2 * line:
+            return _whole_lines_regular(data, checked, width, eol) and _last_lines_regular(data[checked:], layout)
+        if not checked or not _whole_lines_regular(data, checked, width, eol):
+            return False
+        position += checked
+
+
+def _whole_lines_regular(data: bytes, size: int, width: int, eol: bytes) -> bool:
+    """data[:size] is lines of exactly `width` characters, each ending with `eol`, no blank or "=" in them."""
+    line, lines = width + len(eol), size // (width + len(eol))
+    return (all(data[width + index:size:line] == eol[index:index + 1] * lines for index in range(len(eol)))
+            and data.count(b"\n", 0, size) == lines
+            and all(data.find(byte, 0, size) < 0 for byte in (b" ", b"\t", b"=")))
+
+
+def _last_lines_regular(tail: bytes, layout: tuple[int, bytes] | None) -> bool:
+    """The end of the body: whole lines, then a last one no longer, padding only there."""
+    lines = tail.rstrip(b"\r\n").split(layout[1] if layout else b"\n")
+    width = layout[0] if layout else len(lines[-1])
+    if width % 4 or len(lines[-1]) > width or not _BASE64_LAST_LINE.fullmatch(lines[-1]):
+        return False
+    return all(len(text) == width and _BASE64_LINE.fullmatch(text) for text in lines[:-1])
 
 
 def _sniffed(message: Message, part: Part) -> list[EncodingReading]:

@@ -63,7 +63,7 @@ def decode(sources, directory, text_only, part_id, all_readings, recursive, jobs
         if (directory is not None) + text_only + (part_id is not None) != 1:
             raise UsageError("give exactly one of -o DIR, --text or --part ID")
         if all_readings and directory is None:
-            raise UsageError("--all-readings goes with -o DIR")
+            raise UsageError("--all-readings goes with -o DIR (--part takes the ids of other readings as it is)")
         if as_json and directory is None:
             raise UsageError("--json goes with -o DIR: --text and --part print the data itself")
         run = ReadingRun("decode", as_sources(sources), recursive, as_json, quiet)

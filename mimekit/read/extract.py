@@ -266,12 +266,16 @@ def best_text(message: Message) -> str:
 
 
 def iter_part_bytes(message: Message, part_id: str, limits: Limits = Limits()) -> Iterator[bytes]:
-    """The decoded bytes of part `part_id` (or of uuencoded file "<id>.uuN"), streamed.
+    """The decoded bytes of part `part_id` (or of uuencoded file "<id>.uuN", or of a part
+    another reading finds, "<id>~N..."), streamed.
 
     Parts of encoded messages have the ids extract_all() gives them: the encoded
     messages on the way are decoded and parsed with `limits` (those `message` was
     parsed with). DataError names the parts there are when there is no such part.
     """
+    if "~" in part_id:
+        yield from _alternative_bytes(message, part_id, limits)
+        return
     uu = _UU_PART_ID.fullmatch(part_id)
     wanted_id = uu["part"] or "" if uu else part_id
     with ExitStack() as opened:
@@ -295,6 +299,16 @@ def iter_part_bytes(message: Message, part_id: str, limits: Limits = Limits()) -
                     yield event.data
         if found < wanted:
             raise DataError(f"part {wanted_id or '(message)'} holds {found} uuencoded file(s), not {wanted}")
+
+
+def _alternative_bytes(message: Message, part_id: str, limits: Limits) -> Iterator[bytes]:
+    """The decoded bytes of the part another reading finds under `part_id` (show --all-readings lists them)."""
+    from mimekit.read.readings import alternative_readings
+    for alternative in alternative_readings(message, limits):
+        if alternative.id == part_id:
+            yield from alternative.iter_decoded()
+            return
+    raise DataError(f"no part {part_id!r} in any reading of the message")
 
 
 def part_bytes(message: Message, part_id: str, limits: Limits = Limits()) -> bytes:

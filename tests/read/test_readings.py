@@ -129,6 +129,9 @@ def test_show_lists_alternatives_with_their_reading_and_digest(tmp_path):
     assert hidden and hidden[0]["reading"] == "boundary-inferred" and hidden[0]["id"] == "~1.2"
     text = run_cli("show", "--all-readings", str(path)).stdout.decode()
     assert "READING" in text and "boundary-inferred" in text
+    assert run_cli("decode", "--part", "~1.2", str(path)).stdout == ZIP   # the ids show lists
+    missing = run_cli("decode", "--part", "~9", str(path))
+    assert missing.returncode == 65 and b"no part '~9' in any reading" in missing.stderr
 
 
 @pytest.mark.parametrize("args", [["decode", "--all-readings", "--text"], ["decode", "--all-readings", "--part", "1"]])

@@ -1,6 +1,8 @@
 """Where a password comes from, in the order docs/conventions.md (Network) fixes:
 --password-command (first line of its stdout, exit status checked), the environment
-variable MIMEKIT_PASSWORD, ~/.netrc, then the config file. Never argv, never printed.
+variable MIMEKIT_PASSWORD, ~/.netrc, then the config file (config.toml, mimekit.accounts: the
+`password` of the account with this user at this host), then the older config.ini, still read
+when present (config.toml wins when both have a password). Never argv, never printed.
 
 A file holding passwords that group or others may open is refused, not skipped: ssh and
 fetchmail do the same, and skipping it silently would only end in "no password" with
@@ -10,10 +12,9 @@ no hint why.
 import configparser
 import netrc
 import os
-import shlex
-import stat
 import subprocess
 
+from mimekit.accounts import config_path, password_for, refuse_if_shared
 from mimekit.errors import ConfigError
 
 ENV_VARIABLE = "MIMEKIT_PASSWORD"
@@ -21,9 +22,9 @@ COMMAND_TIMEOUT = 60
 COMMAND_STDERR_SHOWN = 300   # characters of a failed password command's stderr in the error
 
 
-def config_path() -> str:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "mimekit", "config.ini")
+def legacy_config_path() -> str:
+    """config.ini, which held passwords before config.toml held accounts (read when present)."""
+    return os.path.join(os.path.dirname(config_path()), "config.ini")
 
 
 def netrc_path() -> str:
@@ -38,7 +39,7 @@ def resolve_password(user: str, host: str, password_command: str | None = None,
         return _run_password_command(password_command)
     if environ.get(ENV_VARIABLE):
         return environ[ENV_VARIABLE]
-    found = _from_netrc(user, host) or _from_config(user, host)
+    found = _from_netrc(user, host) or password_for(user, host) or _from_legacy_config(user, host)
     if found:
         return found
     raise ConfigError(f"no password for {user}@{host}: give a password_command, set {ENV_VARIABLE}, "
@@ -79,7 +80,7 @@ def _from_netrc(user: str, host: str) -> str | None:
         return None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it: {_reason(exc)}") from None
-    _refuse_if_shared(path, mode)
+    refuse_if_shared(path, mode)
     try:
         entry = netrc.netrc(path).authenticators(host)
     except netrc.NetrcParseError as exc:
@@ -92,8 +93,8 @@ def _from_netrc(user: str, host: str) -> str | None:
     return None
 
 
-def _from_config(user: str, host: str) -> str | None:
-    path = config_path()
+def _from_legacy_config(user: str, host: str) -> str | None:
+    path = legacy_config_path()
     try:
         with open(path, encoding="utf-8") as file:
             mode = os.fstat(file.fileno()).st_mode
@@ -109,18 +110,11 @@ def _from_config(user: str, host: str) -> str | None:
         # its message quotes the offending line, which may hold a password
         raise ConfigError(f"{path}: line {_error_line(exc)}: not valid INI syntax") from None
     if any("password" in parser[section] for section in parser):
-        _refuse_if_shared(path, mode)
+        refuse_if_shared(path, mode)
     for section in (f"{user}@{host}", host):
         if parser.has_option(section, "password"):
             return parser.get(section, "password")
     return None
-
-
-def _refuse_if_shared(path: str, mode: int) -> None:
-    """ConfigError when group or others have any access to the secret file at `path`."""
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{path} holds passwords but group or others may open it "
-                          f"(mode {stat.S_IMODE(mode):04o}); refusing to use it: chmod 600 {shlex.quote(path)}")
 
 
 def _error_line(exc: configparser.Error) -> int | str:

@@ -101,10 +101,14 @@ EXIT_PRECEDENCE = (65, 69, 75)
 def exit_code_for_results(results) -> int:
     """One exit code for send's MessageResults: 0 only when every recipient of every message
     was accepted; a refusal's code comes from the error it carries (4xx: 75, 5xx: 69)."""
-    codes = set()
-    for result in results:
-        errors_found = [result.error] + [recipient.error for recipient in result.recipients]
-        codes.update(exit_code_for(error) for error in errors_found if error is not None)
+    return exit_code_for_errors(error for result in results
+                                for error in [result.error] + [recipient.error for recipient in result.recipients])
+
+
+def exit_code_for_errors(errors_found) -> int:
+    """One exit code for many outcomes (None for a success): 0 when all succeeded, else
+    the most telling of their codes (EXIT_PRECEDENCE)."""
+    codes = {exit_code_for(error) for error in errors_found if error is not None}
     if not codes:
         return 0
     return next((code for code in EXIT_PRECEDENCE if code in codes), max(codes))
@@ -116,21 +120,25 @@ def json_option(func):
 
 
 def network_options(func):
-    """What send, fetch and folders share, spelled once: how they log in (--user,
-    --password-command, --cafile; passwords never come from argv: docs/conventions.md,
-    Network), --timeout, --json and -q."""
+    """What send, fetch and folders share, spelled once: which account of the config file
+    (--account; the flags override its values), how they log in (--user, --password-command,
+    --cafile; passwords never come from argv: docs/conventions.md, Network), --timeout,
+    --json and -q."""
     from mimekit.transport.connection import DEFAULT_TIMEOUT, MIN_DATA_RATE   # here: only network commands load ssl
     options = [
+        click.option("--account", "account_name", metavar="NAME",
+                     help="Use this account of ~/.config/mimekit/config.toml (default: its default account, "
+                          "when no server is given); the flags here override its values."),
         click.option("--user", metavar="NAME", help="Login name (instead of USER@ in the URL)."),
         click.option("--password-command", metavar="CMD",
                      help="Command whose first output line is the password "
-                          "(else MIMEKIT_PASSWORD, ~/.netrc, ~/.config/mimekit/config.ini)."),
+                          "(else MIMEKIT_PASSWORD, ~/.netrc, ~/.config/mimekit/config.toml)."),
         click.option("--cafile", metavar="PEM",
                      help="Also trust this CA's certificates (a private CA); verification is always on."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT,
-                     show_default=True, metavar="SECONDS",
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="Idle limit: a server silent this long, or sending under "
-                          f"{MIN_DATA_RATE} bytes/s for this long, ends the session (exit 75)."),
+                          f"{MIN_DATA_RATE} bytes/s for this long, ends the session (exit 75). "
+                          f"Default: the account's, else {DEFAULT_TIMEOUT:g}."),
         json_option,
         quiet_option,
     ]

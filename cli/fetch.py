@@ -18,25 +18,17 @@ Decisions (also in --help):
   lists what was fetched before it, next to the error.
 """
 
-import dataclasses
 import sys
 from datetime import date, datetime
 
 import click
 
+from mimekit.accounts import resolve_settings
 from mimekit.errors import MimekitError, UsageError
 from mimekit.fetch.run import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch
 from mimekit.fetch.sinks import MboxStreamSink, StdoutSink, open_sink
 from mimekit.transport.imap.client import list_folders
-from mimekit.transport.urls import parse_url
 from mimekit_cli.common import Progress, emit_json, exit_code_for, lazy_password, network_options, printable, reporting
-
-
-def _server_url(text: str, allowed: set[str], user: str | None):
-    url = parse_url(text, allowed)
-    if user:
-        url = dataclasses.replace(url, user=user)
-    return url
 
 
 def _parse_date(text: str) -> date:
@@ -56,7 +48,7 @@ are refused (stdout is the data; the summary goes to stderr). --new keeps
 per-account, per-folder, per-output state in $XDG_STATE_HOME/mimekit/fetch/. Nothing
 changes on the server without --delete, and --delete removes only messages already
 saved (fsync'd) in the output.""")
-@click.argument("source", metavar="SOURCE")
+@click.argument("source", metavar="[SOURCE]", required=False)
 @click.option("-o", "--output", default="maildir:./mail", show_default=True, metavar="OUTPUT",
               help="maildir:PATH, mbox:PATH, a directory, mbox:- (stdout, many) or - (stdout, one).")
 @click.option("--new", is_flag=True, help="Only messages not fetched into this output before.")
@@ -69,10 +61,10 @@ saved (fsync'd) in the output.""")
                    "source too; refused for an mbox source and with --headers-only).")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N messages (oldest first).")
 @network_options
-def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, user,
+def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, account_name, user,
                   password_command, cafile, timeout, as_json, quiet):
     """Fetch mail from SOURCE: imap://USER@HOST[:PORT]/FOLDER, imaps://..., pop3://USER@HOST[:PORT],
-    pop3s://..., maildir:PATH or mbox:PATH.
+    pop3s://..., maildir:PATH or mbox:PATH (default: the account's imap, else pop3, URL).
 
     imap:// and pop3:// require STARTTLS; certificates are always verified.
     """
@@ -82,7 +74,9 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
         if to_stdout and as_json:
             raise UsageError(f"--json is refused with -o {output}: standard output carries the messages "
                              "(the summary goes to stderr)")
-        url = _server_url(source, SOURCE_SCHEMES, user)
+        settings = resolve_settings(account_name, source, SOURCE_SCHEMES, user=user,
+                                    password_command=password_command, cafile=cafile, timeout=timeout)
+        url = settings.url
         if output == "-" and limit != 1:
             raise UsageError("-o - writes one message: add --limit 1 (or use -o mbox:- for many)")
         options = FetchOptions(new=new, since=_parse_date(since) if since else None, unseen=unseen,
@@ -93,8 +87,9 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
             sink = open_sink(output)
         progress = Progress("fetch", quiet=quiet)
         try:
-            fetch(url, sink, options, password=None if url.is_local else lazy_password(url.user, url.host, password_command),
-                  cafile=cafile, timeout=timeout, on_progress=progress.update, report=report)
+            password = None if url.is_local else lazy_password(url.user, url.host, settings.password_command)
+            fetch(url, sink, options, password=password, cafile=settings.cafile, timeout=settings.timeout,
+                  on_progress=progress.update, report=report)
         except MimekitError as exc:
             progress.close()
             if report.fetched and not quiet:
@@ -115,14 +110,17 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
 
 
 @click.command("folders")
-@click.argument("source", metavar="imap[s]://USER@HOST[:PORT]")
+@click.argument("source", metavar="[imap[s]://USER@HOST[:PORT]]", required=False)
 @network_options
-def folders_command(source, user, password_command, cafile, timeout, as_json, quiet):
-    """List the folders of an IMAP account, one per line (names decoded to UTF-8)."""
+def folders_command(source, account_name, user, password_command, cafile, timeout, as_json, quiet):
+    """List the folders of an IMAP account, one per line (names decoded to UTF-8); without a
+    URL, of the account's imap server."""
     with reporting("folders", as_json):
-        url = _server_url(source, {"imap", "imaps"}, user)
-        entries = list_folders(url, lazy_password(url.user, url.host, password_command), cafile=cafile,
-                               timeout=timeout)
+        settings = resolve_settings(account_name, source, {"imap", "imaps"}, user=user,
+                                    password_command=password_command, cafile=cafile, timeout=timeout)
+        url = settings.url
+        entries = list_folders(url, lazy_password(url.user, url.host, settings.password_command),
+                               cafile=settings.cafile, timeout=settings.timeout)
         if as_json:
             emit_json("folders", {"folders": [{"name": e.name, "delimiter": e.delimiter, "flags": list(e.flags)}
                                               for e in entries]})

@@ -12,7 +12,7 @@ from mimekit_cli.common import EXIT_CODE_TABLE, EXIT_USAGE, StdoutError, guard_s
 # when their command runs, so `mimekit encode` does not pay for the SMTP/IMAP code.
 COMMAND_MODULES = {
     "encode": "encode", "check": "check", "decode": "decode", "show": "show", "scan": "scan",
-    "send": "send", "fetch": "fetch", "folders": "fetch",
+    "send": "send", "fetch": "fetch", "folders": "fetch", "accounts": "accounts",
 }
 
 

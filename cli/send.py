@@ -9,29 +9,30 @@ import sys
 
 import click
 
+from mimekit.accounts import resolve_settings
 from mimekit.errors import MimekitError, UsageError
 from mimekit.send import SEND_SCHEMES, send
 from mimekit.transport.smtp.client import MessageResult, RecipientResult
 from mimekit.transport.smtp.envelope import prepare_message
-from mimekit.transport.urls import parse_url
 from mimekit_cli.common import (Progress, emit_json, exit_code_for, exit_code_for_results, lazy_password,
                                 network_options, print_diagnostic, reporting, stdin_if_dash)
 
 
 @click.command("send")
-@click.option("--server", required=True, metavar="URL",
+@click.option("--server", metavar="URL",
               help="smtp://HOST[:PORT] (STARTTLS, required), smtps://HOST[:PORT] (implicit TLS), "
-                   "maildir:PATH or mbox:PATH.")
+                   "maildir:PATH or mbox:PATH. Default: the account's smtp URL.")
 @network_options
 @click.option("--insecure-plaintext-auth", is_flag=True,
               help="Allow a server without STARTTLS: log in and send in the clear (a warning is printed).")
-@click.option("--from", "sender", metavar="ADDR", help="Envelope sender (default: the From header).")
+@click.option("--from", "sender", metavar="ADDR",
+              help="Envelope sender (default: the account's from, else the From header).")
 @click.option("--to", "recipients", metavar="ADDR", multiple=True, help="Envelope recipient (repeatable).")
 @click.option("-t", "extract", is_flag=True,
               help="Also send to the To, Cc and Bcc addresses of the message (Resent-To, Resent-Cc and "
                    "Resent-Bcc instead when it has Resent- fields: it is being resent).")
 @click.argument("files", nargs=-1, metavar="[FILE|-]...")
-def send_command(server, user, password_command, cafile, timeout, as_json, quiet, insecure_plaintext_auth,
+def send_command(server, account_name, user, password_command, cafile, timeout, as_json, quiet, insecure_plaintext_auth,
                  sender, recipients, extract, files):
     """Send messages (files, or stdin) over one SMTP connection, or deliver them locally.
 
@@ -44,14 +45,17 @@ def send_command(server, user, password_command, cafile, timeout, as_json, quiet
     with reporting("send", as_json):
         if files.count("-") > 1:
             raise UsageError("stdin (-) can be read only once")
-        url = parse_url(server, SEND_SCHEMES)
-        user = user or url.user
-        if password_command and not user and not url.is_local:
+        settings = resolve_settings(account_name, server, SEND_SCHEMES, user=user, password_command=password_command,
+                                    cafile=cafile, timeout=timeout)
+        url, user = settings.url, settings.url.user
+        if settings.password_command and not user and not url.is_local:
             raise UsageError("--password-command needs --user (or smtp://USER@HOST)")
+        sender = sender or settings.from_address
         messages = [prepare_message(path, sender, recipients, extract, stream=stdin_if_dash(path)) for path in files]
         progress = Progress("send", total=sum(m.scan.size for m in messages), quiet=quiet or as_json)
         outcomes = send(url, messages, extract=extract, user=user,   # checks every message before any goes out
-                        password=lazy_password(user, url.host, password_command), cafile=cafile, timeout=timeout,
+                        password=lazy_password(user, url.host, settings.password_command), cafile=settings.cafile,
+                        timeout=settings.timeout,
                         allow_insecure=insecure_plaintext_auth, on_unencrypted=lambda: print_diagnostic(
                             "send", f"warning: {url.host} offers no STARTTLS; continuing WITHOUT "
                                     "encryption because --insecure-plaintext-auth was given"),

@@ -60,6 +60,10 @@ _SNIFF_OVERLAP = 64         # bytes a framing marker may straddle between two ch
 _REPAIR_DEFECTS = frozenset({DefectKind.BASE64_JUNK, DefectKind.BASE64_PADDING_MIDSTREAM,
                              DefectKind.BASE64_TRUNCATED, DefectKind.QP_INVALID_ESCAPE})
 _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+# A decoder's output for one feed is held whole, and gunzip inflates up to 1032:1: fed 4 KiB
+# at a time, x-gzip64 (a gzip bomb) gives at most about 3 MiB at once, not 50 MiB.
+_INFLATING_DECODERS = frozenset({"x-gzip64"})
+_INFLATING_FEED = 4096
 
 
 class Alternative:
@@ -179,9 +183,10 @@ def _reparsed(message: Message, part: Part, candidate: _Reparse, limits: Limits)
 
 def _decoded_range(message: Message, candidate: _Decode, alternative_id: str) -> Alternative:
     decoder = make_reading_decoder(candidate.encoding)
+    feed_size = _INFLATING_FEED if candidate.encoding in _INFLATING_DECODERS else CHUNK_SIZE
 
     def decoded() -> Iterator[bytes]:
-        for raw in _raw_chunks(message, candidate.start, candidate.end):
+        for raw in _raw_chunks(message, candidate.start, candidate.end, feed_size):
             if data := decoder.feed(raw):
                 yield data
         if tail := decoder.flush():

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import zlib
 from dataclasses import replace
 
 import pytest
@@ -140,3 +141,17 @@ def test_all_readings_without_an_output_directory_is_a_usage_error(tmp_path, arg
     path.write_bytes(lost_boundary_message())
     result = run_cli(*args, str(path))
     assert result.returncode == 64 and b"--all-readings goes with -o DIR" in result.stderr
+
+
+def test_a_gzip_bomb_is_inflated_a_few_megabytes_at_a_time():
+    """x-gzip64 inflates up to 1032:1: the body is fed to it in small pieces, so no chunk of
+    the alternative (64 MiB of zeros from 64 KiB) holds more than a few megabytes."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(compressor.compress(bytes(1 << 20)) for _ in range(64)) + compressor.flush()
+    raw = (b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: x-gzip64\r\n\r\n"
+           + base64.encodebytes(bomb).replace(b"\n", b"\r\n"))
+    with parse_message(io.BytesIO(raw)) as message:
+        [alternative] = alternative_readings(message)
+        sizes = [len(chunk) for chunk in alternative.iter_decoded()]
+    assert alternative.reading == "cte-gzip64" and sum(sizes) == 64 << 20
+    assert max(sizes) <= 4 << 20

@@ -407,11 +407,12 @@ class _Scope:
         self.defects: list[Defect] = []   # found while extracting; after finish(), all of them, placed
 
     def id_of(self, local_id: str) -> str:
-        """The id in the message read of this message's part `local_id`."""
+        """The id in the message read of this message's part `local_id` (or of an alternative
+        reading's: the message's own, "~1", are its root's, "2.1~1")."""
         if self.holder_id is None:
             return local_id
         root = child_id(self.holder_id, 1)
-        return f"{root}.{local_id}" if local_id else root
+        return f"{root}.{local_id}" if local_id and not local_id.startswith("~") else root + local_id
 
     def local_id(self, part_id: str) -> str | None:
         """The id in this message of part `part_id` of the message read (None: not in it)."""

@@ -155,3 +155,16 @@ def test_a_gzip_bomb_is_inflated_a_few_megabytes_at_a_time():
         sizes = [len(chunk) for chunk in alternative.iter_decoded()]
     assert alternative.reading == "cte-gzip64" and sum(sizes) == 64 << 20
     assert max(sizes) <= 4 << 20
+
+
+def test_alternatives_in_an_encoded_attached_message_have_ids_under_its_root(tmp_path):
+    """The readings of a base64 message/rfc822 part's message are numbered as its parts are
+    (2.1 is its root): its own readings are 2.1~1, not 2.1.~1."""
+    inner = (b"Content-Type: application/zip; name=b.zip\r\nContent-Transfer-Encoding: 7bit\r\n"
+             b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(ZIP) + b"\r\n")
+    raw = (b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\r\ntext\r\n--o\r\n"
+           b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + base64.encodebytes(inner).replace(b"\n", b"\r\n") + b"--o--\r\n")
+    entries = manifest(raw, tmp_path / "out", all_readings=True)
+    assert [(entry["id"], entry.get("reading")) for entry in entries if entry["sha256"] == hashlib.sha256(ZIP).hexdigest()] \
+        == [("2.1~1", "cte-last-header")]

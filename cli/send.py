@@ -31,9 +31,13 @@ from mimekit_cli.common import (Progress, emit_json, exit_code_for, exit_code_fo
 @click.option("-t", "extract", is_flag=True,
               help="Also send to the To, Cc and Bcc addresses of the message (Resent-To, Resent-Cc and "
                    "Resent-Bcc instead when it has Resent- fields: it is being resent).")
+@click.option("--queue", "queue_dir", is_flag=False, flag_value="", default=None, metavar="[DIR]",
+              help="Queue the messages durably (DIR: the account's queue_dir, else "
+                   "$XDG_STATE_HOME/mimekit/queue), then try once now; exit 0 once queued, even if "
+                   "the try was deferred (`mimekit queue run` retries). Give DIR as --queue=DIR.")
 @click.argument("files", nargs=-1, metavar="[FILE|-]...")
 def send_command(server, account_name, user, password_command, cafile, timeout, as_json, quiet, insecure_plaintext_auth,
-                 sender, recipients, extract, files):
+                 sender, recipients, extract, queue_dir, files):
     """Send messages (files, or stdin) over one SMTP connection, or deliver them locally.
 
     Bcc and Resent-Bcc fields are never transmitted. Each --to and --from is one address
@@ -42,6 +46,10 @@ def send_command(server, account_name, user, password_command, cafile, timeout, 
     message was accepted; 75 means try again later (4xx, timeout, dropped connection).
     """
     files = files or ("-",)
+    if queue_dir is not None:
+        from mimekit_cli.queue import send_queued
+        send_queued(queue_dir, server, account_name, user, password_command, cafile, timeout, as_json, quiet,
+                    insecure_plaintext_auth, sender, recipients, extract, files)
     with reporting("send", as_json):
         if files.count("-") > 1:
             raise UsageError("stdin (-) can be read only once")

@@ -1,0 +1,244 @@
+"""Delivering the queue: every entry that is due, grouped by server, one connection per group.
+
+Per recipient: accepted (2xx) → done; 4xx, a timeout, a refused or dropped connection, a
+failed login → deferred, next try after BACKOFF_FIRST doubling up to BACKOFF_LONGEST, each
+delay jittered by ±JITTER so that entries deferred together do not come back together; 5xx
+(or a message refused before the server saw it) → failed for that recipient. Past
+`max_age` a pending recipient fails without another try.
+
+Exactly once, as far as SMTP allows: each message's state is recorded (fsync'd) as soon as
+its final reply is read, before the next message's content is sent. That is why the
+connection keeps to DATA (PIPELINING, one round trip per message) even where the server
+offers CHUNKING: BDAT pipelining runs dozens of messages ahead of their replies, and a run
+killed there would send each of them again. Here a kill between the server's final 250 and
+the recording resends that one message once; nothing is ever lost. A message whose
+connection drops after its final dot is deferred and sent again (RFC 1047's duplicate).
+
+Two runs never deliver the same entry: each entry is locked (store.py) from the moment it
+is picked until its state is recorded, and an entry locked by another run is left to it.
+"""
+
+import random
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from mimekit.errors import DataError, MimekitError, NoInputError, TempFailure
+from mimekit.queue.store import DONE, FAILED, PENDING, QUEUE_SCHEMES, Entry, LockedEntry, Queue, RecipientState
+from mimekit.transport.secrets import resolve_password
+from mimekit.transport.smtp.client import MessageResult, OutgoingMessage, SMTPClient
+from mimekit.transport.urls import parse_url
+
+BACKOFF_FIRST = 5 * 60
+BACKOFF_LONGEST = 4 * 3600
+JITTER = 0.1
+DEFAULT_MAX_AGE = 5 * 24 * 3600
+
+
+def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
+    """Seconds before the next try after `attempts` failed ones: 5 min, 10, 20 ... 4 h, ±10%."""
+    delay = min(BACKOFF_FIRST * 2 ** max(attempts - 1, 0), BACKOFF_LONGEST)
+    return delay * (1 - JITTER + 2 * JITTER * rng())
+
+
+@dataclass
+class EntryOutcome:
+    """What one run did to one entry: its status now ("done", "queued", "failed", or
+    "busy" when another run holds it) and its recipients as recorded."""
+
+    id: str
+    server: str
+    status: str
+    recipients: list[RecipientState] = field(default_factory=list)
+    attempted: tuple[str, ...] = ()
+
+
+@dataclass
+class RunReport:
+    outcomes: list[EntryOutcome] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)   # (id, why)
+    remaining: int = 0      # entries still queued with recipients to deliver (held ones aside)
+    held: int = 0
+
+    def recipients(self, state: str) -> int:
+        """Recipients attempted in this run that are now in `state`."""
+        return sum(1 for outcome in self.outcomes for r in outcome.recipients
+                   if r.address in outcome.attempted and r.state == state)
+
+
+GroupKey = tuple   # (server, user, cafile, timeout, allow_insecure, account): what one connection serves
+
+
+def _usual_password(user: str, host: str, account: str | None) -> str:
+    return resolve_password(user, host)
+
+
+def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age: float = DEFAULT_MAX_AGE,
+                  password: Callable[[str, str, str | None], str] | None = None, only: list[str] | None = None,
+                  ignore_backoff: bool = False, rng: Callable[[], float] = random.random,
+                  on_unencrypted: Callable[[str], None] | None = None) -> RunReport:
+    """Deliver every queued entry that is due (`only`: just these ids; `ignore_backoff`:
+    due or not). `password(user, host, account)` gives the password for an entry's login
+    (account: the one it was queued for, or None), asked once TLS is up (default:
+    resolve_password's usual sources). `on_unencrypted(server)` is called when an entry queued with
+    allow_insecure goes out without TLS, so that the caller can say so. `now` and `rng` are
+    the clock and the jitter, for tests."""
+    queue.recover()
+    clock = now()
+    report = RunReport()
+    groups: dict[GroupKey, list[str]] = defaultdict(list)
+    for entry_id in (queue.ids() if only is None else only):
+        try:
+            entry = queue.read(entry_id)
+        except NoInputError:
+            continue   # finished by another run meanwhile
+        except DataError as exc:
+            report.unreadable.append((entry_id, str(exc)))
+            continue
+        if entry.held or not entry.pending:
+            continue
+        if clock - entry.created > max_age:
+            _expire(queue, entry_id, clock, max_age, report)
+        elif ignore_backoff or entry.due(clock):
+            groups[(entry.server, entry.user, entry.cafile, entry.timeout, entry.allow_insecure,
+                    entry.account)].append(entry_id)
+    for key, entry_ids in groups.items():
+        _deliver_group(queue, key, entry_ids, clock, password or _usual_password, ignore_backoff, rng, report,
+                       on_unencrypted)
+    for entry_id in queue.ids():
+        try:
+            entry = queue.read(entry_id)
+        except (NoInputError, DataError):
+            continue
+        report.held += entry.held
+        report.remaining += bool(entry.pending) and not entry.held
+    return report
+
+
+def next_due(queue: Queue) -> float | None:
+    """When the earliest pending recipient of an entry not held is due (None: nothing queued)."""
+    times = []
+    for entry_id in queue.ids():
+        try:
+            entry = queue.read(entry_id)
+        except (NoInputError, DataError):
+            continue
+        if not entry.held and entry.next_attempt is not None:
+            times.append(entry.next_attempt)
+    return min(times, default=None)
+
+
+def _expire(queue: Queue, entry_id: str, clock: float, max_age: float, report: RunReport) -> None:
+    locked = queue.lock(entry_id)
+    if locked is None:
+        return
+    with locked:
+        entry = locked.entry
+        attempted = tuple(r.address for r in entry.pending)
+        for recipient in entry.pending:
+            last = (recipient.last_reply or {}).get("text") or "never tried"
+            recipient.state, recipient.updated = FAILED, clock
+            recipient.last_reply = {**(recipient.last_reply or {"code": None, "enhanced": None}),
+                                    "text": f"given up after {_days(max_age)} in the queue; last: {last}"}
+        report.outcomes.append(EntryOutcome(entry.id, entry.server, locked.settle(), entry.recipients, attempted))
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:g} days" if seconds >= 86400 else f"{seconds:g} s"
+
+
+def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: float, password, ignore_backoff: bool,
+                   rng, report: RunReport, on_unencrypted) -> None:
+    """One connection for the group's entries; what a failure of the session leaves
+    unsettled (the message in flight, the entries not yet sent) is deferred."""
+    server, user, cafile, timeout, allow_insecure, account = key
+    in_flight: deque[tuple[LockedEntry, tuple[str, ...]]] = deque()
+
+    def picked() -> Iterator[OutgoingMessage]:
+        for entry_id in entry_ids:
+            try:
+                locked = queue.lock(entry_id)
+            except DataError as exc:
+                report.unreadable.append((entry_id, str(exc)))
+                continue
+            if locked is None:
+                report.outcomes.append(EntryOutcome(entry_id, server, "busy"))
+                continue
+            due = locked.entry.pending if ignore_backoff else locked.entry.due(clock)
+            if locked.entry.held or not due:
+                locked.unlock()
+                continue
+            addresses = tuple(r.address for r in due)
+            in_flight.append((locked, addresses))
+            yield locked.outgoing(list(addresses))
+
+    messages = picked()
+    try:
+        url = parse_url(server, QUEUE_SCHEMES)
+        with SMTPClient(url, cafile=cafile, timeout=timeout, allow_insecure=allow_insecure,
+                        chunking=False) as client:
+            if not client.encrypted and on_unencrypted:
+                on_unencrypted(server)
+            if user:
+                client.login(user, password(user, url.host, account))
+            for result in client.send_messages(messages):
+                locked, addresses = in_flight.popleft()
+                _record(locked, addresses, result, clock, rng, report)
+    except MimekitError as exc:
+        for _ in messages:   # lock the rest too: each gets the reason it was not sent
+            pass
+        while in_flight:
+            locked, addresses = in_flight.popleft()
+            _record_session_failure(locked, addresses, exc, clock, rng, report)
+
+
+def _record(locked: LockedEntry, addresses: tuple[str, ...], result: MessageResult, clock: float, rng,
+            report: RunReport) -> None:
+    """The server's replies for one message, recorded at once (fsync'd), then unlocked."""
+    replies = {r.address: r for r in result.recipients}
+    with locked:
+        for state in _states(locked.entry, addresses):
+            reply = replies.get(state.address)
+            state.attempts += 1
+            state.updated = clock
+            if reply is None:   # cannot happen: send_messages answers for every recipient
+                _defer(state, {"code": None, "enhanced": None, "text": "no reply"}, clock, rng)
+                continue
+            last = {"code": reply.code, "enhanced": reply.enhanced, "text": reply.text}
+            if reply.accepted:
+                state.state, state.last_reply, state.server_queue_id = DONE, last, result.queue_id
+            elif reply.code is None:   # refused before the server saw it
+                if isinstance(result.error, TempFailure):
+                    _defer(state, last, clock, rng)
+                else:
+                    state.state, state.last_reply = FAILED, last
+            elif 400 <= reply.code < 500:
+                _defer(state, last, clock, rng)
+            else:
+                state.state, state.last_reply = FAILED, last
+        report.outcomes.append(EntryOutcome(locked.entry.id, locked.entry.server, locked.settle(),
+                                            locked.entry.recipients, addresses))
+
+
+def _record_session_failure(locked: LockedEntry, addresses: tuple[str, ...], error: MimekitError, clock: float,
+                            rng, report: RunReport) -> None:
+    """The session failed before this message was settled: try again later, whatever the
+    failure (an unreachable server, a refused login and a bad certificate are fixed outside
+    mimekit, and the queue's maximum age bounds the wait)."""
+    with locked:
+        for state in _states(locked.entry, addresses):
+            state.attempts += 1
+            state.updated = clock
+            _defer(state, {"code": error.reply_code, "enhanced": None, "text": str(error)}, clock, rng)
+        report.outcomes.append(EntryOutcome(locked.entry.id, locked.entry.server, locked.settle(),
+                                            locked.entry.recipients, addresses))
+
+
+def _states(entry: Entry, addresses: tuple[str, ...]) -> list[RecipientState]:
+    return [r for r in entry.recipients if r.address in addresses and r.state == PENDING]
+
+
+def _defer(state: RecipientState, last: dict, clock: float, rng) -> None:
+    state.last_reply = last
+    state.next_attempt = clock + backoff(state.attempts, rng)

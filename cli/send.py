@@ -58,7 +58,7 @@ def send_command(server, account_name, user, password_command, cafile, timeout, 
         url, user = settings.url, settings.url.user
         if settings.password_command and not user and not url.is_local:
             raise UsageError("--password-command needs --user (or smtp://USER@HOST)")
-        sender = sender or settings.from_address
+        sender = settings.from_address if sender is None else sender   # "" is the null sender, given
         messages = [prepare_message(path, sender, recipients, extract, stream=stdin_if_dash(path)) for path in files]
         progress = Progress("send", total=sum(m.scan.size for m in messages), quiet=quiet or as_json)
         outcomes = send(url, messages, extract=extract, user=user,   # checks every message before any goes out

@@ -151,6 +151,8 @@ def _readings_of(message: Message, prefix: str, depth: int, limits: Limits, budg
                 found.close()
             elif isinstance(candidate, _Tnef):
                 for alternative in _tnef_attachments(part, origin, number, limits):
+                    if budget[0] <= 0:
+                        return
                     number += 1
                     budget[0] -= 1
                     yield alternative

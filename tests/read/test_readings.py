@@ -6,9 +6,11 @@ import hashlib
 import io
 import json
 import subprocess
+import struct
 import sys
 import zlib
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -168,3 +170,25 @@ def test_alternatives_in_an_encoded_attached_message_have_ids_under_its_root(tmp
     entries = manifest(raw, tmp_path / "out", all_readings=True)
     assert [(entry["id"], entry.get("reading")) for entry in entries if entry["sha256"] == hashlib.sha256(ZIP).hexdigest()] \
         == [("2.1~1", "cte-last-header")]
+
+
+def _tnef_of(count: int) -> bytes:
+    """A winmail.dat of `count` attachments: fixtures/evasion.py's one-attachment object,
+    the attachment attributes of the others appended after its three message attributes."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures"))
+    from evasion import tnef_file
+    objects = [tnef_file(b"data%d" % number, f"f{number}.bin") for number in range(count)]
+    head = 6   # signature and key
+    for _ in range(3):
+        head += 9 + struct.unpack_from("<I", objects[0], head + 5)[0] + 2
+    return objects[0][:head] + b"".join(one[head:] for one in objects)
+
+
+def test_tnef_attachments_count_against_the_message_budget():
+    """Limits.max_parts bounds the alternatives of a message, however many each TNEF object holds."""
+    tnef = base64.encodebytes(_tnef_of(50)).replace(b"\n", b"\r\n")
+    raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"".join(
+        b"--b\r\nContent-Type: application/ms-tnef\r\nContent-Transfer-Encoding: base64\r\n\r\n" + tnef
+        for _ in range(3)) + b"--b--\r\n"
+    assert len(readings(raw)) == 150
+    assert len(readings(raw, replace(Limits.DEFAULT, max_parts=70))) == 70

@@ -216,6 +216,22 @@ class Queue:
     def lock(self, entry_id: str, failed: bool = False) -> "LockedEntry | None":
         """The entry, locked and read afresh; None when another process holds it or it
         is gone (finished meanwhile)."""
+        fd = self._lock_message(entry_id, failed)
+        if fd is None:
+            return None
+        try:
+            entry = self.read(entry_id, failed)
+        except NoInputError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return LockedEntry(self, entry, fd)
+
+    def _lock_message(self, entry_id: str, failed: bool = False) -> int | None:
+        """A descriptor holding the lock of the entry's message file; None when another
+        process holds it, or the file is gone."""
         path = self._file(entry_id, MESSAGE_SUFFIX, failed)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -223,16 +239,15 @@ class Queue:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if not os.path.samestat(os.fstat(fd), os.stat(path)):
-                raise FileNotFoundError(path)   # finished and its name reused: not ours
-            entry = self.read(entry_id, failed)
-        except (BlockingIOError, FileNotFoundError, NoInputError):
-            os.close(fd)
-            return None
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except (BlockingIOError, FileNotFoundError):
+            pass   # held elsewhere, or finished and gone since it was opened
         except BaseException:
             os.close(fd)
             raise
-        return LockedEntry(self, entry, fd)
+        os.close(fd)
+        return None
 
     def lock_or_fail(self, entry_id: str) -> "LockedEntry":
         """The entry `entry_id`, queued or failed, locked; TempFailure when it is in use."""
@@ -252,35 +267,25 @@ class Queue:
             entry_id, suffix = os.path.splitext(name)
             if name.startswith(".") or entry_id + STATE_SUFFIX in names and entry_id + MESSAGE_SUFFIX in names:
                 continue
-            if suffix == MESSAGE_SUFFIX:
-                locked = self._lock_orphan(entry_id)
-                if locked is not None:
-                    locked.remove()
-            elif suffix == STATE_SUFFIX and os.path.exists(self._file(entry_id, MESSAGE_SUFFIX, failed=True)):
-                locked = self.lock(entry_id, failed=True)
-                if locked is not None and not os.path.exists(self._file(entry_id, STATE_SUFFIX, failed=True)):
+            moved = suffix == STATE_SUFFIX
+            if suffix not in (MESSAGE_SUFFIX, STATE_SUFFIX) or moved and not os.path.exists(
+                    self._file(entry_id, MESSAGE_SUFFIX, failed=True)):
+                continue
+            fd = self._lock_message(entry_id, failed=moved)
+            if fd is None:
+                continue
+            with LockedEntry(self, _placeholder(entry_id), fd) as locked:
+                if not moved and not os.path.exists(self._file(entry_id, STATE_SUFFIX)):
+                    locked.remove()   # nobody holds it, so its spooler is gone
+                elif moved and os.path.exists(self._file(entry_id, STATE_SUFFIX)):
                     locked.entry = self.read(entry_id)
                     locked.entry.failed = True
                     locked._move_state_to_failed()
-                if locked is not None:
-                    locked.unlock()
 
-    def _lock_orphan(self, entry_id: str) -> "LockedEntry | None":
-        path = self._file(entry_id, MESSAGE_SUFFIX)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        if os.path.exists(self._file(entry_id, STATE_SUFFIX)):   # its spooler finished meanwhile
-            os.close(fd)
-            return None
-        placeholder = Entry(entry_id, 0, "", None, "", "", MessageScan(), [])
-        return LockedEntry(self, placeholder, fd)
+
+def _placeholder(entry_id: str) -> Entry:
+    """An entry known by its id only: what recover needs to remove or move its files."""
+    return Entry(entry_id, 0, "", None, "", "", MessageScan(), [])
 
 
 def _new_id(now: float) -> str:

@@ -180,12 +180,18 @@ def _alternatives(message: Message, limits: Limits, digests: set[str]) -> list[d
         if size == 0 or digest in digests:
             continue
         digests.add(digest)
-        rows.append({"id": alternative.id, "depth": alternative.id.count(".") + alternative.id.count("~") + 1,
+        rows.append({"id": alternative.id, "depth": _alternative_depth(alternative.id),
                      "content_type": alternative.content_type, "charset": None, "transfer_encoding": None,
                      "size": size, "name": alternative.filename, "filename": alternative.filename,
                      "disposition": None, "content_id": None, "is_attachment": True,
                      "reading": alternative.reading, "sha256": digest})
     return rows
+
+
+def _alternative_depth(alternative_id: str) -> int:
+    """One level under the part read again ("2~1": 2, as part 2 is 1; "~1": 1), and one more
+    per step into a multipart that reading found ("~1.2": 2)."""
+    return alternative_id.count(".") + alternative_id.count("~") + (not alternative_id.startswith("~"))
 
 
 def _inside_alternative(part: Part) -> bool:

@@ -192,3 +192,15 @@ def test_tnef_attachments_count_against_the_message_budget():
         for _ in range(3)) + b"--b--\r\n"
     assert len(readings(raw)) == 150
     assert len(readings(raw, replace(Limits.DEFAULT, max_parts=70))) == 70
+
+
+def test_show_rows_of_alternatives_sit_one_level_under_what_they_read_again():
+    """2~1 is part 2 (depth 1) read again: depth 2. ~1 is the message (depth 0) read again, at
+    depth 1 (it has no row of its own here), and ~1.2 a part of it: depth 2."""
+    rows = summarise(io.BytesIO(lost_boundary_message()), all_readings=True)["parts"]
+    assert {row["id"]: row["depth"] for row in rows if "reading" in row} == {"~1.1": 2, "~1.2": 2}
+    raw = (b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\r\ntext\r\n--o\r\n"
+           b"Content-Type: application/zip\r\nContent-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + base64.b64encode(ZIP) + b"\r\n--o--\r\n")
+    rows = summarise(io.BytesIO(raw), all_readings=True)["parts"]
+    assert {row["id"]: row["depth"] for row in rows if "reading" in row} == {"2~1": 2}

@@ -1,0 +1,86 @@
+"""`mimekit queue` and `send --queue` as a script sees them: exit codes, stderr lines, JSON
+documents, and the entry commands (retry, hold, release, drop). A closed loopback port is
+the server that is away; deliveries to the real Postfix are in tests/queue/."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MESSAGE = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: q\r\n\r\nHello.\r\n"
+
+
+def mimekit(*args, input=None):
+    return subprocess.run([sys.executable, "-m", "mimekit_cli", *args], input=input, capture_output=True,
+                          timeout=120, cwd=REPO)
+
+
+def closed_server() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"smtp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def queued(tmp_path) -> dict:
+    sent = mimekit("send", f"--queue={tmp_path}", "--server", closed_server(), "-t", "-", input=MESSAGE)
+    assert sent.returncode == 0, sent.stderr
+    listing = json.loads(mimekit("queue", "list", "--json", str(tmp_path)).stdout)
+    return listing["entries"][0]
+
+
+def test_send_queue_exits_0_when_queued_and_says_the_try_was_deferred(tmp_path):
+    sent = mimekit("send", f"--queue={tmp_path}", "--server", closed_server(), "-t", "-", input=MESSAGE)
+    assert sent.returncode == 0 and sent.stdout == b""
+    lines = sent.stderr.decode().splitlines()
+    assert lines[0].startswith("mimekit send: -: queued as ")
+    assert any("bob@example.test deferred until" in line and "cannot connect" in line for line in lines)
+    assert lines[-1] == "mimekit send: deferred mail stays queued: `mimekit queue run` delivers it later"
+
+
+def test_queue_list_json_documents_every_field(tmp_path):
+    entry = queued(tmp_path)
+    assert set(entry) == {"id", "status", "created", "age_seconds", "size", "server", "user", "sender", "source",
+                          "next_attempt", "recipients"}
+    assert (entry["status"], entry["size"], entry["sender"]) == ("queued", len(MESSAGE), "alice@example.test")
+    [recipient] = entry["recipients"]
+    assert set(recipient) == {"address", "state", "attempts", "next_attempt", "last_reply", "server_queue_id"}
+    help_text = mimekit("queue", "list", "--help").stdout.decode()
+    assert "mimekit.queue-list/1" in help_text
+    for name in list(entry) + list(recipient):
+        assert name.split("_")[0] in help_text
+
+
+def test_queue_run_exits_75_while_entries_wait(tmp_path):
+    queued(tmp_path)
+    run = mimekit("queue", "run", "--json", str(tmp_path))
+    assert run.returncode == 75
+    report = json.loads(run.stdout)
+    assert (report["schema"], report["remaining"], report["entries"]) == ("mimekit.queue-run/1", 1, [])
+
+
+def test_hold_release_retry_drop(tmp_path):
+    entry_id = queued(tmp_path)["id"]
+    assert mimekit("queue", "hold", "-d", str(tmp_path), entry_id).returncode == 0
+    assert json.loads(mimekit("queue", "list", "--json", str(tmp_path)).stdout)["entries"][0]["status"] == "held"
+    assert mimekit("queue", "run", str(tmp_path)).returncode == 0   # nothing to deliver but a held entry
+    assert mimekit("queue", "release", "-d", str(tmp_path), entry_id).returncode == 0
+    assert mimekit("queue", "retry", "-d", str(tmp_path), entry_id).returncode == 0
+    run = json.loads(mimekit("queue", "run", "--json", str(tmp_path)).stdout)
+    assert run["entries"][0]["recipients"][0]["attempts"] == 2   # retried at once
+    dropped = mimekit("queue", "drop", "-d", str(tmp_path), entry_id)
+    assert (dropped.returncode, dropped.stderr) == (0, f"mimekit queue-drop: {entry_id}: dropped\n".encode())
+    assert os.listdir(tmp_path / "queue") == []
+
+
+def test_unknown_ids_and_bad_arguments_are_one_line_and_the_right_code(tmp_path):
+    missing = mimekit("queue", "drop", "-d", str(tmp_path), "20260101T000000-0000000000")
+    assert missing.returncode == 66 and missing.stderr.count(b"\n") == 1
+    local = mimekit("send", f"--queue={tmp_path}", "--server", f"maildir:{tmp_path}/box", "-t", "-", input=MESSAGE)
+    assert local.returncode == 64 and b"smtp" in local.stderr
+    age = mimekit("queue", "run", "--max-age", "soon", str(tmp_path))
+    assert age.returncode == 64
+    nobody = mimekit("send", f"--queue={tmp_path}", "--server", closed_server(), "-", input=MESSAGE)
+    assert nobody.returncode == 64 and os.listdir(tmp_path / "queue") == []

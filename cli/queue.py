@@ -173,7 +173,8 @@ def run_command(max_age, password_command, watch, as_json, quiet, directory):
         password = _password(password_command)
         while True:
             report = deliver_queue(queue, max_age=max_age, password=password, on_unencrypted=_warn_unencrypted)
-            _report_run("queue-run", queue, report, as_json, quiet)
+            if report.outcomes or report.unreadable or not watch:   # --watch: only what happened
+                _report_run("queue-run", queue, report, as_json, quiet)
             if not watch:
                 sys.exit(_run_exit_code(report))
             due = next_due(queue)

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
+from functools import partial
 from typing import BinaryIO, Iterator
 
 import click
@@ -122,8 +123,8 @@ def json_option(func):
 def network_options(func):
     """What send, fetch and folders share, spelled once: which account of the config file
     (--account; the flags override its values), how they log in (--user, --password-command,
-    --cafile; passwords never come from argv: docs/conventions.md, Network), --timeout,
-    --json and -q."""
+    --token-command, --cafile; secrets never come from argv: docs/conventions.md, Network),
+    --timeout, --json and -q."""
     from mimekit.transport.connection import DEFAULT_TIMEOUT, MIN_DATA_RATE   # here: only network commands load ssl
     options = [
         click.option("--account", "account_name", metavar="NAME",
@@ -133,6 +134,10 @@ def network_options(func):
         click.option("--password-command", metavar="CMD",
                      help="Command whose first output line is the password "
                           "(else MIMEKIT_PASSWORD, ~/.netrc, ~/.config/mimekit/config.toml)."),
+        click.option("--token-command", metavar="CMD",
+                     help="Log in with OAuth2 (OAUTHBEARER or XOAUTH2): command whose first output line is "
+                          "the access token, run again when the server says it expired (default: the "
+                          "account's token_command, unless --password-command is given)."),
         click.option("--cafile", metavar="PEM",
                      help="Also trust this CA's certificates (a private CA); verification is always on."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
@@ -152,6 +157,18 @@ def lazy_password(user: str | None, host: str, password_command: str | None):
     server that cannot be reached securely costs no password command)."""
     from mimekit.transport.secrets import resolve_password
     return lambda: resolve_password(user, host, password_command)
+
+
+def lazy_token(settings, password_command: str | None, token_command: str | None):
+    """The OAuth2 token look-up when the login is OAuth2 (--token-command, else the account's
+    token_command unless --password-command asks for a password), else None. Called by the
+    engine once TLS is up, and once more when the server says the token expired."""
+    if password_command and token_command:
+        raise errors.UsageError("--password-command and --token-command exclude each other: give one")
+    if password_command or not settings.token_command or settings.url.is_local:
+        return None
+    from mimekit.transport.secrets import resolve_token
+    return partial(resolve_token, settings.token_command)
 
 
 # --parser-limit NAME=N: the parser's limits by their short names (Limits.max_<name>).

@@ -28,7 +28,8 @@ from mimekit.errors import MimekitError, UsageError
 from mimekit.fetch.run import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch
 from mimekit.fetch.sinks import MboxStreamSink, StdoutSink, open_sink
 from mimekit.transport.imap.client import list_folders
-from mimekit_cli.common import Progress, emit_json, exit_code_for, lazy_password, network_options, printable, reporting
+from mimekit_cli.common import (Progress, emit_json, exit_code_for, lazy_password, lazy_token, network_options,
+                                printable, reporting)
 
 
 def _parse_date(text: str) -> date:
@@ -62,7 +63,7 @@ saved (fsync'd) in the output.""")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N messages (oldest first).")
 @network_options
 def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, account_name, user,
-                  password_command, cafile, timeout, as_json, quiet):
+                  password_command, token_command, cafile, timeout, as_json, quiet):
     """Fetch mail from SOURCE: imap://USER@HOST[:PORT]/FOLDER, imaps://..., pop3://USER@HOST[:PORT],
     pop3s://..., maildir:PATH or mbox:PATH (default: the account's imap, else pop3, URL).
 
@@ -75,8 +76,10 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
             raise UsageError(f"--json is refused with -o {output}: standard output carries the messages "
                              "(the summary goes to stderr)")
         settings = resolve_settings(account_name, source, SOURCE_SCHEMES, user=user,
-                                    password_command=password_command, cafile=cafile, timeout=timeout)
+                                    password_command=password_command, token_command=token_command,
+                                    cafile=cafile, timeout=timeout)
         url = settings.url
+        token = lazy_token(settings, password_command, token_command)
         if output == "-" and limit != 1:
             raise UsageError("-o - writes one message: add --limit 1 (or use -o mbox:- for many)")
         options = FetchOptions(new=new, since=_parse_date(since) if since else None, unseen=unseen,
@@ -88,7 +91,7 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
         progress = Progress("fetch", quiet=quiet)
         try:
             password = None if url.is_local else lazy_password(url.user, url.host, settings.password_command)
-            fetch(url, sink, options, password=password, cafile=settings.cafile, timeout=settings.timeout,
+            fetch(url, sink, options, password=password, token=token, cafile=settings.cafile, timeout=settings.timeout,
                   on_progress=progress.update, report=report)
         except MimekitError as exc:
             progress.close()
@@ -112,15 +115,17 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
 @click.command("folders")
 @click.argument("source", metavar="[imap[s]://USER@HOST[:PORT]]", required=False)
 @network_options
-def folders_command(source, account_name, user, password_command, cafile, timeout, as_json, quiet):
+def folders_command(source, account_name, user, password_command, token_command, cafile, timeout, as_json, quiet):
     """List the folders of an IMAP account, one per line (names decoded to UTF-8); without a
     URL, of the account's imap server."""
     with reporting("folders", as_json):
         settings = resolve_settings(account_name, source, {"imap", "imaps"}, user=user,
-                                    password_command=password_command, cafile=cafile, timeout=timeout)
+                                    password_command=password_command, token_command=token_command,
+                                    cafile=cafile, timeout=timeout)
         url = settings.url
         entries = list_folders(url, lazy_password(url.user, url.host, settings.password_command),
-                               cafile=settings.cafile, timeout=settings.timeout)
+                               cafile=settings.cafile, timeout=settings.timeout,
+                               token=lazy_token(settings, password_command, token_command))
         if as_json:
             emit_json("folders", {"folders": [{"name": e.name, "delimiter": e.delimiter, "flags": list(e.flags)}
                                               for e in entries]})

@@ -15,7 +15,7 @@ from mimekit.send import SEND_SCHEMES, send
 from mimekit.transport.smtp.client import MessageResult, RecipientResult
 from mimekit.transport.smtp.envelope import prepare_message
 from mimekit_cli.common import (Progress, emit_json, exit_code_for, exit_code_for_results, lazy_password,
-                                network_options, print_diagnostic, reporting, stdin_if_dash)
+                                lazy_token, network_options, print_diagnostic, reporting, stdin_if_dash)
 
 
 @click.command("send")
@@ -36,8 +36,8 @@ from mimekit_cli.common import (Progress, emit_json, exit_code_for, exit_code_fo
                    "$XDG_STATE_HOME/mimekit/queue), then try once now; exit 0 once queued, even if "
                    "the try was deferred (`mimekit queue run` retries). Give DIR as --queue=DIR.")
 @click.argument("files", nargs=-1, metavar="[FILE|-]...")
-def send_command(server, account_name, user, password_command, cafile, timeout, as_json, quiet, insecure_plaintext_auth,
-                 sender, recipients, extract, queue_dir, files):
+def send_command(server, account_name, user, password_command, token_command, cafile, timeout, as_json, quiet,
+                 insecure_plaintext_auth, sender, recipients, extract, queue_dir, files):
     """Send messages (files, or stdin) over one SMTP connection, or deliver them locally.
 
     Bcc and Resent-Bcc fields are never transmitted. Each --to and --from is one address
@@ -54,15 +54,18 @@ def send_command(server, account_name, user, password_command, cafile, timeout, 
         if files.count("-") > 1:
             raise UsageError("stdin (-) can be read only once")
         settings = resolve_settings(account_name, server, SEND_SCHEMES, user=user, password_command=password_command,
-                                    cafile=cafile, timeout=timeout)
+                                    token_command=token_command, cafile=cafile, timeout=timeout)
         url, user = settings.url, settings.url.user
-        if settings.password_command and not user and not url.is_local:
-            raise UsageError("--password-command needs --user (or smtp://USER@HOST)")
+        token = lazy_token(settings, password_command, token_command)
+        for given, flag in ((settings.password_command, "--password-command"), (token, "--token-command")):
+            if given and not user and not url.is_local:
+                raise UsageError(f"{flag} needs --user (or smtp://USER@HOST)")
         sender = settings.from_address if sender is None else sender   # "" is the null sender, given
         messages = [prepare_message(path, sender, recipients, extract, stream=stdin_if_dash(path)) for path in files]
         progress = Progress("send", total=sum(m.scan.size for m in messages), quiet=quiet or as_json)
         outcomes = send(url, messages, extract=extract, user=user,   # checks every message before any goes out
-                        password=lazy_password(user, url.host, settings.password_command), cafile=settings.cafile,
+                        password=lazy_password(user, url.host, settings.password_command), token=token,
+                        cafile=settings.cafile,
                         timeout=settings.timeout,
                         allow_insecure=insecure_plaintext_auth, on_unencrypted=lambda: print_diagnostic(
                             "send", f"warning: {url.host} offers no STARTTLS; continuing WITHOUT "

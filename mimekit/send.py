@@ -30,7 +30,8 @@ SEND_SCHEMES = {"smtp", "smtps", "maildir", "mbox"}
 
 def send(target: ServerURL | str, messages: Iterable[OutgoingMessage | str | os.PathLike], *,
          sender: str | None = None, to: Iterable[str] = (), extract: bool = False,
-         user: str | None = None, password: Callable[[], str] | None = None, cafile: str | None = None,
+         user: str | None = None, password: Callable[[], str] | None = None,
+         token: Callable[[], str] | None = None, cafile: str | None = None,
          timeout: float = DEFAULT_TIMEOUT, allow_insecure: bool = False,
          on_unencrypted: Callable[[], None] | None = None,
          on_progress: Callable[[int, int], None] | None = None) -> Iterator[MessageResult]:
@@ -39,7 +40,8 @@ def send(target: ServerURL | str, messages: Iterable[OutgoingMessage | str | os.
     A message is an OutgoingMessage (prepare_message) or a path, prepared here with
     `sender`, `to` and `extract` (also take the recipients from the message's To, Cc and
     Bcc, or Resent- fields). `user` (default: the URL's) logs in with `password()`, by
-    default resolve_password's look-up. `allow_insecure` lets smtp:// go on without
+    default resolve_password's look-up, or with OAuth2 when `token` is given (`token()` is
+    the access token, asked for again if the server finds it expired). `allow_insecure` lets smtp:// go on without
     STARTTLS; `on_unencrypted()` is then called once, so that the caller can say so.
     `on_progress(bytes, messages)` counts what went out.
     """
@@ -54,16 +56,21 @@ def send(target: ServerURL | str, messages: Iterable[OutgoingMessage | str | os.
         if not message.recipients and not message.refused:
             where = "in its To, Cc and Bcc (or Resent-) fields" if extract else "given"
             raise UsageError(f"{message.source}: no recipient {where}")
-    return _send_over_smtp(url, prepared, progress, user or url.user, password, cafile, timeout, allow_insecure,
+    user = user or url.user
+    if token is not None and not user:
+        raise UsageError("an OAuth2 token needs a user name to log in as")
+    return _send_over_smtp(url, prepared, progress, user, password, token, cafile, timeout, allow_insecure,
                            on_unencrypted)
 
 
-def _send_over_smtp(url: ServerURL, messages: list[OutgoingMessage], progress, user, password, cafile, timeout,
-                    allow_insecure, on_unencrypted) -> Iterator[MessageResult]:
+def _send_over_smtp(url: ServerURL, messages: list[OutgoingMessage], progress, user, password, token, cafile,
+                    timeout, allow_insecure, on_unencrypted) -> Iterator[MessageResult]:
     with SMTPClient(url, cafile=cafile, timeout=timeout, allow_insecure=allow_insecure) as client:
         if not client.encrypted and on_unencrypted:
             on_unencrypted()
-        if user:
+        if token is not None:
+            client.login_oauth2(user, token)
+        elif user:
             client.login(user, password() if password else resolve_password(user, url.host))
         for result in client.send_messages(messages, progress=lambda nbytes: progress(nbytes, 0)):
             progress(0, 1)

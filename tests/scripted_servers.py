@@ -11,13 +11,15 @@ A test scripts a fault by overriding methods: `scripted(ScriptedIMAPServer, tmp_
 search=lambda self, tag: ...)`.
 """
 
+import base64
 import select
 import socket
 import ssl
 import threading
 import time
+from functools import partial
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import trustme
 
@@ -51,6 +53,13 @@ class ScriptedServer:
 
     def session(self, conn: ssl.SSLSocket) -> None:
         raise NotImplementedError
+
+    def authenticate(self, mechanism: str, response: bytes | None, challenge: Callable[[bytes], bytes | None]) -> bool:
+        """The script of a SASL exchange (SMTP AUTH, IMAP AUTHENTICATE, POP3 AUTH): `response`
+        is the client's initial response (decoded; None when it sent none), `challenge(data)`
+        sends the protocol's continuation carrying `data` and returns the client's decoded
+        answer (None for a cancel). True logs the client in. This default takes anyone."""
+        return True
 
     def _serve(self) -> None:
         while True:
@@ -200,6 +209,12 @@ class ScriptedSMTPServer(ScriptedServer):
             elif verb == "RSET":
                 mail_ok, rcpt_ok, bdat = False, 0, bytearray()
                 reply = "250 2.0.0 Ok"
+            elif verb == "AUTH":
+                words = command.split()
+                reply = ("235 2.7.0 Authentication successful"
+                         if self.authenticate(words[1].upper(), _sasl_initial(words[2:]),
+                                              partial(_sasl_challenge, conn, reader, b"334 "))
+                         else "535 5.7.8 Error: authentication failed")
             elif verb == "QUIT":
                 say("221 2.0.0 Bye")
                 return
@@ -276,7 +291,10 @@ class ScriptedIMAPServer(ScriptedServer):
             tag, _, command = line.rstrip(b"\r\n").partition(b" ")
             words = command.upper().split()
             verb = words[1] if words[:1] == [b"UID"] and len(words) > 1 else (words or [b""])[0]
-            if verb in (b"AUTHENTICATE", b"LOGIN"):
+            if verb == b"AUTHENTICATE" and not self.authenticate(words[1].decode(), _sasl_initial(command.split()[2:]),
+                                                                 partial(_sasl_challenge, conn, reader, b"+ ")):
+                replies = [tag + b" NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"]
+            elif verb in (b"AUTHENTICATE", b"LOGIN"):
                 replies = [tag + b" OK [CAPABILITY " + self.capabilities + b"] logged in\r\n"]
             elif verb in (b"SELECT", b"EXAMINE"):
                 replies = self.select(tag)
@@ -299,6 +317,7 @@ class ScriptedPOP3Server(ScriptedServer):
     LIST reply, the place a test scripts odd numbers into."""
 
     scheme = "pop3s"
+    sasl = ""   # the SASL mechanisms CAPA lists, if any
 
     def listing(self) -> bytes:
         return b"+OK\r\n1 %d\r\n.\r\n" % len(MESSAGE)
@@ -309,7 +328,14 @@ class ScriptedPOP3Server(ScriptedServer):
         while line := reader.readline():
             verb = line.split(b" ", 1)[0].strip().upper()
             if verb == b"CAPA":
-                reply = b"+OK\r\nUSER\r\nUIDL\r\nTOP\r\n.\r\n"
+                sasl = f"SASL {self.sasl}\r\n".encode() if self.sasl else b""
+                reply = b"+OK\r\nUSER\r\nUIDL\r\nTOP\r\n" + sasl + b".\r\n"
+            elif verb == b"AUTH":
+                words = line.split()
+                reply = (b"+OK logged in\r\n"
+                         if self.authenticate(words[1].decode().upper(), _sasl_initial(words[2:]),
+                                              partial(_sasl_challenge, conn, reader, b"+ "))
+                         else b"-ERR [AUTH] Authentication failed.\r\n")
             elif verb in (b"USER", b"PASS", b"DELE"):
                 reply = b"+OK\r\n"
             elif verb == b"UIDL":
@@ -324,3 +350,18 @@ class ScriptedPOP3Server(ScriptedServer):
             else:
                 reply = b"-ERR not in the script\r\n"
             conn.sendall(reply)
+
+
+def _sasl_initial(words: list) -> bytes | None:
+    """The initial response of an AUTH/AUTHENTICATE line's remaining words, decoded ("=" is empty)."""
+    if not words:
+        return None
+    word = words[0] if isinstance(words[0], str) else words[0].decode()
+    return b"" if word == "=" else base64.b64decode(word)
+
+
+def _sasl_challenge(conn: ssl.SSLSocket, reader: "LineReader", prefix: bytes, data: bytes) -> bytes | None:
+    """Send `prefix` + base64(`data`) as a continuation; the client's answer, decoded (None: "*")."""
+    conn.sendall(prefix + base64.b64encode(data) + b"\r\n")
+    answer = reader.readline().rstrip(b"\r\n")
+    return None if answer == b"*" else base64.b64decode(answer)

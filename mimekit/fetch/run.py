@@ -84,12 +84,15 @@ class FetchReport:
 
 
 def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
-          password: Callable[[], str] | None = None, cafile: str | None = None,
+          password: Callable[[], str] | None = None, token: Callable[[], str] | None = None,
+          cafile: str | None = None,
           timeout: float = DEFAULT_TIMEOUT, state_directory: str | None = None,
           on_progress: Callable[[int, int], None] | None = None,
           report: FetchReport | None = None) -> FetchReport:
     """Fetch what `options` select from `source_url` into `sink`; see the module docstring.
 
+    `password()` is asked for once the connection is encrypted; with `token` given the
+    login is OAuth2 instead (mimekit.transport.sasl), `token()` asked for then.
     `report` (if given) is filled in as messages are saved, so a caller still knows what
     was fetched when an exception ends the run part way.
     """
@@ -98,7 +101,7 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
     _check_options(source_url, sink, options, criteria)
     source = _open_source(source_url, cafile, timeout)
     try:
-        source.open(password, read_only=not options.delete)
+        source.open(password, read_only=not options.delete, token=token)
         state = None
         if sink.durable:
             state = FetchState(state_path(source.account, sink.identity, options.headers_only,

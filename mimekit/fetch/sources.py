@@ -37,8 +37,10 @@ class Source(Protocol):
     validity: int | None
     account: str
 
-    def open(self, password: Callable[[], str] | None, read_only: bool = True) -> None:
-        """Connect and log in (asking `password` only when needed), and select the mailbox."""
+    def open(self, password: Callable[[], str] | None, read_only: bool = True,
+             token: Callable[[], str] | None = None) -> None:
+        """Connect and log in (asking `password`, or with OAuth2 `token`, only when needed),
+        and select the mailbox."""
 
     def list(self, criteria: str | None) -> list[str]:
         """The ids of the messages, or of those an IMAP search `criteria` selects."""
@@ -74,7 +76,7 @@ class LocalSource:
         self.validity = None
         self.account = f"{url.scheme}:{os.path.realpath(url.path)}"
 
-    def open(self, password=None, read_only: bool = True) -> None:
+    def open(self, password=None, read_only: bool = True, token=None) -> None:
         if not os.path.exists(self.url.path):
             raise NoInputError(f"{self.url.path}: no such {self.url.scheme} store")
         self.store = open_mailbox(self.url, create=False)

@@ -3,6 +3,8 @@
 variable MIMEKIT_PASSWORD, ~/.netrc, then the config file (config.toml, mimekit.accounts: the
 `password` of the account with this user at this host), then the older config.ini, still read
 when present (config.toml wins when both have a password). Never argv, never printed.
+An OAuth2 access token comes from its token command alone (resolve_token), run by the same
+runner.
 
 A file holding passwords that group or others may open is refused, not skipped: ssh and
 fetchmail do the same, and skipping it silently would only end in "no password" with
@@ -36,7 +38,7 @@ def resolve_password(user: str, host: str, password_command: str | None = None,
     """Return the password for `user` at `host`, or raise ConfigError saying where we looked."""
     environ = os.environ if environ is None else environ
     if password_command:
-        return _run_password_command(password_command)
+        return run_secret_command(password_command)
     if environ.get(ENV_VARIABLE):
         return environ[ENV_VARIABLE]
     found = _from_netrc(user, host) or password_for(user, host) or _from_legacy_config(user, host)
@@ -46,20 +48,28 @@ def resolve_password(user: str, host: str, password_command: str | None = None,
                       f"or add it to {netrc_path()} or {config_path()} (chmod 600)")
 
 
-def _run_password_command(command: str) -> str:
+def resolve_token(token_command: str) -> str:
+    """An OAuth2 access token: the first line of `token_command`'s stdout. Run anew at each
+    call, so that a token the server found expired is replaced by a fresh one."""
+    return run_secret_command(token_command, "token")
+
+
+def run_secret_command(command: str, secret: str = "password") -> str:
+    """The first line of `command`'s stdout, its exit status checked; `secret` names what it
+    prints in the errors (which never show its stdout)."""
     try:
         result = subprocess.run(command, shell=True, capture_output=True, timeout=COMMAND_TIMEOUT,
                                 stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
-        raise ConfigError(f"password command timed out after {COMMAND_TIMEOUT}s"
+        raise ConfigError(f"{secret} command timed out after {COMMAND_TIMEOUT}s"
                           + _said_on_stderr(exc.stderr)) from exc
     if result.returncode != 0:
         ended = (f"was killed by signal {-result.returncode}" if result.returncode < 0
                  else f"failed with exit status {result.returncode}")
-        raise ConfigError(f"password command {ended}" + _said_on_stderr(result.stderr))
+        raise ConfigError(f"{secret} command {ended}" + _said_on_stderr(result.stderr))
     lines = result.stdout.decode("utf-8", "replace").splitlines()
     if not lines or not lines[0]:
-        raise ConfigError("password command printed no password" + _said_on_stderr(result.stderr))
+        raise ConfigError(f"{secret} command printed no {secret}" + _said_on_stderr(result.stderr))
     return lines[0]
 
 

@@ -100,11 +100,12 @@ def test_a_refused_greeting_carries_its_code(tmp_path):
 
 
 def test_a_refused_login_carries_its_code(tmp_path):
-    server = scripted(ScriptedSMTPServer, tmp_path, extensions=ScriptedSMTPServer.extensions + ("AUTH PLAIN",))
+    server = scripted(ScriptedSMTPServer, tmp_path, extensions=ScriptedSMTPServer.extensions + ("AUTH PLAIN",),
+                      authenticate=lambda self, mechanism, response, challenge: False)
     with client_for(server) as client:
         with pytest.raises(AuthError, match="authentication as bob failed") as raised:
             client.login("bob", "pw")
-    assert raised.value.reply_code == 502
+    assert raised.value.reply_code == 535
 
 
 def test_a_silent_server_costs_one_timeout(tmp_path):

@@ -6,6 +6,7 @@ imap/protocol.py's (sans-IO), the event pump driver.py's.
 # Annotations stay unevaluated: the list() method would shadow list[...] in them.
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Iterator
 
 from mimekit.transport.imap import protocol as imap
@@ -13,6 +14,8 @@ from mimekit.transport.connection import DEFAULT_TIMEOUT
 from mimekit.errors import AuthError, MimekitError, ProtocolError, TempFailure, UnavailableError, UsageError
 from mimekit.fetch.message import HEADER_LIMIT, ListedMessage, message_id_of
 from mimekit.transport.driver import Driver, login_failure
+from mimekit.transport.sasl import (ServerError, choose_mechanism, error_answer, initial_response,
+                                    log_in_with_token, oauth2_failure)
 from mimekit.transport.urls import ServerURL
 
 IMAP_BATCH = 100          # UIDs per UID FETCH of bodies; two batches are kept in flight
@@ -35,11 +38,14 @@ class IMAPClient(Driver):
     def account(self) -> str:
         return f"imap://{self.url.user}@{self.url.host}/{self.folder}"
 
-    def open(self, password: Callable[[], str] | None, read_only: bool = True) -> None:
-        self.login(password)
+    def open(self, password: Callable[[], str] | None, read_only: bool = True,
+             token: Callable[[], str] | None = None) -> None:
+        self.login(password, token)
         self.select(read_only)
 
-    def login(self, password: Callable[[], str] | None) -> None:
+    def login(self, password: Callable[[], str] | None, token: Callable[[], str] | None = None) -> None:
+        """Log in with `password()`, or with OAuth2 (sasl.py) when `token` is given: each
+        asked for only once the connection is encrypted and the server can take it."""
         self._connect()
         self.proto = imap.IMAPProtocol()
         greeting = self._next()
@@ -60,6 +66,16 @@ class IMAPClient(Driver):
         user = self.url.user
         if not user:
             raise UsageError("no user name: give USER@HOST in the URL or a user")
+        if token is not None:
+            mechanism = choose_mechanism((c[5:] for c in capabilities if c.startswith("AUTH=")), self.conn.where)
+            completion = log_in_with_token(partial(self._authenticate_oauth2, mechanism, user), token)
+        else:
+            completion = self._log_in_with_password(user, password, capabilities)
+        if not completion.code or completion.code.name != "CAPABILITY":
+            self._capabilities(refresh=True)
+
+    def _log_in_with_password(self, user: str, password: Callable[[], str] | None,
+                              capabilities: frozenset[str]) -> imap.Completion:
         secret = password() if password else ""
         if "AUTH=PLAIN" in capabilities:
             tag, what = self.proto.authenticate_plain(user, secret), "AUTHENTICATE PLAIN"
@@ -70,9 +86,26 @@ class IMAPClient(Driver):
         completion = self._wait(tag)
         if not completion.ok:
             raise login_failure(f"{what} as {user}", completion.text,
-                                 completion.code.name if completion.code else None)
-        if not completion.code or completion.code.name != "CAPABILITY":
-            self._capabilities(refresh=True)
+                                completion.code.name if completion.code else None)
+        return completion
+
+    def _authenticate_oauth2(self, mechanism: str, user: str, token: str) -> imap.Completion:
+        """One AUTHENTICATE exchange; a "+" after our response is the server's error
+        (RFC 7628 §3.2.3), answered so that the tagged NO follows."""
+        response = initial_response(mechanism, user, token, self.url.host, self.url.port)
+        errors: list[ServerError] = []
+
+        def answer_error(event) -> None:
+            if isinstance(event, imap.Continuation):
+                errors.append(ServerError.from_challenge(event.text))
+                self.proto.continue_authentication(error_answer(mechanism))
+
+        completion = self._wait(self.proto.authenticate(mechanism, response), answer_error)
+        if not completion.ok:
+            code = completion.code.name if completion.code else None
+            raise oauth2_failure(errors[-1] if errors else None,
+                                 login_failure(f"AUTHENTICATE {mechanism} as {user}", completion.text, code))
+        return completion
 
     def _capabilities(self, refresh: bool = False) -> frozenset[str]:
         if refresh or not self.proto.capabilities:
@@ -244,11 +277,12 @@ def _collect(event_type: type, take: Callable[[object], None]) -> Callable[[obje
 
 
 def list_folders(url: ServerURL, password: Callable[[], str] | None, cafile: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> list[imap.ListEntry]:
-    """Every folder of an IMAP account (LIST "" "*"), names decoded from modified UTF-7."""
+                 timeout: float = DEFAULT_TIMEOUT, token: Callable[[], str] | None = None) -> list[imap.ListEntry]:
+    """Every folder of an IMAP account (LIST "" "*"), names decoded from modified UTF-7;
+    logged in with `token` (OAuth2) when given, else `password`."""
     client = IMAPClient(url, cafile, timeout)
     try:
-        client.login(password)
+        client.login(password, token)
         return client.folders()
     finally:
         client.close()

@@ -362,11 +362,23 @@ class IMAPProtocol(BufferedClientProtocol):
         return self._command("LOGIN", _astring(user.encode("utf-8")), _astring(password.encode("utf-8")))
 
     def authenticate_plain(self, user: str, password: str) -> str:
-        """SASL PLAIN (RFC 4616), in the first line when the server offers SASL-IR (RFC 4959)."""
-        response = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8"))
+        """SASL PLAIN (RFC 4616)."""
+        return self.authenticate("PLAIN", b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8"))
+
+    def authenticate(self, mechanism: str, response: bytes) -> str:
+        """AUTHENTICATE with a mechanism of one client response (PLAIN, the OAuth2 ones of
+        transport/sasl.py), in the first line when the server offers SASL-IR (RFC 4959),
+        else after its first "+". A later "+" is a Continuation event: the server's
+        challenge, answered with continue_authentication()."""
+        encoded = base64.b64encode(response)
+        name = mechanism.encode("ascii")
         if "SASL-IR" in self.capabilities:
-            return self._command("AUTHENTICATE", b"PLAIN", response)
-        return self._command("AUTHENTICATE", b"PLAIN", _Continued(response))
+            return self._command("AUTHENTICATE", name, encoded)
+        return self._command("AUTHENTICATE", name, _Continued(encoded))
+
+    def continue_authentication(self, response: bytes) -> None:
+        """Answer the server's challenge in an AUTHENTICATE exchange (RFC 3501 §6.2.2)."""
+        self._outbox += base64.b64encode(response) + b"\r\n"
 
     def list(self, reference: str = "", pattern: str = "*") -> str:
         return self._command("LIST", _astring(encode_mailbox_name(reference)) if reference else b'""',

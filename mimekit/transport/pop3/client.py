@@ -7,12 +7,15 @@ event pump driver.py's.
 # Annotations stay unevaluated: the list() method would shadow list[...] in them.
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Iterator
 
 from mimekit.transport.pop3 import protocol as pop3
 from mimekit.errors import AuthError, MimekitError, ProtocolError, TempFailure, UnavailableError, UsageError
 from mimekit.fetch.message import ListedMessage
 from mimekit.transport.driver import Driver, login_failure
+from mimekit.transport.sasl import (ServerError, choose_mechanism, error_answer, initial_response,
+                                    log_in_with_token, oauth2_failure)
 
 POP3_WINDOW = 32          # RETR/DELE commands in flight when the server offers PIPELINING
 
@@ -34,7 +37,10 @@ class POP3Client(Driver):
     def account(self) -> str:
         return f"pop3://{self.url.user}@{self.url.host}"
 
-    def open(self, password: Callable[[], str] | None, read_only: bool = True) -> None:
+    def open(self, password: Callable[[], str] | None, read_only: bool = True,
+             token: Callable[[], str] | None = None) -> None:
+        """Connect, secure and log in with `password()`, or with OAuth2 (sasl.py) when
+        `token` is given: each asked for only once the connection is encrypted."""
         self._connect()
         self.proto = pop3.POP3Protocol()
         greeting = self._next()
@@ -51,6 +57,10 @@ class POP3Client(Driver):
         user = self.url.user
         if not user:
             raise UsageError("no user name: give USER@HOST in the URL or a user")
+        if token is not None:
+            mechanism = choose_mechanism(capabilities.get("SASL", ()), self.conn.where)
+            log_in_with_token(partial(self._auth_oauth2, mechanism, user), token)
+            return
         secret = password() if password else ""
         if "PLAIN" in (arg.upper() for arg in capabilities.get("SASL", ())):
             self.proto.auth_plain(user, secret)
@@ -65,6 +75,18 @@ class POP3Client(Driver):
         reply = self._next()
         if not isinstance(reply, pop3.Reply) or not reply.ok:
             raise login_failure(f"POP3 login as {user}", getattr(reply, "text", ""), getattr(reply, "code", None))
+
+    def _auth_oauth2(self, mechanism: str, user: str, token: str) -> None:
+        """One AUTH exchange; a "+" after our response is the server's error (RFC 7628
+        §3.2.3), answered so that the -ERR follows."""
+        self.proto.auth(mechanism, initial_response(mechanism, user, token, self.url.host, self.url.port))
+        error = None
+        while isinstance(event := self._next(), pop3.Challenge):
+            error = ServerError.from_challenge(event.text)
+            self.proto.auth_continue(error_answer(mechanism))
+        if not isinstance(event, pop3.Reply) or not event.ok:
+            raise oauth2_failure(error, login_failure(f"POP3 AUTH {mechanism} as {user}", getattr(event, "text", ""),
+                                                      getattr(event, "code", None)))
 
     def _capa(self) -> dict:
         self.proto.capa()

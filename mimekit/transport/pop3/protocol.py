@@ -47,6 +47,13 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class Challenge:
+    """A "+" in an AUTH exchange after our response: the server's challenge (base64 text),
+    answered with auth_continue() (RFC 5034 §4)."""
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Capabilities:
     capabilities: dict             # upper-cased name -> tuple of arguments
 
@@ -179,9 +186,18 @@ class POP3Protocol(BufferedClientProtocol):
         self._command("PASS", _argument(password, "password"))
 
     def auth_plain(self, user: str, password: str) -> None:
-        """SASL PLAIN (RFC 4616) sent after the server's "+", which every AUTH server gives."""
-        response = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8"))
-        self._command("AUTH", "PLAIN", continued=response)
+        """SASL PLAIN (RFC 4616)."""
+        self.auth("PLAIN", b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8"))
+
+    def auth(self, mechanism: str, response: bytes) -> None:
+        """AUTH with a mechanism of one client response (PLAIN, the OAuth2 ones of
+        transport/sasl.py), sent after the server's "+", which every AUTH server gives:
+        an OAuth2 token would not fit in a command's 255 octets (RFC 2449 §4)."""
+        self._command("AUTH", mechanism, continued=base64.b64encode(response))
+
+    def auth_continue(self, response: bytes) -> None:
+        """Answer the server's Challenge; it goes before any command held behind AUTH."""
+        self._outbox += base64.b64encode(response) + b"\r\n"
 
     def stat(self) -> None:
         self._command("STAT")
@@ -235,9 +251,12 @@ class POP3Protocol(BufferedClientProtocol):
     def _line(self, line: str) -> None:
         ok = line.startswith("+OK")
         if not ok and not line.startswith("-ERR"):
-            if line.startswith("+") and self._awaiting_continuation and self._pending[0].name == "AUTH":
-                self._outbox += self._held.popleft()      # the AUTH continuation
-                self._awaiting_continuation = False
+            if line.startswith("+") and self._pending and self._pending[0].name == "AUTH":
+                if self._awaiting_continuation:
+                    self._outbox += self._held.popleft()      # the AUTH continuation
+                    self._awaiting_continuation = False
+                else:
+                    self._events.append(Challenge(line[1:].strip()))
                 return
             raise ProtocolError(f"POP3 server sent neither +OK nor -ERR: {line[:200]!r}")
         text = line[3 if ok else 4:].lstrip(" ")

@@ -34,6 +34,8 @@ from mimekit.streams.files import read_chunks, temporary_file
 from mimekit.streams.line_endings import CRLFNormaliser
 from mimekit.transport.connection import DEFAULT_TIMEOUT, ConnectionLost
 from mimekit.transport.driver import Driver
+from mimekit.transport.sasl import (ServerError, choose_mechanism, error_answer, initial_response,
+                                    log_in_with_token, oauth2_failure)
 from mimekit.transport.smtp.data import MessageScan, MessageScanner, data_stream
 from mimekit.transport.smtp.protocol import (AuthChallenge, BdatReply, ConnectionClosed, DataReply, EhloReply,
                                              Greeting, MailReply, MessageReply, RcptReply, Reply, RsetReply,
@@ -177,12 +179,28 @@ class SMTPClient(Driver):
                 continue
             if event.reply.code == 235:
                 return
-            if event.reply.transient:
-                error = TempFailure(f"authentication failed for now: {event.reply}")
+            raise _auth_failure(event.reply, user)
+
+    def login_oauth2(self, user: str, token: Callable[[], str]) -> None:
+        """AUTH OAUTHBEARER or XOAUTH2 (sasl.py) with the access token `token()` returns,
+        asked for only once the server is known to offer one; a token the server says
+        expired or is invalid is asked for and tried once more. Errors as login's."""
+        mechanism = choose_mechanism(self.proto.capabilities.auth, self.conn.where)
+        log_in_with_token(partial(self._oauth2_exchange, mechanism, user), token)
+
+    def _oauth2_exchange(self, mechanism: str, user: str, token: str) -> None:
+        """One AUTH exchange; a 334 that is not the go-ahead for our response is the
+        server's error (RFC 7628 §3.2.2), answered so that the final failure follows."""
+        self.proto.start_sasl(mechanism, initial_response(mechanism, user, token, self.url.host, self.url.port))
+        error = None
+        while isinstance(event := self._next_event(), AuthChallenge):
+            if self.proto.has_prepared_answer:
+                self.proto.answer_challenge()
             else:
-                error = AuthError(f"authentication as {user} failed: {event.reply}")
-            error.reply_code = event.reply.code
-            raise error
+                error = ServerError.from_challenge(event.reply.text)
+                self.proto.answer_challenge(error_answer(mechanism))
+        if event.reply.code != 235:
+            raise oauth2_failure(error, _auth_failure(event.reply, user))
 
     def close(self, polite: bool = True) -> None:
         """QUIT when the session is healthy, then close the connection."""
@@ -433,6 +451,17 @@ class SMTPClient(Driver):
         if not isinstance(event, event_type):
             raise ProtocolError(f"expected {event_type.__name__}, got {event!r}")
         return event
+
+
+def _auth_failure(reply: Reply, user: str) -> MimekitError:
+    """A refused AUTH: TempFailure (75) when the server says not now, else AuthError (77);
+    either carries the reply code."""
+    if reply.transient:
+        error = TempFailure(f"authentication failed for now: {reply}")
+    else:
+        error = AuthError(f"authentication as {user} failed: {reply}")
+    error.reply_code = reply.code
+    return error
 
 
 def seven_bit_copy(message: OutgoingMessage) -> OutgoingMessage:

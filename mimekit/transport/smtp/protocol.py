@@ -17,7 +17,8 @@ or DATA leaves the transaction open and the driver sends RSET (RFC 5321 §4.1.1.
 the next MAIL.
 
 Standards: RFC 5321 (SMTP), 1869 (EHLO), 2920 (PIPELINING), 1870 (SIZE), 6152 (8BITMIME),
-6531 (SMTPUTF8), 3207 (STARTTLS), 4954 (AUTH) with 4616 (PLAIN) and the LOGIN draft,
+6531 (SMTPUTF8), 3207 (STARTTLS), 4954 (AUTH) with 4616 (PLAIN), the LOGIN draft and the
+OAuth2 mechanisms of transport/sasl.py,
 2034 and 3463 (enhanced status codes), 3030 (CHUNKING: BDAT).
 """
 
@@ -33,6 +34,7 @@ from mimekit.transport.sansio import BufferedClientProtocol
 
 MAX_REPLY_LINE = 64 * 1024   # RFC 5321 §4.5.3.1.5 says 512; be lenient, but never buffer without bound
 MAX_REPLY_LINES = 1000       # lines of one reply: Postfix's EHLO reply, the longest, has about 15
+MAX_COMMAND_LINE = 512       # octets of a command line, CRLF included (RFC 5321 §4.5.3.1.4)
 
 
 class SMTPStateError(RuntimeError):
@@ -469,10 +471,7 @@ class SMTPProtocol(BufferedClientProtocol):
     def start_auth(self, user: str, password: str, mechanism: str | None = None) -> None:
         """Begin AUTH with PLAIN (one round trip) or else LOGIN; never without TLS unless
         the caller allowed it explicitly (`allow_insecure_auth`)."""
-        self._next_state(Step.AUTH)
-        if not self.tls and not self.allow_insecure_auth:
-            raise AuthError("refused to send credentials over an unencrypted connection "
-                            "(allow_insecure_auth permits it)")
+        self._check_auth_allowed()
         offered = self.capabilities.auth
         mechanism = mechanism or next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
         if mechanism is None or mechanism not in offered:
@@ -490,11 +489,44 @@ class SMTPProtocol(BufferedClientProtocol):
         self._command(Step.AUTH, line, _Expected("AUTH", AuthReply))
         self._auth = _Auth(mechanism, answers)
 
-    def answer_challenge(self) -> None:
-        """The next answer in the exchange; "*" (cancel, RFC 4954 §4) when we have none."""
+    def start_sasl(self, mechanism: str, response: bytes) -> None:
+        """Begin AUTH with a mechanism of one client response (the OAuth2 ones, sasl.py): in
+        the command line when it fits in SMTP's 512 octets (RFC 4954 §4), else after the
+        server's first 334. The same TLS rule as start_auth."""
+        self._check_auth_allowed()
+        if mechanism not in self.capabilities.auth:
+            raise SMTPStateError(f"AUTH {mechanism}, and the server does not offer it")
+        encoded = _b64(response)
+        line = f"AUTH {mechanism} {encoded}"
+        if len(line) + 2 <= MAX_COMMAND_LINE:
+            answers = deque()
+        else:
+            line, answers = f"AUTH {mechanism}", deque([encoded])
+        self._command(Step.AUTH, line, _Expected("AUTH", AuthReply))
+        self._auth = _Auth(mechanism, answers)
+
+    def _check_auth_allowed(self) -> None:
+        self._next_state(Step.AUTH)
+        if not self.tls and not self.allow_insecure_auth:
+            raise AuthError("refused to send credentials over an unencrypted connection "
+                            "(allow_insecure_auth permits it)")
+
+    @property
+    def has_prepared_answer(self) -> bool:
+        """Is a 334 now expected, and its answer ready (LOGIN's steps, a response that did
+        not fit in the AUTH line)? Any other 334 is a challenge the caller must answer."""
+        return self._auth is not None and bool(self._auth.answers)
+
+    def answer_challenge(self, response: bytes | None = None) -> None:
+        """The next prepared answer in the exchange; else `response` (base64-encoded here);
+        else "*" (cancel, RFC 4954 §4)."""
         if self._auth is None:
             raise SMTPStateError("answer_challenge outside an AUTH exchange")
-        self._outbox += (self._auth.answers.popleft() if self._auth.answers else "*").encode("ascii") + b"\r\n"
+        if self._auth.answers:
+            answer = self._auth.answers.popleft()
+        else:
+            answer = "*" if response is None else _b64(response)
+        self._outbox += answer.encode("ascii") + b"\r\n"
 
     def send_mail(self, sender: str, size: int | None = None, eight_bit: bool = False,
                   smtputf8: bool = False) -> None:

@@ -22,13 +22,16 @@ import random
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from mimekit.errors import DataError, MimekitError, NoInputError, TempFailure
 from mimekit.queue.store import DONE, FAILED, PENDING, QUEUE_SCHEMES, Entry, LockedEntry, Queue, RecipientState
 from mimekit.transport.secrets import resolve_password
 from mimekit.transport.smtp.client import MessageResult, OutgoingMessage, SMTPClient
 from mimekit.transport.urls import parse_url
+
+if TYPE_CHECKING:
+    from mimekit.stores import Mailbox
 
 BACKOFF_FIRST = 5 * 60
 BACKOFF_LONGEST = 4 * 3600
@@ -60,6 +63,8 @@ class RunReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)   # (id, why)
     remaining: int = 0      # entries still queued with recipients to deliver (held ones aside)
     held: int = 0
+    bounces: list[tuple[str, str]] = field(default_factory=list)              # (id, report's path)
+    bounce_errors: list[tuple[str, MimekitError]] = field(default_factory=list)   # (id, why not written)
 
     def recipients(self, state: str) -> int:
         """Recipients attempted in this run that are now in `state`."""
@@ -77,13 +82,16 @@ def _usual_password(user: str, host: str, account: str | None) -> str:
 def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age: float = DEFAULT_MAX_AGE,
                   password: Callable[[str, str, str | None], str] | None = None, only: list[str] | None = None,
                   ignore_backoff: bool = False, rng: Callable[[], float] = random.random,
-                  on_unencrypted: Callable[[str], None] | None = None) -> RunReport:
+                  on_unencrypted: Callable[[str], None] | None = None, bounce: "Mailbox | None" = None,
+                  stop: Callable[[], bool] = lambda: False) -> RunReport:
     """Deliver every queued entry that is due (`only`: just these ids; `ignore_backoff`:
     due or not). `password(user, host, account)` gives the password for an entry's login
     (account: the one it was queued for, or None), asked once TLS is up (default:
     resolve_password's usual sources). `on_unencrypted(server)` is called when an entry queued with
-    allow_insecure goes out without TLS, so that the caller can say so. `now` and `rng` are
-    the clock and the jitter, for tests."""
+    allow_insecure goes out without TLS, so that the caller can say so. `bounce`: a mailbox
+    that gets a delivery status notification (bounce.py) for each entry leaving the queue
+    with failed recipients. Once `stop()` says so, no further message is started (what is
+    in flight is finished and recorded). `now` and `rng` are the clock and the jitter, for tests."""
     queue.recover()
     clock = now()
     report = RunReport()
@@ -96,16 +104,20 @@ def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age
         except DataError as exc:
             report.unreadable.append((entry_id, str(exc)))
             continue
-        if entry.held or not entry.pending:
+        if not entry.pending:
+            _finish(queue, entry_id, bounce, report)
+        elif entry.held:
             continue
-        if clock - entry.created > max_age:
-            _expire(queue, entry_id, clock, max_age, report)
+        elif clock - entry.created > max_age:
+            _expire(queue, entry_id, clock, max_age, bounce, report)
         elif ignore_backoff or entry.due(clock):
             groups[(entry.server, entry.user, entry.cafile, entry.timeout, entry.allow_insecure,
                     entry.account)].append(entry_id)
     for key, entry_ids in groups.items():
+        if stop():
+            break
         _deliver_group(queue, key, entry_ids, clock, password or _usual_password, ignore_backoff, rng, report,
-                       on_unencrypted)
+                       on_unencrypted, bounce, stop)
     for entry_id in queue.ids():
         try:
             entry = queue.read(entry_id)
@@ -129,7 +141,36 @@ def next_due(queue: Queue) -> float | None:
     return min(times, default=None)
 
 
-def _expire(queue: Queue, entry_id: str, clock: float, max_age: float, report: RunReport) -> None:
+def _settle(locked: LockedEntry, bounce: "Mailbox | None", report: RunReport) -> str:
+    """locked.settle(), with the failure report written first when the entry is failing:
+    its state is recorded before the report and it moves to failed/ after, so a run killed
+    in between leaves it finished in queue/, and the next run writes the report (again, at
+    most once per kill) and moves it. A report that cannot be written keeps it there too."""
+    entry = locked.entry
+    if bounce is not None and not entry.pending and any(r.state == FAILED for r in entry.recipients):
+        from mimekit.queue.bounce import write_bounce   # the composer is loaded only for a report
+        locked.save()
+        try:
+            report.bounces.append((entry.id, write_bounce(bounce, locked)))
+        except MimekitError as exc:
+            report.bounce_errors.append((entry.id, exc))
+            return "failed"
+    return locked.settle()
+
+
+def _finish(queue: Queue, entry_id: str, bounce: "Mailbox | None", report: RunReport) -> None:
+    """An entry with no recipient pending that is still in queue/: a settle cut short."""
+    locked = queue.lock(entry_id)
+    if locked is None:
+        return
+    with locked:
+        if not locked.entry.pending:
+            report.outcomes.append(EntryOutcome(entry_id, locked.entry.server, _settle(locked, bounce, report),
+                                                locked.entry.recipients))
+
+
+def _expire(queue: Queue, entry_id: str, clock: float, max_age: float, bounce: "Mailbox | None",
+            report: RunReport) -> None:
     locked = queue.lock(entry_id)
     if locked is None:
         return
@@ -141,7 +182,8 @@ def _expire(queue: Queue, entry_id: str, clock: float, max_age: float, report: R
             recipient.state, recipient.updated = FAILED, clock
             recipient.last_reply = {**(recipient.last_reply or {"code": None, "enhanced": None}),
                                     "text": f"given up after {_days(max_age)} in the queue; last: {last}"}
-        report.outcomes.append(EntryOutcome(entry.id, entry.server, locked.settle(), entry.recipients, attempted))
+        report.outcomes.append(EntryOutcome(entry.id, entry.server, _settle(locked, bounce, report),
+                                            entry.recipients, attempted))
 
 
 def _days(seconds: float) -> str:
@@ -149,7 +191,7 @@ def _days(seconds: float) -> str:
 
 
 def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: float, password, ignore_backoff: bool,
-                   rng, report: RunReport, on_unencrypted) -> None:
+                   rng, report: RunReport, on_unencrypted, bounce: "Mailbox | None", stop: Callable[[], bool]) -> None:
     """One connection for the group's entries; what a failure of the session leaves
     unsettled (the message in flight, the entries not yet sent) is deferred."""
     server, user, cafile, timeout, allow_insecure, account = key
@@ -157,6 +199,8 @@ def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: flo
 
     def picked() -> Iterator[OutgoingMessage]:
         for entry_id in entry_ids:
+            if stop():
+                return
             try:
                 locked = queue.lock(entry_id)
             except DataError as exc:
@@ -184,7 +228,7 @@ def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: flo
                 client.login(user, password(user, url.host, account))
             for result in client.send_messages(messages):
                 locked, addresses = in_flight.popleft()
-                _record(locked, addresses, result, clock, rng, report)
+                _record(locked, addresses, result, clock, rng, bounce, report)
     except MimekitError as exc:
         for _ in messages:   # lock the rest too: each gets the reason it was not sent
             pass
@@ -194,7 +238,7 @@ def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: flo
 
 
 def _record(locked: LockedEntry, addresses: tuple[str, ...], result: MessageResult, clock: float, rng,
-            report: RunReport) -> None:
+            bounce: "Mailbox | None", report: RunReport) -> None:
     """The server's replies for one message, recorded at once (fsync'd), then unlocked."""
     replies = {r.address: r for r in result.recipients}
     with locked:
@@ -217,7 +261,7 @@ def _record(locked: LockedEntry, addresses: tuple[str, ...], result: MessageResu
                 _defer(state, last, clock, rng)
             else:
                 state.state, state.last_reply = FAILED, last
-        report.outcomes.append(EntryOutcome(locked.entry.id, locked.entry.server, locked.settle(),
+        report.outcomes.append(EntryOutcome(locked.entry.id, locked.entry.server, _settle(locked, bounce, report),
                                             locked.entry.recipients, addresses))
 
 

@@ -423,6 +423,23 @@ class MessageBuilder:
         rendered.append(fold_header("MIME-Version", "1.0", CRLF))
         return ComposedMessage(rendered, self._structure())
 
+    def build_report(self, report_type: str, parts) -> ComposedMessage:
+        """An RFC 6522 multipart/report: the body (the human-readable part), then `parts`,
+        (source, media type) pairs such as message/delivery-status (RFC 3464), in order.
+        message/* parts must be 7-bit clean (RFC 2046 §5.2.1); text/* ones are encoded as bodies."""
+        if self._html is not None or self._inline or self._attachments:
+            raise UsageError("a report has a text body and its report parts only")
+        message = self.build()
+        leaves = []
+        for source, content_type in parts:
+            role = Role.MESSAGE if content_type.startswith("message/") else Role.TEXT
+            leaf = self._leaf(source, content_type, role)
+            if role == Role.MESSAGE and not leaf.scan.clean_7bit:
+                raise DataError(f"a {content_type} part must be 7-bit clean")
+            leaves.append(leaf)
+        return ComposedMessage(message.header_fields,
+                               self._multipart("report", [message.body, *leaves], [("report-type", report_type)]))
+
     def _structure(self) -> Leaf | Multipart:
         main = self._html
         if main is not None and self._inline:

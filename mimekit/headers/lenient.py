@@ -33,6 +33,8 @@ from mimekit.read.parser import MEDIA_TYPE
 DECIDING_FIELDS = frozenset({"content-type", "content-transfer-encoding", "content-disposition"})
 MAX_TYPE_READINGS = 8
 MAX_BOUNDARY = 200          # longest boundary looked for or inferred (RFC 2046 allows 70)
+MAX_ASSIGNMENTS_READ = 16   # `boundary=` occurrences in one Content-Type value read for variants
+VALUE_WINDOW = 4 * MAX_BOUNDARY   # bytes after `boundary=` its value is read in
 
 
 # -- header tokenisations -------------------------------------------------------------------
@@ -181,7 +183,6 @@ class TypeReading:
 
 _FOLD = re.compile(rb"\r\n|\r|\n")
 _BOUNDARY_IS = re.compile(rb"boundary[ \t]*=[ \t]*", re.I)
-_PROPER_PARAMETER = re.compile(rb";[ \t]*$")            # what precedes `boundary=` when it is a parameter
 _QUOTED = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.S)
 _RAW_VALUE = re.compile(rb"[^ \t;]*")
 _ESCAPE = re.compile(rb"\\(.)", re.S)
@@ -230,16 +231,32 @@ def _value_readings(rest: bytes) -> list[bytes]:
 
 
 def _parameter_readings(value: bytes) -> list[tuple[str, bytes]]:
-    """Boundaries from every `boundary=` in the value, a parameter or not: the last of
-    several parameters (boundary-last-param), then every other lenient reading."""
-    parameters, variants = [], []
-    for found in _BOUNDARY_IS.finditer(value):
-        readings = _value_readings(value[found.end():])
-        if _PROPER_PARAMETER.search(value, 0, found.start()):
-            parameters.append(readings[0])
-        variants += readings
-    last = [("boundary-last-param", parameters[-1])] if len(parameters) > 1 else []
-    return last + [("boundary-param-variant", boundary) for boundary in variants]
+    """Boundaries from the `boundary=` in the value, a parameter or not: the last of
+    several parameters (boundary-last-param), then every other lenient reading of the first
+    MAX_ASSIGNMENTS_READ (more could not make the MAX_TYPE_READINGS kept). Each value is read
+    in a window of VALUE_WINDOW bytes: read to the end of the field, a value of thousands of
+    `boundary=` cost time and memory quadratic in its length."""
+    parameters, last, variants = 0, b"", []
+    for number, found in enumerate(_BOUNDARY_IS.finditer(value)):
+        proper = _after_semicolon(value, found.start())
+        if number >= MAX_ASSIGNMENTS_READ and not proper:
+            continue
+        readings = _value_readings(value[found.end():found.end() + VALUE_WINDOW])
+        if proper:
+            parameters, last = parameters + 1, readings[0]
+        if number < MAX_ASSIGNMENTS_READ:
+            variants += readings
+    last_parameter = [("boundary-last-param", last)] if parameters > 1 else []
+    return last_parameter + [("boundary-param-variant", boundary) for boundary in variants]
+
+
+def _after_semicolon(value: bytes, position: int) -> bool:
+    """Whether what starts at `position` follows a ';' (blanks between): it is a parameter.
+    Only the blanks just before it are looked at, so that every occurrence costs no rescan."""
+    position -= 1
+    while position >= 0 and value[position] in b" \t":
+        position -= 1
+    return position >= 0 and value[position] == ord(";")
 
 
 def _section_value(quoted: bytes | None, bare: bytes, extended: bool, first: bool) -> bytes:

@@ -2,6 +2,8 @@
 issue 11 from constructed bytes, well-formed input giving nothing but the parser's reading,
 and the body scan giving the same result for every split of its input."""
 
+import tracemalloc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -174,6 +176,19 @@ def test_boundary_inside_another_parameter():
 def test_boundary_without_semicolon_before_it():
     readings = pairs([b"multipart/mixed; charset=us-ascii boundary=\"evil\" (x)"])
     assert ("multipart/mixed", b"evil") in {(content_type, boundary) for _, content_type, boundary in readings}
+
+
+def test_many_boundary_assignments_cost_bounded_memory_and_keep_the_last_parameter():
+    """A 40 KB value of `boundary=` repeated (each one's value running to the end) was read
+    once per occurrence: quadratic time and memory (220 MB for 63 KB). The first few
+    occurrences and the last parameter are read, each in a window a boundary fits in."""
+    value = b"multipart/mixed; " + b"boundary=" * 4500 + b"; boundary=last"
+    tracemalloc.start()
+    readings = pairs([value])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024
+    assert ("boundary-last-param", "multipart/mixed", b"last") in readings
 
 
 @pytest.mark.parametrize("value, strict, joined", [

@@ -1,5 +1,7 @@
 """Server and store URLs: smtp://, smtps://, imap://, imaps://, pop3://, pop3s://,
-maildir:PATH and mbox:PATH (docs/conventions.md, Network)."""
+maildir:PATH and mbox:PATH (docs/conventions.md, Network), and mx:[POLICY] for direct
+transfer to each recipient domain's mail exchangers (mimekit.transport.mx), POLICY one of
+its TLS policies: `mx:` is `mx:verify`, `mx:may` and `mx:encrypt` ask for less."""
 
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -13,6 +15,9 @@ DEFAULT_PORTS = {
 }
 IMPLICIT_TLS = {"smtps", "imaps", "pop3s"}
 LOCAL_STORES = {"maildir", "mbox"}
+DIRECT = "mx"
+MX_POLICIES = ("may", "encrypt", "verify")   # Postfix's smtp_tls_security_level names
+MX_DEFAULT_POLICY = "verify"
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class ServerURL:
     port: int = 0
     user: str | None = None
     path: str = ""          # IMAP folder, or the local store's filesystem path
+    tls_policy: str | None = None   # mx: only, one of MX_POLICIES
 
     @property
     def is_local(self) -> bool:
@@ -51,6 +57,11 @@ def parse_url(text: str, allowed: set[str]) -> ServerURL:
         if not path:
             raise UsageError(f"{shown!r}: a {scheme}: store needs a path")
         return ServerURL(scheme=scheme, path=path)
+    if scheme == DIRECT:
+        policy = (rest or MX_DEFAULT_POLICY).lower()
+        if policy not in MX_POLICIES:
+            raise UsageError(f"{shown!r}: expected mx: or mx:POLICY, POLICY one of {', '.join(MX_POLICIES)}")
+        return ServerURL(scheme=scheme, tls_policy=policy)
     try:
         parts = urlsplit(text)
         host, password, port = parts.hostname, parts.password, parts.port

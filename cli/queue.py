@@ -308,7 +308,8 @@ def send_queued(queue_dir: str, server: str | None, account_name: str | None, us
         settings = resolve_settings(account_name, server, QUEUE_SCHEMES, user=user, password_command=password_command,
                                     cafile=cafile, timeout=timeout)
         account = settings.account
-        url, sender = settings.url, sender or settings.from_address
+        url = settings.url
+        sender = settings.from_address if sender is None else sender   # "" is the null sender, given
         messages = [prepare_message(path, sender, recipients, extract, stream=stdin_if_dash(path)) for path in files]
         for message in messages:   # every message checked before any is queued, as send does
             if message.refused:

@@ -70,13 +70,13 @@ class Alternative:
     """One part as a reading other than the best one sees it."""
 
     def __init__(self, alternative_id: str, reading: str, content_type: str, filename: str | None,
-                 decoded: Callable[[], Iterator[bytes]], decoder=None) -> None:
+                 decoded: Callable[[], Iterator[bytes]]) -> None:
         self.id = alternative_id
         self.reading = reading
         self.content_type = content_type
         self._filename = filename
         self._decoded = decoded
-        self._decoder = decoder   # a framing decoder (uuencode, yEnc, BinHex) may name the file
+        self.decoder = None   # the last iter_decoded()'s: a framing (uuencode, yEnc, BinHex) names the file
 
     def __repr__(self) -> str:
         return f"<Alternative {self.id} {self.reading} {self.content_type}>"
@@ -84,7 +84,7 @@ class Alternative:
     @property
     def filename(self) -> str | None:
         """The name the framing gave (known once decoding has started), else the header's."""
-        return getattr(self._decoder, "filename", None) or self._filename
+        return getattr(self.decoder, "filename", None) or self._filename
 
     def iter_decoded(self) -> Iterator[bytes]:
         return self._decoded()
@@ -184,24 +184,23 @@ def _reparsed(message: Message, part: Part, candidate: _Reparse, limits: Limits)
 
 
 def _decoded_range(message: Message, candidate: _Decode, alternative_id: str) -> Alternative:
-    decoder = make_reading_decoder(candidate.encoding)
     feed_size = _INFLATING_FEED if candidate.encoding in _INFLATING_DECODERS else CHUNK_SIZE
 
     def decoded() -> Iterator[bytes]:
+        decoder = alternative.decoder = make_reading_decoder(candidate.encoding)   # a fresh one each time
         for raw in _raw_chunks(message, candidate.start, candidate.end, feed_size):
             if data := decoder.feed(raw):
                 yield data
         if tail := decoder.flush():
             yield tail
 
-    return Alternative(alternative_id, candidate.reading, candidate.content_type, candidate.filename, decoded,
-                       decoder)
+    alternative = Alternative(alternative_id, candidate.reading, candidate.content_type, candidate.filename, decoded)
+    return alternative
 
 
 def _raw_chunks(message: Message, start: int, end: int, size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    source = message._source
     for offset in range(start, end, size):
-        chunk = source.read_at(offset, min(size, end - offset))
+        chunk = message.read_at(offset, min(size, end - offset))
         if not chunk:
             return
         yield chunk
@@ -236,7 +235,7 @@ def _candidates(message: Message, part: Part) -> list[_Candidate]:
 
 def _header_readings(message: Message, part: Part) -> list[HeaderReading]:
     size = min(HEAD_WINDOW, part.end_offset - part.header_offset)
-    head = message._source.read_at(part.header_offset, size)
+    head = message.read_at(part.header_offset, size)
     return header_readings(head, head_is_whole_part=size == part.end_offset - part.header_offset)
 
 
@@ -316,7 +315,7 @@ def _encoding_candidates(message: Message, part: Part, encoding_values: list[byt
     default = default_decoder_name(encoding_values[0] if encoding_values else None)
     readings: list[EncodingReading] = list(encoding_readings(encoding_values))
     if default == "identity" or _irregular(message, part, default):
-        readings += _sniffed(message, part)
+        readings += [reading for reading in _sniffed(message, part) if not _extracted_anyway(part, default, reading)]
         readings += BODY_VARIANTS.get(default, ())
     chosen: dict[str, EncodingReading] = {}
     for reading in readings:
@@ -356,10 +355,10 @@ def _regular_base64(message: Message, part: Part) -> bool:
     slices and searches that run in C over a megabyte of lines at a time, each read from
     where the last whole line checked ends (no copy); the last two lines are looked at one
     by one (_last_lines_regular)."""
-    source, position, end = message._source, part.body_offset, part.end_offset
+    position, end = part.body_offset, part.end_offset
     layout = None
     while True:
-        data = source.read_at(position, min(_LAYOUT_CHUNK, end - position))
+        data = message.read_at(position, min(_LAYOUT_CHUNK, end - position))
         if layout is None:
             first_end = data.find(b"\n")
             if first_end < 0:
@@ -391,6 +390,13 @@ def _last_lines_regular(tail: bytes, layout: tuple[int, bytes] | None) -> bool:
     if width % 4 or len(lines[-1]) > width or not _BASE64_LAST_LINE.fullmatch(lines[-1]):
         return False
     return all(len(text) == width and _BASE64_LINE.fullmatch(text) for text in lines[:-1])
+
+
+def _extracted_anyway(part: Part, default: str, reading: EncodingReading) -> bool:
+    """The best reading itself writes the files uuencoded in a text/plain body it can read
+    (mimekit.read.extract), so show must not list them as another reading's."""
+    return (reading.reading == "uuencode-in-body" and part.content_type == "text/plain"
+            and default in ("identity", "quoted-printable"))
 
 
 def _sniffed(message: Message, part: Part) -> list[EncodingReading]:

@@ -364,6 +364,10 @@ class Message:
         return sorted(self._defects.defects,
                       key=lambda defect: (defect.offset, defect.kind.value, defect.part, defect.detail))
 
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to `size` raw bytes of the message from `offset` (fewer at its end)."""
+        return self._source.read_at(offset, size)
+
     def part(self, part_id: str) -> Part:
         """The part with this id; KeyError if there is none."""
         return self._parts[part_id]

@@ -204,3 +204,19 @@ def test_show_rows_of_alternatives_sit_one_level_under_what_they_read_again():
            + base64.b64encode(ZIP) + b"\r\n--o--\r\n")
     rows = summarise(io.BytesIO(raw), all_readings=True)["parts"]
     assert {row["id"]: row["depth"] for row in rows if "reading" in row} == {"2~1": 2}
+
+
+def test_an_alternative_decodes_the_same_every_time_it_is_read():
+    raw = (b"Content-Type: application/zip\r\nContent-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + base64.b64encode(ZIP) + b"\r\n")
+    with parse_message(io.BytesIO(raw)) as message:
+        alternative, = alternative_readings(message)
+        assert b"".join(alternative.iter_decoded()) == b"".join(alternative.iter_decoded()) == ZIP
+
+
+def test_a_file_uuencoded_in_a_text_body_is_no_other_reading_in_show_as_decode_already_writes_it():
+    import binascii
+    encoded = b"".join(binascii.b2a_uu(ZIP[i:i + 45]) for i in range(0, len(ZIP), 45))
+    raw = b"Content-Type: text/plain\r\n\r\nsee attached\r\nbegin 644 a.zip\r\n" + encoded + b"`\r\nend\r\n"
+    assert readings(raw) == []
+    assert not any("reading" in part for part in summarise(io.BytesIO(raw), all_readings=True)["parts"])

@@ -6,7 +6,9 @@ the exit code. docs/queue.md describes the queue and every JSON field.
 """
 
 import datetime
+import signal
 import sys
+import threading
 import time
 
 import click
@@ -16,8 +18,8 @@ from mimekit.queue import (DEFAULT_MAX_AGE, DONE, FAILED, PENDING, Entry, Queue,
                            default_queue_directory, deliver_queue, next_due)
 from mimekit.queue.store import QUEUE_SCHEMES
 from mimekit.transport.urls import parse_url
-from mimekit_cli.common import (EXIT_PRECEDENCE, emit_json, human_size, json_option, print_diagnostic, printable,
-                                reporting, stdin_if_dash, text_table)
+from mimekit_cli.common import (EXIT_PRECEDENCE, emit_json, exit_code_for, human_size, json_option,
+                                print_diagnostic, reporting, stdin_if_dash, text_table)
 
 EXIT_TEMPFAIL, EXIT_UNAVAILABLE, EXIT_DATAERR = 75, 69, 65
 WATCH_POLL = 5.0   # seconds between looks for new entries under --watch
@@ -41,16 +43,11 @@ def _stamp(epoch: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _reply_text(reply: dict | None) -> str:
-    if not reply:
-        return ""
-    return " ".join(str(part) for part in (reply.get("code"), reply.get("enhanced"), reply.get("text")) if part)
-
-
 def _recipient_json(recipient, attempted: bool | None = None) -> dict:
     document = {"address": recipient.address, "state": recipient.state, "attempts": recipient.attempts,
                 "next_attempt": _stamp(recipient.next_attempt) if recipient.state == PENDING else None,
-                "last_reply": recipient.last_reply, "server_queue_id": recipient.server_queue_id}
+                "last_reply": recipient.last_reply, "server_queue_id": recipient.server_queue_id,
+                "transfer": recipient.transfer}
     if attempted is not None:
         document["attempted"] = attempted
     return document
@@ -63,6 +60,11 @@ def _entry_json(queue: Queue, entry: Entry, now: float) -> dict:
             "sender": entry.sender, "source": entry.source,
             "next_attempt": None if entry.failed or entry.held else _stamp(entry.next_attempt),
             "recipients": [_recipient_json(r) for r in entry.recipients]}
+
+
+def _transfer_text(transfer: dict | None) -> str:
+    """How an mx: recipient's last session went: "verified TLS (verify) mx.example.org"."""
+    return f"{transfer['result']} ({transfer['policy']}) {transfer['exchanger']}" if transfer else "-"
 
 
 def _open_queue(directory: str | None) -> Queue:
@@ -99,13 +101,17 @@ With --json, one document (schema "mimekit.queue-list/1"):
     status          "queued", "held" or "failed"
     created         when it was queued (ISO 8601, UTC); age_seconds: since then
     size            bytes of the message as it will be sent
-    server, user    where it goes (smtp:// or smtps://HOST:PORT) and the login
+    server, user    where it goes (smtp:// or smtps://HOST:PORT, or mx:POLICY: each
+                    recipient domain's exchangers) and the login
     sender, source  the envelope sender; the file it was queued from
     next_attempt    when the next try is due (null: held or failed)
     recipients[]    address, state ("pending", "done", "failed"), attempts,
                     next_attempt (pending ones), last_reply {code, enhanced, text}
                     of the last try (null before the first), server_queue_id
-                    (what the server called it, once accepted)
+                    (what the server called it, once accepted), transfer (mx:
+                    entries: {exchanger, address, policy, result} of the session
+                    that last answered for it, result "verified TLS", "unverified
+                    TLS" or "plaintext"; null otherwise)
 """
 
 
@@ -120,14 +126,15 @@ def list_command(as_json, directory):
         if as_json:
             emit_json("queue-list", {"queue": queue.path, "entries": [_entry_json(queue, e, now) for e in entries]})
             return
-        rows = [("ID", "AGE", "SIZE", "STATUS", "NEXT ATTEMPT", "RECIPIENT", "STATE", "LAST REPLY")]
+        rows = [("ID", "AGE", "SIZE", "STATUS", "NEXT ATTEMPT", "RECIPIENT", "STATE", "TLS", "LAST REPLY")]
         for entry in entries:
             document = _entry_json(queue, entry, now)
             for index, recipient in enumerate(entry.recipients):
                 head = ((entry.id, _age(now - entry.created), human_size(document["size"], short=True),
                          document["status"], document["next_attempt"] or "-") if index == 0 else ("",) * 5)
                 rows.append(head + (recipient.address, f"{recipient.state}/{recipient.attempts}",
-                                    _reply_text(recipient.last_reply)[:100]))
+                                    _transfer_text(recipient.transfer),
+                                    recipient.reply_text[:100]))
         if len(rows) > 1:
             click.echo("\n".join(text_table(rows)))
 
@@ -151,6 +158,9 @@ With --json, one document (schema "mimekit.queue-run/1"):
                   "failed" (moved to DIR/failed/), "busy" (another run has it)
     recipients[]  as in queue list, with attempted (tried in this run)
   unreadable[]    {id, message} of state files that could not be read
+  bounces[]       {id, path}: the failure reports written (--bounce)
+  bounce_errors[] {id, message}: reports that could not be written (the
+                  entry stays in the queue until one can)
   delivered, deferred, failed   recipients tried in this run, by outcome
   remaining       entries still waiting (held ones aside); held: held entries
 """
@@ -162,23 +172,58 @@ With --json, one document (schema "mimekit.queue-run/1"):
 @click.option("--password-command", metavar="CMD",
               help="Command whose first output line is the password for entries with a user "
                    "(else MIMEKIT_PASSWORD, ~/.netrc, ~/.config/mimekit/config.ini).")
-@click.option("--watch", is_flag=True, help="Stay up: deliver entries as they arrive and as retries fall due.")
+@click.option("--bounce", metavar="MAILDIR",
+              help="Write a delivery status report (RFC 3464) into this Maildir (created if missing; "
+                   "or maildir:PATH, mbox:PATH) for each entry that leaves the queue with failed recipients.")
+@click.option("--watch", is_flag=True,
+              help="Stay up: deliver entries as they arrive and as retries fall due, until SIGTERM or "
+                   "SIGINT (the message in flight is finished and recorded first).")
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="Only failures and the summary on stderr.")
 @click.argument("directory", required=False, metavar="[DIR]")
-def run_command(max_age, password_command, watch, as_json, quiet, directory):
+def run_command(max_age, password_command, bounce, watch, as_json, quiet, directory):
     with reporting("queue-run", as_json), _open_queue(directory) as queue:
         if watch and as_json:
             raise UsageError("--watch runs until stopped; it prints no JSON document")
-        password = _password(password_command)
-        while True:
-            report = deliver_queue(queue, max_age=max_age, password=password, on_unencrypted=_warn_unencrypted)
-            if report.outcomes or report.unreadable or not watch:   # --watch: only what happened
-                _report_run("queue-run", queue, report, as_json, quiet)
-            if not watch:
-                sys.exit(_run_exit_code(report))
-            due = next_due(queue)
-            time.sleep(min(WATCH_POLL, max(due - time.time(), 0) if due else WATCH_POLL))
+        password, mailbox = _password(password_command), _bounce_mailbox(bounce) if bounce else None
+
+        def deliver(stop=lambda: False) -> RunReport:
+            return deliver_queue(queue, max_age=max_age, password=password, stop=stop,
+                                 on_unencrypted=_warn_unencrypted, bounce=mailbox)
+
+        if watch:
+            sys.exit(_watch(queue, deliver, quiet))
+        report = deliver()
+        _report_run("queue-run", queue, report, as_json, quiet)
+        sys.exit(_run_exit_code(report))
+
+
+def _bounce_mailbox(location: str):
+    """A plain path is a Maildir, made if missing; a store URL names its kind."""
+    from mimekit.stores import Maildir, open_mailbox
+    from mimekit.transport.urls import LOCAL_STORES
+    if location.partition(":")[0].lower() in LOCAL_STORES:
+        return open_mailbox(location)
+    return Maildir(location)
+
+
+def _watch(queue: Queue, deliver, quiet: bool) -> int:
+    """Deliver until SIGTERM or SIGINT, then return the exit code: 75 while entries wait,
+    else 0. A signal stops the run between messages: the one in flight is finished and
+    recorded, no further one is started, and the connection is closed properly."""
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    while not stopping.is_set():
+        report = deliver(stop=stopping.is_set)
+        if report.outcomes or report.unreadable or report.bounce_errors:   # only what happened
+            _report_run("queue-run", queue, report, False, quiet)
+        due = next_due(queue)
+        stopping.wait(min(WATCH_POLL, max(due - time.time(), 0) if due else WATCH_POLL))
+    waiting = next_due(queue) is not None
+    if not quiet:
+        print_diagnostic("queue-run", "stopped" + ("; entries still wait in the queue" if waiting else ""))
+    return EXIT_TEMPFAIL if waiting else 0
 
 
 def _password(password_command: str | None):
@@ -199,6 +244,9 @@ def _warn_unencrypted(server: str) -> None:
 
 
 def _run_exit_code(report: RunReport) -> int:
+    """A report that could not be written comes first: the run itself failed to do its job."""
+    if report.bounce_errors:
+        return exit_code_for(report.bounce_errors[0][1])
     codes = set()
     if report.unreadable:
         codes.add(EXIT_DATAERR)
@@ -218,11 +266,18 @@ def _report_run(command: str, queue: Queue, report: RunReport, as_json: bool, qu
                          "recipients": [_recipient_json(r, r.address in o.attempted) for r in o.recipients]}
                         for o in report.outcomes],
             "unreadable": [{"id": entry_id, "message": why} for entry_id, why in report.unreadable],
+            "bounces": [{"id": entry_id, "path": path} for entry_id, path in report.bounces],
+            "bounce_errors": [{"id": entry_id, "message": str(error)} for entry_id, error in report.bounce_errors],
             "delivered": report.recipients(DONE), "deferred": report.recipients(PENDING),
             "failed": report.recipients(FAILED), "remaining": report.remaining, "held": report.held})
         return
     for entry_id, why in report.unreadable:
         print_diagnostic(command, f"{entry_id}: unreadable: {why}")
+    for entry_id, path in report.bounces:
+        print_diagnostic(command, f"{entry_id}: failure report written to {path}")
+    for entry_id, error in report.bounce_errors:
+        print_diagnostic(command, f"{entry_id}: cannot write its failure report ({error}); it stays in the "
+                                  "queue until a run can")
     for outcome in report.outcomes:
         if outcome.status == "busy":
             if not quiet:
@@ -231,7 +286,7 @@ def _report_run(command: str, queue: Queue, report: RunReport, as_json: bool, qu
         for recipient in outcome.recipients:
             if recipient.address not in outcome.attempted:
                 continue
-            reply = _reply_text(recipient.last_reply)
+            reply = recipient.reply_text
             if recipient.state == FAILED:
                 print_diagnostic(command, f"{outcome.id}: {recipient.address} failed: {reply}")
             elif not quiet and recipient.state == PENDING:
@@ -262,11 +317,15 @@ def _entry_command(name: str, summary: str):
     return decorator
 
 
-@_entry_command("retry", "Make the entries' pending recipients due now (the next `queue run` tries them).")
+@_entry_command("retry", "Make the entries' pending recipients due now (the next `queue run` tries them); "
+                         "a failed entry goes back into the queue, its failed recipients pending again "
+                         "and its age starting over.")
 def _retry(locked) -> str:
-    if locked.entry.failed:
-        raise UsageError(f"{locked.entry.id} has failed; its reasons are in {locked.queue.failed_path}")
     now = time.time()
+    if locked.entry.failed:
+        addresses = [r.address for r in locked.entry.recipients if r.state == FAILED]
+        locked.requeue(now)
+        return f"back in the queue, due now for {', '.join(addresses)}"
     for recipient in locked.entry.pending:
         recipient.next_attempt = now
     locked.save()

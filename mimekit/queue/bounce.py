@@ -84,7 +84,7 @@ def _explanation(entry: Entry, failed: list[RecipientState], reporting_mta: str)
     lines = [f"This is the mail queue of mimekit on {reporting_mta}.", "",
              f"Your message (queue entry {entry.id}) could not be delivered to the recipients",
              "below; it was given up for them. Their server's replies follow.", ""]
-    lines += [f"<{recipient.address}>: {_reply_text(recipient) or 'no reply'}" for recipient in failed]
+    lines += [f"<{recipient.address}>: {recipient.reply_text or 'no reply'}" for recipient in failed]
     delivered = len(entry.recipients) - len(failed)
     if delivered:
         lines += ["", f"It was delivered to {delivered} other recipient(s)."]
@@ -100,16 +100,11 @@ def _delivery_status(entry: Entry, failed: list[RecipientState], reporting_mta: 
         fields = [("Final-Recipient", f"rfc822; {recipient.address}"), ("Action", "failed"),
                   ("Status", recipient_status(recipient))]
         if reply.get("code") is not None:
-            fields += [("Remote-MTA", f"dns; {entry.url.host}"), ("Diagnostic-Code", f"smtp; {_reply_text(recipient)}")]
+            fields += [("Remote-MTA", f"dns; {entry.url.host}"), ("Diagnostic-Code", f"smtp; {recipient.reply_text}")]
         if recipient.updated is not None:
             fields.append(("Last-Attempt-Date", _date(recipient.updated)))
         blocks.append(fields)
     return b"\r\n".join(b"".join(fold_header(name, _ascii(value)) for name, value in block) for block in blocks)
-
-
-def _reply_text(recipient: RecipientState) -> str:
-    reply = recipient.last_reply or {}
-    return " ".join(str(part) for part in (reply.get("code"), reply.get("enhanced"), reply.get("text")) if part)
 
 
 def _ascii(text: str) -> str:

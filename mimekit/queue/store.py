@@ -36,12 +36,12 @@ from mimekit.fetch.state import state_directory
 from mimekit.streams.files import OutputDirectory, read_chunks
 from mimekit.transport.smtp.client import OutgoingMessage
 from mimekit.transport.smtp.data import MessageScan
-from mimekit.transport.urls import ServerURL, parse_url
+from mimekit.transport.urls import DIRECT, ServerURL, parse_url
 
 ENTRY_SCHEMA = "mimekit.queue-entry/1"
 PENDING, DONE, FAILED = "pending", "done", "failed"
 MESSAGE_SUFFIX, STATE_SUFFIX = ".eml", ".json"
-QUEUE_SCHEMES = {"smtp", "smtps"}
+QUEUE_SCHEMES = {"smtp", "smtps", DIRECT}   # a relay, or each recipient domain's exchangers (mx:)
 
 
 def default_queue_directory(environ=None) -> str:
@@ -50,7 +50,9 @@ def default_queue_directory(environ=None) -> str:
 
 
 def server_text(url: ServerURL) -> str:
-    """The URL an entry keeps: scheme, host and port; the user is kept apart."""
+    """The URL an entry keeps: scheme, host and port (mx: with its TLS policy); the user is kept apart."""
+    if url.scheme == DIRECT:
+        return f"{DIRECT}:{url.tls_policy}"
     host = f"[{url.host}]" if ":" in url.host else url.host
     return f"{url.scheme}://{host}:{url.port}"
 
@@ -64,6 +66,13 @@ class RecipientState:
     last_reply: dict | None = None     # {"code", "enhanced", "text"} of the last attempt
     updated: float | None = None
     server_queue_id: str | None = None  # what the server called the message it accepted
+    transfer: dict | None = None       # mx: entries: {exchanger, address, policy, result} of the last session
+
+    @property
+    def reply_text(self) -> str:
+        """The last reply on one line: code, enhanced code, text ("" before the first try)."""
+        reply = self.last_reply or {}
+        return " ".join(str(part) for part in (reply.get("code"), reply.get("enhanced"), reply.get("text")) if part)
 
 
 @dataclass
@@ -181,13 +190,14 @@ class Queue:
         the message is safe. `account` names the config file's account whose password
         look-up later runs use."""
         if server.scheme not in QUEUE_SCHEMES:
-            raise DataError(f"{server.scheme}: a queue delivers to smtp:// or smtps:// servers only")
+            raise DataError(f"{server.scheme}: a queue delivers to smtp://, smtps:// or mx: only")
         if message.refused:
             raise message.refused
         if not message.recipients:
             raise DataError(f"{message.source}: no recipient")
         now = time.time() if now is None else now
-        entry = Entry(id=_new_id(now), created=now, server=server_text(server), user=user or server.user,
+        login = None if server.scheme == DIRECT else user or server.user   # exchangers take no login
+        entry = Entry(id=_new_id(now), created=now, server=server_text(server), user=login,
                       sender=message.sender, source=message.source, scan=message.scan,
                       recipients=[RecipientState(address, next_attempt=now) for address in message.recipients],
                       cafile=cafile, timeout=timeout, allow_insecure=allow_insecure, account=account)
@@ -261,7 +271,8 @@ class Queue:
     def recover(self) -> None:
         """Finish what killed processes left: a message without state (a spool or a removal
         cut short) is removed once nobody holds it; a state whose message already moved to
-        failed/ follows it."""
+        failed/ follows it; a state left in failed/ by a requeue cut short is removed."""
+        self._recover_requeues()
         names = set(os.listdir(self.active_path))
         for name in names:
             entry_id, suffix = os.path.splitext(name)
@@ -281,6 +292,22 @@ class Queue:
                     locked.entry = self.read(entry_id)
                     locked.entry.failed = True
                     locked._move_state_to_failed()
+
+
+    def _recover_requeues(self) -> None:
+        """failed/ID.json whose message is back in queue/ with its state: what `requeue`
+        leaves when killed after moving the message (nothing else puts a state in failed/
+        without its message there first)."""
+        for entry_id in self.ids(failed=True):
+            if os.path.exists(self._file(entry_id, MESSAGE_SUFFIX, failed=True)) or \
+                    not os.path.exists(self._file(entry_id, STATE_SUFFIX)):
+                continue
+            fd = self._lock_message(entry_id)
+            if fd is not None:
+                with LockedEntry(self, _placeholder(entry_id), fd):
+                    if os.path.exists(self._file(entry_id, STATE_SUFFIX)):
+                        os.unlink(self._file(entry_id, STATE_SUFFIX, failed=True))
+                        self._failed.sync()
 
 
 def _placeholder(entry_id: str) -> Entry:
@@ -343,6 +370,23 @@ class LockedEntry:
                   self.queue._file(self.entry.id, MESSAGE_SUFFIX, failed=True))
         self.entry.failed = True
         self._move_state_to_failed()
+
+    def requeue(self, now: float) -> None:
+        """Put a failed entry back in the queue, its failed recipients pending and due now,
+        its age starting over (else the maximum age would fail it again at once). The new
+        state goes first (killed here, `recover` takes it for a move to failed/ cut short and
+        moves it back: the entry stays failed, to be retried again), then the message, then
+        the old state is removed (killed before, `recover` removes it)."""
+        for recipient in self.entry.recipients:
+            if recipient.state == FAILED:
+                recipient.state, recipient.attempts, recipient.next_attempt = PENDING, 0, now
+        self.entry.created, self.entry.failed = now, False
+        self.save()
+        os.rename(self.queue._file(self.entry.id, MESSAGE_SUFFIX, failed=True),
+                  self.queue._file(self.entry.id, MESSAGE_SUFFIX))
+        self.queue._active.sync()
+        os.unlink(self.queue._file(self.entry.id, STATE_SUFFIX, failed=True))
+        self.queue._failed.sync()
 
     def _move_state_to_failed(self) -> None:
         self.save()

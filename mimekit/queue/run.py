@@ -16,6 +16,12 @@ connection drops after its final dot is deferred and sent again (RFC 1047's dupl
 
 Two runs never deliver the same entry: each entry is locked (store.py) from the moment it
 is picked until its state is recorded, and an entry locked by another run is left to it.
+
+Direct transfer (`mx:` entries, mimekit.transport.mx): the due recipients are grouped by
+domain, one session per domain with the first of its exchangers that gives one under the
+entry's TLS policy; what that session was (exchanger, policy, "verified TLS" ...) is
+recorded with each recipient it answered for. No exchanger answering is a 4xx (deferred); a
+domain DNS says takes no mail (NXDOMAIN, a null MX) fails its recipients at once.
 """
 
 import random
@@ -26,9 +32,10 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from mimekit.errors import DataError, MimekitError, NoInputError, TempFailure
 from mimekit.queue.store import DONE, FAILED, PENDING, QUEUE_SCHEMES, Entry, LockedEntry, Queue, RecipientState
+from mimekit.transport.mx import ExchangerClient, MXSettings, UndeliverableDomain, mail_domain
 from mimekit.transport.secrets import resolve_password
 from mimekit.transport.smtp.client import MessageResult, OutgoingMessage, SMTPClient
-from mimekit.transport.urls import parse_url
+from mimekit.transport.urls import DIRECT, parse_url
 
 if TYPE_CHECKING:
     from mimekit.stores import Mailbox
@@ -66,13 +73,24 @@ class RunReport:
     bounces: list[tuple[str, str]] = field(default_factory=list)              # (id, report's path)
     bounce_errors: list[tuple[str, MimekitError]] = field(default_factory=list)   # (id, why not written)
 
+    def add(self, outcome: EntryOutcome) -> None:
+        """Record what happened to an entry; an entry met again (an mx: entry's next
+        domain) keeps one outcome: its state now, every recipient attempted."""
+        earlier = next((o for o in self.outcomes if o.id == outcome.id), None)
+        if earlier is None:
+            self.outcomes.append(outcome)
+        elif outcome.status != "busy":
+            earlier.status, earlier.recipients = outcome.status, outcome.recipients
+            earlier.attempted += tuple(a for a in outcome.attempted if a not in earlier.attempted)
+
     def recipients(self, state: str) -> int:
         """Recipients attempted in this run that are now in `state`."""
         return sum(1 for outcome in self.outcomes for r in outcome.recipients
                    if r.address in outcome.attempted and r.state == state)
 
 
-GroupKey = tuple   # (server, user, cafile, timeout, allow_insecure, account): what one connection serves
+GroupKey = tuple   # (server, user, cafile, timeout, allow_insecure, account, domain): what one connection
+# serves; domain: the recipients' domain for mx: entries, None for a relay
 
 
 def _usual_password(user: str, host: str, account: str | None) -> str:
@@ -83,7 +101,7 @@ def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age
                   password: Callable[[str, str, str | None], str] | None = None, only: list[str] | None = None,
                   ignore_backoff: bool = False, rng: Callable[[], float] = random.random,
                   on_unencrypted: Callable[[str], None] | None = None, bounce: "Mailbox | None" = None,
-                  stop: Callable[[], bool] = lambda: False) -> RunReport:
+                  stop: Callable[[], bool] = lambda: False, mx: MXSettings | None = None) -> RunReport:
     """Deliver every queued entry that is due (`only`: just these ids; `ignore_backoff`:
     due or not). `password(user, host, account)` gives the password for an entry's login
     (account: the one it was queued for, or None), asked once TLS is up (default:
@@ -91,7 +109,8 @@ def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age
     allow_insecure goes out without TLS, so that the caller can say so. `bounce`: a mailbox
     that gets a delivery status notification (bounce.py) for each entry leaving the queue
     with failed recipients. Once `stop()` says so, no further message is started (what is
-    in flight is finished and recorded). `now` and `rng` are the clock and the jitter, for tests."""
+    in flight is finished and recorded). `mx`: the DNS server and port for mx: entries (default:
+    MXSettings.from_environment()). `now` and `rng` are the clock and the jitter, for tests."""
     queue.recover()
     clock = now()
     report = RunReport()
@@ -111,13 +130,16 @@ def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age
         elif clock - entry.created > max_age:
             _expire(queue, entry_id, clock, max_age, bounce, report)
         elif ignore_backoff or entry.due(clock):
-            groups[(entry.server, entry.user, entry.cafile, entry.timeout, entry.allow_insecure,
-                    entry.account)].append(entry_id)
+            due = entry.pending if ignore_backoff else entry.due(clock)
+            domains = {mail_domain(r.address) for r in due} if entry.url.scheme == DIRECT else {None}
+            for domain in sorted(domains, key=str):
+                groups[(entry.server, entry.user, entry.cafile, entry.timeout, entry.allow_insecure,
+                        entry.account, domain)].append(entry_id)
     for key, entry_ids in groups.items():
         if stop():
             break
         _deliver_group(queue, key, entry_ids, clock, password or _usual_password, ignore_backoff, rng, report,
-                       on_unencrypted, bounce, stop)
+                       on_unencrypted, bounce, stop, mx)
     for entry_id in queue.ids():
         try:
             entry = queue.read(entry_id)
@@ -165,8 +187,8 @@ def _finish(queue: Queue, entry_id: str, bounce: "Mailbox | None", report: RunRe
         return
     with locked:
         if not locked.entry.pending:
-            report.outcomes.append(EntryOutcome(entry_id, locked.entry.server, _settle(locked, bounce, report),
-                                                locked.entry.recipients))
+            report.add(EntryOutcome(entry_id, locked.entry.server, _settle(locked, bounce, report),
+                                    locked.entry.recipients))
 
 
 def _expire(queue: Queue, entry_id: str, clock: float, max_age: float, bounce: "Mailbox | None",
@@ -182,8 +204,8 @@ def _expire(queue: Queue, entry_id: str, clock: float, max_age: float, bounce: "
             recipient.state, recipient.updated = FAILED, clock
             recipient.last_reply = {**(recipient.last_reply or {"code": None, "enhanced": None}),
                                     "text": f"given up after {_days(max_age)} in the queue; last: {last}"}
-        report.outcomes.append(EntryOutcome(entry.id, entry.server, _settle(locked, bounce, report),
-                                            entry.recipients, attempted))
+        report.add(EntryOutcome(entry.id, entry.server, _settle(locked, bounce, report),
+                                entry.recipients, attempted))
 
 
 def _days(seconds: float) -> str:
@@ -191,10 +213,12 @@ def _days(seconds: float) -> str:
 
 
 def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: float, password, ignore_backoff: bool,
-                   rng, report: RunReport, on_unencrypted, bounce: "Mailbox | None", stop: Callable[[], bool]) -> None:
-    """One connection for the group's entries; what a failure of the session leaves
-    unsettled (the message in flight, the entries not yet sent) is deferred."""
-    server, user, cafile, timeout, allow_insecure, account = key
+                   rng, report: RunReport, on_unencrypted, bounce: "Mailbox | None", stop: Callable[[], bool],
+                   mx: MXSettings | None) -> None:
+    """One connection for the group's entries (for mx: entries, their recipients in the
+    group's domain); what a failure of the session leaves unsettled (the message in flight,
+    the entries not yet sent) is deferred, or failed when DNS says the domain takes no mail."""
+    server, user, cafile, timeout, allow_insecure, account, domain = key
     in_flight: deque[tuple[LockedEntry, tuple[str, ...]]] = deque()
 
     def picked() -> Iterator[OutgoingMessage]:
@@ -207,45 +231,55 @@ def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: flo
                 report.unreadable.append((entry_id, str(exc)))
                 continue
             if locked is None:
-                report.outcomes.append(EntryOutcome(entry_id, server, "busy"))
+                report.add(EntryOutcome(entry_id, server, "busy"))
                 continue
             due = locked.entry.pending if ignore_backoff else locked.entry.due(clock)
             if locked.entry.held or not due:
                 locked.unlock()
                 continue
-            addresses = tuple(r.address for r in due)
+            addresses = tuple(r.address for r in due if domain is None or mail_domain(r.address) == domain)
+            if not addresses:   # delivered meanwhile by another run
+                locked.unlock()
+                continue
             in_flight.append((locked, addresses))
             yield locked.outgoing(list(addresses))
 
     messages = picked()
     try:
         url = parse_url(server, QUEUE_SCHEMES)
-        with SMTPClient(url, cafile=cafile, timeout=timeout, allow_insecure=allow_insecure,
-                        chunking=False) as client:
-            if not client.encrypted and on_unencrypted:
+        if domain is None:
+            client = SMTPClient(url, cafile=cafile, timeout=timeout, allow_insecure=allow_insecure, chunking=False)
+        else:
+            client = ExchangerClient(domain, policy=url.tls_policy, settings=mx or MXSettings.from_environment(),
+                                     cafile=cafile, timeout=timeout, chunking=False)
+        with client:
+            if not client.encrypted and on_unencrypted and domain is None:
                 on_unencrypted(server)
-            if user:
+            if user and domain is None:
                 client.login(user, password(user, url.host, account))
+            transfer = client.transfer.to_json() if domain is not None else None
             for result in client.send_messages(messages):
                 locked, addresses = in_flight.popleft()
-                _record(locked, addresses, result, clock, rng, bounce, report)
+                _record(locked, addresses, result, clock, rng, bounce, report, transfer)
     except MimekitError as exc:
         for _ in messages:   # lock the rest too: each gets the reason it was not sent
             pass
         while in_flight:
             locked, addresses = in_flight.popleft()
-            _record_session_failure(locked, addresses, exc, clock, rng, report)
+            _record_session_failure(locked, addresses, exc, clock, rng, bounce, report)
 
 
 def _record(locked: LockedEntry, addresses: tuple[str, ...], result: MessageResult, clock: float, rng,
-            bounce: "Mailbox | None", report: RunReport) -> None:
-    """The server's replies for one message, recorded at once (fsync'd), then unlocked."""
+            bounce: "Mailbox | None", report: RunReport, transfer: dict | None) -> None:
+    """The server's replies for one message, recorded at once (fsync'd), then unlocked;
+    `transfer`: the mx: session they came from."""
     replies = {r.address: r for r in result.recipients}
     with locked:
         for state in _states(locked.entry, addresses):
             reply = replies.get(state.address)
             state.attempts += 1
             state.updated = clock
+            state.transfer = transfer or state.transfer
             if reply is None:   # cannot happen: send_messages answers for every recipient
                 _defer(state, {"code": None, "enhanced": None, "text": "no reply"}, clock, rng)
                 continue
@@ -261,22 +295,27 @@ def _record(locked: LockedEntry, addresses: tuple[str, ...], result: MessageResu
                 _defer(state, last, clock, rng)
             else:
                 state.state, state.last_reply = FAILED, last
-        report.outcomes.append(EntryOutcome(locked.entry.id, locked.entry.server, _settle(locked, bounce, report),
-                                            locked.entry.recipients, addresses))
+        report.add(EntryOutcome(locked.entry.id, locked.entry.server, _settle(locked, bounce, report),
+                                locked.entry.recipients, addresses))
 
 
 def _record_session_failure(locked: LockedEntry, addresses: tuple[str, ...], error: MimekitError, clock: float,
-                            rng, report: RunReport) -> None:
+                            rng, bounce: "Mailbox | None", report: RunReport) -> None:
     """The session failed before this message was settled: try again later, whatever the
     failure (an unreachable server, a refused login and a bad certificate are fixed outside
-    mimekit, and the queue's maximum age bounds the wait)."""
+    mimekit, and the queue's maximum age bounds the wait), unless DNS said the recipients'
+    domain takes no mail."""
     with locked:
         for state in _states(locked.entry, addresses):
             state.attempts += 1
             state.updated = clock
-            _defer(state, {"code": error.reply_code, "enhanced": None, "text": str(error)}, clock, rng)
-        report.outcomes.append(EntryOutcome(locked.entry.id, locked.entry.server, locked.settle(),
-                                            locked.entry.recipients, addresses))
+            if isinstance(error, UndeliverableDomain):
+                state.state = FAILED
+                state.last_reply = {"code": None, "enhanced": error.enhanced, "text": str(error)}
+            else:
+                _defer(state, {"code": error.reply_code, "enhanced": None, "text": str(error)}, clock, rng)
+        report.add(EntryOutcome(locked.entry.id, locked.entry.server, _settle(locked, bounce, report),
+                                locked.entry.recipients, addresses))
 
 
 def _states(entry: Entry, addresses: tuple[str, ...]) -> list[RecipientState]:

@@ -46,7 +46,8 @@ def test_queue_list_json_documents_every_field(tmp_path):
                           "next_attempt", "recipients"}
     assert (entry["status"], entry["size"], entry["sender"]) == ("queued", len(MESSAGE), "alice@example.test")
     [recipient] = entry["recipients"]
-    assert set(recipient) == {"address", "state", "attempts", "next_attempt", "last_reply", "server_queue_id"}
+    assert set(recipient) == {"address", "state", "attempts", "next_attempt", "last_reply", "server_queue_id",
+                              "transfer"}
     help_text = mimekit("queue", "list", "--help").stdout.decode()
     assert "mimekit.queue-list/1" in help_text
     for name in list(entry) + list(recipient):

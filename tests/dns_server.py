@@ -11,6 +11,7 @@ in `asked` as (name, type), for tests that check what was looked up.
 import socket
 import threading
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode

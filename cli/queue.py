@@ -6,6 +6,7 @@ the exit code. docs/queue.md describes the queue and every JSON field.
 """
 
 import datetime
+import functools
 import signal
 import sys
 import threading
@@ -172,6 +173,10 @@ With --json, one document (schema "mimekit.queue-run/1"):
 @click.option("--password-command", metavar="CMD",
               help="Command whose first output line is the password for entries with a user "
                    "(else MIMEKIT_PASSWORD, ~/.netrc, ~/.config/mimekit/config.ini).")
+@click.option("--token-command", metavar="CMD",
+              help="Command whose first output line is the OAuth2 access token for entries with a user "
+                   "(default: the token_command of the account an entry was queued for, unless "
+                   "--password-command is given).")
 @click.option("--bounce", metavar="MAILDIR",
               help="Write a delivery status report (RFC 3464) into this Maildir (created if missing; "
                    "or maildir:PATH, mbox:PATH) for each entry that leaves the queue with failed recipients.")
@@ -181,15 +186,16 @@ With --json, one document (schema "mimekit.queue-run/1"):
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="Only failures and the summary on stderr.")
 @click.argument("directory", required=False, metavar="[DIR]")
-def run_command(max_age, password_command, bounce, watch, as_json, quiet, directory):
+def run_command(max_age, password_command, token_command, bounce, watch, as_json, quiet, directory):
     with reporting("queue-run", as_json), _open_queue(directory) as queue:
         if watch and as_json:
             raise UsageError("--watch runs until stopped; it prints no JSON document")
         password, mailbox = _password(password_command), _bounce_mailbox(bounce) if bounce else None
+        token = _token(password_command, token_command)
 
         def deliver(stop=lambda: False) -> RunReport:
             return deliver_queue(queue, max_age=max_age, password=password, stop=stop,
-                                 on_unencrypted=_warn_unencrypted, bounce=mailbox)
+                                 on_unencrypted=_warn_unencrypted, bounce=mailbox, token=token)
 
         if watch:
             sys.exit(_watch(queue, deliver, quiet))
@@ -235,6 +241,23 @@ def _password(password_command: str | None):
     def look_up(user: str, host: str, account: str | None) -> str:
         command = password_command or (account and resolve_account(account).password_command)
         return resolve_password(user, host, command or None)
+    return look_up
+
+
+def _token(password_command: str | None, token_command: str | None):
+    """The OAuth2 look-up for an entry's login: the command given here, else the token
+    command of the account the entry was queued for, unless a password command was given
+    (then the login takes a password, as send's does: cli/common.py lazy_token)."""
+    if password_command and token_command:
+        raise UsageError("--password-command and --token-command exclude each other: give one")
+    from mimekit.accounts import resolve_account
+    from mimekit.transport.secrets import resolve_token
+
+    def look_up(user: str, host: str, account: str | None):
+        if password_command:
+            return None
+        command = token_command or (account and resolve_account(account).token_command)
+        return functools.partial(resolve_token, command) if command else None
     return look_up
 
 
@@ -354,8 +377,8 @@ def _drop(locked) -> str:
 
 # -- send --queue ----------------------------------------------------------------------------
 
-def send_queued(queue_dir: str, server: str | None, account_name: str | None, user, password_command, cafile,
-                timeout, as_json, quiet, allow_insecure, sender, recipients, extract, files) -> None:
+def send_queued(queue_dir: str, server: str | None, account_name: str | None, user, password_command, token_command,
+                cafile, timeout, as_json, quiet, allow_insecure, sender, recipients, extract, files) -> None:
     """`send --queue`: every message spooled durably first, then one try now. Exit 0 once
     queued, whatever the try gave, unless a recipient was refused for good (69). DIR: the
     one given, else the account's queue_dir, else the default."""
@@ -380,14 +403,15 @@ def send_queued(queue_dir: str, server: str | None, account_name: str | None, us
             ids = [queue.spool(message, url, cafile=settings.cafile, timeout=settings.timeout,
                                allow_insecure=allow_insecure, account=account.name if account else None).id
                    for message in messages]
-            _try_queued(queue, messages, ids, settings.password_command, as_json, quiet)
+            _try_queued(queue, messages, ids, settings.password_command, _token(password_command, token_command),
+                        as_json, quiet)
 
 
-def _try_queued(queue: Queue, messages, ids: list[str], password_command, as_json: bool, quiet: bool) -> None:
+def _try_queued(queue: Queue, messages, ids: list[str], password_command, token, as_json: bool, quiet: bool) -> None:
     if not quiet and not as_json:
         for message, entry_id in zip(messages, ids):
             print_diagnostic("send", f"{message.source}: queued as {entry_id} in {queue.path}")
-    report = deliver_queue(queue, only=ids, ignore_backoff=True, password=_password(password_command),
+    report = deliver_queue(queue, only=ids, ignore_backoff=True, password=_password(password_command), token=token,
                            on_unencrypted=_warn_unencrypted)
     _report_run("send", queue, report, as_json, quiet, extra={"queued": ids})
     if report.recipients(PENDING) and not as_json:

@@ -48,8 +48,8 @@ def send_command(server, account_name, user, password_command, token_command, ca
     files = files or ("-",)
     if queue_dir is not None:
         from mimekit_cli.queue import send_queued
-        send_queued(queue_dir, server, account_name, user, password_command, cafile, timeout, as_json, quiet,
-                    insecure_plaintext_auth, sender, recipients, extract, files)
+        send_queued(queue_dir, server, account_name, user, password_command, token_command, cafile, timeout, as_json,
+                    quiet, insecure_plaintext_auth, sender, recipients, extract, files)
     with reporting("send", as_json):
         if files.count("-") > 1:
             raise UsageError("stdin (-) can be read only once")

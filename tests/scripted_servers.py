@@ -12,6 +12,8 @@ search=lambda self, tag: ...)`.
 """
 
 import base64
+import json
+import re
 import select
 import socket
 import ssl
@@ -365,3 +367,51 @@ def _sasl_challenge(conn: ssl.SSLSocket, reader: "LineReader", prefix: bytes, da
     conn.sendall(prefix + base64.b64encode(data) + b"\r\n")
     answer = reader.readline().rstrip(b"\r\n")
     return None if answer == b"*" else base64.b64decode(answer)
+
+
+# -- OAuth2: the identity provider's side, scripted -----------------------------------------
+
+_XOAUTH2 = re.compile(rb"user=([^\x01]*)\x01auth=Bearer ([^\x01]*)\x01\x01\Z")
+_OAUTHBEARER = re.compile(rb"n,a=([^,]*),\x01host=([^\x01]*)\x01port=([0-9]+)\x01auth=Bearer ([^\x01]*)\x01\x01\Z")
+
+
+class IdentityProvider:
+    """The server's check of a token, scripted: tokens in `valid` log in, any other gets the
+    error challenge with `status` and the client's answer to it is recorded."""
+
+    def __init__(self, valid=(), status="401"):
+        self.valid, self.status = set(valid), status
+        self.logins: list[tuple[str, bytes]] = []      # (mechanism, the client's response)
+        self.error_answers: list[bytes | None] = []
+
+    def authenticate(self, mechanism, response, challenge) -> bool:
+        if response is None:
+            response = challenge(b"")   # no initial response: the empty go-ahead first
+        self.logins.append((mechanism, response))
+        if self.token(mechanism, response) in self.valid:
+            return True
+        error = {"status": self.status, "schemes": "bearer", "scope": "https://mail.example.test/"}
+        self.error_answers.append(challenge(json.dumps(error).encode()))
+        return False
+
+    @staticmethod
+    def token(mechanism: str, response: bytes) -> str:
+        match = (_OAUTHBEARER if mechanism == "OAUTHBEARER" else _XOAUTH2).match(response)
+        assert match, f"malformed {mechanism} response {response!r}"
+        return match.groups()[-1].decode()
+
+    @property
+    def tokens(self) -> list[str]:
+        return [self.token(mechanism, response) for mechanism, response in self.logins]
+
+
+class Tokens:
+    """A token source that hands out the next token at each call, as a refreshing token command does."""
+
+    def __init__(self, *tokens):
+        self.left = list(tokens)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return self.left.pop(0)

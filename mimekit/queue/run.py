@@ -101,7 +101,8 @@ def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age
                   password: Callable[[str, str, str | None], str] | None = None, only: list[str] | None = None,
                   ignore_backoff: bool = False, rng: Callable[[], float] = random.random,
                   on_unencrypted: Callable[[str], None] | None = None, bounce: "Mailbox | None" = None,
-                  stop: Callable[[], bool] = lambda: False, mx: MXSettings | None = None) -> RunReport:
+                  stop: Callable[[], bool] = lambda: False, mx: MXSettings | None = None,
+                  token: Callable[[str, str, str | None], Callable[[], str] | None] | None = None) -> RunReport:
     """Deliver every queued entry that is due (`only`: just these ids; `ignore_backoff`:
     due or not). `password(user, host, account)` gives the password for an entry's login
     (account: the one it was queued for, or None), asked once TLS is up (default:
@@ -110,7 +111,9 @@ def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age
     that gets a delivery status notification (bounce.py) for each entry leaving the queue
     with failed recipients. Once `stop()` says so, no further message is started (what is
     in flight is finished and recorded). `mx`: the DNS server and port for mx: entries (default:
-    MXSettings.from_environment()). `now` and `rng` are the clock and the jitter, for tests."""
+    MXSettings.from_environment()). `token(user, host, account)`: the OAuth2 token look-up for
+    an entry's login (mimekit.transport.sasl), or None where the login takes a password.
+    `now` and `rng` are the clock and the jitter, for tests."""
     queue.recover()
     clock = now()
     report = RunReport()
@@ -139,7 +142,7 @@ def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age
         if stop():
             break
         _deliver_group(queue, key, entry_ids, clock, password or _usual_password, ignore_backoff, rng, report,
-                       on_unencrypted, bounce, stop, mx)
+                       on_unencrypted, bounce, stop, mx, token)
     for entry_id in queue.ids():
         try:
             entry = queue.read(entry_id)
@@ -214,7 +217,7 @@ def _days(seconds: float) -> str:
 
 def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: float, password, ignore_backoff: bool,
                    rng, report: RunReport, on_unencrypted, bounce: "Mailbox | None", stop: Callable[[], bool],
-                   mx: MXSettings | None) -> None:
+                   mx: MXSettings | None, token=None) -> None:
     """One connection for the group's entries (for mx: entries, their recipients in the
     group's domain); what a failure of the session leaves unsettled (the message in flight,
     the entries not yet sent) is deferred, or failed when DNS says the domain takes no mail."""
@@ -256,7 +259,11 @@ def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: flo
             if not client.encrypted and on_unencrypted and domain is None:
                 on_unencrypted(server)
             if user and domain is None:
-                client.login(user, password(user, url.host, account))
+                oauth2_token = token(user, url.host, account) if token else None
+                if oauth2_token:
+                    client.login_oauth2(user, oauth2_token)
+                else:
+                    client.login(user, password(user, url.host, account))
             transfer = client.transfer.to_json() if domain is not None else None
             for result in client.send_messages(messages):
                 locked, addresses = in_flight.popleft()

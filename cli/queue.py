@@ -163,7 +163,8 @@ With --json, one document (schema "mimekit.queue-run/1"):
   bounce_errors[] {id, message}: reports that could not be written (the
                   entry stays in the queue until one can)
   delivered, deferred, failed   recipients tried in this run, by outcome
-  remaining       entries still waiting (held ones aside); held: held entries
+  remaining       entries still waiting (held ones, and those another run is delivering, aside);
+                  held: held entries
 """
 
 

@@ -68,7 +68,8 @@ class EntryOutcome:
 class RunReport:
     outcomes: list[EntryOutcome] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)   # (id, why)
-    remaining: int = 0      # entries still queued with recipients to deliver (held ones aside)
+    remaining: int = 0      # entries still queued with recipients to deliver (held ones, and those
+                            # another run holds locked at the end, aside: that run reports them)
     held: int = 0
     bounces: list[tuple[str, str]] = field(default_factory=list)              # (id, report's path)
     bounce_errors: list[tuple[str, MimekitError]] = field(default_factory=list)   # (id, why not written)
@@ -149,8 +150,21 @@ def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age
         except (NoInputError, DataError):
             continue
         report.held += entry.held
-        report.remaining += bool(entry.pending) and not entry.held
+        report.remaining += bool(entry.pending) and not entry.held and not _in_another_run(queue, entry_id)
     return report
+
+
+def _in_another_run(queue: Queue, entry_id: str) -> bool:
+    """Another runner holds the entry's lock: it is delivering it and reports how it ends
+    (two concurrent runs each said 75 for the other's entries in flight)."""
+    try:
+        locked = queue.lock(entry_id)
+    except DataError:
+        return False
+    if locked is None:
+        return True
+    locked.unlock()
+    return False
 
 
 def next_due(queue: Queue) -> float | None:

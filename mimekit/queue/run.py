@@ -283,9 +283,9 @@ def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: flo
                 locked, addresses = in_flight.popleft()
                 _record(locked, addresses, result, clock, rng, bounce, report, transfer)
     except MimekitError as exc:
-        for _ in messages:   # lock the rest too: each gets the reason it was not sent
-            pass
-        while in_flight:
+        # the rest too gets the reason it was not sent, each locked only while it is recorded:
+        # a thousand entries locked at once ran out of file descriptors
+        while in_flight or next(messages, None) is not None:
             locked, addresses = in_flight.popleft()
             _record_session_failure(locked, addresses, exc, clock, rng, bounce, report)
 

@@ -5,6 +5,7 @@ recovery after kills, a full disk. A closed loopback port stands for a server th
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -141,3 +142,19 @@ def test_a_full_disk_refuses_to_queue_and_leaves_nothing(tmp_path):
             with pytest.raises(MimekitError):
                 spool(queue, big)
             assert os.listdir(mount_point / "q" / "queue") == []
+
+
+def test_a_server_away_defers_more_entries_than_the_process_may_open(tmp_path, message_file):
+    """A failed session records its group's entries one at a time: locked all at once first,
+    a queue of a thousand entries ran out of descriptors (the usual soft limit is 1024), and
+    every run ended in EMFILE having recorded nothing, so no entry ever backed off."""
+    entries, limit = 150, 100
+    with Queue(str(tmp_path / "q")) as queue:
+        port = closed_port()
+        for _ in range(entries):
+            spool(queue, message_file, port)
+    run = subprocess.run([sys.executable, "-m", "mimekit_cli", "queue", "run", "--json", str(tmp_path / "q")],
+                         cwd=REPO, capture_output=True,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    assert run.returncode == 75, run.stderr
+    assert json.loads(run.stdout)["deferred"] == 2 * entries

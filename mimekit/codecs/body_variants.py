@@ -20,7 +20,7 @@ Each is a Filter holding at most a line between feeds, never raising, with `.def
 import binascii
 import re
 
-from mimekit.codecs.legacy_encodings import LineBlocks, first_line_start, line_end
+from mimekit.codecs.legacy_encodings import LineBlockDecoder, first_line_start, line_end
 from mimekit.codecs.transfer import Base64Decoder
 from mimekit.defects import Defect, DefectKind, DefectLog
 
@@ -105,27 +105,18 @@ class Base64StopAtPaddingDecoder:
         return out
 
 
-class Base64PerLineDecoder:
+class Base64PerLineDecoder(LineBlockDecoder):
     """Each line decoded alone (as binascii decodes it), the letters past the line's last
     whole group dropped: how a reader that decodes line by line sees lines whose length
     is no multiple of 4."""
 
     def __init__(self) -> None:
-        self._log = DefectLog()
-        self._lines = LineBlocks()
+        super().__init__()
         self._reader = _PaddingStop()
         self._line_offset = 0   # of the line being read
 
-    @property
-    def defects(self) -> list[Defect]:
-        return self._log.defects
-
-    def feed(self, data: bytes) -> bytes:
-        return self._decode(*self._lines.feed(data))
-
-    def flush(self) -> bytes:
-        out = self._decode(*self._lines.feed(b"", final=True))
-        return out + self._end_line()
+    def _finish(self) -> bytes:
+        return self._end_line()
 
     def _decode(self, block: bytes, offset: int, mid_line: bool) -> bytes:
         if not mid_line and _WHOLE_GROUP_LINES.fullmatch(block):   # read alone or together, the same
@@ -150,7 +141,7 @@ class Base64PerLineDecoder:
         return out
 
 
-class Base64LinePrefixDecoder:
+class Base64LinePrefixDecoder(LineBlockDecoder):
     """Each line's data ends at its first character outside the base64 alphabet ("="
     included; blanks at the start of a line skipped): the rest of the line is dropped,
     and the lines' data is decoded together as Base64Decoder does."""
@@ -160,20 +151,12 @@ class Base64LinePrefixDecoder:
     _PREFIX_GOES_ON = re.compile(rb"[A-Za-z0-9+/=]*+")
 
     def __init__(self) -> None:
-        self._log = DefectLog()
-        self._lines = LineBlocks()
+        super().__init__()
         self._base64 = Base64Decoder()
         self._line_cut = False   # the line being read already lost its rest
 
-    @property
-    def defects(self) -> list[Defect]:
-        return self._log.defects
-
-    def feed(self, data: bytes) -> bytes:
-        return self._decode(*self._lines.feed(data))
-
-    def flush(self) -> bytes:
-        return self._decode(*self._lines.feed(b"", final=True)) + self._base64.flush()
+    def _finish(self) -> bytes:
+        return self._base64.flush()
 
     def _decode(self, block: bytes, offset: int, mid_line: bool) -> bytes:
         if not block:

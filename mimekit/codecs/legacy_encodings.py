@@ -62,6 +62,34 @@ class LineBlocks:
         return placed
 
 
+class LineBlockDecoder:
+    """The frame of a decoder that reads whole lines (LineBlocks): feed() and flush() hand
+    _decode(block, offset, mid_line) the lines complete so far, and flush() adds what
+    _finish() makes of the end of the input (a missing end line, a held group). Defects
+    go to `_log`."""
+
+    def __init__(self) -> None:
+        self._log = DefectLog()
+        self._lines = LineBlocks()
+
+    @property
+    def defects(self) -> list[Defect]:
+        return self._log.defects
+
+    def feed(self, data: bytes) -> bytes:
+        return self._decode(*self._lines.feed(data))
+
+    def flush(self) -> bytes:
+        out = self._decode(*self._lines.feed(b"", final=True))
+        return out + self._finish()
+
+    def _decode(self, block: bytes, offset: int, mid_line: bool) -> bytes:
+        raise NotImplementedError
+
+    def _finish(self) -> bytes:
+        return b""
+
+
 def first_line_start(block: bytes, mid_line: bool) -> int:
     """Where the first line that starts in `block` starts (len(block) if none does)."""
     if not mid_line:
@@ -169,7 +197,7 @@ class UudecodeDecoder:
         self._log.add(Defect(DefectKind.ENCODING_MALFORMED, offset, detail))
 
 
-class BeginBase64Decoder:
+class BeginBase64Decoder(LineBlockDecoder):
     """`begin-base64 MODE NAME`, base64 lines, then `====`: the framing of `uuencode -m`.
     The first such file in the input is decoded (leniently, as mimekit.codecs.transfer's
     Base64Decoder does); what comes before or after it is ignored."""
@@ -177,9 +205,8 @@ class BeginBase64Decoder:
     _END = re.compile(rb"^====[ \t]*\r?$", re.M)
 
     def __init__(self) -> None:
+        super().__init__()
         self.filename: str | None = None
-        self._log = DefectLog()
-        self._lines = LineBlocks()
         self._base64: Base64Decoder | None = None   # once the begin line is found
         self._data_offset = 0
         self._done = False
@@ -189,18 +216,15 @@ class BeginBase64Decoder:
         inner = _placed(self._base64.defects, self._data_offset) if self._base64 else []
         return self._log.defects + inner
 
-    def feed(self, data: bytes) -> bytes:
-        return self._decode(*self._lines.feed(data))
-
-    def flush(self) -> bytes:
-        out = self._decode(*self._lines.feed(b"", final=True))
+    def _finish(self) -> bytes:
         if self._base64 is None:
             self._log.add(Defect(DefectKind.ENCODING_MALFORMED, 0, "no begin-base64 line"))
-        elif not self._done:
-            out += self._base64.flush()
-            self._log.add(Defect(DefectKind.UUENCODE_MISSING_END, self._lines.offset,
-                                 "begin-base64 data stopped without its '====' line"))
-        return out
+            return b""
+        if self._done:
+            return b""
+        self._log.add(Defect(DefectKind.UUENCODE_MISSING_END, self._lines.offset,
+                             "begin-base64 data stopped without its '====' line"))
+        return self._base64.flush()
 
     def _decode(self, block: bytes, offset: int, mid_line: bool) -> bytes:
         if self._done or not block:
@@ -301,14 +325,13 @@ def _yenc_number(header: bytes, key: bytes, base: int = 10) -> int | None:
     return int(found[1], base) if found else None
 
 
-class YencDecoder:
+class YencDecoder(LineBlockDecoder):
     """yEnc: the first `=ybegin ... name=NAME` block (one part of a multi-part post is
     read as it is), up to its `=yend`, whose size and CRC32 are checked."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.filename: str | None = None
-        self._log = DefectLog()
-        self._lines = LineBlocks()
         self._begun = False
         self._done = False
         self._part = False          # =ybegin said part=: the =yend's CRC is pcrc32
@@ -316,21 +339,13 @@ class YencDecoder:
         self._size = 0
         self._crc = 0
 
-    @property
-    def defects(self) -> list[Defect]:
-        return self._log.defects
-
-    def feed(self, data: bytes) -> bytes:
-        return self._decode(*self._lines.feed(data))
-
-    def flush(self) -> bytes:
-        out = self._decode(*self._lines.feed(b"", final=True))
+    def _finish(self) -> bytes:
         if not self._begun:
             self._log.add(Defect(DefectKind.ENCODING_MALFORMED, 0, "no =ybegin line"))
         elif not self._done:
             self._log.add(Defect(DefectKind.ENCODING_MALFORMED, self._lines.offset,
                                  "yEnc data stopped without its =yend line"))
-        return out
+        return b""
 
     def _decode(self, block: bytes, offset: int, mid_line: bool) -> bytes:
         if self._done or not block:

@@ -99,8 +99,9 @@ def _delivery_status(entry: Entry, failed: list[RecipientState], reporting_mta: 
         reply = recipient.last_reply or {}
         fields = [("Final-Recipient", f"rfc822; {recipient.address}"), ("Action", "failed"),
                   ("Status", recipient_status(recipient))]
-        if reply.get("code") is not None:
-            fields += [("Remote-MTA", f"dns; {entry.url.host}"), ("Diagnostic-Code", f"smtp; {recipient.reply_text}")]
+        if reply.get("code") is not None:   # a server answered: the relay, or an mx: entry's exchanger
+            remote = (recipient.transfer or {}).get("exchanger") or entry.url.host
+            fields += [("Remote-MTA", f"dns; {remote}"), ("Diagnostic-Code", f"smtp; {recipient.reply_text}")]
         if recipient.updated is not None:
             fields.append(("Last-Attempt-Date", _date(recipient.updated)))
         blocks.append(fields)

@@ -137,6 +137,17 @@ def test_a_report_to_the_null_sender_has_no_to_and_the_header_block_is_cut_at_it
     assert original_headers([b"X: " + b"y" * (2 << 20)]) == b""   # no line end within the limit: nothing
 
 
+
+def test_an_mx_entry_names_the_exchanger_that_refused_as_remote_mta():
+    """An mx: entry has no relay host: Remote-MTA is the exchanger of the session that
+    answered (it was "dns; " with nothing after it)."""
+    refused = RecipientState("nobody@example.test", FAILED, 1, 0, {"code": 550, "enhanced": "5.1.1", "text": "no"},
+                             T0, transfer={"exchanger": "mx1.example.test", "address": "127.0.0.1",
+                                           "policy": "verify", "result": "verified TLS"})
+    entry = entry_with(refused)
+    entry.server = "mx:verify"
+    assert status_blocks(message_bytes(failure_report(entry, b"", "h")))[1]["Remote-MTA"] == "dns; mx1.example.test"
+
 @pytest.mark.servers
 def test_a_550_recipient_gets_exactly_one_report_and_the_accepted_one_none(mail_servers, tmp_path):
     s, token = mail_servers, f"bounce-{uuid.uuid4().hex}"

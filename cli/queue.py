@@ -226,7 +226,9 @@ def _watch(queue: Queue, deliver, quiet: bool) -> int:
         if report.outcomes or report.unreadable or report.bounce_errors:   # only what happened
             _report_run("queue-run", queue, report, False, quiet)
         due = next_due(queue)
-        stopping.wait(min(WATCH_POLL, max(due - time.time(), 0) if due else WATCH_POLL))
+        until_due = due - time.time() if due else WATCH_POLL
+        # still due after a pass: another process holds it (or it fell due during the pass)
+        stopping.wait(min(WATCH_POLL, until_due) if until_due > 0 else WATCH_POLL)
     waiting = next_due(queue) is not None
     if not quiet:
         print_diagnostic("queue-run", "stopped" + ("; entries still wait in the queue" if waiting else ""))

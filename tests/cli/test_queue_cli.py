@@ -85,3 +85,24 @@ def test_unknown_ids_and_bad_arguments_are_one_line_and_the_right_code(tmp_path)
     assert age.returncode == 64
     nobody = mimekit("send", f"--queue={tmp_path}", "--server", closed_server(), "-", input=MESSAGE)
     assert nobody.returncode == 64 and os.listdir(tmp_path / "queue") == []
+
+
+def test_watch_waits_rather_than_spins_on_a_due_entry_another_process_holds(tmp_path):
+    """An entry still due after a pass is one another process holds (send --queue trying it,
+    a cron run): the watcher waits its poll interval before looking again. It asked again at
+    once, burning a core and printing "being delivered by another run" thousands of times."""
+    import signal
+    import time
+    from mimekit.queue import Queue
+    entry = queued(tmp_path)
+    retried = mimekit("queue", "retry", "-d", str(tmp_path), entry["id"])   # due now
+    assert retried.returncode == 0, retried.stderr
+    with Queue(str(tmp_path)) as queue:
+        holder = queue.lock(entry["id"])
+        watcher = subprocess.Popen([sys.executable, "-m", "mimekit_cli", "queue", "run", "--watch", str(tmp_path)],
+                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(3)
+        watcher.send_signal(signal.SIGTERM)
+        _, err = watcher.communicate(timeout=30)
+        holder.unlock()
+    assert err.count(b"being delivered by another run") == 1, err[-300:]

@@ -14,7 +14,7 @@ import time
 
 import click
 
-from mimekit.errors import UsageError
+from mimekit.errors import NoInputError, UsageError
 from mimekit.queue import (DEFAULT_MAX_AGE, DONE, FAILED, PENDING, Entry, Queue, RunReport,
                            default_queue_directory, deliver_queue, next_due)
 from mimekit.queue.store import QUEUE_SCHEMES
@@ -122,14 +122,12 @@ With --json, one document (schema "mimekit.queue-list/1"):
 def list_command(as_json, directory):
     with reporting("queue-list", as_json), _open_queue(directory) as queue:
         now = time.time()
-        entries = [queue.read(i) for i in queue.ids()] + [queue.read(i, failed=True) for i in queue.ids(failed=True)]
-        entries.sort(key=lambda e: e.created)
+        listed = sorted(_listed_entries(queue, now), key=lambda pair: pair[0].created)
         if as_json:
-            emit_json("queue-list", {"queue": queue.path, "entries": [_entry_json(queue, e, now) for e in entries]})
+            emit_json("queue-list", {"queue": queue.path, "entries": [document for _, document in listed]})
             return
         rows = [("ID", "AGE", "SIZE", "STATUS", "NEXT ATTEMPT", "RECIPIENT", "STATE", "TLS", "LAST REPLY")]
-        for entry in entries:
-            document = _entry_json(queue, entry, now)
+        for entry, document in listed:
             for index, recipient in enumerate(entry.recipients):
                 head = ((entry.id, _age(now - entry.created), human_size(document["size"], short=True),
                          document["status"], document["next_attempt"] or "-") if index == 0 else ("",) * 5)
@@ -138,6 +136,20 @@ def list_command(as_json, directory):
                                     recipient.reply_text[:100]))
         if len(rows) > 1:
             click.echo("\n".join(text_table(rows)))
+
+
+def _listed_entries(queue: Queue, now: float) -> list[tuple[Entry, dict]]:
+    """Each entry, queued then failed, with its JSON document. One that a run finishes or
+    moves to failed/ while it is listed is left out (moved, it is met again in failed/)."""
+    listed = []
+    for failed in (False, True):
+        for entry_id in queue.ids(failed):
+            try:
+                entry = queue.read(entry_id, failed)
+                listed.append((entry, _entry_json(queue, entry, now)))
+            except (NoInputError, FileNotFoundError):
+                continue
+    return listed
 
 
 RUN_JSON_HELP = """Deliver every entry that is due; meant for cron or a systemd timer.

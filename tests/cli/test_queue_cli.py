@@ -106,3 +106,34 @@ def test_watch_waits_rather_than_spins_on_a_due_entry_another_process_holds(tmp_
         _, err = watcher.communicate(timeout=30)
         holder.unlock()
     assert err.count(b"being delivered by another run") == 1, err[-300:]
+
+
+def test_list_leaves_out_entries_a_run_finishes_while_it_lists(tmp_path, monkeypatch):
+    """A run removes a delivered entry's state first, then message; a failing one moves to
+    failed/. `queue list` meeting either half-way failed whole (66, or 74 for the message it
+    could not stat) where it should list what is there."""
+    from click.testing import CliRunner
+    from mimekit.queue import Queue
+    from mimekit_cli.main import main
+    for _ in range(3):
+        queued(tmp_path)
+    kept, finished, vanished = (entry["id"] for entry in
+                                json.loads(mimekit("queue", "list", "--json", str(tmp_path)).stdout)["entries"])
+    real_read, real_ids = Queue.read, Queue.ids
+
+    def ids(queue, failed=False):   # `vanished` was listed, then removed before its state is read
+        return real_ids(queue, failed) + ([vanished] if not failed else [])
+
+    def read(queue, entry_id, failed=False):   # `finished` is removed right after its state is read
+        entry = real_read(queue, entry_id, failed)
+        if entry_id in (finished, vanished) and not failed:
+            for suffix in (".json", ".eml"):
+                (tmp_path / "queue" / f"{entry_id}{suffix}").unlink(missing_ok=True)
+        return entry
+
+    monkeypatch.setattr(Queue, "ids", ids)
+    monkeypatch.setattr(Queue, "read", read)
+    (tmp_path / "queue" / f"{vanished}.json").unlink()
+    listed = CliRunner().invoke(main, ["queue", "list", "--json", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert [entry["id"] for entry in json.loads(listed.stdout)["entries"]] == [kept]

@@ -14,7 +14,7 @@ from mimekit.accounts import SERVER_KEYS, Account, check_logins, config_path, lo
 from mimekit.errors import ConfigError
 from mimekit.transport.urls import ServerURL
 from mimekit_cli.common import (emit_json, exit_code_for, exit_code_for_errors, json_option, lazy_password,
-                                print_diagnostic, reporting, text_table)
+                                lazy_token, print_diagnostic, reporting, text_table)
 
 
 @click.group("accounts", epilog="The file: $XDG_CONFIG_HOME/mimekit/config.toml (~/.config/mimekit/config.toml), "
@@ -57,7 +57,8 @@ def check_command(name, as_json):
         if not account.servers:
             raise ConfigError(f"{account.path}: account {account.name!r} has no smtp, imap or pop3 URL to check")
         checks = check_logins(account, lambda settings: lazy_password(settings.url.user, settings.url.host,
-                                                                       settings.password_command))
+                                                                       settings.password_command),
+                              lambda settings: lazy_token(settings, None, None))
         if as_json:
             emit_json("accounts", {"account": account.name, "servers": [
                 {"role": check.role, "url": _shown(check.url), "user": check.url.user, "ok": check.error is None,

@@ -210,17 +210,19 @@ class LoginCheck:
     logged_in: bool = False     # False without an error: the server was reached, no user to log in as
 
 
-def check_logins(account: Account, password: Callable[[ServerSettings], Callable[[], str]]) -> list[LoginCheck]:
+def check_logins(account: Account, password: Callable[[ServerSettings], Callable[[], str]],
+                 token: Callable[[ServerSettings], Callable[[], str] | None]) -> list[LoginCheck]:
     """Connect to each server of `account`, secure the connection, log in and log out; one
     LoginCheck per server, its error kept (the others are still tried). `password(settings)`
-    gives the look-up to call once TLS is up, as the commands look passwords up."""
+    and `token(settings)` give the look-ups to call once TLS is up, as the commands log in
+    (`token` gives None where the login takes a password)."""
     checks = []
     for role, allowed in SERVER_KEYS.items():
         if role not in account.servers:
             continue
         settings = server_settings(account, None, allowed)
         try:
-            _log_in_and_out(role, settings, password(settings))
+            _log_in_and_out(role, settings, password(settings), token(settings))
         except MimekitError as exc:
             checks.append(LoginCheck(role, settings.url, exc))
         else:
@@ -228,7 +230,8 @@ def check_logins(account: Account, password: Callable[[ServerSettings], Callable
     return checks
 
 
-def _log_in_and_out(role: str, settings: ServerSettings, password: Callable[[], str]) -> None:
+def _log_in_and_out(role: str, settings: ServerSettings, password: Callable[[], str],
+                    token: Callable[[], str] | None) -> None:
     """What each client does first in a session, and nothing more (a POP3 QUIT without DELE
     changes nothing on the server). SMTP without a user only connects: a relay may need no login."""
     from mimekit.transport.imap.client import IMAPClient   # here: the config file needs no protocol code
@@ -238,15 +241,17 @@ def _log_in_and_out(role: str, settings: ServerSettings, password: Callable[[], 
     url = settings.url
     if role == "smtp":
         with SMTPClient(url, cafile=settings.cafile, timeout=settings.timeout) as client:
-            if url.user:
+            if url.user and token:
+                client.login_oauth2(url.user, token)
+            elif url.user:
                 client.login(url.user, password())
         return
     client = (IMAPClient if role == "imap" else POP3Client)(url, settings.cafile, settings.timeout)
     try:
         if role == "imap":
-            client.login(password)
+            client.login(password, token)
         else:
-            client.open(password)
+            client.open(password, token=token)
     finally:
         client.close()
 

@@ -168,6 +168,18 @@ def test_check_reports_each_server_s_own_error(mail_servers, env):
         ["pop3", f"pop3://127.0.0.1:{mail_servers.pop3}", "alice", "error"]]
 
 
+
+@pytest.mark.servers
+def test_check_logs_in_with_the_account_s_token_command(mail_servers, env):
+    """An OAuth2 account is checked with its token, as send and fetch log in: our Postfix and
+    Dovecot offer no OAuth2 mechanism, so each server says so (77). check asked for a
+    password instead, and reported "no password" (78) for every OAuth2 account."""
+    write_config(env, server_account(mail_servers, password='token_command = "echo tok3n"'))
+    result = mimekit("accounts", "check", "work", "--json", env=env)
+    assert result.returncode == 77, result.stderr
+    for server in json.loads(result.stdout)["servers"]:
+        assert server["error"]["code"] == 77 and "neither OAUTHBEARER nor XOAUTH2" in server["error"]["message"]
+
 # -- --account on send, fetch, folders ---------------------------------------------------------
 
 @pytest.mark.servers

@@ -304,8 +304,9 @@ class Queue:
                 continue
             fd = self._lock_message(entry_id)
             if fd is not None:
-                with LockedEntry(self, _placeholder(entry_id), fd):
-                    if os.path.exists(self._file(entry_id, STATE_SUFFIX)):
+                with LockedEntry(self, _placeholder(entry_id), fd):   # looked again: the requeue may have ended
+                    if os.path.exists(self._file(entry_id, STATE_SUFFIX)) and \
+                            os.path.exists(self._file(entry_id, STATE_SUFFIX, failed=True)):
                         os.unlink(self._file(entry_id, STATE_SUFFIX, failed=True))
                         self._failed.sync()
 

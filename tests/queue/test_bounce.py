@@ -317,3 +317,21 @@ def test_a_requeue_cut_short_leaves_one_consistent_entry(tmp_path, monkeypatch, 
         locked = queue.lock(entry_id, failed=cut_at == "rename")
         assert locked is not None   # nothing left locked
         locked.unlock()
+
+
+def test_recover_meeting_a_requeue_that_its_own_process_finishes_meanwhile(tmp_path, monkeypatch):
+    """recover saw failed/ID.json without its message (a requeue half-way), then `queue retry`
+    finished that requeue before recover got the lock: the stale state was gone already, and
+    recover's unlink of it failed the whole run (FileNotFoundError, exit 74)."""
+    with Queue(str(tmp_path / "q")) as queue:
+        entry_id = failed_entry(queue, tmp_path)
+        os.rename(Path(queue.failed_path) / f"{entry_id}.eml", Path(queue.active_path) / f"{entry_id}.eml")
+        os.link(Path(queue.failed_path) / f"{entry_id}.json", Path(queue.active_path) / f"{entry_id}.json")
+        real_lock = Queue._lock_message
+
+        def lock_after_the_requeue_ends(self, *args, **kwargs):
+            (Path(queue.failed_path) / f"{entry_id}.json").unlink(missing_ok=True)   # what requeue does last
+            return real_lock(self, *args, **kwargs)
+        monkeypatch.setattr(Queue, "_lock_message", lock_after_the_requeue_ends)
+        queue.recover()
+        assert (queue.ids(), queue.ids(failed=True)) == ([entry_id], [])

@@ -185,11 +185,12 @@ With --json, one document (schema "mimekit.queue-run/1"):
               help="Give up on recipients still pending after this long (s, m, h, d, w).")
 @click.option("--password-command", metavar="CMD",
               help="Command whose first output line is the password for entries with a user "
-                   "(else MIMEKIT_PASSWORD, ~/.netrc, ~/.config/mimekit/config.ini).")
+                   "(else the command given to send --queue, the account's, MIMEKIT_PASSWORD, ~/.netrc, "
+                   "the config file).")
 @click.option("--token-command", metavar="CMD",
               help="Command whose first output line is the OAuth2 access token for entries with a user "
-                   "(default: the token_command of the account an entry was queued for, unless "
-                   "--password-command is given).")
+                   "(default: the command given to send --queue, else the token_command of the account an "
+                   "entry was queued for, unless --password-command is given).")
 @click.option("--bounce", metavar="MAILDIR",
               help="Write a delivery status report (RFC 3464) into this Maildir (created if missing; "
                    "or maildir:PATH, mbox:PATH) for each entry that leaves the queue with failed recipients.")
@@ -248,30 +249,31 @@ def _watch(queue: Queue, deliver, quiet: bool) -> int:
 
 
 def _password(password_command: str | None):
-    """The look-up for an entry's login: the command given here, else the password command
-    of the account the entry was queued for, else the usual sources."""
+    """The look-up for an entry's login: the command given here, else the one given when the
+    entry was queued, else the password command of its account, else the usual sources."""
     from mimekit.accounts import resolve_account
     from mimekit.transport.secrets import resolve_password
 
-    def look_up(user: str, host: str, account: str | None) -> str:
-        command = password_command or (account and resolve_account(account).password_command)
+    def look_up(user: str, host: str, account: str | None, queued_command: str | None) -> str:
+        command = password_command or queued_command or (account and resolve_account(account).password_command)
         return resolve_password(user, host, command or None)
     return look_up
 
 
 def _token(password_command: str | None, token_command: str | None):
-    """The OAuth2 look-up for an entry's login: the command given here, else the token
-    command of the account the entry was queued for, unless a password command was given
-    (then the login takes a password, as send's does: cli/common.py lazy_token)."""
+    """The OAuth2 look-up for an entry's login: the command given here, else the one given
+    when the entry was queued, else the token command of its account, unless a password
+    command was given here (then the login takes a password, as send's does: cli/common.py
+    lazy_token)."""
     if password_command and token_command:
         raise UsageError("--password-command and --token-command exclude each other: give one")
     from mimekit.accounts import resolve_account
     from mimekit.transport.secrets import resolve_token
 
-    def look_up(user: str, host: str, account: str | None):
+    def look_up(user: str, host: str, account: str | None, queued_command: str | None):
         if password_command:
             return None
-        command = token_command or (account and resolve_account(account).token_command)
+        command = token_command or queued_command or (account and resolve_account(account).token_command)
         return functools.partial(resolve_token, command) if command else None
     return look_up
 
@@ -416,7 +418,8 @@ def send_queued(queue_dir: str, server: str | None, account_name: str | None, us
                 raise UsageError(f"{message.source}: no recipient {where}")
         with _open_queue(queue_dir or (account.queue_dir if account else None)) as queue:
             ids = [queue.spool(message, url, cafile=settings.cafile, timeout=settings.timeout,
-                               allow_insecure=allow_insecure, account=account.name if account else None).id
+                               allow_insecure=allow_insecure, account=account.name if account else None,
+                               password_command=password_command, token_command=token_command).id
                    for message in messages]
             _try_queued(queue, messages, ids, settings.password_command, _token(password_command, token_command),
                         as_json, quiet)

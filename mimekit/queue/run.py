@@ -90,30 +90,35 @@ class RunReport:
                    if r.address in outcome.attempted and r.state == state)
 
 
-GroupKey = tuple   # (server, user, cafile, timeout, allow_insecure, account, domain): what one connection
+GroupKey = tuple   # (server, user, cafile, timeout, allow_insecure, account, password_command, token_command,
+# domain): what one connection
 # serves; domain: the recipients' domain for mx: entries, None for a relay
 
 
-def _usual_password(user: str, host: str, account: str | None) -> str:
-    return resolve_password(user, host)
+def _usual_password(user: str, host: str, account: str | None, command: str | None) -> str:
+    return resolve_password(user, host, command)
 
 
 def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age: float = DEFAULT_MAX_AGE,
-                  password: Callable[[str, str, str | None], str] | None = None, only: list[str] | None = None,
+                  password: Callable[[str, str, str | None, str | None], str] | None = None,
+                  only: list[str] | None = None,
                   ignore_backoff: bool = False, rng: Callable[[], float] = random.random,
                   on_unencrypted: Callable[[str], None] | None = None, bounce: "Mailbox | None" = None,
                   stop: Callable[[], bool] = lambda: False, mx: MXSettings | None = None,
-                  token: Callable[[str, str, str | None], Callable[[], str] | None] | None = None) -> RunReport:
+                  token: Callable[[str, str, str | None, str | None], Callable[[], str] | None] | None = None
+                  ) -> RunReport:
     """Deliver every queued entry that is due (`only`: just these ids; `ignore_backoff`:
-    due or not). `password(user, host, account)` gives the password for an entry's login
-    (account: the one it was queued for, or None), asked once TLS is up (default:
-    resolve_password's usual sources). `on_unencrypted(server)` is called when an entry queued with
+    due or not). `password(user, host, account, command)` gives the password for an entry's
+    login (account: the one it was queued for, or None; command: the password command given
+    when it was queued, or None), asked once TLS is up (default: resolve_password's usual
+    sources). `on_unencrypted(server)` is called when an entry queued with
     allow_insecure goes out without TLS, so that the caller can say so. `bounce`: a mailbox
     that gets a delivery status notification (bounce.py) for each entry leaving the queue
     with failed recipients. Once `stop()` says so, no further message is started (what is
     in flight is finished and recorded). `mx`: the DNS server and port for mx: entries (default:
-    MXSettings.from_environment()). `token(user, host, account)`: the OAuth2 token look-up for
-    an entry's login (mimekit.transport.sasl), or None where the login takes a password.
+    MXSettings.from_environment()). `token(user, host, account, command)`: the OAuth2 token
+    look-up for an entry's login (mimekit.transport.sasl; command: the token command given
+    when it was queued), or None where the login takes a password.
     `now` and `rng` are the clock and the jitter, for tests."""
     queue.recover()
     clock = now()
@@ -138,7 +143,7 @@ def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age
             domains = {mail_domain(r.address) for r in due} if entry.url.scheme == DIRECT else {None}
             for domain in sorted(domains, key=str):
                 groups[(entry.server, entry.user, entry.cafile, entry.timeout, entry.allow_insecure,
-                        entry.account, domain)].append(entry_id)
+                        entry.account, entry.password_command, entry.token_command, domain)].append(entry_id)
     for key, entry_ids in groups.items():
         if stop():
             break
@@ -235,7 +240,7 @@ def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: flo
     """One connection for the group's entries (for mx: entries, their recipients in the
     group's domain); what a failure of the session leaves unsettled (the message in flight,
     the entries not yet sent) is deferred, or failed when DNS says the domain takes no mail."""
-    server, user, cafile, timeout, allow_insecure, account, domain = key
+    server, user, cafile, timeout, allow_insecure, account, password_command, token_command, domain = key
     in_flight: deque[tuple[LockedEntry, tuple[str, ...]]] = deque()
 
     def picked() -> Iterator[OutgoingMessage]:
@@ -273,11 +278,11 @@ def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: flo
             if not client.encrypted and on_unencrypted and domain is None:
                 on_unencrypted(server)
             if user and domain is None:
-                oauth2_token = token(user, url.host, account) if token else None
+                oauth2_token = token(user, url.host, account, token_command) if token else None
                 if oauth2_token:
                     client.login_oauth2(user, oauth2_token)
                 else:
-                    client.login(user, password(user, url.host, account))
+                    client.login(user, password(user, url.host, account, password_command))
             transfer = client.transfer.to_json() if domain is not None else None
             for result in client.send_messages(messages):
                 locked, addresses = in_flight.popleft()

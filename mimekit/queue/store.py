@@ -89,6 +89,8 @@ class Entry:
     timeout: float = 60.0
     allow_insecure: bool = False
     account: str | None = None         # the config file's account it was queued for
+    password_command: str | None = None   # the commands given when it was queued (never their output):
+    token_command: str | None = None      # a later run looks the password or token up with them
     held: bool = False
     failed: bool = False               # in failed/
 
@@ -185,10 +187,12 @@ class Queue:
 
     def spool(self, message: OutgoingMessage, server: ServerURL, *, user: str | None = None,
               cafile: str | None = None, timeout: float = 60.0, allow_insecure: bool = False,
-              account: str | None = None, now: float | None = None) -> Entry:
+              account: str | None = None, password_command: str | None = None, token_command: str | None = None,
+              now: float | None = None) -> Entry:
         """Write `message` durably into the queue and return its entry. Once this returns,
         the message is safe. `account` names the config file's account whose password
-        look-up later runs use."""
+        look-up later runs use; `password_command` or `token_command`, the commands the sender
+        gave (a later run, maybe from cron, runs them; they are no secret, what they print is)."""
         if server.scheme not in QUEUE_SCHEMES:
             raise DataError(f"{server.scheme}: a queue delivers to smtp://, smtps:// or mx: only")
         if message.refused:
@@ -200,7 +204,8 @@ class Queue:
         entry = Entry(id=_new_id(now), created=now, server=server_text(server), user=login,
                       sender=message.sender, source=message.source, scan=message.scan,
                       recipients=[RecipientState(address, next_attempt=now) for address in message.recipients],
-                      cafile=cafile, timeout=timeout, allow_insecure=allow_insecure, account=account)
+                      cafile=cafile, timeout=timeout, allow_insecure=allow_insecure, account=account,
+                      password_command=password_command, token_command=token_command)
         name = entry.id + MESSAGE_SUFFIX
         lock_fd = -1
         try:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from mimekit.read.check import check_message
 from mimekit.write.composer import CRLF, LF, MAX_LINE_LENGTH
@@ -200,3 +201,11 @@ def mounted_tmpfs(mount_point, size: str):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def write_config(env: dict, text: str, mode: int = 0o600) -> Path:
+    """The accounts file (config.toml) of the environment `env` (the `env` fixture of tests/cli)."""
+    path = Path(env["XDG_CONFIG_HOME"]) / "mimekit" / "config.toml"
+    path.write_text(text)
+    path.chmod(mode)
+    return path

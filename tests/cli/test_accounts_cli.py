@@ -2,7 +2,6 @@
 Postfix and Dovecot of tests/servers.py (logins, delivery, fetching are all real)."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import write_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,24 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 def mimekit(*args, env, input=None):
     return subprocess.run([sys.executable, "-m", "mimekit_cli", *args], input=input, capture_output=True,
                           timeout=120, cwd=REPO, env=env)
-
-
-@pytest.fixture
-def env(tmp_path):
-    """HOME and the XDG dirs in tmp_path: only the config file a test writes is read."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("MIMEKIT_", "XDG_"))}
-    environment.update(HOME=str(tmp_path / "home"), XDG_STATE_HOME=str(tmp_path / "state"),
-                       XDG_CONFIG_HOME=str(tmp_path / "config"))
-    (tmp_path / "home").mkdir()
-    (tmp_path / "config" / "mimekit").mkdir(parents=True)
-    return environment
-
-
-def write_config(env, text: str, mode: int = 0o600) -> Path:
-    path = Path(env["XDG_CONFIG_HOME"]) / "mimekit" / "config.toml"
-    path.write_text(text)
-    path.chmod(mode)
-    return path
 
 
 def closed_port() -> int:

@@ -9,7 +9,6 @@ tests/servers.py, where the Maildirs are read back.
 
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 
 from mimekit.errors import UsageError
 from mimekit_cli.sendmail import SendmailRequest, _UntilDotLine, parse_arguments
+from helpers import write_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,24 +32,6 @@ def program() -> Path:
     path = Path(sysconfig.get_path("scripts")) / "mimekit-sendmail"
     if not path.exists():
         pytest.fail(f"{path} is not installed: run `pip install -e .` (scripts/test does)")
-    return path
-
-
-@pytest.fixture
-def env(tmp_path):
-    """HOME and the XDG dirs in tmp_path: only the config file a test writes is read."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("MIMEKIT_", "XDG_"))}
-    environment.update(HOME=str(tmp_path / "home"), XDG_STATE_HOME=str(tmp_path / "state"),
-                       XDG_CONFIG_HOME=str(tmp_path / "config"))
-    (tmp_path / "home").mkdir()
-    (tmp_path / "config" / "mimekit").mkdir(parents=True)
-    return environment
-
-
-def write_config(env, text: str) -> Path:
-    path = Path(env["XDG_CONFIG_HOME"]) / "mimekit" / "config.toml"
-    path.write_text(text)
-    path.chmod(0o600)
     return path
 
 
@@ -163,8 +145,8 @@ def test_without_an_account_exit_78_names_the_file_and_the_key(env, tmp_path):
         ("", f"{path} has none; add an [accounts.NAME] table with smtp = "),
         ('[accounts.a]\nsmtp = "smtps://a.test"\n[accounts.b]\nsmtp = "smtps://b.test"\n',
          f'{path} has several and no default; set default = "NAME" at its top, or MIMEKIT_ACCOUNT=NAME'),
-        ('[accounts.a]\nimap = "imaps://a.test"\n', f'account \'a\' has no server to send to; set smtp = '
-                                                    f'"smtps://HOST" in [accounts.a]'),
+        ('[accounts.a]\nimap = "imaps://a.test"\n', 'account \'a\' has no server to send to; set smtp = '
+                                                    '"smtps://HOST" in [accounts.a]'),
     ]
     for text, says in cases:
         if text is not None:

@@ -19,7 +19,6 @@ Not a test: the machine's load moves the figures, so only ratios from one run co
 """
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys

@@ -15,10 +15,9 @@ import time
 import click
 
 from mimekit.errors import NoInputError, UsageError
-from mimekit.queue import (DEFAULT_MAX_AGE, DONE, FAILED, PENDING, Entry, Queue, RunReport,
-                           default_queue_directory, deliver_queue, next_due)
+from mimekit.queue import (DONE, FAILED, PENDING, Entry, Queue, RunReport, default_queue_directory, deliver_queue,
+                           next_due)
 from mimekit.queue.store import QUEUE_SCHEMES
-from mimekit.transport.urls import parse_url
 from mimekit_cli.common import (EXIT_PRECEDENCE, emit_json, exit_code_for, human_size, json_option,
                                 print_diagnostic, reporting, stdin_if_dash, text_table)
 

@@ -507,6 +507,8 @@ class _Iso2022Decoder(codecs.IncrementalDecoder):
     selection of IBM kanji) are characters, not replacements; half-width katakana come in
     with ESC ( I (or ESC ) I and SO). A line end ends a shift out (RFC 1557, RFC 1922) but
     not a designation, so a mailer that designates once and shifts on every line is read.
+    SO and SI shift only once G1 holds a set: before that (ISO-2022-JP never designates G1)
+    they are the control characters themselves, as Python's ISO-2022-JP codecs write them.
     Between feeds at most an unfinished escape sequence or half a character is held.
     """
 
@@ -538,7 +540,7 @@ class _Iso2022Decoder(codecs.IncrementalDecoder):
                     continue
                 self._designate(escape)
                 position = escape.end()
-            elif byte in (0x0E, 0x0F):
+            elif byte in (0x0E, 0x0F) and self._sets[1] is not None:
                 self._shifted_out = byte == 0x0E
                 position += 1
             elif byte in (0x0A, 0x0D):

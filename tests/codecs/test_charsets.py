@@ -278,6 +278,17 @@ def test_what_iso_2022_cannot_read_is_replaced_and_counted():
     assert defects[0].detail.startswith("2 undecodable sequence(s) in iso-2022")
 
 
+@pytest.mark.parametrize("encoded, text", [
+    (b"\x0f", "\x0f"),                          # hypothesis found it: Python's ISO-2022-JP writes SO/SI as they are
+    (b"a\x0eb\x0f\x0e", "a\x0eb\x0f\x0e"),
+    (b"\x1b$)C\x0e!!\x0fa\x0f", "\u3000a"),       # ISO-2022-KR: G1 holds KS X 1001, so they shift
+])
+def test_shift_in_and_out_shift_only_once_g1_holds_a_set(encoded, text):
+    decoder = TextDecoder("iso-2022-jp", sniff_size=1)
+    streamed = "".join(decoder.decode(encoded[index:index + 1]) for index in range(len(encoded))) + decoder.finish()
+    assert (streamed, decoder.defects) == decode_text(encoded, "iso-2022-jp") == (text, [])
+
+
 @given(st.data(), st.text(st.sampled_from("日本語のテキスト①纊ｱｲ abc\n"), max_size=60))
 def test_iso_2022_streams_whatever_the_chunks(data, text):
     from test_multilingual import iso_2022_jp

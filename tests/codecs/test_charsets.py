@@ -185,12 +185,17 @@ def python_codec(codec):
 
 
 SAMPLE_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+# What Python's ISO-2022-JP codec writes that mimekit reads otherwise on purpose: JIS X 0208 through
+# cp932 (b"\x1b$B!q" is "\uffe0", as Windows reads it, not "\xa2"), and ESC starts an escape sequence.
+READ_OTHERWISE_AS_ISO_2022 = dict.fromkeys(map(ord, "\x1b\xa2\xa3\xac\u2016\u2212\u301c"))
 
 
 @given(st.data(), SAMPLE_TEXT, st.sampled_from(["utf-8", "utf-16", "gb18030", "big5hkscs", "cp932",
                                                 "cp949", "koi8-r", "iso2022_jp_ext"]),
        st.integers(1, 64))
 def test_any_chunking_decodes_like_the_whole(data, text, codec, sniff_size):
+    if codec == "iso2022_jp_ext":
+        text = text.translate(READ_OTHERWISE_AS_ISO_2022)
     try:
         encoded = text.encode(codec)
     except UnicodeEncodeError:

@@ -18,6 +18,7 @@ Each is a Filter holding at most a line between feeds, never raising, with `.def
 """
 
 import binascii
+import itertools
 import re
 
 from mimekit.codecs.legacy_encodings import LineBlockDecoder, first_line_start, line_end
@@ -31,6 +32,7 @@ _NOT_LETTER_OR_PAD = bytes(sorted(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUV
 # completes no group; padding that completes one (after 2 letters "==", after 3 "=") ends
 # the data. Whole groups that padding does not end, as binascii reads them:
 _GROUPS_READ_ON = re.compile(rb"=*(?:L=*L(?:=(?=L))?LL=*)*".replace(b"L", _LETTER))
+_LETTER_FOUND = re.compile(_LETTER)
 _PAD_RUN = re.compile(rb"={3,}")   # as good as "==" for where padding ends the data
 # Lines of whole groups without padding, what most base64 is: each line alone decodes as all do.
 _WHOLE_GROUP_LINES = re.compile(rb"(?:(?:L{4})*\r?\n)*".replace(b"L", _LETTER))
@@ -42,14 +44,22 @@ class _PaddingStop:
 
     def __init__(self) -> None:
         self._rest = b""      # letters and "=" of the group still open (a few bytes)
+        self._fed = 0         # bytes of this input fed so far
         self.stopped = False  # padding ended the data: the rest of this input is ignored
-        self.ignored = False  # letters came after that padding
+        self.ignored_at: int | None = None  # offset in this input of the first letter after that padding
 
     def feed(self, data: bytes) -> bytes:
+        out = self._read(data)
+        self._fed += len(data)
+        return out
+
+    def _read(self, data: bytes) -> bytes:
         if self.stopped:
-            self.ignored = self.ignored or bool(data.translate(None, _NOT_LETTER_OR_PAD).strip(b"="))
+            if self.ignored_at is None and (letter := _LETTER_FOUND.search(data)):
+                self.ignored_at = self._fed + letter.start()
             return b""
-        text = _PAD_RUN.sub(b"==", self._rest + data.translate(None, _NOT_LETTER_OR_PAD))
+        rest = self._rest
+        text = _PAD_RUN.sub(b"==", rest + data.translate(None, _NOT_LETTER_OR_PAD))
         whole = _GROUPS_READ_ON.match(text).end()
         out = binascii.a2b_base64(text[:whole])
         letters, pads = b"", 0
@@ -60,7 +70,10 @@ class _PaddingStop:
                 pads += 1
                 if len(letters) + pads >= 4:
                     self.stopped, self._rest = True, b""
-                    self.ignored = bool(text[pos + 1:].strip(b"="))
+                    if text[pos + 1:].strip(b"="):   # letters follow: where the first is in `data`
+                        read = pos + 1 - text.count(b"=", 0, pos + 1) - (len(rest) - rest.count(b"="))
+                        first_ignored = next(itertools.islice(_LETTER_FOUND.finditer(data), read, None))
+                        self.ignored_at = self._fed + first_ignored.start()
                     return out + binascii.a2b_base64(letters + b"=" * pads)
         self._rest = text[whole:]
         return out
@@ -69,7 +82,7 @@ class _PaddingStop:
         """(the last group decoded as padding would complete it, or nothing if it is
         dropped; how many letters it had), and a fresh start."""
         letters = self._rest.replace(b"=", b"")
-        self._rest, self.stopped, self.ignored = b"", False, False
+        self._rest, self._fed, self.stopped, self.ignored_at = b"", 0, False, None
         if drop_short_group or len(letters) < 2:
             return b"", len(letters)
         return binascii.a2b_base64(letters + b"=" * (-len(letters) % 4)), len(letters)
@@ -89,10 +102,10 @@ class Base64StopAtPaddingDecoder:
         return self._log.defects
 
     def feed(self, data: bytes) -> bytes:
-        noticed = self._reader.ignored
+        noticed = self._reader.ignored_at is not None
         out = self._reader.feed(data)
-        if self._reader.ignored and not noticed:   # at the offset of the chunk they are in
-            self._log.add(Defect(DefectKind.BASE64_PADDING_MIDSTREAM, self._offset,
+        if self._reader.ignored_at is not None and not noticed:
+            self._log.add(Defect(DefectKind.BASE64_PADDING_MIDSTREAM, self._reader.ignored_at,
                                  "letters after the padding that ended the data: ignored"))
         self._offset += len(data)
         return out

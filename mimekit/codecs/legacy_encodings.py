@@ -249,10 +249,12 @@ class Gzip64Decoder:
     """x-gzip64: base64, then gunzip (RFC 1952; zlib streams are read too).
 
     Decompression stops, with a LIMIT_DECODED_SIZE defect, once `max_output` bytes came
-    out (MAX_GUNZIP_OUTPUT, 1 GiB): a gzip bomb cannot fill the disk. Each feed returns
-    at most what its input inflates to. Concatenated members are all read; data after the
-    last member, or corrupt data, ends decoding with a defect. Gunzip's defects are
-    placed at the offset of the encoded chunk in which they were found.
+    out (MAX_GUNZIP_OUTPUT, 1 GiB): a gzip bomb cannot fill the disk. Concatenated
+    members are all read; data after the last member, or corrupt data, ends decoding with
+    a defect. The encoded input is decoded in segments of MAX_LINE bytes, whatever the
+    feeds (each feed returns at most what its whole segments inflate to), so gunzip's
+    defects, placed at the offset of the segment in which they were found, do not depend
+    on how the input was cut.
     """
 
     def __init__(self, max_output: int = MAX_GUNZIP_OUTPUT) -> None:
@@ -261,7 +263,8 @@ class Gzip64Decoder:
         self._log = DefectLog()
         self._inflater = zlib.decompressobj(wbits=47)
         self._room = max_output
-        self._offset = 0           # of the encoded input fed so far
+        self._segment = b""        # encoded input short of a whole segment
+        self._offset = 0           # of the encoded input decoded so far
         self._inflating = False    # a member has started and not ended
         self._stopped = False
 
@@ -270,14 +273,21 @@ class Gzip64Decoder:
         return self._base64.defects + self._log.defects
 
     def feed(self, data: bytes) -> bytes:
-        out = self._gunzip(self._base64.feed(data))
-        self._offset += len(data)
-        return out
+        data = self._segment + data
+        whole = len(data) - len(data) % MAX_LINE
+        self._segment = data[whole:]
+        return b"".join(self._decode(data[start:start + MAX_LINE]) for start in range(0, whole, MAX_LINE))
 
     def flush(self) -> bytes:
-        out = self._gunzip(self._base64.flush())
+        out = self._decode(self._segment) + self._gunzip(self._base64.flush())
+        self._segment = b""
         if self._inflating and not self._stopped:
             self._stop(DefectKind.ENCODING_MALFORMED, "gzip data ended before its last member did")
+        return out
+
+    def _decode(self, encoded: bytes) -> bytes:
+        out = self._gunzip(self._base64.feed(encoded))
+        self._offset += len(encoded)
         return out
 
     def _gunzip(self, compressed: bytes) -> bytes:

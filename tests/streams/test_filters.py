@@ -6,9 +6,13 @@ For each: it is a Filter, feed and flush return bytes, and the output (and what 
 on the side, a decoder's defects) does not depend on how the input is cut into feeds.
 """
 
+import base64
+import gzip
 import importlib
 import inspect
 import pkgutil
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -20,11 +24,18 @@ from mimekit.streams.filters import Chain, Filter, chain
 from mimekit.streams.line_endings import CRLFNormaliser
 from strategies import chunkings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures"))
+
+from evasion import begin_base64_file, binhex_file, uuencode_lines, uuencoded_file, yenc_file  # noqa: E402
+
 # The bytes filters give meaning to, in any order: line breaks, dots, "From " and its
-# quoting, QP escapes and soft breaks, base64 letters, padding and junk, 8-bit and NUL.
+# quoting, QP escapes and soft breaks, base64 letters, padding and junk, 8-bit and NUL, and
+# the lines that start and end a uuencoded, begin-base64, yEnc or BinHex file.
 _FRAGMENTS = [b"\r", b"\n", b"\r\n", b".", b"..", b"From ", b">", b">From ", b"Fro", b"=", b"=3D", b"=\r\n",
               b"=4", b"=ZZ", b" ", b"\t", b"QUJD", b"QQ==", b"Zg", b"!", b"x", b"Bcc: a@b.test", b"Subject: s",
-              b":", b"\xff\xc3\xa9", b"\x00", b"a" * 80]
+              b":", b"\xff\xc3\xa9", b"\x00", b"a" * 80, b"begin 644 f\n", b"#86)C\n", b"`\nend\n",
+              b"begin-base64 644 f\n", b"====\n", b"=ybegin size=3 name=f\n", b"=yend size=3 crc32=0\n",
+              b"(This file must be converted with BinHex 4.0)\n"]
 soup = st.lists(st.sampled_from(_FRAGMENTS), max_size=40).map(b"".join)
 
 TEXT = (b"From: a@example.test\r\nBcc: hidden@example.test,\r\n more@example.test\r\nSubject: dots\r\n\r\n"
@@ -36,6 +47,29 @@ BINARY = bytes(range(256)) * 3
 EIGHT_BIT_MESSAGE = (b"From: a@example.test\r\nSubject: caf\xc3\xa9\r\nMIME-Version: 1.0\r\n"
                      b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
                      b"caf\xc3\xa9\r\n.\r\nFrom here\r\n")
+
+# Files in the pre-MIME encodings, with text around them, cut short and damaged, CRLF and LF.
+PAYLOAD = b"\x00" * 40 + b"=ab=cd\r\n.\t \x90\x90\x90" + BINARY
+
+
+def _framed(lines: list[bytes]) -> list[bytes]:
+    """`lines` after and before some text, cut short, and each in CRLF and LF."""
+    whole = [b"Hello,", b"", *lines, b"", b"Regards", b"end"]
+    variants = [whole, lines[:len(lines) // 2], [line.replace(b"=", b"!") for line in lines]]
+    return [eol.join(variant) + eol for variant in variants for eol in (b"\r\n", b"\n")]
+
+
+UUENCODED = _framed(uuencoded_file(PAYLOAD, "f.bin")) + _framed(uuencode_lines(PAYLOAD) + [b"`", b"end"])
+BEGIN_BASE64 = _framed(begin_base64_file(PAYLOAD, "f.bin"))
+YENC = _framed(yenc_file(PAYLOAD, "f.bin", line_length=60)) + [b"=ybegin part=1 name=p\r\nkk==\r\n=yend pcrc32=1"]
+BINHEX = _framed(binhex_file(PAYLOAD, "f.bin"))
+_GZIPPED = gzip.compress(PAYLOAD)
+GZIP64 = [base64.encodebytes(data) for data in (_GZIPPED, _GZIPPED * 2, _GZIPPED[:-9], _GZIPPED + b"junk",
+                                                 b"not gzip at all")]
+# base64 whose lines are cut mid-group, padded mid-stream, with junk mid-line and a line
+# longer than the 4096 bytes a decoder holds.
+IRREGULAR_BASE64 = [b"".join(base64.encodebytes(PAYLOAD).splitlines()[:3]) + b"\r\nQUJ\r\nDRA==\r\nQUJD!junk\r\n"
+                    b"  QQ= = QU\nRw==\nYWJj" + b"QUJD" * 1100 + b"!x\r\nYQ", BASE64]
 
 
 def _splicer(cls):
@@ -64,7 +98,17 @@ FILTERS = {
     "BccRemover": ([lambda cls: cls(), lambda cls: cls(capture=frozenset({"bcc", "subject"}))], [TEXT]),
     "Chain": ([lambda cls: cls(), lambda cls: cls(CRLFNormaliser(), DotStuffer())], [TEXT]),
     "_Splicer": ([_splicer], None),
+    "UudecodeDecoder": ([lambda cls: cls()], UUENCODED),
+    "BeginBase64Decoder": ([lambda cls: cls()], BEGIN_BASE64),
+    "Gzip64Decoder": ([lambda cls: cls(), lambda cls: cls(max_output=100)], GZIP64),
+    "YencDecoder": ([lambda cls: cls()], YENC),
+    "BinHexDecoder": ([lambda cls: cls()], BINHEX),
+    "Base64StopAtPaddingDecoder": ([lambda cls: cls()], IRREGULAR_BASE64),
+    "Base64PerLineDecoder": ([lambda cls: cls()], IRREGULAR_BASE64),
+    "Base64LinePrefixDecoder": ([lambda cls: cls()], IRREGULAR_BASE64),
 }
+# Frames that filters are built on, never used alone: their subclasses are the filters.
+ABSTRACT = {"LineBlockDecoder"}
 
 
 def _filter_classes() -> dict[str, type]:
@@ -73,7 +117,7 @@ def _filter_classes() -> dict[str, type]:
     for module_info in pkgutil.walk_packages(mimekit.__path__, "mimekit."):
         module = importlib.import_module(module_info.name)
         for name, cls in inspect.getmembers(module, inspect.isclass):
-            if (cls.__module__ == module.__name__ and not getattr(cls, "_is_protocol", False)
+            if (cls.__module__ == module.__name__ and not getattr(cls, "_is_protocol", False) and name not in ABSTRACT
                     and callable(getattr(cls, "feed", None)) and callable(getattr(cls, "flush", None))):
                 assert name not in found, f"two filters named {name}: {found[name]} and {cls}"
                 found[name] = cls

@@ -50,7 +50,9 @@ class DNSServer:
                 query = dns.message.from_wire(data)
             except dns.exception.DNSException:
                 continue
-            self._socket.sendto(self._answer(query).to_wire(), peer)
+            # records in zone order: dnspython shuffles them by default, which would make the
+            # order find_exchangers sees (and gives its rng values to) differ from one query to the next
+            self._socket.sendto(self._answer(query).to_wire(want_shuffle=False), peer)
 
     def _answer(self, query: dns.message.Message) -> dns.message.Message:
         response = dns.message.make_response(query)

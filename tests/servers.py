@@ -183,6 +183,25 @@ class MailServers:
                     f"--- {self.postfix_log} ---\n{_tail(self.postfix_log)}")
             time.sleep(0.05)
 
+    def wait_for_token(self, user: str, token: str, count: int = 1, timeout: float = 30) -> list[bytes]:
+        """The messages in the mailbox that carry `token`, once at least `count` of them are there
+        (count=0: as they are now). Waiting for a count of ALL messages passes early when the
+        mailbox holds other tests' mail; fail with the Postfix log tail if they do not arrive in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                found = [data for data in (p.read_bytes() for p in self.messages(user))
+                         if token.encode() in data]
+            except FileNotFoundError:   # Dovecot moved one from new/ to cur/ meanwhile: look again
+                found = None
+            if found is not None and len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{user}: {len(found or [])} of {count} messages carrying {token} after {timeout}s\n"
+                    f"--- {self.postfix_log} ---\n{_tail(self.postfix_log)}")
+            time.sleep(0.05)
+
     def clear_mailbox(self, user: str) -> None:
         """Expunge every message through Dovecot itself: files unlinked behind its back can
         linger in its index (seen here: a POP3 STAT counting a deleted message). UIDs keep

@@ -15,6 +15,8 @@ import functools
 import mimetypes
 import re
 
+from mimekit.headers.lenient import FIELD_NAME
+
 
 # Answers from libmagic that say "text" or "binary" but not what kind.
 _VAGUE_TYPES = frozenset({"text/plain", "application/octet-stream"})
@@ -45,11 +47,44 @@ def sniff_content_type(head: bytes, filename: str = "") -> str:
     """The media type of content starting with `head` (1 MiB is plenty for libmagic)."""
     sniffed = _magic_type(head)
     guessed = _type_from_name(filename)
+    if not looks_like_message(head):
+        # libmagic calls anything starting "From:" a message; a reader would parse it as one.
+        if sniffed and sniffed.startswith("message/"):
+            sniffed = "text/plain" if not _BINARY_BYTE.search(head) else OCTET_STREAM
+        if guessed and guessed.startswith("message/"):
+            guessed = None
     if sniffed in _EMPTY_TYPES or sniffed is None:
         return guessed or OCTET_STREAM
     if sniffed in _VAGUE_TYPES and guessed and guessed.startswith("text/") == (sniffed == "text/plain"):
         return guessed
     return sniffed
+
+
+# Fields a message has and other header-like text seldom does (RFC 5322 3.6, RFC 2045).
+_MESSAGE_FIELDS = frozenset({b"from", b"to", b"cc", b"bcc", b"sender", b"reply-to", b"subject", b"date",
+                             b"message-id", b"in-reply-to", b"references", b"received", b"return-path",
+                             b"mime-version", b"newsgroups"})
+_LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\n|\r)")
+# Bytes libmagic never finds in text (it allows BEL to CR, ESC and 8-bit bytes).
+_BINARY_BYTE = re.compile(rb"[\x00-\x06\x0e-\x1a\x1c-\x1f\x7f]")
+
+
+def looks_like_message(head: bytes) -> bool:
+    """Whether `head` starts with what the reader takes for a message's header: lines that
+    are fields or their continuations, ended by a blank line within `head`, and among the
+    fields one a message has. Content that is not would get a defect as message/rfc822."""
+    names = set()
+    for line in _LINE.finditer(head):
+        text = line[1]
+        if not text:
+            return bool(names & _MESSAGE_FIELDS)
+        if text[0] in b" \t" and names:
+            continue
+        field = FIELD_NAME.match(text)
+        if field is None:
+            return False
+        names.add(field[1].lower())
+    return False
 
 
 @functools.cache

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mimekit.write.composer import MessageBuilder
@@ -28,6 +28,8 @@ def unix_text(text: str) -> str:
 
 @given(body=body_texts, subject=header_text,
        attachments=st.lists(st.tuples(file_names, payloads), min_size=1, max_size=4))
+@example(body="0", subject="0", attachments=[("0", b"From:")])   # not a message, though libmagic says so
+@example(body="0", subject="0", attachments=[("a.eml", b"X: 1\r\nFrom: a@example.org\r\n")])
 def test_composed_messages_decode_back(body, subject, attachments):
     builder = MessageBuilder()
     builder.add_header("From", "someone@example.org")

@@ -25,6 +25,16 @@ def test_fixture_types(fixtures_dir, name, expected):
     assert sniff_content_type((fixtures_dir / name).read_bytes(), name) == expected
 
 
+@pytest.mark.parametrize("head, name, expected", [
+    (b"From: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n", "", "message/rfc822"),
+    (b"From:", "", "text/plain"),                                    # no blank line ends a header
+    (b"From: a\nSubject: b\n", "", "text/plain"),
+    (b"X-Tag: 1\x01\n\n", "note.eml", "application/octet-stream"),   # the name does not make it one
+])
+def test_only_a_header_the_reader_takes_for_a_message_is_message_rfc822(head, name, expected):
+    assert sniff_content_type(head, name) == expected
+
+
 def test_bytes_win_over_a_misleading_name(fixtures_dir):
     png = (fixtures_dir / "tiny.png").read_bytes()
     assert sniff_content_type(png, "report.pdf") == "image/png"

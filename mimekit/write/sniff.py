@@ -73,9 +73,9 @@ def looks_like_message(head: bytes) -> bool:
     """Whether `head` starts with what the reader takes for a message's header: lines that
     are fields or their continuations, ended by a blank line within `head`, and among the
     fields one a message has. Content that is not would get a defect as message/rfc822."""
-    names = set()
-    for line in _LINE.finditer(head):
-        text = line[1]
+    names, position = set(), 0
+    while line := _LINE.match(head, position):   # match, not finditer: no rescan of a line without end
+        text, position = line[1], line.end()
         if not text:
             return bool(names & _MESSAGE_FIELDS)
         if text[0] in b" \t" and names:

@@ -1,0 +1,109 @@
+"""The asyncio side of one server connection, the same for the SMTP and POP3 roles.
+
+A session pumps a sans-IO server protocol (transport/sansio.py's base, server role): what
+the client sent goes in with `receive_data()`, commands come out of `next_event()`, and
+the replies it queued are written before waiting for more. Every wait has a limit: the
+idle timeout for each read and write, and the session timeout for the whole connection,
+so a silent or slow client cannot hold a connection slot for ever.
+"""
+
+import asyncio
+import ssl
+
+from mimekit.serve.config import ServeConfig
+from mimekit.transport.sansio import NEED_DATA
+
+READ_SIZE = 256 * 1024
+TLS_HANDSHAKE_TIMEOUT = 30.0
+
+
+class SessionEnded(Exception):
+    """The session cannot go on: the client went away, broke TLS or took too long. The
+    text says which, for the session's log line."""
+
+
+class ServerSession:
+    """One client connection: reads with timeouts, writes what the protocol queued, and
+    upgrades to TLS. `facts` gathers what the session's log line reports."""
+
+    def __init__(self, config: ServeConfig, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proto):
+        self.config = config
+        self.reader = reader
+        self.writer = writer
+        self.proto = proto
+        peer = writer.get_extra_info("peername") or ("unknown", 0)
+        self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
+        self.tls = False
+        self.facts: list[str] = []
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._deadline = loop.time() + config.session_timeout
+
+    def _timeout(self) -> float:
+        left = self._deadline - self._loop.time()
+        if left <= 0:
+            raise SessionEnded("session time limit reached")
+        return min(self.config.idle_timeout, left)
+
+    async def receive(self) -> bytes:
+        """The client's next bytes; b"" when it closed the connection."""
+        try:
+            async with asyncio.timeout(self._timeout()):
+                return await self.reader.read(READ_SIZE)
+        except TimeoutError:
+            raise SessionEnded("timed out waiting for the client") from None
+        except (ConnectionError, ssl.SSLError) as exc:
+            raise SessionEnded(f"connection lost: {exc}") from None
+
+    async def flush(self) -> None:
+        """Write what the protocol has queued."""
+        data = self.proto.data_to_send()
+        if not data:
+            return
+        try:
+            self.writer.write(data)
+            async with asyncio.timeout(self._timeout()):
+                await self.writer.drain()
+        except TimeoutError:
+            raise SessionEnded("timed out writing to the client") from None
+        except (ConnectionError, ssl.SSLError) as exc:
+            raise SessionEnded(f"connection lost: {exc}") from None
+
+    async def next_event(self):
+        """The protocol's next event; replies it queued go out before waiting for more."""
+        while True:
+            event = self.proto.next_event()
+            if event is not NEED_DATA:
+                return event
+            await self.flush()
+            self.proto.receive_data(await self.receive())
+
+    async def start_tls(self) -> None:
+        """Flush the go-ahead reply, then hand the connection to TLS (server side)."""
+        await self.flush()
+        try:
+            await self.writer.start_tls(self.config.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
+            raise SessionEnded(f"TLS handshake failed: {exc}") from None
+        self.tls = True
+
+    @property
+    def tls_description(self) -> str | None:
+        """"TLSv1.3 TLS_AES_256_GCM_SHA384" for the Received field, None in the clear."""
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        cipher = ssl_object.cipher()
+        return f"{ssl_object.version()} {cipher[0]}" if cipher else ssl_object.version()
+
+    async def close(self) -> None:
+        try:
+            await self.flush()
+        except SessionEnded:
+            pass
+        self.writer.close()
+        try:
+            async with asyncio.timeout(5):
+                await self.writer.wait_closed()
+        except (TimeoutError, ConnectionError, ssl.SSLError):
+            pass

@@ -1,13 +1,16 @@
-"""What the sans-IO protocol clients (SMTP, IMAP, POP3) share, in h11's shape.
+"""What the sans-IO protocols share, in h11's shape: both roles, the clients (SMTP, IMAP,
+POP3) and the servers (SMTP, POP3).
 
-A driver (driver.py) hands whatever arrived to `receive_data()` (b"" at end of stream), takes
-typed events from `next_event()` until it returns NEED_DATA, and writes whatever
-`data_to_send()` returns. Protocol classes supply the parsing in `_step()` and what an
-end of stream means in `_end_of_stream()`.
+A driver (a client's driver.py, a server's serve/session.py) hands whatever arrived to
+`receive_data()` (b"" at end of stream), takes typed events from `next_event()` until it
+returns NEED_DATA, and writes whatever `data_to_send()` returns. Protocol classes supply
+the parsing in `_step()` and what an end of stream means in `_end_of_stream()`.
 
-Once the server has broken the protocol, the stream cannot be read in step again: every
-later `next_event()` raises the same ProtocolError at once (h11's ERROR state), so a
-driver's polite goodbye (LOGOUT, QUIT) cannot wait for a reply it would not recognise.
+Once the peer has broken the protocol beyond recovery, the stream cannot be read in step
+again: every later `next_event()` raises the same ProtocolError at once (h11's ERROR
+state), so a client's polite goodbye (LOGOUT, QUIT) cannot wait for a reply it would not
+recognise. A server answers most bad input with an error reply instead, and raises only
+where it cannot.
 """
 
 from collections import deque
@@ -25,8 +28,8 @@ class NeedData:
 NEED_DATA = NeedData()
 
 
-class BufferedClientProtocol:
-    """The receive buffer, the event queue and the outbox of a line-based client."""
+class BufferedProtocol:
+    """The receive buffer, the event queue and the outbox of a line-based protocol, either role."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -36,7 +39,7 @@ class BufferedClientProtocol:
         self._broken: ProtocolError | None = None
 
     def receive_data(self, data: bytes) -> None:
-        """Hand over bytes from the server; b"" means the server closed the connection."""
+        """Hand over bytes from the peer; b"" means the peer closed the connection."""
         if data:
             self._buffer += data
         else:
@@ -72,5 +75,5 @@ class BufferedClientProtocol:
         raise NotImplementedError
 
     def _end_of_stream(self):
-        """The event (or exception) for a server that closed the connection."""
+        """The event (or exception) for a peer that closed the connection."""
         raise NotImplementedError

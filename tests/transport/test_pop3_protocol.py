@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
-from mimekit.transport.pop3.protocol import (Capabilities, ConnectionClosed, DotUnstuffer, Greeting,
+from mimekit.streams.dot_stuffing import DotUnstuffer
+from mimekit.transport.pop3.protocol import (Capabilities, ConnectionClosed, Greeting,
                                    MessageChunk, MessageEnd, MessageStart, POP3Protocol, Reply, Sizes,
                                    Stat, UniqueIds)
 from helpers import protocol_events

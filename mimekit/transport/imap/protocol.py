@@ -29,7 +29,7 @@ from datetime import date
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
 from mimekit.limits import parse_decimal
-from mimekit.transport.sansio import BufferedClientProtocol
+from mimekit.transport.sansio import BufferedProtocol
 
 # RFC 3501 sets no line limit and RFC 7162 §4 asks for at least 8192 octets; a SEARCH
 # result for ~1M messages is one line, and still fits.
@@ -316,7 +316,7 @@ class _Partial:
         self.sequence: int | None = None
 
 
-class IMAPProtocol(BufferedClientProtocol):
+class IMAPProtocol(BufferedProtocol):
     """One IMAP client session. A response line is bounded by `max_line` bytes, a literal
     that is not a body section by `max_literal`, and what one command draws in untagged
     responses by `max_untagged` responses and `max_untagged_bytes` bytes."""

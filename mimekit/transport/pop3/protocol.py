@@ -6,7 +6,7 @@ RFC 2595; AUTH RFC 5034), in the manner of h11 and of imap/protocol.py.
 `data_to_send()`. Commands queue their bytes at once, so a driver may pipeline them
 when the server offers PIPELINING; replies are matched to commands in order.
 
-A multi-line reply's body goes through `DotUnstuffer`, a streaming filter (the
+A multi-line reply's body goes through `DotUnstuffer` (streams/dot_stuffing.py, the
 inverse of the SMTP/POP3 dot-stuffing in RFC 1939 §3): RETR and TOP data come out
 as MessageChunk events while they arrive, never as one buffer. Listings (CAPA,
 UIDL, LIST) are small and are parsed whole, bounded by `max_listing`.
@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from mimekit.errors import ProtocolError, TempFailure, UsageError
 from mimekit.limits import parse_decimal
-from mimekit.transport.sansio import BufferedClientProtocol
+from mimekit.streams.dot_stuffing import DotUnstuffer
+from mimekit.transport.sansio import BufferedProtocol
 
-__all__ = ["POP3Protocol", "DotUnstuffer"]
+__all__ = ["POP3Protocol"]
 
 MAX_LINE = 64 * 1024              # RFC 1939 §3 allows 512 octets a reply line; be lenient, not unbounded
 # UIDL of a mailbox with about a million messages (RFC 1939 §7: a unique-id is up to 70
@@ -95,45 +96,6 @@ class ConnectionClosed:
     pass
 
 
-# ------------------------------------------------------------------- the filter
-
-_TERMINATOR = b"\r\n.\r\n"
-_HOLD = (b"\r\n.\r", b"\r\n.", b"\r\n", b"\r")   # tails that may begin a terminator or "\r\n.."
-
-
-class DotUnstuffer:
-    """Undo dot-stuffing and find the end of a multi-line reply, chunk by chunk.
-
-    The reply starts at a line start, which is modelled as a virtual CRLF in front,
-    so "a line starting with a dot" is always the byte pattern CRLF "." and the work
-    is two C-speed scans per chunk (find and replace), not a Python loop per line.
-    A lone dot followed by anything but a dot or CRLF is passed through unchanged.
-    """
-
-    def __init__(self):
-        self._held = b"\r\n"
-        self._skip = 2
-        self.done = False
-
-    def feed(self, data: bytes) -> tuple[bytes, bytes]:
-        """Return (unstuffed body bytes, bytes after the terminator)."""
-        buffer = self._held + data
-        end = buffer.find(_TERMINATOR)
-        if end >= 0:
-            body, rest = buffer[:end + 2], buffer[end + 5:]
-            self._held, self.done = b"", True
-        else:
-            keep = next((len(tail) for tail in _HOLD if buffer.endswith(tail)), 0)
-            body, rest = buffer[:len(buffer) - keep], b""
-            self._held = buffer[len(buffer) - keep:]
-        if b"\r\n.." in body:
-            body = body.replace(b"\r\n..", b"\r\n.")
-        if self._skip:
-            cut = min(self._skip, len(body))
-            body, self._skip = body[cut:], self._skip - cut
-        return body, rest
-
-
 # ------------------------------------------------------------------ the protocol
 
 _MULTILINE = {"CAPA", "UIDL", "LIST", "RETR", "TOP"}
@@ -146,7 +108,7 @@ class _Command:
     number: int = 0
 
 
-class POP3Protocol(BufferedClientProtocol):
+class POP3Protocol(BufferedProtocol):
     """One POP3 client session. A reply line is bounded by `max_line` bytes, a listing
     (CAPA, UIDL, LIST) by `max_listing` bytes."""
 

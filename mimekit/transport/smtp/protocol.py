@@ -30,7 +30,7 @@ from enum import Enum
 
 from mimekit.errors import AuthError, DataError, ProtocolError, UnavailableError
 from mimekit.limits import parse_decimal
-from mimekit.transport.sansio import BufferedClientProtocol
+from mimekit.transport.sansio import BufferedProtocol
 
 MAX_REPLY_LINE = 64 * 1024   # RFC 5321 §4.5.3.1.5 says 512; be lenient, but never buffer without bound
 MAX_REPLY_LINES = 1000       # lines of one reply: Postfix's EHLO reply, the longest, has about 15
@@ -328,7 +328,7 @@ class _Auth:
     answers: deque = field(default_factory=deque)
 
 
-class SMTPProtocol(BufferedClientProtocol):
+class SMTPProtocol(BufferedProtocol):
     """One SMTP client session. `tls` is True when the connection is already encrypted
     (implicit TLS); `allow_insecure_auth` permits AUTH without TLS (an explicit user choice).
     A reply is bounded by `max_reply_line` bytes a line and `max_reply_lines` lines.

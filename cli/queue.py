@@ -16,13 +16,12 @@ import click
 
 from mimekit.errors import NoInputError, UsageError
 from mimekit.queue import (DONE, FAILED, PENDING, Entry, Queue, RunReport, default_queue_directory, deliver_queue,
-                           next_due)
+                           next_due, watch_queue)
 from mimekit.queue.store import QUEUE_SCHEMES
 from mimekit_cli.common import (EXIT_PRECEDENCE, emit_json, exit_code_for, human_size, json_option,
                                 print_diagnostic, reporting, stdin_if_dash, text_table)
 
 EXIT_TEMPFAIL, EXIT_UNAVAILABLE, EXIT_DATAERR = 75, 69, 65
-WATCH_POLL = 5.0   # seconds between looks for new entries under --watch
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 QUEUE_DIR_HELP = "The queue directory (default: $XDG_STATE_HOME/mimekit/queue)."
@@ -233,14 +232,7 @@ def _watch(queue: Queue, deliver, quiet: bool) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    while not stopping.is_set():
-        report = deliver(stop=stopping.is_set)
-        if report.outcomes or report.unreadable or report.bounce_errors:   # only what happened
-            _report_run("queue-run", queue, report, False, quiet)
-        due = next_due(queue)
-        until_due = due - time.time() if due else WATCH_POLL
-        # still due after a pass: another process holds it (or it fell due during the pass)
-        stopping.wait(min(WATCH_POLL, until_due) if until_due > 0 else WATCH_POLL)
+    watch_queue(queue, deliver, stopping, lambda report: _report_run("queue-run", queue, report, False, quiet))
     waiting = next_due(queue) is not None
     if not quiet:
         print_diagnostic("queue-run", "stopped" + ("; entries still wait in the queue" if waiting else ""))

@@ -8,9 +8,11 @@ in use); run.py delivers them, retrying with backoff. docs/queue.md describes bo
         report = deliver_queue(queue)
 """
 
-from mimekit.queue.run import DEFAULT_MAX_AGE, EntryOutcome, RunReport, backoff, deliver_queue, next_due
+from mimekit.queue.run import (DEFAULT_MAX_AGE, EntryOutcome, RunReport, backoff, deliver_queue, next_due,
+                               watch_queue)
 from mimekit.queue.store import (DONE, FAILED, PENDING, Entry, LockedEntry, Queue, RecipientState,
                                  default_queue_directory)
 
 __all__ = ["DEFAULT_MAX_AGE", "DONE", "FAILED", "PENDING", "Entry", "EntryOutcome", "LockedEntry", "Queue",
-           "RecipientState", "RunReport", "backoff", "default_queue_directory", "deliver_queue", "next_due"]
+           "RecipientState", "RunReport", "backoff", "default_queue_directory", "deliver_queue", "next_due",
+           "watch_queue"]

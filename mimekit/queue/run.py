@@ -25,6 +25,7 @@ domain DNS says takes no mail (NXDOMAIN, a null MX) fails its recipients at once
 """
 
 import random
+import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ BACKOFF_FIRST = 5 * 60
 BACKOFF_LONGEST = 4 * 3600
 JITTER = 0.1
 DEFAULT_MAX_AGE = 5 * 24 * 3600
+WATCH_POLL = 5.0   # seconds between looks for new entries when watching the queue
 
 
 def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
@@ -157,6 +159,22 @@ def deliver_queue(queue: Queue, *, now: Callable[[], float] = time.time, max_age
         report.held += entry.held
         report.remaining += bool(entry.pending) and not entry.held and not _in_another_run(queue, entry_id)
     return report
+
+
+def watch_queue(queue: Queue, deliver: Callable[[Callable[[], bool]], RunReport], stopping: threading.Event,
+                on_report: Callable[[RunReport], None], poll: float = WATCH_POLL) -> None:
+    """Deliver entries as they arrive and as retries fall due until `stopping` is set (by a
+    signal handler, or a server shutting down). `deliver(stop)` is one pass: deliver_queue
+    with the caller's settings; a pass stops between messages once `stopping` is set, so the
+    message in flight is finished and recorded. `on_report` gets each pass that did anything."""
+    while not stopping.is_set():
+        report = deliver(stopping.is_set)
+        if report.outcomes or report.unreadable or report.bounce_errors:
+            on_report(report)
+        due = next_due(queue)
+        until_due = due - time.time() if due else poll
+        # still due after a pass: another process holds it (or it fell due during the pass)
+        stopping.wait(min(poll, until_due) if until_due > 0 else poll)
 
 
 def _in_another_run(queue: Queue, entry_id: str) -> bool:

@@ -1,0 +1,172 @@
+"""`mimekit serve maildir:PATH`: a small mail server, SMTP in and POP3 out, on one Maildir.
+
+Thin by design: mimekit.serve.server runs the listeners and the sessions; this module turns
+the options into a ServeConfig, refuses what is unsafe unless asked for (a bind address
+other machines can reach), prints the ready line and one line per session on stderr, and
+with --relay runs the outgoing queue in a thread so relayed mail leaves. docs/serve.md is
+the user's guide.
+"""
+
+import asyncio
+import re
+import socket
+import threading
+
+import click
+
+from mimekit.errors import UsageError
+from mimekit.queue import Queue, default_queue_directory, deliver_queue, watch_queue
+from mimekit.queue.store import QUEUE_SCHEMES
+from mimekit.serve.config import DEFAULT_MAX_CONNECTIONS, ServeConfig
+from mimekit.serve.server import format_address, is_loopback, parse_listen_address, serve, server_tls_context
+from mimekit.serve.users import Users
+from mimekit.transport.urls import DIRECT, parse_url
+from mimekit_cli.common import print_diagnostic, reporting
+from mimekit_cli.queue import _report_run
+
+RELAY_SCHEMES = QUEUE_SCHEMES - {DIRECT}
+SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+OFF = "off"
+# A name for the greeting and the Received field: letters, digits, dots and hyphens only,
+# so that nothing a resolver returns can put a line break or a space into a reply.
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_DOMAIN = re.compile(r"[^\s@\[\]<>()\\,;:\"\x00-\x1f\x7f]+")
+
+
+def _size(ctx, param, value: str) -> int:
+    match = re.fullmatch(r"([0-9]{1,15})([KMG]?)B?", value.strip().upper())
+    if not match or not int(match[1]):
+        raise click.BadParameter(f"{value!r}: expected a size such as 50M, 1G, 500K or a number of bytes",
+                                 ctx, param)
+    return int(match[1]) * SIZE_UNITS[match[2]]
+
+
+def _listen_address(ctx, param, value: str):
+    if value.lower() == OFF:
+        return None
+    try:
+        return parse_listen_address(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _domains(ctx, param, values) -> tuple[str, ...]:
+    domains = []
+    for value in values:
+        domain = value.lower().rstrip(".")
+        if not _DOMAIN.fullmatch(domain):
+            raise click.BadParameter(f"{value!r}: expected a domain name such as example.test", ctx, param)
+        domains.append(domain)
+    return tuple(dict.fromkeys(domains))
+
+
+def _hostname(ctx, param, value: str | None) -> str:
+    if value is None:
+        found = socket.getfqdn()
+        return found if _HOST_NAME.fullmatch(found) else "localhost"
+    if not _HOST_NAME.fullmatch(value):
+        raise click.BadParameter(f"{value!r}: expected a host name (letters, digits, dots and hyphens)",
+                                 ctx, param)
+    return value
+
+
+@click.command("serve", epilog="See docs/serve.md. Stop with SIGTERM or Ctrl-C: mail whose delivery started "
+                               "is delivered, and exit 0.")
+@click.argument("root", metavar="maildir:PATH")
+@click.option("--smtp", default="127.0.0.1:2525", show_default=True, callback=_listen_address, metavar="HOST:PORT",
+              help="Where SMTP listens ([IPv6]:PORT; port 0: any free port; off: no SMTP).")
+@click.option("--pop3", default="127.0.0.1:1110", show_default=True, callback=_listen_address, metavar="HOST:PORT",
+              help="Where POP3 listens (as --smtp).")
+@click.option("--http", metavar="HOST:PORT", help="The web interface (not built yet: issue 14).")
+@click.option("--listen-publicly", is_flag=True,
+              help="Allow a --smtp or --pop3 address that other machines can reach (default: loopback only).")
+@click.option("--domain", "domains", multiple=True, callback=_domains, metavar="DOMAIN",
+              help="Accept mail for the users of --users at this domain, each into PATH/USER/ (repeatable). "
+                   "Without it every message is accepted into PATH: the catch-all for testing.")
+@click.option("--users", "users_file", metavar="FILE",
+              help="The users file (`mimekit users add`): POP3 and SMTP logins, and the mailboxes of --domain.")
+@click.option("--tls-cert", metavar="PEM", help="Certificate chain for STARTTLS and STLS (with --tls-key).")
+@click.option("--tls-key", metavar="PEM", help="Its private key.")
+@click.option("--max-size", default="50M", show_default=True, callback=_size, metavar="SIZE",
+              help="Largest message accepted (50M, 1G, bytes); past it: 552.")
+@click.option("--max-connections", default=DEFAULT_MAX_CONNECTIONS, show_default=True,
+              type=click.IntRange(min=1), metavar="N",
+              help="Sessions at once over SMTP and POP3; past it a client hears 421 / -ERR [SYS/TEMP].")
+@click.option("--relay", metavar="URL",
+              help="Where logged-in users' mail for other domains goes (smtp://, smtps://), through the "
+                   "outgoing queue, which this server delivers while it runs.")
+@click.option("--queue-dir", metavar="DIR", help="The outgoing queue of --relay (default: mimekit's queue).")
+@click.option("--insecure-plaintext-auth", is_flag=True,
+              help="Accept logins without TLS (passwords in the clear: loopback testing only).")
+@click.option("--hostname", callback=_hostname, metavar="NAME",
+              help="This server's name in greetings and Received fields (default: the machine's name).")
+def serve_command(root, smtp, pop3, http, listen_publicly, domains, users_file, tls_cert, tls_key, max_size,
+                  max_connections, relay, queue_dir, insecure_plaintext_auth, hostname):
+    """Run a mail server on a Maildir: SMTP in, POP3 out, in the foreground.
+
+    It listens on 127.0.0.1 only unless --listen-publicly is given, logs one line per
+    session on stderr, and prints "mimekit serve: listening: ..." once ready.
+    """
+    with reporting("serve"):
+        _check_usage(smtp, pop3, http, listen_publicly, domains, users_file, tls_cert, tls_key, relay)
+        config = ServeConfig(
+            root=parse_url(root, {"maildir"}).path, hostname=hostname, domains=domains,
+            users=Users.load(users_file) if users_file else None,
+            tls=server_tls_context(tls_cert, tls_key) if tls_cert else None,
+            max_size=max_size, max_connections=max_connections,
+            relay=parse_url(relay, RELAY_SCHEMES) if relay else None,
+            queue_dir=(queue_dir or default_queue_directory()) if relay else None,
+            insecure_plaintext_auth=insecure_plaintext_auth)
+        if insecure_plaintext_auth and config.users:
+            print_diagnostic("serve", "warning: logins accepted without TLS: passwords cross the network "
+                                      "in the clear")
+        stopping = threading.Event()
+        relay_thread = _start_relay(config.queue_dir, stopping) if relay else None
+        try:
+            asyncio.run(serve(config, smtp, pop3, ready=_print_ready, log=lambda line: print_diagnostic("serve", line)))
+        finally:
+            stopping.set()
+            if relay_thread:
+                relay_thread.join()
+
+
+def _check_usage(smtp, pop3, http, listen_publicly, domains, users_file, tls_cert, tls_key, relay) -> None:
+    if http:
+        raise UsageError("--http: the web interface is issue 14, not built yet")
+    if smtp is None and pop3 is None:
+        raise UsageError("--smtp off and --pop3 off: nothing to serve")
+    for option, address in (("--smtp", smtp), ("--pop3", pop3)):
+        if address and not listen_publicly and not is_loopback(address[0]):
+            raise UsageError(f"{option} {format_address(address)}: not a loopback address; add --listen-publicly "
+                             "to accept connections from other machines")
+    if bool(tls_cert) != bool(tls_key):
+        raise UsageError("--tls-cert and --tls-key go together: give both or neither")
+    if domains and not users_file:
+        raise UsageError("--domain needs --users FILE: the users are the domain's mailboxes")
+    if relay and not users_file:
+        raise UsageError("--relay needs --users FILE: only a logged-in client may relay (never an open relay)")
+
+
+def _print_ready(bound) -> None:
+    print_diagnostic("serve", "listening: " + ", ".join(f"{protocol} {format_address(address)}"
+                                                         for protocol, address in bound))
+
+
+def _start_relay(queue_dir: str, stopping: threading.Event) -> threading.Thread:
+    """The queue runner of `queue run --watch`, in a thread: relayed mail leaves while the
+    server runs, its outcomes on stderr like the sessions' lines. Stopped with the server,
+    after the message in flight."""
+    def run() -> None:
+        try:
+            with Queue(queue_dir) as queue:
+                watch_queue(queue, lambda stop: deliver_queue(queue, stop=stop), stopping,
+                            lambda report: _report_run("serve", queue, report, False, False))
+        except Exception as exc:   # the server goes on; relayed mail waits in the queue
+            print_diagnostic("serve", f"relay: stopped: {type(exc).__name__}: {exc}; relayed mail waits in "
+                                      f"{queue_dir} for `mimekit queue run`")
+    thread = threading.Thread(target=run, name="mimekit-serve-relay")
+    thread.start()
+    return thread
+
+
+COMMANDS = [serve_command]

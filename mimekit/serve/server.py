@@ -1,0 +1,176 @@
+"""The listeners of `mimekit serve`: one asyncio server per protocol, one task per connection.
+
+What is here and nowhere else: the connection limit over all listeners (a client past it
+hears the protocol's busy reply and is closed, rather than waiting in a backlog), one log
+line per session whatever the session did (a handler that fails unexpectedly is one line
+naming the exception, and the server goes on), the TLS context made from a certificate and
+its key, and the stop: on SIGTERM or SIGINT the listeners close, the sessions are cancelled
+and awaited (a session whose delivery commit has started finishes it first: the commit is
+shielded in the session), and serve() returns.
+
+Addresses are loopback unless the caller decides otherwise: is_loopback() is what the
+command line checks before binding anywhere else (docs/conventions.md, Servers).
+"""
+
+import asyncio
+import functools
+import ipaddress
+import signal
+import ssl
+from typing import Callable
+
+from mimekit.errors import ConfigError, IOFailure, UsageError
+from mimekit.serve.config import ServeConfig
+from mimekit.serve.mailboxes import Mailboxes
+from mimekit.serve.pop3_session import handle_pop3
+from mimekit.serve.smtp_session import handle_smtp
+
+Address = tuple[str, int]
+BUSY_WRITE_TIMEOUT = 5.0   # a refused client that does not read its busy reply is not waited for
+
+
+def busy_reply(protocol: str, hostname: str) -> bytes:
+    """What a client past the connection limit hears before the connection closes: a
+    temporary failure, so that it tries again later (RFC 5321 §3.8, RFC 2449 §8.1.2)."""
+    if protocol == "smtp":
+        return f"421 4.7.0 {hostname} too many connections, try again later\r\n".encode("ascii")
+    return b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
+
+
+HANDLERS = {"smtp": handle_smtp, "pop3": handle_pop3}
+
+
+def parse_listen_address(text: str) -> Address:
+    """"HOST:PORT" or "[IPv6]:PORT" as (host, port); port 0 asks the system for a free one."""
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(f"{text!r}: an IPv6 address is written in brackets: [::1]:PORT")
+    if not colon or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"{text!r}: expected HOST:PORT or [IPv6]:PORT, PORT from 0 to 65535")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach `host`: "localhost" or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False   # a host name other than localhost may resolve to anything
+
+
+def format_address(address: Address) -> str:
+    """"127.0.0.1:2525", "[::1]:2525": as a log line or the ready line shows an address."""
+    host, port = address[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def server_tls_context(certificate: str, key: str) -> ssl.SSLContext:
+    """The server's TLS context: TLS 1.2 at least, the certificate chain and its key checked
+    now (unreadable, not PEM, or not a pair: ConfigError) rather than at the first STARTTLS."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certificate, key)
+    except ssl.SSLError as exc:   # OpenSSL's own words ("PEM lib") tell a user nothing
+        reason = ("the key does not belong to the certificate" if exc.reason == "KEY_VALUES_MISMATCH"
+                  else "not a PEM certificate chain and its private key")
+        raise ConfigError(f"cannot use the certificate {certificate!r} with the key {key!r}: {reason}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot use the certificate {certificate!r} with the key {key!r}: "
+                          f"{exc.strerror or exc}") from None
+    return context
+
+
+class _Listeners:
+    """The sessions in progress over every listener, and the limit on how many there are."""
+
+    def __init__(self, config: ServeConfig, mailboxes: Mailboxes, log: Callable[[str], None]):
+        self.config = config
+        self.mailboxes = mailboxes
+        self.log = log
+        self.sessions: set[asyncio.Task] = set()
+
+    async def connected(self, protocol: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection, from accept to its log line."""
+        peer = writer.get_extra_info("peername") or ("unknown", 0)
+        where = f"{protocol} {format_address(peer)}"
+        if len(self.sessions) >= self.config.max_connections:
+            await self._refuse_busy(protocol, writer)
+            self.log(f"{where}: refused: {self.config.max_connections} connections already")
+            return
+        task = asyncio.current_task()
+        self.sessions.add(task)
+        try:
+            text = await HANDLERS[protocol](self.config, self.mailboxes, reader, writer)
+        except asyncio.CancelledError:
+            text = "ended: the server is stopping"
+        except Exception as exc:   # a bug in a handler ends its session only, in one line
+            text = f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            self.sessions.discard(task)
+            writer.close()
+        self.log(f"{where}: {text}")
+
+    async def _refuse_busy(self, protocol: str, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(busy_reply(protocol, self.config.hostname))
+            async with asyncio.timeout(BUSY_WRITE_TIMEOUT):
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        writer.transport.abort()
+
+    async def stop(self) -> None:
+        """Cancel every session and wait until each has ended (and logged its line)."""
+        sessions = list(self.sessions)
+        for task in sessions:
+            task.cancel()
+        if sessions:
+            await asyncio.wait(sessions)
+
+
+async def serve(config: ServeConfig, smtp: Address | None = ("127.0.0.1", 2525),
+                pop3: Address | None = ("127.0.0.1", 1110), *,
+                ready: Callable[[list[tuple[str, Address]]], None] | None = None,
+                log: Callable[[str], None] = lambda line: None,
+                stop: asyncio.Event | None = None) -> None:
+    """Serve SMTP and POP3 (an address of None: not that protocol) until `stop` is set, by
+    default until SIGTERM or SIGINT. `ready` gets [(protocol, (host, port))] once every
+    listener is bound, with the real port where 0 was asked; `log` gets one line per
+    session, "smtp 127.0.0.1:41234: TEXT" (TEXT may hold what a client sent: the caller
+    makes it printable). Binding fails as IOFailure naming the address."""
+    mailboxes = Mailboxes(config)
+    listeners = _Listeners(config, mailboxes, log)
+    loop = asyncio.get_running_loop()
+    watched_signals = []
+    if stop is None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+            watched_signals.append(signum)
+    servers: list[asyncio.Server] = []
+    try:
+        bound = []
+        for protocol, address in (("smtp", smtp), ("pop3", pop3)):
+            if address is None:
+                continue
+            try:
+                server = await asyncio.start_server(functools.partial(listeners.connected, protocol), *address)
+            except OSError as exc:
+                raise IOFailure(f"cannot listen on {format_address(address)} ({protocol}): "
+                                f"{exc.strerror or exc}") from None
+            servers.append(server)
+            bound += [(protocol, socket.getsockname()[:2]) for socket in server.sockets]
+        if ready is not None:
+            ready(bound)
+        await stop.wait()
+    finally:
+        for server in servers:
+            server.close()
+        await listeners.stop()
+        for signum in watched_signals:
+            loop.remove_signal_handler(signum)

@@ -35,6 +35,7 @@ EXIT_CODES = {
     errors.UsageError: 64,
     errors.DataError: 65,
     errors.NoInputError: 66,
+    errors.NoUserError: 67,
     errors.UnavailableError: 69,
     errors.CantCreateError: 73,
     errors.IOFailure: 74,
@@ -52,6 +53,7 @@ EXIT_STATUSES = (
     (65, "DATAERR", "input not usable as asked (`check` found violations, CR/LF in a header value, "
                     "`--strict` defects)"),
     (66, "NOINPUT", "an input file does not exist or cannot be read"),
+    (67, "NOUSER", "a user name is unknown (`users remove`)"),
     (69, "UNAVAILABLE", "a server refused permanently (5xx), host unreachable"),
     (70, "SOFTWARE", "a bug in mimekit"),
     (73, "CANTCREAT", "an output cannot be created, or would be overwritten"),

@@ -34,8 +34,8 @@ _DEFINED_IN = {
     "Limits": "mimekit.limits",
     "Defect": "mimekit.defects", "DefectKind": "mimekit.defects", "DefectError": "mimekit.defects",
     **{name: "mimekit.errors" for name in (
-        "MimekitError", "UsageError", "DataError", "NoInputError", "UnavailableError", "CantCreateError",
-        "IOFailure", "TempFailure", "ProtocolError", "AuthError", "ConfigError")},
+        "MimekitError", "UsageError", "DataError", "NoInputError", "NoUserError", "UnavailableError",
+        "CantCreateError", "IOFailure", "TempFailure", "ProtocolError", "AuthError", "ConfigError")},
 }
 
 __all__ = list(_DEFINED_IN)

@@ -31,6 +31,12 @@ class NoInputError(MimekitError):
     kind = "no-input"
 
 
+class NoUserError(MimekitError):
+    """A user name is not known where it was looked up (67)."""
+
+    kind = "no-user"
+
+
 class UnavailableError(MimekitError):
     """A server refused permanently (5xx) or cannot be reached (69)."""
 

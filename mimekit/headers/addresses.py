@@ -278,15 +278,22 @@ def envelope_entries(value: str | bytes, what: str) -> list[Address | Group]:
         raise DataError(f"{what} {shown_value(value)}: cannot be read without guessing "
                         f"({defects[0].detail or defects[0].kind.value})")
     for spec in addr_specs(entries):
-        if not spec.isprintable() or any(char in spec for char in " <>"):
-            raise DataError(f"{what} {shown_value(value)}: {spec!r} contains characters not allowed "
-                            "in an SMTP command")
-        if not _smtp_mailbox().fullmatch(spec):
-            raise DataError(f"{what} {shown_value(value)}: {spec!r} is not an address SMTP can carry "
-                            "(RFC 5321 §4.1.2)")
-        if len(spec.encode("utf-8")) > MAX_SMTP_PATH:
-            raise DataError(f"{what} {shown_value(value)}: the address is over {MAX_SMTP_PATH} bytes (RFC 5321)")
+        problem = smtp_mailbox_problem(spec)
+        if problem:
+            raise DataError(f"{what} {shown_value(value)}: {problem}")
     return entries
+
+
+def smtp_mailbox_problem(spec: str) -> str | None:
+    """Why the addr-spec `spec` cannot travel in MAIL FROM or RCPT TO as it is, or None when
+    it can (the envelope check above, and what a server accepts in RCPT TO)."""
+    if not spec.isprintable() or any(char in spec for char in " <>"):
+        return f"{spec!r} contains characters not allowed in an SMTP command"
+    if not _smtp_mailbox().fullmatch(spec):
+        return f"{spec!r} is not an address SMTP can carry (RFC 5321 §4.1.2)"
+    if len(spec.encode("utf-8")) > MAX_SMTP_PATH:
+        return f"the address is over {MAX_SMTP_PATH} bytes (RFC 5321)"
+    return None
 
 
 @functools.cache

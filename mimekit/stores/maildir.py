@@ -10,12 +10,14 @@ import itertools
 import os
 import re
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
 
 from mimekit.errors import CantCreateError, IOFailure, NoInputError
 from mimekit.limits import parse_decimal
-from mimekit.stores.common import MAILDIR_FLAGS, as_stored, host_name, normalised_flags
+from mimekit.stores.common import MAILDIR_FLAGS, host_name, normalised_flags
 from mimekit.streams.files import process_is_gone
+from mimekit.streams.line_endings import LFNormaliser
 
 if TYPE_CHECKING:
     from mimekit.stores.sources import MessageRef   # sources builds on this module
@@ -46,8 +48,11 @@ class Maildir:
         subdirs = [os.path.join(path, sub) for sub in ("tmp", "new", "cur")]
         if create:
             try:
-                for sub in subdirs:
-                    os.makedirs(sub, mode=0o700, exist_ok=True)
+                if not all(os.path.isdir(sub) for sub in subdirs):
+                    for sub in subdirs:
+                        os.makedirs(sub, mode=0o700, exist_ok=True)
+                    _fsync_directory(path)        # a message delivered into a new Maildir
+                    _fsync_directory(os.path.dirname(os.path.abspath(path)))   # outlives a crash
             except OSError as exc:
                 raise CantCreateError(f"{path}: cannot create Maildir: {exc.strerror or exc}") from exc
             self._remove_abandoned_tmp()
@@ -76,42 +81,39 @@ class Maildir:
         return (f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}"
                 f"Q{next(self._counter)}R{os.urandom(4).hex()}.{host_name()}")
 
+    def begin(self, flags: str = "") -> "MaildirDelivery":
+        """Start delivering a message whose bytes come piece by piece (an SMTP server's DATA):
+        write() them, then commit() or abort(). Nothing is visible before the commit."""
+        return MaildirDelivery(self, normalised_flags(flags))
+
     def add(self, chunks: Iterable[bytes], flags: str = "") -> str:
         """Deliver a message atomically and durably; return its final path.
 
         A failure while writing (including one raised by `chunks`) removes the tmp file,
         so nothing appears under new/ or cur/.
         """
-        flags = normalised_flags(flags)
+        delivery = self.begin(flags)
+        try:
+            for data in chunks:
+                delivery.write(data)
+            return delivery.commit()
+        finally:
+            delivery.abort()
+
+    def add_link(self, path: str) -> str:
+        """Deliver the stored message file at `path` (on this file system, already fsync'd:
+        another Maildir's delivered message) once more, as a hard link into new/ under a new
+        unique name, and fsync new/; return the new path. One copy on disk serves several
+        recipients, and each can remove or flag its own without touching the others'."""
         name = self._unique_name()
-        tmp_path = os.path.join(self.path, "tmp", name)
-        if flags:
-            final_dir, final_name = "cur", f"{name}:2,{flags}"
-        else:
-            final_dir, final_name = "new", name
-        final_path = os.path.join(self.path, final_dir, final_name)
+        new_path = os.path.join(self.path, "new", name)
         try:
-            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(path, new_path)
+            _fsync_directory(os.path.join(self.path, "new"))
         except OSError as exc:
-            raise CantCreateError(f"{tmp_path}: {exc.strerror or exc}") from exc
-        try:
-            with open(fd, "wb") as out:
-                for data in as_stored(chunks):
-                    out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.rename(tmp_path, final_path)
-        except BaseException as exc:
-            try:
-                os.unlink(tmp_path)
-            except OSError:
-                pass
-            if isinstance(exc, OSError):
-                raise IOFailure(f"{tmp_path}: {exc.strerror or exc}") from exc
-            raise
-        _fsync_directory(os.path.join(self.path, final_dir))
-        self._index[name] = final_path
-        return final_path
+            raise IOFailure(f"{new_path}: {exc.strerror or exc}") from exc
+        self._index[name] = new_path
+        return new_path
 
     def _scan(self) -> list[tuple[tuple, str, str]]:
         found = []
@@ -174,6 +176,89 @@ class Maildir:
             self._index.pop(os.path.basename(path).split(":", 1)[0], None)
         for sub in {os.path.basename(os.path.dirname(path)) for path in paths}:
             _fsync_directory(os.path.join(self.path, sub))
+
+
+class MaildirDelivery:
+    """One message on its way into a Maildir: written into tmp/ with LF line endings as its
+    bytes arrive, then committed (fsync, rename into new/ or cur/, fsync of that directory)
+    or aborted (the tmp file removed). The only path by which mimekit writes a Maildir
+    message. A failed write or commit removes the tmp file itself; abort() is then a no-op,
+    and so is an abort() after a commit."""
+
+    def __init__(self, maildir: Maildir, flags: str):
+        self.maildir = maildir
+        self.name = maildir._unique_name()
+        self.tmp_path = os.path.join(maildir.path, "tmp", self.name)
+        if flags:
+            self._final_dir, final_name = "cur", f"{self.name}:2,{flags}"
+        else:
+            self._final_dir, final_name = "new", self.name
+        self.path = os.path.join(maildir.path, self._final_dir, final_name)   # where commit() puts it
+        self.committed = False
+        self._normaliser = LFNormaliser()
+        try:
+            fd = os.open(self.tmp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise CantCreateError(f"{self.tmp_path}: {exc.strerror or exc}") from exc
+        self._file: BinaryIO | None = open(fd, "w+b")
+
+    @property
+    def file(self) -> BinaryIO:
+        """The open message file (readable too: a committed message stays readable through it
+        even after a reader renamed or removed its name)."""
+        if self._file is None:
+            raise IOFailure(f"{self.tmp_path}: the delivery was aborted")
+        return self._file
+
+    def write(self, data: bytes) -> None:
+        """Append `data` (any line endings; stored with LF). IOFailure removes the tmp file."""
+        with self._failing_aborts():
+            self.file.write(self._normaliser.feed(data))
+
+    def finish(self) -> None:
+        """No more data: write out what line-ending normalisation held back, so that reads
+        through `file` see the whole message (commit() does this itself)."""
+        with self._failing_aborts():
+            self.file.write(self._normaliser.flush())
+            self.file.flush()
+
+    def commit(self) -> str:
+        """Make the message durable and visible; return its path. The file stays open (see
+        `file`) until close() or abort()."""
+        self.finish()
+        with self._failing_aborts():
+            os.fsync(self.file.fileno())
+            os.rename(self.tmp_path, self.path)
+        self.committed = True
+        try:
+            _fsync_directory(os.path.join(self.maildir.path, self._final_dir))
+        except OSError as exc:
+            raise IOFailure(f"{self.path}: {exc.strerror or exc}") from exc
+        self.maildir._index[self.name] = self.path
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the tmp file (not a committed message), and close the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if not self.committed:
+            try:
+                os.unlink(self.tmp_path)
+            except OSError:
+                pass   # already removed, or tmp/ is gone: nothing of it is visible anyway
+
+    close = abort
+
+    @contextmanager
+    def _failing_aborts(self):
+        try:
+            yield
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise IOFailure(f"{self.tmp_path}: {exc.strerror or exc}") from exc
+            raise
 
 
 def _flags_of(path: str) -> str:

@@ -1,4 +1,5 @@
-"""Shared test set-up: hypothesis profile, the public corpus (tests/corpus.py), real servers (tests/servers.py)."""
+"""Shared test set-up: hypothesis profile, the public corpus (tests/corpus.py), real servers (tests/servers.py), and the
+environment command-line tests run mimekit in (env)."""
 
 import os
 from pathlib import Path
@@ -29,3 +30,14 @@ def corpus_dir() -> Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+def env(tmp_path):
+    """HOME and the XDG dirs in tmp_path: only the config file a test writes is read."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("MIMEKIT_", "XDG_"))}
+    environment.update(HOME=str(tmp_path / "home"), XDG_STATE_HOME=str(tmp_path / "state"),
+                       XDG_CONFIG_HOME=str(tmp_path / "config"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "config" / "mimekit").mkdir(parents=True)
+    return environment

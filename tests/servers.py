@@ -54,6 +54,9 @@ MAILBOXES = ("alice", "bob", "carol")
 SMALL_SIZE_LIMIT = 100_000
 # A recipient Postfix always answers with a 4xx, for per-recipient temporary failures.
 TEMPFAIL_RECIPIENT = f"busy@{DOMAIN}"
+# Postfix accepts mail for this domain and relays it to `mimekit serve` once a test says on which
+# port (relay_serve_domain); until then such mail waits in the Postfix queue.
+SERVE_DOMAIN = "serve.test"
 # Start-up takes about 1 s, also with other suites busy on both cores; a server that exits
 # is noticed at once, so this only bounds one that hangs.
 STARTUP_DEADLINE = 60.0
@@ -82,6 +85,8 @@ class MailServers:
                    again; set_switchable_access() gives recipients a reply (450 ...) there
       Per recipient: nobody@example.test 550 5.1.1, x@elsewhere.invalid 554 5.7.1,
       tempfail_recipient (busy@example.test) 450 4.2.1.
+      Mail for @serve.test is accepted and relayed to a `mimekit serve` on 127.0.0.1 once
+      relay_serve_domain(port) names its port; it waits in the Postfix queue until then.
       Postfix prepends Return-Path, X-Original-To, Delivered-To and Received (see as_sent),
       adds Message-Id and Date when missing, and qualifies bare addresses in From/To/Cc with
       @mx.example.test (127.0.0.1 is a "local" client to it, as a submission client is).
@@ -147,6 +152,18 @@ class MailServers:
         self._reload_postfix()
         _wait_until(lambda: _port_open(self.host, self.smtp_switchable) == enabled,
                     f"port {self.smtp_switchable} {'open' if enabled else 'closed'}")
+
+    def relay_serve_domain(self, port: int) -> None:
+        """Relay mail for @serve.test over SMTP to 127.0.0.1:port (opportunistic STARTTLS). A
+        message routed just after this by a Postfix process that has not reloaded yet is
+        deferred: flush_queue() while waiting for it."""
+        _write(self.postfix_config / "transport", f"{SERVE_DOMAIN} smtp:[{self.host}]:{port}\n")
+        self._reload_postfix()
+
+    def flush_queue(self) -> None:
+        """Deliver deferred mail now instead of at the next queue run (minutes away)."""
+        subprocess.run(["postqueue", "-c", str(self.postfix_config), "-f"], check=True,
+                       capture_output=True, timeout=60)
 
     def _reload_postfix(self) -> None:
         subprocess.run(["postfix", "-c", str(self.postfix_config), "reload"], check=True,
@@ -268,6 +285,30 @@ def mail_servers():
         instance.stop()
 
 
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path     # what clients trust
+    cert: Path   # the server's chain, for localhost and 127.0.0.1
+    key: Path
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """A private CA and a leaf for localhost and 127.0.0.1 in `directory` (ca.pem, server.pem,
+    server.key): clients verify for real instead of switching verification off."""
+    ca = trustme.CA(organization_name="mimekit test CA")
+    # A common name too: fetchmail fails a certificate whose subject has none, whatever its
+    # subjectAltName says.
+    leaf = ca.issue_cert("localhost", HOST, common_name="localhost")
+    made = Certificates(ca=directory / "ca.pem", cert=directory / "server.pem", key=directory / "server.key")
+    ca.cert_pem.write_to_path(str(made.ca))
+    with open(made.cert, "wb") as f:
+        for pem in leaf.cert_chain_pems:
+            f.write(pem.bytes())
+    leaf.private_key_pem.write_to_path(str(made.key))
+    made.key.chmod(0o600)
+    return made
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -345,16 +386,7 @@ class ServerInstance:
         self._configure_dovecot()
 
     def _make_certificates(self) -> None:
-        """A private CA and a leaf for localhost and 127.0.0.1: clients verify for real."""
-        ca = trustme.CA(organization_name="mimekit test CA")
-        leaf = ca.issue_cert("localhost", HOST)
-        ca.cert_pem.write_to_path(str(self.servers.ca_file))
-        with open(self.root / "server.pem", "wb") as f:
-            for pem in leaf.cert_chain_pems:
-                f.write(pem.bytes())
-        key = self.root / "server.key"
-        leaf.private_key_pem.write_to_path(str(key))
-        key.chmod(0o600)
+        make_certificates(self.root)
 
     def _configure_postfix(self) -> None:
         s, d = self.servers, self.postfix_dir
@@ -367,6 +399,7 @@ class ServerInstance:
         shutil.chown(data, "postfix", "postfix")
         _write(d / "vmailbox", "".join(f"{u}@{DOMAIN} {u}/\n" for u in MAILBOXES))
         _write(d / "switchable_access", "")
+        _write(d / "transport", f"{SERVE_DOMAIN} retry:4.4.1 no mimekit serve to relay to yet\n")
         _write(d / "recipient_access",
                f"{TEMPFAIL_RECIPIENT} 450 4.2.1 mailbox busy (mimekit test server)\n")
         error = "error:5.7.1 mimekit test server delivers to @example.test only"
@@ -391,6 +424,9 @@ default_transport = {error}
 relay_transport = {error}
 local_transport = {error}
 smtpd_relay_restrictions = reject_unauth_destination
+relay_domains = {SERVE_DOMAIN}
+transport_maps = texthash:{d}/transport
+smtp_tls_security_level = may
 smtpd_recipient_restrictions = check_recipient_access texthash:{d}/recipient_access
 virtual_mailbox_domains = {DOMAIN}
 virtual_mailbox_base = {s.mail_root}
@@ -445,6 +481,7 @@ error unix - - n - - error
 retry unix - - n - - error
 discard unix - - n - - discard
 virtual unix - n n - - virtual
+smtp unix - - n - - smtp
 anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
 postlog unix-dgram n - n - 1 postlogd

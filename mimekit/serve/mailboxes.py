@@ -37,7 +37,8 @@ from mimekit.transport.smtp.client import OutgoingMessage
 from mimekit.transport.smtp.data import scan_message
 
 POSTMASTER = "postmaster"
-MAX_MAILBOX_NAME = 64            # RFC 5321 §4.5.3.1.1: the longest local part
+MAX_LOCAL_PART = 64              # RFC 5321 §4.5.3.1.1
+MAX_FILE_NAME = 255              # NAME_MAX: a users-file name that is an address fits
 MAX_HELO = 255                   # RFC 5321 §4.5.3.1.2: the longest domain
 LOCK_NAME = ".mimekit-pop3.lock"  # a dot file in the Maildir's top: no Maildir reader lists it
 INCOMING = "incoming"            # in the queue directory: a Maildir whose tmp/ holds relay-only messages
@@ -110,9 +111,9 @@ def delivery_error(error: BaseException) -> DeliveryError:
 
 def safe_mailbox_name(name: str) -> bool:
     """Whether `name` can be a directory under the root as it is: one path component, not
-    hidden (nor . or ..), no NUL, at most 64 characters."""
-    return 0 < len(name) <= MAX_MAILBOX_NAME and "/" not in name and "\0" not in name \
-        and not name.startswith(".")
+    hidden (nor . or ..), no NUL, a file name's length at most."""
+    return 0 < len(name.encode("utf-8", "surrogateescape")) <= MAX_FILE_NAME and "/" not in name \
+        and "\0" not in name and not name.startswith(".")
 
 
 def address_literal(ip: str) -> str:
@@ -182,7 +183,7 @@ class Mailboxes:
         local = local.lower()
         if local == POSTMASTER:
             return self._local(address, POSTMASTER)
-        if not safe_mailbox_name(local):
+        if len(local.encode("utf-8")) > MAX_LOCAL_PART or not safe_mailbox_name(local):
             return BAD_MAILBOX_NAME
         users = self.config.users
         if users is None:

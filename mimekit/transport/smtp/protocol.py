@@ -67,6 +67,14 @@ class Reply:
     def __str__(self) -> str:
         return f"{self.code}{' ' + self.enhanced if self.enhanced else ''} {' '.join(self.lines)}".strip()
 
+    def to_bytes(self) -> bytes:
+        """The reply as a server sends it (the server role, smtp/server.py): "ddd-" on every
+        line but the last, the enhanced code on each (RFC 2034 §3); ReplyReader reads it back."""
+        prefix = f"{self.enhanced} " if self.enhanced else ""
+        last = len(self.lines) - 1
+        return b"".join(f"{self.code}{' ' if index == last else '-'}{prefix}{line}\r\n".encode("utf-8")
+                        for index, line in enumerate(self.lines))
+
 
 def _parse_reply(raw_lines: list[bytes]) -> Reply:
     lines = [raw.decode("utf-8", "replace") for raw in raw_lines]

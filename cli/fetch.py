@@ -67,7 +67,9 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
     """Fetch mail from SOURCE: imap://USER@HOST[:PORT]/FOLDER, imaps://..., pop3://USER@HOST[:PORT],
     pop3s://..., maildir:PATH or mbox:PATH (default: the account's imap, else pop3, URL).
 
-    imap:// and pop3:// require STARTTLS; certificates are always verified.
+    imap:// and pop3:// require STARTTLS; certificates are always verified. imap+plain:// and
+    pop3+plain:// use no TLS at all, for a server on this machine only (127.0.0.0/8, ::1,
+    localhost: e.g. `mimekit serve` without a certificate).
     """
     report = FetchReport()
     to_stdout = output == "-" or output.lower() == "mbox:-"
@@ -113,13 +115,13 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
 
 
 @click.command("folders")
-@click.argument("source", metavar="[imap[s]://USER@HOST[:PORT]]", required=False)
+@click.argument("source", metavar="[imap[s|+plain]://USER@HOST[:PORT]]", required=False)
 @network_options
 def folders_command(source, account_name, user, password_command, token_command, cafile, timeout, as_json, quiet):
     """List the folders of an IMAP account, one per line (names decoded to UTF-8); without a
     URL, of the account's imap server."""
     with reporting("folders", as_json):
-        settings = resolve_settings(account_name, source, {"imap", "imaps"}, user=user,
+        settings = resolve_settings(account_name, source, {"imap", "imaps", "imap+plain"}, user=user,
                                     password_command=password_command, token_command=token_command,
                                     cafile=cafile, timeout=timeout)
         url = settings.url

@@ -21,7 +21,8 @@ from mimekit_cli.common import (Progress, emit_json, exit_code_for, exit_code_fo
 @click.command("send")
 @click.option("--server", metavar="URL",
               help="smtp://HOST[:PORT] (STARTTLS, required), smtps://HOST[:PORT] (implicit TLS), "
-                   "maildir:PATH or mbox:PATH. Default: the account's smtp URL.")
+                   "smtp+plain://HOST[:PORT] (no TLS, for a server on this machine only: 127.0.0.0/8, ::1, "
+                   "localhost), maildir:PATH or mbox:PATH. Default: the account's smtp URL.")
 @network_options
 @click.option("--insecure-plaintext-auth", is_flag=True,
               help="Allow a server without STARTTLS: log in and send in the clear (a warning is printed).")

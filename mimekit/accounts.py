@@ -37,7 +37,8 @@ from mimekit.transport.urls import ServerURL, parse_url
 
 # The keys naming a server, in the order an account's servers are tried and listed, and the
 # URL schemes each takes.
-SERVER_KEYS = {"smtp": {"smtp", "smtps"}, "imap": {"imap", "imaps"}, "pop3": {"pop3", "pop3s"}}
+SERVER_KEYS = {"smtp": {"smtp", "smtps", "smtp+plain"}, "imap": {"imap", "imaps", "imap+plain"},
+               "pop3": {"pop3", "pop3s", "pop3+plain"}}
 TEXT_KEYS = ("user", "from", "cafile", "password_command", "token_command", "queue_dir", "password")
 ACCOUNT_KEYS = (*SERVER_KEYS, *TEXT_KEYS, "timeout")
 TOP_LEVEL_KEYS = ("default", "accounts")

@@ -25,7 +25,7 @@ from mimekit.transport.smtp.client import MessageResult, OutgoingMessage, Recipi
 from mimekit.transport.smtp.envelope import prepare_message
 from mimekit.transport.urls import ServerURL, parse_url
 
-SEND_SCHEMES = {"smtp", "smtps", "maildir", "mbox"}
+SEND_SCHEMES = {"smtp", "smtps", "smtp+plain", "maildir", "mbox"}
 
 
 def send(target: ServerURL | str, messages: Iterable[OutgoingMessage | str | os.PathLike], *,
@@ -66,7 +66,7 @@ def send(target: ServerURL | str, messages: Iterable[OutgoingMessage | str | os.
 def _send_over_smtp(url: ServerURL, messages: list[OutgoingMessage], progress, user, password, token, cafile,
                     timeout, allow_insecure, on_unencrypted) -> Iterator[MessageResult]:
     with SMTPClient(url, cafile=cafile, timeout=timeout, allow_insecure=allow_insecure) as client:
-        if not client.encrypted and on_unencrypted:
+        if not client.encrypted and on_unencrypted and not url.plaintext:
             on_unencrypted()
         if token is not None:
             client.login_oauth2(user, token)

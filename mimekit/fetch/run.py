@@ -42,7 +42,7 @@ from mimekit.transport.imap.client import IMAPClient
 from mimekit.transport.pop3.client import POP3Client
 from mimekit.transport.urls import ServerURL
 
-SOURCE_SCHEMES = {"imap", "imaps", "pop3", "pop3s", "maildir", "mbox"}
+SOURCE_SCHEMES = {"imap", "imaps", "imap+plain", "pop3", "pop3s", "pop3+plain", "maildir", "mbox"}
 
 
 @dataclass(frozen=True)

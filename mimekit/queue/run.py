@@ -293,7 +293,7 @@ def _deliver_group(queue: Queue, key: GroupKey, entry_ids: list[str], clock: flo
             client = ExchangerClient(domain, policy=url.tls_policy, settings=mx or MXSettings.from_environment(),
                                      cafile=cafile, timeout=timeout, chunking=False)
         with client:
-            if not client.encrypted and on_unencrypted and domain is None:
+            if not client.encrypted and on_unencrypted and domain is None and not url.plaintext:
                 on_unencrypted(server)
             if user and domain is None:
                 oauth2_token = token(user, url.host, account, token_command) if token else None

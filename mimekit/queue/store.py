@@ -41,7 +41,7 @@ from mimekit.transport.urls import DIRECT, ServerURL, parse_url
 ENTRY_SCHEMA = "mimekit.queue-entry/1"
 PENDING, DONE, FAILED = "pending", "done", "failed"
 MESSAGE_SUFFIX, STATE_SUFFIX = ".eml", ".json"
-QUEUE_SCHEMES = {"smtp", "smtps", DIRECT}   # a relay, or each recipient domain's exchangers (mx:)
+QUEUE_SCHEMES = {"smtp", "smtps", "smtp+plain", DIRECT}   # a relay, or each recipient domain's exchangers (mx:)
 
 
 def default_queue_directory(environ=None) -> str:
@@ -194,7 +194,7 @@ class Queue:
         look-up later runs use; `password_command` or `token_command`, the commands the sender
         gave (a later run, maybe from cron, runs them; they are no secret, what they print is)."""
         if server.scheme not in QUEUE_SCHEMES:
-            raise DataError(f"{server.scheme}: a queue delivers to smtp://, smtps:// or mx: only")
+            raise DataError(f"{server.scheme}: a queue delivers to smtp://, smtps://, smtp+plain:// or mx: only")
         if message.refused:
             raise message.refused
         if not message.recipients:

@@ -14,7 +14,6 @@ command line checks before binding anywhere else (docs/conventions.md, Servers).
 
 import asyncio
 import functools
-import ipaddress
 import signal
 import ssl
 from typing import Callable
@@ -24,6 +23,7 @@ from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import Mailboxes
 from mimekit.serve.pop3_session import handle_pop3
 from mimekit.serve.smtp_session import handle_smtp
+from mimekit.transport.urls import is_loopback
 
 Address = tuple[str, int]
 BUSY_WRITE_TIMEOUT = 5.0   # a refused client that does not read its busy reply is not waited for
@@ -50,16 +50,6 @@ def parse_listen_address(text: str) -> Address:
     if not colon or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
         raise UsageError(f"{text!r}: expected HOST:PORT or [IPv6]:PORT, PORT from 0 to 65535")
     return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """Only this machine can reach `host`: "localhost" or a loopback address (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False   # a host name other than localhost may resolve to anything
 
 
 def format_address(address: Address) -> str:

@@ -35,7 +35,7 @@ from typing import Callable
 
 from mimekit.errors import AuthError, ProtocolError, TempFailure, UnavailableError
 from mimekit.transport.tls import client_context
-from mimekit.transport.urls import ServerURL
+from mimekit.transport.urls import ServerURL, is_loopback
 
 DEFAULT_TIMEOUT = 60.0      # seconds of waiting per operation, unless the caller says otherwise
 MIN_DATA_RATE = 500         # bytes/s that keep an operation going: Postfix's smtpd_min_data_rate
@@ -71,12 +71,23 @@ class Connection:
         except OSError as exc:
             raise UnavailableError(f"{self.where}: cannot connect: {exc.strerror or exc}") from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if url.plaintext:
+            self._check_loopback_peer()
         if url.implicit_tls:
             try:
                 self.start_tls()
             except BaseException:
                 self.close()
                 raise
+
+    def _check_loopback_peer(self) -> None:
+        """The plaintext schemes are for this machine only: parse_url judged the host's text,
+        and this what "localhost" turned out to be, before a byte goes out in the clear."""
+        peer = self._sock.getpeername()[0]
+        if not is_loopback(peer):
+            self.close()
+            raise AuthError(f"{self.where}: connected to {peer}, not a loopback address; "
+                            "nothing was sent without TLS")
 
     @property
     def local_address(self) -> str:

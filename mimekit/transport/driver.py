@@ -8,6 +8,7 @@ one method call per event, so the FETCH and DATA paths stream at the speed of th
 Security: imap:// and pop3:// require STARTTLS/STLS; a server that does not offer it
 gets no credential (AuthError, exit 77), nor does one whose certificate does not verify
 (connection.py). SMTP's protocol object applies the same rule itself (smtp/protocol.py).
+Only imap+plain:// and pop3+plain:// skip it: an explicit opt-in, loopback only (urls.py).
 """
 
 from mimekit.errors import AuthError, MimekitError, TempFailure
@@ -59,6 +60,11 @@ class Driver:
     def _receive(self) -> bytes:
         """The server's next bytes (b"" when it closed the connection)."""
         return self.conn.receive()
+
+    @property
+    def needs_starttls(self) -> bool:
+        """Connected in the clear, and TLS is still owed before any credential."""
+        return not self.conn.encrypted and not self.url.plaintext
 
     def _require_tls(self, offered: bool) -> None:
         if not offered:

@@ -1,8 +1,13 @@
 """Server and store URLs: smtp://, smtps://, imap://, imaps://, pop3://, pop3s://,
 maildir:PATH and mbox:PATH (docs/conventions.md, Network), and mx:[POLICY] for direct
 transfer to each recipient domain's mail exchangers (mimekit.transport.mx), POLICY one of
-its TLS policies: `mx:` is `mx:verify`, `mx:may` and `mx:encrypt` ask for less."""
+its TLS policies: `mx:` is `mx:verify`, `mx:may` and `mx:encrypt` ask for less.
 
+smtp+plain://, imap+plain:// and pop3+plain:// are the explicit opt-in to no TLS at all, for
+a server on this machine (`mimekit serve` without a certificate): accepted only when the
+host is a loopback address or "localhost", judged on the text, never by a DNS lookup."""
+
+import ipaddress
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -12,8 +17,10 @@ DEFAULT_PORTS = {
     "smtp": 587, "smtps": 465,
     "imap": 143, "imaps": 993,
     "pop3": 110, "pop3s": 995,
+    "smtp+plain": 587, "imap+plain": 143, "pop3+plain": 110,
 }
 IMPLICIT_TLS = {"smtps", "imaps", "pop3s"}
+PLAINTEXT = {"smtp+plain", "imap+plain", "pop3+plain"}   # loopback only
 LOCAL_STORES = {"maildir", "mbox"}
 DIRECT = "mx"
 MX_POLICIES = ("may", "encrypt", "verify")   # Postfix's smtp_tls_security_level names
@@ -38,9 +45,16 @@ class ServerURL:
         return self.scheme in IMPLICIT_TLS
 
     @property
+    def plaintext(self) -> bool:
+        """No TLS at all, asked for explicitly (a loopback host only: parse_url checks)."""
+        return self.scheme in PLAINTEXT
+
+    @property
     def protocol(self) -> str:
         """"smtp", "imap" or "pop3", whatever the TLS flavour."""
-        return self.scheme.rstrip("s") if self.scheme in IMPLICIT_TLS else self.scheme
+        if self.scheme in IMPLICIT_TLS:
+            return self.scheme.rstrip("s")
+        return self.scheme.removesuffix("+plain")
 
 
 def parse_url(text: str, allowed: set[str]) -> ServerURL:
@@ -76,9 +90,23 @@ def parse_url(text: str, allowed: set[str]) -> ServerURL:
         raise UsageError(f"{shown!r}: no host name")
     if port == 0:
         raise UsageError(f"{shown!r}: port 0 (expected 1 to 65535)")
+    if scheme in PLAINTEXT and not is_loopback(host):
+        base = scheme.removesuffix("+plain")
+        raise UsageError(f"{shown!r}: {scheme}:// (no TLS) is for a server on this machine only: 127.0.0.0/8, "
+                         f"::1 or localhost; use {base}:// (STARTTLS) or {base}s://")
     user = unquote(parts.username) if parts.username else None
     return ServerURL(scheme=scheme, host=host, port=port or DEFAULT_PORTS[scheme], user=user,
                      path=unquote(parts.path.lstrip("/")))
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach `host`: "localhost" or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False   # a host name other than localhost may resolve to anything
 
 
 def without_userinfo(text: str) -> str:

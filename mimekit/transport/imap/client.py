@@ -53,7 +53,7 @@ class IMAPClient(Driver):
             raise ProtocolError(f"{self.conn.where}: no IMAP greeting")
         if greeting.status == "BYE":
             raise UnavailableError(f"{self.conn.where}: IMAP server refused the connection: {greeting.text}")
-        if not self.conn.encrypted:
+        if self.needs_starttls:
             if greeting.status == "PREAUTH":
                 raise AuthError(f"{self.conn.where}: PREAUTH on an unencrypted connection is refused "
                                 "(STARTTLS is impossible after it)")

@@ -48,7 +48,7 @@ class POP3Client(Driver):
             raise UnavailableError(f"{self.conn.where}: POP3 server refused the connection: "
                                    f"{getattr(greeting, 'text', greeting)}")
         capabilities = self._capa()
-        if not self.conn.encrypted:
+        if self.needs_starttls:
             self._require_tls("STLS" in capabilities)
             self.proto.stls()
             self._reply("STLS", AuthError)

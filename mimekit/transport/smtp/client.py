@@ -4,7 +4,8 @@ event pump driver.py's, the socket, TLS and timeouts connection.py's.
 Secure by default (docs/conventions.md, Network): smtp:// always upgrades with STARTTLS and
 stops before any credential or message when the server does not offer it (unless the
 user passed the explicit insecure flag, which the caller must announce); smtps:// is
-TLS from the first byte; certificates and host names are always verified.
+TLS from the first byte; smtp+plain:// (a loopback server only, urls.py) never asks for
+TLS; certificates and host names are always verified.
 Every socket operation has a timeout. Several messages go over one connection. With
 PIPELINING and CHUNKING (RFC 3030) they stream back to back as BDAT chunks, replies read
 behind them; with PIPELINING alone MAIL, RCPT and DATA go out in one write and the next
@@ -122,7 +123,7 @@ class SMTPClient(Driver):
         super().__init__(url, cafile, timeout)
         self.allow_insecure = allow_insecure
         self.chunking = chunking
-        self.proto = SMTPProtocol(tls=url.implicit_tls, allow_insecure_auth=allow_insecure)
+        self.proto = SMTPProtocol(tls=url.implicit_tls, allow_insecure_auth=allow_insecure or url.plaintext)
 
     # connection ---------------------------------------------------------------------------
 
@@ -142,13 +143,14 @@ class SMTPClient(Driver):
         return self.conn is not None and self.conn.encrypted
 
     def connect(self) -> None:
-        """Connect, read the greeting, EHLO, and (smtp://) upgrade with STARTTLS."""
+        """Connect, read the greeting, EHLO, and (smtp://) upgrade with STARTTLS; smtp+plain://
+        (loopback only, urls.py) stays in the clear, as asked."""
         self._connect()   # smtps: TLS already
         greeting = self._expect(Greeting)
         if greeting.reply.code != 220:
             raise refusing(greeting.reply, f"{self.conn.where} refused the session")
         self._ehlo()
-        if self.url.implicit_tls:
+        if self.url.implicit_tls or self.url.plaintext:
             return
         if "STARTTLS" not in self.proto.capabilities and self.allow_insecure:
             return   # the caller warns: the user asked for this with the insecure flag

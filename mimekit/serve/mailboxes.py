@@ -206,7 +206,7 @@ class Mailboxes:
         if not routes:
             raise DataError("a delivery needs at least one recipient")
         paths = list(dict.fromkeys(route.maildir for route in routes if route.maildir))
-        relayed = [route.address for route in routes if route.relay]
+        relayed = list(dict.fromkeys(route.address for route in routes if route.relay))
         try:
             maildirs = [self._maildir(path) for path in paths]
             if relayed:
@@ -219,7 +219,7 @@ class Mailboxes:
         delivery = Delivery(first, maildirs[1:], bool(maildirs), sender, relayed, queue_dir, self.config)
         try:
             delivery.write(received_field(trace, self.config.hostname, delivery.id,
-                                          [route.address for route in routes]))
+                                          list(dict.fromkeys(route.address for route in routes))))
         except BaseException:
             delivery.abort()
             raise

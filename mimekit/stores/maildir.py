@@ -4,8 +4,11 @@ A message is written into tmp/, fsync'd, renamed into new/ (or cur/ with an info
 ":2,FLAGS"), and the directory fsync'd. Readers never see a partial message; a writer
 killed mid-delivery leaves a file in tmp/ that the next writer removes once its process is
 gone. Messages are kept with LF line endings, as Postfix and Dovecot keep them.
+`Maildir.begin` is that path taken piece by piece (a server writes as the data arrives);
+`add` is built on it, so there is one way a message gets into a Maildir.
 """
 
+import errno
 import itertools
 import os
 import re
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
 from mimekit.errors import CantCreateError, IOFailure, NoInputError
 from mimekit.limits import parse_decimal
 from mimekit.stores.common import MAILDIR_FLAGS, host_name, normalised_flags
-from mimekit.streams.files import process_is_gone
+from mimekit.streams.files import CHUNK_SIZE, process_is_gone, read_chunks
 from mimekit.streams.line_endings import LFNormaliser
 
 if TYPE_CHECKING:
@@ -101,17 +104,24 @@ class Maildir:
             delivery.abort()
 
     def add_link(self, path: str) -> str:
-        """Deliver the stored message file at `path` (on this file system, already fsync'd:
-        another Maildir's delivered message) once more, as a hard link into new/ under a new
-        unique name, and fsync new/; return the new path. One copy on disk serves several
-        recipients, and each can remove or flag its own without touching the others'."""
+        """Deliver the stored message file at `path` (already fsync'd: another Maildir's
+        delivered message) once more, as a hard link into new/ under a new unique name, and
+        fsync new/; return the new path. One copy on disk serves several recipients, and each
+        can remove or flag its own without touching the others'. On another file system
+        (a Maildir that is a mount point) the message is copied instead."""
         name = self._unique_name()
         new_path = os.path.join(self.path, "new", name)
         try:
             os.link(path, new_path)
             _fsync_directory(os.path.join(self.path, "new"))
         except OSError as exc:
-            raise IOFailure(f"{new_path}: {exc.strerror or exc}") from exc
+            if exc.errno != errno.EXDEV:
+                raise IOFailure(f"{new_path}: {exc.strerror or exc}") from exc
+            try:
+                with open(path, "rb") as stored:
+                    return self.add(read_chunks(stored))
+            except OSError as exc:
+                raise IOFailure(f"{path}: {exc.strerror or exc}") from exc
         self._index[name] = new_path
         return new_path
 
@@ -200,7 +210,7 @@ class MaildirDelivery:
             fd = os.open(self.tmp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise CantCreateError(f"{self.tmp_path}: {exc.strerror or exc}") from exc
-        self._file: BinaryIO | None = open(fd, "w+b")
+        self._file: BinaryIO | None = open(fd, "w+b", buffering=CHUNK_SIZE)
 
     @property
     def file(self) -> BinaryIO:

@@ -217,7 +217,8 @@ def test_a_commit_that_cannot_rename_is_a_451_and_leaves_nothing(tmp_path):
 def test_relayed_recipients_are_spooled_with_the_delivered_bytes(tmp_path, users):
     queue_dir = tmp_path / "queue"
     mailboxes = Mailboxes(domains_config(tmp_path / "root", users, RELAY, queue_dir))
-    mixed = deliver(mailboxes, ["alice@example.test", "x@other.test", "y@else.test"], authenticated="alice")
+    mixed = deliver(mailboxes, ["alice@example.test", "x@other.test", "y@else.test", "x@other.test"],
+                    authenticated="alice")
     relayed_only = deliver(mailboxes, ["z@other.test"], authenticated="alice")
     local = Path(mixed.paths[0]).read_bytes()
     with Queue(str(queue_dir)) as queue:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import mounted_tmpfs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -98,3 +99,12 @@ def test_a_maildir_created_now_is_complete_and_one_that_exists_is_left_alone(tmp
     os.rmdir(tmp_path / "a" / "b" / "tmp")
     Maildir(str(tmp_path / "a" / "b"))             # an archive without tmp/ gets it back
     assert names(tmp_path / "a" / "b") == ["cur", "new", "tmp"]
+
+
+def test_add_link_copies_into_a_maildir_on_another_file_system(tmp_path):
+    with mounted_tmpfs(tmp_path / "other-disk", "1m") as mount_point:
+        here, there = Maildir(str(tmp_path / "here")), Maildir(str(mount_point / "there"))
+        path = here.add([MESSAGE])
+        copied = there.add_link(path)
+        assert os.stat(copied).st_dev != os.stat(path).st_dev
+        assert Path(copied).read_bytes() == Path(path).read_bytes() and names(mount_point / "there" / "tmp") == []

@@ -250,8 +250,11 @@ class MaildirDelivery:
     def abort(self) -> None:
         """Remove the tmp file (not a committed message), and close the file."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError:
+                pass   # the buffered rest could not be written (a full disk): it is discarded anyway
         if not self.committed:
             try:
                 os.unlink(self.tmp_path)

@@ -18,9 +18,9 @@ from mimekit.errors import UsageError
 from mimekit.queue import Queue, default_queue_directory, deliver_queue, watch_queue
 from mimekit.queue.store import QUEUE_SCHEMES
 from mimekit.serve.config import DEFAULT_MAX_CONNECTIONS, ServeConfig
-from mimekit.serve.server import format_address, is_loopback, parse_listen_address, serve, server_tls_context
+from mimekit.serve.server import format_address, parse_listen_address, serve, server_tls_context
 from mimekit.serve.users import Users
-from mimekit.transport.urls import DIRECT, parse_url
+from mimekit.transport.urls import DIRECT, is_loopback, parse_url
 from mimekit_cli.common import print_diagnostic, reporting
 from mimekit_cli.queue import _report_run
 
@@ -81,10 +81,10 @@ def _hostname(ctx, param, value: str | None) -> str:
 @click.option("--listen-publicly", is_flag=True,
               help="Allow a --smtp or --pop3 address that other machines can reach (default: loopback only).")
 @click.option("--domain", "domains", multiple=True, callback=_domains, metavar="DOMAIN",
-              help="Accept mail for the users of --users at this domain, each into PATH/USER/ (repeatable). "
-                   "Without it every message is accepted into PATH: the catch-all for testing.")
+              help="Accept mail for this domain, each recipient into PATH/LOCALPART/ (with --users: its users "
+                   "only); repeatable. Without it every message is accepted into PATH: the catch-all for testing.")
 @click.option("--users", "users_file", metavar="FILE",
-              help="The users file (`mimekit users add`): POP3 and SMTP logins, and the mailboxes of --domain.")
+              help="The users file (`mimekit users add`): POP3 and SMTP logins, and the known mailboxes of --domain.")
 @click.option("--tls-cert", metavar="PEM", help="Certificate chain for STARTTLS and STLS (with --tls-key).")
 @click.option("--tls-key", metavar="PEM", help="Its private key.")
 @click.option("--max-size", default="50M", show_default=True, callback=_size, metavar="SIZE",
@@ -108,7 +108,7 @@ def serve_command(root, smtp, pop3, http, listen_publicly, domains, users_file, 
     session on stderr, and prints "mimekit serve: listening: ..." once ready.
     """
     with reporting("serve"):
-        _check_usage(smtp, pop3, http, listen_publicly, domains, users_file, tls_cert, tls_key, relay)
+        _check_usage(smtp, pop3, http, listen_publicly, users_file, tls_cert, tls_key, relay)
         config = ServeConfig(
             root=parse_url(root, {"maildir"}).path, hostname=hostname, domains=domains,
             users=Users.load(users_file) if users_file else None,
@@ -117,6 +117,9 @@ def serve_command(root, smtp, pop3, http, listen_publicly, domains, users_file, 
             relay=parse_url(relay, RELAY_SCHEMES) if relay else None,
             queue_dir=(queue_dir or default_queue_directory()) if relay else None,
             insecure_plaintext_auth=insecure_plaintext_auth)
+        if config.users and config.users.readable_by_others:
+            print_diagnostic("serve", f"warning: {users_file} is readable by group or others "
+                                      f"(it holds password hashes: chmod 600 {users_file})")
         if insecure_plaintext_auth and config.users:
             print_diagnostic("serve", "warning: logins accepted without TLS: passwords cross the network "
                                       "in the clear")
@@ -130,7 +133,7 @@ def serve_command(root, smtp, pop3, http, listen_publicly, domains, users_file, 
                 relay_thread.join()
 
 
-def _check_usage(smtp, pop3, http, listen_publicly, domains, users_file, tls_cert, tls_key, relay) -> None:
+def _check_usage(smtp, pop3, http, listen_publicly, users_file, tls_cert, tls_key, relay) -> None:
     if http:
         raise UsageError("--http: the web interface is issue 14, not built yet")
     if smtp is None and pop3 is None:
@@ -141,8 +144,6 @@ def _check_usage(smtp, pop3, http, listen_publicly, domains, users_file, tls_cer
                              "to accept connections from other machines")
     if bool(tls_cert) != bool(tls_key):
         raise UsageError("--tls-cert and --tls-key go together: give both or neither")
-    if domains and not users_file:
-        raise UsageError("--domain needs --users FILE: the users are the domain's mailboxes")
     if relay and not users_file:
         raise UsageError("--relay needs --users FILE: only a logged-in client may relay (never an open relay)")
 

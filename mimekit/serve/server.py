@@ -8,22 +8,23 @@ its key, and the stop: on SIGTERM or SIGINT the listeners close, the sessions ar
 and awaited (a session whose delivery commit has started finishes it first: the commit is
 shielded in the session), and serve() returns.
 
-Addresses are loopback unless the caller decides otherwise: is_loopback() is what the
-command line checks before binding anywhere else (docs/conventions.md, Servers).
+Addresses are the caller's: the command line binds to loopback only unless told otherwise
+(mimekit.transport.urls.is_loopback; docs/conventions.md, Servers).
 """
 
 import asyncio
 import functools
+import os
 import signal
 import ssl
 from typing import Callable
 
-from mimekit.errors import ConfigError, IOFailure, UsageError
+from mimekit.errors import CantCreateError, ConfigError, IOFailure, UsageError
 from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import Mailboxes
 from mimekit.serve.pop3_session import handle_pop3
 from mimekit.serve.smtp_session import handle_smtp
-from mimekit.transport.urls import is_loopback
+from mimekit.stores.maildir import Maildir
 
 Address = tuple[str, int]
 BUSY_WRITE_TIMEOUT = 5.0   # a refused client that does not read its busy reply is not waited for
@@ -33,7 +34,7 @@ def busy_reply(protocol: str, hostname: str) -> bytes:
     """What a client past the connection limit hears before the connection closes: a
     temporary failure, so that it tries again later (RFC 5321 §3.8, RFC 2449 §8.1.2)."""
     if protocol == "smtp":
-        return f"421 4.7.0 {hostname} too many connections, try again later\r\n".encode("ascii")
+        return f"421 4.7.0 {hostname} too many connections, try again later\r\n".encode()
     return b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
 
 
@@ -123,6 +124,19 @@ class _Listeners:
             await asyncio.wait(sessions)
 
 
+def _prepare_root(config: ServeConfig) -> None:
+    """Make the store before the first client, so that a root that cannot be one is an error
+    at start (CantCreateError), not a 451 for every message. The catch-all Maildir is opened,
+    which also clears what a killed server left in tmp/."""
+    if config.catch_all:
+        Maildir(config.root)
+        return
+    try:
+        os.makedirs(config.root, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise CantCreateError(f"{config.root}: cannot create the mail directory: {exc.strerror or exc}") from None
+
+
 async def serve(config: ServeConfig, smtp: Address | None = ("127.0.0.1", 2525),
                 pop3: Address | None = ("127.0.0.1", 1110), *,
                 ready: Callable[[list[tuple[str, Address]]], None] | None = None,
@@ -133,6 +147,7 @@ async def serve(config: ServeConfig, smtp: Address | None = ("127.0.0.1", 2525),
     listener is bound, with the real port where 0 was asked; `log` gets one line per
     session, "smtp 127.0.0.1:41234: TEXT" (TEXT may hold what a client sent: the caller
     makes it printable). Binding fails as IOFailure naming the address."""
+    _prepare_root(config)
     mailboxes = Mailboxes(config)
     listeners = _Listeners(config, mailboxes, log)
     loop = asyncio.get_running_loop()
@@ -150,9 +165,9 @@ async def serve(config: ServeConfig, smtp: Address | None = ("127.0.0.1", 2525),
                 continue
             try:
                 server = await asyncio.start_server(functools.partial(listeners.connected, protocol), *address)
-            except OSError as exc:
+            except OSError as exc:   # asyncio's text repeats the address: the errno's says why
                 raise IOFailure(f"cannot listen on {format_address(address)} ({protocol}): "
-                                f"{exc.strerror or exc}") from None
+                                f"{os.strerror(exc.errno) if exc.errno else exc}") from None
             servers.append(server)
             bound += [(protocol, socket.getsockname()[:2]) for socket in server.sockets]
         if ready is not None:

@@ -79,8 +79,12 @@ class ServerSession:
             self.proto.receive_data(await self.receive())
 
     async def start_tls(self) -> None:
-        """Flush the go-ahead reply, then hand the connection to TLS (server side)."""
+        """Flush the go-ahead reply, then hand the connection to TLS (server side). Bytes the
+        stream reader already holds came in plain text after the command: were they kept, they
+        would be read as if sent over TLS (CVE-2011-0411), so the session ends instead."""
         await self.flush()
+        if self.reader._buffer:   # StreamReader has no public look at what it holds
+            raise SessionEnded("client sent data between the TLS command and the handshake")
         try:
             await self.writer.start_tls(self.config.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
         except (ConnectionError, ssl.SSLError, TimeoutError) as exc:

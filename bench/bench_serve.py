@@ -134,6 +134,11 @@ class ServerProcess:
         status = Path(f"/proc/{self.pid}/status").read_text()
         return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024
 
+    def cpu_seconds(self) -> float:
+        """User and system time the process (all its threads) has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> int:
         """SIGTERM, then its exit code (SIGKILL after a minute)."""
         self.process.send_signal(signal.SIGTERM)
@@ -445,11 +450,12 @@ def load_benchmark(args, workdir: Path) -> bool:
         try:
             result = run_load(server.port, args.messages, args.clients, args.per_session, args.workers,
                               args.lockstep, server.peak_rss_mib, checkpoints)
+            server_cpu = server.cpu_seconds()
         finally:
             code = server.stop()
         runs[name] = result
-        print(f"  {name}: {result.rate():.0f} msg/s, {result.seconds:.2f} s, client CPU {result.client_cpu:.2f} s, "
-              f"server exit {code}", flush=True)
+        print(f"  {name}: {result.rate():.0f} msg/s, {result.seconds:.2f} s, CPU: server {server_cpu:.2f} s, "
+              f"client {result.client_cpu:.2f} s; server exit {code}", flush=True)
         for error in result.errors[:5]:
             print(f"  {name}: client error: {error}")
         if name == "mimekit" and code != 0:

@@ -552,3 +552,11 @@ def test_the_script_does_what_it_says():
     assert contents == [b"Subject: split\r\n\r\n.dot\r\n.\r\r\n\n.x\r\n", b"\r\n.\r\n", b"yz"]
     assert ContentTooLarge(150) in events and Credentials("PLAIN", "u", PASSWORD) in events
     assert codes(got)[-6:] == ["250 2.1.0", "250 2.1.5", "354", "552 5.3.4", "250 2.0.0", "221 2.0.0"]
+
+
+def test_a_too_long_auth_response_ends_the_exchange():
+    """The 500 for an over-long line ends the AUTH exchange: a client that read it sends a
+    command next, which must be read as one, not as the SASL response still awaited."""
+    proto = greeted(auth=True, tls=True)
+    events, got = converse(proto, b"AUTH LOGIN\r\n" + b"A" * (MAX_COMMAND_LINE + 10) + b"\r\nNOOP\r\n")
+    assert events == [] and codes(got) == ["334", "500 5.5.2", "250 2.0.0"]

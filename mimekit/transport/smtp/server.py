@@ -308,6 +308,8 @@ class SMTPServerProtocol(BufferedProtocol):
                 return False
             # answered at once; the line is dropped (above) as it comes, never kept
             self._skipping_line = True
+            if self.state is State.AUTH:   # the 500 ends the exchange: the client's next line is a command
+                self.state = State.SESSION
             self._error(500, "5.5.2", "Line too long")
             return True
         line = bytes(self._buffer[:end])

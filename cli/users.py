@@ -15,7 +15,8 @@ from mimekit_cli.common import emit_json, json_option, print_diagnostic, reporti
 FILE_FORMAT = """\b
 The file: one user a line, NAME:$scrypt$ln=15,r=8,p=1$SALT$HASH (hashlib.scrypt, N = 2**ln,
 a 16-byte random salt; base64 without padding). NAME is a local part or an address,
-printable ASCII without ':' or white space, kept in lower case. Lines starting with # are
+printable ASCII without ':', '/' or white space, not starting with '.' (it names the
+mailbox directory), kept in lower case. Lines starting with # are
 comments. The file is rewritten atomically with mode 0600; one that group or others can
 read still works (it holds hashes only), with a warning."""
 

@@ -5,8 +5,9 @@ The format, one user a line:
 
     NAME:$scrypt$ln=15,r=8,p=1$SALT$HASH
 
-NAME is a local part or an address (printable ASCII without ":" or white space, kept in
-lower case). The hash says how it was made: hashlib.scrypt with N = 2**ln, r and p, a
+NAME is a local part or an address (printable ASCII without ":", "/" or white space, not
+starting with ".", kept in lower case): it names the user's mailbox directory under the
+root, so it can neither leave the root nor hide there. The hash says how it was made: hashlib.scrypt with N = 2**ln, r and p, a
 16-byte random SALT, a 32-byte HASH, both base64 without padding. The parameters live in
 each line, so new hashes can be made stronger later and old lines still verify. Empty
 lines and lines starting with "#" are ignored, and kept when the file is rewritten.
@@ -42,7 +43,7 @@ MAX_MEMORY = 2**30           # scrypt's 128 * N * r bytes: a hand-edited line ma
 MAX_P = 16
 MAX_NAME_LENGTH = 254        # the longest address RFC 5321 lets through a path
 
-_NAME = re.compile(r"[!-9;-~]{1,%d}" % MAX_NAME_LENGTH)   # printable ASCII but ":"; no space
+_NAME = re.compile(r"(?!\.)[!-.0-9;-~]{1,%d}" % MAX_NAME_LENGTH)   # printable ASCII but ":" and "/"; no space
 _HASH = re.compile(r"\$scrypt\$ln=(?P<ln>[0-9]{1,2}),r=(?P<r>[0-9]{1,3}),p=(?P<p>[0-9]{1,2})"
                    r"\$(?P<salt>[A-Za-z0-9+/]{11,})\$(?P<hash>[A-Za-z0-9+/]{22,})")
 
@@ -117,7 +118,7 @@ class Users:
         return cls(_parse(path, data), readable_by_others=bool(mode & (stat.S_IRGRP | stat.S_IROTH)))
 
     def __contains__(self, name: str) -> bool:
-        return name.lower() in self._hashes
+        return _key(name) in self._hashes
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -128,7 +129,7 @@ class Users:
     def verify(self, name: str, password: str) -> bool:
         """True when `password` is `name`'s (compared in constant time); an unknown name
         takes as long as a known one and is False."""
-        known = self._hashes.get(name.lower())
+        known = self._hashes.get(_key(name))
         matched = (known or self._dummy).matches(password)
         return matched and known is not None
 
@@ -136,8 +137,8 @@ class Users:
 def check_name(name: str) -> str:
     """`name` in the form the file keeps (lower case); UsageError when it cannot be one."""
     if not _NAME.fullmatch(name):
-        raise UsageError(f"{name!r}: a user name is printable ASCII without ':' or white space, "
-                         f"1 to {MAX_NAME_LENGTH} characters")
+        raise UsageError(f"{name!r}: a user name is printable ASCII without ':', '/' or white space, "
+                         f"not starting with '.' (it names a mailbox directory), 1 to {MAX_NAME_LENGTH} characters")
     return name.lower()
 
 
@@ -228,6 +229,12 @@ def _parse(path: str, data: bytes) -> dict[str, PasswordHash]:
             raise ConfigError(f"{path}:{number}: user {name.lower()!r} is listed twice")
         hashes[name.lower()] = password_hash
     return hashes
+
+
+def _key(name: str) -> str | None:
+    """The file's form of a name a client gave. Names are ASCII: a non-ASCII one is nobody,
+    even when str.lower() makes it ASCII (KELVIN SIGN lower-cases to "k")."""
+    return name.lower() if name.isascii() else None
 
 
 def _name_of(line: str) -> str | None:

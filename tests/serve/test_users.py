@@ -200,3 +200,24 @@ def test_an_empty_password_or_a_failed_command_adds_nobody(tmp_path):
     failed = mimekit("users", "add", str(users_file), "alice", "--password-command", "echo oops >&2; exit 2")
     assert failed.returncode == 78 and b"password command failed with exit status 2: oops" in failed.stderr
     assert not users_file.exists()
+
+
+@pytest.mark.parametrize("name", ["..", "../etc", "a/b", ".hidden"])
+def test_a_name_that_cannot_be_a_mailbox_directory_is_refused(tmp_path, name):
+    """A name is the directory of its mailbox under serve's root: one that could leave the
+    root or hide itself there would be a user who can never receive mail."""
+    added = mimekit("users", "add", str(tmp_path / "users"), name, "--password-command", "exit 3")
+    assert added.returncode == 64 and b"printable ASCII without ':'" in added.stderr
+    (tmp_path / "users").write_text(f"{name}:{PasswordHash.make('x', log2_n=4)}\n")
+    with pytest.raises(ConfigError, match="expected NAME:"):
+        Users.load(str(tmp_path / "users"))
+
+
+def test_a_name_that_only_lower_cases_to_a_user_is_not_that_user(tmp_path):
+    """str.lower() maps some non-ASCII letters to ASCII ones (KELVIN SIGN to k): names are
+    ASCII, so such a name is nobody, neither for a login nor as a recipient."""
+    users_file = tmp_path / "users"
+    add_user(str(users_file), "kelly", PASSWORD)
+    users = Users.load(str(users_file))
+    assert users.verify("KELLY", PASSWORD) and "KELLY" in users
+    assert not users.verify("\u212aelly", PASSWORD) and "\u212aelly" not in users

@@ -4,19 +4,26 @@ which must end it with exit 0, and look at what it delivered."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from servers import HOST
+
+from mimekit.serve.config import ServeConfig
+from mimekit.serve.mailboxes import Mailboxes
+from mimekit.stores.maildir import Maildir
 
 # Login users of the users file the `users_file` fixture (conftest.py) makes.
 USERS = {"alice": "alice-Serve-Secret-1", "bob": "bob-Serve-Secret-2"}
@@ -178,3 +185,59 @@ def start_serve(root: Path, log: Path, options: tuple[str, ...], env: dict) -> S
                         f"(exit status {process.returncode}):\n{log.read_text(errors='replace')}")
         time.sleep(0.02)
     return Served(process=process, root=root, log=log, smtp=int(listening.group(1)), pop3=int(listening.group(2)))
+
+
+@dataclass
+class Running:
+    port: int
+    root: Path
+    logs: list[str] = field(default_factory=list)
+
+    def delivered(self) -> list[Path]:
+        return sorted((self.root / "new").iterdir())
+
+    def log_after(self, count: int, timeout: float = 10) -> str:
+        """The count-th session log line, once that session has ended."""
+        deadline = time.monotonic() + timeout
+        while len(self.logs) < count:
+            assert time.monotonic() < deadline, f"no log line {count}: {self.logs}"
+            time.sleep(0.01)
+        return self.logs[count - 1]
+
+
+@contextmanager
+def serving_with(handler, root: Path, prepare_reader=None, **settings):
+    """A session handler (handle_smtp, handle_pop3) behind a listener on 127.0.0.1:0 in its own event loop thread;
+    `prepare_reader(reader)` may script a fault into the connection's StreamReader."""
+    config = ServeConfig(root=str(root), hostname="mx.serve.test", **settings)
+    Maildir(str(root))
+    mailboxes = Mailboxes(config)
+    loop = asyncio.new_event_loop()
+    running = Running(0, root)
+
+    async def connected(reader, writer):
+        if prepare_reader:
+            prepare_reader(reader)
+        try:
+            running.logs.append(await handler(config, mailboxes, reader, writer))
+        except asyncio.CancelledError:      # stopped at the end of the test, as the server stops
+            running.logs.append("cancelled")
+
+    server = loop.run_until_complete(asyncio.start_server(connected, HOST, 0))
+    running.port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    async def stop():
+        server.close()
+        sessions = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in sessions:
+            task.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
+        loop.stop()
+
+    try:
+        yield running
+    finally:
+        asyncio.run_coroutine_threadsafe(stop(), loop)
+        thread.join(10)
+        loop.close()

@@ -3,85 +3,27 @@ under asyncio.start_server in a thread, as the server runs it, and Python's smtp
 raw socket, for what smtplib will not send: BDAT, pipelining, a client vanishing mid-DATA)
 talks to it. What lands in the Maildir is checked byte for byte."""
 
-import asyncio
 import smtplib
 import socket
 import ssl
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections import Counter
+from functools import partial
 
 import pytest
-from served import assert_delivered_as_sent, received_with, sample_message
+from served import assert_delivered_as_sent, received_with, sample_message, serving_with
 
 from helpers import mounted_tmpfs
-from mimekit.serve.config import ServeConfig
-from mimekit.serve.mailboxes import Mailboxes
 from mimekit.serve.smtp_session import handle_smtp
 from mimekit.serve.users import PasswordHash, Users
-from mimekit.stores.maildir import Maildir
 
 HOST = "127.0.0.1"
 PASSWORD = "alice-Session-Secret"
 USERS = Users({"alice": PasswordHash.make(PASSWORD, log2_n=10)})
 
 
-@dataclass
-class Running:
-    port: int
-    root: Path
-    logs: list[str] = field(default_factory=list)
-
-    def delivered(self) -> list[Path]:
-        return sorted((self.root / "new").iterdir())
-
-    def log_after(self, count: int, timeout: float = 10) -> str:
-        """The count-th session log line, once that session has ended."""
-        deadline = time.monotonic() + timeout
-        while len(self.logs) < count:
-            assert time.monotonic() < deadline, f"no log line {count}: {self.logs}"
-            time.sleep(0.01)
-        return self.logs[count - 1]
-
-
-@contextmanager
-def serving(root: Path, prepare_reader=None, **settings):
-    """handle_smtp behind a listener on 127.0.0.1:0 in its own event loop thread;
-    `prepare_reader(reader)` may script a fault into the connection's StreamReader."""
-    config = ServeConfig(root=str(root), hostname="mx.serve.test", **settings)
-    Maildir(str(root))
-    mailboxes = Mailboxes(config)
-    loop = asyncio.new_event_loop()
-    running = Running(0, root)
-
-    async def connected(reader, writer):
-        if prepare_reader:
-            prepare_reader(reader)
-        try:
-            running.logs.append(await handle_smtp(config, mailboxes, reader, writer))
-        except asyncio.CancelledError:      # stopped at the end of the test, as the server stops
-            running.logs.append("cancelled")
-
-    server = loop.run_until_complete(asyncio.start_server(connected, HOST, 0))
-    running.port = server.sockets[0].getsockname()[1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    async def stop():
-        server.close()
-        sessions = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in sessions:
-            task.cancel()
-        await asyncio.gather(*sessions, return_exceptions=True)
-        loop.stop()
-
-    try:
-        yield running
-    finally:
-        asyncio.run_coroutine_threadsafe(stop(), loop)
-        thread.join(10)
-        loop.close()
+serving = partial(serving_with, handle_smtp)
 
 
 @pytest.fixture
@@ -327,3 +269,21 @@ def test_commands_that_reach_the_stream_reader_behind_starttls_end_the_session(t
     assert rest.startswith(b"220 2.0.0") and rest.splitlines()[-1].startswith(b"421 4.3.2")
     assert b"250 2.1.0" not in rest
     assert log.endswith("; client sent data between the TLS command and the handshake")
+
+
+def test_a_flood_of_pipelined_commands_is_answered_as_the_client_reads(tmp_path):
+    """1 MiB of pipelined HELP/NOOP (about 10 MB of replies): the protocol stops parsing
+    while replies wait to be written, and the session then writes them and parses on
+    without reading first, so the commands already read are answered even when the client
+    sends nothing more and waits for them."""
+    commands = b"HELP\r\nNOOP\r\n" * (1024 * 1024 // 12)
+    with serving(tmp_path / "mail") as running:
+        raw = RawClient(running.port)
+        sender = threading.Thread(target=raw.send, args=(b"EHLO raw.test\r\n" + commands + b"QUIT\r\n",))
+        sender.start()
+        codes = Counter(raw.reply()[:3] for _ in range(1 + commands.count(b"\n") + 1))
+        sender.join()
+        raw.close()
+        log = running.log_after(1)
+    assert codes == {b"250": 1 + commands.count(b"NOOP"), b"214": commands.count(b"HELP"), b"221": 1}
+    assert log.endswith("; quit")

@@ -70,12 +70,17 @@ class ServerSession:
             raise SessionEnded(f"connection lost: {exc}") from None
 
     async def next_event(self):
-        """The protocol's next event; replies it queued go out before waiting for more."""
+        """The protocol's next event; replies it queued go out before waiting for more. A
+        protocol that stops parsing while many replies are queued (pipelined commands) gets
+        them written and is asked again before anything more is read from the client, so
+        what the client sent is worked off at the pace the client reads its replies."""
         while True:
             event = self.proto.next_event()
             if event is not NEED_DATA:
                 return event
-            await self.flush()
+            if self.proto.bytes_to_send:
+                await self.flush()
+                continue
             self.proto.receive_data(await self.receive())
 
     async def start_tls(self) -> None:

@@ -12,7 +12,7 @@ from mimekit.transport.sansio import NEED_DATA
 from mimekit.transport.smtp.protocol import (Capabilities, DataReply, EhloReply, Greeting, MailReply,
                                              MessageReply, QuitReply, RcptReply, Reply, ReplyReader,
                                              SMTPProtocol, SMTPStateError)
-from mimekit.transport.smtp.server import (MAX_COMMAND_LINE, MAX_ERRORS, Bdat, ConnectionClosed, Content,
+from mimekit.transport.smtp.server import (MAX_COMMAND_LINE, MAX_ERRORS, MAX_QUEUED_REPLIES, Bdat, ConnectionClosed, Content,
                                            ContentEnd, ContentTooLarge, Credentials, DataStart, Decision, Ehlo,
                                            Mail, Quit, Rcpt, Reset, ServiceClosing, SMTPServerProtocol, StartTLS)
 from strategies import chunkings
@@ -154,6 +154,26 @@ def test_a_pipelined_session_is_answered_in_order():
     events, got = converse(proto, b"Subject: hi\r\n\r\n..leading dot\r\n.\r\nQUIT\r\n")
     assert events == [Content(b"Subject: hi\r\n\r\n.leading dot\r\n"), ContentEnd(True, 29), Quit()]
     assert [str(r) for r in got] == ["250 2.0.0 Ok: queued as Q1", f"221 2.0.0 {HOST} Bye"]
+
+
+def test_pipelined_commands_wait_while_their_replies_are_unwritten():
+    """One read of pipelined HELPs would queue twenty times its size in replies: past
+    MAX_QUEUED_REPLIES the protocol says NEED_DATA with replies to send, and goes on once
+    they are taken, so every command is answered and the outbox stays bounded."""
+    proto = greeted()
+    commands = b"HELP\r\nNOOP\r\n" * (1024 * 1024 // 12)
+    longest_batch = answered = 0
+    for start in range(0, len(commands), 256 * 1024):   # what ServerSession reads at once
+        proto.receive_data(commands[start:start + 256 * 1024])
+        while True:
+            assert proto.next_event() is NEED_DATA
+            if not proto.bytes_to_send:
+                break
+            batch = replies(proto)
+            longest_batch = max(longest_batch, sum(len(reply.to_bytes()) for reply in batch))
+            answered += len(batch)
+    assert answered == commands.count(b"\n")
+    assert MAX_QUEUED_REPLIES < longest_batch < MAX_QUEUED_REPLIES + 200
 
 
 def test_nothing_after_quit_is_read():

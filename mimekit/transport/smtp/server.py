@@ -14,7 +14,9 @@ credentials) hold the protocol until the session calls `accept()` or `refuse()`,
 pipelined commands are answered in order (RFC 2920).
 
 Memory is bounded whatever the client sends: a command line is at most MAX_COMMAND_LINE
-bytes, and the rest of a longer one is dropped as it arrives, never gathered; message
+bytes, and the rest of a longer one is dropped as it arrives, never gathered; past
+MAX_QUEUED_REPLIES of queued replies, next_event() returns NEED_DATA with bytes to send,
+and the driver writes them before asking again (and before reading more); message
 content (DATA through streams/dot_stuffing.py's DotUnstuffer, or BDAT chunks) leaves as
 Content events carrying what arrived, never as a whole message.
 
@@ -39,6 +41,7 @@ from mimekit.transport.smtp.protocol import Reply, SMTPStateError, check_argumen
 
 MAX_COMMAND_LINE = 4096   # octets, LF included: RFC 5321's 512 plus room for AUTH responses and extensions
 MAX_ERRORS = 10           # client errors before the server gives up on the session (421)
+MAX_QUEUED_REPLIES = 64 * 1024   # octets of replies queued before parsing waits for the driver to write them
 AUTH_MECHANISMS = ("PLAIN", "LOGIN")
 
 
@@ -285,6 +288,11 @@ class SMTPServerProtocol(BufferedProtocol):
             raise SMTPStateError(f"{type(self._awaiting).__name__} must be answered first")
         if self.state is State.CLOSED:
             self._buffer.clear()     # after QUIT or 421 nothing the client sends is read
+            return False
+        if len(self._outbox) > MAX_QUEUED_REPLIES and not self._eof:
+            # a read of pipelined HELPs would otherwise queue twenty times its size in replies:
+            # NEED_DATA with replies queued means "write them, then ask again" (at the end of
+            # the stream the buffer already holds all the client will send, so go on)
             return False
         if self._discard_left:
             dropped = min(self._discard_left, len(self._buffer))

@@ -3,86 +3,27 @@ under asyncio.start_server in a thread, as the server runs it, and Python's smtp
 raw socket, for what smtplib will not send: BDAT, pipelining, a client vanishing mid-DATA)
 talks to it. What lands in the Maildir is checked byte for byte."""
 
-import asyncio
 import smtplib
 import socket
 import ssl
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 
 import pytest
-from served import assert_delivered_as_sent, received_with, sample_message
+from served import assert_delivered_as_sent, received_with, sample_message, serving_with
 
 from helpers import mounted_tmpfs
-from mimekit.serve.config import ServeConfig
-from mimekit.serve.mailboxes import Mailboxes
 from mimekit.serve.smtp_session import handle_smtp
 from mimekit.serve.users import PasswordHash, Users
-from mimekit.stores.maildir import Maildir
 
 HOST = "127.0.0.1"
 PASSWORD = "alice-Session-Secret"
 USERS = Users({"alice": PasswordHash.make(PASSWORD, log2_n=10)})
 
 
-@dataclass
-class Running:
-    port: int
-    root: Path
-    logs: list[str] = field(default_factory=list)
-
-    def delivered(self) -> list[Path]:
-        return sorted((self.root / "new").iterdir())
-
-    def log_after(self, count: int, timeout: float = 10) -> str:
-        """The count-th session log line, once that session has ended."""
-        deadline = time.monotonic() + timeout
-        while len(self.logs) < count:
-            assert time.monotonic() < deadline, f"no log line {count}: {self.logs}"
-            time.sleep(0.01)
-        return self.logs[count - 1]
-
-
-@contextmanager
-def serving(root: Path, prepare_reader=None, **settings):
-    """handle_smtp behind a listener on 127.0.0.1:0 in its own event loop thread;
-    `prepare_reader(reader)` may script a fault into the connection's StreamReader."""
-    config = ServeConfig(root=str(root), hostname="mx.serve.test", **settings)
-    Maildir(str(root))
-    mailboxes = Mailboxes(config)
-    loop = asyncio.new_event_loop()
-    running = Running(0, root)
-
-    async def connected(reader, writer):
-        if prepare_reader:
-            prepare_reader(reader)
-        try:
-            running.logs.append(await handle_smtp(config, mailboxes, reader, writer))
-        except asyncio.CancelledError:      # stopped at the end of the test, as the server stops
-            running.logs.append("cancelled")
-
-    server = loop.run_until_complete(asyncio.start_server(connected, HOST, 0))
-    running.port = server.sockets[0].getsockname()[1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    async def stop():
-        server.close()
-        sessions = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in sessions:
-            task.cancel()
-        await asyncio.gather(*sessions, return_exceptions=True)
-        loop.stop()
-
-    try:
-        yield running
-    finally:
-        asyncio.run_coroutine_threadsafe(stop(), loop)
-        thread.join(10)
-        loop.close()
+serving = partial(serving_with, handle_smtp)
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from mimekit.serve.session import ServerSession, SessionEnded
 from mimekit.serve.smtp_session import FAILED_LOGIN_DELAY
 from mimekit.stores.maildir import Maildir
 from mimekit.streams.line_endings import CRLFNormaliser
-from mimekit.transport.pop3.server import (Closing, ConnectionClosed, Flush, Login, POP3ServerProtocol, Quit,
-                                           Retrieve, StartTLS)
+from mimekit.transport.pop3.server import (Closing, ConnectionClosed, Login, POP3ServerProtocol, Quit, Retrieve,
+                                           StartTLS)
 
 READ_CHUNK = 64 * 1024
 SIZE_CHUNK = 1024 * 1024       # counting sizes at login: larger reads, nothing is kept
@@ -125,8 +125,6 @@ class _POP3Session:
                 await self.session.start_tls()
             case Retrieve():
                 await self._retrieve(event)
-            case Flush():
-                await self.session.flush()
 
     async def _login(self, login: Login) -> None:
         proto = self.proto

@@ -9,7 +9,9 @@ answered here; the protocol emits an event only for what needs the outside world
 login to check (Login), TLS to start (StartTLS), a message to stream (Retrieve), the
 deletions to apply (Quit), the end of the session (Closing, ConnectionClosed). Each
 event is answered through one of the protocol's methods before the next is asked for,
-so pipelined commands are answered in order.
+so pipelined commands are answered in order; past OUTPUT_HIGH_WATER bytes of queued
+replies the protocol parses no further (NEED_DATA with bytes to send) until they are
+written, so a pipeline of cheap commands cannot pile up replies in memory.
 
 Messages are stored with LF and sent with CRLF: `message_data()` normalises, cuts TOP's
 lines and dot-stuffs chunk by chunk, so a message of any size streams in bounded memory.
@@ -30,16 +32,16 @@ from enum import Enum
 from mimekit.limits import parse_decimal
 from mimekit.streams.dot_stuffing import DotStuffer
 from mimekit.streams.line_endings import CRLFNormaliser
-from mimekit.transport.sansio import BufferedProtocol
+from mimekit.transport.sansio import NEED_DATA, BufferedProtocol
 
 __all__ = ["POP3ServerProtocol", "State", "Login", "StartTLS", "Retrieve", "Quit", "Closing",
-           "Flush", "ConnectionClosed", "unique_id"]
+           "ConnectionClosed", "unique_id"]
 
 # RFC 2449 §4 limits a command to 255 octets; an AUTH response may be longer (RFC 5034 §4).
 MAX_COMMAND_LINE = 4096
 MAX_ERRORS = 10                  # refused commands before the session is ended
 MAX_LOGIN_FAILURES = 3
-OUTPUT_HIGH_WATER = 256 * 1024   # replies queued before pipelined commands wait for a flush
+OUTPUT_HIGH_WATER = 64 * 1024    # replies queued before pipelined commands wait for them to be written
 
 
 class State(Enum):
@@ -84,11 +86,6 @@ class Closing:
     """The protocol has said goodbye (QUIT before login, too many errors or failed logins,
     commands pipelined behind STLS): flush and close."""
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Flush:
-    """Many replies are queued and more pipelined commands wait: write before going on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,8 +271,7 @@ class POP3ServerProtocol(BufferedProtocol):
             self._discarding = False
             return True
         if self.bytes_to_send >= OUTPUT_HIGH_WATER:
-            self._events.append(Flush())
-            return True
+            return False
         line = bytes(self._buffer[:end]).removesuffix(b"\r")
         del self._buffer[:end + 1]
         if len(line) > MAX_COMMAND_LINE:
@@ -288,6 +284,8 @@ class POP3ServerProtocol(BufferedProtocol):
         return True
 
     def _end_of_stream(self):
+        if self.bytes_to_send >= OUTPUT_HIGH_WATER and self.state is not State.CLOSED:
+            return NEED_DATA       # commands sent before the client closed still wait for their turn
         self.state = State.CLOSED
         return ConnectionClosed()
 

@@ -9,10 +9,11 @@ relayed through the queue when a relay is configured and the client logged in, e
 
 Delivery (`Mailboxes.begin`): the Received field (RFC 5321 §4.4) and then the data are
 written into ONE file in the tmp/ of the first recipient's Maildir (Maildir.begin: the one
-tmp-write-fsync-rename path of the stores); the commit renames it into that Maildir's new/,
-hard-links it into every other recipient's new/, fsyncs each directory, spools the relay
-copy, and only then returns, so that the 250 reply comes after the message is on disk. A
-failure before the rename leaves nothing in any new/.
+tmp-write-fsync-rename path of the stores); the commit hard-links that tmp file into every
+other recipient's tmp/ (from tmp/, which a POP3 session cannot touch: the first recipient's
+new/ copy may be retrieved and deleted the moment it appears), renames each into its new/,
+fsyncs each directory, spools the relay copy, and only then returns, so that the 250 reply
+comes after the message is on disk. A failure leaves nothing in any new/.
 
 POP3 (`maildrop`, `lock_maildrop`): what a user reads, and an flock that keeps a second
 session (of this process or another) out of it while the first may delete.
@@ -309,8 +310,7 @@ class Delivery:
         DeliveryError. Returns only when all of it is on disk."""
         try:
             if self._local:
-                first = self._file.commit()
-                self.paths = [first] + [maildir.add_link(first) for maildir in self._other_maildirs]
+                self.paths = self._file.commit_with_copies(self._other_maildirs)
             else:
                 self._file.finish()
             if self._relayed:

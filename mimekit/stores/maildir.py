@@ -84,10 +84,12 @@ class Maildir:
         return (f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}"
                 f"Q{next(self._counter)}R{os.urandom(4).hex()}.{host_name()}")
 
-    def begin(self, flags: str = "") -> "MaildirDelivery":
+    def begin(self, flags: str = "", normalise: bool = True) -> "MaildirDelivery":
         """Start delivering a message whose bytes come piece by piece (an SMTP server's DATA):
-        write() them, then commit() or abort(). Nothing is visible before the commit."""
-        return MaildirDelivery(self, normalised_flags(flags))
+        write() them, then commit() or abort(). Nothing is visible before the commit.
+        `normalise=False` stores the bytes as given: they are a stored message already
+        (normalising twice would turn CR CR LF into LF)."""
+        return MaildirDelivery(self, normalised_flags(flags), normalise)
 
     def add(self, chunks: Iterable[bytes], flags: str = "") -> str:
         """Deliver a message atomically and durably; return its final path.
@@ -102,28 +104,6 @@ class Maildir:
             return delivery.commit()
         finally:
             delivery.abort()
-
-    def add_link(self, path: str) -> str:
-        """Deliver the stored message file at `path` (already fsync'd: another Maildir's
-        delivered message) once more, as a hard link into new/ under a new unique name, and
-        fsync new/; return the new path. One copy on disk serves several recipients, and each
-        can remove or flag its own without touching the others'. On another file system
-        (a Maildir that is a mount point) the message is copied instead."""
-        name = self._unique_name()
-        new_path = os.path.join(self.path, "new", name)
-        try:
-            os.link(path, new_path)
-            _fsync_directory(os.path.join(self.path, "new"))
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise IOFailure(f"{new_path}: {exc.strerror or exc}") from exc
-            try:
-                with open(path, "rb") as stored:
-                    return self.add(read_chunks(stored))
-            except OSError as exc:
-                raise IOFailure(f"{path}: {exc.strerror or exc}") from exc
-        self._index[name] = new_path
-        return new_path
 
     def _scan(self) -> list[tuple[tuple, str, str]]:
         found = []
@@ -193,9 +173,10 @@ class MaildirDelivery:
     bytes arrive, then committed (fsync, rename into new/ or cur/, fsync of that directory)
     or aborted (the tmp file removed). The only path by which mimekit writes a Maildir
     message. A failed write or commit removes the tmp file itself; abort() is then a no-op,
-    and so is an abort() after a commit."""
+    and so is an abort() after a commit. With `link_to` (commit_with_copies), the tmp file
+    is a second name of another delivery's fsync'd tmp file, and nothing is written."""
 
-    def __init__(self, maildir: Maildir, flags: str):
+    def __init__(self, maildir: Maildir, flags: str, normalise: bool = True, link_to: str | None = None):
         self.maildir = maildir
         self.name = maildir._unique_name()
         self.tmp_path = os.path.join(maildir.path, "tmp", self.name)
@@ -205,12 +186,16 @@ class MaildirDelivery:
             self._final_dir, final_name = "new", self.name
         self.path = os.path.join(maildir.path, self._final_dir, final_name)   # where commit() puts it
         self.committed = False
-        self._normaliser = LFNormaliser()
+        self._normaliser = LFNormaliser() if normalise else None
+        self._file: BinaryIO | None = None
         try:
+            if link_to is not None:        # another Maildir's delivery, written and fsync'd
+                os.link(link_to, self.tmp_path)
+                return
             fd = os.open(self.tmp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise CantCreateError(f"{self.tmp_path}: {exc.strerror or exc}") from exc
-        self._file: BinaryIO | None = open(fd, "w+b", buffering=CHUNK_SIZE)
+        self._file = open(fd, "w+b", buffering=CHUNK_SIZE)
 
     @property
     def file(self) -> BinaryIO:
@@ -223,29 +208,80 @@ class MaildirDelivery:
     def write(self, data: bytes) -> None:
         """Append `data` (any line endings; stored with LF). IOFailure removes the tmp file."""
         with self._failing_aborts():
-            self.file.write(self._normaliser.feed(data))
+            self.file.write(self._normaliser.feed(data) if self._normaliser else data)
 
     def finish(self) -> None:
         """No more data: write out what line-ending normalisation held back, so that reads
         through `file` see the whole message (commit() does this itself)."""
         with self._failing_aborts():
-            self.file.write(self._normaliser.flush())
+            if self._normaliser:
+                self.file.write(self._normaliser.flush())
             self.file.flush()
+
+    def _sync(self) -> None:
+        self.finish()
+        with self._failing_aborts():
+            os.fsync(self.file.fileno())
 
     def commit(self) -> str:
         """Make the message durable and visible; return its path. The file stays open (see
         `file`) until close() or abort()."""
-        self.finish()
-        with self._failing_aborts():
-            os.fsync(self.file.fileno())
-            os.rename(self.tmp_path, self.path)
-        self.committed = True
+        return self.commit_with_copies([])[0]
+
+    def commit_with_copies(self, maildirs: list[Maildir]) -> list[str]:
+        """commit(), and the same message into the new/ of each of `maildirs` under a unique
+        name of its own (other recipients: each may remove or flag its copy alone); return
+        the paths, this one first. Every copy is made in its Maildir's tmp/ from this tmp
+        file, which no reader can move or remove, before any is renamed into place: a
+        failure leaves no copy visible (a crash between the renames may leave some). A copy
+        is a hard link, one file on disk for all; on another file system, a copy of the
+        stored bytes."""
+        self._sync()
+        copies: list[MaildirDelivery] = []
         try:
-            _fsync_directory(os.path.join(self.maildir.path, self._final_dir))
+            copies += [self._copy_into(maildir) for maildir in maildirs]
+        except BaseException:
+            for copy in [*copies, self]:
+                copy.abort()
+            raise
+        deliveries = [self, *copies]
+        renamed: list[MaildirDelivery] = []
+        try:
+            for delivery in deliveries:
+                os.rename(delivery.tmp_path, delivery.path)
+                renamed.append(delivery)
+        except OSError as exc:
+            for delivery in renamed:       # taken back: the sender is told to try again
+                _remove_quietly(delivery.path)
+            for delivery in deliveries:
+                delivery.abort()
+            raise IOFailure(f"{exc.filename}: {exc.strerror or exc}") from exc
+        for delivery in deliveries:
+            delivery.committed = True
+            delivery.maildir._index[delivery.name] = delivery.path
+        for copy in copies:
+            copy.close()
+        try:
+            for directory in dict.fromkeys(os.path.dirname(delivery.path) for delivery in deliveries):
+                _fsync_directory(directory)
         except OSError as exc:
             raise IOFailure(f"{self.path}: {exc.strerror or exc}") from exc
-        self.maildir._index[self.name] = self.path
-        return self.path
+        return [delivery.path for delivery in deliveries]
+
+    def _copy_into(self, maildir: Maildir) -> "MaildirDelivery":
+        """This fsync'd message, uncommitted, in `maildir`'s tmp/ (see commit_with_copies)."""
+        try:
+            return MaildirDelivery(maildir, "", link_to=self.tmp_path)
+        except CantCreateError as exc:
+            if getattr(exc.__cause__, "errno", None) != errno.EXDEV:
+                raise
+        copy = maildir.begin(normalise=False)
+        with copy._failing_aborts():
+            self.file.seek(0)
+            for data in read_chunks(self.file):
+                copy.write(data)
+        copy._sync()
+        return copy
 
     def abort(self) -> None:
         """Remove the tmp file (not a committed message), and close the file."""
@@ -256,10 +292,7 @@ class MaildirDelivery:
             except OSError:
                 pass   # the buffered rest could not be written (a full disk): it is discarded anyway
         if not self.committed:
-            try:
-                os.unlink(self.tmp_path)
-            except OSError:
-                pass   # already removed, or tmp/ is gone: nothing of it is visible anyway
+            _remove_quietly(self.tmp_path)   # already removed, or tmp/ is gone: nothing of it is visible anyway
 
     close = abort
 
@@ -272,6 +305,13 @@ class MaildirDelivery:
             if isinstance(exc, OSError):
                 raise IOFailure(f"{self.tmp_path}: {exc.strerror or exc}") from exc
             raise
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _flags_of(path: str) -> str:

@@ -187,6 +187,27 @@ def test_several_local_recipients_share_one_file_under_distinct_names(tmp_path):
     assert paths[0].read_bytes().endswith(stored(MESSAGE)) and paths[2].exists()
 
 
+def test_a_copy_taken_by_pop3_at_once_does_not_cost_the_other_recipients_theirs(tmp_path, monkeypatch):
+    """A POP3 session may RETR and DELE the first recipient's copy the moment it appears in
+    new/: the other recipients' copies are made from the tmp/ file, which no reader moves."""
+    mailboxes = Mailboxes(domains_config(tmp_path))
+    rename = os.rename
+
+    def rename_then_pop3_takes_alices(source, target):
+        rename(source, target)
+        if os.path.dirname(target) == str(tmp_path / "alice" / "new"):
+            os.unlink(target)
+
+    monkeypatch.setattr(os, "rename", rename_then_pop3_takes_alices)
+    deliver(mailboxes, ["alice@example.test", "bob@example.test", "carol@example.test"])
+    monkeypatch.undo()
+    for user in ("bob", "carol"):
+        [path] = files(tmp_path / user / "new")
+        assert path.read_bytes().endswith(stored(MESSAGE))
+        assert not files(tmp_path / user / "tmp")
+    assert not files(tmp_path / "alice" / "new") and not files(tmp_path / "alice" / "tmp")
+
+
 def test_abort_leaves_nothing_and_may_be_repeated(tmp_path):
     mailboxes = Mailboxes(domains_config(tmp_path))
     delivery = mailboxes.begin("", [mailboxes.route("alice@example.test")], TRACE)

@@ -1,8 +1,8 @@
 """Maildir.begin: the incremental delivery that add() and the SMTP server share (issue 13).
 
 One write path: bytes in any pieces and line endings, stored with LF, invisible until the
-commit, gone after an abort or a failure; add_link gives one stored file a second name in
-another Maildir."""
+commit, gone after an abort or a failure; commit_with_copies gives the same file a name of
+its own in other Maildirs."""
 
 import os
 from pathlib import Path
@@ -12,7 +12,7 @@ from helpers import mounted_tmpfs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mimekit.errors import IOFailure
+from mimekit.errors import CantCreateError, IOFailure
 from mimekit.stores import Maildir
 from mimekit.stores.common import as_stored
 
@@ -82,15 +82,29 @@ def test_a_failed_commit_removes_the_tmp_file(tmp_path):
     delivery.abort()
 
 
-def test_add_link_delivers_the_same_file_again_under_a_new_name(tmp_path):
-    first, second = Maildir(str(tmp_path / "one")), Maildir(str(tmp_path / "two"))
-    path = first.add([MESSAGE])
-    linked = second.add_link(path)
+def test_commit_with_copies_delivers_the_same_file_under_a_name_in_each_maildir(tmp_path):
+    first, second, third = (Maildir(str(tmp_path / name)) for name in ("one", "two", "three"))
+    delivery = first.begin()
+    delivery.write(MESSAGE)
+    paths = delivery.commit_with_copies([second, third])
+    delivery.close()
+    assert [os.path.dirname(path) for path in paths] == [str(tmp_path / name / "new") for name in ("one", "two", "three")]
+    assert len({os.path.basename(path) for path in paths}) == 3 and os.stat(paths[0]).st_nlink == 3
+    assert all(names(tmp_path / name / "tmp") == [] for name in ("one", "two", "three"))
     [key] = second.keys()
-    assert os.path.dirname(linked) == str(tmp_path / "two" / "new") and key != first.keys()[0]
-    assert os.path.samefile(path, linked)
     second.remove(key)
-    assert Path(path).read_bytes() == b"".join(as_stored([MESSAGE]))
+    assert Path(paths[0]).read_bytes() == Path(paths[2]).read_bytes() == b"".join(as_stored([MESSAGE]))
+
+
+def test_a_copy_that_cannot_be_made_leaves_no_copy_anywhere(tmp_path):
+    first, second = Maildir(str(tmp_path / "one")), Maildir(str(tmp_path / "two"))
+    os.rmdir(tmp_path / "two" / "tmp")               # what an administrator's mistake does
+    delivery = first.begin()
+    delivery.write(MESSAGE)
+    with pytest.raises(CantCreateError):
+        delivery.commit_with_copies([second])
+    assert [names(tmp_path / "one" / sub) for sub in ("tmp", "new")] == [[], []]
+    assert names(tmp_path / "two" / "new") == []
 
 
 def test_a_maildir_created_now_is_complete_and_one_that_exists_is_left_alone(tmp_path):
@@ -101,10 +115,16 @@ def test_a_maildir_created_now_is_complete_and_one_that_exists_is_left_alone(tmp
     assert names(tmp_path / "a" / "b") == ["cur", "new", "tmp"]
 
 
-def test_add_link_copies_into_a_maildir_on_another_file_system(tmp_path):
+def test_a_copy_on_another_file_system_has_the_stored_bytes_as_they_are(tmp_path):
+    """The copy is of the stored bytes: normalised once more, CR CR LF (stored CR LF)
+    would become LF."""
+    message = b"Subject: cr cr lf\r\n\r\nend\r\r\n"
     with mounted_tmpfs(tmp_path / "other-disk", "1m") as mount_point:
         here, there = Maildir(str(tmp_path / "here")), Maildir(str(mount_point / "there"))
-        path = here.add([MESSAGE])
-        copied = there.add_link(path)
+        delivery = here.begin()
+        delivery.write(message)
+        path, copied = delivery.commit_with_copies([there])
+        delivery.close()
         assert os.stat(copied).st_dev != os.stat(path).st_dev
-        assert Path(copied).read_bytes() == Path(path).read_bytes() and names(mount_point / "there" / "tmp") == []
+        assert Path(copied).read_bytes() == Path(path).read_bytes() == b"Subject: cr cr lf\n\nend\r\n"
+        assert names(mount_point / "there" / "tmp") == []

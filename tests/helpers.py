@@ -4,6 +4,7 @@ properties every written message must have."""
 import email
 import email.policy
 import io
+import os
 import re
 import resource
 import signal
@@ -201,6 +202,19 @@ def mounted_tmpfs(mount_point, size: str):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fsynced_paths(monkeypatch) -> list[str]:
+    """The paths os.fsync is called on from now on (read back from /proc/self/fd): what a
+    test of durability checks, since a crash is not something a test can wait for."""
+    found, fsync = [], os.fsync
+
+    def recording_fsync(fd):
+        found.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return found
 
 
 def write_config(env: dict, text: str, mode: int = 0o600) -> Path:

@@ -24,7 +24,7 @@ from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import Mailboxes
 from mimekit.serve.pop3_session import handle_pop3
 from mimekit.serve.smtp_session import handle_smtp
-from mimekit.stores.maildir import Maildir
+from mimekit.stores.maildir import Maildir, make_directories
 
 Address = tuple[str, int]
 BUSY_WRITE_TIMEOUT = 5.0   # a refused client that does not read its busy reply is not waited for
@@ -132,7 +132,7 @@ def _prepare_root(config: ServeConfig) -> None:
         Maildir(config.root)
         return
     try:
-        os.makedirs(config.root, mode=0o700, exist_ok=True)
+        make_directories(config.root)    # fsync'd into its parent, as a Maildir made now is
     except OSError as exc:
         raise CantCreateError(f"{config.root}: cannot create the mail directory: {exc.strerror or exc}") from None
 

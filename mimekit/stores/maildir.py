@@ -34,6 +34,21 @@ def _fsync_directory(path: str) -> None:
         os.close(fd)
 
 
+def make_directories(*paths: str) -> None:
+    """Create what is missing of each path (mode 0700), then fsync the parent of every
+    directory created, once each: mail committed under a directory made now must not
+    vanish with it in a crash. OSError when a path cannot be a directory."""
+    parents: dict[str, None] = {}
+    for path in paths:
+        missing, existing = [], os.path.abspath(path)
+        while not os.path.isdir(existing):
+            missing.append(existing)
+            existing = os.path.dirname(existing)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        parents.update((os.path.dirname(directory), None) for directory in reversed(missing))
+    for parent in parents:
+        _fsync_directory(parent)
+
 
 # Our unique names: "<seconds>.M<microseconds>P<pid>Q<counter>R<random>.<host>".
 _OUR_UNIQUE_NAME = re.compile(r"[0-9]+\.M[0-9]+P([0-9]{1,10})Q[0-9]+R[0-9a-f]+\.(.+)")
@@ -51,11 +66,7 @@ class Maildir:
         subdirs = [os.path.join(path, sub) for sub in ("tmp", "new", "cur")]
         if create:
             try:
-                if not all(os.path.isdir(sub) for sub in subdirs):
-                    for sub in subdirs:
-                        os.makedirs(sub, mode=0o700, exist_ok=True)
-                    _fsync_directory(path)        # a message delivered into a new Maildir
-                    _fsync_directory(os.path.dirname(os.path.abspath(path)))   # outlives a crash
+                make_directories(*subdirs)
             except OSError as exc:
                 raise CantCreateError(f"{path}: cannot create Maildir: {exc.strerror or exc}") from exc
             self._remove_abandoned_tmp()

@@ -4,6 +4,7 @@ Maildirs and the relay queue, and the POP3 maildrop lock (issue 13).
 The full-disk case uses a real tmpfs (root only; elsewhere it skips), so ENOSPC comes from
 the kernel; the kill case SIGKILLs a real delivering process at random points."""
 
+import asyncio
 import email
 import email.policy
 import os
@@ -17,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from helpers import mounted_tmpfs, parse
+from helpers import fsynced_paths, mounted_tmpfs, parse
 
 from mimekit.headers.dates import parse_date
 from mimekit.headers.folding import unfold
@@ -26,6 +27,7 @@ from mimekit.read.events import HeaderField
 from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import (LOCK_NAME, DeliveryError, Mailboxes, Refusal, Route, Trace,
                                      received_field)
+from mimekit.serve.server import serve
 from mimekit.serve.users import Users, add_user
 from mimekit.stores import Maildir
 from mimekit.stores.sources import messages_of
@@ -347,6 +349,17 @@ def test_deliveries_killed_at_random_points_leave_whole_messages_or_none(tmp_pat
     for user in ("alice", "bob"):
         Maildir(str(root / user))
         assert not files(root / user / "tmp")
+
+
+def test_serve_makes_a_new_root_durable_before_the_first_client(tmp_path, monkeypatch):
+    """A root made at start is fsync'd into its parent, as a Maildir made now is: mail
+    acknowledged under it must not vanish with the directory in a crash."""
+    fsynced = fsynced_paths(monkeypatch)
+    stop = asyncio.Event()
+    stop.set()
+    asyncio.run(serve(domains_config(tmp_path / "mail" / "root"), smtp=("127.0.0.1", 0), pop3=None, stop=stop))
+    assert (tmp_path / "mail" / "root").is_dir()
+    assert sorted(fsynced) == [str(tmp_path), str(tmp_path / "mail")]
 
 
 # ---- the POP3 maildrop ---------------------------------------------------------------------

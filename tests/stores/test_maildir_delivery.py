@@ -8,12 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import mounted_tmpfs
+from helpers import fsynced_paths, mounted_tmpfs
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mimekit.errors import CantCreateError, IOFailure
 from mimekit.stores import Maildir
+from mimekit.stores.maildir import make_directories
 from mimekit.stores.common import as_stored
 
 MESSAGE = b"Subject: pieces\r\n\r\nline\r\nbare lf\nlone cr\rend\r\n"
@@ -113,6 +114,20 @@ def test_a_maildir_created_now_is_complete_and_one_that_exists_is_left_alone(tmp
     os.rmdir(tmp_path / "a" / "b" / "tmp")
     Maildir(str(tmp_path / "a" / "b"))             # an archive without tmp/ gets it back
     assert names(tmp_path / "a" / "b") == ["cur", "new", "tmp"]
+
+
+def test_directories_made_now_are_fsynced_into_their_parents(tmp_path, monkeypatch):
+    fsynced = fsynced_paths(monkeypatch)
+    make_directories(str(tmp_path / "a" / "b" / "c"), str(tmp_path / "a" / "d"))
+    assert sorted(fsynced) == sorted(str(path) for path in (tmp_path, tmp_path / "a", tmp_path / "a" / "b"))
+    fsynced.clear()
+    make_directories(str(tmp_path / "a" / "b" / "c"))
+    Maildir(str(tmp_path / "box"))
+    assert fsynced == [str(tmp_path), str(tmp_path / "box")]
+    (tmp_path / "file").write_bytes(b"")
+    for not_a_directory in (tmp_path / "file", tmp_path / "file" / "z"):
+        with pytest.raises(OSError):
+            make_directories(str(not_a_directory))
 
 
 def test_a_copy_on_another_file_system_has_the_stored_bytes_as_they_are(tmp_path):

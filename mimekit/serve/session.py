@@ -9,12 +9,29 @@ so a silent or slow client cannot hold a connection slot for ever.
 
 import asyncio
 import ssl
+import weakref
 
 from mimekit.serve.config import ServeConfig
+from mimekit.serve.users import Users
 from mimekit.transport.sansio import NEED_DATA
 
 READ_SIZE = 256 * 1024
 TLS_HANDSHAKE_TIMEOUT = 30.0
+CONCURRENT_LOGIN_CHECKS = 2   # scrypt runs: 32 MiB and a thread of the default pool each
+
+_login_checks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+
+async def verify_login(users: Users, name: str, password: str) -> bool:
+    """users.verify in a thread, at most CONCURRENT_LOGIN_CHECKS at a time over all the
+    sessions (SMTP AUTH and POP3 alike): a flood of logins waits here rather than filling the
+    default thread pool that delivery commits need, and holding 32 MiB a guess."""
+    loop = asyncio.get_running_loop()
+    checks = _login_checks.get(loop)
+    if checks is None:      # one per event loop: an asyncio.Semaphore belongs to the loop it first waits in
+        checks = _login_checks[loop] = asyncio.Semaphore(CONCURRENT_LOGIN_CHECKS)
+    async with checks:
+        return await asyncio.to_thread(users.verify, name, password)
 
 
 class SessionEnded(Exception):

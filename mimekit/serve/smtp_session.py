@@ -15,7 +15,7 @@ import time
 
 from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import Delivery, DeliveryError, Mailboxes, Refusal, Route, Trace
-from mimekit.serve.session import ServerSession, SessionEnded
+from mimekit.serve.session import ServerSession, SessionEnded, verify_login
 from mimekit.transport.smtp.server import (Bdat, ConnectionClosed, Content, ContentEnd, ContentTooLarge,
                                            Credentials, DataStart, Ehlo, Mail, Quit, Rcpt, Reset, ServiceClosing,
                                            SMTPServerProtocol, StartTLS)
@@ -97,13 +97,13 @@ class _SMTPSession:
                     self.routes.append(route)
                     proto.accept()
             case DataStart():
-                self._begin()
+                await self._begin()
                 if self.refusal is None:
                     proto.accept()
                 else:
                     self._refuse_message()
             case Bdat() if self.delivery is None and self.refusal is None:
-                self._begin()    # the first chunk of the message
+                await self._begin()    # the first chunk of the message
             case Content(data=data) if self.delivery is not None:
                 try:
                     self.delivery.write(data)
@@ -123,18 +123,26 @@ class _SMTPSession:
                 await self.session.start_tls()
                 proto.tls_started()
             case Credentials(user=user, password=password):
-                if await asyncio.to_thread(self.users.verify, user, password):
+                if await verify_login(self.users, user, password):
                     proto.accept()
                 else:
                     await asyncio.sleep(FAILED_LOGIN_DELAY)
                     proto.refuse(LOGIN_REFUSED.code, LOGIN_REFUSED.enhanced, LOGIN_REFUSED.text)
 
-    def _begin(self) -> None:
-        """Open the delivery: the Received field is written now, the content as it comes."""
-        try:
-            self.delivery = self.mailboxes.begin(self.sender, self.routes, self._trace())
-        except DeliveryError as exc:
-            self.refusal = exc.refusal
+    async def _begin(self) -> None:
+        """Open the delivery: the Received field is written now, the content as it comes.
+        In a thread: it creates the file (and the Maildirs new recipients need), with fsyncs
+        that would stall every other session on the event loop."""
+        begin, stopping = await _finished_in_thread(self.mailboxes.begin, self.sender, self.routes, self._trace())
+        error = begin.exception()
+        if error is None:
+            self.delivery = begin.result()    # aborted by run() when the server is stopping
+        elif isinstance(error, DeliveryError):
+            self.refusal = error.refusal
+        else:
+            raise error
+        if stopping:
+            raise asyncio.CancelledError
 
     def _trace(self) -> Trace:
         proto, tls = self.proto, self.session.tls
@@ -153,13 +161,7 @@ class _SMTPSession:
         """fsync and rename into new/, in a thread, then 250. A server stopping meanwhile
         waits for the commit (the cancellation is raised once it is done and answered)."""
         delivery, self.delivery = self.delivery, None
-        commit = asyncio.ensure_future(asyncio.to_thread(delivery.commit))
-        stopping = False
-        while not commit.done():
-            try:
-                await asyncio.wait({commit})
-            except asyncio.CancelledError:
-                stopping = True
+        commit, stopping = await _finished_in_thread(delivery.commit)
         error = commit.exception()
         if error is None:
             self.accepted += 1
@@ -187,3 +189,17 @@ class _SMTPSession:
             self.delivery.abort()
             self.delivery = None
         self.refusal = None
+
+
+async def _finished_in_thread(function, *args) -> tuple[asyncio.Future, bool]:
+    """function(*args) in a thread, awaited to its end even when the session is cancelled
+    meanwhile (the server stopping): what it did on disk is then known, to be answered or
+    undone. The finished future, and whether a cancellation came (the caller re-raises it)."""
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    stopping = False
+    while not work.done():
+        try:
+            await asyncio.wait({work})
+        except asyncio.CancelledError:
+            stopping = True
+    return work, stopping

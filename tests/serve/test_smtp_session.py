@@ -15,6 +15,7 @@ import pytest
 from served import assert_delivered_as_sent, received_with, sample_message, serving_with
 
 from helpers import mounted_tmpfs
+from mimekit.serve.mailboxes import Mailboxes
 from mimekit.serve.smtp_session import handle_smtp
 from mimekit.serve.users import PasswordHash, Users
 
@@ -287,3 +288,56 @@ def test_a_flood_of_pipelined_commands_is_answered_as_the_client_reads(tmp_path)
         log = running.log_after(1)
     assert codes == {b"250": 1 + commands.count(b"NOOP"), b"214": commands.count(b"HELP"), b"221": 1}
     assert log.endswith("; quit")
+
+
+def test_a_delivery_is_opened_off_the_event_loop(tmp_path, monkeypatch):
+    """Mailboxes.begin creates the file and new Maildirs, with fsyncs: on the event loop it
+    would stall every other session."""
+    threads = []
+    begin = Mailboxes.begin
+
+    def recording_begin(self, *args):
+        threads.append(threading.current_thread())
+        return begin(self, *args)
+
+    monkeypatch.setattr(Mailboxes, "begin", recording_begin)
+    with serving(tmp_path / "mail") as running, smtplib.SMTP(HOST, running.port) as client:
+        client.sendmail("a@client.test", ["b@serve.test"], sample_message("b@serve.test", "thread-1"))
+    assert [thread.name.startswith("asyncio_") for thread in threads] == [True]   # the default executor's
+
+
+class SlowUsers(Users):
+    """Users whose check takes a while and counts how many run at once."""
+
+    def __init__(self):
+        super().__init__({"alice": PasswordHash.make(PASSWORD, log2_n=10)})
+        self.lock, self.running, self.most = threading.Lock(), 0, 0
+
+    def verify(self, name: str, password: str) -> bool:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.2)
+        with self.lock:
+            self.running -= 1
+        return super().verify(name, password)
+
+
+def test_concurrent_logins_are_checked_two_at_a_time(tmp_path):
+    """Each check is an scrypt (32 MiB, a thread of the default pool that delivery commits
+    need too): a flood of AUTH waits for its turn instead."""
+    users = SlowUsers()
+    with serving(tmp_path / "mail", users=users, insecure_plaintext_auth=True) as running:
+        clients = [smtplib.SMTP(HOST, running.port) for _ in range(6)]
+        for client in clients:
+            client.ehlo("client.test")
+        answers = []
+        logins = [threading.Thread(target=lambda c=client: answers.append(c.login("alice", PASSWORD)[0]))
+                  for client in clients]
+        for thread in logins:
+            thread.start()
+        for thread in logins:
+            thread.join(30)
+        for client in clients:
+            client.quit()
+    assert answers == [235] * 6 and users.most == 2

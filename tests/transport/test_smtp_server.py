@@ -378,6 +378,17 @@ def test_a_refused_chunk_ends_the_transaction_and_the_pipelined_ones_are_dropped
     assert codes(got) == ["452 4.3.1", "503 5.5.1"]
 
 
+def test_chunks_pipelined_behind_a_refused_one_are_no_client_errors():
+    """RFC 3030 §4.2: a refused chunk ends the transaction, and the client has already sent
+    the next ones: each gets 503, but the session goes on (no 421 for too many errors)."""
+    proto = in_transaction()
+    refuse_chunks = lambda p, e: p.refuse(552, "5.3.4", "too big") if isinstance(e, ContentEnd) else p.accept()
+    chunks = b"BDAT 2\r\nab" * (MAX_ERRORS + 2) + b"BDAT 2 LAST\r\nyz"
+    events, got = converse(proto, chunks + b"MAIL FROM:<a@client.test>\r\n", decider=refuse_chunks)
+    assert codes(got) == ["552 5.3.4"] + ["503 5.5.1"] * (MAX_ERRORS + 2) + ["250 2.1.0"]
+    assert proto.errors == 0
+
+
 def test_bdat_past_the_size_limit():
     proto = in_transaction(max_size=5)
     events, got = converse(proto, b"BDAT 4\r\nabcdBDAT 4\r\nefghBDAT 1 LAST\r\niRSET\r\n")

@@ -479,7 +479,10 @@ class SMTPServerProtocol(BufferedProtocol):
             if in_transaction:
                 self._error(554, "5.5.1", "No valid recipients")
             else:
-                self._sequence(State.TRANSACTION)
+                # not counted as an error: these are mostly the chunks a client pipelined behind
+                # one that was refused (which ended the transaction), and a clean 552 must not
+                # become a 421 after ten of them
+                self._reply(503, "5.5.1", _SEQUENCE_ERROR[self.state])
             return
         self.state, self._chunk_left, self._chunk_last = State.BDAT, size, last
         self._events.append(Bdat(size, last))

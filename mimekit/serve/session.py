@@ -36,7 +36,12 @@ async def verify_login(users: Users, name: str, password: str) -> bool:
 
 class SessionEnded(Exception):
     """The session cannot go on: the client went away, broke TLS or took too long. The
-    text says which, for the session's log line."""
+    text says which, for the session's log line; `timed_out` tells a timeout (SMTP says
+    421 4.4.2 for it, RFC 3463's bad connection)."""
+
+    def __init__(self, text: str, timed_out: bool = False):
+        super().__init__(text)
+        self.timed_out = timed_out
 
 
 class ServerSession:
@@ -59,7 +64,7 @@ class ServerSession:
     def _timeout(self) -> float:
         left = self._deadline - self._loop.time()
         if left <= 0:
-            raise SessionEnded("session time limit reached")
+            raise SessionEnded("session time limit reached", timed_out=True)
         return min(self.config.idle_timeout, left)
 
     async def receive(self) -> bytes:
@@ -68,7 +73,7 @@ class ServerSession:
             async with asyncio.timeout(self._timeout()):
                 return await self.reader.read(READ_SIZE)
         except TimeoutError:
-            raise SessionEnded("timed out waiting for the client") from None
+            raise SessionEnded("timed out waiting for the client", timed_out=True) from None
         except (ConnectionError, ssl.SSLError) as exc:
             raise SessionEnded(f"connection lost: {exc}") from None
 
@@ -82,7 +87,7 @@ class ServerSession:
             async with asyncio.timeout(self._timeout()):
                 await self.writer.drain()
         except TimeoutError:
-            raise SessionEnded("timed out writing to the client") from None
+            raise SessionEnded("timed out writing to the client", timed_out=True) from None
         except (ConnectionError, ssl.SSLError) as exc:
             raise SessionEnded(f"connection lost: {exc}") from None
 

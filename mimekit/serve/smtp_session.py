@@ -67,7 +67,7 @@ class _SMTPSession:
                 await self._handle(event)
         except SessionEnded as exc:
             ending = str(exc)
-            self.proto.close_service(ending)
+            self.proto.close_service(ending, "4.4.2" if exc.timed_out else "4.3.2")
         finally:
             self._drop_message()
             await self.session.close()

@@ -341,3 +341,17 @@ def test_concurrent_logins_are_checked_two_at_a_time(tmp_path):
         for client in clients:
             client.quit()
     assert answers == [235] * 6 and users.most == 2
+
+
+def test_a_client_that_times_out_hears_421_4_4_2(tmp_path):
+    """RFC 3463: 4.4.2 is a bad connection, which a timeout is (4.3.2, the system not
+    accepting messages, is for a server shutting down)."""
+    with serving(tmp_path / "mail", idle_timeout=0.3) as running:
+        raw = RawClient(running.port)
+        raw.send(b"EHLO raw.test\r\n")
+        raw.reply()
+        rest = raw.rest()
+        raw.close()
+        log = running.log_after(1)
+    assert rest == b"421 4.4.2 mx.serve.test timed out waiting for the client; closing connection\r\n"
+    assert log.endswith("; timed out waiting for the client")

@@ -554,6 +554,9 @@ def test_close_service_says_421_and_reads_nothing_more():
     proto = greeted()
     proto.close_service("timeout")
     assert [str(r) for r in replies(proto)] == [f"421 4.3.2 {HOST} timeout; closing connection"]
+    proto = greeted()
+    proto.close_service("timed out", "4.4.2")
+    assert [str(r) for r in replies(proto)] == [f"421 4.4.2 {HOST} timed out; closing connection"]
     events, got = converse(proto, b"NOOP\r\n")
     assert events == [] and got == []
 

@@ -204,9 +204,10 @@ class SMTPServerProtocol(BufferedProtocol):
     def greet(self) -> None:
         self._reply(220, None, f"{self.hostname} ESMTP mimekit")
 
-    def close_service(self, reason: str) -> None:
-        """421 (RFC 5321 §3.8): the server is closing the connection (shutdown, a timeout)."""
-        self._reply(421, "4.3.2", f"{self.hostname} {reason}; closing connection")
+    def close_service(self, reason: str, enhanced: str = "4.3.2") -> None:
+        """421 (RFC 5321 §3.8): the server is closing the connection. RFC 3463: 4.3.2 (system
+        not accepting messages) for a shutdown, 4.4.2 (bad connection) for a timeout."""
+        self._reply(421, enhanced, f"{self.hostname} {reason}; closing connection")
         self.state = State.CLOSED
 
     def tls_started(self) -> None:

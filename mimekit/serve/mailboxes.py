@@ -79,15 +79,14 @@ class Route:
 @dataclass(frozen=True)
 class Trace:
     """What the Received field says about the session (RFC 5321 §4.4): the client's EHLO
-    name, its address, the protocol (RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA), the TLS
-    version and cipher (ServerSession.tls_description) and the login name. The login is
-    never written (with_protocol says a login happened); it is here for the log."""
+    name, its address, the protocol (RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA) and the
+    TLS version and cipher (ServerSession.tls_description). Never the login name: with_protocol
+    says a login happened, and the session's log line says who."""
 
     helo: str
     peer_ip: str
     with_protocol: str = "ESMTP"
     tls: str | None = None
-    authenticated: str | None = None
 
 
 class DeliveryError(TempFailure):

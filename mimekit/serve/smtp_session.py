@@ -149,8 +149,7 @@ class _SMTPSession:
         # RFC 3848 and RFC 6531 §4.3: SMTP, ESMTP or UTF8SMTP, then S for TLS, A for a login
         base = "UTF8SMTP" if self.smtputf8 else "ESMTP" if proto.extended or tls or proto.authenticated_user else "SMTP"
         with_protocol = base + ("S" if tls else "") + ("A" if proto.authenticated_user else "")
-        return Trace(proto.helo or "", self.session.peer_ip, with_protocol, self.session.tls_description,
-                     proto.authenticated_user)
+        return Trace(proto.helo or "", self.session.peer_ip, with_protocol, self.session.tls_description)
 
     def _fail(self, error: DeliveryError) -> None:
         """The delivery broke while content is still coming: read on, refuse at the end."""

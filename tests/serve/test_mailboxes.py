@@ -5,6 +5,7 @@ The full-disk case uses a real tmpfs (root only; elsewhere it skips), so ENOSPC 
 the kernel; the kill case SIGKILLs a real delivering process at random points."""
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import os
@@ -163,6 +164,12 @@ def test_hostile_helo_cannot_add_a_field_or_break_the_comment(tmp_path):
     assert match and match["peer"] == "[IPv6:2001:db8::1]" and match["for"] is None
     assert match["helo"].startswith("evil??Bcc:?victim?example.test??x?????y") and len(match["helo"]) == 255
     assert match["tls"] is None and match["proto"] == "ESMTP"
+
+
+def test_the_trace_holds_only_what_the_received_field_writes():
+    """No login name rides along to the stored message (RFC 4954 §4's AUTH= is for relays
+    and not a Received clause): with_protocol's A says a login happened, the log says who."""
+    assert [field.name for field in dataclasses.fields(Trace)] == ["helo", "peer_ip", "with_protocol", "tls"]
 
 
 def test_an_empty_helo_names_the_peer():

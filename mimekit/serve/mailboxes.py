@@ -23,6 +23,8 @@ import errno
 import fcntl
 import os
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -43,6 +45,8 @@ MAX_FILE_NAME = 255              # NAME_MAX: a users-file name that is an addres
 MAX_HELO = 255                   # RFC 5321 §4.5.3.1.2: the longest domain
 LOCK_NAME = ".mimekit-pop3.lock"  # a dot file in the Maildir's top: no Maildir reader lists it
 INCOMING = "incoming"            # in the queue directory: a Maildir whose tmp/ holds relay-only messages
+OPEN_MAILDIRS = 1000             # Maildirs kept open (their tmp/ swept once): with --domain and no users file, any
+                                 # local part is a mailbox, so the ones a sender makes up must not pile up here
 _HELO_CHARACTERS = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")   # a domain or an address literal
 _NO_STORAGE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -161,7 +165,8 @@ class Mailboxes:
 
     def __init__(self, config: ServeConfig):
         self.config = config
-        self._maildirs: dict[str, Maildir] = {}   # opened (and created) once per path
+        self._maildirs: OrderedDict[str, Maildir] = OrderedDict()   # the OPEN_MAILDIRS used last
+        self._maildirs_lock = threading.Lock()   # begin() runs in the sessions' threads
 
     # routing ------------------------------------------------------------------------------
 
@@ -226,9 +231,14 @@ class Mailboxes:
         return delivery
 
     def _maildir(self, path: str) -> Maildir:
-        maildir = self._maildirs.get(path)
+        with self._maildirs_lock:
+            maildir = self._maildirs.pop(path, None)
         if maildir is None or not os.path.isdir(os.path.join(path, "tmp")):   # removed by hand meanwhile
-            maildir = self._maildirs[path] = Maildir(path)
+            maildir = Maildir(path)
+        with self._maildirs_lock:
+            self._maildirs[path] = maildir
+            while len(self._maildirs) > OPEN_MAILDIRS:
+                self._maildirs.popitem(last=False)
         return maildir
 
     # POP3 ---------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from mimekit.headers.dates import parse_date
 from mimekit.headers.folding import unfold
 from mimekit.queue.store import QUEUE_SCHEMES, Queue
 from mimekit.read.events import HeaderField
+from mimekit.serve import mailboxes as mailboxes_module
 from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import (LOCK_NAME, DeliveryError, Mailboxes, Refusal, Route, Trace,
                                      received_field)
@@ -215,6 +216,17 @@ def test_a_copy_taken_by_pop3_at_once_does_not_cost_the_other_recipients_theirs(
         assert path.read_bytes().endswith(stored(MESSAGE))
         assert not files(tmp_path / user / "tmp")
     assert not files(tmp_path / "alice" / "new") and not files(tmp_path / "alice" / "tmp")
+
+
+def test_maildirs_made_up_by_senders_are_not_all_kept_open(tmp_path, monkeypatch):
+    """With domains and no users file every local part has a mailbox: the Maildirs a sender
+    makes up are created, but only the OPEN_MAILDIRS used last stay open."""
+    monkeypatch.setattr(mailboxes_module, "OPEN_MAILDIRS", 2)
+    mailboxes = Mailboxes(domains_config(tmp_path))
+    for user in ("u1", "u2", "u3", "u1", "u4"):
+        deliver(mailboxes, [f"{user}@example.test"])
+    assert list(mailboxes._maildirs) == [str(tmp_path / "u1"), str(tmp_path / "u4")]
+    assert [len(files(tmp_path / user / "new")) for user in ("u1", "u2", "u3", "u4")] == [2, 1, 1, 1]
 
 
 def test_abort_leaves_nothing_and_may_be_repeated(tmp_path):

@@ -89,6 +89,15 @@ def test_stls_then_login_is_allowed():
     assert run(proto, b"USER bob\r\nPASS pw\r\n")[0] == [Login("bob", "pw", "USER")]
 
 
+def test_stls_forgets_a_user_given_in_the_clear():
+    """RFC 2595 §4: what the client said before TLS is discarded; a USER sent in the clear
+    (a man in the middle may have written it) must not pair with a PASS sent over TLS."""
+    proto = fresh(tls_available=True, insecure_plaintext_auth=True)
+    assert reply(proto, b"USER mallory\r\n") == b"+OK send the password\r\n"
+    assert run(proto, b"STLS\r\n")[0] == [StartTLS()]
+    assert reply(proto, b"PASS secret\r\n") == b"-ERR give USER first\r\n"
+
+
 def test_stls_without_a_certificate_is_refused():
     assert reply(fresh(), b"STLS\r\n") == b"-ERR STLS is not offered: the server has no certificate\r\n"
 

@@ -380,6 +380,7 @@ class POP3ServerProtocol(BufferedProtocol):
             self._close("commands pipelined after STLS")
         else:
             self.secure = True
+            self._user_given = None     # RFC 2595 §4: nothing said in the clear carries over
             self._reply(True, "begin TLS negotiation")
             self._events.append(StartTLS())
 

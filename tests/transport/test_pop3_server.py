@@ -232,6 +232,22 @@ def test_a_long_line_arriving_whole_is_refused():
     assert events == [Closing("quit")] and out == b"-ERR line too long\r\n+OK mx.test POP3 server signing off\r\n"
 
 
+def test_a_long_line_inside_auth_ends_the_exchange():
+    """The -ERR ends AUTH for the client, so the server must not read its next command as
+    the SASL response."""
+    proto = fresh(insecure_plaintext_auth=True)
+    assert run(proto, b"AUTH PLAIN\r\n")[1] == b"+ \r\n"
+    assert reply(proto, b"x" * (MAX_COMMAND_LINE + 1) + b"\r\n") == b"-ERR line too long\r\n"
+    assert reply(proto, b"CAPA\r\n").startswith(b"+OK capability list follows\r\n")
+
+
+def test_a_long_line_arriving_in_pieces_inside_auth_ends_the_exchange():
+    proto = fresh(insecure_plaintext_auth=True)
+    run(proto, b"AUTH PLAIN\r\n")
+    assert reply(proto, b"x" * (MAX_COMMAND_LINE + 1)) == b"-ERR line too long\r\n"
+    assert reply(proto, b"xx\r\nCAPA\r\n").startswith(b"+OK capability list follows\r\n")
+
+
 # ----------------------------------------------------------- TRANSACTION
 
 def test_login_opens_the_maildrop():

@@ -264,7 +264,7 @@ class POP3ServerProtocol(BufferedProtocol):
             elif len(self._buffer) > MAX_COMMAND_LINE:
                 self._buffer.clear()
                 self._discarding = True
-                self._error("line too long")
+                self._line_too_long()
             return False
         if self._discarding:
             del self._buffer[:end + 1]
@@ -275,13 +275,18 @@ class POP3ServerProtocol(BufferedProtocol):
         line = bytes(self._buffer[:end]).removesuffix(b"\r")
         del self._buffer[:end + 1]
         if len(line) > MAX_COMMAND_LINE:
-            self._error("line too long")
+            self._line_too_long()
         elif self._sasl_pending:
             self._sasl_pending = False
             self._plain_response(line)
         else:
             self._command(line.decode("utf-8", "replace"))
         return True
+
+    def _line_too_long(self) -> None:
+        # The -ERR also ends an AUTH exchange: the client's next line is a command again.
+        self._sasl_pending = False
+        self._error("line too long")
 
     def _end_of_stream(self):
         if self.bytes_to_send >= OUTPUT_HIGH_WATER and self.state is not State.CLOSED:

@@ -17,7 +17,7 @@ import time
 from mimekit.errors import MimekitError, NoInputError
 from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import Mailboxes, MaildropLock
-from mimekit.serve.session import ServerSession, SessionEnded
+from mimekit.serve.session import ServerSession, SessionEnded, verify_login
 from mimekit.serve.smtp_session import FAILED_LOGIN_DELAY
 from mimekit.stores.maildir import Maildir
 from mimekit.streams.line_endings import CRLFNormaliser
@@ -128,7 +128,7 @@ class _POP3Session:
 
     async def _login(self, login: Login) -> None:
         proto = self.proto
-        if self.users is None or not await asyncio.to_thread(self.users.verify, login.user, login.password):
+        if self.users is None or not await verify_login(self.users, login.user, login.password):
             await asyncio.sleep(FAILED_LOGIN_DELAY)
             proto.login_failed()
             return

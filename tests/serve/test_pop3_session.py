@@ -7,6 +7,7 @@ import os
 import poplib
 import socket
 import ssl
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from served import place_message, run_mimekit, serving_with
 
 from mimekit.serve.pop3_session import handle_pop3, wire_size
+from mimekit.serve.session import CONCURRENT_LOGIN_CHECKS
 from mimekit.serve.users import PasswordHash, Users
 
 HOST = "127.0.0.1"
@@ -273,3 +275,42 @@ def test_mimekit_fetch_over_stls(root, tls_context, certificates, env, tmp_path)
         assert sorted(p.read_bytes() for p in fetched) == sorted([DOTTY, PLAIN])
         assert keys(root) == []
         assert running.log_after(1).startswith("user=alice tls=yes; 2 retrieved, 2 deleted, ")
+
+
+# ------------------------------------------------------------ server limits
+
+class CountingUsers(Users):
+    """USERS whose password checks take a while and count how many run at once."""
+
+    def __init__(self):
+        super().__init__(dict(USERS._hashes))
+        self.running = self.most = 0
+        self.guard = threading.Lock()
+
+    def verify(self, name: str, password: str) -> bool:
+        with self.guard:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.3)
+        with self.guard:
+            self.running -= 1
+        return super().verify(name, password)
+
+
+def test_password_checks_are_bounded_over_sessions(root):
+    """scrypt runs in the shared thread pool: a flood of PASS must queue at the semaphore
+    SMTP AUTH uses too, not fill the pool that delivery commits need."""
+    users = CountingUsers()
+    with serving(root, users=users, insecure_plaintext_auth=True) as running:
+        def attempt():
+            client = poplib.POP3(HOST, running.port, timeout=20)
+            client.user("alice")
+            with pytest.raises(poplib.error_proto):
+                client.pass_("wrong")
+        threads = [threading.Thread(target=attempt) for _ in range(2 * CONCURRENT_LOGIN_CHECKS + 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert users.most == CONCURRENT_LOGIN_CHECKS
+

@@ -141,15 +141,17 @@ class _POP3Session:
         if lock is None:
             proto.login_refused("IN-USE", "the maildrop is in use by another session")
             return
+        self.lock = lock        # run() releases it on every path, a cancellation while listing included
         try:
             maildrop = self.mailboxes.maildrop(login.user)
             listing = await asyncio.to_thread(maildrop_listing, maildrop)
         except (MimekitError, OSError) as exc:
+            self.lock = None
             lock.release()
             self.session.facts.append(f"cannot list the maildrop: {exc}")
             proto.login_refused("SYS/TEMP", "the maildrop cannot be read now")
             return
-        self.lock, self.maildrop = lock, maildrop
+        self.maildrop = maildrop
         proto.open_maildrop(login.user.lower(), listing)
 
     async def _retrieve(self, retrieve: Retrieve) -> None:

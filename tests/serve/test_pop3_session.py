@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from served import place_message, run_mimekit, serving_with
 
+from mimekit.serve import pop3_session
+from mimekit.serve.config import ServeConfig
+from mimekit.serve.mailboxes import Mailboxes
 from mimekit.serve.pop3_session import handle_pop3, wire_size
 from mimekit.serve.session import CONCURRENT_LOGIN_CHECKS
 from mimekit.serve.users import PasswordHash, Users
@@ -314,3 +317,25 @@ def test_password_checks_are_bounded_over_sessions(root):
             thread.join(30)
     assert users.most == CONCURRENT_LOGIN_CHECKS
 
+
+def test_the_lock_is_released_when_the_server_stops_during_login(root, monkeypatch):
+    """Cancelled (the server stopping) while the maildrop is being listed, the session
+    gives the lock back: it is an open file description, which nothing else would close."""
+    listing, stopped = threading.Event(), threading.Event()
+
+    def slow_listing(maildrop):
+        listing.set()
+        stopped.wait(10)
+        return []
+
+    monkeypatch.setattr(pop3_session, "maildrop_listing", slow_listing)
+    with serving(root, users=USERS, insecure_plaintext_auth=True) as running:
+        raw = Raw(running.port)
+        raw.command(b"USER alice")
+        raw.sock.sendall(b"PASS " + PASSWORD.encode() + b"\r\n")
+        assert listing.wait(10)
+    stopped.set()
+    raw.close()
+    lock = Mailboxes(ServeConfig(root=str(root))).lock_maildrop("alice")
+    assert lock is not None, "the stopped session still holds the maildrop"
+    lock.release()

@@ -123,6 +123,8 @@ def serve_command(root, smtp, pop3, http, listen_publicly, domains, users_file, 
         if insecure_plaintext_auth and config.users:
             print_diagnostic("serve", "warning: logins accepted without TLS: passwords cross the network "
                                       "in the clear")
+        if relay:    # a queue that cannot be made is an error now, not a 451 for every relayed message
+            Queue(config.queue_dir).close()
         stopping = threading.Event()
         relay_thread = _start_relay(config.queue_dir, stopping) if relay else None
         try:

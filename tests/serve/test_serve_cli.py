@@ -154,6 +154,16 @@ def test_usage_errors_are_one_line_and_exit_64(tmp_path, env, options, expected)
     assert result.stderr.decode().splitlines() == [expected]
 
 
+def test_a_queue_directory_that_cannot_be_made_is_exit_73_at_start(tmp_path, env, users_file):
+    """Not a server that runs with its relay stopped, answering 451 to every relayed message."""
+    (tmp_path / "file").write_text("")
+    result = run_mimekit("serve", f"maildir:{tmp_path / 'mail'}", "--smtp", f"{HOST}:0", "--pop3", f"{HOST}:0",
+                         "--users", str(users_file), "--relay", "smtps://smtp.example.test",
+                         "--queue-dir", str(tmp_path / "file" / "queue"), env=env, expect=73)
+    assert result.stderr.decode().splitlines() == [
+        f"mimekit serve: {tmp_path / 'file' / 'queue'}: cannot create the queue: Not a directory"]
+
+
 def test_a_bad_certificate_or_key_is_one_line_and_exit_78(tmp_path, env, certificates):
     other = trustme.CA().issue_cert("localhost")
     other.private_key_pem.write_to_path(str(tmp_path / "other.key"))

@@ -18,7 +18,7 @@ connection, to each server in turn, in the same run:
 The client is asyncio speaking raw SMTP in --workers processes, pipelining MAIL/RCPT/DATA
 when the server offers PIPELINING (aiosmtpd does not, so it is driven one command at a
 time; --lockstep drives every server that way). Checked after each run: every token is in
-the Maildir exactly once and byte for byte (less the Received field mimekit adds), and the
+the Maildir exactly once and byte for byte (less the Return-Path and Received mimekit adds), and the
 client had 250 for each. Memory: the server's peak RSS (VmHWM of /proc/PID/status) after a
 tenth of the messages and after all of them. Goals: peak < 100 MiB and the final figure
 within 1.5x of the first (memory flat). Speed has no goal: the ratio mimekit/aiosmtpd is
@@ -544,7 +544,7 @@ def send_big(port: int, size: int) -> tuple[str, int]:
 
 
 def stored_sha256(path: Path) -> str:
-    """sha256 of a stored message from our first field on (the Received field left out)."""
+    """sha256 of a stored message from our first field on (the trace fields left out)."""
     digest = hashlib.sha256()
     with open(path, "rb") as stored:
         head = stored.read(1 << 20)

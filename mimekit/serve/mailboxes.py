@@ -147,6 +147,12 @@ def received_field(trace: Trace, hostname: str, queue_id: str, recipients: list[
     return fold_pieces("Received", pieces)
 
 
+def return_path_field(sender: str) -> bytes:
+    """The Return-Path field the final delivery adds (RFC 5321 §4.4): where bounces go,
+    `<>` for the null sender. Only stored copies get it; a relayed copy must not carry one."""
+    return f"Return-Path: <{sender}>\r\n".encode("utf-8")
+
+
 def _printable_comment(text: str) -> str:
     """Text that stays inside a comment: printable ASCII without parentheses or backslash."""
     return re.sub(r"[^ -'*-\[\]-~]", "?", text)
@@ -221,10 +227,12 @@ class Mailboxes:
                 queue_dir, first = None, maildirs[0].begin()
         except MimekitError as exc:
             raise delivery_error(exc) from exc
-        delivery = Delivery(first, maildirs[1:], bool(maildirs), sender, relayed, queue_dir, self.config)
+        return_path = return_path_field(sender) if maildirs else b""
+        delivery = Delivery(first, maildirs[1:], bool(maildirs), sender, relayed, queue_dir, self.config,
+                            relay_from=len(return_path) - 1 if return_path else 0)   # stored with LF alone
         try:
-            delivery.write(received_field(trace, self.config.hostname, delivery.id,
-                                          list(dict.fromkeys(route.address for route in routes))))
+            delivery.write(return_path + received_field(trace, self.config.hostname, delivery.id,
+                                                        list(dict.fromkeys(route.address for route in routes))))
         except BaseException:
             delivery.abort()
             raise
@@ -297,8 +305,9 @@ class Delivery:
     abort() is safe at any time, twice, or after a failed commit."""
 
     def __init__(self, file: MaildirDelivery, other_maildirs: list[Maildir], local: bool, sender: str,
-                 relayed: list[str], queue_dir: str | None, config: ServeConfig):
+                 relayed: list[str], queue_dir: str | None, config: ServeConfig, relay_from: int = 0):
         self._file = file
+        self._relay_from = relay_from  # the relay copy starts after the Return-Path line
         self._other_maildirs = other_maildirs
         self._local = local            # False: `file` is a relay-only message in the queue's incoming/tmp
         self._sender = sender
@@ -335,7 +344,7 @@ class Delivery:
         fd = self._file.file.fileno()
 
         def chunks() -> Iterator[bytes]:
-            offset = 0
+            offset = self._relay_from
             while data := os.pread(fd, CHUNK_SIZE, offset):
                 offset += len(data)
                 yield data

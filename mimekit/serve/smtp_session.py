@@ -24,6 +24,11 @@ FAILED_LOGIN_DELAY = 1.0   # seconds before a refused login is answered: passwor
 LOGIN_REFUSED = Refusal(535, "5.7.8", "Authentication credentials invalid")
 
 
+def counted(number: int, noun: str) -> str:
+    """The count with its noun, singular for one ("1 message", "2 messages"): people read the log line."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 async def handle_smtp(config: ServeConfig, mailboxes: Mailboxes, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> str:
     """Serve one SMTP client until it quits, goes away or runs out of time; the text of its
@@ -78,8 +83,8 @@ class _SMTPSession:
         facts = [f"ehlo={proto.helo or '-'}", f"tls={'yes' if self.session.tls else 'no'}"]
         if proto.authenticated_user is not None:
             facts.append(f"user={proto.authenticated_user}")
-        counts = (f"{self.accepted} messages accepted, {self.refused} refused, {self.recipients} recipients, "
-                  f"{self.bytes} bytes, {seconds:.2f} s")
+        counts = (f"{counted(self.accepted, 'message')} accepted, {self.refused} refused, "
+                  f"{counted(self.recipients, 'recipient')}, {self.bytes} bytes, {seconds:.2f} s")
         return "; ".join([" ".join(facts), counts, *self.session.facts, ending])
 
     async def _handle(self, event) -> None:

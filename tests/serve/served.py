@@ -139,14 +139,22 @@ def sample_message(to: str, token: str) -> bytes:
             "trailing spaces   \r\n\r\nlast line\r\n").encode()
 
 
-def assert_delivered_as_sent(path: Path, sent: bytes) -> list[bytes]:
+def return_path(sender: str) -> bytes:
+    """The Return-Path field serve's final delivery puts first (RFC 5321 §4.4); `<>` for the null sender."""
+    return f"Return-Path: <{sender}>".encode()
+
+
+def assert_delivered_as_sent(path: Path, sent: bytes, sender: str) -> list[bytes]:
     """The stored message is the sent one byte for byte, stored with LF line ends, below the
-    trace fields the servers prepended; returns those fields, topmost first."""
+    trace fields the servers prepended, the first of them serve's Return-Path naming the
+    envelope `sender`; returns the fields below that Return-Path (the Received fields), topmost first."""
     stored = path.read_bytes()
     assert b"\r" not in stored, f"{path} is not stored with LF line ends"
     trace, rest = strip_trace(stored)
     assert rest.replace(b"\n", b"\r\n") == sent
-    return trace
+    assert trace[:1] == [return_path(sender)], trace
+    assert all(field.startswith(b"Received: ") for field in trace[1:]), trace
+    return trace[1:]
 
 
 def received_with(field: bytes) -> bytes:

@@ -2,7 +2,7 @@
 SIGTERM during a transfer, POP3 sessions cut before or during UPDATE.
 
 What must hold whatever happens (issue 13, "Faults"): nothing under a final name in new/
-is partial (every delivered file is a message a client sent, plus the Received field),
+is partial (every delivered file is a message a client sent, below Return-Path and Received),
 every message acknowledged with 250 is on disk, nothing half-delivered is left in tmp/
 once the session is over or the server started again. The clients are real (smtplib,
 poplib) except where a fault needs the connection cut at a chosen byte: then a raw socket
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from helpers import mounted_tmpfs
-from served import STOP_DEADLINE, USERS, Served, start_serve, strip_trace
+from served import STOP_DEADLINE, USERS, Served, return_path, start_serve, strip_trace
 from servers import HOST
 
 from mimekit.stores.maildir import Maildir
@@ -66,10 +66,11 @@ def files_in(root: Path, sub: str) -> list[Path]:
     return sorted(directory.iterdir()) if directory.is_dir() else []
 
 
-def stored_message(data: bytes) -> bytes:
-    """A stored file without the one Received field the server put first."""
+def stored_message(data: bytes, sender: str = SENDER) -> bytes:
+    """A stored file without the trace the server put first: the Return-Path naming the
+    envelope sender, then exactly one Received field."""
     trace, message = strip_trace(data)
-    assert len(trace) == 1 and trace[0].startswith(b"Received: "), data[:300]
+    assert len(trace) == 2 and trace[0] == return_path(sender) and trace[1].startswith(b"Received: "), data[:300]
     return message
 
 

@@ -24,7 +24,7 @@ class StreamedMessage:
     text, lines starting with a dot (stuffed on the wire) and a numbered line in each
     block, so that no two blocks are the same. `wire_blocks()` gives the DATA bytes (CRLF,
     dot-stuffed, without the final dot); `stored_sha256` is then what the server must store
-    after its Received field (LF line endings, unstuffed)."""
+    after its Return-Path and Received fields (LF line endings, unstuffed)."""
 
     BLOCK_LINES = [b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0",
                    b".a line that starts with a dot", b".", b"", b"\tfolded-looking line"] * 2500
@@ -59,7 +59,7 @@ class StreamedMessage:
 
 
 def file_sha256_after_trace(path) -> str:
-    """The sha256 of a stored file past its Received field, read 1 MiB at a time."""
+    """The sha256 of a stored file past its trace fields, read 1 MiB at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         head = f.read(2**20)
@@ -93,7 +93,7 @@ def test_a_1_gb_message_is_stored_whole_in_bounded_memory(serve):
     assert message.wire_size > GIGABYTE
     [stored] = files_in(server.root, "new")
     assert file_sha256_after_trace(stored) == message.stored_sha256
-    assert message.stored_size < stored.stat().st_size < message.stored_size + 1000    # and the Received field
+    assert message.stored_size < stored.stat().st_size < message.stored_size + 1000    # and the trace fields
     peak = memory_peak(server)
     assert peak < MEMORY_PEAK, f"peak RSS {peak / 2**20:.0f} MiB receiving 1 GiB in {seconds:.1f} s"
 

@@ -1,6 +1,6 @@
 """`mimekit serve` under concurrent load (issue 13, "Load"): a smaller run of the load of
 bench/bench_serve.py, checked for correctness only: every message acknowledged once, stored
-once, byte for byte (LF line endings, after the Received field), nothing else stored, and
+once, byte for byte (LF line endings, after the trace fields), nothing else stored, and
 one log line per session. No timing is asserted: the bench reports speed and memory.
 
 Two clients: the bench's own (asyncio, raw SMTP, pipelining MAIL/RCPT/DATA as the server

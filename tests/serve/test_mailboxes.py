@@ -1,4 +1,5 @@
-"""mimekit.serve.mailboxes: routing, the Received field, one-file durable delivery to several
+"""mimekit.serve.mailboxes: routing, the trace fields (Return-Path on the stored copies, Received),
+one-file durable delivery to several
 Maildirs and the relay queue, and the POP3 maildrop lock (issue 13).
 
 The full-disk case uses a real tmpfs (root only; elsewhere it skips), so ENOSPC comes from
@@ -40,6 +41,7 @@ DOMAIN = "example.test"
 RELAY = parse_url("smtp://127.0.0.1:2", QUEUE_SCHEMES)   # never contacted: spooling only
 TRACE = Trace("client.example.test", "127.0.0.1", "ESMTPS", "TLSv1.3 TLS_AES_256_GCM_SHA384")
 MESSAGE = b"From: bob@example.test\r\nSubject: hello\r\n\r\nline one\r\nline two\r\n"
+SENDER = "bob@example.test"
 
 # The Received field as we write it (RFC 5321 §4.4 Stamp, one form of it), unfolded.
 RECEIVED = re.compile(r"from (?P<helo>[A-Za-z0-9.\-_:\[\]?]+) \((?P<peer>\[[0-9.]+\]|\[IPv6:[0-9a-fA-F:.]+\])\)"
@@ -53,10 +55,10 @@ def domains_config(root: Path, users=None, relay=None, queue_dir=None) -> ServeC
 
 
 def deliver(mailboxes: Mailboxes, addresses: list[str], message: bytes = MESSAGE, authenticated=None,
-            trace: Trace = TRACE):
+            trace: Trace = TRACE, sender: str = SENDER):
     routes = [mailboxes.route(address, authenticated) for address in addresses]
     assert all(isinstance(route, Route) for route in routes), routes
-    delivery = mailboxes.begin("bob@example.test", routes, trace)
+    delivery = mailboxes.begin(sender, routes, trace)
     for start in range(0, len(message), 7):   # CRLFs cut between writes
         delivery.write(message[start:start + 7])
     delivery.commit()
@@ -71,11 +73,16 @@ def stored(message: bytes) -> bytes:
     return message.replace(b"\r\n", b"\n")
 
 
-def received_of(data: bytes) -> str:
-    """The first field's value, unfolded, as mimekit's parser reads it."""
-    field = next(event for event in parse(data) if isinstance(event, HeaderField))
-    assert field.name == "Received"
-    return unfold(field.raw_value).decode().strip()
+def received_of(data: bytes, sender: str | None = SENDER) -> str:
+    """The Received field's value, unfolded, as mimekit's parser reads it, once the trace is
+    checked: a stored copy starts with the Return-Path naming `sender`, then exactly one
+    Received; a relayed copy (sender None) starts with that Received."""
+    fields = [event for event in parse(data) if isinstance(event, HeaderField)]
+    if sender is not None:
+        return_path = fields.pop(0)
+        assert (return_path.name, return_path.raw_value.strip()) == ("Return-Path", f"<{sender}>".encode())
+    assert fields[0].name == "Received" and "Received" not in [field.name for field in fields[1:]]
+    return unfold(fields[0].raw_value).decode().strip()
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +144,10 @@ def test_catch_all_puts_one_copy_into_the_root_however_many_recipients(tmp_path)
 
 # ---- the Received field -----------------------------------------------------------------
 
-def test_received_comes_first_and_parses_with_mimekit_and_python(tmp_path):
+def test_return_path_then_received_come_first_and_parse_with_mimekit_and_python(tmp_path):
     delivery = deliver(Mailboxes(ServeConfig(str(tmp_path))), ["alice@example.test"])
     data = Path(delivery.paths[0]).read_bytes()
+    assert data.startswith(b"Return-Path: <bob@example.test>\nReceived: from client.example.test ")
     value = received_of(data)
     match = RECEIVED.fullmatch(value)
     assert match, value
@@ -152,6 +160,7 @@ def test_received_comes_first_and_parses_with_mimekit_and_python(tmp_path):
 
     parsed = email.message_from_bytes(data, policy=email.policy.default)
     assert not parsed.defects and parsed["Received"] == value and parsed["Subject"] == "hello"
+    assert parsed["Return-Path"] == "<bob@example.test>"
     assert all(len(line) <= 78 for line in data.split(b"\n\n")[0].split(b"\n"))
 
 
@@ -160,7 +169,7 @@ def test_hostile_helo_cannot_add_a_field_or_break_the_comment(tmp_path):
     data = Path(deliver(Mailboxes(ServeConfig(str(tmp_path))), ["a@example.test", "b@example.test"],
                         trace=trace).paths[0]).read_bytes()
     fields = [event.name for event in parse(data) if isinstance(event, HeaderField)]
-    assert fields == ["Received", "From", "Subject"]
+    assert fields == ["Return-Path", "Received", "From", "Subject"]
     match = RECEIVED.fullmatch(received_of(data))
     assert match and match["peer"] == "[IPv6:2001:db8::1]" and match["for"] is None
     assert match["helo"].startswith("evil??Bcc:?victim?example.test??x?????y") and len(match["helo"]) == 255
@@ -176,6 +185,20 @@ def test_the_trace_holds_only_what_the_received_field_writes():
 def test_an_empty_helo_names_the_peer():
     field = received_field(Trace("", "192.0.2.1", "SMTP"), "mx.test", "ID", [], datetime.now(timezone.utc))
     assert field.startswith(b"Received: from [192.0.2.1] ([192.0.2.1]) by mx.test with SMTP")
+
+
+@pytest.mark.parametrize("sender", ["bob@example.test", "", "zoë@exämple.test"], ids=["address", "null", "utf8"])
+def test_the_return_path_names_the_envelope_sender_on_every_local_copy(tmp_path, sender):
+    """RFC 5321 §4.4: the final delivery records the reverse-path, `<>` for the null sender
+    (a bounce), as the first field of each recipient's copy."""
+    delivery = deliver(Mailboxes(domains_config(tmp_path)), ["alice@example.test", "bob@example.test"],
+                       sender=sender)
+    copies = [files(tmp_path / user / "new") for user in ("alice", "bob")]
+    assert [len(paths) for paths in copies] == [1, 1] and delivery.paths == [str(paths[0]) for paths in copies]
+    for [path] in copies:
+        data = path.read_bytes()
+        assert data.startswith(f"Return-Path: <{sender}>\nReceived: ".encode())
+        assert RECEIVED.fullmatch(received_of(data, sender)) and data.endswith(stored(MESSAGE))
 
 
 # ---- delivery ------------------------------------------------------------------------------
@@ -263,14 +286,20 @@ def test_relayed_recipients_are_spooled_with_the_delivered_bytes(tmp_path, users
                     authenticated="alice")
     relayed_only = deliver(mailboxes, ["z@other.test"], authenticated="alice")
     local = Path(mixed.paths[0]).read_bytes()
+    return_path, relayed = local.split(b"\n", 1)
+    assert return_path == b"Return-Path: <bob@example.test>"    # the relay's final delivery adds its own
     with Queue(str(queue_dir)) as queue:
         entries = [queue.read(entry_id) for entry_id in queue.ids()]
         assert sorted(entry.recipients[0].address for entry in entries) == ["x@other.test", "z@other.test"]
         [first] = [entry for entry in entries if entry.recipients[0].address == "x@other.test"]
         assert [r.address for r in first.recipients] == ["x@other.test", "y@else.test"]
         assert first.sender == "bob@example.test" and first.server == "smtp://127.0.0.1:2"
-        assert (queue_dir / "queue" / f"{first.id}.eml").read_bytes() == local
-        assert first.scan.size == len(local) + local.count(b"\n")     # CRLF size, as SIZE= gives it
+        assert (queue_dir / "queue" / f"{first.id}.eml").read_bytes() == relayed
+        assert first.scan.size == len(relayed) + relayed.count(b"\n")     # CRLF size, as SIZE= gives it
+        [only] = [entry for entry in entries if entry.recipients[0].address == "z@other.test"]
+        queued = (queue_dir / "queue" / f"{only.id}.eml").read_bytes()
+        assert RECEIVED.fullmatch(received_of(queued, sender=None)) and queued.endswith(stored(MESSAGE))
+    assert RECEIVED.fullmatch(received_of(relayed, sender=None))
     assert relayed_only.paths == [] and not files(queue_dir / "incoming" / "tmp")
     assert not files(queue_dir / "incoming" / "new")
 
@@ -325,11 +354,11 @@ KILL_TRIALS = int(os.environ.get("MIMEKIT_KILL_TRIALS", "15"))
 SUBJECT = re.compile(rb"\nSubject: ([0-9]+)-([0-9]+)\n")
 
 
-def whole_message(data: bytes) -> tuple[int, int]:
-    """(trial, n) of a stored message, after checking it is whole: the Received field, then
-    exactly the message the loop wrote."""
+def whole_message(data: bytes, sender: str | None = "s@example.test") -> tuple[int, int]:
+    """(trial, n) of a stored message, after checking it is whole: the Return-Path (none on
+    the queued copy: sender None) and the Received field, then exactly the message the loop wrote."""
     trial, n = map(int, SUBJECT.search(data).groups())
-    assert RECEIVED.fullmatch(received_of(data))
+    assert RECEIVED.fullmatch(received_of(data, sender))
     assert data.endswith(b"Subject: %d-%d\n\n" % (trial, n) + b"".join(
         b"line %05d of message %d, long enough that a kill often lands inside a write\n" % (i, n)
         for i in range(LINES)))
@@ -356,7 +385,7 @@ def test_deliveries_killed_at_random_points_leave_whole_messages_or_none(tmp_pat
         delivered = {user: {whole_message(path.read_bytes()) for path in files(root / user / "new")}
                      for user in ("alice", "bob")}
         with Queue(str(queue_dir)) as queue:
-            queued = {whole_message((queue_dir / "queue" / f"{entry_id}.eml").read_bytes())
+            queued = {whole_message((queue_dir / "queue" / f"{entry_id}.eml").read_bytes(), sender=None)
                       for entry_id in queue.ids()}
         assert committed <= queued <= delivered["bob"] <= delivered["alice"]     # the order commit works in
         assert len(delivered["alice"] - committed) <= trial + 1

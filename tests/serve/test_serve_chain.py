@@ -13,7 +13,7 @@ and two test modules may not share a name.)
 import json
 
 from chain import check_decoded, compose, mimekit
-from served import USERS, received_with, strip_trace, tls_options
+from served import USERS, received_with, return_path, strip_trace, tls_options
 from servers import HOST
 
 
@@ -29,7 +29,7 @@ def test_encode_send_serve_fetch_decode(serve, certificates, users_file, tmp_pat
                                 "-o", f"maildir:{tmp_path / 'fetched'}", "--delete", "--json", env=env).stdout)
     [fetched] = report["fetched"]
     trace, as_sent = strip_trace(open(fetched["path"], "rb").read())
-    assert len(trace) == 1 and received_with(trace[0]) == b"ESMTPSA"
+    assert len(trace) == 2 and trace[0] == return_path("bob@example.test") and received_with(trace[1]) == b"ESMTPSA"
     assert as_sent == message.read_bytes().replace(b"\r\n", b"\n"), "the message as encode made it"
     check_decoded(as_sent, inputs, tmp_path, env)
     assert served.messages() == [], "fetch --delete removed it from the server"
@@ -43,6 +43,6 @@ def test_testing_use_plaintext_to_a_catch_all(serve, tmp_path, env):
     mimekit("send", "--server", f"smtp+plain://{HOST}:{served.smtp}", "-t", str(message), env=env)
     [path] = served.messages()
     trace, as_sent = strip_trace(path.read_bytes())
-    assert len(trace) == 1 and received_with(trace[0]) == b"ESMTP"
+    assert len(trace) == 2 and trace[0] == return_path("bob@example.test") and received_with(trace[1]) == b"ESMTP"
     assert as_sent == message.read_bytes().replace(b"\r\n", b"\n")
     check_decoded(as_sent, inputs, tmp_path, env)

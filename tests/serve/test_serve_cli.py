@@ -19,7 +19,8 @@ import trustme
 
 from mimekit.serve import server
 from mimekit.serve.config import ServeConfig
-from served import USERS, mimekit_command, run_mimekit, sample_message, tls_options
+from served import (USERS, assert_delivered_as_sent, mimekit_command, received_with, run_mimekit, sample_message,
+                    tls_options)
 from servers import HOST
 
 
@@ -46,7 +47,7 @@ def test_catch_all_delivers_smtplib_mail_once_and_logs_one_line_per_session(serv
     path = served.wait_for("catch-all-1")
     assert served.messages() == [path], "one copy in the catch-all, however many recipients"
     stored = path.read_bytes()
-    assert stored.startswith(b"Received: ") and stored.endswith(b"last line\n")
+    assert stored.startswith(b"Return-Path: <app@example.test>\nReceived: ") and stored.endswith(b"last line\n")
     stderr = served.stop()
     assert len(log_lines(stderr, "smtp", client_port)) == 1, stderr
     assert stderr.splitlines()[0].startswith(f"mimekit serve: listening: smtp {HOST}:{served.smtp}, "
@@ -240,7 +241,7 @@ def test_the_readme_example_runs_as_written(tmp_path, env):
     assert result.stdout.decode().splitlines()[-1] == "serve exited 0", (result.stderr.decode(), log)
     assert "Welcome" in result.stdout.decode(), "scan lists the message"
     [message] = list((tmp_path / "testmail" / "new").iterdir())
-    assert message.read_bytes().startswith(b"Received: ")
+    assert message.read_bytes().startswith(b"Return-Path: <app@example.test>\nReceived: ")
     assert re.search(rf"^mimekit serve: smtp {HOST}:\d+: ", log, re.M), log
 
 
@@ -257,12 +258,15 @@ def test_relay_sends_logged_in_users_mail_on_through_the_queue_while_it_runs(ser
             client.sendmail("alice@example.test", ["far@elsewhere.test"], sent)
         client.login("alice", USERS["alice"])
         assert client.sendmail("alice@example.test", ["far@elsewhere.test"], sent) == {}
-    downstream.wait_for("relayed-1")
+    relayed = downstream.wait_for("relayed-1")
     deadline = time.monotonic() + 30
     while "far@elsewhere.test delivered: 250" not in upstream.stderr():
         assert time.monotonic() < deadline, upstream.stderr()
         time.sleep(0.05)
     assert upstream.messages() == [], "relayed, not delivered locally"
+    # one Return-Path, the downstream's: the relayed copy left upstream with its Received alone
+    downstream_received, upstream_received = assert_delivered_as_sent(relayed, sent, "alice@example.test")
+    assert (received_with(downstream_received), received_with(upstream_received)) == (b"ESMTP", b"ESMTPA")
     upstream.stop()
 
 

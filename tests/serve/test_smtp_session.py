@@ -87,9 +87,9 @@ def test_smtplib_sends_in_plain_text(tmp_path):
     assert code == 250 and text.startswith(b"2.0.0 Ok: queued as ")
     [path] = running.delivered()
     assert text.split()[-1].decode() in path.name
-    [received] = assert_delivered_as_sent(path, message)
+    [received] = assert_delivered_as_sent(path, message, "a@client.test")
     assert received_with(received) == b"ESMTP" and b"from client.test ([127.0.0.1])" in received
-    assert log.startswith("ehlo=client.test tls=no; 1 messages accepted, 0 refused, 2 recipients, ")
+    assert log.startswith("ehlo=client.test tls=no; 1 message accepted, 0 refused, 2 recipients, ")
     assert log.endswith("; quit")
 
 
@@ -113,9 +113,9 @@ def test_starttls_and_auth_plain_then_login(tmp_path, tls_context, client_contex
             assert client.auth("LOGIN", client.auth_login, initial_response_ok=False)[0] == 235
         first, second = running.log_after(1), running.log_after(2)
     [path] = running.delivered()
-    [received] = assert_delivered_as_sent(path, sample_message("b@serve.test", "tls-1"))
+    [received] = assert_delivered_as_sent(path, sample_message("b@serve.test", "tls-1"), "alice@client.test")
     assert received_with(received) == b"ESMTPSA" and b"TLSv1.3" in received
-    assert first.startswith("ehlo=client.test tls=yes user=alice; 1 messages accepted")
+    assert first.startswith("ehlo=client.test tls=yes user=alice; 1 message accepted, 0 refused, 1 recipient, ")
     assert "user=alice" in second
 
 
@@ -147,7 +147,7 @@ def test_bdat_chunks_over_a_raw_socket(tmp_path):
     assert [r[:9] for r in replies] == [b"250 2.1.0", b"250 2.1.5", b"250 2.0.0", b"250 2.0.0", b"221 2.0.0"]
     assert b"queued as" in replies[3]
     [path] = running.delivered()
-    assert_delivered_as_sent(path, message)
+    assert_delivered_as_sent(path, message, "a@client.test")
 
 
 def test_pipelined_commands_are_answered_in_order(tmp_path):
@@ -168,7 +168,7 @@ def test_pipelined_commands_are_answered_in_order(tmp_path):
         log = running.log_after(1)
     assert len(running.delivered()) == 2
     for path in running.delivered():
-        assert_delivered_as_sent(path, message)
+        assert_delivered_as_sent(path, message, "a@client.test")
     assert "2 messages accepted, 0 refused, 3 recipients" in log
 
 

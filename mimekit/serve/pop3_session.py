@@ -17,8 +17,7 @@ import time
 from mimekit.errors import MimekitError, NoInputError
 from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import Mailboxes, MaildropLock
-from mimekit.serve.session import ServerSession, SessionEnded, verify_login
-from mimekit.serve.smtp_session import FAILED_LOGIN_DELAY
+from mimekit.serve.session import FAILED_LOGIN_DELAY, ServerSession, SessionEnded, verify_login
 from mimekit.stores.maildir import Maildir
 from mimekit.streams.line_endings import CRLFNormaliser
 from mimekit.transport.pop3.server import (Closing, ConnectionClosed, Login, POP3ServerProtocol, Quit, Retrieve,

@@ -18,6 +18,7 @@ from mimekit.transport.sansio import NEED_DATA
 READ_SIZE = 256 * 1024
 TLS_HANDSHAKE_TIMEOUT = 30.0
 CONCURRENT_LOGIN_CHECKS = 2   # scrypt runs: 32 MiB and a thread of the default pool each
+FAILED_LOGIN_DELAY = 1.0      # seconds before a refused login is answered: password guessing gets slow
 
 _login_checks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
 

@@ -15,12 +15,11 @@ import time
 
 from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import Delivery, DeliveryError, Mailboxes, Refusal, Route, Trace
-from mimekit.serve.session import ServerSession, SessionEnded, verify_login
+from mimekit.serve.session import FAILED_LOGIN_DELAY, ServerSession, SessionEnded, verify_login
 from mimekit.transport.smtp.server import (Bdat, ConnectionClosed, Content, ContentEnd, ContentTooLarge,
                                            Credentials, DataStart, Ehlo, Mail, Quit, Rcpt, Reset, ServiceClosing,
                                            SMTPServerProtocol, StartTLS)
 
-FAILED_LOGIN_DELAY = 1.0   # seconds before a refused login is answered: password guessing gets slow
 LOGIN_REFUSED = Refusal(535, "5.7.8", "Authentication credentials invalid")
 
 

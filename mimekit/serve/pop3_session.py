@@ -17,7 +17,7 @@ import time
 from mimekit.errors import MimekitError, NoInputError
 from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import Mailboxes, MaildropLock
-from mimekit.serve.session import FAILED_LOGIN_DELAY, ServerSession, SessionEnded, verify_login
+from mimekit.serve.session import FAILED_LOGIN_DELAY, ServerSession, SessionEnded, finished_in_thread, verify_login
 from mimekit.stores.maildir import Maildir
 from mimekit.streams.line_endings import CRLFNormaliser
 from mimekit.transport.pop3.server import (Closing, ConnectionClosed, Login, POP3ServerProtocol, Quit, Retrieve,
@@ -178,12 +178,18 @@ class _POP3Session:
             self.retrieved += 1
 
     async def _update(self, keys: tuple[str, ...]) -> None:
-        """QUIT in the TRANSACTION state: remove what DELE marked (RFC 1939 §6)."""
-        failure = None
-        try:
-            await asyncio.to_thread(remove_messages, self.maildrop, keys)
+        """QUIT in the TRANSACTION state: remove what DELE marked (RFC 1939 §6). A server
+        stopping meanwhile waits for the removals: the client still gets its answer (run()
+        flushes it on the way out), and the lock is not given back while files are unlinked."""
+        removal, stopping = await finished_in_thread(remove_messages, self.maildrop, keys)
+        failure, error = None, removal.exception()
+        if error is None:
             self.deleted = len(keys)
-        except MimekitError as exc:
-            self.session.facts.append(str(exc))
+        elif isinstance(error, MimekitError):
+            self.session.facts.append(str(error))
             failure = "the maildrop could not be updated"
+        else:
+            raise error
         self.proto.updated(failure)
+        if stopping:
+            raise asyncio.CancelledError

@@ -35,6 +35,20 @@ async def verify_login(users: Users, name: str, password: str) -> bool:
         return await asyncio.to_thread(users.verify, name, password)
 
 
+async def finished_in_thread(function, *args) -> tuple[asyncio.Future, bool]:
+    """function(*args) in a thread, awaited to its end even when the session is cancelled
+    meanwhile (the server stopping): what it did on disk is then known, to be answered or
+    undone. The finished future, and whether a cancellation came (the caller re-raises it)."""
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    stopping = False
+    while not work.done():
+        try:
+            await asyncio.wait({work})
+        except asyncio.CancelledError:
+            stopping = True
+    return work, stopping
+
+
 class SessionEnded(Exception):
     """The session cannot go on: the client went away, broke TLS or took too long. The
     text says which, for the session's log line; `timed_out` tells a timeout (SMTP says

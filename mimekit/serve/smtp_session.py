@@ -15,7 +15,7 @@ import time
 
 from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import Delivery, DeliveryError, Mailboxes, Refusal, Route, Trace
-from mimekit.serve.session import FAILED_LOGIN_DELAY, ServerSession, SessionEnded, verify_login
+from mimekit.serve.session import FAILED_LOGIN_DELAY, ServerSession, SessionEnded, finished_in_thread, verify_login
 from mimekit.transport.smtp.server import (Bdat, ConnectionClosed, Content, ContentEnd, ContentTooLarge,
                                            Credentials, DataStart, Ehlo, Mail, Quit, Rcpt, Reset, ServiceClosing,
                                            SMTPServerProtocol, StartTLS)
@@ -137,7 +137,7 @@ class _SMTPSession:
         """Open the delivery: the Received field is written now, the content as it comes.
         In a thread: it creates the file (and the Maildirs new recipients need), with fsyncs
         that would stall every other session on the event loop."""
-        begin, stopping = await _finished_in_thread(self.mailboxes.begin, self.sender, self.routes, self._trace())
+        begin, stopping = await finished_in_thread(self.mailboxes.begin, self.sender, self.routes, self._trace())
         error = begin.exception()
         if error is None:
             self.delivery = begin.result()    # aborted by run() when the server is stopping
@@ -164,7 +164,7 @@ class _SMTPSession:
         """fsync and rename into new/, in a thread, then 250. A server stopping meanwhile
         waits for the commit (the cancellation is raised once it is done and answered)."""
         delivery, self.delivery = self.delivery, None
-        commit, stopping = await _finished_in_thread(delivery.commit)
+        commit, stopping = await finished_in_thread(delivery.commit)
         error = commit.exception()
         if error is None:
             self.accepted += 1
@@ -193,16 +193,3 @@ class _SMTPSession:
             self.delivery = None
         self.refusal = None
 
-
-async def _finished_in_thread(function, *args) -> tuple[asyncio.Future, bool]:
-    """function(*args) in a thread, awaited to its end even when the session is cancelled
-    meanwhile (the server stopping): what it did on disk is then known, to be answered or
-    undone. The finished future, and whether a cancellation came (the caller re-raises it)."""
-    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
-    stopping = False
-    while not work.done():
-        try:
-            await asyncio.wait({work})
-        except asyncio.CancelledError:
-            stopping = True
-    return work, stopping

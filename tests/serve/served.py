@@ -222,8 +222,10 @@ def serving_with(handler, root: Path, prepare_reader=None, **settings):
     mailboxes = Mailboxes(config)
     loop = asyncio.new_event_loop()
     running = Running(0, root)
+    sessions: set[asyncio.Task] = set()
 
     async def connected(reader, writer):
+        sessions.add(asyncio.current_task())
         if prepare_reader:
             prepare_reader(reader)
         try:
@@ -236,8 +238,8 @@ def serving_with(handler, root: Path, prepare_reader=None, **settings):
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     async def stop():
+        """As the server stops: the sessions are cancelled, not the threads' work they wait for."""
         server.close()
-        sessions = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         for task in sessions:
             task.cancel()
         await asyncio.gather(*sessions, return_exceptions=True)

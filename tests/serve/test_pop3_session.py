@@ -18,7 +18,7 @@ from served import place_message, run_mimekit, serving_with
 from mimekit.serve import pop3_session
 from mimekit.serve.config import ServeConfig
 from mimekit.serve.mailboxes import Mailboxes
-from mimekit.serve.pop3_session import handle_pop3, wire_size
+from mimekit.serve.pop3_session import handle_pop3, remove_messages, wire_size
 from mimekit.serve.session import CONCURRENT_LOGIN_CHECKS
 from mimekit.serve.users import PasswordHash, Users
 
@@ -339,3 +339,33 @@ def test_the_lock_is_released_when_the_server_stops_during_login(root, monkeypat
     lock = Mailboxes(ServeConfig(root=str(root))).lock_maildrop("alice")
     assert lock is not None, "the stopped session still holds the maildrop"
     lock.release()
+
+
+def test_a_stop_during_update_finishes_the_deletions_answers_then_unlocks(root, monkeypatch):
+    """The server stopping while QUIT's deletions run in their thread: they finish, the
+    client still gets +OK, and the maildrop stays locked until the last file is unlinked."""
+    removing, go_on = threading.Event(), threading.Event()
+    locked_when_done = []
+
+    def slow_removal(maildrop, keys):
+        removing.set()
+        go_on.wait(10)
+        remove_messages(maildrop, keys)
+        other = Mailboxes(ServeConfig(root=str(root))).lock_maildrop("alice")
+        locked_when_done.append(other is None)
+        if other is not None:
+            other.release()
+
+    monkeypatch.setattr(pop3_session, "remove_messages", slow_removal)
+    with serving(root, users=USERS, insecure_plaintext_auth=True) as running:
+        raw = Raw(running.port)
+        raw.command(b"USER alice")
+        assert raw.command(b"PASS " + PASSWORD.encode()).startswith(b"+OK")
+        assert raw.command(b"DELE 1").startswith(b"+OK")
+        raw.sock.sendall(b"QUIT\r\n")
+        assert removing.wait(10)
+        threading.Timer(0.3, go_on.set).start()    # once the stop has cancelled the session
+    assert raw.file.readline().startswith(b"+OK")
+    raw.close()
+    assert locked_when_done == [True]
+    assert len(keys(root)) == 1

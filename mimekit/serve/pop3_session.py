@@ -131,12 +131,22 @@ class _POP3Session:
             await asyncio.sleep(FAILED_LOGIN_DELAY)
             proto.login_failed()
             return
-        try:
-            lock = self.mailboxes.lock_maildrop(login.user)
-        except MimekitError as exc:
-            self.session.facts.append(str(exc))
+        # In a thread: the first lock of a maildrop makes its directories, with fsyncs that
+        # would stall every other session on the event loop. Awaited to its end, so that a
+        # lock taken as the server stops is released, not left open in the thread's result.
+        locking, stopping = await finished_in_thread(self.mailboxes.lock_maildrop, login.user)
+        error = locking.exception()
+        if stopping:
+            if error is None and locking.result() is not None:
+                locking.result().release()
+            raise asyncio.CancelledError
+        if isinstance(error, MimekitError):
+            self.session.facts.append(str(error))
             proto.login_refused("SYS/TEMP", "the maildrop cannot be opened now")
             return
+        if error is not None:
+            raise error
+        lock = locking.result()
         if lock is None:
             proto.login_refused("IN-USE", "the maildrop is in use by another session")
             return

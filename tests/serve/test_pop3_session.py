@@ -3,6 +3,7 @@ under asyncio.start_server in a thread, as the server runs it, and Python's popl
 raw socket, to see the bytes on the wire and to drop a connection) and mimekit's own
 `fetch pop3://` talk to it. What is retrieved is compared byte for byte with the Maildir."""
 
+import asyncio
 import os
 import poplib
 import socket
@@ -369,3 +370,25 @@ def test_a_stop_during_update_finishes_the_deletions_answers_then_unlocks(root, 
     raw.close()
     assert locked_when_done == [True]
     assert len(keys(root)) == 1
+
+
+def test_the_maildrop_is_locked_off_the_event_loop(root, monkeypatch):
+    """lock_maildrop may make the maildrop's directories, with fsyncs: run on the event loop,
+    they would stall every other session."""
+    on_the_loop = []
+    real_lock = Mailboxes.lock_maildrop
+
+    def recording_lock(self, user):
+        try:
+            asyncio.get_running_loop()
+            on_the_loop.append(True)
+        except RuntimeError:
+            on_the_loop.append(False)
+        return real_lock(self, user)
+
+    monkeypatch.setattr(Mailboxes, "lock_maildrop", recording_lock)
+    with serving(root, users=USERS, insecure_plaintext_auth=True) as running:
+        client = login(running.port)
+        assert client.stat()[0] == 2
+        client.quit()
+    assert on_the_loop == [False]

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 DEFAULT_MAX_SIZE = 50 * 2**20
 DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_MAX_RECIPIENTS = 100     # RFC 5321 §4.5.3.1.8: a server must accept at least 100
-IDLE_TIMEOUT = 300.0             # RFC 5321 §4.5.3.2.7: a server waits 5 minutes for a command
+SMTP_IDLE_TIMEOUT = 300.0        # RFC 5321 §4.5.3.2.7: a server waits 5 minutes for a command
+POP3_IDLE_TIMEOUT = 600.0        # RFC 1939 §3: the autologout timer is at least 10 minutes
 SESSION_TIMEOUT = 3600.0         # a whole session, whatever the client does
 
 
@@ -26,7 +27,8 @@ class ServeConfig:
     max_size: int = DEFAULT_MAX_SIZE        # bytes of one message, as received (SIZE)
     max_connections: int = DEFAULT_MAX_CONNECTIONS   # over all listeners
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
-    idle_timeout: float = IDLE_TIMEOUT
+    smtp_idle_timeout: float = SMTP_IDLE_TIMEOUT
+    pop3_idle_timeout: float = POP3_IDLE_TIMEOUT
     session_timeout: float = SESSION_TIMEOUT
     relay: "ServerURL | None" = None        # where mail for other domains goes, through the queue
     queue_dir: str | None = None            # that queue (None: the default queue directory)

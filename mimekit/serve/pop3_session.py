@@ -33,7 +33,7 @@ async def handle_pop3(config: ServeConfig, mailboxes: Mailboxes, reader: asyncio
     log line. Client behaviour never raises; cancellation (the server stopping) does."""
     proto = POP3ServerProtocol(config.hostname, tls_available=config.tls is not None,
                                insecure_plaintext_auth=config.insecure_plaintext_auth)
-    return await _POP3Session(ServerSession(config, reader, writer, proto), mailboxes).run()
+    return await _POP3Session(ServerSession(config, reader, writer, proto, config.pop3_idle_timeout), mailboxes).run()
 
 
 def wire_size(path: str) -> int:

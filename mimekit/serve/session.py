@@ -3,7 +3,7 @@
 A session pumps a sans-IO server protocol (transport/sansio.py's base, server role): what
 the client sent goes in with `receive_data()`, commands come out of `next_event()`, and
 the replies it queued are written before waiting for more. Every wait has a limit: the
-idle timeout for each read and write, and the session timeout for the whole connection,
+role's idle timeout for each read and write, and the session timeout for the whole connection,
 so a silent or slow client cannot hold a connection slot for ever.
 """
 
@@ -61,10 +61,13 @@ class SessionEnded(Exception):
 
 class ServerSession:
     """One client connection: reads with timeouts, writes what the protocol queued, and
-    upgrades to TLS. `facts` gathers what the session's log line reports."""
+    upgrades to TLS. `facts` gathers what the session's log line reports. `idle_timeout`
+    is the role's: SMTP and POP3 each set their own minimum."""
 
-    def __init__(self, config: ServeConfig, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proto):
+    def __init__(self, config: ServeConfig, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proto,
+                 idle_timeout: float):
         self.config = config
+        self.idle_timeout = idle_timeout
         self.reader = reader
         self.writer = writer
         self.proto = proto
@@ -80,7 +83,7 @@ class ServerSession:
         left = self._deadline - self._loop.time()
         if left <= 0:
             raise SessionEnded("session time limit reached", timed_out=True)
-        return min(self.config.idle_timeout, left)
+        return min(self.idle_timeout, left)
 
     async def receive(self) -> bytes:
         """The client's next bytes; b"" when it closed the connection."""

@@ -35,7 +35,7 @@ async def handle_smtp(config: ServeConfig, mailboxes: Mailboxes, reader: asyncio
     proto = SMTPServerProtocol(config.hostname, config.max_size, config.max_recipients,
                                starttls=config.tls is not None, auth=config.users is not None,
                                allow_insecure_auth=config.insecure_plaintext_auth)
-    return await _SMTPSession(ServerSession(config, reader, writer, proto), mailboxes).run()
+    return await _SMTPSession(ServerSession(config, reader, writer, proto, config.smtp_idle_timeout), mailboxes).run()
 
 
 class _SMTPSession:

@@ -380,7 +380,8 @@ def seconds_until_closed(sock: socket.socket, send_every: float | None = None) -
 @pytest.mark.parametrize("protocol", ["smtp", "pop3"])
 def test_a_silent_client_is_dropped_after_the_idle_timeout(tmp_path, protocol):
     from mimekit.serve.config import ServeConfig
-    with serving_in_process(ServeConfig(str(tmp_path / "mail"), idle_timeout=1.0)) as (ports, lines):
+    with serving_in_process(ServeConfig(str(tmp_path / "mail"), smtp_idle_timeout=1.0,
+                                        pop3_idle_timeout=1.0)) as (ports, lines):
         sock, _ = connect(ports[protocol])
         assert 0.9 < seconds_until_closed(sock) < 5
         sock.close()
@@ -389,7 +390,8 @@ def test_a_silent_client_is_dropped_after_the_idle_timeout(tmp_path, protocol):
 @pytest.mark.parametrize("protocol", ["smtp", "pop3"])
 def test_a_client_that_keeps_talking_is_dropped_at_the_session_timeout(tmp_path, protocol):
     from mimekit.serve.config import ServeConfig
-    with serving_in_process(ServeConfig(str(tmp_path / "mail"), idle_timeout=1.0, session_timeout=2.5)) \
+    with serving_in_process(ServeConfig(str(tmp_path / "mail"), smtp_idle_timeout=1.0, pop3_idle_timeout=1.0,
+                                        session_timeout=2.5)) \
             as (ports, lines):
         sock, _ = connect(ports[protocol])
         assert 2.4 < seconds_until_closed(sock, send_every=0.3) < 6

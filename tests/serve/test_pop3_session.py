@@ -392,3 +392,17 @@ def test_the_maildrop_is_locked_off_the_event_loop(root, monkeypatch):
         assert client.stat()[0] == 2
         client.quit()
     assert on_the_loop == [False]
+
+
+def test_pop3_waits_its_own_idle_timeout_of_at_least_ten_minutes(root):
+    """RFC 1939 §3: the autologout timer is at least 10 minutes, twice SMTP's 5 (RFC 5321
+    §4.5.3.2.7): a POP3 session outlives the SMTP idle timeout and ends at its own."""
+    assert ServeConfig(str(root)).pop3_idle_timeout >= 600
+    with serving(root, smtp_idle_timeout=0.2, pop3_idle_timeout=1.0) as running:
+        raw = Raw(running.port)
+        time.sleep(0.5)
+        assert raw.command(b"NOOP").startswith(b"-ERR")    # still answering (NOOP needs a login)
+        started = time.monotonic()
+        assert raw.file.readline() == b""
+        assert 0.9 < time.monotonic() - started < 5
+        raw.close()

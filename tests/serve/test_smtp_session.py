@@ -346,7 +346,7 @@ def test_concurrent_logins_are_checked_two_at_a_time(tmp_path):
 def test_a_client_that_times_out_hears_421_4_4_2(tmp_path):
     """RFC 3463: 4.4.2 is a bad connection, which a timeout is (4.3.2, the system not
     accepting messages, is for a server shutting down)."""
-    with serving(tmp_path / "mail", idle_timeout=0.3) as running:
+    with serving(tmp_path / "mail", smtp_idle_timeout=0.3) as running:
         raw = RawClient(running.port)
         raw.send(b"EHLO raw.test\r\n")
         raw.reply()

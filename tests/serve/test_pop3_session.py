@@ -406,3 +406,33 @@ def test_pop3_waits_its_own_idle_timeout_of_at_least_ten_minutes(root):
         assert raw.file.readline() == b""
         assert 0.9 < time.monotonic() - started < 5
         raw.close()
+
+
+def test_a_second_login_counts_no_size_again_and_sizes_stay_exact(root, monkeypatch):
+    """Sizes with CRLF are counted by reading each file: done once per file, not at every
+    login of a large maildrop. A message rewritten meanwhile is counted afresh."""
+    counted = []
+
+    def counting_wire_size(path):
+        counted.append(path)
+        return wire_size(path)
+
+    monkeypatch.setattr(pop3_session, "wire_size", counting_wire_size)
+    with serving(root, users=USERS, insecure_plaintext_auth=True) as running:
+        client = login(running.port)
+        first = client.list()[1]
+        client.quit()
+        assert len(counted) == 2
+        client = login(running.port)
+        assert client.list()[1] == first
+        client.quit()
+        assert len(counted) == 2, "the second login read the messages again"
+        changed = counted[0]
+        with open(changed, "ab") as file:
+            file.write(b"one more line\n")
+        client = login(running.port)
+        sizes = [int(line.split()[1]) for line in client.list()[1]]
+        client.quit()
+    assert counted[2:] == [changed]
+    assert sizes == [wire_size(path) for path in counted[:2]]
+    assert sizes[0] == int(first[0].split()[1]) + len(b"one more line\r\n")

@@ -1,5 +1,6 @@
-"""OAuth2 logins, written once for the SMTP, IMAP and POP3 clients: the SASL mechanisms
-OAUTHBEARER (RFC 7628) and XOAUTH2 (Google's and Microsoft's older form of the same idea).
+"""SASL written once for every protocol: OAuth2 logins for the SMTP, IMAP and POP3 clients
+(the mechanisms OAUTHBEARER, RFC 7628, and XOAUTH2, Google's and Microsoft's older form of
+the same idea), and reading a PLAIN response for the SMTP and POP3 servers.
 
 The client sends one response holding the access token. A server that refuses the token
 does not fail at once: it sends a challenge, base64 of a JSON document such as
@@ -32,6 +33,23 @@ T = TypeVar("T")
 
 class TokenRejected(AuthError):
     """The server said the token expired or is invalid: a fresh one may work."""
+
+
+class OtherUserRequested(ValueError):
+    """A PLAIN response asking to act as another user than the one logging in: never granted."""
+
+
+def parse_plain_response(response: bytes) -> tuple[str, str]:
+    """(user, password) of a PLAIN response, after base64: authzid NUL authcid NUL passwd,
+    in UTF-8, the authzid empty or the user itself (RFC 4616 §2). OtherUserRequested when
+    it names someone else; UnicodeDecodeError when not UTF-8; ValueError when malformed."""
+    parts = response.split(b"\0")
+    if len(parts) != 3:
+        raise ValueError("a PLAIN response is authzid NUL user NUL password")
+    authzid, user, password = (part.decode("utf-8") for part in parts)
+    if authzid and authzid != user:
+        raise OtherUserRequested(f"{user!r} asked to act as {authzid!r}")
+    return user, password
 
 
 def choose_mechanism(offered: Iterable[str], where: str) -> str:

@@ -168,6 +168,7 @@ def test_auth_plain_with_a_continuation_and_the_same_authzid():
     (b"not base64!", b"-ERR [AUTH] malformed AUTH PLAIN response"),
     (b"=", b"-ERR [AUTH] malformed AUTH PLAIN response"),
     (plain(b"alice", b"pw"), b"-ERR [AUTH] malformed AUTH PLAIN response"),
+    (plain(b"", b"alice", b"\xff"), b"-ERR [AUTH] malformed AUTH PLAIN response"),
     (plain(b"root", b"alice", b"pw"), b"-ERR [AUTH] logging in as another user is not supported"),
 ])
 def test_auth_plain_refusals(response, text):

@@ -23,7 +23,6 @@ it discarded as it arrives, never buffered.
 """
 
 import base64
-import binascii
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from mimekit.limits import parse_decimal
 from mimekit.streams.dot_stuffing import DotStuffer
 from mimekit.streams.line_endings import CRLFNormaliser
 from mimekit.transport.sansio import NEED_DATA, BufferedProtocol
+from mimekit.transport.sasl import OtherUserRequested, parse_plain_response
 
 __all__ = ["POP3ServerProtocol", "State", "Login", "StartTLS", "Retrieve", "Quit", "Closing",
            "ConnectionClosed", "unique_id"]
@@ -357,17 +357,14 @@ class POP3ServerProtocol(BufferedProtocol):
             self._error("authentication cancelled", "AUTH")
             return
         try:
-            parts = (b"" if line.strip() == b"=" else base64.b64decode(line, validate=True)).split(b"\0")
-        except binascii.Error:
-            parts = []
-        if len(parts) != 3:
-            self._error("malformed AUTH PLAIN response", "AUTH")
-            return
-        authzid, user, password = (part.decode("utf-8", "replace") for part in parts)
-        if authzid and authzid != user:
+            response = b"" if line.strip() == b"=" else base64.b64decode(line, validate=True)
+            user, password = parse_plain_response(response)
+        except OtherUserRequested:
             self._error("logging in as another user is not supported", "AUTH")
-            return
-        self._emit(Login(user, password, "PLAIN"))
+        except ValueError:          # binascii.Error and UnicodeDecodeError are ValueErrors
+            self._error("malformed AUTH PLAIN response", "AUTH")
+        else:
+            self._emit(Login(user, password, "PLAIN"))
 
     def _plaintext_ok(self) -> bool:
         if not self.login_allowed:

@@ -37,6 +37,7 @@ from mimekit.headers.addresses import smtp_mailbox_problem
 from mimekit.limits import parse_decimal
 from mimekit.streams.dot_stuffing import DotUnstuffer
 from mimekit.transport.sansio import BufferedProtocol
+from mimekit.transport.sasl import OtherUserRequested, parse_plain_response
 from mimekit.transport.smtp.protocol import Reply, SMTPStateError, check_argument
 
 MAX_COMMAND_LINE = 4096   # octets, LF included: RFC 5321's 512 plus room for AUTH responses and extensions
@@ -566,19 +567,18 @@ class SMTPServerProtocol(BufferedProtocol):
         if mechanism == "LOGIN" and len(self._sasl) == 2:
             self.state = State.AUTH
             return self._reply(334, None, _LOGIN_PROMPTS[1])
-        if mechanism == "PLAIN":
-            parts = answer.split(b"\0")
-            if len(parts) != 3:
-                return self._error(501, "5.5.2", "Malformed PLAIN response")
-            authzid, user, password = parts
-            if authzid and authzid != user:   # acting for another user is never granted
-                return self._error(535, "5.7.8", "Authentication credentials invalid")
-        else:
-            user, password = self._sasl[1:]
         try:
-            self._decide(Credentials(mechanism, user.decode("utf-8"), password.decode("utf-8")))
+            if mechanism == "PLAIN":
+                user, password = parse_plain_response(answer)
+            else:
+                user, password = (part.decode("utf-8") for part in self._sasl[1:])
+        except OtherUserRequested:
+            return self._error(535, "5.7.8", "Authentication credentials invalid")
         except UnicodeDecodeError:
-            self._error(501, "5.5.2", "Credentials are not valid UTF-8")
+            return self._error(501, "5.5.2", "Credentials are not valid UTF-8")
+        except ValueError:
+            return self._error(501, "5.5.2", "Malformed PLAIN response")
+        self._decide(Credentials(mechanism, user, password))
 
     # content --------------------------------------------------------------------------
 

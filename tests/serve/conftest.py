@@ -2,6 +2,7 @@
 throw-away CA and server certificate, and a users file made with `mimekit users add`.
 Commands run in the `env` fixture of tests/conftest.py (HOME and XDG dirs in tmp_path)."""
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,20 @@ from servers import Certificates, make_certificates
 def certificates(tmp_path_factory) -> Certificates:
     """A private CA and a certificate for localhost and 127.0.0.1, shared by the session."""
     return make_certificates(tmp_path_factory.mktemp("certificates"))
+
+
+@pytest.fixture
+def tls_context(certificates) -> ssl.SSLContext:
+    """A server context with that certificate, for a session under test."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.cert, certificates.key)
+    return context
+
+
+@pytest.fixture
+def client_context(certificates) -> ssl.SSLContext:
+    """A client context trusting that CA only: TLS verified, as a real client would."""
+    return ssl.create_default_context(cafile=str(certificates.ca))
 
 
 @pytest.fixture

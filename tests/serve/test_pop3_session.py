@@ -7,7 +7,6 @@ import asyncio
 import os
 import poplib
 import socket
-import ssl
 import threading
 import time
 from functools import partial
@@ -31,18 +30,6 @@ DOTTY = b"Subject: dots\nFrom: a@serve.test\n\n.leading\n.\n..two\nend.\n\nlast\
 PLAIN = b"Subject: plain\n\nline 1\nline 2\nline 3\n"
 
 serving = partial(serving_with, handle_pop3)
-
-
-@pytest.fixture
-def tls_context(certificates) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certificates.cert, certificates.key)
-    return context
-
-
-@pytest.fixture
-def client_context(certificates) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(certificates.ca))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ talks to it. What lands in the Maildir is checked byte for byte."""
 
 import smtplib
 import socket
-import ssl
 import threading
 import time
 from collections import Counter
@@ -25,18 +24,6 @@ USERS = Users({"alice": PasswordHash.make(PASSWORD, log2_n=10)})
 
 
 serving = partial(serving_with, handle_smtp)
-
-
-@pytest.fixture
-def tls_context(certificates) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certificates.cert, certificates.key)
-    return context
-
-
-@pytest.fixture
-def client_context(certificates) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(certificates.ca))
 
 
 class RawClient:

@@ -26,6 +26,7 @@ from mimekit_cli.queue import _report_run
 
 RELAY_SCHEMES = QUEUE_SCHEMES - {DIRECT}
 SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+MAX_SIZE_LIMIT = 2**40    # 1 TiB: far past any message a mail server should take whole
 OFF = "off"
 # A name for the greeting and the Received field: letters, digits, dots and hyphens only,
 # so that nothing a resolver returns can put a line break or a space into a reply.
@@ -38,7 +39,10 @@ def _size(ctx, param, value: str) -> int:
     if not match or not int(match[1]):
         raise click.BadParameter(f"{value!r}: expected a size such as 50M, 1G, 500K or a number of bytes",
                                  ctx, param)
-    return int(match[1]) * SIZE_UNITS[match[2]]
+    size = int(match[1]) * SIZE_UNITS[match[2]]
+    if size > MAX_SIZE_LIMIT:
+        raise click.BadParameter(f"{value!r}: at most 1024G (1 TiB)", ctx, param)
+    return size
 
 
 def _listen_address(ctx, param, value: str):

@@ -155,6 +155,16 @@ def test_usage_errors_are_one_line_and_exit_64(tmp_path, env, options, expected)
     assert result.stderr.decode().splitlines() == [expected]
 
 
+@pytest.mark.parametrize("size", ["999999999999999G", "1025G", str(2**40 + 1)])
+def test_a_max_size_past_one_tebibyte_is_a_usage_error(tmp_path, env, size):
+    """SIZE advertises it and the count of a message is checked against it: a number no
+    message can reach is a typo, not a setting."""
+    result = run_mimekit("serve", f"maildir:{tmp_path / 'mail'}", "--smtp", f"{HOST}:0", "--pop3", f"{HOST}:0",
+                         "--max-size", size, env=env, expect=64)
+    assert f"'{size}': at most 1024G (1 TiB)" in result.stderr.decode()
+    assert not (tmp_path / "mail").exists()
+
+
 def test_a_queue_directory_that_cannot_be_made_is_exit_73_at_start(tmp_path, env, users_file):
     """Not a server that runs with its relay stopped, answering 451 to every relayed message."""
     (tmp_path / "file").write_text("")

@@ -56,6 +56,16 @@ class BufferedProtocol:
         """How much is queued, so a driver can gather a batch before writing."""
         return len(self._outbox)
 
+    def _unstuff_buffered(self, unstuffer) -> bytes:
+        """Pass what is buffered through `unstuffer` (a DotUnstuffer, on a multi-line body):
+        the data it gives back; what follows the terminating line stays buffered, being the
+        peer's next lines."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        body, rest = unstuffer.feed(data)
+        self._buffer += rest
+        return body
+
     def next_event(self):
         if self._broken is not None:
             raise ProtocolError(str(self._broken))

@@ -262,10 +262,7 @@ class POP3Protocol(BufferedProtocol):
     def _step_multiline(self) -> bool:
         if not self._buffer:
             return False
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        body, rest = self._unstuffer.feed(data)
-        self._buffer += rest
+        body = self._unstuff_buffered(self._unstuffer)
         command = self._pending[0]
         if self._listing is not None:
             self._listing += body

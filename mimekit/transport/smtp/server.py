@@ -585,11 +585,7 @@ class SMTPServerProtocol(BufferedProtocol):
     def _data_step(self) -> bool:
         if not self._buffer:
             return False
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        body, rest = self._unstuffer.feed(data)
-        self._buffer += rest
-        self._content(body)
+        self._content(self._unstuff_buffered(self._unstuffer))
         if self._unstuffer.done:
             self._unstuffer = None
             self._end_content(last=True)

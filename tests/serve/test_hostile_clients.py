@@ -54,10 +54,6 @@ def tls_server(serve, certificates, users_file) -> Served:
     return capped(serve(*tls_options(certificates), "--users", str(users_file)))
 
 
-def client_context(certificates) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(certificates.ca))
-
-
 def connect(port: int) -> tuple[socket.socket, object]:
     """A connection and the file its replies are read from."""
     sock = socket.create_connection((HOST, port), timeout=30)
@@ -279,7 +275,7 @@ def test_bdat_sizes_that_lie(server):
 
 # -- TLS -----------------------------------------------------------------------------------
 
-def test_plaintext_pipelined_after_starttls_is_never_executed(tls_server, certificates):
+def test_plaintext_pipelined_after_starttls_is_never_executed(tls_server, client_context):
     """CVE-2011-0411: a MITM appends a command to STARTTLS in the clear; it must not be
     run as if it had come inside TLS."""
     sock, replies = connect(tls_server.smtp)
@@ -293,7 +289,7 @@ def test_plaintext_pipelined_after_starttls_is_never_executed(tls_server, certif
         return
     assert code == 220, text
     try:
-        tls = client_context(certificates).wrap_socket(sock, server_hostname="localhost")
+        tls = client_context.wrap_socket(sock, server_hostname="localhost")
     except (ssl.SSLError, OSError):
         return                        # the server dropped the session with the injected bytes: safe
     with tls:
@@ -307,7 +303,7 @@ def test_plaintext_pipelined_after_starttls_is_never_executed(tls_server, certif
     assert code == 503, f"the injected MAIL was executed inside TLS: RCPT got {text}"
 
 
-def test_auth_before_tls_is_refused_and_after_it_works(tls_server, certificates):
+def test_auth_before_tls_is_refused_and_after_it_works(tls_server, client_context):
     password = USERS["alice"]
     answers = command_replies(tls_server.smtp, [
         b"AUTH PLAIN " + base64.b64encode(b"\0alice\0" + password.encode()), b"AUTH LOGIN"])
@@ -315,7 +311,7 @@ def test_auth_before_tls_is_refused_and_after_it_works(tls_server, certificates)
     with smtplib.SMTP(HOST, tls_server.smtp, timeout=30) as client:
         client.ehlo()
         assert not client.has_extn("auth")
-        client.starttls(context=client_context(certificates))
+        client.starttls(context=client_context)
         client.ehlo()
         assert set(client.esmtp_features["auth"].upper().split()) >= {"PLAIN", "LOGIN"}
         assert client.login("alice", password)[0] == 235
@@ -324,7 +320,7 @@ def test_auth_before_tls_is_refused_and_after_it_works(tls_server, certificates)
     lines = pop3.split(b"\r\n")
     assert lines[0].startswith(b"+OK") and all(line.startswith(b"-ERR") for line in lines[1:4]), lines
     client = poplib.POP3(HOST, tls_server.pop3, timeout=30)
-    client.stls(client_context(certificates))
+    client.stls(client_context)
     client.user("alice")
     assert client.pass_(password).startswith(b"+OK")
     client.quit()

@@ -100,8 +100,8 @@ With --json, one document (schema "mimekit.queue-list/1"):
     status          "queued", "held" or "failed"
     created         when it was queued (ISO 8601, UTC); age_seconds: since then
     size            bytes of the message as it will be sent
-    server, user    where it goes (smtp:// or smtps://HOST:PORT, or mx:POLICY: each
-                    recipient domain's exchangers) and the login
+    server, user    where it goes (smtp://, smtps:// or smtp+plain://HOST:PORT, or
+                    mx:POLICY: each recipient domain's exchangers) and the login
     sender, source  the envelope sender; the file it was queued from
     next_attempt    when the next try is due (null: held or failed)
     recipients[]    address, state ("pending", "done", "failed"), attempts,

@@ -157,6 +157,25 @@ class Maildir:
         """The message's flag letters (the info ":2,FLAGS" of its name), known ones only."""
         return _flags_of(self._path(key))
 
+    def set_flags(self, key: str, flags: str) -> str:
+        """Give the message these flag letters in place of its known ones (letters another
+        program keeps there, such as Dovecot's keywords a-z, stay) by renaming it into cur/
+        as KEY:2,FLAGS, as a mail reader does (Maildir spec: a message read is no longer
+        new). The rename is fsync'd; returns the new path."""
+        flags = normalised_flags(flags)
+        path = self._path(key)
+        kept = set(os.path.basename(path).partition(":2,")[2]) - MAILDIR_FLAGS
+        target = os.path.join(self.path, "cur", f"{key}:2,{''.join(sorted(set(flags) | kept))}")
+        if path != target:
+            try:
+                os.rename(path, target)
+            except OSError as exc:
+                raise IOFailure(f"{path}: cannot set flags: {exc.strerror or exc}") from exc
+            for sub in {"cur", os.path.basename(os.path.dirname(path))}:
+                _fsync_directory(os.path.join(self.path, sub))
+        self._index[key] = target
+        return target
+
     def __iter__(self) -> Iterator["MessageRef"]:
         """The messages as references, in delivery order (see stores.sources)."""
         from mimekit.stores.sources import messages_of   # sources builds on this module

@@ -1,0 +1,283 @@
+"""Compose, reply and forward from the page, and hand the message to SMTP or the queue.
+
+The message is built by mimekit's composer (mimekit.write.composer), which refuses a header
+value with CR, LF or NUL (docs/conventions.md, Safety: header injection) and encodes
+non-ASCII subjects and names (RFC 2047). It is then sent as `mimekit send -t` sends a file:
+its envelope is read from its own header (mimekit.transport.smtp.envelope: the sender from
+From, the recipients from To, Cc and Bcc, Bcc never transmitted), through mimekit.send.send
+(SMTPSender) or spooled into the outgoing queue as `send --queue` does (QueueSender).
+
+Uploaded files are never read into memory: the composer reads them twice (a pre-scan, then
+the encoding) straight from the upload's spool file. A forwarded message is attached as
+message/rfc822 read from its store; the composer's rule applies (RFC 2046 §5.2.1: message/*
+is 7bit only), so a message with 8-bit bytes is attached as application/octet-stream in
+base64, its bytes intact.
+"""
+
+import io
+import os
+import re
+from contextlib import ExitStack
+from typing import BinaryIO, Callable, Iterable, Mapping, Protocol
+
+from mimekit.errors import DataError, UnavailableError, UsageError
+from mimekit.headers.addresses import Address, Group, parse_address_list
+from mimekit.headers.folding import quote_string
+from mimekit.queue import Queue
+from mimekit.read.extract import best_text_part, iter_text
+from mimekit.read.safe_names import safe_name
+from mimekit.read.tree import Message, parse_message
+from mimekit.send import send as send_messages
+from mimekit.streams.files import temporary_file
+from mimekit.transport.connection import DEFAULT_TIMEOUT
+from mimekit.transport.smtp.client import MessageResult, OutgoingMessage, refusal
+from mimekit.transport.smtp.envelope import prepare_message
+from mimekit.transport.urls import ServerURL
+from mimekit.write.composer import ComposedMessage, Content, MessageBuilder
+from mimekit.write.writer import write_message
+
+SOURCE_NAME = "composed message"      # what errors about the message call it
+QUOTED_TEXT_LIMIT = 1024 * 1024       # characters of the original a reply quotes; the rest is cut
+_MSG_ID = re.compile(r"<[^<>\s]+>")   # RFC 5322 §3.6.4 msg-id, loosely: what References lists
+_REPLY_PREFIX = re.compile(r"^\s*(?:re\s*(?:\[\d+\])?\s*:\s*)+", re.I)
+_FORWARD_PREFIX = re.compile(r"^\s*(?:fwd?\s*:\s*)+", re.I)
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")   # a display name typed without quotes
+
+
+class Sender(Protocol):
+    def send(self, message: ComposedMessage) -> str:
+        """Send or queue `message`; the server's queue id (or what it said), or the queue's id."""
+
+
+class SMTPSender:
+    """One SMTP session per message, through mimekit.send.send as `mimekit send` does: TLS
+    as the URL says (smtp+plain:// for serve's own listener on loopback), a login when the
+    URL names a user, with `password()` or else the usual password look-up (never argv)."""
+
+    def __init__(self, url: ServerURL, password: Callable[[], str] | None = None, cafile: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT):
+        self.url = url
+        self.password = password
+        self.cafile = cafile
+        self.timeout = timeout
+
+    def send(self, message: ComposedMessage) -> str:
+        """The server's queue id, or "accepted" when it names none. A refused recipient
+        raises (TempFailure for 4xx, UnavailableError for 5xx) naming who got it anyway;
+        a failed connection or login raises mimekit's error for it."""
+        outgoing = outgoing_message(message)
+        results = list(send_messages(self.url, [outgoing], extract=True, password=self.password,
+                                     cafile=self.cafile, timeout=self.timeout))
+        return _delivered(results[0])
+
+
+class QueueSender:
+    """Spool into the outgoing queue (mimekit.queue) for its runner to deliver to `url`,
+    retrying while the server is away: sending from the page never waits for SMTP."""
+
+    def __init__(self, queue_dir: str, url: ServerURL, cafile: str | None = None):
+        self.queue_dir = queue_dir
+        self.url = url
+        self.cafile = cafile
+
+    def send(self, message: ComposedMessage) -> str:
+        """The queue entry's id, once the message is durably queued."""
+        outgoing = outgoing_message(message)
+        with Queue(self.queue_dir) as queue:
+            return queue.spool(outgoing, self.url, cafile=self.cafile).id
+
+
+def outgoing_message(message: ComposedMessage) -> OutgoingMessage:
+    """`message` written out (CRLF) and prepared as `send -t` prepares a file: envelope from
+    its header, Bcc removed. DataError when its header gives no usable envelope."""
+    with temporary_file(prefix="mimekit-web-") as spool:
+        write_message(message, spool)
+        spool.seek(0)
+        outgoing = prepare_message(SOURCE_NAME, extract=True, stream=spool)
+    if outgoing.refused:
+        raise outgoing.refused
+    return outgoing
+
+
+def _delivered(result: MessageResult) -> str:
+    if result.error is not None:
+        raise result.error
+    refused = [r for r in result.recipients if not r.accepted]
+    if refused:
+        accepted = [r.address for r in result.recipients if r.accepted]
+        text = "; ".join(f"{r.address} refused: {r.code} {r.text}".rstrip() for r in refused)
+        text += f"; sent to {', '.join(accepted)}" if accepted else "; not sent"
+        raise refusal(refused[0].code, text) if refused[0].code else UnavailableError(text)
+    return result.queue_id or "accepted"
+
+
+# -- the compose form -------------------------------------------------------------------------
+
+def compose_from_form(fields: Mapping[str, str], files: Iterable, mail, user: str | None) -> ComposedMessage:
+    """The message the compose form describes. `fields`: from (default: `user` when it is
+    an address), to, cc, bcc (address lists as typed: "Name <a@b>, c@d"), subject, body,
+    in_reply_to and references (msg-ids, as reply_draft fills them), forward (the id of a
+    message to attach as message/rfc822). `files`: uploads (Starlette's UploadFile: filename,
+    content_type, file). UsageError with no recipient or no From; DataError (from the
+    composer) for a bad address or a CR/LF in any field."""
+    text = {name: (fields.get(name) or "").strip() for name in
+            ("from", "to", "cc", "bcc", "subject", "in_reply_to", "references", "forward")}
+    sender = text["from"] or (user if user and "@" in user else "")
+    if not sender:
+        raise UsageError("from: give a From address")
+    if not (text["to"] or text["cc"] or text["bcc"]):
+        raise UsageError("no recipient: give a To or Cc address")
+    builder = MessageBuilder()
+    builder.add_header("From", sender)
+    for name in ("To", "Cc", "Bcc"):
+        if text[name.lower()]:
+            builder.add_header(name, text[name.lower()])
+    if text["subject"]:
+        builder.add_header("Subject", text["subject"])
+    if text["in_reply_to"]:
+        builder.add_header("In-Reply-To", _msg_ids("in_reply_to", text["in_reply_to"]))
+    if text["references"]:
+        builder.add_header("References", _msg_ids("references", text["references"]))
+    builder.set_body((fields.get("body") or "").encode("utf-8"))
+    for upload in files:
+        builder.attach(_upload_content(upload), filename=_upload_name(upload),
+                       content_type=upload.content_type or None)
+    if text["forward"]:
+        _attach_original(builder, mail, text["forward"], user)
+    return builder.build()
+
+
+def _msg_ids(name: str, value: str) -> str:
+    """Message ids separated by white space, as they are: anything else is refused."""
+    ids = value.split()
+    if not all(_MSG_ID.fullmatch(one) for one in ids):
+        raise UsageError(f"{name}: expected message ids <left@right> separated by spaces")
+    return " ".join(ids)
+
+
+def _upload_content(upload) -> Content:
+    """The upload as Content, read from its spool file each time (never whole in memory)."""
+    stream: BinaryIO = upload.file
+    try:
+        descriptor = stream.fileno()   # a SpooledTemporaryFile moves to disk here
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return Content.from_stream(stream)
+
+    def reopen() -> BinaryIO:
+        reader = os.fdopen(os.dup(descriptor), "rb")
+        reader.seek(0)
+        return reader
+
+    return Content(reopen, keep_alive=stream)
+
+
+def _upload_name(upload) -> str:
+    """The file's own name; old browsers send a whole Windows path."""
+    name = (upload.filename or "").replace("\\", "/").rpartition("/")[2]
+    return name or "attachment"
+
+
+def _attach_original(builder: MessageBuilder, mail, email_id: str, user: str | None) -> None:
+    with mail.open(email_id, user) as stream, parse_message(stream) as original:
+        subject = original.root.header("subject") or ""
+    name = safe_name(f"{subject[:100] or 'message'}.eml", "1", "message/rfc822")[0]
+    builder.attach(Content(lambda: mail.open(email_id, user)), filename=name, content_type="message/rfc822")
+
+
+# -- reply and forward ------------------------------------------------------------------------
+
+def reply_draft(mail, email_id: str, user: str | None, all: bool = False) -> dict:
+    """The compose form's fields for a reply to message `email_id`: to (its Reply-To, else
+    From), with `all` cc (its To and Cc but the user and those already in to), subject
+    "Re: ..." (one Re, however many it had), its text quoted "> " under "On DATE, NAME
+    wrote:", in_reply_to and references (RFC 5322 §3.6.4)."""
+    with mail.open(email_id, user) as stream, parse_message(stream) as original:
+        head = original.root
+        authors = _addresses(head, "reply-to") or _addresses(head, "from")
+        cc = []
+        if all:
+            taken = {address.addr_spec.lower() for address in authors}
+            if user and "@" in user:
+                taken.add(user.lower())
+            for address in _addresses(head, "to") + _addresses(head, "cc"):
+                if address.addr_spec.lower() not in taken:
+                    taken.add(address.addr_spec.lower())
+                    cc.append(address)
+        sender = next(iter(_addresses(head, "from")), None)
+        who = (sender.display_name or sender.addr_spec) if sender else "someone"
+        date = head.header("date")
+        attribution = f"On {date}, {who} wrote:" if date else f"{who} wrote:"
+        message_id = _first_msg_id(head.header("message-id"))
+        return {
+            "to": _typed(authors), "cc": _typed(cc),
+            "subject": "Re: " + _REPLY_PREFIX.sub("", head.header("subject") or ""),
+            "body": f"\n\n{attribution}\n{_quoted(original)}",
+            "in_reply_to": message_id or "",
+            "references": " ".join(_references(head, message_id)),
+            "forward": "",
+        }
+
+
+def forward_draft(mail, email_id: str, user: str | None) -> dict:
+    """The compose form's fields for forwarding message `email_id`: no recipient yet,
+    subject "Fwd: ..." (one Fwd), and forward=the id: the original goes as an attachment."""
+    with mail.open(email_id, user) as stream, parse_message(stream) as original:
+        subject = original.root.header("subject") or ""
+    return {"to": "", "cc": "", "subject": "Fwd: " + _FORWARD_PREFIX.sub("", subject), "body": "",
+            "in_reply_to": "", "references": "", "forward": email_id}
+
+
+def _addresses(head, name: str) -> list[Address]:
+    """The mailboxes of every `name` field, groups flattened; read from the raw value, where
+    an encoded name's comma cannot split an address."""
+    found: list[Address] = []
+    for field in head.header_fields(name):
+        entries, _ = parse_address_list(field.raw_value)
+        for entry in entries:
+            found.extend(entry.members if isinstance(entry, Group) else [entry])
+    return [address for address in found if address.addr_spec]
+
+
+def _typed(addresses: list[Address]) -> str:
+    """Addresses as a user types them ("Name <a@b>", the name quoted when it needs it),
+    which the composer reads back."""
+    def one(address: Address) -> str:
+        name = address.display_name.strip()
+        if not name:
+            return address.addr_spec
+        shown = name if _ATOMS.fullmatch(name) else quote_string(name)
+        return f"{shown} <{address.addr_spec}>"
+    return ", ".join(one(address) for address in addresses)
+
+
+def _first_msg_id(value: str | None) -> str | None:
+    match = _MSG_ID.search(value or "")
+    return match.group() if match else None
+
+
+def _references(head, message_id: str | None) -> list[str]:
+    """The parent's References (else its In-Reply-To when that is one id), then its
+    Message-ID: RFC 5322 §3.6.4."""
+    earlier = _MSG_ID.findall(head.header("references") or "")
+    if not earlier:
+        in_reply_to = _MSG_ID.findall(head.header("in-reply-to") or "")
+        earlier = in_reply_to if len(in_reply_to) == 1 else []
+    return earlier + [message_id] if message_id else earlier
+
+
+def _quoted(message: Message) -> str:
+    """The message's text (extract.best_text_part), each line quoted (">" before a line
+    already quoted, RFC 3676 §4.5), cut at QUOTED_TEXT_LIMIT characters."""
+    with ExitStack() as opened:
+        try:
+            part = best_text_part(message, opened)
+        except DataError:
+            return ""
+        pieces, size = [], 0
+        for piece in iter_text(part, []):
+            pieces.append(piece)
+            size += len(piece)
+            if size >= QUOTED_TEXT_LIMIT:
+                break
+    text = "".join(pieces)[:QUOTED_TEXT_LIMIT].rstrip("\n")
+    return "".join(f">{'' if not line or line.startswith('>') else ' '}{line}\n" for line in text.split("\n"))

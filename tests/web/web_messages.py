@@ -40,7 +40,7 @@ def plain(subject: str = "Plain hello", sender: str = "Alice <alice@example.test
     builder.add_header("Subject", subject)
     if date:
         builder.add_header("Date", date)
-    builder.set_body(body)
+    builder.set_body(body.encode("utf-8"))      # a str would name a file to read (the composer's API)
     return _bytes(builder)
 
 
@@ -61,9 +61,9 @@ def html_with_image_and_attachment() -> bytes:
     builder.add_addresses("To", ["bob@example.test"])
     builder.add_header("Subject", "Quarterly report with picture")
     cid = builder.add_inline(INLINE_IMAGE, filename="chart.png", content_type="image/png")
-    builder.set_body("The chart is inline; the data is attached.\n")
+    builder.set_body(b"The chart is inline; the data is attached.\n")
     builder.set_body(f'<html><body><p>The <b>chart</b>:</p><img id="chart" alt="chart" src="cid:{cid}">'
-                     f"<p>The data is attached.</p></body></html>", html=True)
+                     f"<p>The data is attached.</p></body></html>".encode("ascii"), html=True)
     builder.attach(ATTACHMENT, filename="report data.bin", content_type="application/octet-stream")
     return _bytes(builder)
 
@@ -92,8 +92,8 @@ def hostile(remote_port: int) -> bytes:
     builder.add_addresses("From", ["Mallory <mallory@example.test>"])
     builder.add_addresses("To", ["bob@example.test"])
     builder.add_header("Subject", "<img src=x onerror=\"window.__pwned='subject'\"> hostile")
-    builder.set_body("Hostile text body\n")
-    builder.set_body(html, html=True)
+    builder.set_body(b"Hostile text body\n")
+    builder.set_body(html.encode("utf-8"), html=True)
     builder.attach(b"<svg xmlns='http://www.w3.org/2000/svg'><script>window.__pwned='attachment'</script></svg>",
                    filename="<img src=x onerror=\"window.__pwned='filename'\">.svg", content_type="image/svg+xml")
     return _bytes(builder)

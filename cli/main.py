@@ -13,7 +13,7 @@ from mimekit_cli.common import EXIT_CODE_TABLE, EXIT_USAGE, StdoutError, guard_s
 COMMAND_MODULES = {
     "encode": "encode", "check": "check", "decode": "decode", "show": "show", "scan": "scan",
     "send": "send", "fetch": "fetch", "folders": "fetch", "accounts": "accounts",
-    "queue": "queue", "sendmail": "sendmail", "users": "users", "serve": "serve",
+    "queue": "queue", "sendmail": "sendmail", "users": "users", "serve": "serve", "web": "web",
 }
 
 

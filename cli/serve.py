@@ -1,13 +1,16 @@
-"""`mimekit serve maildir:PATH`: a small mail server, SMTP in and POP3 out, on one Maildir.
+"""`mimekit serve maildir:PATH`: a small mail server, SMTP in and POP3 out, on one Maildir,
+and with --http the web interface on it (mimekit.web; docs/web.md).
 
 Thin by design: mimekit.serve.server runs the listeners and the sessions; this module turns
 the options into a ServeConfig, refuses what is unsafe unless asked for (a bind address
 other machines can reach), prints the ready line and one line per session on stderr, and
-with --relay runs the outgoing queue in a thread so relayed mail leaves. docs/serve.md is
+with --relay runs the outgoing queue in a thread so relayed mail leaves. `mimekit web`
+shares its listen-address option, users file and queue runner. docs/serve.md is
 the user's guide.
 """
 
 import asyncio
+import os
 import re
 import socket
 import threading
@@ -18,8 +21,11 @@ from mimekit.errors import UsageError
 from mimekit.queue import Queue, default_queue_directory, deliver_queue, watch_queue
 from mimekit.queue.store import QUEUE_SCHEMES
 from mimekit.serve.config import DEFAULT_MAX_CONNECTIONS, ServeConfig
+from mimekit.serve.mailboxes import safe_mailbox_name
 from mimekit.serve.server import format_address, parse_listen_address, serve, server_tls_context
 from mimekit.serve.users import Users
+from mimekit.stores.maildir import Maildir
+from mimekit.stores.sources import is_maildir
 from mimekit.transport.urls import DIRECT, is_loopback, parse_url
 from mimekit_cli.common import print_diagnostic, reporting
 from mimekit_cli.queue import _report_run
@@ -45,8 +51,8 @@ def _size(ctx, param, value: str) -> int:
     return size
 
 
-def _listen_address(ctx, param, value: str):
-    if value.lower() == OFF:
+def _listen_address(ctx, param, value: str | None):
+    if value is None or value.lower() == OFF:
         return None
     try:
         return parse_listen_address(value)
@@ -81,15 +87,19 @@ def _hostname(ctx, param, value: str | None) -> str:
               help="Where SMTP listens ([IPv6]:PORT; port 0: any free port; off: no SMTP).")
 @click.option("--pop3", default="127.0.0.1:1110", show_default=True, callback=_listen_address, metavar="HOST:PORT",
               help="Where POP3 listens (as --smtp).")
-@click.option("--http", metavar="HOST:PORT", help="The web interface (not built yet: issue 14).")
+@click.option("--http", callback=_listen_address, metavar="HOST:PORT",
+              help="The web interface and JSON API on the Maildir, sending through this server's SMTP "
+                   "(default: none; needs the web extra). See docs/web.md.")
 @click.option("--listen-publicly", is_flag=True,
-              help="Allow a --smtp or --pop3 address that other machines can reach (default: loopback only).")
+              help="Allow a --smtp, --pop3 or --http address that other machines can reach (default: loopback "
+                   "only; a public --http also needs --users).")
 @click.option("--domain", "domains", multiple=True, callback=_domains, metavar="DOMAIN",
               help="Accept mail for this domain, each recipient into PATH/LOCALPART/ (with --users: its users "
                    "only); repeatable. Without it every message is accepted into PATH: the catch-all for testing.")
 @click.option("--users", "users_file", metavar="FILE",
               help="The users file (`mimekit users add`): POP3 and SMTP logins, and the known mailboxes of --domain.")
-@click.option("--tls-cert", metavar="PEM", help="Certificate chain for STARTTLS and STLS (with --tls-key).")
+@click.option("--tls-cert", metavar="PEM", help="Certificate chain for STARTTLS and STLS, and HTTPS for --http "
+                                                "(with --tls-key).")
 @click.option("--tls-key", metavar="PEM", help="Its private key.")
 @click.option("--max-size", default="50M", show_default=True, callback=_size, metavar="SIZE",
               help="Largest message accepted (50M, 1G, bytes); past it: 552.")
@@ -113,26 +123,30 @@ def serve_command(root, smtp, pop3, http, listen_publicly, domains, users_file, 
     """
     with reporting("serve"):
         _check_usage(smtp, pop3, http, listen_publicly, users_file, tls_cert, tls_key, relay)
+        if http:
+            from mimekit_cli.web import load_web_extra, log_to_diagnostics, warn_without_tls  # imports this module
+            load_web_extra()
+            log_to_diagnostics("serve")
         config = ServeConfig(
             root=parse_url(root, {"maildir"}).path, hostname=hostname, domains=domains,
-            users=Users.load(users_file) if users_file else None,
+            users=load_users("serve", users_file),
             tls=server_tls_context(tls_cert, tls_key) if tls_cert else None,
             max_size=max_size, max_connections=max_connections,
             relay=parse_url(relay, RELAY_SCHEMES) if relay else None,
             queue_dir=(queue_dir or default_queue_directory()) if relay else None,
             insecure_plaintext_auth=insecure_plaintext_auth)
-        if config.users and config.users.readable_by_others:
-            print_diagnostic("serve", f"warning: {users_file} is readable by group or others "
-                                      f"(it holds password hashes: chmod 600 {users_file})")
         if insecure_plaintext_auth and config.users:
             print_diagnostic("serve", "warning: logins accepted without TLS: passwords cross the network "
                                       "in the clear")
         if relay:    # a queue that cannot be made is an error now, not a 451 for every relayed message
             Queue(config.queue_dir).close()
+        if http and not config.tls and not is_loopback(http[0]):
+            warn_without_tls("serve")
         stopping = threading.Event()
-        relay_thread = _start_relay(config.queue_dir, stopping) if relay else None
+        relay_thread = start_queue_runner("serve", config.queue_dir, stopping) if relay else None
         try:
-            asyncio.run(serve(config, smtp, pop3, ready=_print_ready, log=lambda line: print_diagnostic("serve", line)))
+            asyncio.run(serve(config, smtp, pop3, http=http, web_app=lambda smtp_bound: _web_app(config, smtp_bound, http),
+                              ready=_print_ready, log=lambda line: print_diagnostic("serve", line)))
         finally:
             stopping.set()
             if relay_thread:
@@ -140,11 +154,9 @@ def serve_command(root, smtp, pop3, http, listen_publicly, domains, users_file, 
 
 
 def _check_usage(smtp, pop3, http, listen_publicly, users_file, tls_cert, tls_key, relay) -> None:
-    if http:
-        raise UsageError("--http: the web interface is issue 14, not built yet")
-    if smtp is None and pop3 is None:
+    if smtp is None and pop3 is None and http is None:
         raise UsageError("--smtp off and --pop3 off: nothing to serve")
-    for option, address in (("--smtp", smtp), ("--pop3", pop3)):
+    for option, address in (("--smtp", smtp), ("--pop3", pop3), ("--http", http)):
         if address and not listen_publicly and not is_loopback(address[0]):
             raise UsageError(f"{option} {format_address(address)}: not a loopback address; add --listen-publicly "
                              "to accept connections from other machines")
@@ -152,6 +164,59 @@ def _check_usage(smtp, pop3, http, listen_publicly, users_file, tls_cert, tls_ke
         raise UsageError("--tls-cert and --tls-key go together: give both or neither")
     if relay and not users_file:
         raise UsageError("--relay needs --users FILE: only a logged-in client may relay (never an open relay)")
+    if http and not is_loopback(http[0]) and not users_file:
+        raise UsageError(f"--http {format_address(http)} needs --users FILE: without logins anyone who reaches "
+                         "it could read the mail")
+
+
+def _web_app(config: ServeConfig, smtp_bound, http):
+    """The web application on the served Maildir(s), writable, sending through our own SMTP
+    listener (none without SMTP). With --domain, each user's Maildir is a folder tree of its
+    own; with --users too, a user logs in and sees their own only."""
+    from mimekit.web.app import create_app
+    from mimekit.web.config import WebConfig
+    from mimekit_cli.web import default_index_path
+
+    if config.catch_all:
+        sources, owners = (f"maildir:{config.root}",), None
+    else:
+        owners = _user_maildirs(config)
+        sources = tuple(f"maildir:{path}" for path in owners)
+    web_config = WebConfig(sources=sources, index_path=default_index_path(sources), writable=True,
+                           users=config.users, require_auth=not is_loopback(http[0]),
+                           sender=_own_smtp(smtp_bound),
+                           per_user_folders=config.users is not None and not config.catch_all)
+    return create_app(web_config, owners)
+
+
+def _user_maildirs(config: ServeConfig) -> dict[str, str]:
+    """{Maildir path: user} under the root: every user of the users file (their Maildir made
+    now if no mail came yet, as POP3 does at login), else the Maildirs mail already made."""
+    root = os.path.abspath(config.root)
+    if config.users is not None:
+        names = [name for name in config.users.names() if safe_mailbox_name(name)]
+        for name in names:
+            Maildir(os.path.join(root, name))
+    else:
+        names = sorted(entry.name for entry in os.scandir(root)
+                       if safe_mailbox_name(entry.name) and is_maildir(entry.path))
+    return {os.path.join(root, name): name for name in names}
+
+
+def _own_smtp(smtp_bound):
+    """The page's sender: our own SMTP listener, in the clear over loopback (smtp+plain://).
+    None (no compose) without SMTP, or when it listens on one address that is not loopback."""
+    from mimekit.web.send import SMTPSender
+
+    if smtp_bound is None:
+        return None
+    host, port = smtp_bound
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    if not is_loopback(host):
+        print_diagnostic("serve", f"warning: SMTP listens on {host} only, not loopback: the web page cannot "
+                                  "send (no compose)")
+        return None
+    return SMTPSender(parse_url(f"smtp+plain://{format_address((host, port))}", {"smtp+plain"}))
 
 
 def _print_ready(bound) -> None:
@@ -159,21 +224,32 @@ def _print_ready(bound) -> None:
                                                          for protocol, address in bound))
 
 
-def _start_relay(queue_dir: str, stopping: threading.Event) -> threading.Thread:
-    """The queue runner of `queue run --watch`, in a thread: relayed mail leaves while the
-    server runs, its outcomes on stderr like the sessions' lines. Stopped with the server,
-    after the message in flight."""
+def start_queue_runner(command: str, queue_dir: str, stopping: threading.Event) -> threading.Thread:
+    """The queue runner of `queue run --watch`, in a thread: queued mail (serve's relayed
+    mail, web's composed mail) leaves while the server runs, its outcomes on stderr like the
+    sessions' lines. Stopped with the server, after the message in flight."""
     def run() -> None:
         try:
             with Queue(queue_dir) as queue:
                 watch_queue(queue, lambda stop: deliver_queue(queue, stop=stop), stopping,
-                            lambda report: _report_run("serve", queue, report, False, False))
-        except Exception as exc:   # the server goes on; relayed mail waits in the queue
-            print_diagnostic("serve", f"relay: stopped: {type(exc).__name__}: {exc}; relayed mail waits in "
+                            lambda report: _report_run(command, queue, report, False, False))
+        except Exception as exc:   # the server goes on; queued mail waits in the queue
+            print_diagnostic(command, f"queue runner: stopped: {type(exc).__name__}: {exc}; queued mail waits in "
                                       f"{queue_dir} for `mimekit queue run`")
-    thread = threading.Thread(target=run, name="mimekit-serve-relay")
+    thread = threading.Thread(target=run, name=f"mimekit-{command}-queue")
     thread.start()
     return thread
+
+
+def load_users(command: str, users_file: str | None) -> Users | None:
+    """The users file, with a warning when others may read its password hashes."""
+    if not users_file:
+        return None
+    users = Users.load(users_file)
+    if users.readable_by_others:
+        print_diagnostic(command, f"warning: {users_file} is readable by group or others "
+                                  f"(it holds password hashes: chmod 600 {users_file})")
+    return users
 
 
 COMMANDS = [serve_command]

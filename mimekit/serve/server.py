@@ -6,7 +6,8 @@ line per session whatever the session did (a handler that fails unexpectedly is 
 naming the exception, and the server goes on), the TLS context made from a certificate and
 its key, and the stop: on SIGTERM or SIGINT the listeners close, the sessions are cancelled
 and awaited (a session whose delivery commit has started finishes it first: the commit is
-shielded in the session), and serve() returns.
+shielded in the session), and serve() returns. The web interface (`http`) is the optional
+extra's uvicorn server (mimekit.web.server) in the same event loop, stopped by the same event.
 
 Addresses are the caller's: the command line binds to loopback only unless told otherwise
 (mimekit.transport.urls.is_loopback; docs/conventions.md, Servers).
@@ -139,14 +140,17 @@ def _prepare_root(config: ServeConfig) -> None:
 
 async def serve(config: ServeConfig, smtp: Address | None = ("127.0.0.1", 2525),
                 pop3: Address | None = ("127.0.0.1", 1110), *,
+                http: Address | None = None, web_app: Callable[[Address | None], object] | None = None,
                 ready: Callable[[list[tuple[str, Address]]], None] | None = None,
                 log: Callable[[str], None] = lambda line: None,
                 stop: asyncio.Event | None = None) -> None:
-    """Serve SMTP and POP3 (an address of None: not that protocol) until `stop` is set, by
-    default until SIGTERM or SIGINT. `ready` gets [(protocol, (host, port))] once every
-    listener is bound, with the real port where 0 was asked; `log` gets one line per
-    session, "smtp 127.0.0.1:41234: TEXT" (TEXT may hold what a client sent: the caller
-    makes it printable). Binding fails as IOFailure naming the address."""
+    """Serve SMTP, POP3 and HTTP (an address of None: not that protocol) until `stop` is
+    set, by default until SIGTERM or SIGINT. The web application is `web_app(smtp)`, made
+    once SMTP is bound (smtp: its real address, for the page to send through; None
+    without SMTP). `ready` gets [(protocol, (host, port))] once every listener is bound
+    (and the web application started), with the real port where 0 was asked; `log` gets
+    one line per session, "smtp 127.0.0.1:41234: TEXT" (TEXT may hold what a client sent:
+    the caller makes it printable). Binding fails as IOFailure naming the address."""
     _prepare_root(config)
     mailboxes = Mailboxes(config)
     listeners = _Listeners(config, mailboxes, log)
@@ -158,6 +162,7 @@ async def serve(config: ServeConfig, smtp: Address | None = ("127.0.0.1", 2525),
             loop.add_signal_handler(signum, stop.set)
             watched_signals.append(signum)
     servers: list[asyncio.Server] = []
+    web: asyncio.Task | None = None
     try:
         bound = []
         for protocol, address in (("smtp", smtp), ("pop3", pop3)):
@@ -170,12 +175,37 @@ async def serve(config: ServeConfig, smtp: Address | None = ("127.0.0.1", 2525),
                                 f"{os.strerror(exc.errno) if exc.errno else exc}") from None
             servers.append(server)
             bound += [(protocol, socket.getsockname()[:2]) for socket in server.sockets]
+        if http is not None:
+            smtp_bound = next((address for protocol, address in bound if protocol == "smtp"), None)
+            web, web_bound = await _start_web(web_app(smtp_bound), http, config, stop)
+            if web_bound is None:
+                return
+            bound.append(("http", web_bound))
         if ready is not None:
             ready(bound)
         await stop.wait()
     finally:
         for server in servers:
             server.close()
+        stop.set()           # the web server stops on the same event, also when start-up failed
+        if web is not None:
+            await web        # ends once `stop` is set, its open responses ended
         await listeners.stop()
         for signum in watched_signals:
             loop.remove_signal_handler(signum)
+
+
+async def _start_web(app, address: Address, config: ServeConfig,
+                     stop: asyncio.Event) -> tuple[asyncio.Task, Address | None]:
+    """The web server's task, once it listens and its application has started, and its
+    address (None when stopped meanwhile); its start-up error (a port in use) raised here.
+    Over TLS when a certificate was given."""
+    from mimekit.web.server import serve_http    # the optional web extra, loaded only when asked for
+
+    started: asyncio.Future = asyncio.get_running_loop().create_future()
+    web = asyncio.create_task(serve_http(app, address, tls=config.tls, stop=stop,
+                                         ready=lambda bound: started.done() or started.set_result(bound)))
+    await asyncio.wait({web, started}, return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():
+        await web            # raises what stopped it before it listened, if not a stop asked for
+    return web, started.result() if started.done() else None

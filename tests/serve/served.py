@@ -30,7 +30,8 @@ USERS = {"alice": "alice-Serve-Secret-1", "bob": "bob-Serve-Secret-2"}
 # Start-up is well under a second; this only bounds a server that hangs with both cores busy.
 STARTUP_DEADLINE = 30.0
 STOP_DEADLINE = 30.0
-LISTENING = re.compile(rb"^mimekit serve: listening: smtp 127\.0\.0\.1:(\d+), pop3 127\.0\.0\.1:(\d+)$", re.M)
+LISTENING = re.compile(rb"^mimekit serve: listening: smtp 127\.0\.0\.1:(\d+), pop3 127\.0\.0\.1:(\d+)"
+                       rb"(?:, http 127\.0\.0\.1:(\d+))?$", re.M)
 
 
 def mimekit_command(*args: str) -> list[str]:
@@ -55,6 +56,7 @@ class Served:
     log: Path            # its stderr
     smtp: int
     pop3: int
+    http: int | None = None   # with --http: the web interface's port
     host: str = HOST
 
     def maildir(self, user: str | None = None) -> Path:
@@ -192,7 +194,9 @@ def start_serve(root: Path, log: Path, options: tuple[str, ...], env: dict) -> S
             pytest.fail(f"mimekit serve {' '.join(options)}: no 'listening:' line "
                         f"(exit status {process.returncode}):\n{log.read_text(errors='replace')}")
         time.sleep(0.02)
-    return Served(process=process, root=root, log=log, smtp=int(listening.group(1)), pop3=int(listening.group(2)))
+    http = listening.group(3)
+    return Served(process=process, root=root, log=log, smtp=int(listening.group(1)), pop3=int(listening.group(2)),
+                  http=int(http) if http else None)
 
 
 @dataclass

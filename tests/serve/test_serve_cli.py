@@ -143,7 +143,10 @@ def test_a_non_loopback_address_needs_listen_publicly(tmp_path, env, address):
 
 
 @pytest.mark.parametrize("options, expected", [
-    (("--http", f"{HOST}:0"), "mimekit serve: --http: the web interface is issue 14, not built yet"),
+    (("--http", "0.0.0.0:0"), "mimekit serve: --http 0.0.0.0:0: not a loopback address; add --listen-publicly "
+                              "to accept connections from other machines"),
+    (("--http", "0.0.0.0:0", "--listen-publicly"), "mimekit serve: --http 0.0.0.0:0 needs --users FILE: without "
+                                                   "logins anyone who reaches it could read the mail"),
     (("--smtp", "off", "--pop3", "off"), "mimekit serve: --smtp off and --pop3 off: nothing to serve"),
     (("--tls-cert", "cert.pem"), "mimekit serve: --tls-cert and --tls-key go together: give both or neither"),
     (("--relay", "smtps://smtp.example.test"),

@@ -1,0 +1,526 @@
+"""The header index: what the message list and the search read, kept in SQLite so that a
+folder of 100,000 messages lists its first page in milliseconds.
+
+The index is a cache. The stores (Maildir, mbox, directories of files) stay the truth:
+`refresh` brings a folder's rows in line with its store, and a file that is missing, from
+another schema version or corrupt is deleted and rebuilt from the stores, never an error.
+
+Refreshing is cheap when nothing changed: a Maildir is looked at through the times of its
+new/ and cur/ directories (a delivery, a removal or a flag change renames a file in one of
+them), an mbox through its inode, size and time, a directory of files through its time.
+When something did change, the folder is listed again and compared with its rows by key:
+only new messages are read (across every core, through mimekit.read.batch, for many), gone
+ones dropped, and a Maildir message whose flags changed updated in place.
+
+A message is read with mimekit's own parser (read.tree.parse_message): the addresses, the
+subject and dates of its header, whether any part is an attachment (read.summary.
+is_attachment, as `scan` and `show` count them) and the start of its text body (the part
+read.summary.body_part picks), which feeds a full-text table (FTS5). A message that cannot
+be read is still listed, with an empty subject and the reason kept in its row.
+"""
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from calendar import timegm
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from mimekit.errors import MimekitError
+from mimekit.headers.addresses import Address, parse_address_list
+from mimekit.headers.dates import parse_date
+from mimekit.limits import parse_decimal
+from mimekit.read.batch import default_jobs, map_messages
+from mimekit.read.extract import iter_text
+from mimekit.read.summary import body_part, is_attachment
+from mimekit.read.tree import parse_message
+from mimekit.stores.maildir import Maildir
+from mimekit.stores.sources import MessageRef, mbox_messages, messages_of, opened
+from mimekit.web.model import EmailAddress, Folder, IndexedEmail, Page, Query
+
+SCHEMA_VERSION = 1             # PRAGMA user_version; another version: the file is rebuilt
+INDEXED_TEXT = 64 * 1024       # characters of a message's text body the full-text search sees
+PREVIEW = 256                  # characters of the text body a list row shows
+WRITE_BATCH = 1000             # rows written per transaction while a folder is indexed
+RECENT_NS = 1_000_000_000      # a directory changed this recently may change again within the
+                               # same timestamp tick: its time is not trusted until next refresh
+
+_SCHEMA = """
+CREATE TABLE folders (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    stamp TEXT NOT NULL,             -- JSON of what `refresh` compares (directory times, ...)
+    trusted INTEGER NOT NULL         -- 0: the stamp was too recent to be sure of: list again next time
+);
+CREATE TABLE emails (
+    row INTEGER PRIMARY KEY,         -- the full-text table's rowid
+    id TEXT NOT NULL UNIQUE,
+    folder_id TEXT NOT NULL,
+    key TEXT NOT NULL,               -- the message's key in its folder (unique name, offset, path)
+    signature TEXT NOT NULL,         -- what changes with the message as listed (its path, span, file time)
+    kind TEXT NOT NULL, path TEXT NOT NULL, mailbox TEXT NOT NULL, ref_key TEXT NOT NULL,
+    start_offset INTEGER NOT NULL, end_offset INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    unread INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    sent_at REAL,
+    from_json TEXT NOT NULL, to_json TEXT NOT NULL, cc_json TEXT NOT NULL,
+    from_text TEXT NOT NULL,         -- lowercase "name <address>, ..." for from: searches
+    to_text TEXT NOT NULL,           -- the same of To and Cc, for to: searches
+    subject TEXT NOT NULL,
+    subject_text TEXT NOT NULL,      -- lowercase, for subject: searches
+    size INTEGER NOT NULL,
+    has_attachment INTEGER NOT NULL,
+    preview TEXT NOT NULL,
+    message_id TEXT,
+    problem TEXT                     -- why the message could not be read, when it could not
+);
+CREATE INDEX emails_newest ON emails (folder_id, received_at);
+CREATE INDEX emails_unread ON emails (folder_id, unread, received_at);
+CREATE VIRTUAL TABLE emails_text USING fts5 (subject, sender, recipients, body,
+                                             tokenize = "unicode61 remove_diacritics 2");
+"""
+
+_COLUMNS = ("id", "folder_id", "key", "signature", "kind", "path", "mailbox", "ref_key", "start_offset",
+            "end_offset", "flags", "unread", "received_at", "sent_at", "from_json", "to_json", "cc_json",
+            "from_text", "to_text", "subject", "subject_text", "size", "has_attachment", "preview",
+            "message_id", "problem")
+_INSERT = f"INSERT OR IGNORE INTO emails ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM emails"
+
+
+def email_id(folder: Folder, key: str) -> str:
+    """Stable across rebuilds: the same folder source and key give the same id."""
+    return hashlib.sha256(os.fsencode(folder.source + "\0" + key)).hexdigest()[:24]
+
+
+class HeaderIndex:
+    """The index file at `path`; one connection, shared by every thread under one lock."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = self._opened()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- the file -----------------------------------------------------------------------
+
+    def _opened(self) -> sqlite3.Connection:
+        """The index, rebuilt empty when the file is from another version or not a
+        database: it is a cache of the stores."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        try:
+            db = self._connect()
+            if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                db.execute("SELECT count(*) FROM folders").fetchone()
+                return db
+            db.close()
+        except sqlite3.DatabaseError:
+            pass
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(self.path + suffix)
+            except FileNotFoundError:
+                pass
+        db = self._connect()
+        db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")     # a cache: losing the last commits costs a re-read
+        return db
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction, under the lock (the connection is in autocommit mode otherwise)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- refresh --------------------------------------------------------------------------
+
+    def refresh(self, folder: Folder) -> bool:
+        """Bring the folder's rows in line with its store; whether any row changed. When
+        the store's stamp is the one kept, that is all it costs (two or three stats)."""
+        stamp = _stamp(folder)
+        with self._lock:
+            kept = self._db.execute("SELECT stamp, trusted FROM folders WHERE id = ?", (folder.id,)).fetchone()
+        kept_stamp = json.loads(kept[0]) if kept else None
+        if kept and kept[1] and kept_stamp == stamp:
+            return False
+        changed = False
+        if folder.kind == "mbox" and kept_stamp is not None and kept_stamp["inode"] != stamp["inode"]:
+            self._drop_folder(folder.id)        # rewritten (a removal): every offset, every key moved
+            changed = True
+        changed = self._update(folder, _listing(folder)) or changed
+        with self._writing():
+            self._db.execute("INSERT OR REPLACE INTO folders (id, source, stamp, trusted) VALUES (?, ?, ?, ?)",
+                             (folder.id, folder.source, json.dumps(stamp), not _recent(stamp)))
+        return changed
+
+    def _update(self, folder: Folder, listing: list["_Listed"]) -> bool:
+        with self._lock:
+            indexed = dict(self._db.execute("SELECT key, signature FROM emails WHERE folder_id = ?", (folder.id,)))
+        listed_keys = {listed.key for listed in listing}
+        gone = [email_id(folder, key) for key in indexed if key not in listed_keys]
+        new, renamed = [], []
+        for listed in listing:
+            signature = indexed.get(listed.key)
+            if signature is None:
+                new.append(listed)
+            elif signature != listed.signature:
+                if listed.ref.kind == "maildir":
+                    renamed.append(listed)        # a flag change renamed the file: same bytes
+                else:
+                    gone.append(email_id(folder, listed.key))   # an mbox span or a file changed: read again
+                    new.append(listed)
+        self._delete(gone)
+        with self._writing():
+            self._db.executemany(
+                "UPDATE emails SET signature = ?, path = ?, flags = ?, unread = ? WHERE id = ?",
+                [(listed.signature, listed.ref.path, listed.ref.flags, "S" not in listed.ref.flags,
+                  email_id(folder, listed.key)) for listed in renamed])
+        for batch in _batches(_read_all(folder, new), WRITE_BATCH):
+            self._insert(batch)
+        return bool(gone or renamed or new)
+
+    def _insert(self, rows: list[tuple[dict, str]]) -> None:
+        with self._writing():
+            for row, body in rows:
+                cursor = self._db.execute(_INSERT, [row[column] for column in _COLUMNS])
+                if cursor.rowcount:
+                    self._db.execute("INSERT INTO emails_text (rowid, subject, sender, recipients, body) "
+                                     "VALUES (?, ?, ?, ?, ?)",
+                                     (cursor.lastrowid, row["subject"], row["from_text"], row["to_text"], body))
+
+    def _delete(self, ids: list[str]) -> None:
+        with self._writing():
+            for chunk in _batches(ids, 500):
+                marks = ", ".join("?" * len(chunk))
+                self._db.execute(f"DELETE FROM emails_text WHERE rowid IN (SELECT row FROM emails WHERE id IN ({marks}))",
+                                 chunk)
+                self._db.execute(f"DELETE FROM emails WHERE id IN ({marks})", chunk)
+
+    def _drop_folder(self, folder_id: str) -> None:
+        with self._writing():
+            self._db.execute("DELETE FROM emails_text WHERE rowid IN (SELECT row FROM emails WHERE folder_id = ?)",
+                             (folder_id,))
+            self._db.execute("DELETE FROM emails WHERE folder_id = ?", (folder_id,))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def search(self, folder_id: str, query: Query, position: int, limit: int) -> Page:
+        """The messages of the folder that match, newest first (by received_at), from
+        `position`, at most `limit`; Page.total counts every match."""
+        where, parameters = _conditions(folder_id, query)
+        if where is None:
+            return Page(0, position, [])
+        with self._lock:
+            total = self._db.execute(f"SELECT count(*) FROM emails WHERE {where}", parameters).fetchone()[0]
+            rows = self._db.execute(f"{_SELECT} WHERE {where} ORDER BY received_at DESC, row DESC LIMIT ? OFFSET ?",
+                                    parameters + [limit, position]).fetchall()
+        return Page(total, position, [_email(row) for row in rows])
+
+    def get(self, email_id: str) -> IndexedEmail | None:
+        with self._lock:
+            row = self._db.execute(f"{_SELECT} WHERE id = ?", (email_id,)).fetchone()
+        return _email(row) if row else None
+
+    def counts(self, folder_id: str) -> tuple[int, int]:
+        """(messages, unread) of the folder."""
+        with self._lock:
+            total = self._db.execute("SELECT count(*) FROM emails WHERE folder_id = ?", (folder_id,)).fetchone()[0]
+            unread = self._db.execute("SELECT count(*) FROM emails WHERE folder_id = ? AND unread = 1",
+                                      (folder_id,)).fetchone()[0]
+        return total, unread
+
+    def update_flags(self, email_id: str, flags: str) -> None:
+        """The flags the store now has (after Maildir.set_flags); the file's new path is
+        found by the next refresh, and opening by key finds it meanwhile."""
+        with self._writing():
+            self._db.execute("UPDATE emails SET flags = ?, unread = ? WHERE id = ?", (flags, "S" not in flags, email_id))
+
+    def forget(self, email_id: str) -> None:
+        """Drop a message removed from its store."""
+        self._delete([email_id])
+
+
+# -- what a folder holds ----------------------------------------------------------------------
+
+def _stamp(folder: Folder) -> dict:
+    """What changes whenever the folder's list of messages (or their flags) changes."""
+    path = _store_path(folder)
+    if folder.kind == "maildir":
+        return {"new": _mtime_ns(os.path.join(path, "new")), "cur": _mtime_ns(os.path.join(path, "cur"))}
+    if folder.kind == "mbox":
+        try:
+            info = os.stat(path)
+        except OSError:
+            return {"inode": None, "size": None, "mtime": None}
+        return {"inode": info.st_ino, "size": info.st_size, "mtime": info.st_mtime_ns}
+    return {"directory": _mtime_ns(path)}
+
+
+def _recent(stamp: dict) -> bool:
+    """Whether a time in the stamp is so recent that a change made now could leave it as it is."""
+    now = time.time_ns()
+    return any(now - value < RECENT_NS for name, value in stamp.items() if name != "inode" and value is not None)
+
+
+def _mtime_ns(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _store_path(folder: Folder) -> str:
+    scheme, colon, rest = folder.source.partition(":")
+    return rest if colon and scheme in ("maildir", "mbox") else folder.source
+
+
+@dataclass(frozen=True)
+class _Listed:
+    key: str
+    ref: MessageRef
+    signature: str
+
+
+def _listing(folder: Folder) -> list[_Listed]:
+    """Every message the store lists now, with its key and signature. A folder that is
+    gone (removed meanwhile) lists nothing: its rows go."""
+    path = _store_path(folder)
+    try:
+        if folder.kind == "maildir":
+            return [_Listed(key, MessageRef("maildir", file_path, path, key, flags=flags), file_path)
+                    for key, file_path, flags in Maildir(path, create=False).listing()]
+        if folder.kind == "mbox":
+            return [_Listed(ref.key, ref, f"{ref.start}-{ref.end}-{ref.flags}") for ref in mbox_messages(path)]
+        return [_Listed(str(ref), ref, _file_signature(ref)) for ref in messages_of(path)]
+    except (MimekitError, OSError):
+        return []
+
+
+def _file_signature(ref: MessageRef) -> str:
+    try:
+        info = os.stat(ref.path)
+    except OSError:
+        return "gone"
+    return f"{info.st_mtime_ns}-{info.st_size}-{ref.start}-{ref.end}"
+
+
+# -- reading messages ---------------------------------------------------------------------------
+
+def _read_all(folder: Folder, listed: list[_Listed]) -> Iterator[tuple[dict, str]]:
+    """(row, indexed text) of each message, in listing order: many are read across every
+    core, a few here (map_messages decides). One that cannot be read gets a row that says why."""
+    results = map_messages(read_message, (entry.ref for entry in listed), default_jobs())
+    for entry, (ref, result) in zip(listed, results):
+        if isinstance(result, MimekitError):
+            result = _unreadable(ref, str(result))
+        fields, body = result
+        row = {**fields, "id": email_id(folder, entry.key), "folder_id": folder.id, "key": entry.key,
+               "signature": entry.signature}
+        yield row, body
+
+
+def read_message(ref: MessageRef) -> tuple[dict, str]:
+    """The index's fields of one message (plain values, so a worker process can return
+    them) and its text body, cut at INDEXED_TEXT characters."""
+    with opened(ref) as stream, parse_message(stream) as message:
+        root = message.root
+        senders, recipients, copied = (_addresses(root.raw_header(name)) for name in ("from", "to", "cc"))
+        subject = root.header("subject") or ""
+        date = root.header("date")
+        sent = parse_date(date)[0] if date else None
+        body = body_part(message)
+        has_attachment = any(is_attachment(part, body) for part in message.walk())
+        text = _text(body) if body is not None else ""
+        size = ref.size if ref.size is not None else message.size
+        message_id = root.header("message-id")
+    sent_at = sent.timestamp() if sent else None
+    fields = {**_ref_fields(ref), "received_at": _received_at(ref, sent_at), "sent_at": sent_at,
+              "from_json": json.dumps(senders, ensure_ascii=False), "to_json": json.dumps(recipients, ensure_ascii=False),
+              "cc_json": json.dumps(copied, ensure_ascii=False),
+              "from_text": _address_text(senders), "to_text": _address_text(recipients + copied),
+              "subject": subject, "subject_text": subject.lower(), "size": size,
+              "has_attachment": has_attachment, "preview": " ".join(text[:PREVIEW * 4].split())[:PREVIEW],
+              "message_id": message_id.strip().removeprefix("<").removesuffix(">") if message_id else None,
+              "problem": None}
+    return fields, text
+
+
+def _unreadable(ref: MessageRef, problem: str) -> tuple[dict, str]:
+    """The row of a message that could not be read: listed all the same, so that it can
+    still be opened raw, deleted, or seen to be there."""
+    try:
+        size = ref.size if ref.size is not None else os.stat(ref.path).st_size
+    except OSError:
+        size = 0
+    fields = {**_ref_fields(ref), "received_at": _received_at(ref, None), "sent_at": None,
+              "from_json": "[]", "to_json": "[]", "cc_json": "[]", "from_text": "", "to_text": "",
+              "subject": "", "subject_text": "", "size": size, "has_attachment": False, "preview": "",
+              "message_id": None, "problem": problem}
+    return fields, ""
+
+
+def _ref_fields(ref: MessageRef) -> dict:
+    return {"kind": ref.kind, "path": ref.path, "mailbox": ref.mailbox, "ref_key": ref.key,
+            "start_offset": ref.start, "end_offset": ref.end, "flags": ref.flags, "unread": "S" not in ref.flags}
+
+
+def _addresses(raw: bytes | None) -> list[list[str]]:
+    """[[display name, address], ...] of an address field, a group's members in its place."""
+    if raw is None:
+        return []
+    entries, _ = parse_address_list(raw)
+    found = []
+    for entry in entries:
+        for address in [entry] if isinstance(entry, Address) else entry.members:
+            found.append([address.display_name, address.addr_spec])
+    return found
+
+
+def _address_text(addresses: list[list[str]]) -> str:
+    return ", ".join(f"{name} <{address}>" if name else address for name, address in addresses).lower()
+
+
+def _text(body) -> str:
+    """The start of the body's text, at most INDEXED_TEXT characters, read no further."""
+    pieces, length = [], 0
+    chunks = iter_text(body, [])
+    try:
+        for piece in chunks:
+            pieces.append(piece)
+            length += len(piece)
+            if length >= INDEXED_TEXT:
+                break
+    finally:
+        chunks.close()
+    return "".join(pieces)[:INDEXED_TEXT]
+
+
+_MAILDIR_TIME = re.compile(r"([0-9]+)(?:\.M([0-9]{1,6})(?![0-9]))?")
+# The date of an mbox "From " line, as asctime() writes it; a zone or none between time and year.
+_FROM_LINE_DATE = re.compile(rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) +(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+                             rb" +([0-9]{1,2}) +([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?(?: +[A-Za-z+-][A-Za-z0-9]*)?"
+                             rb" +([0-9]{4})\s*$")
+_MONTHS = {name: number for number, name in enumerate(
+    (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"), 1)}
+
+
+def _received_at(ref: MessageRef, sent_at: float | None) -> float:
+    """When the message arrived: the time in a Maildir unique name, an mbox "From " line's
+    date (else the Date field), else the file's time."""
+    if ref.kind == "maildir":
+        found = _MAILDIR_TIME.match(ref.key)
+        if found:
+            return int(found.group(1)) + int(found.group(2) or 0) / 1e6
+    elif ref.kind == "mbox":
+        when = _from_line_date(ref)
+        if when is not None:
+            return when
+        if sent_at is not None:
+            return sent_at
+    try:
+        return os.stat(ref.path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _from_line_date(ref: MessageRef) -> float | None:
+    offset = parse_decimal(ref.key)
+    if offset is None or not 0 < ref.start - offset <= 1024:
+        return None
+    try:
+        with open(ref.path, "rb") as mbox:
+            mbox.seek(offset)
+            line = mbox.read(ref.start - offset)
+    except OSError:
+        return None
+    found = _FROM_LINE_DATE.search(line)
+    if found is None:
+        return None
+    month, day, hour, minute, second, year = found.groups()
+    try:
+        return float(timegm((int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second or 0))))
+    except (ValueError, OverflowError):
+        return None
+
+
+# -- searching ------------------------------------------------------------------------------
+
+def _conditions(folder_id: str, query: Query) -> tuple[str | None, list]:
+    """The WHERE clause and its parameters; None when nothing can match. Every value from
+    the query is a parameter, never SQL."""
+    where, parameters = ["folder_id = ?"], [folder_id]
+    if query.text:
+        match = fts_query(query.text)
+        if match is not None:
+            where.append("row IN (SELECT rowid FROM emails_text WHERE emails_text MATCH ?)")
+            parameters.append(match)
+    for column, needle in (("from_text", query.from_), ("to_text", query.to), ("subject_text", query.subject)):
+        if needle:
+            where.append(f"instr({column}, ?) > 0")
+            parameters.append(needle.lower())
+    if query.after is not None:
+        where.append("received_at >= ?")
+        parameters.append(query.after)
+    if query.before is not None:
+        where.append("received_at < ?")
+        parameters.append(query.before)
+    if query.has_attachment is not None:
+        where.append("has_attachment = ?")
+        parameters.append(int(query.has_attachment))
+    if query.unread is not None:
+        where.append("unread = ?")
+        parameters.append(int(query.unread))
+    return " AND ".join(where), parameters
+
+
+def fts_query(text: str) -> str | None:
+    """The words of a search as an FTS5 query: each a quoted string (so "AND", "NEAR(",
+    "*" and quotes are text, never syntax) matched as a prefix, all of them required.
+    None when no word holds a letter or digit (nothing to look for)."""
+    words = [word for word in text.split() if any(char.isalnum() for char in word)]
+    if not words:
+        return None
+    return " ".join('"' + word.replace('"', '""') + '"*' for word in words)
+
+
+def _email(row: tuple) -> IndexedEmail:
+    values = dict(zip(_COLUMNS, row))
+    ref = MessageRef(values["kind"], values["path"], values["mailbox"], values["ref_key"], values["start_offset"],
+                     values["end_offset"], values["flags"])
+    return IndexedEmail(
+        id=values["id"], folder_id=values["folder_id"], ref=ref, flags=values["flags"],
+        received_at=values["received_at"], sent_at=values["sent_at"],
+        from_=_email_addresses(values["from_json"]), to=_email_addresses(values["to_json"]),
+        cc=_email_addresses(values["cc_json"]), subject=values["subject"], size=values["size"],
+        has_attachment=bool(values["has_attachment"]), preview=values["preview"], message_id=values["message_id"])
+
+
+def _email_addresses(stored: str) -> tuple[EmailAddress, ...]:
+    return tuple(EmailAddress(name or None, address) for name, address in json.loads(stored))
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch

@@ -12,9 +12,10 @@ import os
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
@@ -59,7 +60,7 @@ def create_app(config: WebConfig, owners: dict[str, str] | None = None) -> Starl
     app = Starlette(
         routes=[*api.routes, *events.routes, *pages.routes, Mount("/static", StaticFiles(directory=STATIC), name="static")],
         middleware=[Middleware(security.SecurityMiddleware, config=config)],
-        exception_handlers={MimekitError: _error_response, Exception: _unexpected_error},
+        exception_handlers={HTTPException: _http_error, MimekitError: _error_response, Exception: _unexpected_error},
         lifespan=lifespan)
     app.state.config = config
     app.state.mail = mail
@@ -83,6 +84,15 @@ async def _error_response(request: Request, exc: MimekitError) -> Response:
         return JSONResponse({"error": str(exc), "status": status}, status_code=status)
     from mimekit.web.pages import error_page
     return error_page(request, status, str(exc))
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (no route: 404, a wrong method: 405, security's CSRF check:
+    403) as JSON under /api/ like every other API error; as Starlette answers them elsewhere."""
+    if wants_json(request):
+        return JSONResponse({"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code,
+                            headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -36,9 +36,7 @@ def check(sources, recursive, allow_lf, jobs, limits, as_json):
         for ref, report in run.results(function, jobs):
             with_problems += not report.ok
             if as_json:
-                json_line("check", {"source": str(ref), "ok": report.ok,
-                                    "violations": [violation.as_dict() for violation in report.violations],
-                                    "suppressed": report.suppressed})
+                json_line("check", {"source": str(ref), **report.as_dict()})
             else:
                 _print_report(str(ref), report, named)
         if with_problems and not as_json:

@@ -83,6 +83,11 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.violations
 
+    def as_dict(self) -> dict:
+        """What `check --json` prints of a message (after its schema and source)."""
+        return {"ok": self.ok, "violations": [violation.as_dict() for violation in self.violations],
+                "suppressed": self.suppressed}
+
 
 class _LongLines:
     """Finds lines longer than `limit` in a stream fed in chunks, without holding lines.

@@ -19,6 +19,7 @@ read.summary.body_part picks), which feeds a full-text table (FTS5). A message t
 be read is still listed, with an empty subject and the reason kept in its row.
 """
 
+import functools
 import hashlib
 import itertools
 import json
@@ -100,6 +101,23 @@ def email_id(folder: Folder, key: str) -> str:
     return hashlib.sha256(os.fsencode(folder.source + "\0" + key)).hexdigest()[:24]
 
 
+def _rebuilt_when_corrupt(method):
+    """A file found corrupt while in use is rebuilt empty (each folder's next refresh fills
+    it again) and the work done again on it: a broken cache is never an error."""
+    @functools.wraps(method)
+    def guarded(self, *args):
+        try:
+            return method(self, *args)
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:    # OperationalError (locked, busy) and the like
+                raise
+            with self._lock:
+                self._db.close()
+                self._db = self._opened(fresh=True)
+            return method(self, *args)
+    return guarded
+
+
 class HeaderIndex:
     """The index file at `path`; one connection, shared by every thread under one lock."""
 
@@ -114,29 +132,30 @@ class HeaderIndex:
 
     # -- the file -----------------------------------------------------------------------
 
-    def _opened(self) -> sqlite3.Connection:
-        """The index, rebuilt empty when the file is from another version or not a
-        database: it is a cache of the stores."""
+    def _opened(self, fresh: bool = False) -> sqlite3.Connection:
+        """The index, rebuilt empty when `fresh` or when the file is from another version
+        or not a database: it is a cache of the stores."""
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        try:
-            db = self._connect()
-            if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-                db.execute("SELECT count(*) FROM folders").fetchone()
-                return db
+        if not fresh:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            try:
+                if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                    db.execute("SELECT count(*) FROM folders").fetchone()
+                    return self._configured(db)
+            except sqlite3.DatabaseError:
+                pass
             db.close()
-        except sqlite3.DatabaseError:
-            pass
         for suffix in ("", "-wal", "-shm", "-journal"):
             try:
                 os.unlink(self.path + suffix)
             except FileNotFoundError:
                 pass
-        db = self._connect()
+        db = self._configured(sqlite3.connect(self.path, check_same_thread=False, isolation_level=None))
         db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         return db
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+    @staticmethod
+    def _configured(db: sqlite3.Connection) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")     # a cache: losing the last commits costs a re-read
         return db
@@ -155,6 +174,7 @@ class HeaderIndex:
 
     # -- refresh --------------------------------------------------------------------------
 
+    @_rebuilt_when_corrupt
     def refresh(self, folder: Folder) -> bool:
         """Bring the folder's rows in line with its store; whether any row changed. When
         the store's stamp is the one kept, that is all it costs (two or three stats)."""
@@ -190,12 +210,14 @@ class HeaderIndex:
                 else:
                     gone.append(email_id(folder, listed.key))   # an mbox span or a file changed: read again
                     new.append(listed)
-        self._delete(gone)
-        with self._writing():
-            self._db.executemany(
-                "UPDATE emails SET signature = ?, path = ?, flags = ?, unread = ? WHERE id = ?",
-                [(listed.signature, listed.ref.path, listed.ref.flags, "S" not in listed.ref.flags,
-                  email_id(folder, listed.key)) for listed in renamed])
+        if gone:
+            self._delete(gone)
+        if renamed:
+            with self._writing():
+                self._db.executemany(
+                    "UPDATE emails SET signature = ?, path = ?, flags = ?, unread = ? WHERE id = ?",
+                    [(listed.signature, listed.ref.path, listed.ref.flags, "S" not in listed.ref.flags,
+                      email_id(folder, listed.key)) for listed in renamed])
         for batch in _batches(_read_all(folder, new), WRITE_BATCH):
             self._insert(batch)
         return bool(gone or renamed or new)
@@ -225,23 +247,24 @@ class HeaderIndex:
 
     # -- reading ----------------------------------------------------------------------------
 
+    @_rebuilt_when_corrupt
     def search(self, folder_id: str, query: Query, position: int, limit: int) -> Page:
         """The messages of the folder that match, newest first (by received_at), from
         `position`, at most `limit`; Page.total counts every match."""
         where, parameters = _conditions(folder_id, query)
-        if where is None:
-            return Page(0, position, [])
         with self._lock:
             total = self._db.execute(f"SELECT count(*) FROM emails WHERE {where}", parameters).fetchone()[0]
             rows = self._db.execute(f"{_SELECT} WHERE {where} ORDER BY received_at DESC, row DESC LIMIT ? OFFSET ?",
                                     parameters + [limit, position]).fetchall()
         return Page(total, position, [_email(row) for row in rows])
 
+    @_rebuilt_when_corrupt
     def get(self, email_id: str) -> IndexedEmail | None:
         with self._lock:
             row = self._db.execute(f"{_SELECT} WHERE id = ?", (email_id,)).fetchone()
         return _email(row) if row else None
 
+    @_rebuilt_when_corrupt
     def counts(self, folder_id: str) -> tuple[int, int]:
         """(messages, unread) of the folder."""
         with self._lock:
@@ -250,12 +273,14 @@ class HeaderIndex:
                                       (folder_id,)).fetchone()[0]
         return total, unread
 
+    @_rebuilt_when_corrupt
     def update_flags(self, email_id: str, flags: str) -> None:
         """The flags the store now has (after Maildir.set_flags); the file's new path is
         found by the next refresh, and opening by key finds it meanwhile."""
         with self._writing():
             self._db.execute("UPDATE emails SET flags = ?, unread = ? WHERE id = ?", (flags, "S" not in flags, email_id))
 
+    @_rebuilt_when_corrupt
     def forget(self, email_id: str) -> None:
         """Drop a message removed from its store."""
         self._delete([email_id])
@@ -466,9 +491,9 @@ def _from_line_date(ref: MessageRef) -> float | None:
 
 # -- searching ------------------------------------------------------------------------------
 
-def _conditions(folder_id: str, query: Query) -> tuple[str | None, list]:
-    """The WHERE clause and its parameters; None when nothing can match. Every value from
-    the query is a parameter, never SQL."""
+def _conditions(folder_id: str, query: Query) -> tuple[str, list]:
+    """The WHERE clause and its parameters. Every value from the query is a parameter,
+    never SQL."""
     where, parameters = ["folder_id = ?"], [folder_id]
     if query.text:
         match = fts_query(query.text)

@@ -240,6 +240,25 @@ def test_a_corrupt_file_is_rebuilt(tmp_path, inbox, garbage):
     index.close()
 
 
+def test_a_file_corrupt_past_its_first_page_is_rebuilt(tmp_path, inbox):
+    """The header says SQLite, the schema version is right, the pages are garbage."""
+    folder = folder_of(f"maildir:{inbox}")
+    path = str(tmp_path / "index.sqlite")
+    first = HeaderIndex(path)
+    first.refresh(folder)
+    ids = [email.id for email in first.search(folder.id, Query(), 0, 50).emails]
+    first.close()
+    with open(path, "r+b") as file:
+        file.seek(4096)
+        file.write(b"\xa5" * (os.path.getsize(path) - 4096))
+    index = HeaderIndex(path)
+    assert index.search(folder.id, Query(), 0, 50).total in (0, 5)     # found corrupt here or on opening
+    index.refresh(folder)
+    assert [email.id for email in index.search(folder.id, Query(), 0, 50).emails] == ids
+    assert subjects(index, folder, "ramen") == ["Lunch?"]
+    index.close()
+
+
 def test_an_mbox_folder_is_ordered_by_its_from_lines(index, tmp_path):
     path = tmp_path / "box.mbox"
     entries = [  # (From-line date, Date field): the From line says when it arrived

@@ -1,0 +1,284 @@
+"""`mimekit web` and `mimekit serve --http` as their users run them: a subprocess on
+127.0.0.1 (port 0, read back from the ready line), requests with urllib, SIGTERM -> exit 0;
+and the refusals that keep the mail from the network: one line, the right exit code."""
+
+import base64
+import json
+import os
+import re
+import signal
+import smtplib
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import web_messages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "serve"))
+from served import HOST, STARTUP_DEADLINE, STOP_DEADLINE, mimekit_command, run_mimekit, start_serve  # noqa: E402
+
+WEB_LISTENING = re.compile(r"^mimekit web: listening: http ([0-9.]+):(\d+)$", re.M)
+TOKEN = "web-cli-token-0123456789abcdef"
+PASSWORD = "alice-Web-Secret-1"
+
+
+class Web:
+    """One running `mimekit web`: its port and its stderr."""
+
+    def __init__(self, process: subprocess.Popen, log: Path, port: int):
+        self.process, self.log, self.port = process, log, port
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(timeout=STOP_DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"mimekit web still running after SIGTERM\n{self.stderr()}")
+        assert status == 0, f"mimekit web exited {status} after SIGTERM\n{self.stderr()}"
+        return self.stderr()
+
+
+@pytest.fixture
+def web(tmp_path, env):
+    """Factory: web(*arguments, environment=None, cwd=None) starts `mimekit web ARGUMENTS...`
+    and returns it once it is listening; each is stopped at the end and must exit 0."""
+    started: list[Web] = []
+
+    def start(*arguments: str, environment: dict | None = None, cwd: Path | None = None) -> Web:
+        log = tmp_path / f"web-{len(started)}.log"
+        with open(log, "wb") as stderr:
+            process = subprocess.Popen(mimekit_command("web", *arguments), stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=stderr, env=environment or env, cwd=cwd)
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while not (listening := WEB_LISTENING.search(log.read_text(errors="replace"))):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                pytest.fail(f"mimekit web: no 'listening:' line (exit {process.returncode}):\n{log.read_text()}")
+            time.sleep(0.02)
+        started.append(Web(process, log, int(listening.group(2))))
+        return started[-1]
+
+    yield start
+    for running in started:
+        if running.process.poll() is None:
+            running.stop()
+
+
+@pytest.fixture
+def mail(tmp_path) -> Path:
+    root = tmp_path / "Mail"
+    web_messages.deliver(str(root), web_messages.plain(subject="Hello web"))
+    web_messages.deliver(str(root / ".Archive"), web_messages.plain(subject="Old news"))
+    return root
+
+
+def get(port: int, path: str, headers: dict | None = None, method: str = "GET"):
+    """(status, JSON body or text) of a request to 127.0.0.1:port."""
+    request = urllib.request.Request(f"http://{HOST}:{port}{path}", headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, body, kind = response.status, response.read(), response.headers.get_content_type()
+    except urllib.error.HTTPError as error:
+        status, body, kind = error.code, error.read(), error.headers.get_content_type()
+    return status, json.loads(body) if kind == "application/json" else body.decode()
+
+
+def mailboxes(port: int, headers: dict | None = None) -> dict[str, dict]:
+    status, body = get(port, "/api/mailboxes", headers)
+    assert status == 200, body
+    return {mailbox["name"]: mailbox for mailbox in body["mailboxes"]}
+
+
+# -- mimekit web ------------------------------------------------------------------------------
+
+def test_web_serves_a_maildir_read_only_and_stops_on_sigterm(tmp_path, web, mail):
+    running = web(f"maildir:{mail}", "--http", f"{HOST}:0", "--index", str(tmp_path / "index.sqlite"))
+    boxes = mailboxes(running.port)
+    assert boxes["INBOX"]["totalEmails"] == 1 and boxes["Archive"]["totalEmails"] == 1
+    status, page = get(running.port, f"/api/messages?mailbox={boxes['INBOX']['id']}")
+    assert status == 200 and [email["subject"] for email in page["emails"]] == ["Hello web"]
+    status, session = get(running.port, "/api/session")
+    assert session["readOnly"] is True and session["canSend"] is False
+    assert (tmp_path / "index.sqlite").is_file()
+    assert running.stop().splitlines() == [f"mimekit web: listening: http {HOST}:{running.port}"]
+
+
+def test_the_default_index_is_private_in_the_cache_and_found_again(web, mail, env):
+    """Same sources, another working directory: the same index file."""
+    first = web(str(mail), "--http", f"{HOST}:0")
+    first.stop()
+    cache = Path(env["HOME"]) / ".cache" / "mimekit" / "web"
+    [index] = cache.glob("*.sqlite")
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    second = web(mail.name, "--http", f"{HOST}:0", cwd=mail.parent)
+    second.stop()
+    assert list(cache.glob("*.sqlite")) == [index]
+
+
+def test_web_beyond_loopback_asks_for_the_token(tmp_path, web, mail, env):
+    running = web(str(mail), "--http", "0.0.0.0:0", "--listen-publicly", "--index", str(tmp_path / "index"),
+                  environment=dict(env, MIMEKIT_WEB_TOKEN=TOKEN))
+    assert get(running.port, "/api/mailboxes")[0] == 401
+    assert mailboxes(running.port, {"Authorization": f"Bearer {TOKEN}"})["INBOX"]["totalEmails"] == 1
+    lines = running.stop().splitlines()
+    assert lines[0].startswith("mimekit web: warning: HTTP without TLS beyond loopback")
+    assert lines[1] == f"mimekit web: listening: http 0.0.0.0:{running.port}"
+
+
+def test_web_with_a_token_file(tmp_path, web, mail):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    running = web(str(mail), "--http", f"{HOST}:0", "--token-file", str(token_file), "--index", str(tmp_path / "i"))
+    assert get(running.port, "/api/mailboxes", {"Authorization": "Bearer wrong-token-0123456789"})[0] == 401
+    assert mailboxes(running.port, {"Authorization": f"Bearer {TOKEN}"})
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (("--http", "0.0.0.0:0"), "mimekit web: --http 0.0.0.0:0: not a loopback address; add --listen-publicly "
+                              "to accept connections from other machines"),
+    (("--http", "192.0.2.1:8025", "--listen-publicly"),
+     "mimekit web: --listen-publicly needs --users FILE or a token (--token-file, $MIMEKIT_WEB_TOKEN): without "
+     "logins anyone who reaches the address could read the mail"),
+    (("--tls-cert", "cert.pem"), "mimekit web: --tls-cert and --tls-key go together: give both or neither"),
+    (("--queue-dir", "queue"), "mimekit web: --queue-dir is the queue of --send: give --send URL too"),
+    (("--http", "off"), "mimekit web: --http off: nothing to serve"),
+])
+def test_web_usage_errors_are_one_line_and_exit_64(mail, env, arguments, expected):
+    result = run_mimekit("web", str(mail), *arguments, env=env, expect=64)
+    assert result.stderr.decode().splitlines() == [expected]
+
+
+def test_a_token_cannot_be_given_on_the_command_line(mail, env):
+    result = run_mimekit("web", str(mail), "--token", TOKEN, env=env, expect=64)
+    assert "No such option '--token'" in result.stderr.decode()
+
+
+def test_standard_input_is_not_a_source(env):
+    result = run_mimekit("web", "-", env=env, expect=64)
+    assert result.stderr.decode().splitlines() == [
+        "mimekit web: -: standard input cannot be served: give a Maildir, an mbox or a directory"]
+
+
+@pytest.mark.parametrize("mode, content, expected", [
+    (0o644, TOKEN, "holds passwords but group or others may open it"),
+    (0o600, "short", "the token is shorter than 16 characters"),
+])
+def test_a_token_file_shared_or_too_short_is_a_config_error(tmp_path, mail, env, mode, content, expected):
+    token_file = tmp_path / "token"
+    token_file.write_text(content + "\n")
+    token_file.chmod(mode)
+    result = run_mimekit("web", str(mail), "--token-file", str(token_file), env=env, expect=78)
+    [line] = result.stderr.decode().splitlines()
+    assert expected in line and TOKEN not in line
+
+
+def test_a_port_in_use_is_exit_74_naming_the_address(tmp_path, mail, env):
+    with socket.create_server((HOST, 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_mimekit("web", str(mail), "--http", f"{HOST}:{port}", "--index", str(tmp_path / "i"),
+                             env=env, expect=74)
+    [line] = result.stderr.decode().splitlines()
+    assert line.startswith(f"mimekit web: cannot listen on {HOST}:{port} (http): ")
+
+
+def test_a_missing_source_is_exit_66(tmp_path, env):
+    result = run_mimekit("web", str(tmp_path / "nowhere"), "--index", str(tmp_path / "i"), env=env, expect=66)
+    assert result.stderr.decode().splitlines() == [f"mimekit web: {tmp_path / 'nowhere'}: no such file or directory"]
+
+
+@pytest.fixture
+def without_the_web_extra(tmp_path, env) -> dict:
+    """An environment where `import starlette` fails, as without `pip install 'mimekit[web]'`."""
+    blocked = tmp_path / "blocked" / "starlette"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError(\"No module named 'starlette'\")\n")
+    return dict(env, PYTHONPATH=os.pathsep.join([str(blocked.parent), env.get("PYTHONPATH", "")]))
+
+
+def test_without_the_web_extra_web_and_serve_http_say_what_to_install(tmp_path, mail, without_the_web_extra):
+    for arguments in (("web", str(mail)),
+                      ("serve", f"maildir:{tmp_path / 'served'}", "--smtp", f"{HOST}:0", "--pop3", "off",
+                       "--http", f"{HOST}:0")):
+        result = run_mimekit(*arguments, env=without_the_web_extra, expect=69)
+        [line] = result.stderr.decode().splitlines()
+        assert line.startswith(f"mimekit {arguments[0]}: the web interface needs the web extra: "
+                               "pip install 'mimekit[web]'")
+
+
+# -- mimekit serve --http -----------------------------------------------------------------------
+
+def wait_for_total(port: int, name: str, total: int, headers: dict | None = None) -> dict:
+    """The mailbox once it counts `total` messages (serve's watcher looks every second)."""
+    deadline = time.monotonic() + 15
+    while (mailbox := mailboxes(port, headers)[name])["totalEmails"] != total:
+        assert time.monotonic() < deadline, mailbox
+        time.sleep(0.1)
+    return mailbox
+
+
+def test_serve_http_shows_mail_received_by_its_smtp(tmp_path, env):
+    served = start_serve(tmp_path / "served", tmp_path / "serve.log", ("--http", f"{HOST}:0"), env)
+    try:
+        assert served.http
+        assert mailboxes(served.http)["INBOX"]["totalEmails"] == 0
+        status, session = get(served.http, "/api/session")
+        assert session == {**session, "readOnly": False, "canSend": True}
+        with smtplib.SMTP(HOST, served.smtp) as client:
+            client.sendmail("alice@example.test", ["bob@example.test"], web_messages.plain(subject="Via SMTP"))
+        inbox = wait_for_total(served.http, "INBOX", 1)
+        status, page = get(served.http, f"/api/messages?mailbox={inbox['id']}")
+        assert [email["subject"] for email in page["emails"]] == ["Via SMTP"]
+    finally:
+        log = served.stop()
+    assert log.splitlines()[0] == (f"mimekit serve: listening: smtp {HOST}:{served.smtp}, pop3 {HOST}:{served.pop3}, "
+                                   f"http {HOST}:{served.http}")
+
+
+def test_serve_http_with_domain_and_users_shows_each_user_their_own_mail(tmp_path, env):
+    users = tmp_path / "users"
+    for name in ("alice", "bob"):
+        run_mimekit("users", "add", str(users), name, env=env, input=f"{name}-Web-Secret-1\n".encode())
+    served = start_serve(tmp_path / "served", tmp_path / "serve.log",
+                         ("--http", f"{HOST}:0", "--domain", "example.test", "--users", str(users)), env)
+    try:
+        assert get(served.http, "/api/mailboxes")[0] == 401
+        alice = {"Authorization": "Basic " + base64.b64encode(b"alice:alice-Web-Secret-1").decode()}
+        with smtplib.SMTP(HOST, served.smtp) as client:
+            client.sendmail("carol@example.test", ["alice@example.test"], web_messages.plain(subject="For Alice"))
+            client.sendmail("carol@example.test", ["bob@example.test"], web_messages.plain(subject="For Bob"))
+        assert list(mailboxes(served.http, alice)) == ["alice"]
+        wait_for_total(served.http, "alice", 1, alice)
+    finally:
+        served.stop()
+
+
+def test_serve_http_without_smtp_cannot_send(tmp_path, env):
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(mimekit_command("serve", f"maildir:{tmp_path / 'served'}", "--smtp", "off",
+                                                   "--pop3", "off", "--http", f"{HOST}:0"),
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    try:
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while not (listening := re.search(r"^mimekit serve: listening: http 127\.0\.0\.1:(\d+)$", log.read_text(),
+                                          re.M)):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        status, session = get(int(listening.group(1)), "/api/session")
+        assert status == 200 and session["canSend"] is False
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=STOP_DEADLINE) == 0, log.read_text()

@@ -186,8 +186,9 @@ def test_the_message_page_shows_headers_text_html_frame_and_attachments(client):
     assert "Carol &lt;carol@example.test&gt;" in page and "bob@example.test" in page
     assert re.search(r'<pre id="text-body">The chart is inline; the data is attached.\n</pre>', page)
     frame = re.search(r"<iframe [^>]*>", page).group(0)
-    assert frame == (f'<iframe id="html-body" sandbox="" src="/messages/{email_id}/body.html" '
-                     'referrerpolicy="no-referrer" title="HTML body">')
+    # Sandboxed: no scripts, no same origin; only a link the user clicks opens, in a new tab.
+    assert frame == (f'<iframe id="html-body" sandbox="allow-popups allow-popups-to-escape-sandbox" '
+                     f'src="/messages/{email_id}/body.html" referrerpolicy="no-referrer" title="HTML body">')
     attachments = page.split('id="attachments"')[1].split("</section>")[0]
     link = re.search(r'<a href="(/api/messages/[^"]+)">report data.bin</a>', attachments).group(1)
     assert link.startswith(f"/api/messages/{email_id}/parts/")

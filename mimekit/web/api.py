@@ -10,13 +10,14 @@ Bytes from a message (raw, parts, cid: images) are streamed in chunks, so a 1 GB
 downloads in bounded memory, and each such response is sandboxed by its own CSP, so that
 opened alone in a browser it can run nothing."""
 
+import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import BinaryIO
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -254,28 +255,32 @@ async def send_message(request: Request) -> Response:
     if sender is None:
         raise ReadOnlyError("this server has no way to send (no SMTP target or queue)")
     mail, user = _mail(request), _user(request)
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        fields, files = await _form(request)
-        _check_csrf(request, fields.get("csrf"))
-    else:
+
+    def sent(fields: dict[str, str], files: list[UploadFile]) -> Response:
+        queued = sender.send(send.compose_from_form(fields, files, mail, user))
+        return JSONResponse({"id": queued}, status_code=202)
+
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         _check_csrf(request)
-        fields, files = _fields_of_json(await _json_body(request)), []
+        return await run_in_threadpool(sent, _fields_of_json(await _json_body(request)), [])
+    async with _form(request) as form:      # the uploads' spool files are closed at its end
+        fields = {name: value for name, value in form.multi_items() if isinstance(value, str)}
+        _check_csrf(request, fields.get(security.CSRF_FIELD))
+        files = [value for value in form.getlist("attachment") if isinstance(value, UploadFile) and value.filename]
+        return await run_in_threadpool(sent, fields, files)
 
-    def sent() -> str:
-        return sender.send(send.compose_from_form(fields, files, mail, user))
 
-    return JSONResponse({"id": await run_in_threadpool(sent)}, status_code=202)
-
-
-async def _form(request: Request) -> tuple[dict[str, str], list[UploadFile]]:
-    """The text fields and the attached files of a multipart send, within bounds."""
+@contextlib.asynccontextmanager
+async def _form(request: Request) -> AsyncIterator[FormData]:
+    """The multipart form of a send, within bounds (a malformed or oversized one: 400)."""
     try:
         form = await request.form(max_files=MAX_ATTACHMENTS, max_fields=MAX_FORM_FIELDS)
-    except HTTPException as exc:      # starlette's refusal of a malformed or oversized form
+    except HTTPException as exc:      # starlette's refusal of the form
         raise UsageError(f"form: {exc.detail}") from None
-    fields = {name: value for name, value in form.multi_items() if isinstance(value, str)}
-    files = [value for value in form.getlist("attachment") if isinstance(value, UploadFile) and value.filename]
-    return fields, files
+    try:
+        yield form
+    finally:
+        await form.close()
 
 
 def _fields_of_json(document: Mapping) -> dict[str, str]:

@@ -104,8 +104,13 @@ def log_to_diagnostics(command: str) -> None:
               help="Let the page compose and send, through the outgoing queue to this server (smtp://, smtps://, "
                    "smtp+plain://, mx:), delivered while the command runs.")
 @click.option("--queue-dir", metavar="DIR", help="The outgoing queue of --send (default: mimekit's queue).")
+@click.option("--password-command", metavar="CMD",
+              help="IMAP sources: run CMD for the password (as fetch does; else $MIMEKIT_PASSWORD, ~/.netrc, the "
+                   "config file).")
+@click.option("--token-command", metavar="CMD", help="IMAP sources: log in with the OAuth2 token CMD prints.")
+@click.option("--cafile", metavar="PEM", help="IMAP sources: trust these CA certificates (verification stays on).")
 def web_command(sources, address, index_path, listen_publicly, users_file, token_file, tls_cert, tls_key,
-                send_url, queue_dir):
+                send_url, queue_dir, password_command, token_command, cafile):
     """Show mail in a web page and a JSON API, read-only.
 
     SOURCE is what `scan` reads (Maildirs with their subfolders, mbox files, directories of
@@ -133,7 +138,8 @@ def web_command(sources, address, index_path, listen_publicly, users_file, token
             queue_dir = queue_dir or default_queue_directory()
             Queue(queue_dir).close()    # a queue that cannot be made is an error now, not at the first send
             sender = QueueSender(queue_dir, parse_url(send_url, QUEUE_SCHEMES))
-        local_sources, mirror = _local_sources(sources)
+        local_sources, mirror = _local_sources(sources, password_command=password_command,
+                                               token_command=token_command, cafile=cafile)
         config = WebConfig(sources=local_sources, index_path=index_path or default_index_path(local_sources),
                            users=users, token=token, require_auth=publicly, sender=sender)
         log_to_diagnostics("web")
@@ -188,7 +194,7 @@ def _read_token(token_file: str | None) -> str | None:
     return token
 
 
-def _local_sources(sources: tuple[str, ...]):
+def _local_sources(sources: tuple[str, ...], **login):
     """The sources as local paths (absolute, so that the default index is found from any
     directory), IMAP accounts mirrored into the cache (the password found as `fetch` finds
     it); and the Mirror that syncs them (None without IMAP)."""
@@ -196,7 +202,7 @@ def _local_sources(sources: tuple[str, ...]):
 
     local = tuple(source if source.partition(":")[0].lower() in IMAP_SCHEMES else _absolute(source)
                   for source in sources)
-    return mirror_sources(local, os.path.join(cache_directory(), "mirror"))
+    return mirror_sources(local, os.path.join(cache_directory(), "mirror"), **login)
 
 
 def _start_mirroring(mirror, stopping: threading.Event) -> threading.Thread:

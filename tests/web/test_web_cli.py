@@ -282,3 +282,18 @@ def test_serve_http_without_smtp_cannot_send(tmp_path, env):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
+
+
+@pytest.mark.servers
+def test_web_reads_an_imap_account_through_its_mirror(tmp_path, web, env, mail_servers):
+    """An imaps:// source against the real Dovecot: its mail is listed, the password comes from
+    --password-command (never argv), the certificate is checked against --cafile."""
+    mail_servers.clear_mailbox("alice")
+    mail_servers.deliver_directly("alice", web_messages.plain(subject="Over IMAP"))
+    running = web(f"imaps://alice@{mail_servers.host}:{mail_servers.imaps}", "--http", f"{HOST}:0",
+                  "--index", str(tmp_path / "index"), "--cafile", str(mail_servers.ca_file),
+                  "--password-command", f"echo {mail_servers.users['alice']}",
+                  environment=dict(env, XDG_CACHE_HOME=str(tmp_path / "cache")))
+    inbox = mailboxes(running.port)["INBOX"]
+    status, listed = get(running.port, f"/api/messages?mailbox={inbox['id']}")
+    assert status == 200 and [email["subject"] for email in listed["emails"]] == ["Over IMAP"]

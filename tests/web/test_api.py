@@ -518,3 +518,21 @@ def test_too_many_attachments_is_400(sending_client):
     files = [("attachment", (f"f{n}.txt", b"x", "text/plain")) for n in range(api.MAX_ATTACHMENTS + 1)]
     response = sending_client.post("/api/send", data={"to": "dave@example.test", "csrf": token}, files=files)
     is_error(response, 400)
+
+
+def test_a_bearer_token_needs_no_csrf_token(tmp_path, maildir):
+    """A script with the token carries no cookie a browser adds by itself: no CSRF token needed."""
+    app = create_app(web_config(tmp_path, [f"maildir:{maildir}"], writable=True, token="s3cret-token"))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        is_error(client.get("/api/messages"), 401)
+        client.headers["Authorization"] = "Bearer s3cret-token"
+        message = email_id(client, PLAIN_SUBJECT)
+        response = client.patch(f"/api/messages/{message}", json={"keywords": {"$seen": True}})
+        assert response.status_code == 200 and response.json()["keywords"] == {"$seen": True}
+        assert flags_of(stored_file(maildir, PLAIN_SUBJECT)) == "S"
+
+
+def test_unknown_api_urls_and_methods_answer_json(client):
+    is_error(client.get("/api/nothing-here"), 404)
+    is_error(client.put("/api/messages/abc", json={}), 405)
+    is_error(client.post("/api/messages", json={}), 405)

@@ -106,10 +106,16 @@ async def mailboxes(request: Request) -> Response:
     mail, user = _mail(request), _user(request)
 
     def listed() -> list[dict]:
-        mail.refresh()
         return [_mailbox(folder, *mail.counts(folder.id)) for folder in mail.visible_folders(user)]
 
+    await _look_for_new_mail(request)
     return JSONResponse({"mailboxes": await run_in_threadpool(listed)})
+
+
+async def _look_for_new_mail(request: Request) -> None:
+    """A message delivered a moment ago is listed without waiting for the watcher's next
+    look; through the watcher, so that what this look finds reaches the live updates too."""
+    await request.app.state.watcher.refresh()
 
 
 def _mailbox(folder: Folder, total: int, unread: int) -> dict:
@@ -127,10 +133,10 @@ async def list_messages(request: Request) -> Response:
     mailbox_id = request.query_params.get("mailbox")
 
     def searched():
-        mail.refresh()            # a message delivered a moment ago is listed without waiting for the watcher
         folder_id = mailbox_id if mailbox_id is not None else _first_folder(mail, user)
         return folder_id, mail.search(folder_id, query, position, limit, user)
 
+    await _look_for_new_mail(request)
     folder_id, page = await run_in_threadpool(searched)
     return JSONResponse({"mailboxId": folder_id, "total": page.total, "position": page.position,
                          "limit": limit, "emails": [email.as_jmap() for email in page.emails]})
@@ -215,6 +221,7 @@ async def update_message(request: Request) -> Response:
     mail, user, email_id = _mail(request), _user(request), request.path_params["id"]
     add, remove = _flag_changes(await _json_body(request))
     email = await run_in_threadpool(mail.set_flags, email_id, add, remove, user)
+    await request.app.state.watcher.notify([email.folder_id])
     return JSONResponse(email.as_jmap())
 
 
@@ -242,7 +249,9 @@ def _flag_changes(patch: dict) -> tuple[str, str]:
 async def delete_message(request: Request) -> Response:
     _check_csrf(request)
     mail, user, email_id = _mail(request), _user(request), request.path_params["id"]
+    folder_id = (await run_in_threadpool(mail.email, email_id, user)).folder_id
     await run_in_threadpool(mail.delete, email_id, user)
+    await request.app.state.watcher.notify([folder_id])
     return Response(status_code=204)
 
 

@@ -30,8 +30,7 @@ import threading
 import time
 from calendar import timegm
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from mimekit.errors import MimekitError
 from mimekit.headers.addresses import Address, parse_address_list
@@ -205,7 +204,7 @@ class HeaderIndex:
             if signature is None:
                 new.append(listed)
             elif signature != listed.signature:
-                if listed.ref.kind == "maildir":
+                if folder.kind == "maildir":
                     renamed.append(listed)        # a flag change renamed the file: same bytes
                 else:
                     gone.append(email_id(folder, listed.key))   # an mbox span or a file changed: read again
@@ -216,7 +215,7 @@ class HeaderIndex:
             with self._writing():
                 self._db.executemany(
                     "UPDATE emails SET signature = ?, path = ?, flags = ?, unread = ? WHERE id = ?",
-                    [(listed.signature, listed.ref.path, listed.ref.flags, "S" not in listed.ref.flags,
+                    [(listed.signature, listed.path, listed.flags, "S" not in listed.flags,
                       email_id(folder, listed.key)) for listed in renamed])
         for batch in _batches(_read_all(folder, new), WRITE_BATCH):
             self._insert(batch)
@@ -320,11 +319,16 @@ def _store_path(folder: Folder) -> str:
     return rest if colon and scheme in ("maildir", "mbox") else folder.source
 
 
-@dataclass(frozen=True)
-class _Listed:
+class _Listed(NamedTuple):
+    """A message as its store lists it now. `ref()` makes its MessageRef: only the messages
+    to read need one (a tuple and no reference each: a folder of 100,000 is listed again
+    after every change)."""
+
     key: str
-    ref: MessageRef
     signature: str
+    path: str
+    flags: str
+    ref: Callable[[], MessageRef]
 
 
 def _listing(folder: Folder) -> list[_Listed]:
@@ -333,13 +337,19 @@ def _listing(folder: Folder) -> list[_Listed]:
     path = _store_path(folder)
     try:
         if folder.kind == "maildir":
-            return [_Listed(key, MessageRef("maildir", file_path, path, key, flags=flags), file_path)
+            return [_Listed(key, file_path, file_path, flags,
+                            functools.partial(MessageRef, "maildir", file_path, path, key, flags=flags))
                     for key, file_path, flags in Maildir(path, create=False).listing()]
         if folder.kind == "mbox":
-            return [_Listed(ref.key, ref, f"{ref.start}-{ref.end}-{ref.flags}") for ref in mbox_messages(path)]
-        return [_Listed(str(ref), ref, _file_signature(ref)) for ref in messages_of(path)]
+            return [_Listed(ref.key, f"{ref.start}-{ref.end}-{ref.flags}", ref.path, ref.flags, _given(ref))
+                    for ref in mbox_messages(path)]
+        return [_Listed(str(ref), _file_signature(ref), ref.path, ref.flags, _given(ref)) for ref in messages_of(path)]
     except (MimekitError, OSError):
         return []
+
+
+def _given(ref: MessageRef) -> Callable[[], MessageRef]:
+    return lambda: ref
 
 
 def _file_signature(ref: MessageRef) -> str:
@@ -355,7 +365,7 @@ def _file_signature(ref: MessageRef) -> str:
 def _read_all(folder: Folder, listed: list[_Listed]) -> Iterator[tuple[dict, str]]:
     """(row, indexed text) of each message, in listing order: many are read across every
     core, a few here (map_messages decides). One that cannot be read gets a row that says why."""
-    results = map_messages(read_message, (entry.ref for entry in listed), default_jobs())
+    results = map_messages(read_message, (entry.ref() for entry in listed), default_jobs())
     for entry, (ref, result) in zip(listed, results):
         if isinstance(result, MimekitError):
             result = _unreadable(ref, str(result))

@@ -17,8 +17,10 @@ base64, its bytes intact.
 import io
 import os
 import re
-from contextlib import ExitStack
-from typing import BinaryIO, Callable, Iterable, Mapping, Protocol
+import tempfile
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
 from mimekit.errors import DataError, UnavailableError, UsageError
 from mimekit.headers.addresses import Address, Group, parse_address_list
@@ -28,7 +30,6 @@ from mimekit.read.extract import best_text_part, iter_text
 from mimekit.read.safe_names import safe_name
 from mimekit.read.tree import Message, parse_message
 from mimekit.send import send as send_messages
-from mimekit.streams.files import temporary_file
 from mimekit.transport.connection import DEFAULT_TIMEOUT
 from mimekit.transport.smtp.client import MessageResult, OutgoingMessage, refusal
 from mimekit.transport.smtp.envelope import prepare_message
@@ -65,9 +66,9 @@ class SMTPSender:
         """The server's queue id, or "accepted" when it names none. A refused recipient
         raises (TempFailure for 4xx, UnavailableError for 5xx) naming who got it anyway;
         a failed connection or login raises mimekit's error for it."""
-        outgoing = outgoing_message(message)
-        results = list(send_messages(self.url, [outgoing], extract=True, password=self.password,
-                                     cafile=self.cafile, timeout=self.timeout))
+        with outgoing_message(message) as outgoing:
+            results = list(send_messages(self.url, [outgoing], extract=True, password=self.password,
+                                         cafile=self.cafile, timeout=self.timeout))
         return _delivered(results[0])
 
 
@@ -82,21 +83,26 @@ class QueueSender:
 
     def send(self, message: ComposedMessage) -> str:
         """The queue entry's id, once the message is durably queued."""
-        outgoing = outgoing_message(message)
-        with Queue(self.queue_dir) as queue:
+        with outgoing_message(message) as outgoing, Queue(self.queue_dir) as queue:
             return queue.spool(outgoing, self.url, cafile=self.cafile).id
 
 
-def outgoing_message(message: ComposedMessage) -> OutgoingMessage:
+@contextmanager
+def outgoing_message(message: ComposedMessage) -> Iterator[OutgoingMessage]:
     """`message` written out (CRLF) and prepared as `send -t` prepares a file: envelope from
-    its header, Bcc removed. DataError when its header gives no usable envelope."""
-    with temporary_file(prefix="mimekit-web-") as spool:
-        write_message(message, spool)
-        spool.seek(0)
-        outgoing = prepare_message(SOURCE_NAME, extract=True, stream=spool)
-    if outgoing.refused:
-        raise outgoing.refused
-    return outgoing
+    its header, Bcc removed; valid until the block ends, when its file is removed. DataError
+    when its header gives no usable envelope.
+
+    The file is in a private temporary directory and read by path: given a stream instead,
+    prepare_message would keep an anonymous copy of it that nothing can close."""
+    with tempfile.TemporaryDirectory(prefix="mimekit-web-") as directory:
+        path = os.path.join(directory, "message.eml")
+        with open(path, "xb") as file:
+            write_message(message, file)
+        outgoing = replace(prepare_message(path, extract=True), source=SOURCE_NAME)
+        if outgoing.refused:
+            raise outgoing.refused
+        yield outgoing
 
 
 def _delivered(result: MessageResult) -> str:
@@ -156,19 +162,12 @@ def _msg_ids(name: str, value: str) -> str:
 
 
 def _upload_content(upload) -> Content:
-    """The upload as Content, read from its spool file each time (never whole in memory)."""
-    stream: BinaryIO = upload.file
+    """The upload as Content, read from its spool file each time (never whole in memory;
+    asking a SpooledTemporaryFile for its descriptor moves it to disk)."""
     try:
-        descriptor = stream.fileno()   # a SpooledTemporaryFile moves to disk here
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return Content.from_stream(stream)
-
-    def reopen() -> BinaryIO:
-        reader = os.fdopen(os.dup(descriptor), "rb")
-        reader.seek(0)
-        return reader
-
-    return Content(reopen, keep_alive=stream)
+        return Content.from_open_file(upload.file)
+    except (AttributeError, OSError, io.UnsupportedOperation):    # a file object with no descriptor
+        return Content.from_stream(upload.file)
 
 
 def _upload_name(upload) -> str:

@@ -115,13 +115,22 @@ class Content:
         spool = temporary_file()
         shutil.copyfileobj(stream, spool, SCAN_CHUNK_SIZE)
         spool.flush()
+        return cls.from_open_file(spool)
+
+    @classmethod
+    def from_open_file(cls, file: BinaryIO) -> "Content":
+        """An open file that has a descriptor (an anonymous spool, an upload's spool file),
+        read from the start each time through a duplicate of its descriptor: every reader
+        has its own, and closing one leaves `file` open. `file` stays its owner's to close;
+        it is kept alive (not closed) as long as this Content."""
+        descriptor = file.fileno()
 
         def reopen() -> BinaryIO:
-            reader = os.fdopen(os.dup(spool.fileno()), "rb")
+            reader = os.fdopen(os.dup(descriptor), "rb")
             reader.seek(0)
             return reader
 
-        return cls(reopen, keep_alive=spool)
+        return cls(reopen, keep_alive=file)
 
     def size(self) -> int:
         with self.open() as stream:

@@ -4,6 +4,7 @@ Python's email package, a reader that is not mimekit's, and with mimekit.parse_m
 
 import email
 import email.policy
+import gc
 import hashlib
 import io
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -56,12 +58,22 @@ def mail(tmp_path):
     return StoredMail(directory)
 
 
-def upload(data: bytes, filename: str, content_type: str | None = None) -> UploadFile:
-    """An upload as Starlette hands it over: a SpooledTemporaryFile, at its end."""
-    spool = tempfile.SpooledTemporaryFile(max_size=UPLOAD_SPOOL)
-    spool.write(data)
-    headers = Headers({"content-type": content_type} if content_type else {})
-    return UploadFile(spool, size=len(data), filename=filename, headers=headers)
+@pytest.fixture
+def upload():
+    """Makes uploads as Starlette hands them over (a SpooledTemporaryFile, at its end) and
+    closes them after the test, as the web's form does once the request is answered."""
+    made: list[UploadFile] = []
+
+    def make(data: bytes, filename: str, content_type: str | None = None) -> UploadFile:
+        spool = tempfile.SpooledTemporaryFile(max_size=UPLOAD_SPOOL)
+        spool.write(data)
+        headers = Headers({"content-type": content_type} if content_type else {})
+        made.append(UploadFile(spool, size=len(data), filename=filename, headers=headers))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.file.close()
 
 
 def parsed(message) -> email.message.EmailMessage:
@@ -97,7 +109,7 @@ def test_non_ascii_fields_are_encoded_and_read_back(mail):
         assert best_text(message) == "Schöne Grüße,\nZoë — naïve café.\n"
 
 
-def test_attachments_arrive_byte_for_byte(mail):
+def test_attachments_arrive_byte_for_byte(mail, upload):
     big = os.urandom(3 * UPLOAD_SPOOL)            # past the spool size: on disk, read twice from there
     small = b"line one\r\nline two\nno end"
     files = [upload(big, "data.bin", "application/octet-stream"), upload(small, "notes.txt", "text/plain"),
@@ -143,7 +155,7 @@ def test_header_injection_is_refused(mail, name, value):
         compose_from_form(fields, [], mail, None)
 
 
-def test_an_attachment_name_with_a_line_break_is_refused(mail):
+def test_an_attachment_name_with_a_line_break_is_refused(mail, upload):
     with pytest.raises(DataError, match="CR or LF"):
         compose_from_form({"from": "a@example.test", "to": "b@example.test"},
                           [upload(b"x", "a.txt\r\nBcc: victim@example.test")], mail, None)
@@ -211,7 +223,7 @@ def test_forward_subjects_do_not_stack(mail, subject, expected):
     assert (draft["forward"], draft["to"], draft["in_reply_to"]) == (email_id, "", "")
 
 
-def test_a_forwarded_7bit_message_is_attached_as_it_is(mail):
+def test_a_forwarded_7bit_message_is_attached_as_it_is(mail, upload):
     original = message_bytes(compose_from_form(
         {"from": "carol@example.test", "to": "bob@example.test", "subject": "Quarterly report with picture",
          "body": "The data is attached.\n"}, [upload(os.urandom(5000), "report.bin")], mail, None))
@@ -274,7 +286,7 @@ def delivered(root: Path) -> list[bytes]:
             for path in sorted((root / sub).iterdir())]
 
 
-def test_smtp_sender_delivers_through_serve(mail, serve):
+def test_smtp_sender_delivers_through_serve(mail, serve, upload):
     root, port = serve
     payload = os.urandom(200_000)
     fields = {"from": "Jürgen <juergen@example.test>", "to": "bob@example.test", "cc": "carol@example.test",
@@ -331,5 +343,19 @@ def test_queue_sender_spools_with_the_envelope_from_the_header(mail, tmp_path):
 
 def test_a_message_with_an_unusable_from_is_not_sent(mail):
     message = compose_from_form({"from": "Group: ;", "to": "b@example.test"}, [], mail, None)
-    with pytest.raises(DataError):
-        outgoing_message(message)
+    with pytest.raises(DataError), outgoing_message(message):
+        pass
+
+
+def test_a_send_leaves_no_file_open(mail, tmp_path, upload):
+    """Every scratch file of a send (the written message, the copy it is read back from, the
+    uploads' readers) is closed when the send returns, not left to the garbage collector."""
+    url = parse_url("smtp+plain://127.0.0.1:2525", {"smtp+plain"})
+    fields = {"from": "a@example.test", "to": "b@example.test", "subject": "files"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        big = upload(os.urandom(2 * UPLOAD_SPOOL), "big.bin")       # on disk, as Starlette rolls it over
+        QueueSender(str(tmp_path / "queue"), url).send(compose_from_form(fields, [big], mail, None))
+        big.file.close()                                             # the web's form does this when answered
+        gc.collect()
+    assert [str(warning.message) for warning in caught if warning.category is ResourceWarning] == []

@@ -60,14 +60,21 @@ def summarise(message: "MessageRef | BinaryIO", limits: Limits = Limits.DEFAULT,
     "reading" and a "sha256", unless their bytes are those of a part listed before.
     """
     with opened(message) as stream, parse_message(stream, limits) as parsed:
-        body = body_part(parsed)
-        digests: set[str] | None = set() if all_readings else None
-        parts = [_describe(part, body, digests) for part in parsed.walk()]
-        if all_readings:
-            parts += _alternatives(parsed, limits, digests)
-        headers, header_defects = decoded_headers(parsed.root)
-        defects = parsed.defects + header_defects
-    if lf_is_normal or reads_lf_as_normal(message):
+        return summarise_parsed(parsed, limits, lf_is_normal or reads_lf_as_normal(message), all_readings)
+
+
+def summarise_parsed(parsed: Message, limits: Limits = Limits.DEFAULT, lf_is_normal: bool = False,
+                     all_readings: bool = False) -> dict:
+    """summarise of a message its caller has parsed (and closes), for one that reads more
+    of it than the summary: the same dict, the same arguments."""
+    body = body_part(parsed)
+    digests: set[str] | None = set() if all_readings else None
+    parts = [_describe(part, body, digests) for part in parsed.walk()]
+    if all_readings:
+        parts += _alternatives(parsed, limits, digests)
+    headers, header_defects = decoded_headers(parsed.root)
+    defects = parsed.defects + header_defects
+    if lf_is_normal:
         defects = beyond_store_conventions(defects)
     defects = sorted(capped(defects), key=lambda defect: defect.offset)
     return {"headers": headers, "parts": parts, "defects": [defect.as_dict() for defect in defects]}

@@ -25,7 +25,7 @@ from mimekit.read.check import check_message
 from mimekit.read.events import PartKind
 from mimekit.read.extract import inside_attached_message, iter_part_bytes, iter_text
 from mimekit.read.safe_names import replace_surrogates, safe_name
-from mimekit.read.summary import body_part, content_id, is_attachment, summarise
+from mimekit.read.summary import body_part, content_id, is_attachment, summarise_parsed
 from mimekit.read.tree import Message, Part, parse_message
 from mimekit.stores.sources import from_store, lf_is_normal
 from mimekit.web.html_body import MAX_HTML_CHARACTERS
@@ -55,9 +55,8 @@ def details(mail, email: IndexedEmail, user: str | None) -> dict:
     "textBody", "htmlBody", "attachments" (parts without subParts), "bodyValues" (the
     text of the textBody parts), "defects" (as `show --json` lists them) and "source"
     (the message's reference). Reading it decodes every body once, streamed, to count sizes."""
-    with mail.open(email.id, user) as stream:
-        summary = summarise(stream, lf_is_normal=lf_is_normal(email.ref))
     with _parsed(mail, email.id, user) as message:
+        summary = summarise_parsed(message, lf_is_normal=lf_is_normal(email.ref))
         root = message.root
         text_parts, html_parts = _body_parts(message)
         extra = {

@@ -22,6 +22,7 @@ import click
 from mimekit import errors
 from mimekit.defects import Defect, DefectError, apply_defect_policy
 from mimekit.limits import Limits, parse_decimal
+from mimekit.sizes import human_size
 from mimekit.streams.files import atomic_output, open_input
 
 EXIT_OK = 0
@@ -377,19 +378,6 @@ class Progress:
             self._draw(time.monotonic())
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-def human_size(n: float, short: bool = False) -> str:
-    """A byte count for people: "12.3 KiB", or with `short` as a narrow column has room
-    for it ("12K", as ls -s and mscan print sizes)."""
-    units = ("", "K", "M", "G") if short else ("B", "KiB", "MiB", "GiB")
-    index = 0
-    while n >= (1000 if short else 1024) and index < len(units) - 1:
-        n /= 1024
-        index += 1
-    if short:
-        return f"{n:.0f}{units[index]}"
-    return f"{n:.0f} {units[index]}" if index == 0 else f"{n:.1f} {units[index]}"
 
 
 # -- "-": standard input and output, a command-line convention ------------------------

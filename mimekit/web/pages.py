@@ -23,6 +23,7 @@ from starlette.routing import Route
 from mimekit.defects import Defect
 from mimekit.errors import DataError, MimekitError, NoInputError, UsageError
 from mimekit.read.check import Violation
+from mimekit.sizes import human_size
 from mimekit.web import html_body, messages, security, send
 from mimekit.web.mail import ReadOnlyError
 from mimekit.web.model import Folder, Query
@@ -65,19 +66,6 @@ def _folders_with_counts(mail, user: str | None) -> list[dict]:
         total, unread = mail.counts(folder.id)
         rows.append({"folder": folder, "total": total, "unread": unread})
     return rows
-
-
-def human_size(size: int | None) -> str:
-    """A size for people, as "12.3 KiB" (as cli.common.human_size says it; that module
-    imports click, which the engine does not)."""
-    if size is None:
-        return ""
-    units = ("B", "KiB", "MiB", "GiB", "TiB")
-    index, value = 0, float(size)
-    while value >= 1024 and index < len(units) - 1:
-        value /= 1024
-        index += 1
-    return f"{size} B" if index == 0 else f"{value:.1f} {units[index]}"
 
 
 def short_date(seconds: float | None) -> str:

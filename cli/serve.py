@@ -51,7 +51,8 @@ def _size(ctx, param, value: str) -> int:
     return size
 
 
-def _listen_address(ctx, param, value: str | None):
+def listen_address(ctx, param, value: str | None):
+    """The HOST:PORT of a listening option (`mimekit web --http` too); None for off."""
     if value is None or value.lower() == OFF:
         return None
     try:
@@ -83,11 +84,11 @@ def _hostname(ctx, param, value: str | None) -> str:
 @click.command("serve", epilog="See docs/serve.md. Stop with SIGTERM or Ctrl-C: mail whose delivery started "
                                "is delivered, and exit 0.")
 @click.argument("root", metavar="maildir:PATH")
-@click.option("--smtp", default="127.0.0.1:2525", show_default=True, callback=_listen_address, metavar="HOST:PORT",
+@click.option("--smtp", default="127.0.0.1:2525", show_default=True, callback=listen_address, metavar="HOST:PORT",
               help="Where SMTP listens ([IPv6]:PORT; port 0: any free port; off: no SMTP).")
-@click.option("--pop3", default="127.0.0.1:1110", show_default=True, callback=_listen_address, metavar="HOST:PORT",
+@click.option("--pop3", default="127.0.0.1:1110", show_default=True, callback=listen_address, metavar="HOST:PORT",
               help="Where POP3 listens (as --smtp).")
-@click.option("--http", callback=_listen_address, metavar="HOST:PORT",
+@click.option("--http", callback=listen_address, metavar="HOST:PORT",
               help="The web interface and JSON API on the Maildir, sending through this server's SMTP "
                    "(default: none; needs the web extra). See docs/web.md.")
 @click.option("--listen-publicly", is_flag=True,
@@ -155,18 +156,31 @@ def serve_command(root, smtp, pop3, http, listen_publicly, domains, users_file, 
 
 def _check_usage(smtp, pop3, http, listen_publicly, users_file, tls_cert, tls_key, relay) -> None:
     if smtp is None and pop3 is None and http is None:
-        raise UsageError("--smtp off and --pop3 off: nothing to serve")
+        raise UsageError("--smtp off and --pop3 off, and no --http: nothing to serve")
     for option, address in (("--smtp", smtp), ("--pop3", pop3), ("--http", http)):
-        if address and not listen_publicly and not is_loopback(address[0]):
-            raise UsageError(f"{option} {format_address(address)}: not a loopback address; add --listen-publicly "
-                             "to accept connections from other machines")
-    if bool(tls_cert) != bool(tls_key):
-        raise UsageError("--tls-cert and --tls-key go together: give both or neither")
+        if address:
+            check_listen_address(option, address, listen_publicly)
+    check_tls_pair(tls_cert, tls_key)
     if relay and not users_file:
         raise UsageError("--relay needs --users FILE: only a logged-in client may relay (never an open relay)")
     if http and not is_loopback(http[0]) and not users_file:
         raise UsageError(f"--http {format_address(http)} needs --users FILE: without logins anyone who reaches "
                          "it could read the mail")
+
+
+def check_listen_address(option: str, address, listen_publicly: bool) -> bool:
+    """Whether `address` is one other machines reach; UsageError when it is and
+    --listen-publicly was not given (serve's and web's rule)."""
+    publicly = not is_loopback(address[0])
+    if publicly and not listen_publicly:
+        raise UsageError(f"{option} {format_address(address)}: not a loopback address; add --listen-publicly "
+                         "to accept connections from other machines")
+    return publicly
+
+
+def check_tls_pair(tls_cert: str | None, tls_key: str | None) -> None:
+    if bool(tls_cert) != bool(tls_key):
+        raise UsageError("--tls-cert and --tls-key go together: give both or neither")
 
 
 def _web_app(config: ServeConfig, smtp_bound, http):

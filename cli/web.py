@@ -17,13 +17,13 @@ import threading
 import click
 
 from mimekit.accounts import refuse_if_shared
-from mimekit.errors import ConfigError, NoInputError, UnavailableError, UsageError
+from mimekit.errors import ConfigError, MimekitError, NoInputError, UnavailableError, UsageError
 from mimekit.queue import Queue, default_queue_directory
 from mimekit.queue.store import QUEUE_SCHEMES
 from mimekit.serve.server import format_address, server_tls_context
-from mimekit.transport.urls import is_loopback, parse_url
+from mimekit.transport.urls import parse_url
 from mimekit_cli.common import print_diagnostic, reporting
-from mimekit_cli.serve import _listen_address, load_users, start_queue_runner
+from mimekit_cli.serve import check_listen_address, check_tls_pair, listen_address, load_users, start_queue_runner
 
 DEFAULT_ADDRESS = "127.0.0.1:8025"
 TOKEN_VARIABLE = "MIMEKIT_WEB_TOKEN"
@@ -87,7 +87,7 @@ def log_to_diagnostics(command: str) -> None:
 
 @click.command("web", epilog="See docs/web.md. Stop with SIGTERM or Ctrl-C: exit 0.")
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
-@click.option("--http", "address", default=DEFAULT_ADDRESS, show_default=True, callback=_listen_address,
+@click.option("--http", "address", default=DEFAULT_ADDRESS, show_default=True, callback=listen_address,
               metavar="HOST:PORT", help="Where the web page and API listen ([IPv6]:PORT; port 0: any free port).")
 @click.option("--index", "index_path", metavar="FILE",
               help="The header index (SQLite; default: one per set of sources under $XDG_CACHE_HOME/mimekit/web).")
@@ -160,12 +160,8 @@ def _check_usage(address, listen_publicly, tls_cert, tls_key, send_url, queue_di
     """Whether the address is one other machines reach (then --listen-publicly was given)."""
     if address is None:
         raise UsageError("--http off: nothing to serve")
-    publicly = not is_loopback(address[0])
-    if publicly and not listen_publicly:
-        raise UsageError(f"--http {format_address(address)}: not a loopback address; add --listen-publicly "
-                         "to accept connections from other machines")
-    if bool(tls_cert) != bool(tls_key):
-        raise UsageError("--tls-cert and --tls-key go together: give both or neither")
+    publicly = check_listen_address("--http", address, listen_publicly)
+    check_tls_pair(tls_cert, tls_key)
     if queue_dir and not send_url:
         raise UsageError("--queue-dir is the queue of --send: give --send URL too")
     return publicly
@@ -215,8 +211,9 @@ def _start_mirroring(mirror, stopping: threading.Event) -> threading.Thread:
             try:
                 mirror.sync()
                 said = None
-            except Exception as exc:
-                text = f"IMAP mirror: {exc}"
+            except Exception as exc:    # the page goes on with what was mirrored before
+                why = str(exc) if isinstance(exc, MimekitError) else f"{type(exc).__name__}: {exc}"
+                text = f"IMAP mirror: {why}"
                 if text != said:
                     print_diagnostic("web", text)
                     said = text

@@ -147,7 +147,7 @@ def test_a_non_loopback_address_needs_listen_publicly(tmp_path, env, address):
                               "to accept connections from other machines"),
     (("--http", "0.0.0.0:0", "--listen-publicly"), "mimekit serve: --http 0.0.0.0:0 needs --users FILE: without "
                                                    "logins anyone who reaches it could read the mail"),
-    (("--smtp", "off", "--pop3", "off"), "mimekit serve: --smtp off and --pop3 off: nothing to serve"),
+    (("--smtp", "off", "--pop3", "off"), "mimekit serve: --smtp off and --pop3 off, and no --http: nothing to serve"),
     (("--tls-cert", "cert.pem"), "mimekit serve: --tls-cert and --tls-key go together: give both or neither"),
     (("--relay", "smtps://smtp.example.test"),
      "mimekit serve: --relay needs --users FILE: only a logged-in client may relay (never an open relay)"),

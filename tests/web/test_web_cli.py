@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +20,9 @@ from pathlib import Path
 
 import pytest
 import web_messages
+
+import mimekit_cli.web as cli_web
+from mimekit.errors import UnavailableError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "serve"))
 from served import HOST, STARTUP_DEADLINE, STOP_DEADLINE, mimekit_command, run_mimekit, start_serve  # noqa: E402
@@ -197,6 +201,42 @@ def test_a_port_in_use_is_exit_74_naming_the_address(tmp_path, mail, env):
 def test_a_missing_source_is_exit_66(tmp_path, env):
     result = run_mimekit("web", str(tmp_path / "nowhere"), "--index", str(tmp_path / "i"), env=env, expect=66)
     assert result.stderr.decode().splitlines() == [f"mimekit web: {tmp_path / 'nowhere'}: no such file or directory"]
+
+
+def test_an_imap_server_that_is_not_there_at_start_is_one_line_and_exit_69(tmp_path, env):
+    with socket.create_server((HOST, 0)) as closed:
+        port = closed.getsockname()[1]
+    result = run_mimekit("web", f"imap+plain://alice@{HOST}:{port}", "--http", f"{HOST}:0", env=env, expect=69)
+    assert result.stderr.decode().splitlines() == [f"mimekit web: {HOST}:{port}: cannot connect: Connection refused"]
+
+
+class FailingMirror:
+    def __init__(self, errors: list[Exception]):
+        self.errors = errors
+
+    def sync(self) -> int:
+        raise self.errors.pop(0) if self.errors else UnavailableError("still down")
+
+
+def test_a_mirror_failing_while_running_says_so_once_and_goes_on(monkeypatch, capsys):
+    """The mirror's thread: each new failure is one line (an unexpected one named by its
+    type), the same one again is not repeated, and the thread keeps trying until stopped."""
+    monkeypatch.setattr(cli_web, "MIRROR_INTERVAL", 0.01)
+    mirror = FailingMirror([UnavailableError("imap.example.test:993: cannot connect"),
+                            UnavailableError("imap.example.test:993: cannot connect"), KeyError("flags")])
+    stopping = threading.Event()
+    thread = cli_web._start_mirroring(mirror, stopping)
+    said, deadline = "", time.monotonic() + 10
+    while "still down" not in said and time.monotonic() < deadline:
+        time.sleep(0.05)
+        said += capsys.readouterr().err
+    time.sleep(0.05)                                         # more failed syncs, all "still down"
+    stopping.set()
+    thread.join()
+    assert (said + capsys.readouterr().err).splitlines() == [
+        "mimekit web: IMAP mirror: imap.example.test:993: cannot connect",
+        "mimekit web: IMAP mirror: KeyError: 'flags'",
+        "mimekit web: IMAP mirror: still down"]
 
 
 @pytest.fixture

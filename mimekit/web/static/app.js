@@ -39,9 +39,14 @@
       });
   }
 
+  // The stream is closed when the page is left: the browser keeps recent pages alive for its
+  // back button (back/forward cache) and would keep their streams too, and past six
+  // connections to this server the next page waits for one to end. Reopened on return.
+  var events = null;
+
   function listen() {
-    if (!window.EventSource) return;
-    var events = new EventSource("/api/events");
+    if (!window.EventSource || events) return;
+    events = new EventSource("/api/events");
     events.addEventListener("mailbox", function (event) {
       var change;
       try { change = JSON.parse(event.data); } catch (e) { return; }
@@ -65,8 +70,16 @@
     });
   }
 
+  function stopListening() {
+    if (events) { events.close(); events = null; }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     remoteImagesButton();
     listen();
+  });
+  window.addEventListener("pagehide", stopListening);
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) { listen(); reloadList(); }
   });
 })();

@@ -9,7 +9,9 @@ Every method is blocking (disk, SQLite): the HTTP layer calls them in a thread.
 """
 
 import threading
-from typing import BinaryIO
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import BinaryIO, Iterator
 
 from mimekit.errors import NoInputError, UsageError
 from mimekit.stores.maildir import Maildir
@@ -80,11 +82,8 @@ class WebMail:
     def open(self, email_id: str, user: str | None = None) -> BinaryIO:
         """The message as stored, open for reading (the caller closes it)."""
         email = self.email(email_id, user)
-        try:
+        with _gone_from_store(email_id):
             return email.ref.open()     # a Maildir message renamed by a flag change is found by its key
-        except NoInputError:
-            self.refresh()
-            raise NoInputError(f"message {email_id!r} is gone from its folder") from None
 
     def _maildir_of(self, email: IndexedEmail) -> Maildir:
         folder = self._by_id[email.folder_id]
@@ -96,11 +95,26 @@ class WebMail:
         """Add and remove Maildir flag letters ("S" for read); the message as now indexed."""
         email = self.email(email_id, user)
         flags = "".join(sorted((set(email.flags) | set(add)) - set(remove)))
-        self._maildir_of(email).set_flags(email.ref.key, flags)
+        maildir = self._maildir_of(email)
+        with _gone_from_store(email_id):
+            maildir.set_flags(email.ref.key, flags)
         self.index.update_flags(email_id, flags)
-        return self.index.get(email_id)
+        return replace(email, flags=flags)      # not read back: a delete meanwhile would make it None
 
     def delete(self, email_id: str, user: str | None = None) -> None:
         email = self.email(email_id, user)
-        self._maildir_of(email).remove(email.ref.key)
+        maildir = self._maildir_of(email)
+        with _gone_from_store(email_id):
+            maildir.remove(email.ref.key)
         self.index.forget(email_id)
+
+
+@contextmanager
+def _gone_from_store(email_id: str) -> Iterator[None]:
+    """A message another reader removed since it was indexed (POP3, a mail program) is a
+    NoInputError naming its id, not the store's path. The index is left as it is: the next
+    refresh (the watcher's) finds the removal and tells the open pages of it."""
+    try:
+        yield
+    except NoInputError:
+        raise NoInputError(f"message {email_id!r} is gone from its folder") from None

@@ -263,3 +263,38 @@ def test_a_large_attachment_streams_in_bounded_memory(tmp_path):
     assert download.filename == "big.bin" and size >= 29 * 1024 * 1024
     assert peak < 4 * 1024 * 1024, f"peak {peak} bytes while streaming {size}"
     assert mail.opened == 0
+
+
+# -- a message gone from its store (another reader deleted it) ---------------------------------
+
+def _inbox_emails(client) -> tuple[str, list[dict]]:
+    [inbox] = [mailbox for mailbox in client.get("/api/mailboxes").json()["mailboxes"] if mailbox["name"] == "INBOX"]
+    return inbox["id"], client.get(f"/api/messages?mailbox={inbox['id']}").json()["emails"]
+
+
+def _remove_behind_the_index(maildir) -> None:
+    """What POP3 or another mail program does between two refreshes of the index."""
+    for sub in ("new", "cur"):
+        for path in (maildir / sub).iterdir():
+            path.unlink()
+
+
+@pytest.mark.parametrize("request_of", [
+    lambda client, gone, csrf: client.get(f"/api/messages/{gone}"),
+    lambda client, gone, csrf: client.get(f"/api/messages/{gone}/raw"),
+    lambda client, gone, csrf: client.get(f"/api/messages/{gone}/check"),
+    lambda client, gone, csrf: client.get(f"/messages/{gone}"),
+    lambda client, gone, csrf: client.patch(f"/api/messages/{gone}", json={"keywords": {"$seen": True}},
+                                            headers={"X-CSRF-Token": csrf}),
+    lambda client, gone, csrf: client.delete(f"/api/messages/{gone}", headers={"X-CSRF-Token": csrf}),
+    lambda client, gone, csrf: client.post(f"/messages/{gone}/flags", data={"seen": "1", "csrf": csrf}),
+], ids=["details", "raw", "check", "page", "patch", "delete", "page-flags"])
+def test_a_message_deleted_behind_the_index_is_404_and_forgotten(client, maildir, request_of):
+    """Any view or change of a message another reader removed is a 404 naming it, not the
+    server's path to it (never a 500), and the next look at the folder does not list it."""
+    csrf = client.get("/api/session").json()["csrfToken"]
+    _, emails = _inbox_emails(client)
+    _remove_behind_the_index(maildir)
+    answer = request_of(client, emails[0]["id"], csrf)
+    assert answer.status_code == 404 and emails[0]["id"] in answer.text and str(maildir) not in answer.text
+    assert _inbox_emails(client)[1] == []

@@ -18,6 +18,7 @@ from browser import (FRAME_SANDBOX_ALLOWS, SEEDED, RequestLog, Site, console_mes
                      maildir_files, maildir_flags, message_rows, open_inbox, open_message, pwned, row_with,
                      sandbox_allows, seed, serve_with_http, sha256, start_browser, submit_form,
                      visit, wait_for_download, wait_until)
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 
@@ -183,6 +184,26 @@ def test_a_message_composed_in_the_page_is_sent_through_serves_smtp_and_listed(d
     assert b"Written in Chromium." in stored and b"notes.txt" in stored
     assert b"bob@example.test" in stored and b"carol@example.test" in stored
     row_with(driver, site, f"Sent from the page {token}")
+
+
+def test_new_mail_appears_in_the_open_list_without_a_reload(driver, site):
+    """Live updates: the page is loaded once; a message delivered afterwards shows up in it
+    (the server-sent event makes app.js redraw the list) and the INBOX count follows."""
+    open_inbox(driver, site)
+    marker = driver.execute_script("window.__loadedOnce = true; return window.__loadedOnce;")
+    before = driver.find_element(By.CSS_SELECTOR, "#folders li.current .total-count").text
+    subject = f"Live {time.monotonic_ns()}"
+    deliver_at(site.root, web_messages.plain(subject=subject), time.time())
+    wait_until(lambda: any(subject in row.text for row in _rows_now(driver)), "the new row, without a reload")
+    assert marker and driver.execute_script("return window.__loadedOnce === true;")   # the same page
+    assert int(driver.find_element(By.CSS_SELECTOR, "#folders li.current .total-count").text) == int(before) + 1
+
+
+def _rows_now(driver):
+    try:
+        return [row for row in message_rows(driver)]
+    except StaleElementReferenceException:
+        return []
 
 
 def test_deleting_a_message_removes_it_from_the_list_and_the_maildir(driver, site):

@@ -29,12 +29,17 @@ def discover_folders(sources: tuple[str, ...], writable: bool = False,
         scheme, colon, rest = source.partition(":")
         kind = scheme.lower() if colon and scheme.lower() in ("maildir", "mbox") else None
         path = os.path.abspath(rest if kind else source)
-        if not os.path.exists(path):
-            raise NoInputError(f"{source}: no such file or directory")
+        try:
+            os.stat(path)
+        except OSError as exc:      # missing, a symlink loop, a directory on the way not searchable
+            raise NoInputError(f"{source}: {_why(exc)}") from None
         if kind is None:
             kind = "maildir" if is_maildir(path) else "files" if os.path.isdir(path) else "mbox"
         if kind == "maildir":
-            folders += _maildir_folders(path, writable, owners.get(path), single)
+            try:
+                folders += _maildir_folders(path, writable, owners.get(path), single)
+            except OSError as exc:
+                raise NoInputError(f"{source}: cannot list its folders: {_why(exc)}") from None
         elif kind == "mbox":
             if not os.path.isfile(path):
                 raise UsageError(f"{source}: not an mbox file")
@@ -55,6 +60,10 @@ def _maildir_folders(path: str, writable: bool, owner: str | None, single: bool)
             found.append(Folder(folder_id(f"maildir:{entry.path}"), label, f"maildir:{entry.path}", "maildir",
                                 writable, owner))
     return found
+
+
+def _why(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
 
 
 def _base_name(path: str) -> str:

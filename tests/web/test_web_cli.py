@@ -22,7 +22,8 @@ import pytest
 import web_messages
 
 import mimekit_cli.web as cli_web
-from mimekit.errors import UnavailableError
+from mimekit.errors import NoInputError, UnavailableError
+from mimekit.web import folders
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "serve"))
 from served import HOST, STARTUP_DEADLINE, STOP_DEADLINE, mimekit_command, run_mimekit, start_serve  # noqa: E402
@@ -201,6 +202,23 @@ def test_a_port_in_use_is_exit_74_naming_the_address(tmp_path, mail, env):
 def test_a_missing_source_is_exit_66(tmp_path, env):
     result = run_mimekit("web", str(tmp_path / "nowhere"), "--index", str(tmp_path / "i"), env=env, expect=66)
     assert result.stderr.decode().splitlines() == [f"mimekit web: {tmp_path / 'nowhere'}: no such file or directory"]
+
+
+def test_a_source_that_is_a_symlink_loop_says_so_and_exits_66(tmp_path, env):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    result = run_mimekit("web", str(loop), "--index", str(tmp_path / "i"), env=env, expect=66)
+    assert result.stderr.decode().splitlines() == [f"mimekit web: {loop}: too many levels of symbolic links"]
+
+
+def test_a_maildir_whose_folders_cannot_be_listed_is_exit_66_naming_it(tmp_path, mail, monkeypatch):
+    """An unreadable Maildir (chmod 300; the tests run as root, who reads it anyway) is one
+    line naming it, not the system's error without the source."""
+    def refused(path):
+        raise PermissionError(13, "Permission denied", path)
+    monkeypatch.setattr(folders.os, "scandir", refused)
+    with pytest.raises(NoInputError, match=f"^maildir:{mail}: cannot list its folders: permission denied$"):
+        folders.discover_folders((f"maildir:{mail}",))
 
 
 def test_an_imap_server_that_is_not_there_at_start_is_one_line_and_exit_69(tmp_path, env):

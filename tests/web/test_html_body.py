@@ -242,3 +242,25 @@ def test_body_csp():
         assert "allow-forms" not in sandbox and "allow-top-navigation" not in sandbox
     assert dict(part.split(" ", 1) for part in blocked.split("; ") if " " in part)["img-src"] == "'self' data:"
     assert dict(part.split(" ", 1) for part in allowed.split("; ") if " " in part)["img-src"] == "'self' data: *"
+
+
+@pytest.mark.parametrize("html", [
+    "<![foo[x]]>after", "a<![ b>after", "<![ <img src=x onerror=alert(1)>after",     # html.parser: AssertionError
+    "&#" + "1" * 5000 + ";after", '<p title="&#' + "9" * 5000 + ';">after</p>',      # int(): more than 4300 digits
+], ids=["marked section keyword", "marked section without name", "marked section holding a tag",
+        "long decimal reference in text", "long decimal reference in an attribute"])
+def test_markup_the_standard_parser_chokes_on_still_comes_out_inert(html):
+    parsed = assert_inert(safe_html(html, lambda cid: None, False))
+    assert "after" in "".join(parsed.text)
+
+
+@pytest.mark.parametrize("tail", ['<a x="', "<div ", "<a", "</", "<?"],
+                         ids=["open attribute", "tag with a space", "tag", "end tag", "processing instruction"])
+def test_a_document_ending_inside_a_tag_many_times_over_is_read_in_linear_time(tail):
+    """html.parser's close() reads an unfinished tag as text up to the next "<" and parses
+    again from there: 64 KiB of '<a x="' took minutes of CPU (CPython gh-135462)."""
+    import time
+    started = time.perf_counter()
+    document = safe_html("<p>before</p>" + tail * (65536 // len(tail)), lambda cid: None, False)
+    assert time.perf_counter() - started < 0.5
+    assert "<p>before</p>" in document and "<a" not in document.split("<body>", 1)[1].replace("<p>before</p>", "")

@@ -18,8 +18,9 @@ For every HTTP request, in order:
    SMTP and POP3 logins do. `request.state.user` is the user name, None without
    authentication or for the token (which sees every folder).
 3. The security headers of every response: no MIME sniffing, no Referer, no framing by
-   another site, and the default Content-Security-Policy when the route set none (the
-   routes serving message bytes set their own, stricter one).
+   another site, no cache keeping mail (everything but /static/), and the default
+   Content-Security-Policy when the route set none (the routes serving message bytes set
+   their own, stricter one).
 
 csrf_token() and check_csrf() are the token the pages' forms and the API's mutating
 requests carry: an HMAC of the user under a secret made at start, so it needs no storage
@@ -51,6 +52,8 @@ SECURITY_HEADERS = (
     ("referrer-policy", "no-referrer"),         # a link in a message must not tell its site our URLs
     ("x-frame-options", "SAMEORIGIN"),
 )
+STATIC_PREFIX = "/static/"                    # the one place with no mail in it: cacheable
+NOT_STORED = ("cache-control", "no-store")   # pages, API and downloads hold mail
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 CSRF_FIELD = "csrf"
@@ -83,7 +86,7 @@ class SecurityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        send = _with_security_headers(send)
+        send = _with_security_headers(send, cacheable=scope["path"].startswith(STATIC_PREFIX))
         if not self.config.require_auth and not _host_allowed(scope):
             await _respond(scope, send, 421, "this server does not answer to that Host name")
             return
@@ -146,11 +149,11 @@ def _host_allowed(scope) -> bool:
     return host in allowed
 
 
-def _with_security_headers(send):
+def _with_security_headers(send, cacheable: bool):
     async def sending(message) -> None:
         if message["type"] == "http.response.start":
             headers = MutableHeaders(scope=message)
-            for name, value in SECURITY_HEADERS:
+            for name, value in SECURITY_HEADERS if cacheable else (*SECURITY_HEADERS, NOT_STORED):
                 headers.setdefault(name, value)
             headers.setdefault("content-security-policy", DEFAULT_CSP)
         await send(message)

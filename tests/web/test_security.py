@@ -90,6 +90,17 @@ def test_every_response_of_the_application_carries_the_security_headers(client, 
     assert_security_headers(client.get(first_page.headers["location"]))
 
 
+def test_mail_is_never_kept_in_a_cache_static_files_may_be(client, maildir):
+    """A page, the API and a message's bytes hold mail: no browser or proxy cache may keep
+    them (a shared machine, the back button after logging out); the style sheet may be."""
+    inbox = client.get("/api/messages").json()["emails"]
+    paths = ["/", "/api/mailboxes", "/api/messages", f"/api/messages/{inbox[0]['id']}",
+             f"/api/messages/{inbox[0]['id']}/raw", f"/messages/{inbox[0]['id']}", "/no/such/page"]
+    for path in paths:
+        assert client.get(path, follow_redirects=False).headers.get("cache-control") == "no-store", path
+    assert "no-store" not in client.get("/static/style.css").headers.get("cache-control", "")
+
+
 def test_a_route_with_its_own_csp_keeps_it_alone(tmp_path):
     with client_for(tmp_path) as client:
         response = client.get("/page")

@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
-from mimekit.errors import DataError, UnavailableError, UsageError
+from mimekit.errors import AuthError, DataError, UnavailableError, UsageError
 from mimekit.headers.addresses import Address, Group, parse_address_list
 from mimekit.headers.folding import quote_string
 from mimekit.queue import Queue
@@ -65,11 +65,15 @@ class SMTPSender:
     def send(self, message: ComposedMessage) -> str:
         """The server's queue id, or "accepted" when it names none. A refused recipient
         raises (TempFailure for 4xx, UnavailableError for 5xx) naming who got it anyway;
-        a failed connection or login raises mimekit's error for it."""
-        with outgoing_message(message) as outgoing:
-            results = list(send_messages(self.url, [outgoing], extract=True, password=self.password,
-                                         cafile=self.cafile, timeout=self.timeout))
-        return _delivered(results[0])
+        a failed connection raises mimekit's error for it, a refused login UnavailableError
+        (an AuthError would tell the page's user that their own login failed)."""
+        try:
+            with outgoing_message(message) as outgoing:
+                results = list(send_messages(self.url, [outgoing], extract=True, password=self.password,
+                                             cafile=self.cafile, timeout=self.timeout))
+            return _delivered(results[0])
+        except AuthError as exc:    # this server's login to SMTP, not the page user's: never an HTTP 401
+            raise UnavailableError(f"{self.url.host}: the SMTP server refused this server's login: {exc}") from None
 
 
 class QueueSender:

@@ -21,11 +21,12 @@ import pytest
 from starlette.datastructures import Headers, UploadFile
 
 import web_messages as messages
-from mimekit.errors import DataError, MimekitError, NoInputError, UsageError
+from mimekit.errors import AuthError, DataError, MimekitError, NoInputError, UnavailableError, UsageError
 from mimekit.queue import Queue
 from mimekit.read.extract import best_text
 from mimekit.read.tree import parse_message
 from mimekit.transport.urls import parse_url
+from mimekit.web import send
 from mimekit.web.send import (QueueSender, SMTPSender, compose_from_form, forward_draft, outgoing_message,
                               reply_draft)
 from mimekit.write.writer import message_bytes
@@ -316,6 +317,17 @@ def test_a_bcc_recipient_is_in_the_envelope_only(mail, serve):
 def test_smtp_sender_reports_a_server_that_is_not_there(mail):
     sender = SMTPSender(parse_url(f"smtp+plain://127.0.0.1:{unused_port()}", {"smtp+plain"}), timeout=5)
     with pytest.raises(MimekitError):
+        sender.send(compose_from_form({"from": "a@example.test", "to": "b@example.test"}, [], mail, None))
+
+
+def test_smtp_sender_reports_a_refused_login_as_the_server_unavailable(mail, monkeypatch):
+    """The SMTP server refusing the web server's own login is not the browser's login
+    failing: UnavailableError (503), never AuthError (which the API answers 401)."""
+    def refused(*args, **kwargs):
+        raise AuthError("authentication as web failed: 535 5.7.8 bad credentials")
+    monkeypatch.setattr(send, "send_messages", refused)
+    sender = SMTPSender(parse_url("smtp+plain://web@127.0.0.1:2525", {"smtp+plain"}), password=lambda: "wrong")
+    with pytest.raises(UnavailableError, match="refused this server's login: authentication as web failed: 535"):
         sender.send(compose_from_form({"from": "a@example.test", "to": "b@example.test"}, [], mail, None))
 
 

@@ -30,6 +30,11 @@ from mimekit.web.model import Folder, Query
 
 SEARCH_HINT = 'from:alice to:bob subject:"two words" after:2024-01-01 before:2024-02-01 has:attachment is:unread'
 MAX_UPLOAD_FILES = 100
+# What a form is read up to before its CSRF token is checked (any site can make a browser
+# POST here): Starlette's defaults, 1000 fields of 1 MiB, would hold a GiB in memory.
+MAX_COMPOSE_FIELDS = 20             # the compose fields, the token, and room for a browser's extras
+MAX_CHANGE_FIELDS = 5               # delete and flags: the token and "seen"
+MAX_CHANGE_FIELD_SIZE = 1024
 
 
 # -- rendering -------------------------------------------------------------------------
@@ -196,7 +201,7 @@ async def delete_message(request: Request) -> Response:
     """POST /messages/{id}/delete: then the folder it was in."""
     mail = request.app.state.mail
     user = user_of(request)
-    form = await request.form()
+    form = await _change_form(request)
     security.check_csrf(request, form.get("csrf"))
     email = await run_in_threadpool(mail.email, request.path_params["email_id"], user)
     await run_in_threadpool(mail.delete, email.id, user)
@@ -208,7 +213,7 @@ async def set_flags(request: Request) -> Response:
     """POST /messages/{id}/flags with seen=1 (read) or seen=0 (unread): then the message."""
     mail = request.app.state.mail
     user = user_of(request)
-    form = await request.form()
+    form = await _change_form(request)
     security.check_csrf(request, form.get("csrf"))
     seen = form.get("seen")
     if seen not in ("0", "1"):
@@ -218,6 +223,11 @@ async def set_flags(request: Request) -> Response:
                                     user)
     await request.app.state.watcher.notify([email.folder_id])
     return RedirectResponse(f"/messages/{email_id}", status_code=303)
+
+
+def _change_form(request: Request):
+    """The few short fields of a delete or flags form, no file; a bigger form is a 400."""
+    return request.form(max_files=0, max_fields=MAX_CHANGE_FIELDS, max_part_size=MAX_CHANGE_FIELD_SIZE)
 
 
 # -- compose ---------------------------------------------------------------------------
@@ -245,7 +255,7 @@ async def compose_send(request: Request) -> Response:
     sender = _need_sender(request)
     mail = request.app.state.mail
     user = user_of(request)
-    async with request.form(max_files=MAX_UPLOAD_FILES) as form:
+    async with request.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_COMPOSE_FIELDS) as form:
         security.check_csrf(request, form.get("csrf"))
         fields = {name: form.get(name) for name in COMPOSE_FIELDS if isinstance(form.get(name), str)}
         files = [item for item in form.getlist("attachment") if isinstance(item, UploadFile) and item.filename]

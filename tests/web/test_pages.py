@@ -304,6 +304,26 @@ def test_flags_need_the_csrf_token_and_change_read_state(client, maildir):
     assert bad.status_code == 400
 
 
+@pytest.mark.parametrize("action", ["delete", "flags"])
+def test_a_change_form_is_refused_unread_past_its_few_small_fields(client, action):
+    """Any web page can make the browser POST here (the CSRF check comes after the form is
+    read): a form of many fields or a long one is refused before it fills the memory."""
+    email_id = row_of(client, inbox_url(client), "Plain hello")
+    token = csrf_of(client, email_id)
+    for form in ({"csrf": token, "seen": "1", **{f"x{number}": "y" for number in range(200)}},
+                 {"csrf": token, "seen": "1", "x": "y" * 100_000}):
+        refused = client.post(f"/messages/{email_id}/{action}", data=form, follow_redirects=False)
+        assert refused.status_code == 400
+    assert client.get(f"/messages/{email_id}").status_code == 200
+
+
+def test_a_compose_form_with_too_many_fields_is_refused(sending):
+    client, sender = sending
+    token = CSRF_FIELD.search(client.get("/compose").text).group(1)
+    form = {"csrf": token, "from": "me@example.test", "to": "carol@example.test", "body": "hi", **{f"x{number}": "y" for number in range(200)}}
+    assert client.post("/compose", data=form).status_code == 400 and sender.sent == []
+
+
 def test_a_read_only_folder_has_no_forms_and_refuses_changes(tmp_path, maildir):
     with TestClient(create_app(web_config(tmp_path, [f"maildir:{maildir}"]))) as client:
         email_id = row_of(client, inbox_url(client), "Plain hello")

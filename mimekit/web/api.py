@@ -272,6 +272,7 @@ async def send_message(request: Request) -> Response:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         _check_csrf(request)
         return await run_in_threadpool(sent, _fields_of_json(await _json_body(request)), [])
+    security.check_form_size(request)
     async with _form(request) as form:      # the uploads' spool files are closed at its end
         fields = {name: value for name, value in form.multi_items() if isinstance(value, str)}
         _check_csrf(request, fields.get(security.CSRF_FIELD))

@@ -255,6 +255,7 @@ async def compose_send(request: Request) -> Response:
     sender = _need_sender(request)
     mail = request.app.state.mail
     user = user_of(request)
+    security.check_form_size(request)
     async with request.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_COMPOSE_FIELDS) as form:
         security.check_csrf(request, form.get("csrf"))
         fields = {name: form.get(name) for name in COMPOSE_FIELDS if isinstance(form.get(name), str)}

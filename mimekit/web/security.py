@@ -40,6 +40,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from mimekit.serve.config import DEFAULT_MAX_SIZE
 from mimekit.serve.session import FAILED_LOGIN_DELAY, verify_login
 from mimekit.transport.urls import is_loopback
 from mimekit.web.config import WebConfig
@@ -56,6 +57,7 @@ STATIC_PREFIX = "/static/"                    # the one place with no mail in it
 NOT_STORED = ("cache-control", "no-store")   # pages, API and downloads hold mail
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_FORM_BYTES = DEFAULT_MAX_SIZE      # a compose form: no bigger than a message serve's SMTP takes
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 
@@ -186,3 +188,15 @@ def check_csrf(request: Request, token: str | None) -> None:
         token = request.headers.get(CSRF_HEADER)
     if not token or not hmac.compare_digest(token.encode("utf-8", "replace"), csrf_token(request).encode()):
         raise CSRFError()
+
+
+def check_form_size(request: Request) -> None:
+    """HTTPException 413 for a form bigger than MAX_FORM_BYTES, 411 for one that does not
+    say its size (a browser's always does), from its Content-Length, before a byte is read:
+    any site can make a browser POST a form here, and its uploads would be spooled to disk
+    before the CSRF check refuses them. The server reads no more than Content-Length."""
+    declared = request.headers.get("content-length", "")
+    if not (declared.isascii() and declared.isdigit()):
+        raise HTTPException(411, "a form must say its size (Content-Length)")
+    if int(declared) > MAX_FORM_BYTES:
+        raise HTTPException(413, f"form: more than {MAX_FORM_BYTES} bytes, the largest message this server sends")

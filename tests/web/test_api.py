@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from conftest import web_config
 from mimekit.queue.store import QUEUE_SCHEMES, Queue
 from mimekit.transport.urls import parse_url
-from mimekit.web import api
+from mimekit.web import api, security
 from mimekit.web.app import create_app
 from mimekit.write.composer import MessageBuilder
 from mimekit.write.writer import write_message
@@ -512,6 +512,16 @@ def test_too_many_attachments_is_400(sending_client):
     files = [("attachment", (f"f{n}.txt", b"x", "text/plain")) for n in range(api.MAX_ATTACHMENTS + 1)]
     response = sending_client.post("/api/send", data={"to": "dave@example.test", "csrf": token}, files=files)
     is_error(response, 400)
+
+
+def test_a_form_bigger_than_a_message_can_be_is_413_before_it_is_read(sending_client, queue_dir, monkeypatch):
+    """Any site can make a browser POST a form here; its size is refused from the
+    Content-Length, before a byte of it is spooled to disk and before the CSRF check."""
+    monkeypatch.setattr(security, "MAX_FORM_BYTES", 10_000)
+    response = sending_client.post("/api/send", data={"to": "dave@example.test", "csrf": "forged"},
+                                   files=[("attachment", ("big.bin", b"x" * 20_000, "application/octet-stream"))])
+    is_error(response, 413)
+    assert nothing_queued(queue_dir)
 
 
 def test_a_bearer_token_needs_no_csrf_token(tmp_path, maildir):

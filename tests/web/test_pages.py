@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from mimekit.web import html_body
+from mimekit.web import html_body, security
 from mimekit.web.app import create_app
 from conftest import web_config
 import web_messages as messages
@@ -322,6 +322,15 @@ def test_a_compose_form_with_too_many_fields_is_refused(sending):
     token = CSRF_FIELD.search(client.get("/compose").text).group(1)
     form = {"csrf": token, "from": "me@example.test", "to": "carol@example.test", "body": "hi", **{f"x{number}": "y" for number in range(200)}}
     assert client.post("/compose", data=form).status_code == 400 and sender.sent == []
+
+
+def test_a_compose_form_bigger_than_a_message_can_be_is_413(sending, monkeypatch):
+    client, sender = sending
+    monkeypatch.setattr(security, "MAX_FORM_BYTES", 10_000)
+    token = CSRF_FIELD.search(client.get("/compose").text).group(1)
+    response = client.post("/compose", data={"csrf": token, "from": "me@example.test", "to": "carol@example.test"},
+                           files=[("attachment", ("big.bin", b"x" * 20_000, "application/octet-stream"))])
+    assert response.status_code == 413 and sender.sent == []
 
 
 def test_a_read_only_folder_has_no_forms_and_refuses_changes(tmp_path, maildir):

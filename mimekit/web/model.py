@@ -86,6 +86,10 @@ def keywords(flags: str) -> dict[str, bool]:
     return {_KEYWORD_OF_FLAG[flag]: True for flag in flags if flag in _KEYWORD_OF_FLAG}
 
 
+MAX_QUERY_LENGTH = 1000
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 @dataclass(frozen=True)
 class Query:
     """A search. `text` matches the subject, the addresses and the text of text bodies
@@ -105,8 +109,12 @@ class Query:
     def parse(cls, q: str) -> "Query":
         """The search box's language, as Mailpit and Gmail write it:
         `from:alice to:bob subject:"two words" after:2024-01-01 before:2024-02-01
-        has:attachment is:unread is:read` and free words. UsageError for a bad date or an
-        unknown `is:`/`has:` value."""
+        has:attachment is:unread is:read` and free words. Control characters (a NUL, a
+        pasted tab) separate words. UsageError for a bad date, an unknown `is:`/`has:` value
+        or a query past MAX_QUERY_LENGTH."""
+        if len(q) > MAX_QUERY_LENGTH:
+            raise UsageError(f"the search is {len(q)} characters long: at most {MAX_QUERY_LENGTH}")
+        q = _CONTROL_CHARACTERS.sub(" ", q)
         try:
             words = shlex.split(q)
         except ValueError:                         # an unbalanced quote: take the words as they are

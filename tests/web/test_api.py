@@ -540,3 +540,11 @@ def test_unknown_api_urls_and_methods_answer_json(client):
     is_error(client.get("/api/nothing-here"), 404)
     is_error(client.put("/api/messages/abc", json={}), 405)
     is_error(client.post("/api/messages", json={}), 405)
+
+
+@pytest.mark.parametrize("q", ["a\x00b", "\x00", "from:\x00x", "subject:\"a\x1fb\"", "x" * 1001])
+def test_control_characters_and_overlong_searches_are_never_a_500(client, q):
+    response = client.get("/api/messages", params={"q": q})
+    assert response.status_code in (200, 400), response.text
+    if len(q) > 1000:
+        is_error(response, 400)

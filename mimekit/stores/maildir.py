@@ -123,7 +123,7 @@ class Maildir:
             for entry in os.scandir(directory):
                 if entry.name.startswith(".") or not entry.is_file():
                     continue
-                key = entry.name.split(":", 1)[0]
+                key = message_key(entry.name)
                 seconds = key.split(".", 1)[0]
                 delivered = parse_decimal(seconds)
                 order = (delivered if delivered is not None else int(entry.stat().st_mtime), key)
@@ -135,7 +135,7 @@ class Maildir:
         order (the time in the unique name)."""
         found = sorted(self._scan())
         self._index = {key: path for _, key, path in found}
-        return [(key, path, _flags_of(path)) for _, key, path in found]
+        return [(key, path, flags_of(path)) for _, key, path in found]
 
     def keys(self) -> list[str]:
         """Messages in new/ and cur/ in delivery order (the time in the unique name)."""
@@ -155,7 +155,7 @@ class Maildir:
 
     def flags(self, key: str) -> str:
         """The message's flag letters (the info ":2,FLAGS" of its name), known ones only."""
-        return _flags_of(self._path(key))
+        return flags_of(self._path(key))
 
     def set_flags(self, key: str, flags: str) -> str:
         """Give the message these flag letters in place of its known ones (letters another
@@ -193,7 +193,7 @@ class Maildir:
                 pass
             except OSError as exc:
                 raise IOFailure(f"{path}: cannot remove: {exc.strerror or exc}") from exc
-            self._index.pop(os.path.basename(path).split(":", 1)[0], None)
+            self._index.pop(message_key(os.path.basename(path)), None)
         for sub in {os.path.basename(os.path.dirname(path)) for path in paths}:
             _fsync_directory(os.path.join(self.path, sub))
 
@@ -344,7 +344,12 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-def _flags_of(path: str) -> str:
+def message_key(name: str) -> str:
+    """The key of a message file in new/ or cur/: its unique name, without the info ":2,FLAGS"."""
+    return name.split(":", 1)[0]
+
+
+def flags_of(path: str) -> str:
     """The known flag letters of a message file's info (":2,FLAGS"), sorted."""
     info = os.path.basename(path).partition(":2,")[2]
     return "".join(sorted(set(info) & MAILDIR_FLAGS))

@@ -8,9 +8,13 @@ another schema version or corrupt is deleted and rebuilt from the stores, never 
 Refreshing is cheap when nothing changed: a Maildir is looked at through the times of its
 new/ and cur/ directories (a delivery, a removal or a flag change renames a file in one of
 them), an mbox through its inode, size and time, a directory of files through its time.
-When something did change, the folder is listed again and compared with its rows by key:
-only new messages are read (across every core, through mimekit.read.batch, for many), gone
-ones dropped, and a Maildir message whose flags changed updated in place.
+When something did change, only what changed is listed again: of a Maildir, the one of
+new/ and cur/ whose time moved (a delivery lists new/ alone, which a reader keeps small),
+its names compared as sets with the names kept in memory from the last listing (no stat
+per file, no query per row); an mbox or a directory of files is listed whole and compared
+with its rows by key. Only new messages are read (across every core, through
+mimekit.read.batch, for many), gone ones dropped, and a Maildir message whose flags
+changed updated in place.
 
 A message is read with mimekit's own parser (read.tree.parse_message): the addresses, the
 subject and dates of its header, whether any part is an attachment (read.summary.
@@ -40,7 +44,7 @@ from mimekit.read.batch import default_jobs, map_messages
 from mimekit.read.extract import iter_text
 from mimekit.read.summary import body_part, is_attachment
 from mimekit.read.tree import parse_message
-from mimekit.stores.maildir import Maildir
+from mimekit.stores.maildir import flags_of, message_key
 from mimekit.stores.sources import MessageRef, mbox_messages, messages_of, opened
 from mimekit.web.model import EmailAddress, Folder, IndexedEmail, Page, Query
 
@@ -50,6 +54,8 @@ PREVIEW = 256                  # characters of the text body a list row shows
 WRITE_BATCH = 1000             # rows written per transaction while a folder is indexed
 RECENT_NS = 1_000_000_000      # a directory changed this recently may change again within the
                                # same timestamp tick: its time is not trusted until next refresh
+MAILDIR_PARTS = ("new", "cur")  # listed in this order (see HeaderIndex._refresh_maildir)
+LISTING_ATTEMPTS = 3           # listings of a directory that changes while it is listed
 
 _SCHEMA = """
 CREATE TABLE folders (
@@ -113,6 +119,7 @@ def _rebuilt_when_corrupt(method):
             with self._lock:
                 self._db.close()
                 self._db = self._opened(fresh=True)
+                self._views.clear()
             return method(self, *args)
     return guarded
 
@@ -124,6 +131,8 @@ class HeaderIndex:
         self.path = path
         self._lock = threading.Lock()
         self._db = self._opened()
+        self._refreshing = threading.Lock()                 # one refresh at a time: they share _views
+        self._views: dict[str, _MaildirView] = {}          # folder id -> its Maildir as last listed
 
     def close(self) -> None:
         with self._lock:
@@ -177,49 +186,102 @@ class HeaderIndex:
     def refresh(self, folder: Folder) -> bool:
         """Bring the folder's rows in line with its store; whether any row changed. When
         the store's stamp is the one kept, that is all it costs (two or three stats)."""
-        stamp = _stamp(folder)
-        with self._lock:
-            kept = self._db.execute("SELECT stamp, trusted FROM folders WHERE id = ?", (folder.id,)).fetchone()
-        kept_stamp = json.loads(kept[0]) if kept else None
-        if kept and kept[1] and kept_stamp == stamp:
+        with self._refreshing:
+            with self._lock:
+                kept = self._db.execute("SELECT stamp, trusted FROM folders WHERE id = ?", (folder.id,)).fetchone()
+            kept_stamp = json.loads(kept[0]) if kept else None
+            if folder.kind == "maildir":
+                return self._refresh_maildir(folder, kept_stamp or {}, bool(kept and kept[1]))
+            stamp = _stamp(folder)
+            if kept and kept[1] and kept_stamp == stamp:
+                return False
+            changed = False
+            if folder.kind == "mbox" and kept_stamp is not None and kept_stamp["inode"] != stamp["inode"]:
+                self._drop_folder(folder.id)        # rewritten (a removal): every offset, every key moved
+                changed = True
+            changed = self._update(folder, _listing(folder)) or changed
+            self._keep_stamp(folder, stamp, trusted=not _recent(stamp))
+            return changed
+
+    def _refresh_maildir(self, folder: Folder, kept: dict, trusted: bool) -> bool:
+        """List again those of new/ and cur/ whose time moved, or was too recent to trust,
+        and compare their names with the folder's view (loaded from the rows the first time).
+
+        Each directory's time is taken before it is listed, so a change made during the
+        listing moves it past the time kept and is seen next time. new/ is listed before
+        cur/'s time is taken: a message moved from new/ to cur/ after new/ was listed has
+        moved cur/'s time, so cur/ is listed too and the message is in one of the two."""
+        path = _store_path(folder)
+        recent = set(kept.get("recent", () if trusted else MAILDIR_PARTS))
+        stamp = {part: kept.get(part) for part in MAILDIR_PARTS}
+        listings = {}
+        for part in MAILDIR_PARTS:
+            directory = os.path.join(path, part)
+            mtime = _mtime_ns(directory)
+            if part in kept and mtime == kept[part] and part not in recent:
+                continue
+            stamp[part], listings[part] = _listed_again(directory, mtime)
+            recent.discard(part)
+            if _is_recent(stamp[part]):
+                recent.add(part)
+        if not listings:
             return False
-        changed = False
-        if folder.kind == "mbox" and kept_stamp is not None and kept_stamp["inode"] != stamp["inode"]:
-            self._drop_folder(folder.id)        # rewritten (a removal): every offset, every key moved
-            changed = True
-        changed = self._update(folder, _listing(folder)) or changed
-        with self._writing():
-            self._db.execute("INSERT OR REPLACE INTO folders (id, source, stamp, trusted) VALUES (?, ?, ?, ?)",
-                             (folder.id, folder.source, json.dumps(stamp), not _recent(stamp)))
+        stamp["recent"] = sorted(recent)
+        view = self._views.get(folder.id)
+        if view is None or view.stamp != kept:      # first look in this process, or another wrote the rows
+            view = self._views[folder.id] = self._loaded_view(folder, path, kept)
+        try:
+            gone, renamed, new = view.relisted(listings)
+            changed = self._apply(folder, [email_id(folder, key) for key in gone], renamed, new)
+            self._keep_stamp(folder, stamp, trusted=not recent)
+        except BaseException:
+            del self._views[folder.id]              # ahead of the rows: loaded again next time
+            raise
+        view.stamp = stamp
         return changed
 
+    def _loaded_view(self, folder: Folder, path: str, stamp: dict) -> "_MaildirView":
+        """The view the folder's rows describe. "+folder_id": read the table through, not
+        through an index on folder_id and a row lookup for each of its entries (about 25 %
+        faster for a folder that holds most of the rows)."""
+        with self._lock:
+            paths = self._db.execute("SELECT path FROM emails WHERE +folder_id = ?", (folder.id,)).fetchall()
+        return _MaildirView.of_paths(path, stamp, paths)
+
+    def _keep_stamp(self, folder: Folder, stamp: dict, trusted: bool) -> None:
+        with self._writing():
+            self._db.execute("INSERT OR REPLACE INTO folders (id, source, stamp, trusted) VALUES (?, ?, ?, ?)",
+                             (folder.id, folder.source, json.dumps(stamp), trusted))
+
     def _update(self, folder: Folder, listing: list["_Listed"]) -> bool:
+        """Compare a whole listing (an mbox, a directory of files) with the folder's rows."""
         with self._lock:
             indexed = dict(self._db.execute("SELECT key, signature FROM emails WHERE folder_id = ?", (folder.id,)))
         listed_keys = {listed.key for listed in listing}
         gone = [email_id(folder, key) for key in indexed if key not in listed_keys]
-        new, renamed = [], []
+        new = []
         for listed in listing:
             signature = indexed.get(listed.key)
-            if signature is None:
-                new.append(listed)
-            elif signature != listed.signature:
-                if folder.kind == "maildir":
-                    renamed.append(listed)        # a flag change renamed the file: same bytes
-                else:
+            if signature != listed.signature:
+                if signature is not None:
                     gone.append(email_id(folder, listed.key))   # an mbox span or a file changed: read again
-                    new.append(listed)
-        if gone:
-            self._delete(gone)
+                new.append(listed)
+        return self._apply(folder, gone, [], new)
+
+    def _apply(self, folder: Folder, gone: list[str], renamed: list["_Listed"], new: list["_Listed"]) -> bool:
+        """Drop the rows of `gone` (ids), move those `renamed` (a Maildir flag change: same
+        bytes, another name) and read and add the `new`; whether any row changed."""
+        changed = self._delete(gone) if gone else False
         if renamed:
             with self._writing():
-                self._db.executemany(
+                cursor = self._db.executemany(
                     "UPDATE emails SET signature = ?, path = ?, flags = ?, unread = ? WHERE id = ?",
                     [(listed.signature, listed.path, listed.flags, "S" not in listed.flags,
                       email_id(folder, listed.key)) for listed in renamed])
+                changed = changed or cursor.rowcount > 0
         for batch in _batches(_read_all(folder, new), WRITE_BATCH):
             self._insert(batch)
-        return bool(gone or renamed or new)
+        return changed or bool(new)
 
     def _insert(self, rows: list[tuple[dict, str]]) -> None:
         with self._writing():
@@ -230,13 +292,16 @@ class HeaderIndex:
                                      "VALUES (?, ?, ?, ?, ?)",
                                      (cursor.lastrowid, row["subject"], row["from_text"], row["to_text"], body))
 
-    def _delete(self, ids: list[str]) -> None:
+    def _delete(self, ids: list[str]) -> bool:
+        """Drop these rows; whether there was any (forget() may have dropped them first)."""
+        deleted = 0
         with self._writing():
             for chunk in _batches(ids, 500):
                 marks = ", ".join("?" * len(chunk))
                 self._db.execute(f"DELETE FROM emails_text WHERE rowid IN (SELECT row FROM emails WHERE id IN ({marks}))",
                                  chunk)
-                self._db.execute(f"DELETE FROM emails WHERE id IN ({marks})", chunk)
+                deleted += self._db.execute(f"DELETE FROM emails WHERE id IN ({marks})", chunk).rowcount
+        return deleted > 0
 
     def _drop_folder(self, folder_id: str) -> None:
         with self._writing():
@@ -288,10 +353,9 @@ class HeaderIndex:
 # -- what a folder holds ----------------------------------------------------------------------
 
 def _stamp(folder: Folder) -> dict:
-    """What changes whenever the folder's list of messages (or their flags) changes."""
+    """What changes whenever the folder's list of messages changes (an mbox, a directory
+    of files; a Maildir is looked at directory by directory: _refresh_maildir)."""
     path = _store_path(folder)
-    if folder.kind == "maildir":
-        return {"new": _mtime_ns(os.path.join(path, "new")), "cur": _mtime_ns(os.path.join(path, "cur"))}
     if folder.kind == "mbox":
         try:
             info = os.stat(path)
@@ -303,8 +367,11 @@ def _stamp(folder: Folder) -> dict:
 
 def _recent(stamp: dict) -> bool:
     """Whether a time in the stamp is so recent that a change made now could leave it as it is."""
-    now = time.time_ns()
-    return any(now - value < RECENT_NS for name, value in stamp.items() if name != "inode" and value is not None)
+    return any(_is_recent(value) for name, value in stamp.items() if name != "inode")
+
+
+def _is_recent(mtime_ns: int | None) -> bool:
+    return mtime_ns is not None and time.time_ns() - mtime_ns < RECENT_NS
 
 
 def _mtime_ns(path: str) -> int | None:
@@ -332,20 +399,117 @@ class _Listed(NamedTuple):
 
 
 def _listing(folder: Folder) -> list[_Listed]:
-    """Every message the store lists now, with its key and signature. A folder that is
-    gone (removed meanwhile) lists nothing: its rows go."""
+    """Every message of an mbox or a directory of files now, with its key and signature.
+    A folder that is gone (removed meanwhile) lists nothing: its rows go."""
     path = _store_path(folder)
     try:
-        if folder.kind == "maildir":
-            return [_Listed(key, file_path, file_path, flags,
-                            functools.partial(MessageRef, "maildir", file_path, path, key, flags=flags))
-                    for key, file_path, flags in Maildir(path, create=False).listing()]
         if folder.kind == "mbox":
             return [_Listed(ref.key, f"{ref.start}-{ref.end}-{ref.flags}", ref.path, ref.flags, _given(ref))
                     for ref in mbox_messages(path)]
         return [_Listed(str(ref), _file_signature(ref), ref.path, ref.flags, _given(ref)) for ref in messages_of(path)]
     except (MimekitError, OSError):
         return []
+
+
+def _listed_again(directory: str, mtime_ns: int | None) -> tuple[int | None, list[str]]:
+    """Every name in a Maildir's new/ or cur/ (os.listdir: no stat per name) and the
+    directory time taken before they were listed, `mtime_ns` at first. Listed again when
+    the time moved meanwhile (a name renamed during a listing may be in it under neither
+    name), at most LISTING_ATTEMPTS times; the time kept is then older than the directory's,
+    so the next refresh lists it again. A directory that is gone lists nothing."""
+    attempts = 1
+    while True:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            names = []
+        after = _mtime_ns(directory)
+        if after == mtime_ns or attempts == LISTING_ATTEMPTS:
+            return mtime_ns, names
+        mtime_ns, attempts = after, attempts + 1
+
+
+class _MaildirPart(NamedTuple):
+    """new/ or cur/ as last listed: every name in it (None for a name that is not a message
+    file, such as a directory) and the name of each key's file."""
+
+    key_of: dict[str, str | None]
+    name_of: dict[str, str]
+
+
+class _MaildirView:
+    """A Maildir folder as the index last listed it, kept in memory so that a listing is
+    compared with the last one by set difference: `stamp` is the folder's stamp in the index
+    when the view matches its rows."""
+
+    def __init__(self, path: str, stamp: dict, parts: dict[str, _MaildirPart]):
+        self.path, self.stamp, self.parts = path, stamp, parts
+
+    @classmethod
+    def of_paths(cls, path: str, stamp: dict, rows: Iterable[tuple[str]]) -> "_MaildirView":
+        """The view of the folder at `path` whose messages' files are `rows` (1-tuples)."""
+        parts = {part: _MaildirPart({}, {}) for part in MAILDIR_PARTS}
+        directories = {os.path.join(path, part): parts[part] for part in MAILDIR_PARTS}
+        for (file_path,) in rows:
+            directory, _, name = file_path.rpartition(os.sep)
+            part = directories.get(directory)
+            if part is not None:
+                key = message_key(name)
+                part.key_of[name], part.name_of[key] = key, name
+        return cls(path, stamp, parts)
+
+    def located(self, key: str) -> str | None:
+        """The path of the key's file: in cur/ when a copy is in both (one moved meanwhile)."""
+        for part in ("cur", "new"):
+            name = self.parts[part].name_of.get(key)
+            if name is not None:
+                return os.path.join(self.path, part, name)
+        return None
+
+    def relisted(self, listings: dict[str, list[str]]) -> tuple[list[str], list[_Listed], list[_Listed]]:
+        """Take in the new listings of some parts: (message keys gone, messages renamed,
+        new messages, in key order, which is delivery order), each found from the names that
+        came or went, never by looking at every name."""
+        came, went = {}, {}     # part -> {name: its key, None when not a message file}, [name]
+        for part, names in listings.items():
+            known, directory, listed = self.parts[part].key_of, os.path.join(self.path, part), set(names)
+            came[part] = {name: _message_key(directory, name) for name in listed.difference(known)}
+            stayed = len(listed) - len(came[part])
+            went[part] = known.keys() - listed if stayed != len(known) else ()
+        touched = {key for part, names in went.items() for name in names
+                   if (key := self.parts[part].key_of[name]) is not None}
+        touched.update(key for keys in came.values() for key in keys.values() if key is not None)
+        before = {key: self.located(key) for key in touched}
+        for part in listings:
+            known = self.parts[part]
+            for name in went[part]:
+                key = known.key_of.pop(name)
+                if key is not None and known.name_of.get(key) == name:
+                    del known.name_of[key]
+            for name, key in came[part].items():
+                known.key_of[name] = key
+                if key is not None:
+                    known.name_of[key] = name
+        gone, renamed, new = [], [], []
+        for key in sorted(touched):
+            was, now = before[key], self.located(key)
+            if now is None:
+                if was is not None:
+                    gone.append(key)
+            elif now != was:
+                flags = flags_of(now)
+                listed = _Listed(key, now, now, flags, functools.partial(MessageRef, "maildir", now, self.path, key,
+                                                                         flags=flags))
+                (new if was is None else renamed).append(listed)
+        return gone, renamed, new
+
+
+def _message_key(directory: str, name: str) -> str | None:
+    """The key of a name in new/ or cur/, None when it is no message (a dot file, a
+    directory), as Maildir.listing decides."""
+    if name.startswith(".") or not os.path.isfile(os.path.join(directory, name)):
+        return None
+    return message_key(name)
 
 
 def _given(ref: MessageRef) -> Callable[[], MessageRef]:

@@ -12,6 +12,7 @@ import web_messages as messages
 from mimekit.stores.maildir import Maildir
 from mimekit.stores.mbox import Mbox
 from mimekit.web.folders import discover_folders
+from mimekit.web import index as index_module
 from mimekit.web.index import SCHEMA_VERSION, HeaderIndex
 from mimekit.web.model import Query
 
@@ -196,6 +197,191 @@ def test_refresh_picks_up_new_gone_and_reflagged_messages_and_says_when_nothing_
     assert subjects(index, folder, "arrived") == []        # gone from the full text too
     assert index.counts(folder.id) == (5, 3)
     assert index.refresh(folder) is False
+
+
+def settle(root: str) -> None:
+    """Give new/ and cur/ a time long past, as a Maildir left alone has: the index trusts
+    such a time, so a refresh after it lists nothing that did not change again."""
+    for part in ("new", "cur"):
+        os.utime(os.path.join(root, part), ns=(JAN_1_2024 * 10**9, JAN_1_2024 * 10**9))
+
+
+class Listings:
+    """The directories the index lists (new, cur), in order. `during[part]` runs once,
+    right after that directory's next listing (another program at work meanwhile);
+    `hiding[part]`: names left out of its next listing (a name renamed during a listing
+    may be returned under neither name)."""
+
+    def __init__(self):
+        self.listed, self.during, self.hiding = [], {}, {}
+
+    def taken(self) -> list[str]:
+        """The directories listed since the last call."""
+        taken, self.listed = self.listed, []
+        return taken
+
+
+@pytest.fixture
+def listings(monkeypatch):
+    seen, real_listdir = Listings(), os.listdir
+
+    def recording(path="."):
+        names = real_listdir(path)
+        part = os.path.basename(path)
+        seen.listed.append(part)
+        hidden = seen.hiding.pop(part, ())
+        if part in seen.during:
+            seen.during.pop(part)()
+        return [name for name in names if name not in hidden]
+
+    monkeypatch.setattr(os, "listdir", recording)
+    return seen
+
+
+def settled_refresh(index, folder, root) -> None:
+    settle(root)
+    index.refresh(folder)            # lists again what settle() touched: the times moved
+
+
+def test_a_delivery_lists_new_alone_and_a_flag_change_or_removal_the_directory_it_touched(index, inbox, listings):
+    folder = folder_of(f"maildir:{inbox}")
+    maildir = Maildir(inbox, create=False)
+    index.refresh(folder)
+    settled_refresh(index, folder, inbox)
+    listings.taken()
+    assert index.refresh(folder) is False and listings.taken() == []     # nothing changed: two stats, no listing
+
+    messages.deliver(inbox, messages.plain(subject="Just arrived"))
+    assert index.refresh(folder) is True and listings.taken() == ["new"]
+    arrived = index.search(folder.id, Query.parse("subject:arrived"), 0, 1).emails[0]
+    assert arrived.unread and "/new/" in arrived.ref.path
+
+    settled_refresh(index, folder, inbox)
+    listings.taken()
+    lunch = index.search(folder.id, Query.parse("subject:lunch"), 0, 1).emails[0]       # in cur/, no flags
+    maildir.set_flags(lunch.ref.key, "F")                                                # a rename within cur/
+    assert index.refresh(folder) is True and listings.taken() == ["cur"]
+    assert index.get(lunch.id).flags == "F" and index.get(lunch.id).ref.path.endswith(":2,F")
+
+    settled_refresh(index, folder, inbox)
+    listings.taken()
+    maildir.set_flags(arrived.ref.key, "S")                                              # read: new/ -> cur/
+    assert index.refresh(folder) is True and listings.taken() == ["new", "cur"]
+    read_now = index.get(arrived.id)
+    assert not read_now.unread and read_now.ref.path == os.path.join(inbox, "cur", f"{arrived.ref.key}:2,S")
+    assert b"Subject: Just arrived" in read(read_now)
+
+    settled_refresh(index, folder, inbox)
+    listings.taken()
+    maildir.remove(lunch.ref.key)
+    assert index.refresh(folder) is True and listings.taken() == ["cur"]
+    assert index.get(lunch.id) is None and subjects(index, folder, "ramen") == []
+    assert index.counts(folder.id) == (5, 3)
+
+
+def test_a_directory_changed_within_the_last_second_is_listed_again(index, inbox, listings, monkeypatch):
+    """A delivery in the same timestamp tick as the last listing leaves new/'s time as it
+    was: a time that recent is not trusted, and new/ is listed again next time."""
+    folder = folder_of(f"maildir:{inbox}")
+    index.refresh(folder)
+    settled_refresh(index, folder, inbox)
+    new = os.path.join(inbox, "new")
+    monkeypatch.setattr(index_module, "RECENT_NS", 3600 * 10**9)     # however slow the machine running this
+    messages.deliver(inbox, messages.plain(subject="First"))
+    tick = os.stat(new).st_mtime_ns
+    listings.taken()
+    assert index.refresh(folder) is True and listings.taken() == ["new"]
+    messages.deliver(inbox, messages.plain(subject="Second, same tick"))
+    os.utime(new, ns=(tick, tick))                                    # the time did not move
+    assert index.refresh(folder) is True and listings.taken() == ["new"]
+    assert subjects(index, folder)[:2] == ["Second, same tick", "First"]
+    assert index.refresh(folder) is False and listings.taken() == ["new"]   # still recent: looked at again
+    monkeypatch.setattr(index_module, "RECENT_NS", 0)
+    index.refresh(folder)
+    assert index.refresh(folder) is False and listings.taken() == ["new"]   # trusted now: the stats alone
+
+
+def test_a_message_moved_from_new_to_cur_between_the_two_listings_stays(index, inbox, listings):
+    folder = folder_of(f"maildir:{inbox}")
+    index.refresh(folder)
+    settled_refresh(index, folder, inbox)
+    path = messages.deliver(inbox, messages.plain(subject="Moving"))
+    key = os.path.basename(path)
+    moved = os.path.join(inbox, "cur", f"{key}:2,S")
+
+    def read_by_another_reader():    # once new/ is listed and its time looked at again: its time as it was
+        times = os.stat(os.path.dirname(path))
+        os.rename(path, moved)
+        os.utime(os.path.dirname(path), ns=(times.st_atime_ns, times.st_mtime_ns))
+    listings.during["new"] = read_by_another_reader
+    listings.taken()
+    assert index.refresh(folder) is True
+    assert listings.taken() == ["new", "cur"]
+    [email] = index.search(folder.id, Query.parse("subject:moving"), 0, 5).emails
+    assert email.ref.path == moved and not email.unread
+    index.refresh(folder)
+    assert index.get(email.id).ref.path == moved
+
+
+def test_a_message_delivered_or_renamed_while_a_directory_is_listed_is_not_lost(index, inbox, listings):
+    """The directory's time moved during the listing: it is listed again at once (a name
+    renamed during a listing may be returned under neither name)."""
+    folder = folder_of(f"maildir:{inbox}")
+    maildir = Maildir(inbox, create=False)
+    index.refresh(folder)
+    settled_refresh(index, folder, inbox)
+    messages.deliver(inbox, messages.plain(subject="Before"))
+    long_ago = JAN_1_2024 * 10**9 - 1     # not the time kept, and not the time the next delivery gives new/
+    os.utime(os.path.join(inbox, "new"), ns=(long_ago, long_ago))
+    listings.during["new"] = lambda: messages.deliver(inbox, messages.plain(subject="During"))
+    listings.taken()
+    assert index.refresh(folder) is True and listings.taken() == ["new", "new"]
+    assert subjects(index, folder)[:2] == ["During", "Before"]
+
+    settled_refresh(index, folder, inbox)
+    lunch = index.search(folder.id, Query.parse("subject:lunch"), 0, 1).emails[0]
+    renamed = []
+    os.utime(os.path.join(inbox, "cur"), ns=(long_ago, long_ago))   # as if something else changed in cur/
+    listings.hiding["cur"] = {os.path.basename(lunch.ref.path)}
+    listings.during["cur"] = lambda: renamed.append(maildir.set_flags(lunch.ref.key, "FS"))
+    listings.taken()
+    assert index.refresh(folder) is True and listings.taken() == ["cur", "cur"]
+    assert index.get(lunch.id).ref.path == renamed[0] and index.get(lunch.id).flags == "FS"
+
+
+def test_another_index_on_the_same_file_is_followed(tmp_path, inbox):
+    """Two processes on one index file: each compares a listing with the rows as the other
+    left them, not with what it listed itself before."""
+    folder = folder_of(f"maildir:{inbox}")
+    path = str(tmp_path / "shared.sqlite")
+    first, second = HeaderIndex(path), HeaderIndex(path)
+    try:
+        assert first.refresh(folder) is True
+        assert second.refresh(folder) is False                        # the first's rows and times
+        gone = messages.deliver(inbox, messages.plain(subject="Seen by the first"))
+        assert first.refresh(folder) is True
+        os.unlink(gone)
+        stays = messages.deliver(inbox, messages.plain(subject="Seen by the second"))
+        assert second.refresh(folder) is True
+        os.unlink(stays)
+        assert first.refresh(folder) is True
+        for index in (first, second):
+            assert [s for s in subjects(index, folder) if s.startswith("Seen")] == []
+            assert index.counts(folder.id) == (5, 4)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_names_that_are_not_messages_are_not_listed(index, inbox):
+    folder = folder_of(f"maildir:{inbox}")
+    index.refresh(folder)
+    os.mkdir(os.path.join(inbox, "cur", "1704067200.M1P1.directory"))
+    with open(os.path.join(inbox, "new", ".hidden"), "wb") as file:
+        file.write(messages.plain(subject="hidden"))
+    settle(inbox)
+    assert index.refresh(folder) is False
+    assert index.counts(folder.id) == (5, 4)
 
 
 def test_update_flags_and_forget_change_the_rows_at_once(index, inbox):

@@ -25,6 +25,9 @@ from mimekit.serve.server import Address, format_address
 
 STOP_GRACE = 5      # seconds a response in progress may take to finish once the server stops
 LISTEN_BACKLOG = 100
+# Connections and requests at once; past it uvicorn answers 503. Bounds what clients that
+# hold connections open (slow senders, many event streams: at most 100 of those) can take.
+MAX_CONCURRENCY = 200
 
 
 class _Server(uvicorn.Server):
@@ -66,7 +69,8 @@ async def serve_http(app, address: Address, *, tls: ssl.SSLContext | None = None
     sock = bind(address)
     bound = sock.getsockname()[:2]
     config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="on",
-                            proxy_headers=False, server_header=False, timeout_graceful_shutdown=STOP_GRACE)
+                            proxy_headers=False, server_header=False, timeout_graceful_shutdown=STOP_GRACE,
+                            limit_concurrency=MAX_CONCURRENCY)
     config.load()
     config.ssl = tls
     server = _Server(config, lambda: ready(bound) if ready else None)

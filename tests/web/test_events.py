@@ -204,3 +204,30 @@ def test_the_server_stops_with_a_stream_open(tmp_path, maildir):
         # serving() asserted the server thread ended: the open stream did not keep it running
         assert [line for line in lines if line] == []
         response.close()
+
+
+def test_connections_past_the_limit_are_answered_503_and_served_again_once_freed(tmp_path, maildir, monkeypatch):
+    """Clients that hold connections open (slow senders, idle sockets) take at most
+    MAX_CONCURRENCY of them; the next request hears 503 rather than waiting, and once they
+    go the server answers again."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from mimekit.web import server
+
+    monkeypatch.setattr(server, "MAX_CONCURRENCY", 4)
+    app = create_app(web_config(tmp_path, [f"maildir:{maildir}"]))
+    with serving(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port))) for _ in range(4)]
+        try:
+            time.sleep(0.2)                         # accepted by the server's loop
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"{base}/api/session", timeout=5)
+            assert refused.value.code == 503
+        finally:
+            for connection in idle:
+                connection.close()
+        time.sleep(0.2)
+        assert urllib.request.urlopen(f"{base}/api/session", timeout=5).status == 200

@@ -10,21 +10,19 @@ Bytes from a message (raw, parts, cid: images) are streamed in chunks, so a 1 GB
 downloads in bounded memory, and each such response is sandboxed by its own CSP, so that
 opened alone in a browser it can run nothing."""
 
-import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mimekit.errors import NoInputError, UsageError
-from mimekit.web import messages, security, send
+from mimekit.web import forms, messages, security, send
 from mimekit.web.folders import INBOX
 from mimekit.web.mail import ReadOnlyError, WebMail
 from mimekit.web.model import FLAG_OF_KEYWORD, Folder, Query
@@ -34,8 +32,6 @@ OPENAPI = os.path.join(os.path.dirname(__file__), "openapi.json")
 MAX_INTEGER = 2**63 - 1                  # SQLite's largest: a position past it is refused, not a crash
 CHUNK = 64 * 1024                        # bytes read from a message file per streamed chunk
 MAX_JSON_BODY = 1024 * 1024              # a PATCH or a JSON send is small; past this: 400
-MAX_ATTACHMENTS = 20                     # files in one multipart send
-MAX_FORM_FIELDS = 50                     # text fields in one multipart send
 INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 # A response made of a message's bytes: opened on its own it is a sandboxed document that
 # loads nothing (docs: common brief, "Every response made from message bytes").
@@ -272,25 +268,10 @@ async def send_message(request: Request) -> Response:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         _check_csrf(request)
         return await run_in_threadpool(sent, _fields_of_json(await _json_body(request)), [])
-    security.check_form_size(request)
-    async with _form(request) as form:      # the uploads' spool files are closed at its end
+    async with forms.read_form(request, forms.SEND) as form:     # the uploads' spool files are closed at its end
         fields = {name: value for name, value in form.multi_items() if isinstance(value, str)}
         _check_csrf(request, fields.get(security.CSRF_FIELD))
-        files = [value for value in form.getlist("attachment") if isinstance(value, UploadFile) and value.filename]
-        return await run_in_threadpool(sent, fields, files)
-
-
-@contextlib.asynccontextmanager
-async def _form(request: Request) -> AsyncIterator[FormData]:
-    """The multipart form of a send, within bounds (a malformed or oversized one: 400)."""
-    try:
-        form = await request.form(max_files=MAX_ATTACHMENTS, max_fields=MAX_FORM_FIELDS)
-    except HTTPException as exc:      # starlette's refusal of the form
-        raise UsageError(f"form: {exc.detail}") from None
-    try:
-        yield form
-    finally:
-        await form.close()
+        return await run_in_threadpool(sent, fields, forms.attachments(form))
 
 
 def _fields_of_json(document: Mapping) -> dict[str, str]:

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -24,17 +23,11 @@ from mimekit.defects import Defect
 from mimekit.errors import DataError, MimekitError, NoInputError, UsageError
 from mimekit.read.check import Violation
 from mimekit.sizes import human_size
-from mimekit.web import html_body, messages, security, send
+from mimekit.web import forms, html_body, messages, security, send
 from mimekit.web.mail import ReadOnlyError
 from mimekit.web.model import Folder, Query
 
 SEARCH_HINT = 'from:alice to:bob subject:"two words" after:2024-01-01 before:2024-02-01 has:attachment is:unread'
-MAX_UPLOAD_FILES = 100
-# What a form is read up to before its CSRF token is checked (any site can make a browser
-# POST here): Starlette's defaults, 1000 fields of 1 MiB, would hold a GiB in memory.
-MAX_COMPOSE_FIELDS = 20             # the compose fields, the token, and room for a browser's extras
-MAX_CHANGE_FIELDS = 5               # delete and flags: the token and "seen"
-MAX_CHANGE_FIELD_SIZE = 1024
 
 
 # -- rendering -------------------------------------------------------------------------
@@ -201,8 +194,8 @@ async def delete_message(request: Request) -> Response:
     """POST /messages/{id}/delete: then the folder it was in."""
     mail = request.app.state.mail
     user = user_of(request)
-    form = await _change_form(request)
-    security.check_csrf(request, form.get("csrf"))
+    async with forms.read_form(request, forms.CHANGE) as form:
+        security.check_csrf(request, form.get("csrf"))
     email = await run_in_threadpool(mail.email, request.path_params["email_id"], user)
     await run_in_threadpool(mail.delete, email.id, user)
     await request.app.state.watcher.notify([email.folder_id])
@@ -213,9 +206,9 @@ async def set_flags(request: Request) -> Response:
     """POST /messages/{id}/flags with seen=1 (read) or seen=0 (unread): then the message."""
     mail = request.app.state.mail
     user = user_of(request)
-    form = await _change_form(request)
-    security.check_csrf(request, form.get("csrf"))
-    seen = form.get("seen")
+    async with forms.read_form(request, forms.CHANGE) as form:
+        security.check_csrf(request, form.get("csrf"))
+        seen = form.get("seen")
     if seen not in ("0", "1"):
         raise UsageError("seen: 1 (read) or 0 (unread)")
     email_id = request.path_params["email_id"]
@@ -223,11 +216,6 @@ async def set_flags(request: Request) -> Response:
                                     user)
     await request.app.state.watcher.notify([email.folder_id])
     return RedirectResponse(f"/messages/{email_id}", status_code=303)
-
-
-def _change_form(request: Request):
-    """The few short fields of a delete or flags form, no file; a bigger form is a 400."""
-    return request.form(max_files=0, max_fields=MAX_CHANGE_FIELDS, max_part_size=MAX_CHANGE_FIELD_SIZE)
 
 
 # -- compose ---------------------------------------------------------------------------
@@ -255,11 +243,10 @@ async def compose_send(request: Request) -> Response:
     sender = _need_sender(request)
     mail = request.app.state.mail
     user = user_of(request)
-    security.check_form_size(request)
-    async with request.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_COMPOSE_FIELDS) as form:
+    async with forms.read_form(request, forms.SEND) as form:
         security.check_csrf(request, form.get("csrf"))
         fields = {name: form.get(name) for name in COMPOSE_FIELDS if isinstance(form.get(name), str)}
-        files = [item for item in form.getlist("attachment") if isinstance(item, UploadFile) and item.filename]
+        files = forms.attachments(form)
         try:
             message = await run_in_threadpool(send.compose_from_form, fields, files, mail, user)
             sent_id = await run_in_threadpool(sender.send, message)

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from conftest import web_config
 from mimekit.queue.store import QUEUE_SCHEMES, Queue
 from mimekit.transport.urls import parse_url
-from mimekit.web import api, security
+from mimekit.web import api, forms, security
 from mimekit.web.app import create_app
 from mimekit.write.composer import MessageBuilder
 from mimekit.write.writer import write_message
@@ -509,9 +509,27 @@ def test_bad_json_send_is_400(sending_client, queue_dir, body):
 
 def test_too_many_attachments_is_400(sending_client):
     token = csrf(sending_client)["X-CSRF-Token"]
-    files = [("attachment", (f"f{n}.txt", b"x", "text/plain")) for n in range(api.MAX_ATTACHMENTS + 1)]
+    files = [("attachment", (f"f{n}.txt", b"x", "text/plain")) for n in range(forms.SEND.max_files + 1)]
     response = sending_client.post("/api/send", data={"to": "dave@example.test", "csrf": token}, files=files)
     is_error(response, 400)
+
+
+def test_a_send_form_holds_a_few_fields_of_at_most_a_body_each(sending_client, queue_dir):
+    """The form is read before its CSRF token is checked: its text fields are few and each
+    at most a message body long (a longer text goes as an attachment), so that one request
+    holds a few MiB in memory at most, not Starlette's 1000 fields of 1 MiB."""
+    token = csrf(sending_client)["X-CSRF-Token"]
+    form = {"from": SENDER, "to": "dave@example.test", "subject": "Bounds", "csrf": token}
+    files = [("attachment", ("a.txt", b"a", "text/plain"))]
+    body = ("x" * 75 + "\n") * (forms.SEND.max_field_size // 76) + "\n" * (forms.SEND.max_field_size % 76)
+    accepted = sending_client.post("/api/send", data={**form, "body": body}, files=files)
+    assert accepted.status_code == 202, accepted.text
+    is_error(sending_client.post("/api/send", data={**form, "body": body + "x"}, files=files), 400)
+    extras = {f"x{number}": "y" for number in range(forms.SEND.max_fields - len(form) - 1)}
+    assert sending_client.post("/api/send", data={**form, **extras}, files=files).status_code == 202
+    is_error(sending_client.post("/api/send", data={**form, **extras, "one-more": "y", "body": "hi"}, files=files), 400)
+    with Queue(queue_dir) as queue:
+        assert len(queue.ids()) == 2
 
 
 def test_a_form_bigger_than_a_message_can_be_is_413_before_it_is_read(sending_client, queue_dir, monkeypatch):

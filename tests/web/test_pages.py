@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from mimekit.web import html_body, security
+from mimekit.web import forms, html_body, security
 from mimekit.web.app import create_app
 from conftest import web_config
 import web_messages as messages
@@ -313,15 +313,27 @@ def test_a_change_form_is_refused_unread_past_its_few_small_fields(client, actio
     for form in ({"csrf": token, "seen": "1", **{f"x{number}": "y" for number in range(200)}},
                  {"csrf": token, "seen": "1", "x": "y" * 100_000}):
         refused = client.post(f"/messages/{email_id}/{action}", data=form, follow_redirects=False)
-        assert refused.status_code == 400
+        assert refused.status_code == 400 and refused.headers["content-type"].startswith("text/html")
     assert client.get(f"/messages/{email_id}").status_code == 200
 
 
-def test_a_compose_form_with_too_many_fields_is_refused(sending):
+@pytest.mark.parametrize("extra", [{f"x{number}": "y" for number in range(200)}, {"subject": "y" * (forms.SEND.max_field_size + 1)}],
+                         ids=["too-many-fields", "a-field-too-long"])
+def test_a_compose_form_past_its_bounds_is_a_400_page_saying_why(sending, extra):
     client, sender = sending
     token = CSRF_FIELD.search(client.get("/compose").text).group(1)
-    form = {"csrf": token, "from": "me@example.test", "to": "carol@example.test", "body": "hi", **{f"x{number}": "y" for number in range(200)}}
-    assert client.post("/compose", data=form).status_code == 400 and sender.sent == []
+    form = {"csrf": token, "from": "me@example.test", "to": "carol@example.test", "body": "hi", **extra}
+    refused = client.post("/compose", data=form, files=[("attachment", ("a.txt", b"a", "text/plain"))])
+    assert refused.status_code == 400 and sender.sent == []
+    assert refused.headers["content-type"].startswith("text/html") and "form: " in refused.text
+
+
+def test_a_malformed_compose_form_is_a_400_page(sending):
+    client, sender = sending
+    refused = client.post("/compose", content=b"--b\r\nno end of headers",
+                          headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert refused.status_code == 400 and sender.sent == []
+    assert refused.headers["content-type"].startswith("text/html") and "form: " in refused.text
 
 
 def test_a_compose_form_bigger_than_a_message_can_be_is_413(sending, monkeypatch):

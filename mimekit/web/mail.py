@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import BinaryIO, Iterator
 
-from mimekit.errors import NoInputError, UsageError
+from mimekit.errors import IOFailure, NoInputError, UsageError
 from mimekit.stores.maildir import Maildir
 from mimekit.web.config import WebConfig
 from mimekit.web.folders import discover_folders
@@ -97,7 +97,14 @@ class WebMail:
         flags = "".join(sorted((set(email.flags) | set(add)) - set(remove)))
         maildir = self._maildir_of(email)
         with _gone_from_store(email_id):
-            maildir.set_flags(email.ref.key, flags)
+            try:
+                maildir.set_flags(email.ref.key, flags)
+            except IOFailure as exc:
+                if not _file_vanished(exc):
+                    raise
+                # Another reader renamed (its own flag change) or removed the file between the
+                # look-up and the rename: look it up again; gone, it is a NoInputError.
+                maildir.set_flags(email.ref.key, flags)
         self.index.update_flags(email_id, flags)
         return replace(email, flags=flags)      # not read back: a delete meanwhile would make it None
 
@@ -118,3 +125,12 @@ def _gone_from_store(email_id: str) -> Iterator[None]:
         yield
     except NoInputError:
         raise NoInputError(f"message {email_id!r} is gone from its folder") from None
+    except IOFailure as exc:
+        if not _file_vanished(exc):
+            raise
+        raise NoInputError(f"message {email_id!r} is gone from its folder") from None
+
+
+def _file_vanished(exc: IOFailure) -> bool:
+    """The store's failure was its file going away under it (another reader's rename or removal)."""
+    return isinstance(exc.__cause__, FileNotFoundError)

@@ -392,6 +392,38 @@ def test_patch_seen_renames_the_maildir_file(client, maildir):
     assert client.get(f"/api/messages/{message}/raw").status_code == 200      # found after the renames
 
 
+@pytest.fixture
+def racing_rename(monkeypatch):
+    """Makes the Maildir's next flag rename find its file already `moved` by another reader:
+    moved(path) removes it or renames it, just before the rename."""
+    from mimekit.stores import maildir as maildir_module
+    real_rename = os.rename
+
+    def arrange(moved):
+        def rename(source, target):
+            monkeypatch.setattr(maildir_module.os, "rename", real_rename)     # once
+            moved(source)
+            real_rename(source, target)
+        monkeypatch.setattr(maildir_module.os, "rename", rename)
+    return arrange
+
+
+def test_a_patch_racing_a_delete_is_404_naming_the_message(client, maildir, racing_rename):
+    message = email_id(client, PLAIN_SUBJECT)
+    racing_rename(os.unlink)
+    response = client.patch(f"/api/messages/{message}", json={"keywords": {"$seen": True}}, headers=csrf(client))
+    is_error(response, 404)
+    assert message in response.json()["error"] and str(maildir) not in response.text
+
+
+def test_a_patch_racing_another_flag_change_still_sets_the_flags(client, maildir, racing_rename):
+    message = email_id(client, PLAIN_SUBJECT)
+    racing_rename(lambda path: os.rename(path, os.path.join(str(maildir), "cur", os.path.basename(path) + ":2,F")))
+    response = client.patch(f"/api/messages/{message}", json={"keywords": {"$seen": True}}, headers=csrf(client))
+    assert response.status_code == 200, response.text
+    assert "S" in flags_of(stored_file(maildir, PLAIN_SUBJECT))
+
+
 BAD_PATCHES = {"not-json": b"not json", "a-list": b"[1]", "unknown-keyword": b'{"keywords": {"$junk": true}}',
                "not-a-bool": b'{"keywords": {"$seen": "yes"}}', "keyword-list": b'{"keywords": ["$seen"]}',
                "other-property": b'{"subject": "new"}', "not-utf8": b"\xff\xfe",

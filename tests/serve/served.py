@@ -93,16 +93,22 @@ class Served:
 
     def stop(self) -> str:
         """SIGTERM, then its log; a server that does not exit 0 fails the test."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            status = self.process.wait(timeout=STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"mimekit serve still running {STOP_DEADLINE} s after SIGTERM\n{self.stderr()}")
-        assert status == 0, f"mimekit serve exited {status} after SIGTERM\n{self.stderr()}"
-        return self.stderr()
+        return stop_process(self.process, "mimekit serve", self.log)
+
+
+def stop_process(process: subprocess.Popen, name: str, log: Path) -> str:
+    """SIGTERM to a server started by a test, then its log (its stderr); one that does not
+    exit 0 within STOP_DEADLINE fails the test (killed, so that it does not outlive it)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        status = process.wait(timeout=STOP_DEADLINE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"{name} still running {STOP_DEADLINE} s after SIGTERM\n{log.read_text(errors='replace')}")
+    assert status == 0, f"{name} exited {status} after SIGTERM\n{log.read_text(errors='replace')}"
+    return log.read_text(errors="replace")
 
 
 def place_message(maildir: Path, data: bytes) -> str:

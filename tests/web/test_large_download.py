@@ -9,9 +9,7 @@ import json
 import os
 import urllib.request
 
-import pytest
-
-from test_web_cli import HOST, web  # noqa: F401 (web: the fixture that starts `mimekit web`)
+from servers import HOST
 
 ATTACHMENT_SIZE = 200 * 2**20
 CHUNK = 57 * 18396                      # a whole number of 57-byte base64 lines, about 1 MiB
@@ -43,7 +41,7 @@ def peak_memory(pid: int) -> int:
     return int(line.split()[1]) * 1024
 
 
-def test_a_200_mib_attachment_downloads_in_bounded_server_memory(tmp_path, web):  # noqa: F811
+def test_a_200_mib_attachment_downloads_in_bounded_server_memory(tmp_path, web):
     maildir = tmp_path / "Mail"
     for sub in ("new", "cur", "tmp"):
         (maildir / sub).mkdir(parents=True)

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import re
-import signal
 import smtplib
 import socket
 import stat
@@ -26,59 +25,10 @@ from mimekit.errors import NoInputError, UnavailableError
 from mimekit.web import folders
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "serve"))
-from served import HOST, STARTUP_DEADLINE, STOP_DEADLINE, mimekit_command, run_mimekit, start_serve  # noqa: E402
+from served import HOST, STARTUP_DEADLINE, mimekit_command, run_mimekit, start_serve, stop_process  # noqa: E402
 
-WEB_LISTENING = re.compile(r"^mimekit web: listening: http ([0-9.]+):(\d+)$", re.M)
 TOKEN = "web-cli-token-0123456789abcdef"
 PASSWORD = "alice-Web-Secret-1"
-
-
-class Web:
-    """One running `mimekit web`: its port and its stderr."""
-
-    def __init__(self, process: subprocess.Popen, log: Path, port: int):
-        self.process, self.log, self.port = process, log, port
-
-    def stderr(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> str:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            status = self.process.wait(timeout=STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"mimekit web still running after SIGTERM\n{self.stderr()}")
-        assert status == 0, f"mimekit web exited {status} after SIGTERM\n{self.stderr()}"
-        return self.stderr()
-
-
-@pytest.fixture
-def web(tmp_path, env):
-    """Factory: web(*arguments, environment=None, cwd=None) starts `mimekit web ARGUMENTS...`
-    and returns it once it is listening; each is stopped at the end and must exit 0."""
-    started: list[Web] = []
-
-    def start(*arguments: str, environment: dict | None = None, cwd: Path | None = None) -> Web:
-        log = tmp_path / f"web-{len(started)}.log"
-        with open(log, "wb") as stderr:
-            process = subprocess.Popen(mimekit_command("web", *arguments), stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.DEVNULL, stderr=stderr, env=environment or env, cwd=cwd)
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while not (listening := WEB_LISTENING.search(log.read_text(errors="replace"))):
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                pytest.fail(f"mimekit web: no 'listening:' line (exit {process.returncode}):\n{log.read_text()}")
-            time.sleep(0.02)
-        started.append(Web(process, log, int(listening.group(2))))
-        return started[-1]
-
-    yield start
-    for running in started:
-        if running.process.poll() is None:
-            running.stop()
 
 
 @pytest.fixture
@@ -338,8 +288,7 @@ def test_serve_http_without_smtp_cannot_send(tmp_path, env):
         status, session = get(int(listening.group(1)), "/api/session")
         assert status == 200 and session["canSend"] is False
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
+        stop_process(process, "mimekit serve", log)
 
 
 @pytest.mark.servers

@@ -194,14 +194,15 @@ def test_new_mail_appears_in_the_open_list_without_a_reload(driver, site):
     before = driver.find_element(By.CSS_SELECTOR, "#folders li.current .total-count").text
     subject = f"Live {time.monotonic_ns()}"
     deliver_at(site.root, web_messages.plain(subject=subject), time.time())
-    wait_until(lambda: any(subject in row.text for row in _rows_now(driver)), "the new row, without a reload")
+    wait_until(lambda: any(subject in text for text in _row_texts_now(driver)), "the new row, without a reload")
     assert marker and driver.execute_script("return window.__loadedOnce === true;")   # the same page
     assert int(driver.find_element(By.CSS_SELECTOR, "#folders li.current .total-count").text) == int(before) + 1
 
 
-def _rows_now(driver):
+def _row_texts_now(driver) -> list[str]:
+    """The rows' texts; none while app.js is replacing the list (its old rows are stale)."""
     try:
-        return [row for row in message_rows(driver)]
+        return [row.text for row in message_rows(driver)]
     except StaleElementReferenceException:
         return []
 

@@ -4,11 +4,11 @@ Built on the standard library's tolerant html.parser, so broken mail HTML never 
 script, style and head contents are dropped, block elements become line breaks (a blank
 line between paragraphs), white space collapses as a browser would (except in <pre>),
 entities are decoded, list items get a marker, and links keep their target as
-"text <url>". `HtmlTextConverter` is incremental: feed it HTML as it is decoded.
+"text <url>". `HtmlTextConverter` is incremental: feed it HTML as it is decoded. It is
+read with html_parsing.SafeHTMLParser, so hostile markup neither fails nor crawls.
 """
 
-import re
-from html.parser import HTMLParser
+from mimekit.codecs.html_parsing import SafeHTMLParser
 
 # Dropped with everything inside: never meant to be read.
 _HIDDEN = frozenset({"script", "style", "head", "template", "title"})
@@ -23,13 +23,6 @@ _LISTS = frozenset({"ul", "ol"})
 _CELLS = frozenset({"td", "th"})
 # Link targets that add nothing for a reader of plain text.
 _UNSHOWN_LINKS = ("#", "javascript:", "data:", "cid:")
-# html.unescape reads a decimal character reference with int(), which refuses more than 4300
-# digits (ValueError). A reference of more than seven significant digits is past U+10FFFF and
-# reads as U+FFFD however long it is, so its digits are cut to eight (leading zeros dropped)
-# before the parser sees them: the text read is the same.
-_LONG_DECIMAL_REFERENCE = re.compile(r"&#([0-9]{9,})")
-# The end of a piece of HTML where a decimal reference may go on in the next piece.
-_OPEN_REFERENCE = re.compile(r"&(?:#[0-9]*)?\Z")
 
 
 def html_to_text(html: str) -> str:
@@ -37,11 +30,11 @@ def html_to_text(html: str) -> str:
     return converter.feed(html) + converter.close()
 
 
-class HtmlTextConverter(HTMLParser):
+class HtmlTextConverter(SafeHTMLParser):
     """Feed HTML text in pieces; each call returns the plain text ready so far."""
 
     def __init__(self):
-        super().__init__(convert_charrefs=True)
+        super().__init__()
         self._out: list[str] = []
         self._hidden_by: str | None = None   # the element whose contents are being dropped
         self._pre_depth = 0
@@ -51,19 +44,12 @@ class HtmlTextConverter(HTMLParser):
         self._space = False       # a space owed before the next text
         self._at_line_start = True
         self._started = False     # nothing before the first text: no leading blank lines
-        self._held = ""           # a decimal character reference the next piece may go on with
 
     def feed(self, html: str) -> str:
-        html = _LONG_DECIMAL_REFERENCE.sub(_shorten_reference, self._held + html)
-        open_reference = _OPEN_REFERENCE.search(html)
-        cut = open_reference.start() if open_reference else len(html)
-        self._held = html[cut:]   # at most "&#" and eight digits
-        super().feed(html[:cut])
+        super().feed(html)
         return self._take()
 
     def close(self) -> str:
-        super().feed(self._held)
-        self._held = ""
         super().close()
         if self._started:
             self._out.append("\n")
@@ -162,10 +148,6 @@ class HtmlTextConverter(HTMLParser):
         text = "".join(self._out)
         self._out.clear()
         return text
-
-
-def _shorten_reference(match: re.Match) -> str:
-    return "&#" + (match[1].lstrip("0") or "0")[:8]
 
 
 def _shows_target(href: str, text: str) -> bool:

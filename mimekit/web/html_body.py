@@ -4,7 +4,8 @@ The sender wrote the HTML, so it is hostile: it may try to run script, to submit
 navigate somewhere, or to load a remote resource that tells the sender the mail was read
 (a tracking pixel). Three layers stand in the way, each enough on its own for script:
 
-1. safe_html rebuilds the document from an allow-list: the stdlib html.parser reads it,
+1. safe_html rebuilds the document from an allow-list: the stdlib html.parser reads it
+   (html_parsing.SafeHTMLParser: hostile markup neither fails nor crawls),
    and only elements and attributes known to be inert are written back, every text and
    attribute value escaped, every URL checked after the decoding a browser does
    (entities, tabs and newlines inside "jav&#x09;ascript:"). What the parser and a
@@ -21,10 +22,9 @@ navigate somewhere, or to load a remote resource that tells the sender the mail 
 import html
 import re
 from collections.abc import Callable
-from html.parser import HTMLParser
 from urllib.parse import unquote
 
-from mimekit.codecs.html_text import _LONG_DECIMAL_REFERENCE, _shorten_reference
+from mimekit.codecs.html_parsing import SafeHTMLParser
 
 # Elements written back (with their allowed attributes); <body> becomes a <div> that keeps
 # its colours and layout. Every other element's tag is dropped and its text kept, except
@@ -86,11 +86,11 @@ def body_csp(allow_remote: bool) -> str:
             "sandbox allow-popups allow-popups-to-escape-sandbox")
 
 
-class _Sanitiser(HTMLParser):
+class _Sanitiser(SafeHTMLParser):
     """One run over one document: the allow-listed elements, written back as they come."""
 
     def __init__(self, cid_url: Callable[[str], str | None], allow_remote: bool):
-        super().__init__(convert_charrefs=True)
+        super().__init__()
         self.cid_url, self.allow_remote = cid_url, allow_remote
         self.remote_blocked = 0
         self._out: list[str] = []
@@ -99,22 +99,11 @@ class _Sanitiser(HTMLParser):
         self._style: list[str] | None = None  # the text of the <style> being read
 
     def run(self, text: str) -> str:
-        # html.unescape reads "&#" and 5000 digits with int(), which refuses them (ValueError);
-        # cut to eight digits (html_text's way) the reference means the same.
-        self.feed(_LONG_DECIMAL_REFERENCE.sub(_shorten_reference, text[:MAX_HTML_CHARACTERS]))
-        self._drop_unfinished_markup()
+        self.feed(text[:MAX_HTML_CHARACTERS])
         self.close()
         body = "".join(self._out) + "".join(f"</{tag}>" for tag in reversed(self._open))
         return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
                 '<meta name="referrer" content="no-referrer"></head>\n<body>' + body + "</body></html>\n")
-
-    def _drop_unfinished_markup(self) -> None:
-        """Forget a tag, comment or declaration the document ends inside, as a browser does
-        at the end of its input. html.parser's close() would instead read it as text up to
-        the next "<" and parse again from there: for each "<" a scan to the end, minutes of
-        CPU for a hostile 64 KiB body such as '<a x="' repeated (CPython gh-135462)."""
-        if self.rawdata.startswith("<"):
-            self.rawdata = ""
 
     # -- html.parser's events --------------------------------------------------------
 
@@ -146,15 +135,6 @@ class _Sanitiser(HTMLParser):
             self._style.append(data)
         elif not self._dropping:
             self._out.append(html.escape(data, quote=False))
-
-    def parse_marked_section(self, i: int, report: int = 1) -> int:
-        """A "<![" section, dropped. html.parser raises AssertionError for one it does not
-        know ("<![foo[", "<![ "); a browser reads that as a comment up to the next ">"."""
-        try:
-            return super().parse_marked_section(i, report)
-        except AssertionError:
-            end = self.rawdata.find(">", i)
-            return -1 if end < 0 else end + 1
 
     # comments, declarations, processing instructions and CDATA sections are dropped:
     # HTMLParser's default handlers for them do nothing.

@@ -1,5 +1,10 @@
 """Plain text from mail HTML: what a reader sees, laid out in lines."""
 
+import json
+import textwrap
+
+import pytest
+from helpers import run_bounded
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,3 +78,44 @@ def test_feeding_in_pieces_gives_the_same_text(data):
         text += converter.feed(NEWSLETTER[start:cut])
         start = cut
     assert text + converter.close() == EXPECTED
+
+
+# -- markup the standard parser chokes on (html_parsing.SafeHTMLParser) --------------------
+
+@pytest.mark.parametrize("html, expected", [
+    ("<![foo[x]]>after", "after\n"), ("a<![ b>after", "aafter\n"),         # html.parser: AssertionError
+    ("&#" + "1" * 5000 + ";after", "\ufffdafter\n"),                         # int(): more than 4300 digits
+    ('<img alt="&#' + "9" * 5000 + ';">after', "[\ufffd]after\n"),
+    ("<p>before</p><a x=\"", "before\n"), ("<p>before</p><!-- never ended", "before\n"),
+])
+def test_markup_the_standard_parser_chokes_on_still_reads_as_text(html, expected):
+    assert html_to_text(html) == expected
+
+
+CPU_SECONDS = 10   # linear: well under a second; quadratic (gh-135462): minutes
+
+# Run in a child under a CPU-time limit: the kernel ends a quadratic parse (SIGXCPU)
+# instead of the test timing itself on a shared machine.
+CONVERT_UNDER_CPU_LIMIT = textwrap.dedent("""
+    import json, resource, sys
+    resource.setrlimit(resource.RLIMIT_CPU, ({seconds}, {seconds}))
+    from mimekit.codecs.html_text import HtmlTextConverter
+    html, piece = json.loads(sys.stdin.read())
+    converter = HtmlTextConverter()
+    text = "".join(converter.feed(html[i:i + piece]) for i in range(0, len(html), piece)) + converter.close()
+    print(json.dumps(text))
+""")
+
+
+@pytest.mark.parametrize("piece", [1 << 20, 64], ids=["whole", "in 64-character pieces"])
+@pytest.mark.parametrize("tail", ['<a x="', "<div ", "</", "<!--", "<![foo["],
+                         ids=["open attribute", "tag with a space", "end tag", "comment", "marked section"])
+def test_a_hostile_document_is_read_in_linear_time(tail, piece):
+    """256 KiB of unfinished markup: CPython's parser takes minutes on it, read whole
+    (close() parses what follows each "<" again) or fed in pieces (each feed parses the
+    unfinished tag again from its start)."""
+    html = "<p>before</p>" + tail * (256 * 1024 // len(tail))
+    result = run_bounded(["-c", CONVERT_UNDER_CPU_LIMIT.format(seconds=CPU_SECONDS)],
+                         input=json.dumps([html, piece]).encode())
+    assert result.returncode == 0, result.stderr.decode()[-500:]
+    assert json.loads(result.stdout).startswith("before\n")

@@ -22,6 +22,7 @@ navigate somewhere, or to load a remote resource that tells the sender the mail 
 import html
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from mimekit.codecs.html_parsing import SafeHTMLParser
@@ -54,24 +55,36 @@ _INLINE_IMAGE = re.compile(r"data:image/(?:png|gif|jpeg|webp);base64,[a-z0-9+/=\
 # (WHATWG URL): "jav\tascript:" is "javascript:".
 _URL_IGNORED = re.compile(r"[\t\n\r]")
 _SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*):")
-MAX_HTML_CHARACTERS = 4 * 1024 * 1024   # what is read of an HTML body (messages.html_body): bounded memory
+# What is read of an HTML body (messages.html_body); the rest is cut, and the page says so.
+# No mail client shows more HTML than a MiB, and the parse is linear but slow on dense
+# hostile markup (a second or more per MiB of "<a>"), so this bounds a view's CPU too.
+MAX_HTML_CHARACTERS = 1024 * 1024
 
 
-def safe_html(text: str, cid_url: Callable[[str], str | None], allow_remote: bool) -> str:
-    """`text` (the HTML body, decoded) as a whole, inert HTML document in UTF-8.
+class SanitisedHtml(NamedTuple):
+    document: str          # the whole, inert HTML document, in UTF-8
+    remote_blocked: int    # remote resources (images, CSS backgrounds) dropped: 0 when allowed
+
+
+def sanitise(text: str, cid_url: Callable[[str], str | None], allow_remote: bool) -> SanitisedHtml:
+    """`text` (the HTML body, decoded) made safe, and what was blocked, in one pass.
 
     cid_url(content_id) gives the URL that serves the message's part with that Content-ID
     (None: drop the reference). Remote images (http, https) are kept only when
-    allow_remote; otherwise they are dropped and the element marked data-remote."""
-    return _Sanitiser(cid_url, allow_remote).run(text)
+    allow_remote; otherwise they are dropped, counted, and the element marked data-remote."""
+    sanitiser = _Sanitiser(cid_url, allow_remote)
+    return SanitisedHtml(sanitiser.run(text), sanitiser.remote_blocked)
+
+
+def safe_html(text: str, cid_url: Callable[[str], str | None], allow_remote: bool) -> str:
+    """sanitise(...)'s document."""
+    return sanitise(text, cid_url, allow_remote).document
 
 
 def count_remote_images(text: str) -> int:
     """How many remote resources (images, CSS backgrounds) safe_html blocks in `text`
     without allow_remote: what "N remote images blocked" says."""
-    sanitiser = _Sanitiser(lambda cid: None, allow_remote=False)
-    sanitiser.run(text)
-    return sanitiser.remote_blocked
+    return sanitise(text, lambda cid: None, allow_remote=False).remote_blocked
 
 
 def body_csp(allow_remote: bool) -> str:

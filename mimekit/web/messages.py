@@ -14,6 +14,7 @@ multipart is numbered 0.
 import re
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator
 from urllib.parse import quote
 
@@ -28,7 +29,7 @@ from mimekit.read.safe_names import replace_surrogates, safe_name
 from mimekit.read.summary import body_part, content_id, is_attachment, summarise_parsed
 from mimekit.read.tree import Message, Part, parse_message
 from mimekit.stores.sources import from_store, lf_is_normal
-from mimekit.web.html_body import MAX_HTML_CHARACTERS
+from mimekit.web.html_body import MAX_HTML_CHARACTERS, sanitise
 from mimekit.web.model import EmailAddress, IndexedEmail
 
 MAX_BODY_VALUE = 1024 * 1024   # characters of a text body in bodyValues (JMAP maxBodyValueBytes)
@@ -78,11 +79,33 @@ def html_body(mail, email_id: str, user: str | None) -> str | None:
     """The message's first HTML body part (see details' htmlBody) as text, decoded from its
     charset and cut at html_body.MAX_HTML_CHARACTERS; None when it has none. Not safe to
     show as it is: html_body.safe_html makes it so."""
-    with _parsed(mail, email_id, user) as message:
-        _, html_parts = _body_parts(message)
-        if not html_parts:
-            return None
-        return "".join(_bounded(_decoded_text(html_parts[0]), MAX_HTML_CHARACTERS)[0])
+    found = _html_text(mail, email_id, user)
+    return None if found is None else found[0]
+
+
+@dataclass(frozen=True)
+class SafeHtmlBody:
+    """The HTML body as the page shows it: the iframe's document, how many remote
+    resources it blocks ("Show remote images (N)"; 0 when they are allowed), and whether
+    the body was longer than html_body.MAX_HTML_CHARACTERS and is cut (the page says so)."""
+
+    document: str
+    remote_blocked: int
+    truncated: bool
+
+
+def safe_html_body(mail, email_id: str, user: str | None, allow_remote: bool) -> SafeHtmlBody | None:
+    """The message's HTML body made safe (html_body.sanitise), its cid: images served by
+    cid_url; None when it has none. A message view asks twice, for the page (the count)
+    and for its iframe (the document): the last few results are kept, so that the view
+    parses the body once (a MiB of hostile markup is seconds of CPU)."""
+    email = mail.email(email_id, user)     # the user may read it (NoInputError otherwise)
+    return _sanitised_body(mail, email_id, user, allow_remote, (email.size, email.received_at))
+
+
+def cid_url(email_id: str, content_id: str) -> str:
+    """Where open_cid serves the part with that Content-ID (an HTML body's cid: image)."""
+    return f"/api/messages/{quote(email_id, safe='')}/cid/{quote(content_id, safe='')}"
 
 
 def open_part(mail, email_id: str, part_id: str, user: str | None) -> tuple[PartDownload, Iterator[bytes]]:
@@ -121,6 +144,28 @@ def content_disposition(filename: str) -> str:
 
 
 # -- reading the message ---------------------------------------------------------------
+
+def _html_text(mail, email_id: str, user: str | None) -> tuple[str, bool] | None:
+    """html_body's text and whether it was cut; None without an HTML body."""
+    with _parsed(mail, email_id, user) as message:
+        _, html_parts = _body_parts(message)
+        if not html_parts:
+            return None
+        pieces, truncated = _bounded(_decoded_text(html_parts[0]), MAX_HTML_CHARACTERS)
+        return "".join(pieces), truncated
+
+
+@lru_cache(maxsize=4)
+def _sanitised_body(mail, email_id: str, user: str | None, allow_remote: bool, version: tuple) -> SafeHtmlBody | None:
+    """safe_html_body's result, kept per message, user and `version` (the indexed size and
+    date: a store that reuses an id for other bytes, as an mbox offset may, is read again)."""
+    found = _html_text(mail, email_id, user)
+    if found is None:
+        return None
+    text, truncated = found
+    document, remote_blocked = sanitise(text, lambda content_id: cid_url(email_id, content_id), allow_remote)
+    return SafeHtmlBody(document, remote_blocked, truncated)
+
 
 class _parsed:
     """The message parsed from its store, closed (file and all) on leaving the block."""

@@ -5,11 +5,13 @@ verdict, and Content-Disposition for downloads."""
 import base64
 import gc
 import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
 import tracemalloc
+from urllib.parse import quote
 
 import pytest
 
@@ -19,6 +21,7 @@ from mimekit.stores.sources import messages_of
 from mimekit.web import messages
 from mimekit.web.model import IndexedEmail
 from mimekit.write.composer import MessageBuilder
+from mimekit.write.writer import write_message
 
 
 class StoredMail:
@@ -198,6 +201,49 @@ def test_html_body_is_the_decoded_html(tmp_path):
     assert html.startswith("<html><body><p>The <b>chart</b>:</p>") and 'src="cid:' in html
     assert messages.html_body(mail, plain, None) is None
     assert mail.opened == 0
+
+
+def html_only(html: str) -> bytes:
+    builder = MessageBuilder()
+    builder.add_addresses("From", ["Dan <dan@example.test>"])
+    builder.add_header("Subject", "HTML only")
+    builder.set_body(html.encode("utf-8"), html=True)
+    written = io.BytesIO()
+    write_message(builder.build(), written)
+    return written.getvalue()
+
+
+def test_safe_html_body_is_the_sanitised_document_with_its_cid_urls(tmp_path):
+    mail, [with_html, plain] = stored(tmp_path, web_messages.html_with_image_and_attachment(), web_messages.plain())
+    body = messages.safe_html_body(mail, with_html, None, allow_remote=False)
+    cid = messages.details(mail, mail.email(with_html), None)["bodyStructure"]["subParts"][0]["subParts"][1]["subParts"][1]["cid"]
+    assert f'src="/api/messages/{with_html}/cid/{quote(cid, safe="")}"' in body.document
+    assert "cid:" not in body.document and body.truncated is False
+    assert messages.safe_html_body(mail, plain, None, allow_remote=False) is None
+    with pytest.raises(NoInputError):
+        messages.safe_html_body(mail, "no-such-id", None, allow_remote=False)
+    assert mail.opened == 0
+
+
+def test_a_message_view_sanitises_its_html_body_once(tmp_path, monkeypatch):
+    """The page (its remote-image count) and its iframe (the document) share one pass."""
+    mail, [email_id] = stored(tmp_path, html_only('<p>hi <img src="https://evil.test/a.png"></p>'))
+    passes = []
+    real_sanitise = messages.sanitise
+    monkeypatch.setattr(messages, "sanitise", lambda *args: passes.append(args) or real_sanitise(*args))
+    for _ in range(2):
+        body = messages.safe_html_body(mail, email_id, None, allow_remote=False)
+        assert body.remote_blocked == 1 and "evil.test" not in body.document
+    assert len(passes) == 1
+    allowed = messages.safe_html_body(mail, email_id, None, allow_remote=True)
+    assert allowed.remote_blocked == 0 and "https://evil.test/a.png" in allowed.document and len(passes) == 2
+
+
+def test_an_html_body_past_the_cap_is_cut_and_says_so(tmp_path):
+    mail, [email_id] = stored(tmp_path, html_only("<p>" + "x" * (messages.MAX_HTML_CHARACTERS + 10) + "</p>"))
+    body = messages.safe_html_body(mail, email_id, None, allow_remote=False)
+    assert body.truncated is True and body.document.count("x") == messages.MAX_HTML_CHARACTERS - len("<p>")
+    assert len(messages.html_body(mail, email_id, None)) == messages.MAX_HTML_CHARACTERS
 
 
 def test_check_is_what_check_json_prints(tmp_path):

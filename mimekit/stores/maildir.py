@@ -184,18 +184,29 @@ class Maildir:
     def remove(self, *keys: str) -> None:
         """Unlink the messages' files, then fsync new/ and cur/ so they stay gone. Every key
         is looked up first: one that names no message removes nothing (NoInputError). A file
-        another reader removes meanwhile is gone, as wanted."""
+        another reader removes meanwhile is gone, as wanted; one another reader renames
+        meanwhile (a flag change) is removed under its new name."""
         paths = [self._path(key) for key in keys]
-        for path in paths:
+        removed = [self._unlink(key, path) for key, path in zip(keys, paths)]
+        for sub in {os.path.basename(os.path.dirname(path)) for path in paths + removed}:
+            _fsync_directory(os.path.join(self.path, sub))
+
+    def _unlink(self, key: str, path: str) -> str:
+        """Unlink the message's file, found again by its key if it was renamed since `path`
+        was looked up; the path removed (or last tried)."""
+        for attempt in range(2):
             try:
                 os.unlink(path)
+                break
             except FileNotFoundError:
-                pass
+                if attempt:
+                    break
+                self.keys()                        # list again: renamed, or gone for good
+                path = self._index.get(key, path)
             except OSError as exc:
                 raise IOFailure(f"{path}: cannot remove: {exc.strerror or exc}") from exc
-            self._index.pop(message_key(os.path.basename(path)), None)
-        for sub in {os.path.basename(os.path.dirname(path)) for path in paths}:
-            _fsync_directory(os.path.join(self.path, sub))
+        self._index.pop(key, None)
+        return path
 
 
 class MaildirDelivery:

@@ -94,17 +94,24 @@ class WebMail:
     def set_flags(self, email_id: str, add: str = "", remove: str = "", user: str | None = None) -> IndexedEmail:
         """Add and remove Maildir flag letters ("S" for read); the message as now indexed."""
         email = self.email(email_id, user)
-        flags = "".join(sorted((set(email.flags) | set(add)) - set(remove)))
         maildir = self._maildir_of(email)
+
+        def change() -> str:
+            """From the flags the file has now (another reader may have changed them since
+            they were indexed), so that only `add` and `remove` change."""
+            flags = "".join(sorted((set(maildir.flags(email.ref.key)) | set(add)) - set(remove)))
+            maildir.set_flags(email.ref.key, flags)
+            return flags
+
         with _gone_from_store(email_id):
             try:
-                maildir.set_flags(email.ref.key, flags)
+                flags = change()
             except IOFailure as exc:
                 if not _file_vanished(exc):
                     raise
                 # Another reader renamed (its own flag change) or removed the file between the
                 # look-up and the rename: look it up again; gone, it is a NoInputError.
-                maildir.set_flags(email.ref.key, flags)
+                flags = change()
         self.index.update_flags(email_id, flags)
         return replace(email, flags=flags)      # not read back: a delete meanwhile would make it None
 

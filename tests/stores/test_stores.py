@@ -231,3 +231,22 @@ def test_concurrent_appends_from_two_processes_do_not_interleave(tmp_path):
 def test_open_mailbox_picks_the_store_from_the_url(tmp_path):
     assert isinstance(open_mailbox(parse_url(f"maildir:{tmp_path}/md", {"maildir", "mbox"})), Maildir)
     assert isinstance(open_mailbox(parse_url(f"mbox:{tmp_path}/mb", {"maildir", "mbox"})), Mbox)
+
+def test_remove_follows_a_flag_rename_made_after_the_look_up(tmp_path, monkeypatch):
+    """Another reader renames the file (a flag change) between remove's look-up and its
+    unlink: the message is still removed, under its new name."""
+    maildir = Maildir(str(tmp_path / "box"))
+    maildir.add([b"Subject: x\n\nbody\n"])
+    [key] = maildir.keys()
+    looked_up = maildir._path(key)
+    real_path = Maildir._path
+
+    def look_up_then_rename(self, wanted):
+        path = real_path(self, wanted)
+        os.rename(path, os.path.join(self.path, "cur", f"{wanted}:2,S"))
+        return path
+
+    monkeypatch.setattr(Maildir, "_path", look_up_then_rename)
+    maildir.remove(key)
+    monkeypatch.undo()
+    assert maildir.keys() == [] and not os.path.exists(looked_up)

@@ -375,6 +375,18 @@ def test_bad_ids_are_404_everywhere(client, bad_id):
 
 # --- changes ---------------------------------------------------------------------------------
 
+def test_patch_keeps_a_flag_another_reader_set_since_indexing(client, maildir):
+    """Only the keywords asked for change: a flag set on the file by another program after
+    the index read it (here F, flagged) stays."""
+    message, headers = email_id(client, PLAIN_SUBJECT), csrf(client)
+    path = stored_file(maildir, PLAIN_SUBJECT)
+    os.rename(path, os.path.join(maildir, "cur", os.path.basename(path).split(":")[0] + ":2,F"))
+    response = client.patch(f"/api/messages/{message}", json={"keywords": {"$seen": True}}, headers=headers)
+    assert response.status_code == 200
+    assert flags_of(stored_file(maildir, PLAIN_SUBJECT)) == "FS"
+    assert response.json()["keywords"] == {"$seen": True, "$flagged": True}
+
+
 def test_patch_seen_renames_the_maildir_file(client, maildir):
     message, headers = email_id(client, PLAIN_SUBJECT), csrf(client)
     response = client.patch(f"/api/messages/{message}", json={"keywords": {"$seen": True, "$flagged": True}},

@@ -131,21 +131,17 @@ async def message_page(request: Request) -> Response:
     email = await run_in_threadpool(mail.email, email_id, user)
     details = await run_in_threadpool(messages.details, mail, email, user)
     has_html = any(part.get("type") == "text/html" for part in details.get("htmlBody", []))
-    remote_images = await run_in_threadpool(_remote_images, mail, email_id, user) if has_html else 0
     allow_remote = request.query_params.get("remote") == "1"
+    # Sanitised without remote loads, as the iframe first asks for it: the two share one parse.
+    body = await run_in_threadpool(messages.safe_html_body, mail, email_id, user, False) if has_html else None
     body_url = f"/messages/{email_id}/body.html" + ("?remote=1" if allow_remote else "")
     return await render_with_folders(
         request, "message.html", email=email, details=details, folder=mail.folder(email.folder_id, user),
         text_body=_text_body(details), has_html=has_html, body_url=body_url, allow_remote=allow_remote,
-        remote_resources=remote_images, date=_header(details, "Date"),
+        remote_resources=body.remote_blocked if body else 0, html_truncated=bool(body and body.truncated),
+        date=_header(details, "Date"),
         defects=[str(Defect.from_dict(defect)) for defect in details.get("defects", [])],
         part_url=lambda part_id: f"/api/messages/{email_id}/parts/{quote(part_id, safe='')}")
-
-
-def _remote_images(mail, email_id: str, user: str | None) -> int:
-    """How many remote resources the HTML body loads once allowed: the button says so."""
-    html = messages.html_body(mail, email_id, user)
-    return html_body.count_remote_images(html) if html is not None else 0
 
 
 def _text_body(details: dict) -> str | None:
@@ -167,13 +163,10 @@ async def html_body_page(request: Request) -> Response:
     mail = request.app.state.mail
     email_id = request.path_params["email_id"]
     allow_remote = request.query_params.get("remote") == "1"
-    html = await run_in_threadpool(messages.html_body, mail, email_id, user_of(request))
-    if html is None:
+    body = await run_in_threadpool(messages.safe_html_body, mail, email_id, user_of(request), allow_remote)
+    if body is None:
         raise NoInputError(f"message {email_id!r} has no HTML body")
-    def cid_url(content_id: str) -> str:
-        return f"/api/messages/{email_id}/cid/{quote(content_id, safe='')}"
-    safe = await run_in_threadpool(html_body.safe_html, html, cid_url, allow_remote)
-    return HTMLResponse(safe, headers={"Content-Security-Policy": html_body.body_csp(allow_remote),
+    return HTMLResponse(body.document, headers={"Content-Security-Policy": html_body.body_csp(allow_remote),
                                        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
 

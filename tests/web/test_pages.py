@@ -2,6 +2,7 @@
 with its sandboxed HTML body, the check view, the forms behind the CSRF token, compose, and
 errors as pages. What the browser does with them is tests/web/test_browser.py's."""
 
+import io
 import os
 import re
 from urllib.parse import parse_qs, urlsplit
@@ -11,6 +12,8 @@ from starlette.testclient import TestClient
 
 from mimekit.web import forms, html_body, security
 from mimekit.web.app import create_app
+from mimekit.write.composer import MessageBuilder
+from mimekit.write.writer import write_message
 from conftest import web_config
 import web_messages as messages
 
@@ -460,3 +463,18 @@ def test_pages_carry_the_content_security_policy(client):
 def test_static_files_are_served(client):
     assert "EventSource" in client.get("/static/app.js").text
     assert "#message-list" in client.get("/static/style.css").text
+
+
+def test_an_html_body_past_the_cap_is_cut_and_the_page_says_so(client, maildir):
+    builder = MessageBuilder()
+    builder.add_addresses("From", ["big@example.test"])
+    builder.add_header("Subject", "Long newsletter")
+    builder.set_body(b"text\n")
+    builder.set_body(b"<p>" + b"word " * (html_body.MAX_HTML_CHARACTERS // 4) + b"</p>", html=True)
+    sink = io.BytesIO()
+    write_message(builder.build(), sink)
+    messages.deliver(str(maildir), sink.getvalue())
+    email_id = row_of(client, inbox_url(client), "Long newsletter")
+    assert 'id="html-truncated"' in client.get(f"/messages/{email_id}").text
+    short = row_of(client, inbox_url(client), "Quarterly report with picture")
+    assert 'id="html-truncated"' not in client.get(f"/messages/{short}").text

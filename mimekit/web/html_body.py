@@ -4,7 +4,7 @@ The sender wrote the HTML, so it is hostile: it may try to run script, to submit
 navigate somewhere, or to load a remote resource that tells the sender the mail was read
 (a tracking pixel). Three layers stand in the way, each enough on its own for script:
 
-1. safe_html rebuilds the document from an allow-list: the stdlib html.parser reads it
+1. sanitise rebuilds the document from an allow-list: the stdlib html.parser reads it
    (html_parsing.SafeHTMLParser: hostile markup neither fails nor crawls),
    and only elements and attributes known to be inert are written back, every text and
    attribute value escaped, every URL checked after the decoding a browser does
@@ -74,17 +74,6 @@ def sanitise(text: str, cid_url: Callable[[str], str | None], allow_remote: bool
     allow_remote; otherwise they are dropped, counted, and the element marked data-remote."""
     sanitiser = _Sanitiser(cid_url, allow_remote)
     return SanitisedHtml(sanitiser.run(text), sanitiser.remote_blocked)
-
-
-def safe_html(text: str, cid_url: Callable[[str], str | None], allow_remote: bool) -> str:
-    """sanitise(...)'s document."""
-    return sanitise(text, cid_url, allow_remote).document
-
-
-def count_remote_images(text: str) -> int:
-    """How many remote resources (images, CSS backgrounds) safe_html blocks in `text`
-    without allow_remote: what "N remote images blocked" says."""
-    return sanitise(text, lambda cid: None, allow_remote=False).remote_blocked
 
 
 def body_csp(allow_remote: bool) -> str:

@@ -78,7 +78,7 @@ def details(mail, email: IndexedEmail, user: str | None) -> dict:
 def html_body(mail, email_id: str, user: str | None) -> str | None:
     """The message's first HTML body part (see details' htmlBody) as text, decoded from its
     charset and cut at html_body.MAX_HTML_CHARACTERS; None when it has none. Not safe to
-    show as it is: html_body.safe_html makes it so."""
+    show as it is: html_body.sanitise makes it so."""
     found = _html_text(mail, email_id, user)
     return None if found is None else found[0]
 

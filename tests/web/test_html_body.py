@@ -13,7 +13,15 @@ from html.parser import HTMLParser
 import pytest
 from helpers import run_bounded
 
-from mimekit.web.html_body import body_csp, count_remote_images, safe_html
+from mimekit.web.html_body import body_csp, sanitise
+
+
+def safe_html(text: str, cid_url, allow_remote: bool) -> str:
+    return sanitise(text, cid_url, allow_remote).document
+
+
+def count_remote_images(text: str) -> int:
+    return sanitise(text, lambda cid: None, allow_remote=False).remote_blocked
 
 EVIL = "evil.test"   # the "remote" host in these inputs (nothing is fetched: the output is only parsed)
 
@@ -259,8 +267,8 @@ def test_markup_the_standard_parser_chokes_on_still_comes_out_inert(html):
 SANITISE_UNDER_CPU_LIMIT = textwrap.dedent("""
     import resource, sys
     resource.setrlimit(resource.RLIMIT_CPU, (10, 10))   # linear: well under a second; quadratic: minutes
-    from mimekit.web.html_body import safe_html
-    sys.stdout.write(safe_html(sys.stdin.read(), lambda cid: None, False))
+    from mimekit.web.html_body import sanitise
+    sys.stdout.write(sanitise(sys.stdin.read(), lambda cid: None, False).document)
 """)
 
 

@@ -86,13 +86,19 @@ def test_a_maildir_is_listed_newest_first_with_its_headers_decoded(index, inbox)
     assert index.counts(folder.id) == (5, 4)
 
 
+def indexed_ids(path: str, folder) -> list[str]:
+    """Index `folder` into a new index at `path`, closed after; the ids it gave, newest first."""
+    index = HeaderIndex(path)
+    index.refresh(folder)
+    ids = [email.id for email in index.search(folder.id, Query(), 0, 50).emails]
+    index.close()
+    return ids
+
+
 def test_ids_are_the_hash_of_the_folder_source_and_key_and_survive_a_rebuild(tmp_path, inbox):
     folder = folder_of(f"maildir:{inbox}")
     path = str(tmp_path / "index.sqlite")
-    first = HeaderIndex(path)
-    first.refresh(folder)
-    ids = [email.id for email in first.search(folder.id, Query(), 0, 50).emails]
-    first.close()
+    ids = indexed_ids(path, folder)
     key = f"{JAN_1_2024 + 4 * DAY}.M0P5Q0.test"
     assert ids[0] == hashlib.sha256(f"{folder.source}\0{key}".encode()).hexdigest()[:24]
     for suffix in ("", "-wal", "-shm"):
@@ -399,10 +405,7 @@ def test_update_flags_and_forget_change_the_rows_at_once(index, inbox):
 def test_another_schema_version_is_rebuilt(tmp_path, inbox):
     folder = folder_of(f"maildir:{inbox}")
     path = str(tmp_path / "index.sqlite")
-    first = HeaderIndex(path)
-    first.refresh(folder)
-    ids = [email.id for email in first.search(folder.id, Query(), 0, 50).emails]
-    first.close()
+    ids = indexed_ids(path, folder)
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         db.execute("CREATE TABLE leftover (x)")
@@ -430,10 +433,7 @@ def test_a_file_corrupt_past_its_first_page_is_rebuilt(tmp_path, inbox):
     """The header says SQLite, the schema version is right, the pages are garbage."""
     folder = folder_of(f"maildir:{inbox}")
     path = str(tmp_path / "index.sqlite")
-    first = HeaderIndex(path)
-    first.refresh(folder)
-    ids = [email.id for email in first.search(folder.id, Query(), 0, 50).emails]
-    first.close()
+    ids = indexed_ids(path, folder)
     with open(path, "r+b") as file:
         file.seek(4096)
         file.write(b"\xa5" * (os.path.getsize(path) - 4096))

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -47,11 +48,6 @@ def _mail(request: Request) -> WebMail:
     return request.app.state.mail
 
 
-def _user(request: Request) -> str | None:
-    """Who is logged in (security.SecurityMiddleware sets it), None when nobody need be."""
-    return getattr(request.state, "user", None)
-
-
 def _integer(request: Request, name: str, default: int) -> int:
     """A query parameter as an integer: ASCII digits up to MAX_INTEGER, a sign allowed so
     that a negative number reaches WebMail's range check and gets its message."""
@@ -77,19 +73,16 @@ async def _json_body(request: Request) -> dict:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"request body: not JSON: {exc}") from None
+    except RecursionError:        # [[[[... nested past the parser's depth
+        raise UsageError("request body: JSON nested too deeply") from None
     if not isinstance(document, dict):
         raise UsageError("request body: expected a JSON object")
     return document
 
 
-def _check_csrf(request: Request, token: str | None = None) -> None:
-    """A change needs the session's CSRF token (security.check_csrf: 403 without it)."""
-    security.check_csrf(request, token or request.headers.get("x-csrf-token"))
-
-
 async def session(request: Request) -> Response:
     config = request.app.state.config
-    return JSONResponse({"csrfToken": security.csrf_token(request), "user": _user(request),
+    return JSONResponse({"csrfToken": security.csrf_token(request), "user": security.user_of(request),
                          "readOnly": not config.writable, "canSend": config.sender is not None})
 
 
@@ -99,7 +92,7 @@ async def openapi(request: Request) -> Response:
 
 async def mailboxes(request: Request) -> Response:
     """The folders this user sees, as JMAP Mailbox objects with their counts."""
-    mail, user = _mail(request), _user(request)
+    mail, user = _mail(request), security.user_of(request)
 
     def listed() -> list[dict]:
         return [_mailbox(folder, *mail.counts(folder.id)) for folder in mail.visible_folders(user)]
@@ -122,7 +115,7 @@ def _mailbox(folder: Folder, total: int, unread: int) -> dict:
 
 async def list_messages(request: Request) -> Response:
     """A page of a folder's messages, newest first, optionally searched (model.Query's language)."""
-    mail, user = _mail(request), _user(request)
+    mail, user = _mail(request), security.user_of(request)
     query = Query.parse(request.query_params.get("q", ""))
     position = _integer(request, "position", 0)
     limit = _integer(request, "limit", request.app.state.config.page_size)
@@ -147,7 +140,7 @@ def _first_folder(mail: WebMail, user: str | None) -> str:
 
 async def get_message(request: Request) -> Response:
     """The message in full: headers, body structure, text bodies, defects (messages.details)."""
-    mail, user, email_id = _mail(request), _user(request), request.path_params["id"]
+    mail, user, email_id = _mail(request), security.user_of(request), request.path_params["id"]
 
     def detailed() -> dict:
         return messages.details(mail, mail.email(email_id, user), user)
@@ -157,15 +150,17 @@ async def get_message(request: Request) -> Response:
 
 async def check_message(request: Request) -> Response:
     """The strict checker's verdict, as `check --json` prints it."""
-    mail, user, email_id = _mail(request), _user(request), request.path_params["id"]
+    mail, user, email_id = _mail(request), security.user_of(request), request.path_params["id"]
     return JSONResponse(await run_in_threadpool(messages.check, mail, email_id, user))
 
 
 async def raw_message(request: Request) -> Response:
     """The message as stored, streamed; opened before the response starts, so a bad id is a 404."""
-    mail, user, email_id = _mail(request), _user(request), request.path_params["id"]
+    mail, user, email_id = _mail(request), security.user_of(request), request.path_params["id"]
     file = await run_in_threadpool(mail.open, email_id, user)
-    return StreamingResponse(_chunks_of(file), media_type="message/rfc822",
+    # Closed after the response too: a client gone before the first chunk never runs the
+    # generator, whose own close is then never reached.
+    return StreamingResponse(_chunks_of(file), media_type="message/rfc822", background=BackgroundTask(file.close),
                              headers={**MESSAGE_BYTES_HEADERS,
                                       "Content-Disposition": messages.content_disposition(f"{email_id}.eml")})
 
@@ -181,7 +176,7 @@ def _chunks_of(file: BinaryIO) -> Iterator[bytes]:
 async def message_part(request: Request) -> Response:
     """A part's decoded bytes as a download; a safe image keeps its type, anything else is
     application/octet-stream so that no browser renders it."""
-    mail, user, email_id = _mail(request), _user(request), request.path_params["id"]
+    mail, user, email_id = _mail(request), security.user_of(request), request.path_params["id"]
     download, chunks = await run_in_threadpool(messages.open_part, mail, email_id, request.path_params["partId"], user)
     content_type = _media_type(download.content_type)
     return _streamed(chunks, content_type if content_type in INLINE_IMAGE_TYPES else "application/octet-stream",
@@ -191,7 +186,7 @@ async def message_part(request: Request) -> Response:
 async def message_cid(request: Request) -> Response:
     """The part a `cid:` URL of the HTML body names: a safe image inline, anything else as a
     download (an HTML or SVG part must never be a document of this origin)."""
-    mail, user, email_id, cid = _mail(request), _user(request), request.path_params["id"], request.path_params["cid"]
+    mail, user, email_id, cid = _mail(request), security.user_of(request), request.path_params["id"], request.path_params["cid"]
     download, chunks = await run_in_threadpool(messages.open_cid, mail, email_id, cid, user)
     content_type = _media_type(download.content_type)
     if content_type in INLINE_IMAGE_TYPES:
@@ -213,8 +208,8 @@ def _streamed(chunks: Iterator[bytes], content_type: str, disposition: str, size
 async def update_message(request: Request) -> Response:
     """JMAP's keyword patch: {"keywords": {"$seen": true, "$flagged": false}} sets or clears
     the Maildir flags; the message as now indexed."""
-    _check_csrf(request)
-    mail, user, email_id = _mail(request), _user(request), request.path_params["id"]
+    security.check_csrf(request, None)
+    mail, user, email_id = _mail(request), security.user_of(request), request.path_params["id"]
     add, remove = _flag_changes(await _json_body(request))
     email = await run_in_threadpool(mail.set_flags, email_id, add, remove, user)
     await request.app.state.watcher.notify([email.folder_id])
@@ -243,8 +238,8 @@ def _flag_changes(patch: dict) -> tuple[str, str]:
 
 
 async def delete_message(request: Request) -> Response:
-    _check_csrf(request)
-    mail, user, email_id = _mail(request), _user(request), request.path_params["id"]
+    security.check_csrf(request, None)
+    mail, user, email_id = _mail(request), security.user_of(request), request.path_params["id"]
     folder_id = (await run_in_threadpool(mail.email, email_id, user)).folder_id
     await run_in_threadpool(mail.delete, email_id, user)
     await request.app.state.watcher.notify([folder_id])
@@ -259,18 +254,18 @@ async def send_message(request: Request) -> Response:
     sender = request.app.state.config.sender
     if sender is None:
         raise ReadOnlyError("this server has no way to send (no SMTP target or queue)")
-    mail, user = _mail(request), _user(request)
+    mail, user = _mail(request), security.user_of(request)
 
     def sent(fields: dict[str, str], files: list[UploadFile]) -> Response:
         queued = sender.send(send.compose_from_form(fields, files, mail, user))
         return JSONResponse({"id": queued}, status_code=202)
 
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        _check_csrf(request)
+        security.check_csrf(request, None)
         return await run_in_threadpool(sent, _fields_of_json(await _json_body(request)), [])
     async with forms.read_form(request, forms.SEND) as form:     # the uploads' spool files are closed at its end
         fields = {name: value for name, value in form.multi_items() if isinstance(value, str)}
-        _check_csrf(request, fields.get(security.CSRF_FIELD))
+        security.check_csrf(request, fields.get(security.CSRF_FIELD))
         return await run_in_threadpool(sent, fields, forms.attachments(form))
 
 

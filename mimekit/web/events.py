@@ -27,6 +27,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from mimekit.errors import MimekitError
+from mimekit.web import security
 from mimekit.web.mail import WebMail
 
 log = logging.getLogger("mimekit.web")
@@ -148,7 +149,7 @@ def _offer(queue: asyncio.Queue, item) -> None:
 async def event_stream(request: Request) -> StreamingResponse:
     """GET /api/events: the changes of the folders this user may read, as server-sent events."""
     watcher: Watcher = request.app.state.watcher
-    user = getattr(request.state, "user", None)
+    user = security.user_of(request)
     visible = {folder.id for folder in request.app.state.mail.visible_folders(user)}
     events = watcher.subscribe(idle=KEEPALIVE)
 

@@ -55,7 +55,7 @@ _INLINE_IMAGE = re.compile(r"data:image/(?:png|gif|jpeg|webp);base64,[a-z0-9+/=\
 # (WHATWG URL): "jav\tascript:" is "javascript:".
 _URL_IGNORED = re.compile(r"[\t\n\r]")
 _SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*):")
-# What is read of an HTML body (messages.html_body); the rest is cut, and the page says so.
+# What is read of an HTML body (messages.safe_html_body); the rest is cut, and the page says so.
 # No mail client shows more HTML than a MiB, and the parse is linear but slow on dense
 # hostile markup (a second or more per MiB of "<a>"), so this bounds a view's CPU too.
 MAX_HTML_CHARACTERS = 1024 * 1024

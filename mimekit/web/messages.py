@@ -32,7 +32,10 @@ from mimekit.stores.sources import from_store, lf_is_normal
 from mimekit.web.html_body import MAX_HTML_CHARACTERS, sanitise
 from mimekit.web.model import EmailAddress, IndexedEmail
 
-MAX_BODY_VALUE = 1024 * 1024   # characters of a text body in bodyValues (JMAP maxBodyValueBytes)
+# Characters of text in bodyValues, over all the text body parts together (JMAP's
+# maxBodyValueBytes): a message of hundreds of inline text parts must not make a view hold
+# hundreds of MiB. A part past the budget is listed with an empty, truncated value.
+MAX_BODY_VALUE = 1024 * 1024
 ROOT_PART_ID = "0"             # the message's own body in part ids here ("" in mimekit's)
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 
@@ -63,7 +66,7 @@ def details(mail, email: IndexedEmail, user: str | None) -> dict:
         extra = {
             "replyTo": _addresses(root, "reply-to"), "bcc": _addresses(root, "bcc"),
             "inReplyTo": _message_ids(root, "in-reply-to"), "references": _message_ids(root, "references"),
-            "bodyValues": {_external_id(part.id): _body_value(part) for part in text_parts},
+            "bodyValues": _body_values(text_parts),
         }
     rows = {row["id"]: _body_part_of(row) for row in summary["parts"]}
     return _without_surrogates({
@@ -73,14 +76,6 @@ def details(mail, email: IndexedEmail, user: str | None) -> dict:
         "attachments": [rows[row["id"]] for row in summary["parts"] if row["is_attachment"]],
         "defects": summary["defects"], "source": str(email.ref),
     })
-
-
-def html_body(mail, email_id: str, user: str | None) -> str | None:
-    """The message's first HTML body part (see details' htmlBody) as text, decoded from its
-    charset and cut at html_body.MAX_HTML_CHARACTERS; None when it has none. Not safe to
-    show as it is: html_body.sanitise makes it so."""
-    found = _html_text(mail, email_id, user)
-    return None if found is None else found[0]
 
 
 @dataclass(frozen=True)
@@ -232,10 +227,16 @@ def _body_parts(message: Message) -> tuple[list[Part], list[Part]]:
     return texts, htmls
 
 
-def _body_value(part: Part) -> dict:
-    """JMAP EmailBodyValue: the part's text as `decode` gives it, cut at MAX_BODY_VALUE."""
-    pieces, truncated = _bounded(iter_text(part, []), MAX_BODY_VALUE)
-    return {"value": "".join(pieces), "isTruncated": truncated}
+def _body_values(parts: list[Part]) -> dict[str, dict]:
+    """JMAP EmailBodyValues: each part's text as `decode` gives it, MAX_BODY_VALUE characters
+    in all; a part cut there, or reached after the budget is spent, has isTruncated."""
+    values, budget = {}, MAX_BODY_VALUE
+    for part in parts:
+        pieces, truncated = _bounded(iter_text(part, []), budget) if budget else ([], True)
+        value = "".join(pieces)
+        budget -= len(value)
+        values[_external_id(part.id)] = {"value": value, "isTruncated": truncated}
+    return values
 
 
 def _decoded_text(part: Part) -> Iterator[str]:

@@ -32,16 +32,12 @@ SEARCH_HINT = 'from:alice to:bob subject:"two words" after:2024-01-01 before:202
 
 # -- rendering -------------------------------------------------------------------------
 
-def user_of(request: Request) -> str | None:
-    return getattr(request.state, "user", None)
-
-
 def render(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
     """`template` rendered with what every page shows (the session, the folder list when
     given as `folders`, the helpers for sizes and dates)."""
     config = request.app.state.config
     page = request.app.state.templates.get_template(template).render(
-        user=user_of(request), can_send=config.sender is not None,
+        user=security.user_of(request), can_send=config.sender is not None,
         human_size=human_size, short_date=short_date, search_hint=SEARCH_HINT, **context)
     return HTMLResponse(page, status_code=status)
 
@@ -54,7 +50,7 @@ def error_page(request: Request, status: int, text: str) -> HTMLResponse:
 async def render_with_folders(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
     """A page with the folder column: each folder the user may read with its counts."""
     mail = request.app.state.mail
-    folders = await run_in_threadpool(_folders_with_counts, mail, user_of(request))
+    folders = await run_in_threadpool(_folders_with_counts, mail, security.user_of(request))
     return render(request, template, status, folders=folders, csrf=security.csrf_token(request), **context)
 
 
@@ -77,7 +73,7 @@ def short_date(seconds: float | None) -> str:
 
 async def home(request: Request) -> Response:
     """GET /: the first folder this user may read."""
-    folders = request.app.state.mail.visible_folders(user_of(request))
+    folders = request.app.state.mail.visible_folders(security.user_of(request))
     if not folders:
         raise NoInputError("no folder to show")
     return RedirectResponse(f"/folders/{folders[0].id}", status_code=303)
@@ -86,7 +82,7 @@ async def home(request: Request) -> Response:
 async def folder_page(request: Request) -> Response:
     """GET /folders/{folder_id}?q=&page=N: a page of the folder's messages, newest first."""
     mail = request.app.state.mail
-    user = user_of(request)
+    user = security.user_of(request)
     folder: Folder = mail.folder(request.path_params["folder_id"], user)
     page_number = _page_number(request.query_params.get("page", "1"))
     q = request.query_params.get("q", "")
@@ -126,7 +122,7 @@ async def message_page(request: Request) -> Response:
     """GET /messages/{id}[?remote=1]: headers, text body, the HTML body's iframe, attachments,
     the part tree and defects."""
     mail = request.app.state.mail
-    user = user_of(request)
+    user = security.user_of(request)
     email_id = request.path_params["email_id"]
     email = await run_in_threadpool(mail.email, email_id, user)
     details = await run_in_threadpool(messages.details, mail, email, user)
@@ -163,7 +159,7 @@ async def html_body_page(request: Request) -> Response:
     mail = request.app.state.mail
     email_id = request.path_params["email_id"]
     allow_remote = request.query_params.get("remote") == "1"
-    body = await run_in_threadpool(messages.safe_html_body, mail, email_id, user_of(request), allow_remote)
+    body = await run_in_threadpool(messages.safe_html_body, mail, email_id, security.user_of(request), allow_remote)
     if body is None:
         raise NoInputError(f"message {email_id!r} has no HTML body")
     return HTMLResponse(body.document, headers={"Content-Security-Policy": html_body.body_csp(allow_remote),
@@ -173,7 +169,7 @@ async def html_body_page(request: Request) -> Response:
 async def check_page(request: Request) -> Response:
     """GET /messages/{id}/check: the strict checker's verdict on the message as stored."""
     mail = request.app.state.mail
-    user = user_of(request)
+    user = security.user_of(request)
     email = await run_in_threadpool(mail.email, request.path_params["email_id"], user)
     verdict = await run_in_threadpool(messages.check, mail, email.id, user)
     violations = [str(Violation(v["rule"], v["offset"], v["detail"], v.get("part", ""))) for v in verdict["violations"]]
@@ -186,9 +182,9 @@ async def check_page(request: Request) -> Response:
 async def delete_message(request: Request) -> Response:
     """POST /messages/{id}/delete: then the folder it was in."""
     mail = request.app.state.mail
-    user = user_of(request)
+    user = security.user_of(request)
     async with forms.read_form(request, forms.CHANGE) as form:
-        security.check_csrf(request, form.get("csrf"))
+        security.check_csrf(request, form.get(security.CSRF_FIELD))
     email = await run_in_threadpool(mail.email, request.path_params["email_id"], user)
     await run_in_threadpool(mail.delete, email.id, user)
     await request.app.state.watcher.notify([email.folder_id])
@@ -198,9 +194,9 @@ async def delete_message(request: Request) -> Response:
 async def set_flags(request: Request) -> Response:
     """POST /messages/{id}/flags with seen=1 (read) or seen=0 (unread): then the message."""
     mail = request.app.state.mail
-    user = user_of(request)
+    user = security.user_of(request)
     async with forms.read_form(request, forms.CHANGE) as form:
-        security.check_csrf(request, form.get("csrf"))
+        security.check_csrf(request, form.get(security.CSRF_FIELD))
         seen = form.get("seen")
     if seen not in ("0", "1"):
         raise UsageError("seen: 1 (read) or 0 (unread)")
@@ -220,7 +216,7 @@ async def compose_form(request: Request) -> Response:
     """GET /compose[?reply=ID[&all=1]|?forward=ID]: the form, filled in for a reply or a forward."""
     _need_sender(request)
     mail = request.app.state.mail
-    user = user_of(request)
+    user = security.user_of(request)
     draft: dict = {"from": user or ""}
     params = request.query_params
     if "reply" in params:
@@ -235,9 +231,9 @@ async def compose_send(request: Request) -> Response:
     message that cannot be made or sent: the form again, as filled in, with why."""
     sender = _need_sender(request)
     mail = request.app.state.mail
-    user = user_of(request)
+    user = security.user_of(request)
     async with forms.read_form(request, forms.SEND) as form:
-        security.check_csrf(request, form.get("csrf"))
+        security.check_csrf(request, form.get(security.CSRF_FIELD))
         fields = {name: form.get(name) for name in COMPOSE_FIELDS if isinstance(form.get(name), str)}
         files = forms.attachments(form)
         try:

@@ -180,6 +180,11 @@ def csrf_token(request: Request) -> str:
     return hmac.new(_CSRF_SECRET, user.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def user_of(request: Request) -> str | None:
+    """Who is logged in (set by SecurityMiddleware); None when no login is asked for."""
+    return getattr(request.state, "user", None)
+
+
 def check_csrf(request: Request, token: str | None) -> None:
     """CSRFError (403) unless `token` is this user's; a bearer-token request needs none."""
     if getattr(request.state, "bearer", False):

@@ -610,3 +610,10 @@ def test_control_characters_and_overlong_searches_are_never_a_500(client, q):
     assert response.status_code in (200, 400), response.text
     if len(q) > 1000:
         is_error(response, 400)
+
+
+def test_json_nested_past_the_parser_depth_is_a_400(client):
+    message, headers = email_id(client, PLAIN_SUBJECT), csrf(client)
+    response = client.patch(f"/api/messages/{message}", content=b"[" * 100_000,
+                            headers={**headers, "Content-Type": "application/json"})
+    is_error(response, 400)

@@ -121,6 +121,20 @@ def test_body_value_is_capped_and_says_so(tmp_path):
     assert value["value"].startswith("0123456789\n0123")
 
 
+def test_body_values_share_one_budget_over_every_text_part(tmp_path):
+    """Hundreds of inline text parts cannot make one view hold hundreds of MiB: the parts'
+    values together stay within MAX_BODY_VALUE, and those cut say so."""
+    part = "x" * (messages.MAX_BODY_VALUE // 2 + 1000) + "\n"
+    message = ("From: a@example.test\nSubject: many texts\nMIME-Version: 1.0\n"
+               "Content-Type: multipart/mixed; boundary=b\n\n"
+               + "".join(f"--b\nContent-Type: text/plain\n\n{part}" for _ in range(4)) + "--b--\n").encode()
+    mail, [email_id] = stored(tmp_path, message)
+    values = messages.details(mail, mail.email(email_id), None)["bodyValues"]
+    assert len(values) == 4
+    assert sum(len(value["value"]) for value in values.values()) == messages.MAX_BODY_VALUE
+    assert [value["isTruncated"] for value in values.values()] == [False, True, True, True]
+
+
 def test_defects_are_those_show_lists(tmp_path):
     broken = (b"From: a@example.test\nSubject: broken\nContent-Type: multipart/mixed; boundary=b\n\n"
               b"--b\nContent-Type: text/plain\n\nunclosed part\n")
@@ -195,14 +209,6 @@ def test_open_cid_finds_the_inline_image(tmp_path):
     assert mail.opened == 0
 
 
-def test_html_body_is_the_decoded_html(tmp_path):
-    mail, [with_html, plain] = stored(tmp_path, web_messages.html_with_image_and_attachment(), web_messages.plain())
-    html = messages.html_body(mail, with_html, None)
-    assert html.startswith("<html><body><p>The <b>chart</b>:</p>") and 'src="cid:' in html
-    assert messages.html_body(mail, plain, None) is None
-    assert mail.opened == 0
-
-
 def html_only(html: str) -> bytes:
     builder = MessageBuilder()
     builder.add_addresses("From", ["Dan <dan@example.test>"])
@@ -243,7 +249,6 @@ def test_an_html_body_past_the_cap_is_cut_and_says_so(tmp_path):
     mail, [email_id] = stored(tmp_path, html_only("<p>" + "x" * (messages.MAX_HTML_CHARACTERS + 10) + "</p>"))
     body = messages.safe_html_body(mail, email_id, None, allow_remote=False)
     assert body.truncated is True and body.document.count("x") == messages.MAX_HTML_CHARACTERS - len("<p>")
-    assert len(messages.html_body(mail, email_id, None)) == messages.MAX_HTML_CHARACTERS
 
 
 def test_check_is_what_check_json_prints(tmp_path):

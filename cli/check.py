@@ -7,7 +7,8 @@ import sys
 import click
 
 from mimekit.read.check import CheckReport, check_message
-from mimekit_cli.common import EXIT_DATAERR, json_option, limits_option, print_diagnostic, printable, reporting
+from mimekit_cli.common import (EXIT_DATAERR, json_option, limits_option, print_diagnostic, printable, quiet_option,
+                                reporting)
 from mimekit_cli.reading import ReadingRun, as_sources, jobs_option, json_line, recursive_option, sources_argument
 
 
@@ -18,7 +19,8 @@ from mimekit_cli.reading import ReadingRun, as_sources, jobs_option, json_line, 
 @jobs_option
 @limits_option
 @json_option
-def check(sources, recursive, allow_lf, jobs, limits, as_json):
+@quiet_option
+def check(sources, recursive, allow_lf, jobs, limits, as_json, quiet):
     """Check that messages are 7-bit clean and well formed.
 
     Reports 8-bit bytes, long lines (over 998; base64/QP over 76), bare CR/LF,
@@ -27,6 +29,11 @@ def check(sources, recursive, allow_lf, jobs, limits, as_json):
     message, a directory, a Maildir or an mbox (see `mimekit scan --help`); messages of a
     Maildir or an mbox may have LF line endings, as stores keep them. With several
     messages, each problem line starts with the message's reference.
+
+    The problems are the data, on stdout. The verdict is a note on stderr, as other
+    commands' summaries are: `mimekit check: ok` (`ok: N messages` for a mailbox or several
+    sources) when every message passes, unless -q; the count of messages with problems
+    otherwise. --json adds nothing: each record's "ok" says it.
     """
     with reporting("check", as_json):
         run = ReadingRun("check", as_sources(sources), recursive, as_json)
@@ -39,10 +46,13 @@ def check(sources, recursive, allow_lf, jobs, limits, as_json):
                 json_line("check", {"source": str(ref), **report.as_dict()})
             else:
                 _print_report(str(ref), report, named)
+        exit_code = run.exit_code() or (EXIT_DATAERR if with_problems else 0)
         if with_problems and not as_json:
             print_diagnostic("check", f"{with_problems} of {run.messages} message(s) have problems" if named
                              else f"{ref}: {_problems(report)} problem(s)")
-        sys.exit(run.exit_code() or (EXIT_DATAERR if with_problems else 0))
+        elif exit_code == 0 and not (as_json or quiet):
+            print_diagnostic("check", f"ok: {_messages(run.messages)}" if named else "ok")
+        sys.exit(exit_code)
 
 
 def _print_report(reference: str, report: CheckReport, named: bool) -> None:
@@ -51,6 +61,10 @@ def _print_report(reference: str, report: CheckReport, named: bool) -> None:
         click.echo(prefix + printable(str(violation)))
     for rule, count in report.suppressed.items():
         click.echo(f"{prefix}{rule}: {count} more not listed")
+
+
+def _messages(count: int) -> str:
+    return f"{count} message" + ("" if count == 1 else "s")
 
 
 def _problems(report: CheckReport) -> int:

@@ -1,6 +1,7 @@
 """`mimekit check`: a clean message passes; each listed problem is caught in a purpose-made bad message."""
 
 import io
+import json
 import subprocess
 import sys
 
@@ -127,7 +128,8 @@ def run_check(*args, input=None):
 def test_cli_exit_codes_and_output(tmp_path):
     good = tmp_path / "good.eml"
     good.write_bytes(GOOD)
-    assert run_check(str(good)).returncode == 0
+    passed = run_check(str(good))
+    assert (passed.returncode, passed.stdout, passed.stderr) == (0, b"", b"mimekit check: ok\n")
     result = run_check("-", input=GOOD.replace(b"text/plain; charset=utf-8", b"text/plain"))
     assert result.returncode == 65
     assert result.stdout.decode().startswith("text-without-charset at part 1, byte ")
@@ -136,8 +138,21 @@ def test_cli_exit_codes_and_output(tmp_path):
     assert missing.returncode == 66 and b"nope.eml" in missing.stderr and b"Traceback" not in missing.stderr
 
 
+def test_cli_ok_is_a_note_on_stderr_silenced_by_quiet_and_absent_from_json(tmp_path):
+    """The verdict is a diagnostic (docs/conventions.md: stdout carries the findings only)."""
+    good = tmp_path / "good.eml"
+    good.write_bytes(GOOD)
+    several = run_check(str(good), "-", input=GOOD)
+    assert (several.returncode, several.stdout, several.stderr) == (0, b"", b"mimekit check: ok: 2 messages\n")
+    quiet = run_check("-q", str(good), str(good))
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, b"", b"")
+    as_json = run_check("--json", str(good))
+    assert as_json.returncode == 0 and as_json.stderr == b"" and json.loads(as_json.stdout)["ok"] is True
+    failed = run_check(str(good), "-", input=GOOD.replace(b"text/plain; charset=utf-8", b"text/plain"))
+    assert failed.returncode == 65 and b"check: ok" not in failed.stderr
+
+
 def test_cli_json(tmp_path):
-    import json
     result = run_check("--json", "-", input=GOOD.replace(b"--=_outer--\r\n", b""))
     document = json.loads(result.stdout)
     assert result.returncode == 65

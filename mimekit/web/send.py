@@ -16,33 +16,24 @@ base64, its bytes intact.
 
 import io
 import os
-import re
 import tempfile
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
-from mimekit.errors import AuthError, DataError, UnavailableError, UsageError
-from mimekit.headers.addresses import Address, Group, parse_address_list
-from mimekit.headers.folding import quote_string
+from mimekit.errors import AuthError, UnavailableError, UsageError
 from mimekit.queue import Queue
-from mimekit.read.extract import best_text_part, iter_text
-from mimekit.read.safe_names import safe_name
-from mimekit.read.tree import Message, parse_message
+from mimekit.read.tree import parse_message
 from mimekit.send import send as send_messages
 from mimekit.transport.connection import DEFAULT_TIMEOUT
 from mimekit.transport.smtp.client import MessageResult, OutgoingMessage, refusal
 from mimekit.transport.smtp.envelope import prepare_message
 from mimekit.transport.urls import ServerURL
+from mimekit.write import replies
 from mimekit.write.composer import ComposedMessage, Content, MessageBuilder
 from mimekit.write.writer import write_message
 
 SOURCE_NAME = "composed message"      # what errors about the message call it
-QUOTED_TEXT_LIMIT = 1024 * 1024       # characters of the original a reply quotes; the rest is cut
-_MSG_ID = re.compile(r"<[^<>\s]+>")   # RFC 5322 §3.6.4 msg-id, loosely: what References lists
-_REPLY_PREFIX = re.compile(r"^\s*(?:re\s*(?:\[\d+\])?\s*:\s*)+", re.I)
-_FORWARD_PREFIX = re.compile(r"^\s*(?:fwd?\s*:\s*)+", re.I)
-_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")   # a display name typed without quotes
 
 
 class Sender(Protocol):
@@ -160,7 +151,7 @@ def compose_from_form(fields: Mapping[str, str], files: Iterable, mail, user: st
 def _msg_ids(name: str, value: str) -> str:
     """Message ids separated by white space, as they are: anything else is refused."""
     ids = value.split()
-    if not all(_MSG_ID.fullmatch(one) for one in ids):
+    if not all(replies.MSG_ID.fullmatch(one) for one in ids):
         raise UsageError(f"{name}: expected message ids <left@right> separated by spaces")
     return " ".join(ids)
 
@@ -182,105 +173,27 @@ def _upload_name(upload) -> str:
 
 def _attach_original(builder: MessageBuilder, mail, email_id: str, user: str | None) -> None:
     with mail.open(email_id, user) as stream, parse_message(stream) as original:
-        subject = original.root.header("subject") or ""
-    name = safe_name(f"{subject[:100] or 'message'}.eml", "1", "message/rfc822")[0]
+        name = replies.forward_attachment_name(original.root.header("subject"))
     builder.attach(Content(lambda: mail.open(email_id, user)), filename=name, content_type="message/rfc822")
 
 
-# -- reply and forward ------------------------------------------------------------------------
+# -- reply and forward: mimekit.write.replies derives the fields, as `encode --reply` does ------
 
 def reply_draft(mail, email_id: str, user: str | None, all: bool = False) -> dict:
-    """The compose form's fields for a reply to message `email_id`: to (its Reply-To, else
-    From), with `all` cc (its To and Cc but the user and those already in to), subject
-    "Re: ..." (one Re, however many it had), its text quoted "> " under "On DATE, NAME
-    wrote:", in_reply_to and references (RFC 5322 §3.6.4)."""
+    """The compose form's fields for a reply to message `email_id` (replies.reply): to,
+    with `all` cc (but the user), subject, its text quoted under an attribution line below
+    room for the user's text, in_reply_to and references."""
     with mail.open(email_id, user) as stream, parse_message(stream) as original:
-        head = original.root
-        authors = _addresses(head, "reply-to") or _addresses(head, "from")
-        cc = []
-        if all:
-            taken = {address.addr_spec.lower() for address in authors}
-            if user and "@" in user:
-                taken.add(user.lower())
-            for address in _addresses(head, "to") + _addresses(head, "cc"):
-                if address.addr_spec.lower() not in taken:
-                    taken.add(address.addr_spec.lower())
-                    cc.append(address)
-        sender = next(iter(_addresses(head, "from")), None)
-        who = (sender.display_name or sender.addr_spec) if sender else "someone"
-        date = head.header("date")
-        attribution = f"On {date}, {who} wrote:" if date else f"{who} wrote:"
-        message_id = _first_msg_id(head.header("message-id"))
-        return {
-            "to": _typed(authors), "cc": _typed(cc),
-            "subject": "Re: " + _REPLY_PREFIX.sub("", head.header("subject") or ""),
-            "body": f"\n\n{attribution}\n{_quoted(original)}",
-            "in_reply_to": message_id or "",
-            "references": " ".join(_references(head, message_id)),
-            "forward": "",
-        }
+        answer = replies.reply(original, all, own=[user] if user and "@" in user else [])
+    return {"to": replies.typed(answer.to), "cc": replies.typed(answer.cc), "subject": answer.subject,
+            "body": f"\n\n{answer.quote}", "in_reply_to": answer.in_reply_to or "",
+            "references": " ".join(answer.references), "forward": ""}
 
 
 def forward_draft(mail, email_id: str, user: str | None) -> dict:
     """The compose form's fields for forwarding message `email_id`: no recipient yet,
     subject "Fwd: ..." (one Fwd), and forward=the id: the original goes as an attachment."""
     with mail.open(email_id, user) as stream, parse_message(stream) as original:
-        subject = original.root.header("subject") or ""
-    return {"to": "", "cc": "", "subject": "Fwd: " + _FORWARD_PREFIX.sub("", subject), "body": "",
+        subject = replies.forward_subject(original.root.header("subject"))
+    return {"to": "", "cc": "", "subject": subject, "body": "",
             "in_reply_to": "", "references": "", "forward": email_id}
-
-
-def _addresses(head, name: str) -> list[Address]:
-    """The mailboxes of every `name` field, groups flattened; read from the raw value, where
-    an encoded name's comma cannot split an address."""
-    found: list[Address] = []
-    for field in head.header_fields(name):
-        entries, _ = parse_address_list(field.raw_value)
-        for entry in entries:
-            found.extend(entry.members if isinstance(entry, Group) else [entry])
-    return [address for address in found if address.addr_spec]
-
-
-def _typed(addresses: list[Address]) -> str:
-    """Addresses as a user types them ("Name <a@b>", the name quoted when it needs it),
-    which the composer reads back."""
-    def one(address: Address) -> str:
-        name = address.display_name.strip()
-        if not name:
-            return address.addr_spec
-        shown = name if _ATOMS.fullmatch(name) else quote_string(name)
-        return f"{shown} <{address.addr_spec}>"
-    return ", ".join(one(address) for address in addresses)
-
-
-def _first_msg_id(value: str | None) -> str | None:
-    match = _MSG_ID.search(value or "")
-    return match.group() if match else None
-
-
-def _references(head, message_id: str | None) -> list[str]:
-    """The parent's References (else its In-Reply-To when that is one id), then its
-    Message-ID: RFC 5322 §3.6.4."""
-    earlier = _MSG_ID.findall(head.header("references") or "")
-    if not earlier:
-        in_reply_to = _MSG_ID.findall(head.header("in-reply-to") or "")
-        earlier = in_reply_to if len(in_reply_to) == 1 else []
-    return earlier + [message_id] if message_id else earlier
-
-
-def _quoted(message: Message) -> str:
-    """The message's text (extract.best_text_part), each line quoted (">" before a line
-    already quoted, RFC 3676 §4.5), cut at QUOTED_TEXT_LIMIT characters."""
-    with ExitStack() as opened:
-        try:
-            part = best_text_part(message, opened)
-        except DataError:
-            return ""
-        pieces, size = [], 0
-        for piece in iter_text(part, []):
-            pieces.append(piece)
-            size += len(piece)
-            if size >= QUOTED_TEXT_LIMIT:
-                break
-    text = "".join(pieces)[:QUOTED_TEXT_LIMIT].rstrip("\n")
-    return "".join(f">{'' if not line or line.startswith('>') else ' '}{line}\n" for line in text.split("\n"))

@@ -1,11 +1,13 @@
 """The `mimekit` command group. Each command lives in its own module beside this one."""
 
+import difflib
 import importlib
 import sys
 
 import click
 
 from mimekit_cli.common import EXIT_CODE_TABLE, EXIT_USAGE, StdoutError, guard_stdout, printable, stdout_failed
+from mimekit_cli.examples import examples_epilog
 
 
 # Command name -> the module under mimekit_cli that defines it. Modules are imported only
@@ -14,12 +16,13 @@ COMMAND_MODULES = {
     "encode": "encode", "check": "check", "decode": "decode", "show": "show", "scan": "scan",
     "send": "send", "fetch": "fetch", "folders": "fetch", "accounts": "accounts",
     "queue": "queue", "sendmail": "sendmail", "users": "users", "serve": "serve", "web": "web",
+    "completion": "completion",
 }
 
 
 class MimekitGroup(click.Group):
-    """A group that loads each command on first use and whose usage errors exit 64
-    (sysexits USAGE) instead of click's 2."""
+    """A group that loads each command on first use (with its examples, cli/examples.py)
+    and whose usage errors exit 64 (sysexits USAGE) instead of click's 2."""
 
     def list_commands(self, ctx):
         return list(COMMAND_MODULES)
@@ -29,7 +32,20 @@ class MimekitGroup(click.Group):
         if module_name is None:
             return None
         module = importlib.import_module(f"mimekit_cli.{module_name}")
-        return next((command for command in module.COMMANDS if command.name == name), None)
+        command = next((command for command in module.COMMANDS if command.name == name), None)
+        if command is not None:
+            _add_examples(command, name)
+        return command
+
+    def resolve_command(self, ctx, args):
+        """An unknown command names the nearest one: click suggests only among the commands
+        it has loaded, and this group loads none before it needs them."""
+        name = args[0]
+        if name in COMMAND_MODULES or name.startswith("-") or ctx.resilient_parsing:
+            return super().resolve_command(ctx, args)
+        nearest = difflib.get_close_matches(name, COMMAND_MODULES, n=1)
+        raise click.UsageError(f"No such command {name!r}." + (f" Did you mean {nearest[0]!r}?" if nearest else ""),
+                               ctx)
 
     def main(self, args=None, prog_name=None, **extra):
         extra.pop("standalone_mode", None)
@@ -51,6 +67,16 @@ class MimekitGroup(click.Group):
             click.echo("mimekit: aborted", err=True)
             sys.exit(130)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def _add_examples(command: click.Command, path: str) -> None:
+    """Append the examples of `path` ("queue", "queue run") to the help epilog of `command`
+    and of its subcommands, once: the command objects live as long as their module."""
+    examples = examples_epilog(path)
+    if examples and examples not in (command.epilog or ""):
+        command.epilog = f"{command.epilog}\n\n{examples}" if command.epilog else examples
+    for name, subcommand in getattr(command, "commands", {}).items():
+        _add_examples(subcommand, f"{path} {name}")
 
 
 def _show_printable(exc: click.ClickException) -> None:

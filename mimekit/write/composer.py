@@ -43,6 +43,7 @@ import os
 import re
 import shutil
 import stat
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
@@ -282,10 +283,13 @@ class ComposedMessage:
 
     The fields are rendered (and so validated) when the message is built; the writer only
     changes their line ends under --lf. The body's Content-* fields are written with it.
+    `warnings` name what is valid but probably not what the sender meant (a cid: reference
+    no inline part has, two inline files that wanted the same Content-ID).
     """
 
     header_fields: list[bytes]
     body: Leaf | Multipart
+    warnings: list[str] = field(default_factory=list)   # what the sender may not have meant
 
     def leaves(self) -> Iterator[Leaf]:
         """The parts with content, in the order they are written."""
@@ -321,7 +325,8 @@ class MessageBuilder:
         self._html: Leaf | None = None
         self._inline: list[Leaf] = []
         self._attachments: list[Leaf] = []
-        self._content_ids: set[str] = set()
+        self._content_ids: dict[str, str] = {}   # Content-ID -> the inline file that has it
+        self._warnings: list[str] = []
 
     # -- headers --------------------------------------------------------------------------
 
@@ -367,7 +372,7 @@ class MessageBuilder:
     def add_inline(self, source, filename: str | None = None, content_type: str | None = None) -> str:
         """A file shown in place; returns its Content-ID, which HTML references as cid:ID."""
         leaf = self._file_leaf(source, filename, content_type, "inline")
-        leaf.content_id = self._unique_content_id(leaf.filename)
+        leaf.content_id = self._unique_content_id(leaf.filename, _source_name(source, leaf.filename))
         self._inline.append(leaf)
         return leaf.content_id
 
@@ -408,15 +413,21 @@ class MessageBuilder:
         return Leaf(content, content_type, role, scan, charset=detector.charset() if detector else None,
                     encoding=self.encoding)
 
-    def _unique_content_id(self, filename: str) -> str:
-        """NAME@inline, NAME being the file name in characters a cid: URL keeps as they are."""
+    def _unique_content_id(self, filename: str, source_name: str) -> str:
+        """NAME@inline, NAME being the file name in characters a cid: URL keeps as they are.
+        A name already taken gets a serial (NAME-2@inline), with a warning: HTML written for
+        the first file's cid: would otherwise show the wrong picture without a word."""
         stem = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._+-]", "_", filename)).strip(".") or "part"
-        candidate, serial = stem, 1
-        while f"{candidate}@inline" in self._content_ids:
+        wanted = candidate = f"{stem}@inline"
+        serial = 1
+        while candidate in self._content_ids:
             serial += 1
-            candidate = f"{stem}-{serial}"
-        self._content_ids.add(f"{candidate}@inline")
-        return f"{candidate}@inline"
+            candidate = f"{stem}-{serial}@inline"
+        if candidate != wanted:
+            self._warnings.append(f"inline files {self._content_ids[wanted]} and {source_name} would share "
+                                  f"Content-ID <{wanted}>: {source_name} gets <{candidate}>")
+        self._content_ids[candidate] = source_name
+        return candidate
 
     # -- the message ----------------------------------------------------------------------
 
@@ -430,7 +441,15 @@ class MessageBuilder:
         rendered += [_render_field(name, values) for name, values in fields.values()]
         rendered += [_render_field(name, [value]) for name, value in self._extra_fields]
         rendered.append(fold_header("MIME-Version", "1.0", CRLF))
-        return ComposedMessage(rendered, self._structure())
+        return ComposedMessage(rendered, self._structure(), self._warnings + self._missing_cid_warnings())
+
+    def _missing_cid_warnings(self) -> list[str]:
+        """One warning per cid: reference in the HTML body that no inline part answers
+        (a picture the reader will see broken)."""
+        if self._html is None:
+            return []
+        return [f"the HTML body references cid:{reference}, which no inline part has"
+                for reference in sorted(_cid_references(self._html.content)) if reference not in self._content_ids]
 
     def build_report(self, report_type: str, parts) -> ComposedMessage:
         """An RFC 6522 multipart/report: the body (the human-readable part), then `parts`,
@@ -471,8 +490,9 @@ def compose(*, from_: str | list[str], to=(), cc=(), bcc=(), subject: str | None
             headers=(), body=None, html=None, attachments=(), inline=(),
             attachment_type: str | None = None, encoding: str = "auto") -> ComposedMessage:
     """A whole message in one call. `headers` are (name, value) pairs; sources are paths,
-    bytes or Content. `attachment_type` overrides the sniffed type of every attachment
-    (not of inline files, whose HTML needs their real type)."""
+    bytes or Content. An attachment or inline file given as a (source, media type) pair
+    has that type; `attachment_type` is the type of every attachment given without one
+    (not of inline files, whose HTML needs their real type); the others are sniffed."""
     builder = MessageBuilder(encoding)
     builder.add_addresses("From", [from_] if isinstance(from_, str) else from_)
     builder.add_addresses("To", to)
@@ -486,11 +506,38 @@ def compose(*, from_: str | list[str], to=(), cc=(), bcc=(), subject: str | None
         builder.set_body(body)
     if html is not None:
         builder.set_body(html, html=True)
-    for source in inline:
-        builder.add_inline(source)
-    for source in attachments:
-        builder.attach(source, content_type=attachment_type)
+    for source, content_type in map(_typed_source, inline):
+        builder.add_inline(source, content_type=content_type)
+    for source, content_type in map(_typed_source, attachments):
+        builder.attach(source, content_type=content_type or attachment_type)
     return builder.build()
+
+
+def _typed_source(entry) -> tuple:
+    """(source, media type or None) for an entry of compose's attachments or inline."""
+    return entry if isinstance(entry, tuple) else (entry, None)
+
+
+# A cid: URL (RFC 2392) in HTML, up to what ends an attribute value or a CSS url().
+_CID_URL = re.compile(rb"""\bcid:([^\s"'<>()]+)""", re.IGNORECASE)
+_LONGEST_CID = 998   # a longer one is not a Content-ID a header line could carry
+
+
+def _cid_references(content: Content) -> set[str]:
+    """The Content-IDs HTML content references as cid:ID (percent-decoded), read in chunks:
+    a reference cut by a chunk's end is read again whole with the next chunk."""
+    references, pending = set(), b""
+    with content.open() as stream:
+        for chunk in itertools.chain(read_chunks(stream, SCAN_CHUNK_SIZE), [None]):
+            text = pending + (chunk or b"")
+            keep_from = max(len(text) - len(b"cid:"), 0) if chunk is not None else len(text)
+            for match in _CID_URL.finditer(text):
+                if match.end() == len(text) and chunk is not None:
+                    keep_from = match.start()   # may go on in the next chunk
+                    break
+                references.add(urllib.parse.unquote(match[1].decode("ascii", "replace")))
+            pending = text[keep_from:] if len(text) - keep_from <= _LONGEST_CID else b""
+    return references
 
 
 def _as_content(source) -> Content:
@@ -499,6 +546,11 @@ def _as_content(source) -> Content:
     if isinstance(source, (bytes, bytearray)):
         return Content.from_bytes(bytes(source))
     return Content.from_path(source)
+
+
+def _source_name(source, filename: str) -> str:
+    """How a warning names a part's source: its path as given, else its file name."""
+    return os.fsdecode(source) if isinstance(source, (str, os.PathLike)) else filename
 
 
 def _display_name(path: str) -> str:

@@ -47,7 +47,13 @@ def sniff_content_type(head: bytes, filename: str = "") -> str:
     """The media type of content starting with `head` (1 MiB is plenty for libmagic)."""
     sniffed = _magic_type(head)
     guessed = _type_from_name(filename)
-    if not looks_like_message(head):
+    if looks_like_message(head):
+        # libmagic knows a message only by a few first fields (From:, Received:): to it, one
+        # starting "MIME-Version:" is text, which a reader would parse as a message all the
+        # same. Whatever the name says: a saved mail.txt is a message too.
+        if sniffed is None or sniffed in _VAGUE_TYPES or sniffed in _EMPTY_TYPES:
+            return "message/rfc822"
+    else:
         # libmagic calls anything starting "From:" a message; a reader would parse it as one.
         if sniffed and sniffed.startswith("message/"):
             sniffed = "text/plain" if not _BINARY_BYTE.search(head) else OCTET_STREAM

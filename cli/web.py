@@ -21,6 +21,7 @@ from mimekit.errors import ConfigError, MimekitError, NoInputError, UnavailableE
 from mimekit.queue import Queue, default_queue_directory
 from mimekit.queue.store import QUEUE_SCHEMES
 from mimekit.serve.server import format_address, server_tls_context
+from mimekit.stores.common import expand_store_path
 from mimekit.transport.urls import parse_url
 from mimekit_cli.common import print_diagnostic, reporting
 from mimekit_cli.serve import check_listen_address, check_tls_pair, listen_address, load_users, start_queue_runner
@@ -225,7 +226,7 @@ def _start_mirroring(mirror, stopping: threading.Event) -> threading.Thread:
 def _absolute(source: str) -> str:
     scheme, colon, rest = source.partition(":")
     prefixed = colon and scheme.lower() in ("maildir", "mbox")
-    path = rest if prefixed else source
+    path = expand_store_path(source, rest) if prefixed else source
     if path == "-":
         raise UsageError(f"{source}: standard input cannot be served: give a Maildir, an mbox or a directory")
     return f"{scheme.lower()}:{os.path.abspath(path)}" if prefixed else os.path.abspath(path)

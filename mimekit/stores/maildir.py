@@ -178,8 +178,8 @@ class Maildir:
 
     def __iter__(self) -> Iterator["MessageRef"]:
         """The messages as references, in delivery order (see stores.sources)."""
-        from mimekit.stores.sources import messages_of   # sources builds on this module
-        return messages_of(f"maildir:{self.path}")
+        from mimekit.stores.sources import maildir_messages   # sources builds on this module
+        return maildir_messages(self.path)
 
     def remove(self, *keys: str) -> None:
         """Unlink the messages' files, then fsync new/ and cur/ so they stay gone. Every key

@@ -183,8 +183,8 @@ class Mbox:
     @staticmethod
     def _status_lines(flags: str) -> bytes:
         """Maildir flags as the Status/X-Status headers mutt and Python's mailbox read
-        (seen -> R, replied -> A, flagged -> F, trashed -> D; draft and passed have no
-        mbox equivalent)."""
+        (seen -> R, replied -> A, flagged -> F, trashed -> D, draft -> T as UW-IMAP and
+        Dovecot write it; passed has no mbox equivalent)."""
         if not flags:
             return b""
         status = ("R" if "S" in flags else "") + "O"
@@ -363,5 +363,5 @@ class Mbox:
 
     def __iter__(self) -> Iterator["MessageRef"]:
         """The messages as references, in file order (see stores.sources)."""
-        from mimekit.stores.sources import messages_of   # sources builds on this module
-        return messages_of(f"mbox:{self.path}")
+        from mimekit.stores.sources import mbox_messages   # sources builds on this module
+        return mbox_messages(self.path)

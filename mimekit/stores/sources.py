@@ -22,6 +22,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 from mimekit.errors import NoInputError, UsageError
 from mimekit.limits import parse_decimal
+from mimekit.stores.common import expand_store_path
 from mimekit.stores.maildir import Maildir
 from mimekit.stores.mbox_split import MboxSpan, UnquotedRange, split_mbox, unquoted_range
 from mimekit.streams.files import CHUNK_SIZE
@@ -158,11 +159,12 @@ def messages_of(source: Source, recursive: bool = False,
     if colon and scheme.lower() in ("maildir", "mbox") and not rest:
         raise UsageError(f"{scheme}: names no {scheme}: give {scheme}:PATH")
     if colon and scheme.lower() == "maildir":
-        yield from _maildir(rest, recursive)
+        yield from maildir_messages(expand_store_path(source, rest), recursive)
     elif colon and scheme.lower() == "mbox":
-        yield from list_mbox(rest)
+        yield from list_mbox(expand_store_path(source, rest))
     elif os.path.isdir(source):
-        yield from _maildir(source, recursive) if is_maildir(source) else _directory(source, recursive, list_mbox)
+        yield from (maildir_messages(source, recursive) if is_maildir(source)
+                    else _directory(source, recursive, list_mbox))
     elif os.path.exists(source) and not os.path.isfile(source):    # a pipe or a device: <(...), /dev/stdin
         yield from _pipe(source)
     elif os.path.exists(source):
@@ -186,7 +188,7 @@ def is_mbox(path: str) -> bool:
         return False
 
 
-def _maildir(path: str, recursive: bool = False) -> Iterator[MessageRef]:
+def maildir_messages(path: str, recursive: bool = False) -> Iterator[MessageRef]:
     """A Maildir's messages; with `recursive`, then those of its Maildir++ folders
     (.Sent, .Archive.2024: the folders Dovecot and Courier keep inside it), in name order."""
     if not is_maildir(path):
@@ -196,7 +198,7 @@ def _maildir(path: str, recursive: bool = False) -> Iterator[MessageRef]:
     if recursive:
         for entry in sorted(os.scandir(path), key=lambda entry: entry.name):
             if entry.name.startswith(".") and entry.is_dir(follow_symlinks=False) and is_maildir(entry.path):
-                yield from _maildir(entry.path)
+                yield from maildir_messages(entry.path)
 
 
 def mbox_messages(path: str, offset: int = 0, stop: int | None = None) -> Iterator[MessageRef]:
@@ -240,7 +242,7 @@ def _subdirectory(path: str, list_mbox: Callable[[str], Iterable]) -> Iterator[M
     """A directory met in a recursive listing. One that cannot be listed is an entry that
     fails in its place (NoInputError when opened), and the listing goes on."""
     try:
-        yield from _maildir(path, True) if is_maildir(path) else _directory(path, True, list_mbox)
+        yield from maildir_messages(path, True) if is_maildir(path) else _directory(path, True, list_mbox)
     except NoInputError as exc:
         yield MessageRef("unreadable", path, key=str(exc))
 
@@ -371,4 +373,4 @@ class _SpoolRange(UnquotedRange):
 
 
 __all__ = ["MessageRef", "StreamSource", "messages", "messages_of", "mbox_messages", "opened", "from_store", "lf_is_normal",
-           "is_maildir", "is_mbox"]
+           "is_maildir", "is_mbox", "maildir_messages"]

@@ -70,7 +70,8 @@ def parse_url(text: str, allowed: set[str]) -> ServerURL:
         path = rest[2:] if rest.startswith("//") else rest
         if not path:
             raise UsageError(f"{shown!r}: a {scheme}: store needs a path")
-        return ServerURL(scheme=scheme, path=path)
+        from mimekit.stores.common import expand_store_path   # here: a server URL needs no store
+        return ServerURL(scheme=scheme, path=expand_store_path(text, path))
     if scheme == DIRECT:
         policy = (rest or MX_DEFAULT_POLICY).lower()
         if policy not in MX_POLICIES:

@@ -84,11 +84,69 @@ def test_lf_output_has_no_cr(fixtures_dir):
     assert message.get_payload()[1].get_payload(decode=True) == (fixtures_dir / "blob-with-nul.bin").read_bytes()
 
 
-def test_type_overrides_every_attachment(fixtures_dir):
-    result = encode("--from", SENDER, "--type", "application/x-report",
-                    "--attach", fixtures_dir / "tiny.pdf", "--attach", fixtures_dir / "tiny.png")
-    types = [p.get_content_type() for p in parse(result.stdout).iter_parts()]
-    assert types == ["application/x-report", "application/x-report"]
+def test_type_applies_to_the_file_right_before_it(fixtures_dir):
+    result = encode("--from", SENDER, "--html", fixtures_dir / "body.html",
+                    "--attach", fixtures_dir / "tiny.pdf", "--type", "application/x-report",
+                    "--inline", fixtures_dir / "tiny.png", "--type", "image/x-icon",
+                    "--attach", fixtures_dir / "tiny.png", "--attach", fixtures_dir / "body.txt", "--type", "text/markdown")
+    assert result.returncode == 0, result.stderr
+    types = [part.get_content_type() for part in parse(result.stdout).walk() if not part.is_multipart()]
+    assert types == ["text/html", "image/x-icon", "application/x-report", "image/png", "text/markdown"]
+
+
+@pytest.mark.parametrize("types, mention", [
+    (["--type", "text/plain", "--attach", "a.txt"], "--type text/plain comes before any --attach or --inline"),
+    (["--attach", "a.txt", "--type", "text/plain", "--type", "text/x"], "two --type for --attach a.txt"),
+])
+def test_a_type_with_no_file_of_its_own_is_64(types, mention):
+    assert_fails(encode("--from", SENDER, *types), 64, mention)
+
+
+@pytest.mark.parametrize("line_end, lf_option", [(b"\r\n", []), (b"\n", ["--lf"])])
+def test_a_saved_message_is_attached_as_message_rfc822_and_comes_back_byte_exact(tmp_path, line_end, lf_option):
+    """Sent as it is (7bit), its line breaks are the message's own, so a saved message with
+    the same line ends comes back exact: `decode --part` gives the attached message whole."""
+    saved = tmp_path / "saved.txt"   # the bytes decide, not the name
+    saved.write_bytes(b"MIME-Version: 1.0\nMessage-ID: <saved@example.org>\nSubject: kept\n\n"
+                      b"From the start of a line\n".replace(b"\n", line_end))
+    message = tmp_path / "message.eml"
+    assert encode("--from", SENDER, *lf_option, "--attach", saved, "-o", message).returncode == 0
+    attached, = parse(message.read_bytes()).iter_parts()
+    assert attached.get_content_type() == "message/rfc822" and attached["Content-Transfer-Encoding"] == "7bit"
+    decoded = subprocess.run([sys.executable, "-m", "mimekit_cli", "decode", "--part", "1", message],
+                             capture_output=True)
+    assert decoded.returncode == 0 and decoded.stdout == saved.read_bytes()
+
+
+def test_an_8bit_saved_message_comes_back_byte_exact_through_decode_o(tmp_path):
+    """message/* may not be 8bit or base64 (RFC 2046 §5.2.1): the composer sends an 8-bit
+    message as application/octet-stream in base64, so `decode -o` writes it back as it was."""
+    saved = tmp_path / "grüße.eml"
+    saved.write_bytes("From: a@example.org\nSubject: Grüße\nContent-Type: text/plain; charset=utf-8\n"
+                      "Content-Transfer-Encoding: 8bit\n\nGrüße\n".encode())
+    message = tmp_path / "message.eml"
+    assert encode("--from", SENDER, "--attach", saved, "-o", message).returncode == 0
+    extracted = tmp_path / "out"
+    decoded = subprocess.run([sys.executable, "-m", "mimekit_cli", "decode", "-o", extracted, message],
+                             capture_output=True)
+    assert decoded.returncode == 0, decoded.stderr
+    assert (extracted / saved.name).read_bytes() == saved.read_bytes()
+
+
+def test_cid_reference_without_inline_part_and_shared_content_id_are_warned_about(tmp_path, fixtures_dir):
+    logos = [tmp_path / folder / "logo.png" for folder in ("old", "new")]
+    for logo in logos:
+        logo.parent.mkdir()
+        logo.write_bytes((fixtures_dir / "tiny.png").read_bytes())
+    html = tmp_path / "page.html"
+    html.write_text('<img src="cid:logo.png@inline"><img src="cid:chart\x1b[31m@x">')
+    result = encode("--from", SENDER, "--html", html, "--inline", logos[0], "--inline", logos[1], "-q")
+    assert result.returncode == 0
+    assert result.stderr.decode().splitlines() == [
+        f"mimekit encode: warning: inline files {logos[0]} and {logos[1]} would share Content-ID "
+        f"<logo.png@inline>: {logos[1]} gets <logo.png-2@inline>",
+        "mimekit encode: warning: the HTML body references cid:chart\\x1b[31m@x, which no inline part has"]
+    assert_clean_message(result.stdout)
 
 
 def test_forced_base64(fixtures_dir):
@@ -159,7 +217,7 @@ def test_cr_or_lf_in_a_header_value_is_65(option):
     (["--header", "no colon here"], "--header"),
     (["--header", "Content-Type: text/html"], "Content-Type"),
     (["--subject", "one", "--header", "Subject: two"], "Subject"),
-    (["--type", "not-a-type", "--attach", "x"], "not-a-type"),
+    (["--attach", "x", "--type", "not-a-type"], "not-a-type"),
     (["--attach", "-"], "--attach"),
 ])
 def test_usage_errors_are_64(args, mention):

@@ -488,7 +488,7 @@ class MessageBuilder:
 
 def compose(*, from_: str | list[str], to=(), cc=(), bcc=(), subject: str | None = None,
             headers=(), body=None, html=None, attachments=(), inline=(),
-            attachment_type: str | None = None, encoding: str = "auto") -> ComposedMessage:
+            attachment_type: str | None = None, encoding: str = "auto", forwarded=()) -> ComposedMessage:
     """A whole message in one call. `headers` are (name, value) pairs; sources are paths,
     bytes or Content. An attachment or inline file given as a (source, media type) pair
     has that type; `attachment_type` is the type of every attachment given without one
@@ -510,6 +510,8 @@ def compose(*, from_: str | list[str], to=(), cc=(), bcc=(), subject: str | None
         builder.add_inline(source, content_type=content_type)
     for source, content_type in map(_typed_source, attachments):
         builder.attach(source, content_type=content_type or attachment_type)
+    for source, filename in forwarded:   # (source, file name): messages forwarded whole (replies)
+        builder.attach(source, filename=filename, content_type="message/rfc822")
     return builder.build()
 
 

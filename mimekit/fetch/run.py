@@ -35,7 +35,7 @@ from mimekit.transport.connection import DEFAULT_TIMEOUT
 from mimekit.errors import UnavailableError, UsageError
 from mimekit.fetch.message import HEADER_LIMIT, message_id_of
 from mimekit.fetch.sinks import Sink, maildir_flags
-from mimekit.fetch.state import FetchState, state_path
+from mimekit.fetch.state import Cursor, FetchState, state_path
 from mimekit.streams.files import read_chunks
 from mimekit.fetch.sources import LocalSource, Source
 from mimekit.transport.imap.client import IMAPClient
@@ -137,7 +137,7 @@ def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: 
 
 def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None, state: FetchState | None,
          report: FetchReport, on_progress: Callable[[int, int], None] | None) -> None:
-    ids = source.list(criteria)
+    ids, saved_earlier = _list(source, options, criteria, state)
     if state is not None and not source.stable_ids:
         if options.new:
             raise UnavailableError("the POP3 server has no UIDL, so new=True cannot tell old messages from new")
@@ -158,7 +158,7 @@ def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None
             saved_before.append(message.id)
         else:
             todo.append(message)
-    report.skipped += len(saved_before)
+    report.skipped += len(saved_before) + saved_earlier
     chosen = todo[:options.limit] if options.limit else todo
     saved = []
     for message, chunks in source.retrieve(chosen, options.headers_only):
@@ -181,6 +181,42 @@ def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None
         report.deleted = source.delete(saved_before + saved)
     if (skip_saved is not None and not criteria and len(chosen) == len(todo) and not report.vanished):
         skip_saved.drop_stale()   # the whole mailbox was looked at: unmatched old records are gone
+    if state is not None and not criteria and isinstance(source, IMAPClient):
+        saved_ids = set(saved)
+        _advance_cursor(state, source, ids, [m.number for m in todo if m.id not in saved_ids])
+
+
+def _list(source: Source, options: FetchOptions, criteria: str | None,
+          state: FetchState | None) -> tuple[list[str], int]:
+    """The ids to consider, and how many messages were left out as saved by earlier runs.
+
+    For --new from an IMAP folder whose state has a cursor of this UIDVALIDITY: no id,
+    without a command, when the SELECT's UIDNEXT and HIGHESTMODSEQ are those remembered
+    (RFC 3501 §2.3.1.1: UIDNEXT changes whenever a message is added), else the UIDs from
+    the cursor on (one UID SEARCH, whatever the folder's size). What lies below the
+    cursor was saved; it is counted from the folder's size."""
+    cursor = state.cursor if state is not None else None
+    if not (options.new and not criteria and isinstance(source, IMAPClient)
+            and cursor is not None and cursor.validity == source.validity):
+        return source.list(criteria), 0
+    if source.unchanged_since(cursor.uidnext, cursor.modseq):
+        return [], source.exists
+    ids = source.list_from(cursor.uidnext)
+    return ids, max(source.exists - len(ids), 0)
+
+
+def _advance_cursor(state: FetchState, source: IMAPClient, listed: list[str], unhandled: list[int]) -> None:
+    """Move the cursor up to the first listed message left unhandled (cut by --limit, or
+    not fetched), else past the SELECT's UIDNEXT and everything listed: every UID below
+    is then saved or recorded, as UIDs are given out in ascending order (RFC 3501 §2.3.1.1)."""
+    if unhandled:
+        uidnext = min(unhandled)
+    else:
+        uidnext = max([source.uidnext or 0] + [int(uid) + 1 for uid in listed[-1:]])
+    if state.cursor is not None and state.cursor.validity == source.validity:
+        uidnext = max(uidnext, state.cursor.uidnext)
+    if uidnext:
+        state.set_cursor(Cursor(source.validity, uidnext, source.highestmodseq))
 
 
 class _Counter:

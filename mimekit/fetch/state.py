@@ -31,6 +31,13 @@ message of the new mailbox that matches one consumes it instead of being fetched
 A message without a Message-ID cannot be matched and is fetched again: a possible
 duplicate, never a loss. Stale pairs are dropped once a run has looked at the whole
 mailbox.
+
+The IMAP cursor (RFC 3501 UIDNEXT, RFC 7162 HIGHESTMODSEQ) lets `--new` skip listing a
+whole folder: every message of the folder whose UID is below `uidnext` (under that
+UIDVALIDITY) was handled by an earlier run, so a later run need only look from there on,
+and not at all when the folder's UIDNEXT and HIGHESTMODSEQ are still those remembered.
+It is one more snapshot key and journal line, which code that predates it ignores (and
+drops, which costs only one full listing); a state without it is listed in full.
 """
 
 import fcntl
@@ -39,7 +46,7 @@ import json
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from mimekit.errors import CantCreateError, TempFailure
 from mimekit.streams.files import OutputDirectory
@@ -55,9 +62,22 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Cursor:
+    """Where an IMAP folder's unhandled messages start (see the module docstring)."""
+    validity: int
+    uidnext: int
+    modseq: int | None        # HIGHESTMODSEQ when it was taken; None without CONDSTORE
+
+
+@dataclass(frozen=True)
 class Pending:
     id: str
     mark: dict                 # what the output looked like just before the write
+
+
+def _cursor(saved: dict | None) -> Cursor | None:
+    """A saved cursor; keys a later version may add are ignored."""
+    return Cursor(saved["validity"], saved["uidnext"], saved.get("modseq")) if saved else None
 
 
 def state_directory(environ=None) -> str:
@@ -82,6 +102,7 @@ class FetchState:
         self.description = description
         self.validity: int | None = None
         self.pending: Pending | None = None
+        self.cursor: Cursor | None = None
         self._seen: dict[str, Record] = {}
         self._stale: Counter = Counter()
         self._generation = 0
@@ -135,6 +156,12 @@ class FetchState:
         changed = self.validity is not None
         self._append({"validity": validity}, sync=True)
         return changed
+
+    def set_cursor(self, cursor: Cursor) -> None:
+        """Remember where unhandled messages start; not fsync'd: if lost, the one before
+        is used, which lists more, never less."""
+        if cursor != self.cursor:
+            self._append({"cursor": asdict(cursor)}, sync=False)
 
     def adopt_stale(self, message_id: str, header_id: str | None, size: int | None) -> bool:
         """If this message was saved under an old UIDVALIDITY, record it as seen (using up
@@ -200,6 +227,8 @@ class FetchState:
                     self._stale[(record.message_id, record.size)] += 1
                 self._seen.clear()
             self.validity = entry["validity"]
+        elif "cursor" in entry:
+            self.cursor = _cursor(entry["cursor"])
         elif "pending" in entry:
             self.pending = Pending(entry["pending"], entry.get("mark") or {}) if entry["pending"] else None
         elif "seen" in entry:
@@ -237,6 +266,7 @@ class FetchState:
         pending = data.get("pending")
         self.pending = Pending(pending["id"], pending["mark"]) if pending else None
         self._generation = data.get("generation", 0)
+        self.cursor = _cursor(data.get("cursor"))
         try:
             with open(self._journal_path(self._generation), "rb") as journal:
                 lines = journal.read().split(b"\n")
@@ -261,6 +291,7 @@ class FetchState:
             "seen": {k: [r.key, r.message_id, r.size] for k, r in self._seen.items()},
             "stale": [[mid, size, count] for (mid, size), count in self._stale.items() if count > 0],
             "pending": {"id": self.pending.id, "mark": self.pending.mark} if self.pending else None,
+            "cursor": asdict(self.cursor) if self.cursor else None,
         }
         new_journal = open(self._journal_path(self._generation), "wb")
         try:

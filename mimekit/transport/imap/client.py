@@ -33,6 +33,7 @@ class IMAPClient(Driver):
         super().__init__(url, cafile, timeout)
         self.folder = url.path or "INBOX"
         self.validity: int | None = None
+        self._status_unused = False    # the SELECT's UIDNEXT not yet compared (unchanged_since)
 
     @property
     def account(self) -> str:
@@ -113,7 +114,10 @@ class IMAPClient(Driver):
         return self.proto.capabilities
 
     def select(self, read_only: bool) -> None:
-        completion = self._wait(self.proto.select(self.folder, read_only))
+        """SELECT (or EXAMINE) with CONDSTORE when offered, so HIGHESTMODSEQ comes with it."""
+        condstore = "CONDSTORE" in self.proto.capabilities
+        completion = self._wait(self.proto.select(self.folder, read_only, condstore))
+        self._status_unused = True
         if not completion.ok:
             raise UnavailableError(f"cannot open folder {self.folder!r}: {completion.text}")
         self.validity = self.proto.mailbox.uidvalidity
@@ -125,11 +129,42 @@ class IMAPClient(Driver):
         self._expect_ok(self.proto.list("", "*"), "LIST", _collect(imap.ListEntry, entries.append))
         return entries
 
+    @property
+    def uidnext(self) -> int | None:
+        """The SELECT's UIDNEXT; None once an EXISTS may have made it past (see protocol)."""
+        return self.proto.mailbox.uidnext if self.proto.mailbox else None
+
+    @property
+    def highestmodseq(self) -> int | None:
+        """The SELECT's HIGHESTMODSEQ (RFC 7162); None without CONDSTORE, or when past."""
+        return self.proto.mailbox.highestmodseq if self.proto.mailbox else None
+
+    @property
+    def exists(self) -> int:
+        """How many messages the folder holds, as the server last said (EXISTS, EXPUNGE)."""
+        return self.proto.mailbox.exists if self.proto.mailbox else 0
+
+    def unchanged_since(self, uidnext: int, highestmodseq: int | None) -> bool:
+        """True when the SELECT said UIDNEXT and HIGHESTMODSEQ are these: no message came
+        since they were taken. Answered once per SELECT: news of mail that comes later
+        arrives only in answer to a command, so a later look must send one."""
+        unchanged = self._status_unused and (self.uidnext, self.highestmodseq) == (uidnext, highestmodseq)
+        self._status_unused = False
+        return unchanged
+
     def list(self, criteria: str | None) -> list[str]:
+        return [str(uid) for uid in self._search(criteria or "ALL")]
+
+    def list_from(self, first_uid: int) -> list[str]:
+        """The UIDs from `first_uid` on: UID SEARCH UID n:*, which also names the highest
+        UID when that is below n (RFC 3501 §6.4.4: "*" is the largest UID in use), left out."""
+        return [str(uid) for uid in self._search(f"UID {first_uid}:*") if uid >= first_uid]
+
+    def _search(self, criteria: str) -> list[int]:
         uids: set[int] = set()
-        self._expect_ok(self.proto.uid_search(criteria or "ALL"), "UID SEARCH",
+        self._expect_ok(self.proto.uid_search(criteria), "UID SEARCH",
                         _collect(imap.Search, lambda event: uids.update(event.uids)))
-        return [str(uid) for uid in sorted(uids)]
+        return sorted(uids)
 
     def describe(self, ids: list[str], with_message_id: bool) -> list[ListedMessage]:
         """Messages by UID; with_message_id asks the server for Message-ID and size before

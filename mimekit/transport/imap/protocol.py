@@ -161,6 +161,8 @@ class Mailbox:
     exists: int = 0
     uidvalidity: int | None = None
     uidnext: int | None = None
+    highestmodseq: int | None = None   # RFC 7162 §3.1.2.1; None without CONDSTORE or with NOMODSEQ
+    opened: bool = False               # the SELECT completed: a later EXISTS is new mail
 
 
 # ---------------------------------------------------------------- modified UTF-7
@@ -384,10 +386,12 @@ class IMAPProtocol(BufferedProtocol):
         return self._command("LIST", _astring(encode_mailbox_name(reference)) if reference else b'""',
                              _list_pattern(encode_mailbox_name(pattern)))
 
-    def select(self, mailbox: str, read_only: bool = True) -> str:
-        """EXAMINE (read_only) or SELECT; the answer accumulates in `self.mailbox`."""
+    def select(self, mailbox: str, read_only: bool = True, condstore: bool = False) -> str:
+        """EXAMINE (read_only) or SELECT; the answer accumulates in `self.mailbox`.
+        `condstore` adds the CONDSTORE parameter (RFC 7162 §3.1.8), for HIGHESTMODSEQ."""
         raw = encode_mailbox_name(mailbox)
-        tag = self._command("EXAMINE" if read_only else "SELECT", _astring(raw))
+        parameters = (b"(CONDSTORE)",) if condstore else ()
+        tag = self._command("EXAMINE" if read_only else "SELECT", _astring(raw), *parameters)
         self.mailbox = Mailbox(name=raw, read_only=read_only)
         return tag
 
@@ -647,8 +651,10 @@ class IMAPProtocol(BufferedProtocol):
                 self._greeted = True
                 self._events.append(Greeting(status, code, text))
                 return
-            if code and self.mailbox is not None and code.name in ("UIDVALIDITY", "UIDNEXT"):
+            if code and self.mailbox is not None and code.name in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ"):
                 setattr(self.mailbox, code.name.lower(), _number(match.group(2) or b"", code.name))
+            elif code and self.mailbox is not None and code.name == "NOMODSEQ":
+                self.mailbox.highestmodseq = None
             self._events.append(StatusResponse(status, code, text))
             return
         command = self._pending.pop(tag.decode("ascii", "replace"), None)
@@ -666,6 +672,8 @@ class IMAPProtocol(BufferedProtocol):
             self.mailbox = None
         elif self.mailbox is not None and code and code.name in ("READ-ONLY", "READ-WRITE"):
             self.mailbox.read_only = code.name == "READ-ONLY"
+        if command.name in ("SELECT", "EXAMINE") and self.mailbox is not None:
+            self.mailbox.opened = True
         self._events.append(Completion(command.tag, command.name, status, code, text))
 
     def _data(self, tokens: list, partial: _Partial) -> None:
@@ -682,9 +690,15 @@ class IMAPProtocol(BufferedProtocol):
                 self._events.append(Fetch(number, _fetch_items(tokens[3][partial.parsed:], partial.items)))
             elif kind == b"EXISTS":
                 if self.mailbox is not None:
+                    if self.mailbox.opened:
+                        # Mail may have come after the SELECT: what it told of UIDNEXT and
+                        # HIGHESTMODSEQ may be past (an EXPUNGE then an arrival keep the count).
+                        self.mailbox.uidnext = self.mailbox.highestmodseq = None
                     self.mailbox.exists = number
                 self._events.append(Exists(number))
             elif kind == b"EXPUNGE":
+                if self.mailbox is not None:
+                    self.mailbox.exists = max(self.mailbox.exists - 1, 0)   # RFC 3501 §7.4.1
                 self._events.append(Expunge(number))
             else:
                 self._events.append(OtherData(kind.decode("ascii", "replace"), [number, *tokens[3:]]))

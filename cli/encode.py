@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import click
 
-from mimekit.write.composer import CRLF, ENCODINGS, LF, Content, compose
+from mimekit.write.composer import CRLF, ENCODINGS, LF, Content, as_content, compose
 from mimekit.errors import ConfigError, MimekitError, UsageError
 from mimekit.write.writer import write_message
 from mimekit.codecs.charsets import decode_text
@@ -174,14 +174,14 @@ def _check_editable(body: str | None) -> None:
 @contextmanager
 def _edited(draft):
     """The path of the text the user saved from their editor, started on `draft` (a path,
-    Content or None for an empty draft) in a private temporary file ($TMPDIR, mode 0600).
+    bytes, Content, or None for an empty draft) in a private temporary file ($TMPDIR, mode 0600).
     The file lives while the message is composed and written, then goes; when that fails
     on a bad input, it stays and the error names it, so no typing is lost."""
     descriptor, path = tempfile.mkstemp(prefix="mimekit-draft-", suffix=".txt")
     try:
         with os.fdopen(descriptor, "wb") as file:
             if draft is not None:
-                with (draft if isinstance(draft, Content) else Content.from_path(draft)).open() as text:
+                with as_content(draft).open() as text:
                     file.write(text.read())
         _run_editor(path)
     except BaseException:

@@ -395,7 +395,7 @@ class MessageBuilder:
 
     def _leaf(self, source, content_type: str | None, role: str, filename: str = "") -> Leaf:
         """Sniff (unless the type is given), detect a text charset and pre-scan, in one pass."""
-        content = _as_content(source)
+        content = as_content(source)
         scan = ContentScan(self._stem.encode("ascii"))
         with content.open() as stream:
             head = stream.read(SCAN_CHUNK_SIZE)
@@ -542,7 +542,8 @@ def _cid_references(content: Content) -> set[str]:
     return references
 
 
-def _as_content(source) -> Content:
+def as_content(source) -> Content:
+    """A part's source (a path, bytes or Content) as Content."""
     if isinstance(source, Content):
         return source
     if isinstance(source, (bytes, bytearray)):

@@ -2,6 +2,7 @@
 
 import difflib
 import importlib
+import os
 import sys
 
 import click
@@ -18,6 +19,9 @@ COMMAND_MODULES = {
     "queue": "queue", "sendmail": "sendmail", "users": "users", "serve": "serve", "web": "web",
     "completion": "completion",
 }
+
+# The variable through which a shell's completion script asks for candidates (cli/completion.py).
+COMPLETE_VAR = "_MIMEKIT_COMPLETE"
 
 
 class MimekitGroup(click.Group):
@@ -49,10 +53,13 @@ class MimekitGroup(click.Group):
 
     def main(self, args=None, prog_name=None, **extra):
         extra.pop("standalone_mode", None)
+        if COMPLETE_VAR in os.environ:
+            importlib.import_module("mimekit_cli.completion")   # its fish script, not click 8.4.0's broken one
         guard_stdout()
         try:
             try:
-                result = super().main(args, prog_name or "mimekit", standalone_mode=False, **extra)
+                result = super().main(args, prog_name or "mimekit", complete_var=COMPLETE_VAR, standalone_mode=False,
+                                     **extra)
             finally:
                 sys.stdout.flush()   # a write error surfaces here, not at interpreter exit
         except StdoutError as exc:   # one a command's own `reporting` did not see (e.g. --help)

@@ -62,11 +62,11 @@ def reply(original: Message, reply_all: bool = False, own: Iterable[str] = (), q
                  f"{attribution(head)}\n{quoted(original_text(original))}" if quote else "")
 
 
-def check_message(original: Message) -> None:
-    """DataError unless `original` has a field every message has (a picture, an empty
-    file or a text file read as a message have none)."""
-    if not any(original.root.header_fields(name) for name in _MESSAGE_FIELDS):
-        raise DataError("not a message: it has no From, To, Date, Subject or Message-ID field")
+def check_message(original: Message, name: str) -> None:
+    """DataError unless `original` (called `name`) has a field every message has (a
+    picture, an empty file or a text file read as a message have none)."""
+    if not any(original.root.header_fields(field) for field in _MESSAGE_FIELDS):
+        raise DataError(f"{name}: not a message: it has no From, To, Date, Subject or Message-ID field")
 
 
 # -- header fields ----------------------------------------------------------------------------
@@ -79,7 +79,8 @@ def forward_subject(subject: str | None) -> str:
     return "Fwd: " + _FORWARD_PREFIX.sub("", _one_line(subject or ""))
 
 
-def reply_recipients(head: Part, reply_all: bool = False, own: Iterable[str] = ()) -> tuple[list[Address], list[Address]]:
+def reply_recipients(head: Part, reply_all: bool = False,
+                     own: Iterable[str] = ()) -> tuple[list[Address], list[Address]]:
     """(to, cc): to is the Reply-To, else the From; with `reply_all`, cc is the To and Cc
     but `own` addresses and those already listed (addr-specs compared without case)."""
     to = mailboxes(head, "reply-to") or mailboxes(head, "from")

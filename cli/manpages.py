@@ -40,22 +40,19 @@ def render_main_page(context: click.Context) -> str:
 
 
 def render_command_page(context: click.Context) -> str:
-    """mimekit-COMMAND(1): synopsis, help text, options, subcommands, examples."""
-    command = context.command
-    path = context.command_path.removeprefix("mimekit ")
-    lines = _header(context.command_path.replace(" ", "-"), command)
-    subcontexts = [click.Context(command.get_command(context, name), info_name=name, parent=context)
-                   for name in command.list_commands(context)] if isinstance(command, click.Group) else []
-    lines += [".SH SYNOPSIS", *(_synopsis(sub) for sub in subcontexts or [context])]
+    """mimekit-COMMAND(1): synopsis, help text, options (a group: each subcommand's), examples."""
+    subcontexts = _subcommand_contexts(context)
+    lines = _header(context.command_path.replace(" ", "-"), context.command)
+    lines += [".SH SYNOPSIS", *(_synopsis(each) for each in subcontexts or [context])]
     lines += [".SH DESCRIPTION", *_paragraphs(_help_text(context))]
-    options = _options(context)
-    lines += [".SH OPTIONS", *options] if options and not subcontexts else []
     if subcontexts:
         lines += [".SH COMMANDS"]
         for sub in subcontexts:
             lines += [f".SS {_escape(sub.command_path)}", *_paragraphs(_help_text(sub))]
             lines += [".PP", "Options:", ".RS", *_options(sub), ".RE"]
-    examples = examples_of(path)
+    elif options := _options(context):
+        lines += [".SH OPTIONS", *options]
+    examples = examples_of(context.command_path.removeprefix("mimekit "))
     if examples:
         lines += [".SH EXAMPLES"]
         for comment, line in examples:
@@ -63,6 +60,14 @@ def render_command_page(context: click.Context) -> str:
     lines += [".SH EXIT STATUS", "Those of every mimekit command: see EXIT STATUS in \\fBmimekit\\fR(1).",
               ".SH SEE ALSO", "\\fBmimekit\\fR(1)"]
     return "\n".join(lines) + "\n"
+
+
+def _subcommand_contexts(context: click.Context) -> list[click.Context]:
+    group = context.command
+    if not isinstance(group, click.Group):
+        return []
+    return [click.Context(group.get_command(context, name), info_name=name, parent=context)
+            for name in group.list_commands(context)]
 
 
 def _header(page_name: str, command: click.Command) -> list[str]:

@@ -10,16 +10,14 @@ from dataclasses import dataclass
 
 import click
 
-from mimekit.write.composer import CRLF, ENCODINGS, LF, Content, as_content, compose
-from mimekit.errors import ConfigError, MimekitError, UsageError
-from mimekit.write.writer import write_message
 from mimekit.codecs.charsets import decode_text
-from mimekit.errors import NoInputError
+from mimekit.errors import ConfigError, MimekitError, NoInputError, UsageError
 from mimekit.headers.addresses import addr_specs, parse_address_list
 from mimekit.read.tree import parse_message
 from mimekit.stores.sources import messages_of
-from mimekit.streams.files import open_input
 from mimekit.write import replies
+from mimekit.write.composer import CRLF, ENCODINGS, LF, Content, as_content, compose
+from mimekit.write.writer import write_message
 from mimekit_cli.common import STDIO, Progress, output_or_stdout, print_diagnostic, quiet_option, reporting
 
 
@@ -293,7 +291,7 @@ def _followed_by(body_source, text: str):
         return body_source
     if body_source is None:
         return text.encode("utf-8")
-    with (body_source.open() if isinstance(body_source, Content) else open_input(body_source)) as stream:
+    with as_content(body_source).open() as stream:
         own, _ = decode_text(stream.read(), None)
     if own and not own.endswith(("\n", "\r")):
         own += "\n"

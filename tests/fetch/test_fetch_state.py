@@ -140,3 +140,30 @@ def test_state_location_follows_xdg_and_separates_outputs_and_modes(tmp_path):
     assert base != state_path("imap://alice@host/INBOX", "maildir:/b", False, str(tmp_path))
     assert base != state_path("imap://alice@host/INBOX", "maildir:/a", True, str(tmp_path))
     assert base == state_path("imap://alice@host/INBOX", "maildir:/a", False, str(tmp_path))
+
+
+# -- the IMAP cursor (incremental --new; tests/fetch/test_incremental.py uses it against Dovecot)
+
+def test_the_cursor_survives_a_crash_and_a_compaction(path):
+    crash_after(path, "from mimekit.fetch.state import Cursor; state.set_cursor(Cursor(7, 42, 9001))")
+    with FetchState(path) as state:
+        assert (state.cursor.validity, state.cursor.uidnext, state.cursor.modseq) == (7, 42, 9001)
+    with FetchState(path) as state:
+        assert state.cursor.uidnext == 42
+
+
+def test_a_state_written_before_the_cursor_and_one_from_a_later_version_are_read(path):
+    """Old snapshots have no "cursor" key (the full listing then); keys a later version
+    adds beside the cursor's are ignored, as its journal lines are by older code."""
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as snapshot:
+        snapshot.write('{"version": 1, "generation": 3, "validity": 7, "seen": {"5": ["k", null, 10]}}')
+    with FetchState(path) as state:
+        assert state.cursor is None and "5" in state
+    with open(path) as snapshot:
+        text = snapshot.read()
+    with open(path, "w") as snapshot:
+        snapshot.write(text.replace('"cursor": null', '"cursor": {"validity": 7, "uidnext": 6, "modseq": null, '
+                                                      '"vanished_since": 4}'))
+    with FetchState(path) as state:
+        assert (state.cursor.uidnext, state.cursor.modseq) == (6, None) and "5" in state

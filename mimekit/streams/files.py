@@ -85,11 +85,12 @@ def split_extension(name: str) -> tuple[str, str]:
 
 
 def suffixed_name(name: str, attempt: int) -> str:
-    """The `attempt`-th name tried for `name` when it is taken: "a.pdf", "a (1).pdf", "a (2).pdf" ..."""
+    """The `attempt`-th name tried for `name` when it is taken: "a.pdf", "a-1.pdf", "a-2.pdf" ...
+    (no space or parenthesis a shell would need quoted: the name the sender chose keeps its own)."""
     if not attempt:
         return name
     stem, extension = split_extension(name)
-    return f"{stem} ({attempt}){extension}"
+    return f"{stem}-{attempt}{extension}"
 
 
 class OutputDirectory:
@@ -117,7 +118,7 @@ class OutputDirectory:
 
     def new_file(self, name: str, replace: bool = False) -> "OutputFile":
         """A file to be published as `name` once committed: replacing a file of that name
-        if `replace`, else under the first free name of "name", "name (1)" ... (see
+        if `replace`, else under the first free name of "name", "name-1" ... (see
         suffixed_name), so the same message extracted into an empty directory always gives
         the same names. `name` must be a plain name (mimekit.read.safe_names makes one)."""
         return OutputFile(self, name, replace)

@@ -283,7 +283,7 @@ def test_directory_and_mbox_outputs(servers, env, tmp_path):
     assert {p.read_bytes() for p in files} == set(TRICKY[:2])
     again = fetch_json(servers, env, "pop3s", "-o", str(tmp_path / "eml"))
     assert len(list((tmp_path / "eml").iterdir())) == 4, "a name clash gets a suffix, never an overwrite"
-    assert all(" (1).eml" in f["path"] for f in again["fetched"])
+    assert all(f["path"].endswith("-1.eml") for f in again["fetched"])
     fetch_json(servers, env, "imaps", "-o", f"mbox:{tmp_path / 'box'}")
     box = (tmp_path / "box").read_bytes()
     assert box.count(b"\nFrom ") + box.startswith(b"From ") == 2 and b"\n..two dots\n" in box

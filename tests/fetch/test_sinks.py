@@ -71,7 +71,7 @@ def test_directory_sink_keeps_the_bytes_as_received_under_free_names(tmp_path):
     sink = DirectorySink(str(tmp_path / "out"))
     first, first_path = sink.add(listed("7"), chunks(), "S")
     second, _ = sink.add(listed("7"), chunks(), "")
-    assert (first, second) == ("7.eml", "7 (1).eml")
+    assert (first, second) == ("7.eml", "7-1.eml")
     assert first_path == str(tmp_path / "out" / "7.eml")
     assert (tmp_path / "out" / "7.eml").read_bytes() == MESSAGE
     assert b"".join(sink.as_stored(chunks())) == MESSAGE

@@ -88,10 +88,10 @@ def test_same_name_twice_and_existing_files_are_never_overwritten(tmp_path):
     with parse(raw) as message:
         entries = extract_all(message, str(tmp_path)).entries
     assert [(e.written_name, e.reasons) for e in entries] == [
-        ("a (1).bin", (RenameReason.CLASH,)), ("a (2).bin", (RenameReason.CLASH,))]
+        ("a-1.bin", (RenameReason.CLASH,)), ("a-2.bin", (RenameReason.CLASH,))]
     assert (tmp_path / "a.bin").read_bytes() == b"mine"
-    assert (tmp_path / "a (1).bin").read_bytes() == b"first"
-    assert (tmp_path / "a (2).bin").read_bytes() == b"second"
+    assert (tmp_path / "a-1.bin").read_bytes() == b"first"
+    assert (tmp_path / "a-2.bin").read_bytes() == b"second"
 
 
 def test_uuencoded_files_in_text_bodies_become_extra_entries(tmp_path):

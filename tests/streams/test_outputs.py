@@ -305,9 +305,9 @@ def no_replace_rename(request, monkeypatch):
 @pytest.mark.usefixtures("no_replace_rename")
 def test_a_new_file_never_overwrites_and_a_clash_gets_a_suffix(tmp_path):
     (tmp_path / "report.pdf").write_bytes(b"already here")
-    assert write_new(tmp_path, "report.pdf", b"one") == "report (1).pdf"
-    assert write_new(tmp_path, "report.pdf", b"two") == "report (2).pdf"
-    assert finals(tmp_path) == {"report.pdf": b"already here", "report (1).pdf": b"one", "report (2).pdf": b"two"}
+    assert write_new(tmp_path, "report.pdf", b"one") == "report-1.pdf"
+    assert write_new(tmp_path, "report.pdf", b"two") == "report-2.pdf"
+    assert finals(tmp_path) == {"report.pdf": b"already here", "report-1.pdf": b"one", "report-2.pdf": b"two"}
     assert temporaries(tmp_path) == []
 
 
@@ -320,9 +320,9 @@ def test_a_planted_symlink_or_directory_is_a_taken_name_never_followed(tmp_path)
     os.symlink(target, directory / "x.txt")
     os.symlink(tmp_path / "nowhere", directory / "dangling")
     (directory / "notes").mkdir()
-    assert write_new(directory, "x.txt", b"attacker data") == "x (1).txt"
-    assert write_new(directory, "dangling") == "dangling (1)"
-    assert write_new(directory, "notes") == "notes (1)"
+    assert write_new(directory, "x.txt", b"attacker data") == "x-1.txt"
+    assert write_new(directory, "dangling") == "dangling-1"
+    assert write_new(directory, "notes") == "notes-1"
     assert target.read_bytes() == b"precious" and not (tmp_path / "nowhere").exists()
     assert os.path.islink(directory / "x.txt")
 
@@ -338,7 +338,7 @@ def test_many_clashes_on_one_name_cost_linear_attempts(tmp_path, monkeypatch):
             with output.new_file("image.png") as new:
                 pass
             names.append(new.written_name)
-    assert names[-1] == "image (199).png"
+    assert names[-1] == "image-199.png"
     assert len(attempts) == 200      # one attempt per file
 
 

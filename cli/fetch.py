@@ -18,18 +18,20 @@ Decisions (also in --help):
   lists what was fetched before it, next to the error.
 """
 
+import signal
 import sys
 from datetime import date, datetime
 
 import click
 
 from mimekit.accounts import resolve_settings
-from mimekit.errors import MimekitError, UsageError
-from mimekit.fetch.run import FetchOptions, FetchReport, SOURCE_SCHEMES, fetch
+from mimekit.errors import MimekitError, UnavailableError, UsageError
+from mimekit.fetch.run import FetchOptions, FetchReport, Fetched, SOURCE_SCHEMES, fetch
+from mimekit.fetch.watch import DEFAULT_INTERVAL, ExecHook, Stop, watch
 from mimekit.fetch.sinks import MboxStreamSink, StdoutSink, open_sink
 from mimekit.transport.imap.client import list_folders
-from mimekit_cli.common import (Progress, emit_json, exit_code_for, lazy_password, lazy_token, network_options,
-                                printable, reporting)
+from mimekit_cli.common import (Progress, emit_json, exit_code_for, json_text, lazy_password, lazy_token,
+                                network_options, print_diagnostic, printable, reporting)
 
 
 def _parse_date(text: str) -> date:
@@ -61,9 +63,20 @@ saved (fsync'd) in the output.""")
               help="Delete from the source what was saved (IMAP: \\Deleted, expunge; POP3: DELE; a Maildir "
                    "source too; refused for an mbox source and with --headers-only).")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N messages (oldest first).")
+@click.option("--watch", is_flag=True,
+              help="After fetching, stay and fetch new mail as it arrives (IMAP IDLE, else polling), until "
+                   "SIGTERM or Ctrl-C; later passes fetch only what is new. Needs a durable -o. See docs/watch.md.")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help=f"With --watch: seconds between polls of POP3, local stores and IMAP without IDLE "
+                   f"(default {DEFAULT_INTERVAL:g}).")
+@click.option("--exec", "exec_command", metavar="CMD",
+              help="Run `/bin/sh -c CMD` for each message saved, its path (MBOX:OFFSET in an mbox) in "
+                   "$MIMEKIT_MESSAGE and the source in $MIMEKIT_SOURCE; CMD's output is fetch's. A CMD that "
+                   "fails is a warning, and the run then exits 69. Refused with --json and -o -/mbox:-.")
 @network_options
-def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, account_name, user,
-                  password_command, token_command, cafile, timeout, as_json, quiet):
+def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, watch, interval,
+                  exec_command, account_name, user, password_command, token_command, cafile, timeout, as_json,
+                  quiet):
     """Fetch mail from SOURCE: imap://USER@HOST[:PORT]/FOLDER, imaps://..., pop3://USER@HOST[:PORT],
     pop3s://..., maildir:PATH or mbox:PATH (default: the account's imap, else pop3, URL).
 
@@ -90,11 +103,18 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
             sink = StdoutSink(sys.stdout.buffer) if output == "-" else MboxStreamSink(sys.stdout.buffer)
         else:
             sink = open_sink(output)
+        hook = _exec_hook(exec_command, url, to_stdout, as_json)
+        if interval is not None and not watch:
+            raise UsageError("--interval is for --watch")
+        password = None if url.is_local else lazy_password(url.user, url.host, settings.password_command)
+        if watch:
+            _watch(url, sink, options, interval, hook, as_json, quiet, password=password, token=token,
+                   cafile=settings.cafile, timeout=settings.timeout)
+            return
         progress = Progress("fetch", quiet=quiet)
         try:
-            password = None if url.is_local else lazy_password(url.user, url.host, settings.password_command)
             fetch(url, sink, options, password=password, token=token, cafile=settings.cafile, timeout=settings.timeout,
-                  on_progress=progress.update, report=report)
+                  on_progress=progress.update, report=report, on_saved=hook)
         except MimekitError as exc:
             progress.close()
             if report.fetched and not quiet:
@@ -109,9 +129,68 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
         if as_json:
             emit_json("fetch", report.as_json())
         elif not quiet:
-            click.echo(f"mimekit fetch: {len(report.fetched)} fetched, {report.skipped} skipped, "
-                       f"{report.deleted} deleted" + (f", {report.vanished} vanished" if report.vanished else ""),
-                       err=True)
+            click.echo(_summary(report), err=True)
+        if hook is not None and hook.failures:
+            raise UnavailableError(f"--exec: {hook.failures} of {len(report.fetched)} run(s) of the command failed "
+                                   "(the messages are saved)")
+
+
+def _summary(report: FetchReport) -> str:
+    return (f"mimekit fetch: {len(report.fetched)} fetched, {report.skipped} skipped, {report.deleted} deleted"
+            + (f", {report.vanished} vanished" if report.vanished else ""))
+
+
+# -- --watch, --interval, --exec (mimekit.fetch.watch; decisions in docs/watch.md) -------------------------
+
+def _exec_hook(command: str | None, url, to_stdout: bool, as_json: bool) -> ExecHook | None:
+    """The --exec hook, its failures reported on stderr as they happen (a watch goes on)."""
+    if command is None:
+        return None
+    if to_stdout:
+        raise UsageError("--exec needs messages saved in files: -o - and mbox:- write to standard output")
+    if as_json:
+        raise UsageError("--exec is refused with --json: the command's output and the JSON would share "
+                         "standard output")
+
+    def warn(fetched: Fetched, status: int) -> None:
+        ended = f"was killed by signal {-status}" if status < 0 else f"exited {status}"
+        print_diagnostic("fetch", f"--exec: the command {ended} for {fetched.path}")
+
+    return ExecHook(command, url, on_failure=warn)
+
+
+def _watch(url, sink, options: FetchOptions, interval: float | None, hook: ExecHook | None, as_json: bool,
+           quiet: bool, **connection) -> None:
+    """fetch --watch until SIGTERM or SIGINT (then exit 0). The first pass and every later
+    one that fetched anything are reported as they end: a summary on stderr, or with --json
+    one JSON line on stdout (an error that ends the watch is one more, from reporting()).
+    Each reconnection is announced on stderr unless -q."""
+    stop = Stop()
+    signal.signal(signal.SIGTERM, stop.request)
+    signal.signal(signal.SIGINT, stop.request)
+    progress = Progress("fetch", quiet=quiet)
+    first = True
+
+    def report_pass(report: FetchReport) -> None:
+        nonlocal first
+        if first or report.fetched:
+            progress.close()
+            if as_json:
+                sys.stdout.write(json_text({"schema": "mimekit.fetch/1", **report.as_json()}) + "\n")
+                sys.stdout.flush()
+            elif not quiet:
+                click.echo(_summary(report), err=True)
+        first = False
+
+    def announce_retry(exc: MimekitError, delay: float) -> None:
+        if not quiet:
+            print_diagnostic("fetch", f"{exc}; reconnecting in {delay:g}s")
+
+    watch(url, sink, options, stop, interval=interval or DEFAULT_INTERVAL, on_progress=progress.update,
+          on_saved=hook, on_pass=report_pass, on_retry=announce_retry, **connection)
+    progress.close()
+
+
 
 
 @click.command("folders")

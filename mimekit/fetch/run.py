@@ -26,9 +26,10 @@ anything else, such as a message cut short, is never taken for the message.
 
 import hashlib
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from mimekit.transport.imap import protocol as imap
 from mimekit.transport.connection import DEFAULT_TIMEOUT
@@ -88,17 +89,31 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
           cafile: str | None = None,
           timeout: float = DEFAULT_TIMEOUT, state_directory: str | None = None,
           on_progress: Callable[[int, int], None] | None = None,
-          report: FetchReport | None = None) -> FetchReport:
+          report: FetchReport | None = None,
+          on_saved: Callable[[Fetched], None] | None = None) -> FetchReport:
     """Fetch what `options` select from `source_url` into `sink`; see the module docstring.
 
     `password()` is asked for once the connection is encrypted; with `token` given the
     login is OAuth2 instead (mimekit.transport.sasl), `token()` asked for then.
     `report` (if given) is filled in as messages are saved, so a caller still knows what
-    was fetched when an exception ends the run part way.
+    was fetched when an exception ends the run part way. `on_saved` is called with each
+    message once it is saved and recorded (fetch --exec).
     """
     report = FetchReport() if report is None else report
     criteria = imap.search_criteria(options.since, options.unseen, options.search)
     _check_options(source_url, sink, options, criteria)
+    with open_session(source_url, sink, options, password=password, token=token, cafile=cafile,
+                      timeout=timeout, state_directory=state_directory) as (source, state):
+        _run(source, sink, options, criteria, state, report, on_progress, on_saved)
+    return report
+
+
+@contextmanager
+def open_session(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
+                 password: Callable[[], str] | None, token: Callable[[], str] | None, cafile: str | None,
+                 timeout: float, state_directory: str | None) -> Iterator[tuple[Source, FetchState | None]]:
+    """The source, logged in, and the output's state (None for a stdout output), both
+    closed on leaving: one session, for one fetch or (mimekit.fetch.watch) many passes."""
     source = _open_source(source_url, cafile, timeout)
     try:
         source.open(password, read_only=not options.delete, token=token)
@@ -108,14 +123,12 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
                                           state_directory),
                                description=f"{source.account} -> {sink.identity}")
         try:
-            _run(source, sink, options, criteria, state, report, on_progress)
+            yield source, state
         finally:
             if state is not None:
                 state.close()
     finally:
         source.close()
-    return report
-
 
 def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: str | None) -> None:
     if criteria and url.protocol != "imap":
@@ -136,7 +149,8 @@ def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: 
 
 
 def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None, state: FetchState | None,
-         report: FetchReport, on_progress: Callable[[int, int], None] | None) -> None:
+         report: FetchReport, on_progress: Callable[[int, int], None] | None,
+         on_saved: Callable[[Fetched], None] | None = None) -> None:
     ids, saved_earlier = _list(source, options, criteria, state)
     if state is not None and not source.stable_ids:
         if options.new:
@@ -174,6 +188,8 @@ def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None
                                       path, message.flags))
         if on_progress:
             on_progress(0, 1)
+        if on_saved:
+            on_saved(report.fetched[-1])
     report.vanished = len(chosen) - len(saved)
     if options.delete:
         if state is not None:

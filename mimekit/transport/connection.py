@@ -170,6 +170,16 @@ class Connection:
         self._waited(time.monotonic() - started, len(data))
         return data
 
+    def wait(self, seconds: float) -> bool:
+        """True once the server has sent something (or closed the connection), False after
+        `seconds` of silence. This wait spends none of the idle limit: it is for a session
+        meant to be silent (IMAP IDLE, RFC 2177), where silence is not a stalled peer."""
+        self._check_usable()
+        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
+            return True
+        readable, _, _ = select.select([self._sock], [], [], max(seconds, 0))
+        return bool(readable)
+
     def close(self) -> None:
         try:
             self._sock.close()

@@ -6,6 +6,7 @@ imap/protocol.py's (sans-IO), the event pump driver.py's.
 # Annotations stay unevaluated: the list() method would shadow list[...] in them.
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Callable, Iterator
 
@@ -14,12 +15,14 @@ from mimekit.transport.connection import DEFAULT_TIMEOUT
 from mimekit.errors import AuthError, MimekitError, ProtocolError, TempFailure, UnavailableError, UsageError
 from mimekit.fetch.message import HEADER_LIMIT, ListedMessage, message_id_of
 from mimekit.transport.driver import Driver, login_failure
+from mimekit.transport.sansio import NEED_DATA
 from mimekit.transport.sasl import (ServerError, choose_mechanism, error_answer, initial_response,
                                     log_in_with_token, oauth2_failure)
 from mimekit.transport.urls import ServerURL
 
 IMAP_BATCH = 100          # UIDs per UID FETCH of bodies; two batches are kept in flight
 IMAP_DESCRIBE_BATCH = 5000
+IDLE_WAKE = 0.25          # seconds between looks at `stopping` while in IDLE
 
 
 class IMAPClient(Driver):
@@ -250,6 +253,33 @@ class IMAPClient(Driver):
         else:
             self._expect_ok(self.proto.expunge(), "EXPUNGE", count)
         return expunged
+
+    @property
+    def can_idle(self) -> bool:
+        return "IDLE" in self.proto.capabilities
+
+    def idle(self, seconds: float, stopping: Callable[[], bool]) -> bool:
+        """Wait in IDLE (RFC 2177) until the server reports anything about the mailbox (new
+        mail, an expunge, a flag change), `seconds` pass, or `stopping()` turns true; then
+        end it (DONE) and return whether anything was reported. `stopping` is asked at
+        least every IDLE_WAKE seconds. The server's keep-alive "* OK" is no change."""
+        tag = self.proto.idle()
+        self._flush()
+        while not isinstance(event := self._next(), imap.Continuation):
+            if self._completed(event, tag, "IDLE"):
+                return False      # completed without ever idling
+        changed, deadline = False, time.monotonic() + seconds
+        while not changed and not stopping() and (left := deadline - time.monotonic()) > 0:
+            if not self.conn.wait(min(left, IDLE_WAKE)):
+                continue
+            self.proto.receive_data(self._receive())
+            while (event := self.proto.next_event()) is not NEED_DATA:
+                if self._completed(event, tag, "IDLE"):
+                    return True   # the server ended the IDLE itself: look again
+                changed = changed or not isinstance(event, imap.StatusResponse)
+        self.proto.done()
+        self._expect_ok(tag, "IDLE")
+        return changed
 
     @staticmethod
     def public_id(message: ListedMessage) -> int:

@@ -415,6 +415,16 @@ class IMAPProtocol(BufferedProtocol):
     def noop(self) -> str:
         return self._command("NOOP")
 
+    def idle(self) -> str:
+        """IDLE (RFC 2177): the server's "+" comes back as a Continuation event, then
+        untagged responses as the mailbox changes, until done() ends it (the tagged
+        completion of this tag follows)."""
+        return self._command("IDLE")
+
+    def done(self) -> None:
+        """End the IDLE in progress (RFC 2177 §3: "DONE", untagged)."""
+        self._outbox += b"DONE\r\n"
+
     def logout(self) -> str:
         return self._command("LOGOUT")
 

@@ -1,0 +1,162 @@
+"""`fetch --watch`: fetch, then stay and fetch new mail as it arrives, until told to stop.
+
+Each pass is a fetch run (mimekit.fetch.run's session and `_run`, with their durability
+contract); the first takes the caller's options, every later one only what is new to the
+output (new=True, no limit). Between passes:
+  - IMAP with IDLE (RFC 2177): the session stays open in IDLE, and a pass runs as soon
+    as the server reports anything about the mailbox, or after IDLE_REISSUE seconds of
+    silence (the RFC asks to re-issue IDLE within the servers' 30-minute autologout);
+  - IMAP without IDLE: the session stays open and a pass runs every `interval` seconds;
+  - POP3 and local stores: a new session every `interval` seconds (a POP3 server shows
+    new mail only to a new session; a store reopened is read afresh).
+A dropped connection or any TempFailure (and, once a pass has succeeded, an unreachable
+server) is retried after BACKOFF_FIRST seconds, doubling to BACKOFF_MAX; anything else
+(a refused login, a usage or configuration error) ends the watch by raising, since
+retrying cannot cure it. `Stop.request` (the CLI's SIGTERM and SIGINT handler) ends the
+watch after the message being saved: the session logs out and `watch` returns.
+"""
+
+import dataclasses
+import os
+import subprocess
+import time
+from typing import Callable
+
+from mimekit.errors import MimekitError, TempFailure, UnavailableError, UsageError
+from mimekit.fetch.run import FetchOptions, FetchReport, Fetched, _check_options, _run, open_session
+from mimekit.fetch.sinks import Sink
+from mimekit.transport.connection import DEFAULT_TIMEOUT
+from mimekit.transport.imap import protocol as imap
+from mimekit.transport.imap.client import IMAPClient
+from mimekit.transport.secrets import ENV_VARIABLE as PASSWORD_VARIABLE
+from mimekit.transport.urls import ServerURL
+
+IDLE_REISSUE = 29 * 60     # seconds in one IDLE command (RFC 2177 §3); tests shorten it
+BACKOFF_FIRST = 1.0        # seconds before the first reconnection, doubled after each failure
+BACKOFF_MAX = 300.0
+DEFAULT_INTERVAL = 60.0    # seconds between polls where there is no IDLE
+STOP_WAKE = 0.25           # seconds between looks at the stop request while sleeping
+
+
+class Stop:
+    """A stop request, set from a signal handler and looked at between messages and
+    while waiting; `sleep` waits for it or for `seconds`, whichever comes first."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self, *_signal) -> None:
+        self.requested = True
+
+    def sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, STOP_WAKE))
+
+
+class _Stopped(Exception):
+    """Ends a pass after the message just saved, once a stop was requested."""
+
+
+def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, *,
+          password: Callable[[], str] | None = None, token: Callable[[], str] | None = None,
+          cafile: str | None = None, timeout: float = DEFAULT_TIMEOUT, state_directory: str | None = None,
+          interval: float = DEFAULT_INTERVAL,
+          on_progress: Callable[[int, int], None] | None = None,
+          on_saved: Callable[[Fetched], None] | None = None,
+          on_pass: Callable[[FetchReport], None] | None = None,
+          on_retry: Callable[[MimekitError, float], None] | None = None) -> None:
+    """Fetch from `source_url` into `sink` as fetch() does, then keep fetching what arrives
+    until `stop` is requested (see the module docstring). `on_pass` gets the report of
+    every pass that ended, also one cut short by an error, `on_retry` each error that a
+    reconnection after the given number of seconds will retry."""
+    if not sink.durable:
+        raise UsageError("watch is refused when the output is standard output: later passes fetch what "
+                         "is new, and no state is kept of what it was given")
+    if interval <= 0:
+        raise UsageError("interval must be more than 0 seconds")
+    criteria = imap.search_criteria(options.since, options.unseen, options.search)
+    _check_options(source_url, sink, options, criteria)
+    later = dataclasses.replace(options, new=True, limit=None)
+
+    def saved(fetched: Fetched) -> None:
+        if on_saved:
+            on_saved(fetched)
+        if stop.requested:
+            raise _Stopped
+
+    pass_options, delay, succeeded = options, BACKOFF_FIRST, False
+    while not stop.requested:
+        try:
+            with open_session(source_url, sink, pass_options, password=password, token=token, cafile=cafile,
+                              timeout=timeout, state_directory=state_directory) as (source, state):
+                while not stop.requested:
+                    report = FetchReport()
+                    try:
+                        _run(source, sink, pass_options, criteria, state, report, on_progress, saved)
+                    except BaseException:
+                        if on_pass and report.fetched:
+                            on_pass(report)   # what was saved before the error is reported too
+                        raise
+                    if on_pass:
+                        on_pass(report)
+                    pass_options, delay, succeeded = later, BACKOFF_FIRST, True
+                    if not _wait_for_mail(source, interval, stop):
+                        break
+        except _Stopped:
+            return
+        except (TempFailure, UnavailableError) as exc:
+            if isinstance(exc, UnavailableError) and not succeeded:
+                raise             # never worked: a wrong host or folder, not an outage
+            if on_retry:
+                on_retry(exc, delay)
+            stop.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+
+def _wait_for_mail(source, interval: float, stop: Stop) -> bool:
+    """Wait until a pass is worth running; True to run it in this session, False to
+    run it in a new one (POP3, local stores)."""
+    if isinstance(source, IMAPClient) and source.can_idle:
+        # A silent IDLE ends with a pass too: its search makes the server look at the
+        # mailbox afresh, so a notification a server lost costs one period, not forever.
+        source.idle(IDLE_REISSUE, lambda: stop.requested)
+        return True
+    stop.sleep(interval)
+    return isinstance(source, IMAPClient)
+
+
+class ExecHook:
+    """`fetch --exec CMD`: CMD run through /bin/sh for each message saved, the message's
+    reference in $MIMEKIT_MESSAGE (a file's path, or MBOX:OFFSET in an mbox output) and the
+    source in $MIMEKIT_SOURCE, never in CMD's text (no quoting to get wrong, nothing to
+    inject). CMD's environment is ours without MIMEKIT_PASSWORD: a hook needs no secret.
+    Its stdin is /dev/null; stdout and stderr are the caller's. `failures` counts the runs
+    that did not exit 0; `on_failure` hears of each."""
+
+    def __init__(self, command: str, source_url: ServerURL,
+                 on_failure: Callable[[Fetched, int], None] | None = None):
+        self.command = command
+        self.source = source_name(source_url)
+        self.on_failure = on_failure
+        self.failures = 0
+
+    def __call__(self, fetched: Fetched) -> None:
+        environment = dict(os.environ, MIMEKIT_MESSAGE=fetched.path, MIMEKIT_SOURCE=self.source)
+        environment.pop(PASSWORD_VARIABLE, None)
+        status = subprocess.run(self.command, shell=True, env=environment,    # /bin/sh -c CMD
+                                stdin=subprocess.DEVNULL).returncode
+        if status != 0:
+            self.failures += 1
+            if self.on_failure:
+                self.on_failure(fetched, status)
+
+
+def source_name(url: ServerURL) -> str:
+    """The source as a URL a user would write, with no secret: SCHEME://USER@HOST:PORT/FOLDER,
+    or maildir:PATH / mbox:PATH."""
+    if url.is_local:
+        return f"{url.scheme}:{url.path}"
+    user = f"{url.user}@" if url.user else ""
+    folder = f"/{url.path}" if url.protocol == "imap" else ""
+    return f"{url.scheme}://{user}{url.host}:{url.port}{folder}"

@@ -231,37 +231,46 @@ def _answer(options: dict, sender: str, body_source) -> _Answer:
     """The To, Cc, Subject, threading fields, body and attachment of a reply or forward
     (`options`: encode's parameters; `body_source`: its text body); those given when no
     message is answered."""
-    reply, forward, forward_inline = options["reply"], options["forward"], options["forward_inline"]
-    reply_all, no_quote, to, cc, subject = (options[name] for name in ("reply_all", "no_quote", "to", "cc", "subject"))
-    answered = [(option, value) for option, value in
-                (("--reply", reply), ("--forward", forward), ("--forward-inline", forward_inline)) if value]
-    if len(answered) > 1:
-        raise UsageError(f"{answered[0][0]} and {answered[1][0]} cannot go together: give one")
-    if (reply_all or no_quote) and not reply:
-        raise UsageError(f"{'--all' if reply_all else '--no-quote'} goes with --reply")
-    if not answered:
+    to, cc, subject = options["to"], options["cc"], options["subject"]
+    answered = _answered(options)
+    if answered is None:
         return _Answer(to, cc, subject, [], body_source, [])
-    option, reference = answered[0]
-    if options["html"] is not None and (forward_inline or not no_quote):
-        raise UsageError(f"{option} puts its text into the text body: --html cannot go with it "
-                         "(--reply --no-quote and --forward can)")
-    if reference == STDIO and options["body"] == STDIO:
-        raise UsageError(f"standard input can be read only once: {option} - and --body - cannot go together")
-    content = _one_message(reference)
+    content = _one_message(answered)
     with content.open() as stream, parse_message(stream) as original:
-        replies.check_message(original, reference)
-        if reply:
-            derived = replies.reply(original, reply_all, own=addr_specs(parse_address_list(sender)[0]),
-                                    quote=not no_quote)
+        replies.check_message(original, answered)
+        if options["reply"]:
+            derived = replies.reply(original, options["reply_all"], own=addr_specs(parse_address_list(sender)[0]),
+                                    quote=not options["no_quote"])
             threading = [("In-Reply-To", derived.in_reply_to), ("References", " ".join(derived.references))]
             return _Answer(to or _typed(derived.to), _typed(derived.cc) + cc, subject or derived.subject,
                            [(name, value) for name, value in threading if value],
                            _followed_by(body_source, derived.quote), [])
         original_subject = original.root.header("subject")
         subject = subject or replies.forward_subject(original_subject)
-        if forward_inline:
+        if options["forward_inline"]:
             return _Answer(to, cc, subject, [], _followed_by(body_source, replies.forwarded_inline(original)), [])
-        return _Answer(to, cc, subject, [], body_source, [(content, replies.forward_attachment_name(original_subject))])
+        attached = (content, replies.forward_attachment_name(original_subject))
+        return _Answer(to, cc, subject, [], body_source, [attached])
+
+
+def _answered(options: dict) -> str | None:
+    """The message --reply, --forward or --forward-inline names, once the options agree."""
+    given = [(option, options[option[2:].replace("-", "_")]) for option in ("--reply", "--forward", "--forward-inline")]
+    answered = [(option, reference) for option, reference in given if reference]
+    if len(answered) > 1:
+        raise UsageError(f"{answered[0][0]} and {answered[1][0]} cannot go together: give one")
+    for flag, name in (("--all", "reply_all"), ("--no-quote", "no_quote")):
+        if options[name] and not options["reply"]:
+            raise UsageError(f"{flag} goes with --reply")
+    if not answered:
+        return None
+    option, reference = answered[0]
+    if options["html"] is not None and (options["forward_inline"] or (options["reply"] and not options["no_quote"])):
+        raise UsageError(f"{option} puts its text into the text body: --html cannot go with it "
+                         "(--reply --no-quote and --forward can)")
+    if reference == STDIO and options["body"] == STDIO:
+        raise UsageError(f"standard input can be read only once: {option} - and --body - cannot go together")
+    return reference
 
 
 def _one_message(reference: str) -> Content:

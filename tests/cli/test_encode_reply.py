@@ -203,6 +203,14 @@ def test_an_inline_forward_puts_the_original_in_the_body(tmp_path, original):
                                      "\r\nfirst line\r\n> what you said\r\n\r\nlast line\r\n")
 
 
+def test_a_forward_may_have_an_html_body_too(tmp_path, original):
+    page = tmp_path / "page.html"
+    page.write_text("<p>FYI</p>")
+    forward = parse(encoded("--from", ME, "--to", "x@example.test", "--forward", original, "--html", page))
+    assert [part.get_content_type() for part in forward.walk()][:3] == ["multipart/mixed", "text/html",
+                                                                        "message/rfc822"]
+
+
 # -- what is refused ----------------------------------------------------------------------------
 
 def test_options_that_contradict_each_other_are_usage_errors(original):
@@ -211,6 +219,7 @@ def test_options_that_contradict_each_other_are_usage_errors(original):
     assert_fails(encode("--from", ME, "--no-quote"), 64, "--no-quote goes with --reply")
     assert_fails(encode("--from", ME, "--reply", "-", "--body", "-", input=ORIGINAL), 64, "standard input")
     assert_fails(encode("--from", ME, "--forward-inline", original, "--html", original), 64, "--html")
+    assert_fails(encode("--from", ME, "--reply", original, "--html", original), 64, "--reply puts its text")
 
 
 def test_a_missing_message_is_66_and_what_is_not_a_message_65(tmp_path, fixtures_dir):

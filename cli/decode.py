@@ -75,7 +75,7 @@ def decode(sources, directory, text_only, part_id, all_readings, recursive, jobs
             sys.exit(_extract_many(run, directory, jobs, dask_scheduler, limits, strict, as_json, quiet, all_readings))
         with run.single.open() as stream, parse_message(stream, limits) as message, ExitStack() as opened:
             if directory is not None:
-                defects = _extract(message, directory, limits, as_json, quiet, all_readings)
+                defects = _extract(str(run.single), message, directory, limits, as_json, quiet, all_readings)
             elif text_only:
                 defects = _print_text(message, limits, opened)
             else:
@@ -90,14 +90,13 @@ def decode(sources, directory, text_only, part_id, all_readings, recursive, jobs
         exit_if_strict("decode", strict, defects, as_json)
 
 
-def _extract(message: Message, directory: str, limits: Limits, as_json: bool, quiet: bool, all_readings: bool) -> list:
+def _extract(reference: str, message: Message, directory: str, limits: Limits, as_json: bool, quiet: bool,
+             all_readings: bool) -> list:
     progress = Progress("decode", quiet=quiet)
     extraction = extract_all(message, directory, on_progress=progress.update, limits=limits, all_readings=all_readings)
     progress.close()
     if as_json:
-        emit_json("decode", {"directory": directory,
-                             "parts": [entry.as_dict() for entry in extraction.entries],
-                             "defects": [defect.as_dict() for defect in extraction.defects]})
+        emit_json("decode", _manifest_record(reference, directory, extraction))
     else:
         click.echo(_manifest_table(extraction.entries))
     return extraction.defects
@@ -114,7 +113,7 @@ def _extract_many(run: ReadingRun, directory: str, jobs: int | None, dask_schedu
         progress.update(sum(entry.size for entry in extraction.entries), items=1)
         defective += bool(extraction.defects)
         if as_json:
-            json_line("decode", _manifest_record(str(ref), extraction))
+            json_line("decode", _manifest_record(str(ref), extraction.directory, extraction))
         else:
             click.echo(f"{printable(str(ref))} -> {printable(extraction.directory)}")
             click.echo(_manifest_table(extraction.entries))
@@ -123,8 +122,9 @@ def _extract_many(run: ReadingRun, directory: str, jobs: int | None, dask_schedu
     return run.exit_code() or (65 if strict and defective else 0)
 
 
-def _manifest_record(reference: str, extraction: Extraction) -> dict:
-    return {"source": reference, "directory": extraction.directory,
+def _manifest_record(reference: str, directory: str, extraction: Extraction) -> dict:
+    """What --json prints of one message written into `directory`: one document, or one line."""
+    return {"source": reference, "directory": directory,
             "parts": [entry.as_dict() for entry in extraction.entries],
             "defects": [defect.as_dict() for defect in extraction.defects]}
 

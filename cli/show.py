@@ -46,7 +46,7 @@ def show(sources, all_readings, recursive, jobs, strict, limits, as_json, quiet)
             _, summary = next(run.results(function, 1), (None, None))
             if summary is None:
                 sys.exit(run.exit_code())
-            _show_one(summary, strict, as_json, quiet)
+            _show_one(str(run.single), summary, strict, as_json, quiet)
             return
         defective = 0
         for ref, summary in run.results(function, jobs):
@@ -63,11 +63,12 @@ def show(sources, all_readings, recursive, jobs, strict, limits, as_json, quiet)
         sys.exit(run.exit_code() or (65 if strict and defective else 0))
 
 
-def _show_one(summary: dict, strict: bool, as_json: bool, quiet: bool) -> None:
-    """One message, as show has always printed it: one JSON document, or the text."""
+def _show_one(reference: str, summary: dict, strict: bool, as_json: bool, quiet: bool) -> None:
+    """One message, as show has always printed it: one JSON document (with its `source`, as
+    each JSON Lines record has), or the text."""
     defects = [Defect.from_dict(defect) for defect in summary["defects"]]
     if as_json:
-        emit_json("show", summary)
+        emit_json("show", {"source": reference, **summary})
     else:
         _print_headers(summary["headers"])
         _print_parts(summary["parts"])

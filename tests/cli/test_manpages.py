@@ -90,9 +90,10 @@ def test_man_finds_the_pages_after_pip_install(tmp_path):
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, copy / name)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-build-isolation",
-                                "--no-index", str(copy)], capture_output=True, text=True)
+    # The system's pip installs into the venv whose python runs it (no ensurepip: seconds saved).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
+                                "--no-build-isolation", "--no-index", str(copy)], capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr
     path = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}   # man-db maps <prefix>/bin to <prefix>/share/man
     located = subprocess.run(["man", "-w", "mimekit-decode"], env={**os.environ, **path},

@@ -12,6 +12,10 @@ EXAMPLES = {
          "--body body.txt --attach report.pdf -o report.eml"),
         ("Compose and send in one pipe",
          "mimekit encode --from me@example.org --to you@example.org --body body.txt | mimekit send -"),
+        ("Reply to everyone on a message, quoting it, and send",
+         "mimekit encode --reply original.eml --all --body answer.txt | mimekit send -t -"),
+        ("Forward a message as an attachment, and a log file typed as text",
+         "mimekit encode --forward original.eml --to you@example.org --attach app.log --type text/plain"),
     ],
     "check": [
         ("Is this message 7-bit clean and well formed? (exit 65 if not)", "mimekit check message.eml"),
@@ -42,6 +46,8 @@ EXAMPLES = {
          "mimekit fetch --new -o maildir:~/Mail/INBOX imaps://me@mail.example.org/INBOX"),
         ("The unseen messages of the default account, read straight away",
          "mimekit fetch --unseen -o mbox:- | mimekit scan mbox:-"),
+        ("Stay connected and run a script on each new message (its path in $MIMEKIT_MESSAGE)",
+         "mimekit fetch --watch --new -o maildir:~/Mail/INBOX --exec './on-mail \"$MIMEKIT_MESSAGE\"'"),
     ],
     "folders": [
         ("The folders of the default account", "mimekit folders"),

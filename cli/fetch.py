@@ -49,8 +49,14 @@ messages on stdout as one mboxrd stream: `| mimekit scan mbox:-`) | - (one messa
 needs --limit 1). stdout keeps no state: with mbox:- or -, --new, --delete and --json
 are refused (stdout is the data; the summary goes to stderr). --new keeps
 per-account, per-folder, per-output state in $XDG_STATE_HOME/mimekit/fetch/. Nothing
-changes on the server without --delete, and --delete removes only messages already
-saved (fsync'd) in the output.""")
+changes on the server without --delete, --mark-seen, --flag, --unflag or --move-to,
+and those act only once every message of the run is saved (fsync'd) in the output.
+
+Flags travel with the messages: the server's, plus what --flag/--mark-seen add, minus
+what --unflag removes, go into a Maildir's info (:2,FRS...) and an mbox's Status and
+X-Status (R seen; A answered, F flagged, T draft, D deleted). Keywords ($Junk...) are
+set on the server and listed in --json, but no output keeps them (Maildir's standard
+info has no keywords), and a DIR of .eml files keeps no flags at all.""")
 @click.argument("source", metavar="[SOURCE]", required=False)
 @click.option("-o", "--output", default="maildir:./mail", show_default=True, metavar="OUTPUT",
               help="maildir:PATH, mbox:PATH, a directory, mbox:- (stdout, many) or - (stdout, one).")
@@ -63,6 +69,17 @@ saved (fsync'd) in the output.""")
               help="Delete from the source what was saved (IMAP: \\Deleted, expunge; POP3: DELE; a Maildir "
                    "source too; refused for an mbox source and with --headers-only).")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N messages (oldest first).")
+@click.option("--mark-seen", is_flag=True, help="IMAP: set \\Seen on the messages saved (same as --flag seen).")
+@click.option("--flag", "flag_names", multiple=True, metavar="FLAG",
+              help="IMAP: add FLAG on the server to the messages this run saved (not those --new skips), once "
+                   "all are saved: seen, answered, flagged, draft, deleted, or a keyword such as $Junk "
+                   "(letters, digits, $ _ - .). Repeatable.")
+@click.option("--unflag", "unflag_names", multiple=True, metavar="FLAG",
+              help="IMAP: remove FLAG from them, as --flag adds it. Repeatable.")
+@click.option("--move-to", metavar="FOLDER",
+              help="IMAP: move the messages this run saved to FOLDER, after the flags (UID MOVE, else COPY and "
+                   "an expunge of exactly those, which needs UIDPLUS). A FOLDER the server refuses (it does "
+                   "not exist: create it first) is exit 69, and nothing is moved. Not with --delete.")
 @click.option("--watch", is_flag=True,
               help="After fetching, stay and fetch new mail as it arrives (IMAP IDLE, else polling), until "
                    "SIGTERM or Ctrl-C; later passes fetch only what is new. Needs a durable -o. See docs/watch.md.")
@@ -74,7 +91,8 @@ saved (fsync'd) in the output.""")
                    "$MIMEKIT_MESSAGE and the source in $MIMEKIT_SOURCE; CMD's output is fetch's. A CMD that "
                    "fails is a warning, and the run then exits 69. Refused with --json and -o -/mbox:-.")
 @network_options
-def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, watch, interval,
+def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, mark_seen, flag_names,
+                  unflag_names, move_to, watch, interval,
                   exec_command, account_name, user, password_command, token_command, cafile, timeout, as_json,
                   quiet):
     """Fetch mail from SOURCE: imap://USER@HOST[:PORT]/FOLDER, imaps://..., pop3://USER@HOST[:PORT],
@@ -98,7 +116,8 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
         if output == "-" and limit != 1:
             raise UsageError("-o - writes one message: add --limit 1 (or use -o mbox:- for many)")
         options = FetchOptions(new=new, since=_parse_date(since) if since else None, unseen=unseen,
-                               search=search, headers_only=headers_only, delete=delete, limit=limit)
+                               search=search, headers_only=headers_only, delete=delete, limit=limit,
+                               flag=("seen",) * mark_seen + flag_names, unflag=unflag_names, move_to=move_to)
         if to_stdout:
             sink = StdoutSink(sys.stdout.buffer) if output == "-" else MboxStreamSink(sys.stdout.buffer)
         else:
@@ -137,7 +156,9 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
 
 def _summary(report: FetchReport) -> str:
     return (f"mimekit fetch: {len(report.fetched)} fetched, {report.skipped} skipped, {report.deleted} deleted"
-            + (f", {report.vanished} vanished" if report.vanished else ""))
+            + (f", {report.vanished} vanished" if report.vanished else "")
+            + (f", flags changed on {report.flags_stored}" if report.flags_stored else "")
+            + (f", {report.moved} moved to {printable(report.move_target)}" if report.move_target else ""))
 
 
 # -- --watch, --interval, --exec (mimekit.fetch.watch; decisions in docs/watch.md) -------------------------
@@ -189,8 +210,6 @@ def _watch(url, sink, options: FetchOptions, interval: float | None, hook: ExecH
     watch(url, sink, options, stop, interval=interval or DEFAULT_INTERVAL, on_progress=progress.update,
           on_saved=hook, on_pass=report_pass, on_retry=announce_retry, **connection)
     progress.close()
-
-
 
 
 @click.command("folders")

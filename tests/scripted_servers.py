@@ -285,6 +285,10 @@ class ScriptedIMAPServer(ScriptedServer):
     def list(self, tag: bytes) -> Iterable[bytes]:
         return [b'* LIST () "/" INBOX\r\n', tag + b" OK done\r\n"]
 
+    def other(self, tag: bytes, command: bytes) -> Iterable[bytes]:
+        """Any other command (STORE, COPY, MOVE, EXPUNGE...), `command` as sent after the tag."""
+        return [tag + b" BAD not in the script\r\n"]
+
     def session(self, conn: ssl.SSLSocket) -> None:
         send_all(conn, self.greeting())
         reader = LineReader(conn)
@@ -310,7 +314,7 @@ class ScriptedIMAPServer(ScriptedServer):
                 send_all(conn, [b"* BYE scripted fake\r\n", tag + b" OK bye\r\n"])
                 return
             else:
-                replies = [tag + b" BAD not in the script\r\n"]
+                replies = self.other(tag, command)
             send_all(conn, replies)
 
 

@@ -14,9 +14,14 @@ whether saved messages are skipped. The durability contract, in order, for every
      append + fsync; a directory: temporary file -> fsync -> exclusive link);
   3. its "seen" line is appended to the state;
   4. only after every message of the run is saved and the state fsync'd does the server
-     hear about deletion: IMAP UID STORE +FLAGS.SILENT (\\Deleted) then UID EXPUNGE (plain
-     EXPUNGE without UIDPLUS), POP3 DELE then QUIT (which is when POP3 deletes); a local
-     store unlinks the files (Maildir) or rewrites itself without them (mbox).
+     hear of it, in this order: flags (IMAP UID STORE +FLAGS.SILENT / -FLAGS.SILENT), a
+     move (UID MOVE, else UID COPY, \\Deleted and UID EXPUNGE), deletion: IMAP UID STORE
+     +FLAGS.SILENT (\\Deleted) then UID EXPUNGE, POP3 DELE then QUIT (which is when POP3
+     deletes); a local store unlinks the files (Maildir) or rewrites itself without them
+     (mbox). IMAP never expunges with a plain EXPUNGE, which would remove every message
+     marked \\Deleted: without UIDPLUS, deleting (and moving without MOVE) is refused
+     before the server is changed. Flags and moves apply to this run's messages only;
+     the saved copies already carry the flags the server will have.
 A run killed at any point therefore never deletes a message that is not on disk. A
 run killed between steps 2 and 3 leaves an orphan: the next run finds the pending line,
 finds the orphan in the output by its mark, fetches the message from the source again
@@ -55,6 +60,40 @@ class FetchOptions:
     headers_only: bool = False
     delete: bool = False
     limit: int | None = None
+    # IMAP actions on the messages saved in this run, after every one is saved: flags as
+    # a user names them (seen, flagged... or a keyword: see imap_flag), stored as IMAP's.
+    flag: tuple[str, ...] = ()
+    unflag: tuple[str, ...] = ()
+    move_to: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "flag", tuple(imap_flag(name) for name in self.flag))
+        object.__setattr__(self, "unflag", tuple(imap_flag(name) for name in self.unflag))
+        removed = {f.upper() for f in self.unflag}
+        both = [f for f in self.flag if f.upper() in removed]
+        if both:
+            raise UsageError(f"flag and unflag both name {', '.join(both)}")
+
+    @property
+    def acts_on_server(self) -> bool:
+        """Whether the run changes the source (so it must SELECT, not EXAMINE)."""
+        return bool(self.delete or self.flag or self.unflag or self.move_to)
+
+
+_SYSTEM_FLAGS = {name.lower(): "\\" + name for name in ("Seen", "Answered", "Flagged", "Draft", "Deleted")}
+_KEYWORD = re.compile(r"[A-Za-z0-9$_.-]+")   # a safe subset of RFC 3501's flag-keyword (an atom)
+
+
+def imap_flag(name: str) -> str:
+    """A flag as a user names it (seen, SEEN or \\Seen; a keyword such as $Junk) as IMAP
+    spells it; UsageError for anything else."""
+    system = _SYSTEM_FLAGS.get(name.lower().removeprefix("\\"))
+    if system:
+        return system
+    if _KEYWORD.fullmatch(name):
+        return name
+    raise UsageError(f"flag {name!r}: not one of seen, answered, flagged, draft, deleted, nor an IMAP keyword "
+                     "(letters, digits and $ _ - .)")
 
 
 @dataclass(frozen=True)
@@ -77,11 +116,15 @@ class FetchReport:
     vanished: int = 0          # listed, then gone before it could be fetched (another client removed it)
     deleted: int = 0
     uidvalidity_changed: bool = False
+    flags_stored: int = 0      # messages whose flags were changed on the server (flag, unflag)
+    moved: int = 0
+    move_target: str | None = None
 
     def as_json(self) -> dict:
         return {"fetched": [f.as_json() for f in self.fetched], "skipped": self.skipped,
                 "recovered": self.recovered, "vanished": self.vanished, "deleted": self.deleted,
-                "uidvalidity_changed": self.uidvalidity_changed}
+                "uidvalidity_changed": self.uidvalidity_changed, "flags_stored": self.flags_stored,
+                "moved": self.moved, "move_target": self.move_target}
 
 
 def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
@@ -116,7 +159,9 @@ def open_session(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
     closed on leaving: one session, for one fetch or (mimekit.fetch.watch) many passes."""
     source = _open_source(source_url, cafile, timeout)
     try:
-        source.open(password, read_only=not options.delete, token=token)
+        source.open(password, read_only=not options.acts_on_server, token=token)
+        if isinstance(source, IMAPClient):
+            source.check_removals(options.delete, options.move_to is not None)   # before anything changes
         state = None
         if sink.durable:
             state = FetchState(state_path(source.account, sink.identity, options.headers_only,
@@ -129,6 +174,7 @@ def open_session(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
                 state.close()
     finally:
         source.close()
+
 
 def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: str | None) -> None:
     if criteria and url.protocol != "imap":
@@ -146,6 +192,14 @@ def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: 
                          "was given, so every message would be new")
     if options.limit is not None and options.limit < 1:
         raise UsageError("limit must be at least 1")
+    if (options.flag or options.unflag or options.move_to is not None) and url.protocol != "imap":
+        raise UsageError("flag, unflag and move_to need an IMAP source (POP3 and local stores have no such "
+                         "actions; a local store's flags are its own)")
+    if options.move_to is not None:
+        if options.delete:
+            raise UsageError("move_to and delete contradict each other: a message is either moved or deleted")
+        if not options.move_to or options.move_to.upper() == (url.path or "INBOX").upper():
+            raise UsageError(f"move_to {options.move_to!r}: name another folder than the one fetched from")
 
 
 def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None, state: FetchState | None,
@@ -179,27 +233,42 @@ def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None
         if state is not None:
             state.begin(message.id, sink.mark())
         counter = _Counter(chunks, on_progress, keep_header=state is not None)
-        key, path = sink.add(message, counter, maildir_flags(message.flags))
+        flags = _flags_after(message.flags, options)
+        key, path = sink.add(message, counter, maildir_flags(flags))
         if state is not None:
             state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
                          size=message.size if message.size is not None else counter.bytes)
         saved.append(message.id)
-        report.fetched.append(Fetched(source.id_kind, source.public_id(message), counter.bytes,
-                                      path, message.flags))
+        report.fetched.append(Fetched(source.id_kind, source.public_id(message), counter.bytes, path, flags))
         if on_progress:
             on_progress(0, 1)
         if on_saved:
             on_saved(report.fetched[-1])
     report.vanished = len(chosen) - len(saved)
+    if options.acts_on_server and state is not None:
+        state.sync()              # what was saved is recorded durably before the server hears of it
+    if options.flag or options.unflag:
+        source.store_flags(saved, options.flag, options.unflag)
+        report.flags_stored += len(saved)
+    if options.move_to is not None:
+        report.move_target = options.move_to
+        report.moved += source.move(saved, options.move_to)
     if options.delete:
-        if state is not None:
-            state.sync()          # what was saved is recorded durably before the server forgets it
         report.deleted = source.delete(saved_before + saved)
     if (skip_saved is not None and not criteria and len(chosen) == len(todo) and not report.vanished):
         skip_saved.drop_stale()   # the whole mailbox was looked at: unmatched old records are gone
     if state is not None and not criteria and isinstance(source, IMAPClient):
         saved_ids = set(saved)
         _advance_cursor(state, source, ids, [m.number for m in todo if m.id not in saved_ids])
+
+
+def _flags_after(flags: tuple[str, ...], options: FetchOptions) -> tuple[str, ...]:
+    """The server's flags with this run's changes made (IMAP flags compare without case):
+    what the saved copy carries, since the server will have them once the run is done."""
+    removed = {f.upper() for f in options.unflag}
+    kept = [f for f in flags if f.upper() not in removed]
+    present = {f.upper() for f in kept}
+    return tuple(kept + [f for f in options.flag if f.upper() not in present])
 
 
 def _list(source: Source, options: FetchOptions, criteria: str | None,

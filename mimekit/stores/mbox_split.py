@@ -27,7 +27,9 @@ from mimekit.streams.files import CHUNK_SIZE
 from mimekit.streams.from_quoting import FromQuoter
 
 HEADER_BLOCK_LIMIT = 1024 * 1024   # a longer header block is not looked into for Content-Length/Status
-X_STATUS = (("R", "A"), ("F", "F"), ("T", "D"))   # Maildir flag -> mbox X-Status letter
+# Maildir flag -> mbox X-Status letter, as UW-IMAP and Dovecot write them (answered A,
+# flagged F, deleted D, draft T: Maildir's T is trashed, its D draft)
+X_STATUS = (("R", "A"), ("F", "F"), ("T", "D"), ("D", "T"))
 
 _MESSAGE_START = re.compile(rb"\n\r?\nFrom ")          # an empty line, then a "From " line
 _HEADER_END = re.compile(rb"\n\r?\n")

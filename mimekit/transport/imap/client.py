@@ -22,6 +22,7 @@ from mimekit.transport.urls import ServerURL
 
 IMAP_BATCH = 100          # UIDs per UID FETCH of bodies; two batches are kept in flight
 IMAP_DESCRIBE_BATCH = 5000
+IMAP_STORE_BATCH = 1000   # UIDs per UID STORE, MOVE, COPY or EXPUNGE
 IDLE_WAKE = 0.25          # seconds between looks at `stopping` while in IDLE
 
 
@@ -238,21 +239,50 @@ class IMAPClient(Driver):
                 return
 
     def delete(self, ids: list[str]) -> int:
-        if not ids:
-            return 0
-        uids = imap.uid_set(int(i) for i in ids)
-        self._expect_ok(self.proto.uid_store(uids, "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE")
-        expunged = 0
+        """Remove these messages for good: \\Deleted, then UID EXPUNGE of exactly them."""
+        self.check_removals(deleting=True, moving=False)
+        counter = _RemovalCounter()
+        for uids in _uid_batches(ids):
+            self._expect_ok(self.proto.uid_store(uids, "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE")
+            self._expect_ok(self.proto.uid_expunge(uids), "UID EXPUNGE", counter)
+        return counter.expunged
 
-        def count(event) -> None:
-            nonlocal expunged
-            expunged += isinstance(event, imap.Expunge)
+    def check_removals(self, deleting: bool, moving: bool) -> None:
+        """Refuse, before anything changes, to remove messages without UIDPLUS (RFC 4315):
+        a plain EXPUNGE would also remove every other message marked \\Deleted in the
+        folder, by the user or another client. One rule for deleting and for moving (which
+        needs no expunge when the server offers MOVE)."""
+        capabilities = self.proto.capabilities
+        what = "deleting" if deleting else "moving (without MOVE, RFC 6851)" \
+            if moving and "MOVE" not in capabilities else None
+        if what and "UIDPLUS" not in capabilities:
+            raise UnavailableError(f"{self.conn.where}: the server offers no UIDPLUS, so {what} would take a plain "
+                                   f"EXPUNGE, which also removes the other messages marked \\Deleted in "
+                                   f"{self.folder!r}; nothing was changed on the server")
 
-        if "UIDPLUS" in self.proto.capabilities:
-            self._expect_ok(self.proto.uid_expunge(uids), "UID EXPUNGE", count)
-        else:
-            self._expect_ok(self.proto.expunge(), "EXPUNGE", count)
-        return expunged
+    def store_flags(self, ids: list[str], add: tuple[str, ...], remove: tuple[str, ...]) -> None:
+        """Add and remove flags (IMAP names: \\Seen, keywords) on these messages."""
+        for uids in _uid_batches(ids):
+            for action, flags in (("+FLAGS.SILENT", add), ("-FLAGS.SILENT", remove)):
+                if flags:
+                    self._expect_ok(self.proto.uid_store(uids, action, f"({' '.join(flags)})"), "UID STORE")
+
+    def move(self, ids: list[str], folder: str) -> int:
+        """Move these messages to `folder`: UID MOVE (RFC 6851) when offered, else UID COPY,
+        \\Deleted and UID EXPUNGE of exactly them (see check_removals). A NO (no such
+        folder: [TRYCREATE]) is UnavailableError and moves nothing. Returns how many moved."""
+        self.check_removals(deleting=False, moving=True)
+        moved = 0
+        for uids in _uid_batches(ids):
+            counter = _RemovalCounter()
+            if "MOVE" in self.proto.capabilities:
+                self._expect_ok(self.proto.uid_move(uids, folder), f"UID MOVE to {folder!r}", counter)
+            else:
+                counter(self._expect_ok(self.proto.uid_copy(uids, folder), f"UID COPY to {folder!r}", counter))
+                self._expect_ok(self.proto.uid_store(uids, "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE")
+                self._expect_ok(self.proto.uid_expunge(uids), "UID EXPUNGE", counter)
+            moved += min(counter.moved, imap.uid_set_size(uids))
+        return moved
 
     @property
     def can_idle(self) -> bool:
@@ -331,6 +361,35 @@ class IMAPClient(Driver):
         if isinstance(event, imap.StatusResponse) and event.status == "BYE":
             raise TempFailure(f"{self.conn.where}: IMAP server said BYE: {event.text}")
         return False
+
+
+def _uid_batches(ids: list[str]) -> Iterator[str]:
+    """UID sets of at most IMAP_STORE_BATCH messages each, so no command line grows past
+    what servers take (Dovecot: 64 KiB) however scattered the UIDs."""
+    uids = sorted(int(i) for i in ids)
+    for start in range(0, len(uids), IMAP_STORE_BATCH):
+        yield imap.uid_set(uids[start:start + IMAP_STORE_BATCH])
+
+
+class _RemovalCounter:
+    """A `collect` that counts what a MOVE, COPY or EXPUNGE removed or moved: the source
+    set of the server's COPYUID (UIDPLUS, RFC 4315 §3; MOVE sends it untagged, COPY in
+    its OK, which is passed in too), else the EXPUNGE responses."""
+
+    def __init__(self):
+        self.expunged = 0
+        self.copied: int | None = None
+
+    def __call__(self, event) -> None:
+        if isinstance(event, imap.Expunge):
+            self.expunged += 1
+        elif isinstance(event, (imap.StatusResponse, imap.Completion)) and event.code \
+                and event.code.name == "COPYUID" and len(event.code.args.split()) == 3:
+            self.copied = imap.uid_set_size(event.code.args.split()[1])
+
+    @property
+    def moved(self) -> int:
+        return self.copied if self.copied is not None else self.expunged
 
 
 def _collect(event_type: type, take: Callable[[object], None]) -> Callable[[object], None]:

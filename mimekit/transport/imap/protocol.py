@@ -252,6 +252,18 @@ def uid_set(uids) -> str:
     return ",".join(ranges)
 
 
+def uid_set_size(text: str) -> int | None:
+    """How many UIDs a server's uid-set names ("1:3,7" -> 4: RFC 4315 §4, as in COPYUID),
+    counted without expanding it; None if it is not one."""
+    total = 0
+    for part in text.split(","):
+        ends = [parse_decimal(end.encode("ascii", "replace")) for end in part.split(":")]
+        if len(ends) > 2 or None in ends or 0 in ends:
+            return None
+        total += abs(ends[-1] - ends[0]) + 1
+    return total
+
+
 _ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+')
 _QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*")
 
@@ -297,9 +309,10 @@ class _Command:
 
 
 # The untagged response a command draws once per message (RFC 3501 §6.4.5, §6.4.6, §6.4.3,
-# RFC 4315 §2.1): not counted against max_untagged and max_untagged_bytes, though each one
+# RFC 4315 §2.1, RFC 6851 §4.3): not counted against max_untagged and max_untagged_bytes, though each one
 # alone must still fit in what is left of the bytes.
-_ANSWERS = {"UID FETCH": b"FETCH", "UID STORE": b"FETCH", "EXPUNGE": b"EXPUNGE", "UID EXPUNGE": b"EXPUNGE"}
+_ANSWERS = {"UID FETCH": b"FETCH", "UID STORE": b"FETCH", "EXPUNGE": b"EXPUNGE", "UID EXPUNGE": b"EXPUNGE",
+            "UID MOVE": b"EXPUNGE"}
 
 
 class _Partial:
@@ -408,6 +421,15 @@ class IMAPProtocol(BufferedProtocol):
     def uid_expunge(self, uids: str) -> str:
         """UID EXPUNGE (RFC 4315, UIDPLUS): removes only these \\Deleted messages."""
         return self._command("UID EXPUNGE", uids.encode("ascii"))
+
+    def uid_copy(self, uids: str, mailbox: str) -> str:
+        """UID COPY (RFC 3501 §6.4.8); with UIDPLUS the OK carries [COPYUID ...]."""
+        return self._command("UID COPY", uids.encode("ascii"), _astring(encode_mailbox_name(mailbox)))
+
+    def uid_move(self, uids: str, mailbox: str) -> str:
+        """UID MOVE (RFC 6851): copy, then expunge from this mailbox, in one command; the
+        EXPUNGE (or VANISHED) responses it draws are answers, like UID EXPUNGE's."""
+        return self._command("UID MOVE", uids.encode("ascii"), _astring(encode_mailbox_name(mailbox)))
 
     def expunge(self) -> str:
         return self._command("EXPUNGE")

@@ -118,7 +118,7 @@ def _options(context: click.Context) -> list[str]:
         record = param.get_help_record(context)
         if record is not None:
             flags, help_text = record
-            lines += [".TP", f".B {_escape(flags)}", _escape(help_text)]
+            lines += [".TP", f"\\fB{_escape(flags)}\\fR", _escape(help_text)]   # not .B: a quote in it would split
     return lines
 
 

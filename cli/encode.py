@@ -141,22 +141,21 @@ def _typed_files(ctx: click.Context) -> tuple[list, list]:
     """The --attach and --inline files as (path, type or None) pairs, in order, each --type
     going to the file given right before it."""
     values = {name: iter(ctx.params[name]) for name in ("attach", "inline", "types")}
-    files = {"attach": [], "inline": []}
-    latest = None   # [option, path, type] of the file given last
+    files = {"attach": [], "inline": []}   # option -> [path, type or None] per file
+    option = latest = None                 # the option and entry of the file given last
     for name in ctx.meta[OPTION_ORDER]:
         if name in files:
-            latest = [name, next(values[name]), None]
+            option, latest = name, [next(values[name]), None]
             files[name].append(latest)
         elif name == "types":
             media_type = next(values[name])
             if latest is None:
                 raise UsageError(f"--type {media_type} comes before any --attach or --inline: "
                                  "it applies to the file given right before it")
-            if latest[2] is not None:
-                raise UsageError(f"two --type for --{latest[0]} {latest[1]}: {latest[2]} and {media_type}")
-            latest[2] = media_type
-    return [(path, media_type) for _, path, media_type in files["attach"]], \
-           [(path, media_type) for _, path, media_type in files["inline"]]
+            if latest[1] is not None:
+                raise UsageError(f"two --type for --{option} {latest[0]}: {latest[1]} and {media_type}")
+            latest[1] = media_type
+    return [tuple(entry) for entry in files["attach"]], [tuple(entry) for entry in files["inline"]]
 
 
 # -- --edit -------------------------------------------------------------------------------

@@ -101,5 +101,6 @@ def main(ctx, debug):
     """mimekit: turn files into sendable e-mail, read any message, send and fetch mail.
 
     Data goes to stdout, diagnostics to stderr; every command takes a path or - for stdin.
+    `mimekit COMMAND --help` ends with examples; `man mimekit-COMMAND` says the same.
     """
     ctx.obj = {"debug": debug}

@@ -101,6 +101,7 @@ def main(ctx, debug):
     """mimekit: turn files into sendable e-mail, read any message, send and fetch mail.
 
     Data goes to stdout, diagnostics to stderr; every command takes a path or - for stdin.
-    `mimekit COMMAND --help` ends with examples; `man mimekit-COMMAND` says the same.
+
+    Examples: mimekit COMMAND --help. Manual: man mimekit-COMMAND.
     """
     ctx.obj = {"debug": debug}

@@ -93,13 +93,16 @@ def store(tmp_path) -> Path:
     mbox holding the same two."""
     with_attachment = (b"From: a@example.test\r\nTo: b@example.test\r\nSubject: att\r\nMIME-Version: 1.0\r\n"
                        b"Date: Thu, 01 Jan 2026 10:00:00 +0000\r\nMessage-ID: <att@example.test>\r\n"
-                       b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                       b"\r\nSee attached.\r\nbegin 644 hidden.txt\r\n#86)C\r\n`\r\nend\r\n--b\r\n"
-                       b"Content-Type: image/png; name=\"x y.png\"\r\nContent-Disposition: attachment; filename=\"x y.png\"\r\n"
-                       b"Content-ID: <img@example.test>\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0K\r\n--b--\r\n")
+                       b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+                       b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+                       b"See attached.\r\nbegin 644 hidden.txt\r\n#86)C\r\n`\r\nend\r\n"
+                       b"--b\r\nContent-Type: image/png; name=\"x y.png\"\r\n"
+                       b"Content-Disposition: attachment; filename=\"x y.png\"\r\nContent-ID: <img@example.test>\r\n"
+                       b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0K\r\n--b--\r\n")
     defective = b"Subject: =?utf-8?q?broken\nFrom: nobody\n\nbody\r\n"
     make_maildir(tmp_path / "box", {"cur/1.host:2,S": with_attachment, "new/2.host": defective})
-    (tmp_path / "box.mbox").write_bytes(b"From a@example.test Thu Jan  1 10:00:00 2026\n" + with_attachment.replace(b"\r\n", b"\n")
+    (tmp_path / "box.mbox").write_bytes(b"From a@example.test Thu Jan  1 10:00:00 2026\n"
+                                        + with_attachment.replace(b"\r\n", b"\n")
                                         + b"\nFrom b@example.test Thu Jan  1 10:00:00 2026\n" + defective)
     (tmp_path / "one.eml").write_bytes(with_attachment)
     return tmp_path
@@ -233,7 +236,8 @@ def test_decode_json_manifest_for_one_message_and_many(store, env, tmp_path):
                            env=env, expected_codes=(66,))
     assert [record.get("error", {}).get("code") for record in records] == [None, None, 66]
     case = next(case for case in evasion_messages() if case.reading)
-    [hidden] = valid_output("decode", "--all-readings", "-o", str(tmp_path / "hidden"), "-", env=env, input=case.message)
+    [hidden] = valid_output("decode", "--all-readings", "-o", str(tmp_path / "hidden"), "-", env=env,
+                            input=case.message)
     assert any(entry.get("reading") == case.reading for entry in hidden["parts"])
     [refused] = valid_output("decode", "--text", str(store / "one.eml"), env=env, expected_codes=(64,))
     assert refused["error"]["code"] == 64
@@ -261,7 +265,8 @@ def test_fetch_json_from_a_maildir_into_each_kind_of_output_and_an_error(store, 
 
 def test_users_and_accounts_list_json(env, tmp_path):
     users = tmp_path / "users"
-    assert mimekit("users", "add", str(users), "alice", "--password-command", "echo pw-alice-1", env=env).returncode == 0
+    added = mimekit("users", "add", str(users), "alice", "--password-command", "echo pw-alice-1", env=env)
+    assert added.returncode == 0, added.stderr
     [listing] = valid_output("users", "list", str(users), env=env)
     assert listing["users"] == ["alice"]
     valid_output("users", "list", str(tmp_path / "missing"), env=env, expected_codes=(66,))

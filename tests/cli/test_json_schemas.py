@@ -39,7 +39,9 @@ REGISTRY = registry(SCHEMA_FILES)
 
 
 def validate(document: dict) -> str:
-    """Validate one document against the file its "schema" names; returns that name."""
+    """Validate one document against the file its "schema" names (its first key, as
+    docs/conventions.md says); returns that name."""
+    assert next(iter(document)) == "schema", document
     name = document["schema"].removeprefix("mimekit.").partition("/")[0]
     assert name in SCHEMA_FILES, f"no docs/schemas/{name}.json for {document['schema']}"
     validator = Draft202012Validator(SCHEMA_FILES[name], registry=REGISTRY, format_checker=FormatChecker())
@@ -178,12 +180,18 @@ def test_every_schema_name_the_code_prints_has_its_file_and_every_file_a_command
         assert f"`{SCHEMA_FILES[name]['properties']['schema']['const']}`" in readme
 
 
+def test_formats_are_checked():
+    """Without rfc3339-validator (jsonschema[format-nongpl]) jsonschema skips date-time silently."""
+    assert "date-time" in FormatChecker().checkers, "install jsonschema[format-nongpl] to check date-time"
+
+
 def test_a_document_with_an_unknown_field_or_a_wrong_version_is_refused():
     """The schemas are closed: a field added to an output without its schema fails the tests."""
     good = {"schema": "mimekit.users/1", "path": "users", "users": ["alice"]}
     validate(good)
     for bad in ({**good, "extra": 1}, {**good, "schema": "mimekit.users/2"}, {**good, "users": "alice"},
-                {"schema": "mimekit.users/1", "error": {"code": 66, "kind": "no-input"}}):
+                {"schema": "mimekit.users/1", "error": {"code": 66, "kind": "no-input"}},
+                {"schema": "mimekit.scan/1", "source": "a.eml", "date": "yesterday"}):
         with pytest.raises(AssertionError):
             validate(bad)
 

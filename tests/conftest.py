@@ -18,6 +18,23 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
 
+# What a test must never leave in the repository (issue 15): fetch's default output (-o maildir:./mail),
+# the README quick start's message, and the folder an unexpanded maildir:~/... made.
+LEFT_BEHIND = ("mail", "demo.eml", "~")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repository_left_clean():
+    """An error at the end of the run naming what a test left in the repository: a test that
+    ran mimekit there (its cwd) instead of in tmp_path. What was there before the run is not
+    counted, so one offender does not fail every later run."""
+    before = {name for name in LEFT_BEHIND if os.path.lexists(REPO / name)}
+    yield
+    left = [name for name in LEFT_BEHIND if os.path.lexists(REPO / name) and name not in before]
+    if left:
+        pytest.fail(f"the tests left {', '.join(left)} in {REPO}: run mimekit with cwd=tmp_path or an output "
+                    "in tmp_path", pytrace=False)
+
 
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:

@@ -16,9 +16,9 @@ MESSAGES = [
 ]
 
 
-def mimekit(*args, env=None):
+def mimekit(*args, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "mimekit_cli", *args], capture_output=True, timeout=60,
-                          env=env)
+                          env=env, cwd=cwd)
 
 
 @pytest.fixture
@@ -124,7 +124,8 @@ def test_missing_source_store_is_no_input(tmp_path, env):
 ])
 def test_usage_errors_exit_64_before_any_connection(tmp_path, env, args):
     Maildir(str(tmp_path / "src"))
-    result = mimekit("fetch", *[a.format(tmp=tmp_path) for a in args], "--json", env=env)
+    # in tmp_path: without -o, the default output is ./mail (the repository's, run from there)
+    result = mimekit("fetch", *[a.format(tmp=tmp_path) for a in args], "--json", env=env, cwd=tmp_path)
     assert result.returncode == 64, result.stderr.decode()
 
 

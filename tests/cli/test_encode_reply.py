@@ -126,9 +126,10 @@ def test_mthread_threads_replies_under_the_original_and_mshow_shows_the_quote(tm
     second = tmp_path / "second-reply.eml"
     second.write_bytes(encoded("--from", "juergen@example.test", "--reply", first, "--body", "-", input=b"Good.\n"))
     unrelated = tmp_path / "unrelated.eml"
-    unrelated.write_bytes(encoded("--from", ME, "--to", "x@example.test", "--subject", "other"))
-    threads = mblaze("mthread", unrelated, second, first, original, cwd=tmp_path)
-    assert threads.splitlines() == [f"{original}", f" {first}", f"  {second}", f"{unrelated}"]
+    unrelated.write_bytes(encoded("--from", ME, "--to", "x@example.test", "--subject", "other",
+                                  "--header", "Date: Sun, 30 Jun 2024 10:00:00 +0000"))   # first by date
+    threads = mblaze("mthread", second, first, unrelated, original, cwd=tmp_path)
+    assert threads.splitlines() == [f"{unrelated}", f"{original}", f" {first}", f"  {second}"]
     shown = mblaze("mshow", second, cwd=tmp_path)
     assert "Subject: Re: Grüße aus Köln" in shown                        # one Re after two replies
     assert ("Bob wrote:\n> Got it.\n>\n> On Mon, 1 Jul 2024 10:00:00 +0000, Müller, Jürgen wrote:\n"

@@ -287,6 +287,15 @@ def test_users_and_accounts_list_json(env, tmp_path):
     valid_output("accounts", "check", "nobody", env=env, expected_codes=(78,))
 
 
+def test_send_json_into_a_local_maildir_and_a_refused_message(env, tmp_path):
+    [sent] = valid_output("send", "--server", f"maildir:{tmp_path / 'delivered'}", "-t", "-", env=env, input=MESSAGE)
+    assert [r["accepted"] for r in sent["messages"][0]["recipients"]] == [True]
+    [refused] = valid_output("send", "--server", f"maildir:{tmp_path / 'delivered'}", "-t", "-", env=env,
+                             input=b"To: bob@example.test\r\nSubject: no sender\r\n\r\nx\r\n", expected_codes=(65,))
+    [message] = refused["messages"]
+    assert message["error"]["kind"] == "data" and message["recipients"] == []
+
+
 def test_send_queue_then_queue_list_and_run_json_while_the_server_is_away(env, tmp_path):
     queue = tmp_path / "queue"
     [queued] = valid_output("send", f"--queue={queue}", "--server", closed_server(), "-t", "-", env=env, input=MESSAGE)

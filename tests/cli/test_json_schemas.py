@@ -7,6 +7,7 @@ files are valid and described, and every schema name the code can print has its 
 import ast
 import importlib.util
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -143,14 +144,20 @@ def _property_maps(node, where="$"):
 JSON_PRINTERS = {"emit_json", "json_line", "fail", "reporting", "ReadingRun", "_report_run"}
 
 
+SCHEMA_NAME_IN_TEXT = re.compile(r"mimekit\.([a-z][a-z0-9-]*)/[0-9]+")
+
+
 def emitted_schema_names() -> set[str]:
     """The schema names cli/*.py can print, read from the code: the literal first argument of
-    every call that prints JSON. A name the code computes (an f-string) cannot be checked, so
+    every call that prints JSON, and every "mimekit.NAME/N" written out in a string (a document
+    built by hand, a --help text). A name the code computes (an f-string) cannot be checked, so
     it fails here; a variable passes the literal of its caller on (that caller is read too).
     reporting() without as_json prints no JSON."""
     names = set()
     for path in sorted((REPO / "cli").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.update(SCHEMA_NAME_IN_TEXT.findall(node.value))
             if not (isinstance(node, ast.Call) and node.args and _called_name(node) in JSON_PRINTERS):
                 continue
             if _called_name(node) == "reporting" and len(node.args) < 2 and not node.keywords:

@@ -54,9 +54,10 @@ and those act only once every message of the run is saved (fsync'd) in the outpu
 
 Flags travel with the messages: the server's, plus what --flag/--mark-seen add, minus
 what --unflag removes, go into a Maildir's info (:2,FRS...) and an mbox's Status and
-X-Status (R seen; A answered, F flagged, T draft, D deleted). Keywords ($Junk...) are
-set on the server and listed in --json, but no output keeps them (Maildir's standard
-info has no keywords), and a DIR of .eml files keeps no flags at all.""")
+X-Status (R seen; A answered, F flagged, T draft, D deleted). Keywords ($Junk...) go
+into an mbox's X-Keywords (as Dovecot keeps them) and --json; a Maildir keeps none (its
+standard info has no keywords; Dovecot's dovecot-keywords file is not written), and a
+DIR of .eml files keeps no flags at all.""")
 @click.argument("source", metavar="[SOURCE]", required=False)
 @click.option("-o", "--output", default="maildir:./mail", show_default=True, metavar="OUTPUT",
               help="maildir:PATH, mbox:PATH, a directory, mbox:- (stdout, many) or - (stdout, one).")

@@ -40,7 +40,7 @@ from mimekit.transport.imap import protocol as imap
 from mimekit.transport.connection import DEFAULT_TIMEOUT
 from mimekit.errors import UnavailableError, UsageError
 from mimekit.fetch.message import HEADER_LIMIT, message_id_of
-from mimekit.fetch.sinks import Sink, maildir_flags
+from mimekit.fetch.sinks import Sink, keywords_of, maildir_flags
 from mimekit.fetch.state import Cursor, FetchState, state_path
 from mimekit.streams.files import read_chunks
 from mimekit.fetch.sources import LocalSource, Source
@@ -234,7 +234,7 @@ def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None
             state.begin(message.id, sink.mark())
         counter = _Counter(chunks, on_progress, keep_header=state is not None)
         flags = _flags_after(message.flags, options)
-        key, path = sink.add(message, counter, maildir_flags(flags))
+        key, path = sink.add(message, counter, maildir_flags(flags), keywords_of(flags))
         if state is not None:
             state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
                          size=message.size if message.size is not None else counter.bytes)
@@ -350,13 +350,13 @@ def _adopt_orphan(state: FetchState, sink: Sink, source: Source, headers_only: b
     return 0
 
 
-_MBOX_STATUS = re.compile(rb"^(?:X-)?Status:[^\n]*\n", re.I | re.M)
+_MBOX_STATUS = re.compile(rb"^(?:(?:X-)?Status|X-Keywords):[^\n]*\n", re.I | re.M)
 _HEADER_END = re.compile(rb"\n\r?\n")
 
 
 def _stored_digest(chunks: Iterable[bytes]) -> tuple[int, str]:
-    """(size, sha256) of a stored message, without the Status lines an mbox output adds to
-    its header block (looked for in the first HEADER_LIMIT bytes only)."""
+    """(size, sha256) of a stored message, without the Status and X-Keywords lines an mbox
+    output adds to its header block (looked for in the first HEADER_LIMIT bytes only)."""
     digest, size, head = hashlib.sha256(), 0, b""
     for chunk in chunks:
         if head is None:

@@ -36,6 +36,23 @@ def maildir_flags(flags: tuple[str, ...]) -> str:
     return "".join(sorted({MAILDIR_FLAGS[f.upper()] for f in flags if f.upper() in MAILDIR_FLAGS}))
 
 
+_HEADER_WORD = re.compile(r"[!-~]+")   # printable ASCII, no space: a keyword a header line carries as is
+
+
+def keywords_of(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """The IMAP keywords among `flags` ($Junk, $Forwarded...: every flag but the \\ system
+    ones), for the outputs that can keep them (an mbox's X-Keywords)."""
+    return tuple(f for f in flags if not f.startswith("\\") and _HEADER_WORD.fullmatch(f))
+
+
+def _with_keywords(keywords: tuple[str, ...], chunks: Iterable[bytes]) -> Iterable[bytes]:
+    """The message with an X-Keywords field first, as Dovecot's mbox keeps keywords (and
+    NeoMutt reads them as tags) beside the Status lines; unchanged without keywords."""
+    if not keywords:
+        return chunks
+    return itertools.chain([f"X-Keywords: {' '.join(keywords)}\n".encode("ascii")], chunks)
+
+
 def imap_flags(letters: str) -> tuple[str, ...]:
     """Maildir info letters as the IMAP flag names a source reports (maildir_flags' inverse)."""
     return tuple(IMAP_FLAGS[letter] for letter in letters if letter in IMAP_FLAGS)
@@ -49,8 +66,10 @@ class Sink:
     durable = True
     identity = ""
 
-    def add(self, message: ListedMessage, chunks: Iterable[bytes], flags: str) -> tuple[str, str]:
-        """Save one message; return (key for the state, path for the report)."""
+    def add(self, message: ListedMessage, chunks: Iterable[bytes], flags: str,
+            keywords: tuple[str, ...] = ()) -> tuple[str, str]:
+        """Save one message with `flags` (Maildir letters) and, where the output has a place
+        for them, `keywords` (keywords_of); return (key for the state, path for the report)."""
         raise NotImplementedError
 
     def mark(self) -> dict:
@@ -82,7 +101,7 @@ class MaildirSink(Sink):
         self.store = store
         self.identity = "maildir:" + os.path.realpath(store.path)
 
-    def add(self, message, chunks, flags):
+    def add(self, message, chunks, flags, keywords=()):
         path = self.store.add(chunks, flags)
         return os.path.basename(path).split(":", 1)[0], path
 
@@ -133,9 +152,9 @@ class MboxSink(Sink):
         self.identity = "mbox:" + os.path.realpath(store.path)
         store.recover()       # a killed run's unfinished append is cut off before anything looks
 
-    def add(self, message, chunks, flags):
+    def add(self, message, chunks, flags, keywords=()):
         sender, chunks = _with_sender(chunks)
-        key = self.store.add(chunks, sender=sender, flags=flags)
+        key = self.store.add(_with_keywords(keywords, chunks), sender=sender, flags=flags)
         return key, f"{self.store.path}:{key}"
 
     def mark(self):
@@ -171,7 +190,7 @@ class DirectorySink(Sink):
         name, _ = sanitize_filename(f"{message.id}.eml")
         return name
 
-    def add(self, message, chunks, flags):
+    def add(self, message, chunks, flags, keywords=()):
         with self._directory.new_file(self._name(message)) as output:
             for chunk in chunks:
                 output.stream.write(chunk)
@@ -205,7 +224,7 @@ class StdoutSink(Sink):
         self.stream = stream
         self.count = 0
 
-    def add(self, message, chunks, flags):
+    def add(self, message, chunks, flags, keywords=()):
         if self.count:
             raise UsageError("standard output takes one message: set limit=1, or write many into mbox:PATH")
         self.count += 1
@@ -228,10 +247,10 @@ class MboxStreamSink(Sink):
         self.stream = stream
         self.position = 0
 
-    def add(self, message, chunks, flags):
+    def add(self, message, chunks, flags, keywords=()):
         start = self.position
         sender, chunks = _with_sender(chunks)
-        for data in mbox_entry(chunks, sender, flags):
+        for data in mbox_entry(_with_keywords(keywords, chunks), sender, flags):
             self.stream.write(data)
             self.position += len(data)
         self.stream.flush()

@@ -99,11 +99,12 @@ def test_flag_unflag_and_a_keyword_reach_the_server_and_the_mbox_status_lines(se
     [(flags, _)] = server_messages(servers).values()
     assert {"\\Flagged", "\\Answered", "\\Draft", "$Junk"} <= flags and "\\Seen" not in flags
     data = (tmp_path / "box").read_bytes()
-    assert b"\nStatus: O\nX-Status: AFT\n" in data          # UW-IMAP's and Dovecot's letters
+    assert b"\nStatus: O\nX-Status: AFT\nX-Keywords: $Junk\n" in data   # as Dovecot writes an mbox
     box = Mbox(str(tmp_path / "box"), create=False)
     assert [box.flags(key) for key in box.keys()] == ["DFR"]  # Maildir letters: draft, flagged, replied
     [read_back] = mailbox.mbox(str(tmp_path / "box"))
     assert set(read_back.get_flags()) == {"O", "A", "F", "T"}   # Status + X-Status, as Python reads them
+    assert read_back["X-Keywords"] == "$Junk" and read_back["Subject"] == "marked"
 
 
 @pytest.mark.servers

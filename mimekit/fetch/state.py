@@ -107,6 +107,7 @@ class FetchState:
         self._stale: Counter = Counter()
         self._generation = 0
         self._journal = None
+        self._changed = False          # lines appended since the last snapshot was written
         directory = os.path.dirname(path) or "."
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -119,8 +120,10 @@ class FetchState:
             self._lock.close()
             raise TempFailure(f"another mimekit fetch is using the same state ({path})") from None
         try:
-            self._load()
-            self._compact()
+            if self._load():
+                self._journal = open(self._journal_path(self._generation), "ab")
+            else:
+                self._compact()
         except BaseException:
             self._lock.close()
             raise
@@ -204,7 +207,8 @@ class FetchState:
     def close(self) -> None:
         if self._journal is None:
             return
-        self._compact()
+        if self._changed:
+            self._compact()
         self._journal.close()
         self._journal = None
         self._lock.close()
@@ -244,17 +248,22 @@ class FetchState:
 
     def _append(self, entry: dict, sync: bool) -> None:
         self._apply(entry)
+        self._changed = True
         self._journal.write(json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n")
         self._journal.flush()
         if sync:
             os.fsync(self._journal.fileno())
 
-    def _load(self) -> None:
+    def _load(self) -> bool:
+        """Read the snapshot and replay its journal. True when that journal is empty: the
+        snapshot says everything, so the journal is appended to as it is, and a run that
+        changes nothing writes nothing (for --new on a large folder with no new mail, two
+        rewrites of the snapshot were most of the run's time)."""
         try:
             with open(self.path, "rb") as snapshot:
                 data = json.load(snapshot)
         except FileNotFoundError:
-            return
+            return False
         except (OSError, ValueError) as exc:
             raise CantCreateError(f"{self.path}: unreadable fetch state ({exc}); "
                                   "move it away to start afresh") from exc
@@ -271,13 +280,14 @@ class FetchState:
             with open(self._journal_path(self._generation), "rb") as journal:
                 lines = journal.read().split(b"\n")
         except FileNotFoundError:
-            return
+            return False
         for line in lines[:-1]:          # the part after the last newline is torn or empty
             try:
                 entry = json.loads(line)
             except ValueError:
                 break                     # torn: nothing after it was ever acknowledged
             self._apply(entry)
+        return lines == [b""]
 
     def _compact(self) -> None:
         """Write a snapshot naming a fresh journal, then drop the old journal."""
@@ -304,6 +314,7 @@ class FetchState:
         if self._journal is not None:
             self._journal.close()
         self._journal = new_journal
+        self._changed = False
         try:
             os.unlink(self._journal_path(old_generation))
         except FileNotFoundError:

@@ -167,3 +167,19 @@ def test_a_state_written_before_the_cursor_and_one_from_a_later_version_are_read
                                                       '"vanished_since": 4}'))
     with FetchState(path) as state:
         assert (state.cursor.uidnext, state.cursor.modseq) == (6, None) and "5" in state
+
+
+def test_a_run_that_changes_nothing_writes_nothing(path):
+    """An unchanged folder's --new run opens and closes the state: the snapshot is not
+    rewritten, and what a later run appends still survives a crash."""
+    with FetchState(path) as state:
+        state.record("1", "k1")
+    before = os.stat(path)
+    with FetchState(path):
+        pass
+    after = os.stat(path)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    crash_after(path, 'state.record("2", "k2")')
+    with FetchState(path) as state:
+        assert "1" in state and "2" in state
+    assert len(glob.glob(path[:-len(".json")] + ".*.journal")) == 1

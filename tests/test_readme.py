@@ -1,8 +1,14 @@
-"""The README says what is true: its library section runs as written, importing only from
-`mimekit`, and its exit code table is the CLI's (mimekit_cli.common.EXIT_STATUSES)."""
+"""The README says what is true: its quick start runs as written and cleans up after itself,
+its library section runs as written, importing only from `mimekit`, its exit code table is
+the CLI's (mimekit_cli.common.EXIT_STATUSES), and it lists every package scripts/test
+installs and every corpus folder the tests read."""
 
+import os
 import re
 import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -61,3 +67,63 @@ def test_the_exit_code_table_is_the_clis():
     rows = re.findall(r"^\| (\d+) \| (\w+) \| (.*) \|$", section("### Exit codes"), re.M)
     assert [(int(code), name, meaning) for code, name, meaning in rows] == list(EXIT_STATUSES)
     assert PARTIAL_FAILURE_RULE in " ".join(section("### Exit codes").split())
+
+
+def quick_start_steps() -> dict[int, str]:
+    """The quick start's shell block, by the number of its "# N. ..." comments."""
+    [block] = re.findall(r"```sh\n(.*?)```", section("## Quick start"), re.S)
+    return {int(number): text for number, text in re.findall(r"^# (\d+)\. .*\n((?:(?!# \d+\. ).*\n)*)", block, re.M)}
+
+
+def test_the_quick_start_installs_into_a_virtual_environment_for_the_python_pyproject_requires():
+    """Debian's pip refuses `pip install .` outside a virtual environment (PEP 668)."""
+    install = quick_start_steps()[1]
+    venv = re.search(r"python3 -m venv (\S+)", install)
+    assert venv and f". {venv[1]}/bin/activate" in install
+    assert install.index("activate") < install.index("pip install .")
+    required = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert required == ">=3.11" and "Python 3.11 or later" in section("## Quick start")
+
+
+def test_the_quick_start_example_runs_as_written_and_leaves_nothing_behind(tmp_path):
+    """Step 2, in bash from the clone as the reader runs it (mimekit on PATH): its message
+    goes to a temporary directory, which it removes."""
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", quick_start_steps()[2]], cwd=ROOT, env=env,
+                            capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "mimekit check: ok\n" in result.stderr.decode()
+    assert "Grüße, 履歴書" in result.stdout.decode() and "tiny.png" in result.stdout.decode()
+    assert list(tmp_path.iterdir()) == [] and not (ROOT / "demo.eml").exists()
+
+
+def debian_packages(script: str) -> set[str]:
+    """The words of scripts/test's DEBIAN_PACKAGES=(...) array, comments left out."""
+    names = set()
+    for line in script.split("DEBIAN_PACKAGES=(", 1)[1].splitlines():
+        code = line.split("#", 1)[0]
+        names.update(code.replace(")", " ").split())
+        if ")" in code:
+            return names
+    raise AssertionError("DEBIAN_PACKAGES=( ... ) not closed")
+
+
+def test_the_tests_section_lists_every_package_scripts_test_installs():
+    script = (ROOT / "scripts" / "test").read_text()
+    prose = re.sub(r"```.*?```", "", section("## Tests"), flags=re.S)
+    listed = set(re.findall(r"`([^`]+)`", prose))
+    words = {word for text in listed for word in text.split()}
+    assert debian_packages(script) <= words, debian_packages(script) - words
+    extras = re.search(r"^PIP_EXTRAS=(\S+)", script, re.M)[1]
+    assert f"pip install -e '.[{extras}]'" in listed
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [r for extra in extras.split(",")
+                                              for r in project["optional-dependencies"][extra]]
+    assert {re.match(r"[\w.-]+", requirement)[0] for requirement in requirements} <= words
+
+
+def test_the_corpus_section_names_every_folder_the_tests_read():
+    read = {folder for path in (ROOT / "tests").rglob("*.py")
+            for folder in re.findall(r'CORPUS / "([\w.-]+)"', path.read_text(encoding="utf-8"))}
+    corpus = section("### The public test corpus")
+    assert read and all(f"get {folder} " in corpus for folder in read), read

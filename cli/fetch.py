@@ -14,6 +14,9 @@ Decisions (also in --help):
   output is refused (exit 64): the report would be mixed into the messages, and the
   stderr summary already says what was fetched. Errors then go to stderr too.
 - --new keeps its state in $XDG_STATE_HOME/mimekit/fetch/ (see mimekit/fetch/state.py).
+- --mark-seen, --flag, --unflag and --move-to are IMAP only and act on this run's messages
+  once all are saved (mimekit/fetch/run.py); the saved copies carry the flags the server
+  will have. They are allowed with a stdout output, as they lose no mail (--delete is not).
 - A failure part way exits with its own code (never 0); with --json the document still
   lists what was fetched before it, next to the error.
 """
@@ -67,7 +70,8 @@ DIR of .eml files keeps no flags at all.""")
 @click.option("--search", metavar="IMAP-SEARCH", help="IMAP: raw SEARCH criteria (ASCII), ANDed with the above.")
 @click.option("--headers-only", is_flag=True, help="Fetch the header block only.")
 @click.option("--delete", is_flag=True,
-              help="Delete from the source what was saved (IMAP: \\Deleted, expunge; POP3: DELE; a Maildir "
+              help="Delete from the source what was saved (IMAP: \\Deleted, then UID EXPUNGE of exactly those, "
+                   "which needs UIDPLUS; POP3: DELE; a Maildir "
                    "source too; refused for an mbox source and with --headers-only).")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N messages (oldest first).")
 @click.option("--mark-seen", is_flag=True, help="IMAP: set \\Seen on the messages saved (same as --flag seen).")

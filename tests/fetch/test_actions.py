@@ -120,6 +120,18 @@ def test_only_this_runs_messages_are_acted_on(servers, imap_env, tmp_path):
 
 
 @pytest.mark.servers
+def test_mark_seen_with_a_stdout_output(servers, imap_env):
+    """Allowed, unlike --delete: setting a flag loses no mail; the stream carries it too."""
+    servers.deliver_directly(USER, message("piped"))
+    result = mimekit("fetch", f"imaps://{USER}@{servers.host}:{servers.imaps}/INBOX", "--cafile",
+                     str(servers.ca_file), "--unseen", "--mark-seen", "-o", "mbox:-", env=imap_env)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.split(b"\n")[1:3] == [b"Status: RO", b"From: bob@example.test"]
+    [(flags, _)] = server_messages(servers).values()
+    assert "\\Seen" in flags
+
+
+@pytest.mark.servers
 def test_move_to_takes_the_messages_out_of_inbox_with_the_same_bytes(servers, imap_env, tmp_path, folder):
     delivered = {subject: message(subject) for subject in ("first", "second")}
     for data in delivered.values():

@@ -75,7 +75,7 @@ class OptionOrderCommand(click.Command):
                    "once the new one is complete; a device or FIFO is written into.")
 @click.option("--reply", metavar="MESSAGE",
               help="Reply to MESSAGE (a file, MBOX:OFFSET, MAILDIR:KEY, or - when --body is not -): To is its "
-                   "Reply-To, else its From; Subject is \"Re: \" and its subject (one Re, never stacked); "
+                   "Reply-To, else its From (its To when its From is you: --from, $EMAIL); Subject is \"Re: \" and its subject (one Re, never stacked); "
                    "In-Reply-To and References thread the reply under it; the body is the --body text, then "
                    "\"On DATE, NAME wrote:\" and its text quoted with \"> \". --to and --subject replace the "
                    "derived To and Subject; --cc adds to the derived Cc.")

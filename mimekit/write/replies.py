@@ -4,8 +4,9 @@ Small functions over a parsed original (mimekit.read.tree.Message), shared by
 `mimekit encode --reply/--forward/--forward-inline` and the web's compose form
 (mimekit.web.send), so both answer a message the same way:
 
-- recipients: a reply goes to the original's Reply-To, else its From; a reply to all
-  copies its To and Cc too, but not the user's own addresses nor anyone twice;
+- recipients: a reply goes to the original's Reply-To, else its From (to its To when the
+  user sent it, as mutt does); a reply to all copies its To and Cc too, but not the
+  user's own addresses nor anyone twice;
 - subject: one "Re: " or "Fwd: ", never stacked ("Re: Re:", "RE:", "Aw:", "Sv:" already
   say reply; "Fwd:", "Fw:" already say forward);
 - threading (RFC 5322 §3.6.4): In-Reply-To is the original's Message-ID, References its
@@ -30,7 +31,9 @@ from mimekit.read.tree import Message, Part
 QUOTED_TEXT_LIMIT = 1024 * 1024       # characters of the original a reply quotes; the rest is cut
 FORWARDED_MARKER = "---------- Forwarded message ----------"
 FORWARDED_FIELDS = ("From", "Date", "Subject", "To", "Cc")
-MSG_ID = re.compile(r"<[^<>\s]+>")    # RFC 5322 §3.6.4 msg-id, loosely: what References lists
+# RFC 5322 §3.6.4 msg-id, loosely (any visible ASCII between the brackets): what References
+# lists. Not 8-bit: an id with it would go out as an encoded word, which no reader matches.
+MSG_ID = re.compile(r"<[!-;=?-~]+>")
 # Fields one of which every message has: without any, the input is not a message.
 _MESSAGE_FIELDS = ("from", "sender", "reply-to", "to", "cc", "date", "subject", "message-id")
 # "Re:", "RE[2]:", and the German and Scandinavian "Aw:" and "Sv:" that mail programs write.
@@ -54,7 +57,8 @@ class Reply:
 
 
 def reply(original: Message, reply_all: bool = False, own: Iterable[str] = (), quote: bool = True) -> Reply:
-    """The reply to `original`; `own` are the user's addresses, which `reply_all` leaves out."""
+    """The reply to `original`; `own` are the user's addresses: a reply to all leaves them
+    out, and a reply to a message from one of them goes to its To (reply_recipients)."""
     head = original.root
     to, cc = reply_recipients(head, reply_all, own)
     message_id = first_msg_id(head.header("message-id"))
@@ -81,17 +85,31 @@ def forward_subject(subject: str | None) -> str:
 
 def reply_recipients(head: Part, reply_all: bool = False,
                      own: Iterable[str] = ()) -> tuple[list[Address], list[Address]]:
-    """(to, cc): to is the Reply-To, else the From; with `reply_all`, cc is the To and Cc
-    but `own` addresses and those already listed (addr-specs compared without case)."""
-    to = mailboxes(head, "reply-to") or mailboxes(head, "from")
-    cc: list[Address] = []
-    if reply_all:
-        taken = {address.addr_spec.lower() for address in to} | {address.lower() for address in own}
-        for address in mailboxes(head, "to") + mailboxes(head, "cc"):
-            if address.addr_spec.lower() not in taken:
-                taken.add(address.addr_spec.lower())
-                cc.append(address)
-    return to, cc
+    """(to, cc): to is the Reply-To, else the From; but when the From is the user's own
+    (one of `own`), the reply goes where that message went, its To but the user, as mutt
+    does: answering what you sent continues with its recipients, not with yourself. With
+    `reply_all`, cc is the To and Cc but `own` addresses and those already listed
+    (addr-specs compared without case)."""
+    mine = {address.lower() for address in own}
+    authors = mailboxes(head, "from")
+    if authors and all(address.addr_spec.lower() in mine for address in authors):
+        to = _distinct(mailboxes(head, "to"), set(mine)) or authors
+    else:
+        to = mailboxes(head, "reply-to") or authors
+    if not reply_all:
+        return to, []
+    return to, _distinct(mailboxes(head, "to") + mailboxes(head, "cc"),
+                         mine | {address.addr_spec.lower() for address in to})
+
+
+def _distinct(addresses: list[Address], taken: set[str]) -> list[Address]:
+    """`addresses` but those in `taken` (lower-case addr-specs) and repeats; `taken` grows."""
+    kept = []
+    for address in addresses:
+        if address.addr_spec.lower() not in taken:
+            taken.add(address.addr_spec.lower())
+            kept.append(address)
+    return kept
 
 
 def mailboxes(head: Part, name: str) -> list[Address]:
@@ -167,7 +185,10 @@ def original_text(message: Message) -> str:
 
 def quoted(text: str) -> str:
     """Each line of `text` quoted: "> ", or ">" before a line already quoted and before an
-    empty one (RFC 3676 §4.5: quote marks stack without spaces, no trailing space)."""
+    empty one (RFC 3676 §4.5: quote marks stack without spaces, no trailing space); no
+    text, no quoted lines."""
+    if not text:
+        return ""
     return "".join(f">{'' if not line or line.startswith('>') else ' '}{line}\n" for line in text.split("\n"))
 
 

@@ -112,6 +112,21 @@ def test_reply_to_is_honoured_and_given_fields_replace_or_add_as_the_help_says(t
     assert given.get_content() == "alice@example.test wrote:\r\n> body\r\n"
 
 
+def test_a_reply_to_your_own_message_goes_to_its_recipients(tmp_path):
+    """As in mutt: answering what you sent (its From is --from, or $EMAIL) continues with
+    its To, not back to you."""
+    sent = tmp_path / "sent.eml"
+    sent.write_bytes(encoded("--from", ME, "--to", "carol@example.test", "--cc", "dave@example.test",
+                             "--subject", "plans"))
+    reply = parse(encoded("--from", "bob@example.test", "--reply", sent, "--all"))
+    assert addresses(reply, "to") == [("", "carol@example.test")]
+    assert addresses(reply, "cc") == [("", "dave@example.test")]
+    by_email = subprocess.run([sys.executable, "-m", "mimekit_cli", "encode", "--reply", sent],
+                              capture_output=True, env={**os.environ, "EMAIL": "Bob <bob@example.test>"})
+    assert by_email.returncode == 0, by_email.stderr
+    assert addresses(parse(by_email.stdout), "to") == [("", "carol@example.test")]
+
+
 def test_a_reply_to_a_message_without_message_id_has_no_threading_fields(tmp_path):
     original = tmp_path / "bare.eml"
     original.write_bytes(b"From: a@example.test\nSubject: hi\n\nhello\n")

@@ -62,6 +62,32 @@ def test_reply_all_copies_the_others_once_and_never_the_user():
     assert specs(reply.cc) == ["carol@example.test", "dave@example.test"]
 
 
+@pytest.mark.parametrize("reply_all, to, cc", [
+    (False, ["carol@example.test", "dave@example.test"], []),
+    (True, ["carol@example.test", "dave@example.test"], ["erin@example.test"]),
+])
+def test_a_reply_to_the_users_own_message_goes_to_its_recipients_not_back_to_the_user(reply_all, to, cc):
+    """As mutt does: the user answering what they sent continues with its To (but
+    themselves, and once each); a Reply-To they set does not send it back to them."""
+    with parsed(b"From: Bob <BOB@example.test>\r\nReply-To: bob@example.test\r\n"
+                b"To: carol@example.test, Bob <bob@example.test>, Dave <dave@example.test>, Carol@Example.test\r\n"
+                b"Cc: erin@example.test, bob@example.test\r\nSubject: plans\r\n\r\nhi\r\n") as original:
+        reply = replies.reply(original, reply_all=reply_all, own=["bob@example.test"])
+    assert (specs(reply.to), specs(reply.cc)) == (to, cc)
+
+
+def test_a_note_to_self_is_answered_to_self():
+    with parsed(b"From: bob@example.test\r\nTo: bob@example.test\r\nSubject: note\r\n\r\nhi\r\n") as original:
+        reply = replies.reply(original, reply_all=True, own=["bob@example.test"])
+    assert (specs(reply.to), reply.cc) == (["bob@example.test"], [])
+
+
+def test_a_message_from_someone_else_is_answered_to_them_whoever_it_went_to():
+    with parsed(ORIGINAL) as original:
+        reply = replies.reply(original, own=["carol@example.test"])
+    assert specs(reply.to) == ["juergen@example.test"]
+
+
 def test_reply_to_is_honoured_and_references_fall_back_on_a_single_in_reply_to():
     with parsed(b"From: alice@example.test\r\nReply-To: List <list@example.test>, owner@example.test\r\n"
                 b"To: bob@example.test\r\nSubject: news\r\nMessage-ID: <m5@example.test>\r\n"
@@ -71,6 +97,15 @@ def test_reply_to_is_honoured_and_references_fall_back_on_a_single_in_reply_to()
     assert specs(reply.cc) == ["bob@example.test"]                      # From is not copied: Reply-To chose
     assert reply.references == ["<m4@example.test>", "<m5@example.test>"]
     assert reply.quote == "alice@example.test wrote:\n> body\n"          # no Date: no "On ..."
+
+
+def test_ids_with_8bit_bytes_are_left_out_of_references():
+    """An id that is not ASCII cannot be written in References but as an encoded word,
+    which no threading reader would match: it is dropped, the rest of the chain kept."""
+    with parsed("From: a@example.test\r\nMessage-ID: <m3@example.test>\r\n"
+                "References: <é@example.test> <m1@example.test>\r\n\r\nhi\r\n".encode()) as original:
+        reply = replies.reply(original)
+    assert reply.references == ["<m1@example.test>", "<m3@example.test>"]
 
 
 def test_a_message_without_message_id_gets_a_reply_that_threads_as_far_as_it_can():
@@ -91,6 +126,7 @@ def test_the_quote_is_the_best_text_of_an_html_only_message_and_is_cut_at_the_li
 def test_a_message_without_text_quotes_nothing():
     with parsed(b"From: a@example.test\r\nContent-Type: image/png\r\n\r\n\x89PNG") as original:
         assert replies.original_text(original) == ""
+        assert replies.reply(original).quote == "a@example.test wrote:\n"   # no lone ">" line
 
 
 def test_quoting_stacks_quote_marks_without_spaces():

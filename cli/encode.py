@@ -196,7 +196,8 @@ def _edited(draft):
 
 def _run_editor(path: str) -> None:
     """$VISUAL, else $EDITOR, else vi, split as a shell would (like git: "code --wait" works),
-    on `path`. The editor draws on stderr's terminal: stdout carries the message only."""
+    on `path`. The editor draws on the terminal stdin is (checked by _check_editable):
+    stdout carries the message only, and stderr may be a log file."""
     command = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     try:
         argv = shlex.split(command)
@@ -204,12 +205,14 @@ def _run_editor(path: str) -> None:
         raise ConfigError(f"cannot read the editor command {command!r}: {exc}") from None
     if not argv:
         raise ConfigError(f"the editor command {command!r} is empty")
-    try:
-        status = subprocess.run([*argv, path], stdout=sys.stderr.fileno()).returncode
-    except OSError as exc:
-        raise ConfigError(f"cannot run the editor {argv[0]}: {exc.strerror or exc}") from None
+    with open(os.ttyname(sys.stdin.fileno()), "wb") as terminal:
+        try:
+            status = subprocess.run([*argv, path], stdout=terminal).returncode
+        except OSError as exc:
+            raise ConfigError(f"cannot run the editor {argv[0]}: {exc.strerror or exc}") from None
     if status != 0:
-        raise UsageError(f"the editor {argv[0]} failed (exit {status}): nothing written")
+        how = f"killed by signal {-status}" if status < 0 else f"exit {status}"
+        raise UsageError(f"the editor {argv[0]} failed ({how}): nothing written")
 
 
 # -- --reply, --forward, --forward-inline: the fields mimekit.write.replies derives -------------

@@ -50,10 +50,26 @@ def encode(tmp_path, *args, terminal=True, **env):
         return subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, env=environment)
     controller, terminal_end = os.openpty()
     try:
-        return subprocess.run(command, stdin=terminal_end, capture_output=True, env=environment)
+        result = subprocess.run(command, stdin=terminal_end, capture_output=True, env=environment)
+        result.terminal = on_the_screen(controller)
+        return result
     finally:
         os.close(terminal_end)
         os.close(controller)
+
+
+def on_the_screen(controller: int) -> bytes:
+    """What was written to the terminal (the pty holds it until read)."""
+    os.set_blocking(controller, False)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except (BlockingIOError, OSError):
+            return shown
+        if not chunk:
+            return shown
+        shown += chunk
 
 
 def editor_log(tmp_path) -> dict | None:
@@ -79,9 +95,12 @@ def test_the_body_file_is_the_draft_and_what_is_saved_is_sent(tmp_path, editor):
     assert body.read_text() == "Dear Ann,\n"                # the --body file is left as it was
 
 
-def test_the_editor_draws_on_stderr_never_into_the_message(tmp_path, editor):
+def test_the_editor_draws_on_the_terminal_never_into_the_message_or_its_log(tmp_path, editor):
+    """stdout is the message and stderr may be redirected (2>log): the editor gets the
+    terminal the user types on."""
     result = encode(tmp_path, "--edit", EDITOR=str(editor))
-    assert b"screen drawing" in result.stderr and b"screen drawing" not in result.stdout
+    assert b"screen drawing" in result.terminal
+    assert b"screen drawing" not in result.stdout + result.stderr
     assert body_of(result.stdout) == EDITED.replace("\n", "\r\n")
 
 
@@ -116,6 +135,12 @@ def test_a_failing_editor_means_nothing_is_written(tmp_path, editor):
     assert result.stderr.decode().splitlines()[-1] == (
         f"mimekit encode: the editor {editor} failed (exit 3): nothing written")
     assert not out.exists() and list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_an_editor_killed_by_a_signal_says_so(tmp_path):
+    result = encode(tmp_path, "--edit", EDITOR="sh -c 'kill -TERM $$'")
+    assert result.returncode == 64 and result.stdout == b""
+    assert result.stderr.decode() == "mimekit encode: the editor sh failed (killed by signal 15): nothing written\n"
 
 
 @pytest.mark.parametrize("command, mention", [

@@ -85,7 +85,8 @@ class OptionOrderCommand(click.Command):
 @click.option("--no-quote", is_flag=True, help="With --reply: leave its text out of the body.")
 @click.option("--forward", metavar="MESSAGE",
               help="Forward MESSAGE (as --reply takes it) attached as message/rfc822, never re-encoded (one "
-                   "with 8-bit bytes goes as application/octet-stream, base64: message/* must be 7bit); "
+                   "with 8-bit bytes goes as application/octet-stream in base64, its bytes intact: the output is "
+                   "7-bit clean and message/* may not be base64); "
                    "Subject \"Fwd: \" and its subject, unless --subject.")
 @click.option("--forward-inline", metavar="MESSAGE",
               help="Forward MESSAGE in the body instead: the --body text, a \"Forwarded message\" block of its "

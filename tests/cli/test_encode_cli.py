@@ -119,8 +119,9 @@ def test_a_saved_message_is_attached_as_message_rfc822_and_comes_back_byte_exact
 
 
 def test_an_8bit_saved_message_comes_back_byte_exact_through_decode_o(tmp_path):
-    """message/* may not be 8bit or base64 (RFC 2046 §5.2.1): the composer sends an 8-bit
-    message as application/octet-stream in base64, so `decode -o` writes it back as it was."""
+    """message/* may not be base64 (RFC 2046 §5.2.1) and encode's output is 7-bit clean:
+    the composer sends an 8-bit message as application/octet-stream in base64, so
+    `decode -o` writes it back as it was."""
     saved = tmp_path / "grüße.eml"
     saved.write_bytes("From: a@example.org\nSubject: Grüße\nContent-Type: text/plain; charset=utf-8\n"
                       "Content-Transfer-Encoding: 8bit\n\nGrüße\n".encode())

@@ -201,7 +201,7 @@ def test_a_forwarded_8bit_message_keeps_the_composers_rule_and_its_bytes(tmp_pat
     original.write_bytes(raw)
     forward = assert_clean_message(encoded("--from", ME, "--to", "x@example.test", "--forward", original))
     [attached] = forward.iter_attachments()
-    assert attached.get_content_type() == "application/octet-stream"   # message/* must be 7bit
+    assert attached.get_content_type() == "application/octet-stream"   # 7-bit output; message/* is never base64
     assert attached.get_payload(decode=True) == raw
 
 

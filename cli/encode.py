@@ -56,7 +56,8 @@ class OptionOrderCommand(click.Command):
 @click.option("--html", metavar="FILE", help="HTML body; with --body the two are alternatives.")
 @click.option("--attach", multiple=True, metavar="FILE",
               help="Attach a file, byte for byte; repeat for more. Its type is sniffed from its bytes "
-                   "(a saved message, .eml or not, is message/rfc822) unless --type follows it.")
+                   "unless --type follows it. A saved message, .eml or not, is message/rfc822, sent as it "
+                   "is but with the line ends of the message written (CRLF, or LF with --lf).")
 @click.option("--inline", multiple=True, metavar="FILE",
               help="A file shown in place (e.g. an image); HTML references it as cid:NAME@inline, "
                    "NAME being its file name with characters other than A-Z a-z 0-9 . _ + - as _.")

@@ -492,7 +492,8 @@ def compose(*, from_: str | list[str], to=(), cc=(), bcc=(), subject: str | None
     """A whole message in one call. `headers` are (name, value) pairs; sources are paths,
     bytes or Content. An attachment or inline file given as a (source, media type) pair
     has that type; `attachment_type` is the type of every attachment given without one
-    (not of inline files, whose HTML needs their real type); the others are sniffed."""
+    (not of inline files, whose HTML needs their real type); the others are sniffed.
+    `forwarded` are (source, file name) pairs of messages attached whole as message/rfc822."""
     builder = MessageBuilder(encoding)
     builder.add_addresses("From", [from_] if isinstance(from_, str) else from_)
     builder.add_addresses("To", to)
@@ -510,7 +511,7 @@ def compose(*, from_: str | list[str], to=(), cc=(), bcc=(), subject: str | None
         builder.add_inline(source, content_type=content_type)
     for source, content_type in map(_typed_source, attachments):
         builder.attach(source, content_type=content_type or attachment_type)
-    for source, filename in forwarded:   # (source, file name): messages forwarded whole (replies)
+    for source, filename in forwarded:
         builder.attach(source, filename=filename, content_type="message/rfc822")
     return builder.build()
 

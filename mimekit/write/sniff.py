@@ -47,13 +47,15 @@ def sniff_content_type(head: bytes, filename: str = "") -> str:
     """The media type of content starting with `head` (1 MiB is plenty for libmagic)."""
     sniffed = _magic_type(head)
     guessed = _type_from_name(filename)
-    if looks_like_message(head):
+    fields = message_fields(head)
+    if len(fields) > 1 or (fields and guessed == "message/rfc822"):
         # libmagic knows a message only by a few first fields (From:, Received:): to it, one
         # starting "MIME-Version:" is text, which a reader would parse as a message all the
-        # same. Whatever the name says: a saved mail.txt is a message too.
+        # same. Two fields say so whatever the name (a saved mail.txt is a message too); one
+        # alone only in an .eml: "Subject: notes" over a note is a note.
         if sniffed is None or sniffed in _VAGUE_TYPES or sniffed in _EMPTY_TYPES:
             return "message/rfc822"
-    else:
+    elif not fields:
         # libmagic calls anything starting "From:" a message; a reader would parse it as one.
         if sniffed and sniffed.startswith("message/"):
             sniffed = "text/plain" if not _BINARY_BYTE.search(head) else OCTET_STREAM
@@ -69,28 +71,29 @@ def sniff_content_type(head: bytes, filename: str = "") -> str:
 # Fields a message has and other header-like text seldom does (RFC 5322 3.6, RFC 2045).
 _MESSAGE_FIELDS = frozenset({b"from", b"to", b"cc", b"bcc", b"sender", b"reply-to", b"subject", b"date",
                              b"message-id", b"in-reply-to", b"references", b"received", b"return-path",
-                             b"mime-version", b"newsgroups"})
+                             b"delivered-to", b"mime-version", b"newsgroups"})
 _LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\n|\r)")
 # Bytes libmagic never finds in text (it allows BEL to CR, ESC and 8-bit bytes).
 _BINARY_BYTE = re.compile(rb"[\x00-\x06\x0e-\x1a\x1c-\x1f\x7f]")
 
 
-def looks_like_message(head: bytes) -> bool:
-    """Whether `head` starts with what the reader takes for a message's header: lines that
-    are fields or their continuations, ended by a blank line within `head`, and among the
-    fields one a message has. Content that is not would get a defect as message/rfc822."""
+def message_fields(head: bytes) -> set[bytes]:
+    """The names (lower case) of the fields a message has that start `head`, when it starts
+    with what the reader takes for a message's header: lines that are fields or their
+    continuations, ended by a blank line within `head`; else none. Content without any
+    would get a defect as message/rfc822."""
     names, position = set(), 0
     while line := _LINE.match(head, position):   # match, not finditer: no rescan of a line without end
         text, position = line[1], line.end()
         if not text:
-            return bool(names & _MESSAGE_FIELDS)
+            return names & _MESSAGE_FIELDS
         if text[0] in b" \t" and names:
             continue
         field = FIELD_NAME.match(text)
         if field is None:
-            return False
+            return set()
         names.add(field[1].lower())
-    return False
+    return set()
 
 
 @functools.cache

@@ -50,6 +50,15 @@ def test_a_message_is_message_rfc822_whatever_its_name(head, name):
     assert sniff_content_type(head, name) == "message/rfc822"
 
 
+@pytest.mark.parametrize("note", [b"Subject: meeting notes\n\nwe agreed\n", b"To: buy milk\n\n- eggs\n"])
+def test_one_field_over_a_note_makes_a_message_only_in_an_eml(note):
+    """A note that starts "Subject: ..." or a to-do list that starts "To: ..." stays text;
+    saved as .eml, the name confirms what one field only suggests."""
+    assert sniff_content_type(note, "notes.txt") == "text/plain"
+    assert sniff_content_type(note, "notes") == "text/plain"
+    assert sniff_content_type(note, "notes.eml") == "message/rfc822"
+
+
 def test_an_mbox_is_not_one_message():
     assert sniff_content_type(b"From a@example.org Thu Jan  1 00:00:00 2026\nFrom: a@example.org\n\nhi\n",
                               "box") != "message/rfc822"

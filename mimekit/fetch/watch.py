@@ -7,6 +7,8 @@ output (new=True, no limit). Between passes:
     as the server reports anything about the mailbox, or after IDLE_REISSUE seconds of
     silence (the RFC asks to re-issue IDLE within the servers' 30-minute autologout);
   - IMAP without IDLE: the session stays open and a pass runs every `interval` seconds;
+  - IMAP, either way: a NOOP before each later pass (Dovecot shows a delivery to an open
+    session's search only once a NOOP or IDLE has reported it);
   - POP3 and local stores: a new session every `interval` seconds (a POP3 server shows
     new mail only to a new session; a store reopened is read afresh).
 A dropped connection or any TempFailure (and, once a pass has succeeded, an unreachable
@@ -117,13 +119,19 @@ def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, 
 def _wait_for_mail(source, interval: float, stop: Stop) -> bool:
     """Wait until a pass is worth running; True to run it in this session, False to
     run it in a new one (POP3, local stores)."""
-    if isinstance(source, IMAPClient) and source.can_idle:
-        # A silent IDLE ends with a pass too: its search makes the server look at the
-        # mailbox afresh, so a notification a server lost costs one period, not forever.
+    if not isinstance(source, IMAPClient):
+        stop.sleep(interval)
+        return False
+    if source.can_idle:
         source.idle(IDLE_REISSUE, lambda: stop.requested)
-        return True
-    stop.sleep(interval)
-    return isinstance(source, IMAPClient)
+    else:
+        stop.sleep(interval)
+    # A NOOP before every pass in this session: Dovecot shows a delivery to an open
+    # session's search only once a NOOP or IDLE has reported it, and a silent IDLE that
+    # ends (a notification the server lost) must still look afresh.
+    if not stop.requested:
+        source.noop()
+    return True
 
 
 class ExecHook:

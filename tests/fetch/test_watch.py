@@ -173,6 +173,38 @@ def test_idle_is_reissued_and_the_session_still_fetches(servers, tmp_path, monke
 
 
 @pytest.mark.servers
+def test_without_idle_each_poll_sends_noop_so_dovecot_shows_new_mail(servers, tmp_path, monkeypatch):
+    """IMAP polling on one session (IDLE hidden from the client): Dovecot shows a message
+    delivered after the first pass to this session's UID SEARCH only once a NOOP has
+    reported it (without one, it was seen only seconds later), so every later pass of the
+    session starts with a NOOP."""
+    monkeypatch.setattr(IMAPClient, "can_idle", property(lambda self: False))
+    sent: list[str] = []
+    command = imap.IMAPProtocol._command
+    monkeypatch.setattr(imap.IMAPProtocol, "_command", lambda self, name, *args: sent.append(name) or
+                        command(self, name, *args))
+    servers.deliver_directly(USER, message("before the watch"))
+    stopper, out, saved, passes = Stop(), tmp_path / "out", [], []
+    url = parse_url(f"imaps://{USER}@{servers.host}:{servers.imaps}/INBOX", {"imaps"})
+    worker = threading.Thread(target=watch, args=(url, open_sink(f"maildir:{out}"), FetchOptions(), stopper),
+                              kwargs=dict(password=lambda: servers.users[USER], cafile=str(servers.ca_file),
+                                          state_directory=str(tmp_path / "state"), interval=0.1,
+                                          on_saved=saved.append, on_pass=passes.append))
+    worker.start()
+    try:
+        wait_until(lambda: len(passes) >= 2, "a second pass on the same session")
+        servers.deliver_directly(USER, message("while polling"))
+        wait_until(lambda: len(saved) == 2, "the message delivered while polling")
+    finally:
+        stopper.request()
+        worker.join(WAIT)
+    assert not worker.is_alive(), "a stop request ends the watch"
+    assert sorted(b"while polling" in p.read_bytes() for p in files(out)) == [False, True]
+    later_passes = [n for n, name in enumerate(sent) if name == "UID SEARCH"][1:]
+    assert later_passes and all(sent[n - 1] == "NOOP" for n in later_passes), sent
+
+
+@pytest.mark.servers
 def test_sigterm_finishes_the_message_being_saved_and_exits_0(servers, env, tmp_path):
     body = b"".join(b"line %05d of a body long enough to take a moment to move\r\n" % n for n in range(4000))
     sent = [message(f"term {n}", body) for n in range(30)]

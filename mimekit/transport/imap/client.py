@@ -284,6 +284,12 @@ class IMAPClient(Driver):
             moved += min(counter.moved, imap.uid_set_size(uids))
         return moved
 
+    def noop(self) -> None:
+        """NOOP: the server's chance to report what changed in the folder (RFC 3501 §6.1.2).
+        Dovecot shows a delivery to an open session's UID SEARCH only after a NOOP or an
+        IDLE, so a session that looks again without IDLE sends one first."""
+        self._expect_ok(self.proto.noop(), "NOOP")
+
     @property
     def can_idle(self) -> bool:
         return "IDLE" in self.proto.capabilities

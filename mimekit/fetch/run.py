@@ -279,9 +279,10 @@ def _list(source: Source, options: FetchOptions, criteria: str | None,
     without a command, when the SELECT's UIDNEXT and HIGHESTMODSEQ are those remembered
     (RFC 3501 §2.3.1.1: UIDNEXT changes whenever a message is added), else the UIDs from
     the cursor on (one UID SEARCH, whatever the folder's size). What lies below the
-    cursor was saved; it is counted from the folder's size."""
+    cursor was saved; it is counted from the folder's size. Not with --delete, which
+    removes every saved message still at the source, those below the cursor too."""
     cursor = state.cursor if state is not None else None
-    if not (options.new and not criteria and isinstance(source, IMAPClient)
+    if not (options.new and not options.delete and not criteria and isinstance(source, IMAPClient)
             and cursor is not None and cursor.validity == source.validity):
         return source.list(criteria), 0
     if source.unchanged_since(cursor.uidnext, cursor.modseq):

@@ -192,3 +192,19 @@ def test_a_later_pass_in_one_session_finds_what_the_server_reported_since(inbox,
     finally:
         source.close()
     assert len(inbox.saved()) == 2
+
+
+def test_delete_after_an_earlier_new_run_deletes_what_that_run_saved(inbox, commands):
+    """--delete removes every saved message still at the source (run.py), also those an
+    earlier run saved: the cursor, which would list only what came after them, is not
+    used then, so `fetch --new` followed by `fetch --new --delete` empties the folder."""
+    inbox.deliver(2)
+    assert len(inbox.fetch().fetched) == 2
+    report = inbox.fetch(delete=True)
+    assert report.fetched == [] and report.skipped == 2 and report.deleted == 2
+    client = inbox.imaplib()
+    try:
+        assert client.uid("SEARCH", "ALL")[1] == [b""]
+    finally:
+        client.logout()
+    assert len(inbox.saved()) == 2

@@ -40,7 +40,7 @@ from mimekit.transport.imap import protocol as imap
 from mimekit.transport.connection import DEFAULT_TIMEOUT
 from mimekit.errors import UnavailableError, UsageError
 from mimekit.fetch.message import HEADER_LIMIT, message_id_of
-from mimekit.fetch.sinks import Sink, keywords_of, maildir_flags
+from mimekit.fetch.sinks import MBOX_FLAG_FIELD, Sink, keywords_of, maildir_flags
 from mimekit.fetch.state import Cursor, FetchState, state_path
 from mimekit.streams.files import read_chunks
 from mimekit.fetch.sources import LocalSource, Source
@@ -351,7 +351,6 @@ def _adopt_orphan(state: FetchState, sink: Sink, source: Source, headers_only: b
     return 0
 
 
-_MBOX_STATUS = re.compile(rb"^(?:(?:X-)?Status|X-Keywords):[^\n]*\n", re.I | re.M)
 _HEADER_END = re.compile(rb"\n\r?\n")
 
 
@@ -369,12 +368,12 @@ def _stored_digest(chunks: Iterable[bytes]) -> tuple[int, str]:
         if end is None and len(head) < HEADER_LIMIT:
             continue
         cut = end.end() - 1 if end else len(head)
-        data = _MBOX_STATUS.sub(b"", head[:cut]) + head[cut:]
+        data = MBOX_FLAG_FIELD.sub(b"", head[:cut]) + head[cut:]
         digest.update(data)
         size += len(data)
         head = None
     if head:
-        data = _MBOX_STATUS.sub(b"", head)
+        data = MBOX_FLAG_FIELD.sub(b"", head)
         digest.update(data)
         size += len(data)
     return size, digest.hexdigest()

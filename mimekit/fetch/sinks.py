@@ -45,14 +45,6 @@ def keywords_of(flags: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f for f in flags if not f.startswith("\\") and _HEADER_WORD.fullmatch(f))
 
 
-def _with_keywords(keywords: tuple[str, ...], chunks: Iterable[bytes]) -> Iterable[bytes]:
-    """The message with an X-Keywords field first, as Dovecot's mbox keeps keywords (and
-    NeoMutt reads them as tags) beside the Status lines; unchanged without keywords."""
-    if not keywords:
-        return chunks
-    return itertools.chain([f"X-Keywords: {' '.join(keywords)}\n".encode("ascii")], chunks)
-
-
 def imap_flags(letters: str) -> tuple[str, ...]:
     """Maildir info letters as the IMAP flag names a source reports (maildir_flags' inverse)."""
     return tuple(IMAP_FLAGS[letter] for letter in letters if letter in IMAP_FLAGS)
@@ -126,24 +118,45 @@ class MaildirSink(Sink):
 
 
 _HEADER_END = re.compile(rb"(?:\A|\n)\r?\n")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+# The fields in which an mbox keeps a message's flags (mutt, UW-IMAP, Dovecot), with
+# their continuation lines; group 1 is there for X-Keywords, group 2 is the value
+MBOX_FLAG_FIELD = re.compile(rb"^(?:(?:X-)?Status|(X-Keywords)):([^\n]*\n(?:[ \t][^\n]*\n)*)", re.I | re.M)
 
 
-def _with_sender(chunks: Iterable[bytes]) -> tuple[str, Iterator[bytes]]:
-    """The sender of a message's mbox "From " line, and all of its chunks again: the
-    address of its Return-Path (the envelope sender a delivery agent writes there), or ""
-    (MAILER-DAEMON) when it has none, a null one, or one that is not a single printable word.
-    Only the header block is held (at most HEADER_LIMIT bytes), since the line comes first."""
+def _for_mbox(chunks: Iterable[bytes], keywords: tuple[str, ...]) -> tuple[str, Iterator[bytes]]:
+    """The sender of a message's mbox "From " line, and the message as an mbox output keeps
+    it. The sender is the address of its Return-Path (the envelope sender a delivery agent
+    writes there), or "" (MAILER-DAEMON) when it has none, a null one, or one that is not a
+    single printable word. The message loses the Status and X-Status fields it carried,
+    since the output writes them from the flags (two of each would leave readers to pick
+    one), and carries one X-Keywords field first, as Dovecot's mbox keeps keywords (and
+    NeoMutt reads them as tags): `keywords`, after those of any X-Keywords field it had
+    (kept: a local mbox source's keywords are in no flag). Only the header block is held
+    (at most HEADER_LIMIT bytes), since all of this is in it."""
     chunks = iter(chunks)
     head = b""
     for chunk in chunks:
         head += chunk
         if len(head) >= HEADER_LIMIT or _HEADER_END.search(head, max(len(head) - len(chunk) - 2, 0)):
             break
+    end = _BLANK_LINE.search(b"\n" + head)      # the "\n" finds a header block that is empty
+    header, rest = (head[:end.start()], head[end.start():]) if end else (head, b"")
     value = field_value(read_headers(io.BytesIO(head)), "Return-Path") or ""
     address = value[1:-1] if value.startswith("<") and value.endswith(">") else value
     if not address.isprintable() or len(address.split()) != 1 or "\ufffd" in address:
         address = ""
-    return address, itertools.chain([head], chunks)
+    carried: list[bytes] = []
+
+    def drop(field: re.Match) -> bytes:
+        if field[1]:                      # X-Keywords
+            carried.extend(field[2].split())
+        return b""
+
+    header = MBOX_FLAG_FIELD.sub(drop, header)
+    words = list(dict.fromkeys(carried + [k.encode("ascii") for k in keywords]))
+    keywords_field = [b"X-Keywords: " + b" ".join(words) + b"\n"] if words else []
+    return address, itertools.chain(keywords_field, [header, rest], chunks)
 
 
 class MboxSink(Sink):
@@ -153,8 +166,8 @@ class MboxSink(Sink):
         store.recover()       # a killed run's unfinished append is cut off before anything looks
 
     def add(self, message, chunks, flags, keywords=()):
-        sender, chunks = _with_sender(chunks)
-        key = self.store.add(_with_keywords(keywords, chunks), sender=sender, flags=flags)
+        sender, chunks = _for_mbox(chunks, keywords)
+        key = self.store.add(chunks, sender=sender, flags=flags)
         return key, f"{self.store.path}:{key}"
 
     def mark(self):
@@ -249,8 +262,8 @@ class MboxStreamSink(Sink):
 
     def add(self, message, chunks, flags, keywords=()):
         start = self.position
-        sender, chunks = _with_sender(chunks)
-        for data in mbox_entry(_with_keywords(keywords, chunks), sender, flags):
+        sender, chunks = _for_mbox(chunks, keywords)
+        for data in mbox_entry(chunks, sender, flags):
             self.stream.write(data)
             self.position += len(data)
         self.stream.flush()

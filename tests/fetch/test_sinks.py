@@ -2,6 +2,7 @@
 finds again (mark, orphans) and compares (open, as_stored) a message a killed run saved."""
 
 import io
+import mailbox
 import os
 import re
 
@@ -9,8 +10,11 @@ import pytest
 
 from mimekit.errors import UsageError
 from mimekit.fetch.message import ListedMessage
+from mimekit.fetch.run import _stored_digest
 from mimekit.fetch.sinks import (DirectorySink, MaildirSink, MboxSink, MboxStreamSink, StdoutSink, imap_flags,
                                  maildir_flags, open_sink)
+from mimekit.stores import Mbox
+from mimekit.streams.files import read_chunks
 
 MESSAGE = b"From: a@example.test\r\nSubject: s\r\n\r\nFrom the body\r\nlone\rCR\r\n"
 STORED = b"From: a@example.test\nSubject: s\n\nFrom the body\nlone\rCR\n"
@@ -142,3 +146,34 @@ def test_mbox_from_line_names_the_return_path(tmp_path, header, sender):
     file_sink.add(listed(), [data], "")
     for written in (stream.getvalue(), (tmp_path / "box").read_bytes()):
         assert written.startswith(b"From " + sender + b" ") and written.endswith(data + b"\n")
+
+
+CARRYING = (b"From: a@example.test\r\nStatus: RO\r\nX-Status: F\r\nX-Keywords: old\r\n  older\r\nSubject: s\r\n"
+            b"\r\nStatus: a body line, kept\r\n")
+
+
+@pytest.mark.parametrize("kind", ["file", "stream"])
+def test_an_mbox_output_writes_one_set_of_flag_fields_replacing_those_the_message_carried(tmp_path, kind):
+    """The Status lines come from the flags alone (the message's own would contradict an
+    --unflag); its X-Keywords words are kept, merged into the one field written."""
+    stream = io.BytesIO()
+    sink = MboxSink(Mbox(str(tmp_path / "box"))) if kind == "file" else MboxStreamSink(stream)
+    sink.add(listed(), [CARRYING[:30], CARRYING[30:]], "R", ("new", "old"))
+    data = (tmp_path / "box").read_bytes() if kind == "file" else stream.getvalue()
+    header = data.split(b"\n\n")[0]
+    assert header.split(b"\n")[1:] == [b"Status: O", b"X-Status: A", b"X-Keywords: old older new",
+                                       b"From: a@example.test", b"Subject: s"]
+    assert b"\n\nStatus: a body line, kept\n" in data
+    [read_back] = mailbox.mbox(str(tmp_path / "box")) if kind == "file" else [mailbox.mboxMessage(data)]
+    assert set(read_back.get_flags()) == {"O", "A"}
+
+
+def test_a_killed_runs_mbox_orphan_with_flag_fields_is_still_recognised(tmp_path):
+    """fetch's orphan check compares a stored message with the source's bytes, flag fields
+    aside: the fields the output rewrote (continuation lines too) do not hide the match."""
+    sink = MboxSink(Mbox(str(tmp_path / "box")))
+    mark = sink.mark()
+    key, _ = sink.add(listed(), [CARRYING], "S", ("new",))
+    with sink.open(key) as stored:
+        assert _stored_digest(read_chunks(stored)) == _stored_digest(sink.as_stored([CARRYING]))
+    assert sink.orphans(mark, set()) == [key]

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 import click
 
 from mimekit.codecs.charsets import decode_text
-from mimekit.errors import ConfigError, MimekitError, NoInputError, UsageError
+from mimekit.errors import ConfigError, IOFailure, MimekitError, NoInputError, UsageError
 from mimekit.headers.addresses import addr_specs, parse_address_list
 from mimekit.read.tree import parse_message
 from mimekit.stores.sources import messages_of
 from mimekit.write import replies
 from mimekit.write.composer import CRLF, ENCODINGS, LF, Content, as_content, compose
 from mimekit.write.writer import write_message
-from mimekit_cli.common import STDIO, Progress, output_or_stdout, print_diagnostic, quiet_option, reporting
+from mimekit_cli.common import (STDIO, Progress, StdoutError, output_or_stdout, print_diagnostic, quiet_option,
+                                reporting)
 
 
 OPTION_ORDER = "mimekit option order"   # ctx.meta key: the parameter name of every option given, in order
@@ -175,7 +176,7 @@ def _edited(draft):
     """The path of the text the user saved from their editor, started on `draft` (a path,
     bytes, Content, or None for an empty draft) in a private temporary file ($TMPDIR, mode 0600).
     The file lives while the message is composed and written, then goes; when that fails
-    on a bad input, it stays and the error names it, so no typing is lost."""
+    (a bad input, a full disk), it stays and the error names it, so no typing is lost."""
     descriptor, path = tempfile.mkstemp(prefix="mimekit-draft-", suffix=".txt")
     try:
         with os.fdopen(descriptor, "wb") as file:
@@ -186,10 +187,17 @@ def _edited(draft):
     except BaseException:
         os.unlink(path)
         raise
+    kept = f"(the edited text is kept in {path})"
     try:
         yield path
     except MimekitError as exc:
-        raise type(exc)(f"{exc} (the edited text is kept in {path})") from exc
+        raise type(exc)(f"{exc} {kept}") from exc
+    except StdoutError:   # a closed pipe ends the run quietly (docs/conventions.md): nothing to name it in
+        os.unlink(path)
+        raise
+    except OSError as exc:   # -o on a full disk: the typing matters most then
+        where = f": {exc.filename}" if exc.filename else ""
+        raise IOFailure(f"{exc.strerror or exc}{where} {kept}") from exc
     except BaseException:
         os.unlink(path)
         raise

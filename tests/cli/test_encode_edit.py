@@ -161,6 +161,15 @@ def test_the_edited_text_is_kept_when_the_message_cannot_be_made(tmp_path, edito
     assert kept.read_text() == EDITED and stat.S_IMODE(kept.stat().st_mode) == 0o600
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_the_edited_text_is_kept_when_the_output_cannot_be_written(tmp_path, editor):
+    result = encode(tmp_path, "--edit", "-o", "/dev/full", EDITOR=str(editor))
+    assert result.returncode == 74
+    kept, = (tmp_path / "tmp").iterdir()
+    assert result.stderr.decode().splitlines()[-1].endswith(f"(the edited text is kept in {kept})")
+    assert kept.read_text() == EDITED
+
+
 def test_a_reply_is_edited_with_its_quote_in_the_draft(tmp_path, editor):
     original = tmp_path / "original.eml"
     original.write_bytes(b"From: ann@example.org\nSubject: lunch\nMessage-ID: <1@example.org>\n\nNoon?\n")

@@ -87,14 +87,18 @@ DIR of .eml files keeps no flags at all.""")
                    "not exist: create it first) is exit 69, and nothing is moved. Not with --delete.")
 @click.option("--watch", is_flag=True,
               help="After fetching, stay and fetch new mail as it arrives (IMAP IDLE, else polling), until "
-                   "SIGTERM or Ctrl-C; later passes fetch only what is new. Needs a durable -o. See docs/watch.md.")
+                   "SIGTERM or Ctrl-C (exit 0); later passes fetch only what is new. Needs a durable -o. With "
+                   "--json, JSON Lines: one report per line, for the first pass and each that fetched "
+                   "anything. See docs/watch.md.")
 @click.option("--interval", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help=f"With --watch: seconds between polls of POP3, local stores and IMAP without IDLE "
                    f"(default {DEFAULT_INTERVAL:g}).")
 @click.option("--exec", "exec_command", metavar="CMD",
               help="Run `/bin/sh -c CMD` for each message saved, its path (MBOX:OFFSET in an mbox) in "
-                   "$MIMEKIT_MESSAGE and the source in $MIMEKIT_SOURCE; CMD's output is fetch's. A CMD that "
-                   "fails is a warning, and the run then exits 69. Refused with --json and -o -/mbox:-.")
+                   "$MIMEKIT_MESSAGE and the source in $MIMEKIT_SOURCE, once the message is saved and "
+                   "recorded; CMD's output is fetch's. CMD runs one at a time with no time limit: fetching "
+                   "waits for it (use `timeout 60 ...` in CMD to bound it). A CMD that fails is a warning, "
+                   "and the run then exits 69 (a watch goes on). Refused with --json and -o -/mbox:-.")
 @network_options
 def fetch_command(source, output, new, since, unseen, search, headers_only, delete, limit, mark_seen, flag_names,
                   unflag_names, move_to, watch, interval,

@@ -254,7 +254,7 @@ def _answer(options: dict, sender: str, body_source) -> _Answer:
             derived = replies.reply(original, options["reply_all"], own=addr_specs(parse_address_list(sender)[0]),
                                     quote=not options["no_quote"])
             threading = [("In-Reply-To", derived.in_reply_to), ("References", " ".join(derived.references))]
-            return _Answer(to or _typed(derived.to), _typed(derived.cc) + cc, subject or derived.subject,
+            return _Answer(to or _as_given(derived.to), _as_given(derived.cc) + cc, subject or derived.subject,
                            [(name, value) for name, value in threading if value],
                            _followed_by(body_source, derived.quote), [])
         original_subject = original.root.header("subject")
@@ -301,7 +301,8 @@ def _one_message(reference: str) -> Content:
     return content
 
 
-def _typed(addresses) -> tuple[str, ...]:
+def _as_given(addresses) -> tuple[str, ...]:
+    """Derived addresses as the values of --to or --cc would be (none when there are none)."""
     return (replies.typed(addresses),) if addresses else ()
 
 

@@ -310,6 +310,8 @@ class ScriptedIMAPServer(ScriptedServer):
                 replies = self.fetch(tag)
             elif verb == b"LIST":
                 replies = self.list(tag)
+            elif verb == b"NOOP":          # what every server answers (fetch --watch polls with it)
+                replies = [tag + b" OK done\r\n"]
             elif verb == b"LOGOUT":
                 send_all(conn, [b"* BYE scripted fake\r\n", tag + b" OK bye\r\n"])
                 return

@@ -204,7 +204,11 @@ def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: 
 
 def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None, state: FetchState | None,
          report: FetchReport, on_progress: Callable[[int, int], None] | None,
-         on_saved: Callable[[Fetched], None] | None = None) -> None:
+         on_saved: Callable[[Fetched], None] | None = None, stopping: Callable[[], bool] | None = None) -> None:
+    """One fetch on an open session (see the module docstring). `stopping()`, asked after
+    each message saved, ends the run early (fetch --watch's SIGTERM): the server actions
+    then still apply to what was saved, except on POP3, where the session is mid-RETR and
+    a later --new run deletes it."""
     ids, saved_earlier = _list(source, options, criteria, state)
     if state is not None and not source.stable_ids:
         if options.new:
@@ -228,7 +232,7 @@ def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None
             todo.append(message)
     report.skipped += len(saved_before) + saved_earlier
     chosen = todo[:options.limit] if options.limit else todo
-    saved = []
+    saved, stopped = [], False
     for message, chunks in source.retrieve(chosen, options.headers_only):
         if state is not None:
             state.begin(message.id, sink.mark())
@@ -244,7 +248,13 @@ def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None
             on_progress(0, 1)
         if on_saved:
             on_saved(report.fetched[-1])
+        if stopping is not None and stopping():
+            stopped = True
+            chosen = chosen[:[m.id for m in chosen].index(message.id) + 1]   # the rest waits for a later run
+            break
     report.vanished = len(chosen) - len(saved)
+    if stopped and isinstance(source, POP3Client):
+        return
     if options.acts_on_server and state is not None:
         state.sync()              # what was saved is recorded durably before the server hears of it
     if options.flag or options.unflag:

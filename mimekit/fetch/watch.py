@@ -15,7 +15,8 @@ A dropped connection or any TempFailure (and, once a pass has succeeded, an unre
 server) is retried after BACKOFF_FIRST seconds, doubling to BACKOFF_MAX; anything else
 (a refused login, a usage or configuration error) ends the watch by raising, since
 retrying cannot cure it. `Stop.request` (the CLI's SIGTERM and SIGINT handler) ends the
-watch after the message being saved: the session logs out and `watch` returns.
+watch after the message being saved: the pass's server actions (flags, move, delete)
+apply to what it saved (see run._run), the session logs out and `watch` returns.
 """
 
 import dataclasses
@@ -56,10 +57,6 @@ class Stop:
             time.sleep(min(left, STOP_WAKE))
 
 
-class _Stopped(Exception):
-    """Ends a pass after the message just saved, once a stop was requested."""
-
-
 def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, *,
           password: Callable[[], str] | None = None, token: Callable[[], str] | None = None,
           cafile: str | None = None, timeout: float = DEFAULT_TIMEOUT, state_directory: str | None = None,
@@ -81,12 +78,6 @@ def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, 
     _check_options(source_url, sink, options, criteria)
     later = dataclasses.replace(options, new=True, limit=None)
 
-    def saved(fetched: Fetched) -> None:
-        if on_saved:
-            on_saved(fetched)
-        if stop.requested:
-            raise _Stopped
-
     pass_options, delay, succeeded = options, BACKOFF_FIRST, False
     while not stop.requested:
         try:
@@ -95,7 +86,8 @@ def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, 
                 while not stop.requested:
                     report = FetchReport()
                     try:
-                        _run(source, sink, pass_options, criteria, state, report, on_progress, saved)
+                        _run(source, sink, pass_options, criteria, state, report, on_progress, on_saved,
+                             stopping=lambda: stop.requested)
                     except BaseException:
                         if on_pass and report.fetched:
                             on_pass(report)   # what was saved before the error is reported too
@@ -103,10 +95,8 @@ def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, 
                     if on_pass:
                         on_pass(report)
                     pass_options, delay, succeeded = later, BACKOFF_FIRST, True
-                    if not _wait_for_mail(source, interval, stop):
+                    if stop.requested or not _wait_for_mail(source, interval, stop):
                         break
-        except _Stopped:
-            return
         except (TempFailure, UnavailableError) as exc:
             if isinstance(exc, UnavailableError) and not succeeded:
                 raise             # never worked: a wrong host or folder, not an outage

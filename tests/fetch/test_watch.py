@@ -18,6 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
 from mimekit.fetch import watch as watch_module
 from mimekit.fetch.run import FetchOptions
@@ -360,6 +362,12 @@ def test_watch_json_is_one_line_per_pass_that_fetched(tmp_path):
     assert code == 0, err
     assert (first["schema"], first["fetched"]) == ("mimekit.fetch/1", [])
     assert [f["key"] for f in second["fetched"]] == ["1.test"] and rest == ""
+    schemas = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+    loaded = [json.loads((schemas / name).read_text()) for name in ("fetch.json", "common.json")]
+    validator = Draft202012Validator(loaded[0], registry=Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in loaded))
+    for line in (first, second):
+        assert not list(validator.iter_errors(line)), "each line is a document docs/schemas/fetch.json describes"
 
 
 # -- --exec without --watch

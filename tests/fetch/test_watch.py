@@ -112,6 +112,31 @@ def test_idle_and_done_are_sent_as_rfc_2177_spells_them():
     assert (completion.tag, completion.command, completion.ok) == (tag, "IDLE", True)
 
 
+class EarlyNewsIMAPServer(ScriptedIMAPServer):
+    """Sends the news of a delivery before IDLE's "+" (a server may: RFC 2177 lets untagged
+    responses come at any time), then waits for DONE. Dovecot sends news after the "+"."""
+
+    def other(self, tag, command):
+        if command.upper() == b"IDLE":
+            self.idle_tag = tag
+            return [b"* 2 EXISTS\r\n+ idling\r\n"]
+        if tag.upper() == b"DONE":
+            return [self.idle_tag + b" OK Idle completed.\r\n"]
+        return super().other(tag, command)
+
+
+def test_news_sent_before_idles_continuation_ends_the_idle(tmp_path):
+    server = EarlyNewsIMAPServer(tmp_path)
+    client = IMAPClient(parse_url(f"imaps://{USER}@127.0.0.1:{server.port}/INBOX", {"imaps"}), str(server.ca_file), 30)
+    try:
+        client.open(lambda: "secret")
+        assert client.idle(WAIT, lambda: False) is True   # else it would idle WAIT seconds, then say False
+        assert client.exists == 2
+    finally:
+        client.close()
+        server.close()
+
+
 # -- IMAP IDLE against Postfix -> Dovecot
 
 @pytest.mark.servers

@@ -301,10 +301,12 @@ class IMAPClient(Driver):
         least every IDLE_WAKE seconds. The server's keep-alive "* OK" is no change."""
         tag = self.proto.idle()
         self._flush()
+        changed = False
         while not isinstance(event := self._next(), imap.Continuation):
             if self._completed(event, tag, "IDLE"):
-                return False      # completed without ever idling
-        changed, deadline = False, time.monotonic() + seconds
+                return changed    # completed without ever idling
+            changed = changed or not isinstance(event, imap.StatusResponse)   # news sent before the "+"
+        deadline = time.monotonic() + seconds
         while not changed and not stopping() and (left := deadline - time.monotonic()) > 0:
             if not self.conn.wait(min(left, IDLE_WAKE)):
                 continue

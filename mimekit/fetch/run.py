@@ -198,8 +198,13 @@ def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: 
     if options.move_to is not None:
         if options.delete:
             raise UsageError("move_to and delete contradict each other: a message is either moved or deleted")
-        if not options.move_to or options.move_to.upper() == (url.path or "INBOX").upper():
+        if not options.move_to or _same_folder(options.move_to, url.path or "INBOX"):
             raise UsageError(f"move_to {options.move_to!r}: name another folder than the one fetched from")
+
+
+def _same_folder(one: str, other: str) -> bool:
+    """Folder names compare exactly, INBOX aside, which is INBOX in any case (RFC 3501 §5.1)."""
+    return one == other or one.upper() == other.upper() == "INBOX"
 
 
 def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None, state: FetchState | None,

@@ -185,7 +185,7 @@ class MboxSink(Sink):
 
 class DirectorySink(Sink):
     """One .eml file per message, bytes as received, written through the one temporary
-    file path of mimekit.streams.files: fsync'd, then given a name that was free ("5 (1).eml")."""
+    file path of mimekit.streams.files: fsync'd, then given a name that was free ("5-1.eml")."""
 
     def __init__(self, path: str):
         self.path = path

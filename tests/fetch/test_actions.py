@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 from scripted_servers import MESSAGE, ScriptedIMAPServer, scripted
 
+from mimekit.errors import UsageError
+from mimekit.fetch.run import FetchOptions, _check_options
+from mimekit.fetch.sinks import open_sink
 from mimekit.stores import Maildir, Mbox
+from mimekit.transport.urls import parse_url
 
 USER = "alice"
 
@@ -228,3 +232,15 @@ def test_without_uidplus_nothing_is_removed_by_a_plain_expunge(tmp_path, env, ac
     assert result.returncode == 69 and "UIDPLUS" in result.stderr.decode(), result.stderr.decode()
     assert not any(c.split()[:2] in ([b"UID", b"FETCH"], [b"UID", b"STORE"], [b"UID", b"COPY"])
                    or c == b"EXPUNGE" for c in sent_commands(server)), "refused before fetching or changing"
+
+
+def test_only_inbox_is_the_same_folder_in_any_case(tmp_path):
+    """Folder names other than INBOX are case-sensitive (RFC 3501 §5.1): moving from
+    Archive to archive is a move, from INBOX to inbox is not."""
+    sink = open_sink(f"maildir:{tmp_path / 'out'}")
+    _check_options(parse_url("imaps://alice@127.0.0.1:1/Archive", {"imaps"}), sink, FetchOptions(move_to="archive"), None)
+    with pytest.raises(UsageError, match="another folder"):
+        _check_options(parse_url("imaps://alice@127.0.0.1:1/Archive", {"imaps"}), sink,
+                       FetchOptions(move_to="Archive"), None)
+    with pytest.raises(UsageError, match="another folder"):
+        _check_options(parse_url("imaps://alice@127.0.0.1:1/inbox", {"imaps"}), sink, FetchOptions(move_to="INBOX"), None)

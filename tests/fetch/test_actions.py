@@ -18,8 +18,11 @@ from scripted_servers import MESSAGE, ScriptedIMAPServer, scripted
 
 from mimekit.errors import UsageError
 from mimekit.fetch.run import FetchOptions, _check_options
+from mimekit.fetch.run import fetch as fetch_library
+from mimekit.fetch.state import FetchState
 from mimekit.fetch.sinks import open_sink
 from mimekit.stores import Maildir, Mbox
+from mimekit.transport.imap import protocol as imap_protocol
 from mimekit.transport.urls import parse_url
 
 USER = "alice"
@@ -149,6 +152,45 @@ def test_move_to_takes_the_messages_out_of_inbox_with_the_same_bytes(servers, im
     out = Maildir(str(tmp_path / "out"), create=False)
     assert sorted(out.open(key).read() for key in out.keys()) == sorted(
         data.replace(b"\r\n", b"\n") for data in delivered.values())   # a Maildir keeps LF
+
+
+@pytest.mark.servers
+def test_a_run_that_fails_to_save_changes_nothing_on_the_server(servers, tmp_path, monkeypatch, folder):
+    """The server hears of flags and moves only once every message is saved and the state
+    fsync'd: an output that fails on the second message leaves both messages unflagged
+    in INBOX (the first one saved all the same), and no STORE or MOVE was sent."""
+    for subject in ("saved", "not saved"):
+        servers.deliver_directly(USER, message(subject))
+    sink = open_sink(f"maildir:{tmp_path / 'out'}")
+    add, order, saves = sink.add, [], []
+
+    def failing_second(message, chunks, flags, keywords=()):
+        saves.append(message.id)
+        if len(saves) == 2:
+            raise OSError(28, "No space left on device")
+        return add(message, chunks, flags, keywords)
+
+    monkeypatch.setattr(sink, "add", failing_second)
+    sync = FetchState.sync
+    monkeypatch.setattr(FetchState, "sync", lambda self: order.append("sync") or sync(self))
+    command = imap_protocol.IMAPProtocol._command
+    monkeypatch.setattr(imap_protocol.IMAPProtocol, "_command",
+                        lambda self, name, *args: order.append(name) or command(self, name, *args))
+    with pytest.raises(OSError):
+        fetch_library(parse_url(f"imaps://{USER}@{servers.host}:{servers.imaps}/INBOX", {"imaps"}), sink,
+                      FetchOptions(flag=("seen", "$Done"), move_to=folder), password=lambda: servers.users[USER],
+                      cafile=str(servers.ca_file), state_directory=str(tmp_path / "state"))
+    assert "UID STORE" not in order and "UID MOVE" not in order and "sync" not in order, order
+    assert {subject: flags & {"\\Seen", "$Done"} for subject, (flags, _) in server_messages(servers).items()} == {
+        "saved": set(), "not saved": set()}
+    assert server_messages(servers, folder) == {}
+    assert len(Maildir(str(tmp_path / "out"), create=False).keys()) == 1
+    order.clear()
+    fetch_library(parse_url(f"imaps://{USER}@{servers.host}:{servers.imaps}/INBOX", {"imaps"}),
+                  open_sink(f"maildir:{tmp_path / 'again'}"), FetchOptions(flag=("seen",), move_to=folder),
+                  password=lambda: servers.users[USER], cafile=str(servers.ca_file),
+                  state_directory=str(tmp_path / "state"))
+    assert order.index("sync") < order.index("UID STORE") < order.index("UID MOVE"), "saved, fsync'd, then told"
 
 
 @pytest.mark.servers

@@ -112,21 +112,26 @@ def test_idle_and_done_are_sent_as_rfc_2177_spells_them():
     assert (completion.tag, completion.command, completion.ok) == (tag, "IDLE", True)
 
 
-class EarlyNewsIMAPServer(ScriptedIMAPServer):
-    """Sends the news of a delivery before IDLE's "+" (a server may: RFC 2177 lets untagged
-    responses come at any time), then waits for DONE. Dovecot sends news after the "+"."""
+class NewsWithIdleIMAPServer(ScriptedIMAPServer):
+    """Sends the news of a delivery in the same write as IDLE's "+", before or after it
+    (untagged responses may come at any time, RFC 2177), then waits for DONE."""
+
+    def __init__(self, tmp_path, answer: bytes):
+        self.answer = answer
+        super().__init__(tmp_path)
 
     def other(self, tag, command):
         if command.upper() == b"IDLE":
             self.idle_tag = tag
-            return [b"* 2 EXISTS\r\n+ idling\r\n"]
+            return [self.answer]
         if tag.upper() == b"DONE":
             return [self.idle_tag + b" OK Idle completed.\r\n"]
         return super().other(tag, command)
 
 
-def test_news_sent_before_idles_continuation_ends_the_idle(tmp_path):
-    server = EarlyNewsIMAPServer(tmp_path)
+@pytest.mark.parametrize("answer", [b"* 2 EXISTS\r\n+ idling\r\n", b"+ idling\r\n* 2 EXISTS\r\n"])
+def test_news_that_comes_with_idles_continuation_ends_the_idle(tmp_path, answer):
+    server = NewsWithIdleIMAPServer(tmp_path, answer)
     client = IMAPClient(parse_url(f"imaps://{USER}@127.0.0.1:{server.port}/INBOX", {"imaps"}), str(server.ca_file), 30)
     try:
         client.open(lambda: "secret")

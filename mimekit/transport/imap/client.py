@@ -307,14 +307,17 @@ class IMAPClient(Driver):
                 return changed    # completed without ever idling
             changed = changed or not isinstance(event, imap.StatusResponse)   # news sent before the "+"
         deadline = time.monotonic() + seconds
-        while not changed and not stopping() and (left := deadline - time.monotonic()) > 0:
-            if not self.conn.wait(min(left, IDLE_WAKE)):
-                continue
-            self.proto.receive_data(self._receive())
+        while True:
+            # What the protocol holds first: news that came in one read with the "+" is
+            # there, not on the socket, which may then stay silent for the whole period.
             while (event := self.proto.next_event()) is not NEED_DATA:
                 if self._completed(event, tag, "IDLE"):
                     return True   # the server ended the IDLE itself: look again
                 changed = changed or not isinstance(event, imap.StatusResponse)
+            if changed or stopping() or (left := deadline - time.monotonic()) <= 0:
+                break
+            if self.conn.wait(min(left, IDLE_WAKE)):
+                self.proto.receive_data(self._receive())
         self.proto.done()
         self._expect_ok(tag, "IDLE")
         return changed

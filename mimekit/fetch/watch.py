@@ -77,7 +77,6 @@ def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, 
     criteria = imap.search_criteria(options.since, options.unseen, options.search)
     _check_options(source_url, sink, options, criteria)
     later = dataclasses.replace(options, new=True, limit=None)
-
     pass_options, delay, succeeded = options, BACKOFF_FIRST, False
     while not stop.requested:
         try:

@@ -13,8 +13,8 @@ output (new=True, no limit). Between passes:
     new mail only to a new session; a store reopened is read afresh).
 A dropped connection or any TempFailure (and, once a pass has succeeded, an unreachable
 server) is retried after BACKOFF_FIRST seconds, doubling to BACKOFF_MAX; anything else
-(a refused login, a usage or configuration error) ends the watch by raising, since
-retrying cannot cure it. `Stop.request` (the CLI's SIGTERM and SIGINT handler) ends the
+(a refused login, a usage or configuration error, a server's NO such as a --move-to
+folder that is gone) ends the watch by raising, since retrying cannot cure it. `Stop.request` (the CLI's SIGTERM and SIGINT handler) ends the
 watch after the message being saved: the pass's server actions (flags, move, delete)
 apply to what it saved (see run._run), the session logs out and `watch` returns.
 """
@@ -25,10 +25,10 @@ import subprocess
 import time
 from typing import Callable
 
-from mimekit.errors import MimekitError, TempFailure, UnavailableError, UsageError
+from mimekit.errors import MimekitError, TempFailure, UsageError
 from mimekit.fetch.run import FetchOptions, FetchReport, Fetched, _check_options, _run, open_session
 from mimekit.fetch.sinks import Sink
-from mimekit.transport.connection import DEFAULT_TIMEOUT
+from mimekit.transport.connection import DEFAULT_TIMEOUT, Unreachable
 from mimekit.transport.imap import protocol as imap
 from mimekit.transport.imap.client import IMAPClient
 from mimekit.transport.secrets import ENV_VARIABLE as PASSWORD_VARIABLE
@@ -96,9 +96,9 @@ def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, 
                     pass_options, delay, succeeded = later, BACKOFF_FIRST, True
                     if stop.requested or not _wait_for_mail(source, interval, stop):
                         break
-        except (TempFailure, UnavailableError) as exc:
-            if isinstance(exc, UnavailableError) and not succeeded:
-                raise             # never worked: a wrong host or folder, not an outage
+        except (TempFailure, Unreachable) as exc:
+            if isinstance(exc, Unreachable) and not succeeded:
+                raise             # never worked: a wrong host or port, not an outage
             if on_retry:
                 on_retry(exc, delay)
             stop.sleep(delay)

@@ -5,7 +5,7 @@ so that connecting, the TLS upgrade, timeouts, and what each failure means to th
 (errors.py: what the caller can do about it) are decided once for every protocol:
 
   no connection within the timeout           TempFailure       (75)
-  connection refused, host unreachable       UnavailableError  (69)
+  connection refused, host unreachable       Unreachable, an UnavailableError (69)
   certificate or host name does not verify   AuthError         (77), before any byte of
                                                                the user's is sent
   TLS handshake fails                        ProtocolError     (76)
@@ -50,6 +50,12 @@ class ConnectionLost(TempFailure):
     better what was left unanswered (SMTP) catches it and reports an end of stream."""
 
 
+class Unreachable(UnavailableError):
+    """No connection to the server could be made (refused, no route, no such host), or it
+    turned the session away at once: unlike a server's refusal of a command, this may pass,
+    so a caller that keeps trying (fetch --watch) tries again."""
+
+
 class Connection:
     """A TCP connection to `url`'s host and port, TLS from the first byte for the implicit
     TLS schemes (smtps, imaps, pop3s); `start_tls()` upgrades the others after STARTTLS."""
@@ -69,7 +75,7 @@ class Connection:
         except TimeoutError as exc:
             raise TempFailure(f"{self.where}: no connection within {timeout:g}s") from exc
         except OSError as exc:
-            raise UnavailableError(f"{self.where}: cannot connect: {exc.strerror or exc}") from exc
+            raise Unreachable(f"{self.where}: cannot connect: {exc.strerror or exc}") from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if url.plaintext:
             self._check_loopback_peer()

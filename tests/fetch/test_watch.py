@@ -332,6 +332,41 @@ def test_a_dropped_connection_is_retried_with_backoff(tmp_path):
     assert sorted(p.read_bytes().split(b"Subject: ")[1][:5] for p in files(out)) == [b"uid 1", b"uid 2"]
 
 
+class MoveRefusingIMAPServer(ScriptedIMAPServer):
+    """Offers MOVE but has no folder to move to; the first search finds nothing (so the
+    first pass works), the next finds UID 1, whose move the server refuses."""
+
+    capabilities = b"IMAP4rev1 AUTH=PLAIN SASL-IR UIDPLUS MOVE"
+
+    def __init__(self, tmp_path):
+        self.searches = 0
+        super().__init__(tmp_path)
+
+    def search(self, tag):
+        self.searches += 1
+        return [b"* SEARCH" + (b" 1" if self.searches > 1 else b"") + b"\r\n", tag + b" OK done\r\n"]
+
+    def other(self, tag, command):
+        if command.upper().startswith(b"UID MOVE"):
+            return [tag + b" NO [TRYCREATE] Mailbox doesn't exist: Archive\r\n"]
+        return super().other(tag, command)
+
+
+def test_a_server_refusal_after_a_pass_worked_ends_the_watch_with_69(tmp_path):
+    """Not retried as an outage would be: a refused command is refused again (the message
+    stays saved)."""
+    server = MoveRefusingIMAPServer(tmp_path)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "mimekit_cli", "fetch", f"imaps://{USER}@127.0.0.1:{server.port}/INBOX",
+                             "--watch", "--interval", "0.1", "--move-to", "Archive", "-o", f"maildir:{out}",
+                             "--cafile", str(server.ca_file)],
+                            env=dict(local_env(tmp_path), MIMEKIT_PASSWORD="secret"), capture_output=True, timeout=WAIT)
+    server.close()
+    assert result.returncode == 69, result.stderr.decode()
+    assert b"reconnecting" not in result.stderr and b"Archive" in result.stderr
+    assert len(files(out)) == 1
+
+
 def test_a_refused_login_ends_the_watch_without_retrying(tmp_path):
     server = DroppingIMAPServer(tmp_path)
     server.authenticate = lambda mechanism, response, challenge: False

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Callable, Iterator
 
 from mimekit.transport.imap import protocol as imap
-from mimekit.transport.connection import DEFAULT_TIMEOUT
+from mimekit.transport.connection import DEFAULT_TIMEOUT, Unreachable
 from mimekit.errors import AuthError, MimekitError, ProtocolError, TempFailure, UnavailableError, UsageError
 from mimekit.fetch.message import HEADER_LIMIT, ListedMessage, message_id_of
 from mimekit.transport.driver import Driver, login_failure
@@ -57,7 +57,7 @@ class IMAPClient(Driver):
         if not isinstance(greeting, imap.Greeting):
             raise ProtocolError(f"{self.conn.where}: no IMAP greeting")
         if greeting.status == "BYE":
-            raise UnavailableError(f"{self.conn.where}: IMAP server refused the connection: {greeting.text}")
+            raise Unreachable(f"{self.conn.where}: IMAP server refused the connection: {greeting.text}")
         if self.needs_starttls:
             if greeting.status == "PREAUTH":
                 raise AuthError(f"{self.conn.where}: PREAUTH on an unencrypted connection is refused "

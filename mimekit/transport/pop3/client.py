@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 
 from mimekit.transport.pop3 import protocol as pop3
 from mimekit.errors import AuthError, MimekitError, ProtocolError, TempFailure, UnavailableError, UsageError
+from mimekit.transport.connection import Unreachable
 from mimekit.fetch.message import ListedMessage
 from mimekit.transport.driver import Driver, login_failure
 from mimekit.transport.sasl import (ServerError, choose_mechanism, error_answer, initial_response,
@@ -45,7 +46,7 @@ class POP3Client(Driver):
         self.proto = pop3.POP3Protocol()
         greeting = self._next()
         if not isinstance(greeting, pop3.Greeting) or not greeting.ok:
-            raise UnavailableError(f"{self.conn.where}: POP3 server refused the connection: "
+            raise Unreachable(f"{self.conn.where}: POP3 server refused the connection: "
                                    f"{getattr(greeting, 'text', greeting)}")
         capabilities = self._capa()
         if self.needs_starttls:

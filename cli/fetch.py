@@ -29,7 +29,7 @@ import click
 
 from mimekit.accounts import resolve_settings
 from mimekit.errors import MimekitError, UnavailableError, UsageError
-from mimekit.fetch.run import FetchOptions, FetchReport, Fetched, SOURCE_SCHEMES, fetch
+from mimekit.fetch.run import FetchOptions, FetchReport, check_options, Fetched, SOURCE_SCHEMES, fetch
 from mimekit.fetch.watch import DEFAULT_INTERVAL, ExecHook, Stop, watch
 from mimekit.fetch.sinks import MboxStreamSink, StdoutSink, open_sink
 from mimekit.transport.imap.client import list_folders
@@ -127,13 +127,14 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
         options = FetchOptions(new=new, since=_parse_date(since) if since else None, unseen=unseen,
                                search=search, headers_only=headers_only, delete=delete, limit=limit,
                                flag=("seen",) * mark_seen + flag_names, unflag=unflag_names, move_to=move_to)
+        check_options(url, options, durable=not to_stdout)   # before -o creates anything
+        hook = _exec_hook(exec_command, url, to_stdout, as_json)
+        if interval is not None and not watch:
+            raise UsageError("--interval is for --watch")
         if to_stdout:
             sink = StdoutSink(sys.stdout.buffer) if output == "-" else MboxStreamSink(sys.stdout.buffer)
         else:
             sink = open_sink(output)
-        hook = _exec_hook(exec_command, url, to_stdout, as_json)
-        if interval is not None and not watch:
-            raise UsageError("--interval is for --watch")
         password = None if url.is_local else lazy_password(url.user, url.host, settings.password_command)
         if watch:
             _watch(url, sink, options, interval, hook, as_json, quiet, password=password, token=token,

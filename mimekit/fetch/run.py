@@ -143,11 +143,10 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
     message once it is saved and recorded (fetch --exec).
     """
     report = FetchReport() if report is None else report
-    criteria = imap.search_criteria(options.since, options.unseen, options.search)
-    _check_options(source_url, sink, options, criteria)
+    criteria = check_options(source_url, options, sink.durable)
     with open_session(source_url, sink, options, password=password, token=token, cafile=cafile,
                       timeout=timeout, state_directory=state_directory) as (source, state):
-        _run(source, sink, options, criteria, state, report, on_progress, on_saved)
+        fetch_pass(source, sink, options, criteria, state, report, on_progress, on_saved)
     return report
 
 
@@ -176,7 +175,11 @@ def open_session(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
         source.close()
 
 
-def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: str | None) -> None:
+def check_options(url: ServerURL, options: FetchOptions, durable: bool) -> str | None:
+    """Refuse what `options` cannot do with this source and an output that is `durable`
+    (a store, not standard output), before anything is opened or created; the IMAP SEARCH
+    criteria they ask for (None: every message)."""
+    criteria = imap.search_criteria(options.since, options.unseen, options.search)
     if criteria and url.protocol != "imap":
         raise UsageError("since, unseen and search need an IMAP source (POP3 and local stores cannot search)")
     if options.delete and options.headers_only:
@@ -185,9 +188,9 @@ def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: 
     if options.delete and url.scheme == "mbox":
         raise UsageError("delete from an mbox source is refused: its keys are byte offsets, which another "
                          "program's rewrite of the file silently gives to other messages")
-    if options.delete and not sink.durable:
+    if options.delete and not durable:
         raise UsageError("delete is refused when the output is standard output: it is not durable storage")
-    if options.new and not sink.durable:
+    if options.new and not durable:
         raise UsageError("new is refused when the output is standard output: no state is kept of what it "
                          "was given, so every message would be new")
     if options.limit is not None and options.limit < 1:
@@ -200,6 +203,7 @@ def _check_options(url: ServerURL, sink: Sink, options: FetchOptions, criteria: 
             raise UsageError("move_to and delete contradict each other: a message is either moved or deleted")
         if not options.move_to or _same_folder(options.move_to, url.path or "INBOX"):
             raise UsageError(f"move_to {options.move_to!r}: name another folder than the one fetched from")
+    return criteria
 
 
 def _same_folder(one: str, other: str) -> bool:
@@ -207,7 +211,7 @@ def _same_folder(one: str, other: str) -> bool:
     return one == other or one.upper() == other.upper() == "INBOX"
 
 
-def _run(source: Source, sink: Sink, options: FetchOptions, criteria: str | None, state: FetchState | None,
+def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str | None, state: FetchState | None,
          report: FetchReport, on_progress: Callable[[int, int], None] | None,
          on_saved: Callable[[Fetched], None] | None = None, stopping: Callable[[], bool] | None = None) -> None:
     """One fetch on an open session (see the module docstring). `stopping()`, asked after

@@ -1,6 +1,6 @@
 """`fetch --watch`: fetch, then stay and fetch new mail as it arrives, until told to stop.
 
-Each pass is a fetch run (mimekit.fetch.run's session and `_run`, with their durability
+Each pass is a fetch run (mimekit.fetch.run's session and `fetch_pass`, with their durability
 contract); the first takes the caller's options, every later one only what is new to the
 output (new=True, no limit). Between passes:
   - IMAP with IDLE (RFC 2177): the session stays open in IDLE, and a pass runs as soon
@@ -16,7 +16,7 @@ server) is retried after BACKOFF_FIRST seconds, doubling to BACKOFF_MAX; anythin
 (a refused login, a usage or configuration error, a server's NO such as a --move-to
 folder that is gone) ends the watch by raising, since retrying cannot cure it. `Stop.request` (the CLI's SIGTERM and SIGINT handler) ends the
 watch after the message being saved: the pass's server actions (flags, move, delete)
-apply to what it saved (see run._run), the session logs out and `watch` returns.
+apply to what it saved (see run.fetch_pass), the session logs out and `watch` returns.
 """
 
 import dataclasses
@@ -26,10 +26,9 @@ import time
 from typing import Callable
 
 from mimekit.errors import MimekitError, TempFailure, UsageError
-from mimekit.fetch.run import FetchOptions, FetchReport, Fetched, _check_options, _run, open_session
+from mimekit.fetch.run import FetchOptions, FetchReport, Fetched, check_options, fetch_pass, open_session
 from mimekit.fetch.sinks import Sink
 from mimekit.transport.connection import DEFAULT_TIMEOUT, Unreachable
-from mimekit.transport.imap import protocol as imap
 from mimekit.transport.imap.client import IMAPClient
 from mimekit.transport.secrets import ENV_VARIABLE as PASSWORD_VARIABLE
 from mimekit.transport.urls import ServerURL
@@ -74,8 +73,7 @@ def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, 
                          "is new, and no state is kept of what it was given")
     if interval <= 0:
         raise UsageError("interval must be more than 0 seconds")
-    criteria = imap.search_criteria(options.since, options.unseen, options.search)
-    _check_options(source_url, sink, options, criteria)
+    criteria = check_options(source_url, options, sink.durable)
     later = dataclasses.replace(options, new=True, limit=None)
     pass_options, delay, succeeded = options, BACKOFF_FIRST, False
     while not stop.requested:
@@ -85,7 +83,7 @@ def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, 
                 while not stop.requested:
                     report = FetchReport()
                     try:
-                        _run(source, sink, pass_options, criteria, state, report, on_progress, on_saved,
+                        fetch_pass(source, sink, pass_options, criteria, state, report, on_progress, on_saved,
                              stopping=lambda: stop.requested)
                     except BaseException:
                         if on_pass and report.fetched:

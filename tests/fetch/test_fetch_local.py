@@ -127,6 +127,7 @@ def test_usage_errors_exit_64_before_any_connection(tmp_path, env, args):
     # in tmp_path: without -o, the default output is ./mail (the repository's, run from there)
     result = mimekit("fetch", *[a.format(tmp=tmp_path) for a in args], "--json", env=env, cwd=tmp_path)
     assert result.returncode == 64, result.stderr.decode()
+    assert not (tmp_path / "mail").exists()      # refused before the default output was created
 
 
 def test_unreachable_server_exits_69_with_a_json_error(tmp_path, env):

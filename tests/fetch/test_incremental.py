@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mimekit.fetch.run import FetchOptions, FetchReport, _run, fetch
+from mimekit.fetch.run import FetchOptions, FetchReport, fetch, fetch_pass
 from mimekit.fetch.sinks import open_sink
 from mimekit.fetch.state import FetchState, state_path
 from mimekit.transport.imap import protocol as imap
@@ -182,12 +182,12 @@ def test_a_later_pass_in_one_session_finds_what_the_server_reported_since(inbox,
     try:
         with FetchState(state_path(source.account, sink.identity, False, inbox.state_directory)) as state:
             first = FetchReport()
-            _run(source, sink, FetchOptions(new=True), None, state, first, None)
+            fetch_pass(source, sink, FetchOptions(new=True), None, state, first, None)
             assert len(first.fetched) == 1 and searches(commands) == ["UID SEARCH ALL"]
             inbox.deliver(1)
             source._expect_ok(source.proto.noop(), "NOOP")
             second = FetchReport()
-            _run(source, sink, FetchOptions(new=True), None, state, second, None)
+            fetch_pass(source, sink, FetchOptions(new=True), None, state, second, None)
             assert len(second.fetched) == 1 and len(searches(commands)) == 2
     finally:
         source.close()

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from mimekit.fetch.run import FetchOptions, FetchReport, _run, fetch
+from mimekit.fetch.run import FetchOptions, FetchReport, fetch, fetch_pass
 from mimekit.fetch.sinks import open_sink
 from mimekit.fetch.state import FetchState, state_path
 from mimekit.transport.imap.client import IMAPClient
@@ -110,10 +110,10 @@ def test_a_later_pass_in_one_session_asks_even_when_nothing_was_reported(server,
     try:
         with FetchState(state_path(source.account, sink.identity, False, str(tmp_path / "state"))) as state:
             first = FetchReport()
-            _run(source, sink, FetchOptions(new=True), None, state, first, None)
+            fetch_pass(source, sink, FetchOptions(new=True), None, state, first, None)
             server.add(2)
             second = FetchReport()
-            _run(source, sink, FetchOptions(new=True), None, state, second, None)
+            fetch_pass(source, sink, FetchOptions(new=True), None, state, second, None)
     finally:
         source.close()
     assert first.fetched == [] and [f.id for f in second.fetched] == [2]

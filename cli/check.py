@@ -19,7 +19,7 @@ from mimekit_cli.reading import ReadingRun, as_sources, jobs_option, json_line, 
 @jobs_option
 @limits_option
 @json_option
-@quiet_option
+@quiet_option(help="No `ok` line on stderr when every message passes.")
 def check(sources, recursive, allow_lf, jobs, limits, as_json, quiet):
     """Check that messages are 7-bit clean and well formed.
 

@@ -199,9 +199,11 @@ def _parse_limits(ctx, param, values) -> Limits:
     return Limits(**changes)
 
 
-def quiet_option(func):
-    return click.option("-q", "--quiet", is_flag=True,
-                        help="No progress on stderr; defects counted, not listed.")(func)
+def quiet_option(func=None, *, help: str = "No progress on stderr; defects counted, not listed."):
+    """-q/--quiet, spelled the same on every command; `@quiet_option(help=...)` where it
+    silences something else."""
+    option = click.option("-q", "--quiet", is_flag=True, help=help)
+    return option if func is None else option(func)
 
 
 def emit_json(command: str, payload: dict) -> None:

@@ -46,6 +46,8 @@ EXAMPLES = {
          "mimekit fetch --new -o maildir:~/Mail/INBOX imaps://me@mail.example.org/INBOX"),
         ("The unseen messages of the default account, read straight away",
          "mimekit fetch --unseen -o mbox:- | mimekit scan mbox:-"),
+        ("Fetch the unseen messages, then mark them seen and move them to Archive on the server",
+         "mimekit fetch --unseen --mark-seen --move-to Archive -o maildir:~/Mail/INBOX"),
         ("Stay connected and run a script on each new message (its path in $MIMEKIT_MESSAGE)",
          "mimekit fetch --watch --new -o maildir:~/Mail/INBOX --exec './on-mail \"$MIMEKIT_MESSAGE\"'"),
     ],

@@ -58,3 +58,11 @@ def env(tmp_path):
     (tmp_path / "home").mkdir()
     (tmp_path / "config" / "mimekit").mkdir(parents=True)
     return environment
+
+
+@pytest.fixture
+def servers(mail_servers):
+    """The session's Postfix and Dovecot, with alice's INBOX emptied (through Dovecot) for
+    this test: the fetch tests log in as alice."""
+    mail_servers.clear_mailbox("alice")
+    return mail_servers

@@ -147,12 +147,6 @@ def test_a_big_message_streams_in_bounded_memory(tmp_path, env):
 # -- the real Dovecot --------------------------------------------------------------------------
 
 @pytest.fixture
-def servers(mail_servers):
-    mail_servers.clear_mailbox(USER)
-    return mail_servers
-
-
-@pytest.fixture
 def server_env(servers, tmp_path):
     return dict(os.environ, MIMEKIT_PASSWORD=servers.users[USER], XDG_STATE_HOME=str(tmp_path / "state"))
 

@@ -51,12 +51,6 @@ def server_messages(servers, folder: str = "INBOX") -> dict[str, tuple[set[str],
 
 
 @pytest.fixture
-def servers(mail_servers):
-    mail_servers.clear_mailbox(USER)
-    return mail_servers
-
-
-@pytest.fixture
 def imap_env(servers, env):
     return dict(env, MIMEKIT_PASSWORD=servers.users[USER])
 

@@ -28,13 +28,6 @@ def message(subject: str, body: bytes = b"hello\r\n", message_id: str | None = N
 
 
 @pytest.fixture
-def servers(mail_servers):
-    """The session's servers with alice's INBOX emptied (through Dovecot) for this test."""
-    mail_servers.clear_mailbox(USER)
-    return mail_servers
-
-
-@pytest.fixture
 def env(servers, tmp_path):
     return dict(os.environ, MIMEKIT_PASSWORD=servers.users[USER], XDG_STATE_HOME=str(tmp_path / "state"))
 

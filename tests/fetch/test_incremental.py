@@ -31,12 +31,6 @@ def message(subject: str) -> bytes:
 
 
 @pytest.fixture
-def servers(mail_servers):
-    mail_servers.clear_mailbox(USER)
-    return mail_servers
-
-
-@pytest.fixture
 def commands(monkeypatch) -> list[str]:
     """Every IMAP command the client sends from now on, as "NAME ARGS" text (a login's
     arguments left out: they hold the password)."""

@@ -84,12 +84,6 @@ def local_env(tmp_path: Path) -> dict:
 
 
 @pytest.fixture
-def servers(mail_servers):
-    mail_servers.clear_mailbox(USER)
-    return mail_servers
-
-
-@pytest.fixture
 def env(servers, tmp_path):
     return dict(local_env(tmp_path), MIMEKIT_PASSWORD=servers.users[USER])
 

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -90,8 +91,15 @@ def test_man_finds_the_pages_after_pip_install(tmp_path):
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, copy / name)
     venv = tmp_path / "venv"
-    # The system's pip installs into the venv whose python runs it (no ensurepip: seconds saved).
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    # No ensurepip (seconds saved): pip, setuptools and wheel are those of the environment
+    # running the tests, through a .pth file. --system-site-packages would give the base
+    # python's instead, which on a fresh Debian (scripts/test's own venv) has none of them.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = subprocess.run([str(venv / "bin" / "python"), "-c",
+                                    "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    running = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    Path(site_packages, "tests-running-environment.pth").write_text("\n".join(running) + "\n")
     installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
                                 "--no-build-isolation", "--no-index", str(copy)], capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr

@@ -212,8 +212,8 @@ def _same_folder(one: str, other: str) -> bool:
 
 
 def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str | None, state: FetchState | None,
-         report: FetchReport, on_progress: Callable[[int, int], None] | None,
-         on_saved: Callable[[Fetched], None] | None = None, stopping: Callable[[], bool] | None = None) -> None:
+               report: FetchReport, on_progress: Callable[[int, int], None] | None,
+               on_saved: Callable[[Fetched], None] | None = None, stopping: Callable[[], bool] | None = None) -> None:
     """One fetch on an open session (see the module docstring). `stopping()`, asked after
     each message saved, ends the run early (fetch --watch's SIGTERM): the server actions
     then still apply to what was saved, except on POP3, where the session is mid-RETR and

@@ -14,9 +14,10 @@ output (new=True, no limit). Between passes:
 A dropped connection or any TempFailure (and, once a pass has succeeded, an unreachable
 server) is retried after BACKOFF_FIRST seconds, doubling to BACKOFF_MAX; anything else
 (a refused login, a usage or configuration error, a server's NO such as a --move-to
-folder that is gone) ends the watch by raising, since retrying cannot cure it. `Stop.request` (the CLI's SIGTERM and SIGINT handler) ends the
-watch after the message being saved: the pass's server actions (flags, move, delete)
-apply to what it saved (see run.fetch_pass), the session logs out and `watch` returns.
+folder that is gone) ends the watch by raising, since retrying cannot cure it.
+`Stop.request` (the CLI's SIGTERM and SIGINT handler) ends the watch after the message
+being saved: the pass's server actions (flags, move, delete) apply to what it saved (see
+run.fetch_pass), the session logs out and `watch` returns.
 """
 
 import dataclasses
@@ -84,7 +85,7 @@ def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, 
                     report = FetchReport()
                     try:
                         fetch_pass(source, sink, pass_options, criteria, state, report, on_progress, on_saved,
-                             stopping=lambda: stop.requested)
+                                   stopping=lambda: stop.requested)
                     except BaseException:
                         if on_pass and report.fetched:
                             on_pass(report)   # what was saved before the error is reported too

@@ -253,9 +253,13 @@ class IMAPClient(Driver):
         folder, by the user or another client. One rule for deleting and for moving (which
         needs no expunge when the server offers MOVE)."""
         capabilities = self.proto.capabilities
-        what = "deleting" if deleting else "moving (without MOVE, RFC 6851)" \
-            if moving and "MOVE" not in capabilities else None
-        if what and "UIDPLUS" not in capabilities:
+        if deleting:
+            what = "deleting"
+        elif moving and "MOVE" not in capabilities:
+            what = "moving (without MOVE, RFC 6851)"
+        else:
+            return
+        if "UIDPLUS" not in capabilities:
             raise UnavailableError(f"{self.conn.where}: the server offers no UIDPLUS, so {what} would take a plain "
                                    f"EXPUNGE, which also removes the other messages marked \\Deleted in "
                                    f"{self.folder!r}; nothing was changed on the server")

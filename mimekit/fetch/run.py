@@ -110,6 +110,7 @@ class Fetched:
 
 @dataclass
 class FetchReport:
+    source: str = ""           # source_name(): where the messages came from, no secret in it
     fetched: list[Fetched] = field(default_factory=list)
     skipped: int = 0           # already in the output (--new state), or matched after a UIDVALIDITY change
     recovered: int = 0         # saved by a killed run and adopted instead of saved again
@@ -121,10 +122,20 @@ class FetchReport:
     move_target: str | None = None
 
     def as_json(self) -> dict:
-        return {"fetched": [f.as_json() for f in self.fetched], "skipped": self.skipped,
+        return {"source": self.source, "fetched": [f.as_json() for f in self.fetched], "skipped": self.skipped,
                 "recovered": self.recovered, "vanished": self.vanished, "deleted": self.deleted,
                 "uidvalidity_changed": self.uidvalidity_changed, "flags_stored": self.flags_stored,
                 "moved": self.moved, "move_target": self.move_target}
+
+
+def source_name(url: ServerURL) -> str:
+    """The source as a URL a user would write, with no secret: SCHEME://USER@HOST:PORT/FOLDER,
+    or maildir:PATH / mbox:PATH."""
+    if url.is_local:
+        return f"{url.scheme}:{url.path}"
+    user = f"{url.user}@" if url.user else ""
+    folder = f"/{url.path or 'INBOX'}" if url.protocol == "imap" else ""   # IMAPClient's default folder
+    return f"{url.scheme}://{user}{url.host}:{url.port}{folder}"
 
 
 def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
@@ -143,6 +154,7 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
     message once it is saved and recorded (fetch --exec).
     """
     report = FetchReport() if report is None else report
+    report.source = source_name(source_url)
     criteria = check_options(source_url, options, sink.durable)
     with open_session(source_url, sink, options, password=password, token=token, cafile=cafile,
                       timeout=timeout, state_directory=state_directory) as (source, state):

@@ -27,7 +27,7 @@ import time
 from typing import Callable
 
 from mimekit.errors import MimekitError, TempFailure, UsageError
-from mimekit.fetch.run import FetchOptions, FetchReport, Fetched, check_options, fetch_pass, open_session
+from mimekit.fetch.run import FetchOptions, FetchReport, Fetched, check_options, fetch_pass, open_session, source_name
 from mimekit.fetch.sinks import Sink
 from mimekit.transport.connection import DEFAULT_TIMEOUT, Unreachable
 from mimekit.transport.imap.client import IMAPClient
@@ -82,7 +82,7 @@ def watch(source_url: ServerURL, sink: Sink, options: FetchOptions, stop: Stop, 
             with open_session(source_url, sink, pass_options, password=password, token=token, cafile=cafile,
                               timeout=timeout, state_directory=state_directory) as (source, state):
                 while not stop.requested:
-                    report = FetchReport()
+                    report = FetchReport(source=source_name(source_url))
                     try:
                         fetch_pass(source, sink, pass_options, criteria, state, report, on_progress, on_saved,
                                    stopping=lambda: stop.requested)
@@ -146,13 +146,3 @@ class ExecHook:
             self.failures += 1
             if self.on_failure:
                 self.on_failure(fetched, status)
-
-
-def source_name(url: ServerURL) -> str:
-    """The source as a URL a user would write, with no secret: SCHEME://USER@HOST:PORT/FOLDER,
-    or maildir:PATH / mbox:PATH."""
-    if url.is_local:
-        return f"{url.scheme}:{url.path}"
-    user = f"{url.user}@" if url.user else ""
-    folder = f"/{url.path}" if url.protocol == "imap" else ""
-    return f"{url.scheme}://{user}{url.host}:{url.port}{folder}"

@@ -47,6 +47,7 @@ def test_local_store_is_copied_message_for_message(tmp_path, env, kind):
     assert result.returncode == 0, result.stderr.decode()
     report = json.loads(result.stdout)
     assert len(report["fetched"]) == 2 and all("key" in f for f in report["fetched"])
+    assert report["source"] == f"{kind}:{tmp_path / 'source'}"
     if kind == "mbox":
         assert [f["key"] for f in report["fetched"]] == keys
     assert copied(tmp_path / "out") == {lf(data) for data in MESSAGES}
@@ -136,4 +137,4 @@ def test_unreachable_server_exits_69_with_a_json_error(tmp_path, env):
     assert result.returncode == 69
     document = json.loads(result.stdout)
     assert document["schema"] == "mimekit.fetch/1" and document["error"]["code"] == 69
-    assert document["fetched"] == []
+    assert document["fetched"] == [] and document["source"] == "imaps://alice@127.0.0.1:1/INBOX"   # no secret

@@ -14,13 +14,20 @@ from mimekit_cli.main import COMMAND_MODULES, main
 from mimekit_cli.sendmail import parse_arguments as parse_sendmail_arguments
 
 
+def root_context() -> click.Context:
+    """A context as `mimekit` makes it (-h as well as --help): click keeps the help option a
+    command is first asked for, so a bare context here would leave every later --help
+    listing, man pages included, without -h."""
+    return click.Context(main, info_name="mimekit", **main.context_settings)
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "mimekit_cli", *args], capture_output=True, text=True)
 
 
 def command_paths(group: click.Group = main, prefix: str = "") -> list[str]:
     """Every command a user can run: "decode", "queue run" (and the group "queue" itself)."""
-    context = click.Context(group, info_name="mimekit")
+    context = click.Context(group, info_name=prefix.strip() or "mimekit", parent=root_context())
     paths = []
     for name in group.list_commands(context):
         command = group.get_command(context, name)
@@ -53,15 +60,16 @@ def parse_as_mimekit_would(args: list[str]) -> str:
     """Parse ARGS down to the command they run, as click's parser would (unknown option,
     option without its value, extra argument: UsageError), without converting values: the
     files an example names do not exist here. Returns the command's path."""
-    command, path = main, []
+    command, path, context = main, [], root_context()
     while isinstance(command, click.Group):
         path.append(args[0])
-        command = command.get_command(click.Context(command), args.pop(0))
+        command = command.get_command(context, args.pop(0))
         assert command is not None, f"no command {' '.join(path)}"
+        context = click.Context(command, info_name=path[-1], parent=context)
     if path == ["sendmail"]:   # sendmail's syntax is not click's (cli/sendmail.py)
         parse_sendmail_arguments(args)
     else:
-        _, extra, _ = command.make_parser(click.Context(command, info_name=path[-1])).parse_args(list(args))
+        _, extra, _ = command.make_parser(context).parse_args(list(args))
         assert not extra, f"extra arguments {extra}"
     return " ".join(path)
 
@@ -125,5 +133,5 @@ def test_an_unknown_command_is_printed_printable():
 
 
 def test_every_listed_command_loads():
-    context = click.Context(main)
+    context = root_context()
     assert all(main.get_command(context, name) is not None for name in COMMAND_MODULES)

@@ -52,7 +52,8 @@ _STRUCTURED_WITHOUT_WORDS = frozenset({
 })
 _ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _HIGH_BYTES = bytes(range(128, 256))
-_LINE_BREAK = re.compile(rb"[\r\n]")
+# What _LongLines sees of a chunk: line breaks (CR, LF) as LF, every other byte as "x".
+_LINE_SHAPE = bytes(ord("\n") if byte in b"\r\n" else ord("x") for byte in range(256))
 # Parser defects that are not violations (RFC 2046 5.1.1 allows blanks after a delimiter),
 # or that the checker finds itself over every byte (line endings, 8-bit bytes).
 _NOT_FROM_PARSER = frozenset({DefectKind.BOUNDARY_TRAILING_WHITESPACE, DefectKind.EIGHT_BIT_HEADER,
@@ -93,12 +94,15 @@ class _LongLines:
     """Finds lines longer than `limit` in a stream fed in chunks, without holding lines.
 
     Only the length and start of the current unfinished line are carried between
-    chunks; within a chunk, complete lines are measured by one regex at C speed.
+    chunks. Within a chunk, one translate gives the chunk's shape (every line break a
+    LF, every other byte an "x"), and a long line is a run of `limit` + 1 x's: found by
+    bytes.find at C speed, so a chunk without one costs a translate and a find (about
+    60 us per 64 KiB here, where a regex tried at every line start took 3 ms).
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._inner = re.compile(rb"(?<=[\r\n])[^\r\n]{%d,}" % (limit + 1))
+        self._too_long = b"x" * (limit + 1)
         self._run = 0                 # bytes of the current line seen so far
         self._run_start: int | None = None
         self._reported = False        # the current line was already reported
@@ -106,26 +110,36 @@ class _LongLines:
     def feed(self, data: bytes, offset: int) -> list[int]:
         """Return the start offsets of lines that cross the limit in `data`."""
         found: list[int] = []
-        first = _LINE_BREAK.search(data)
+        shape = data.translate(_LINE_SHAPE)
+        first = shape.find(b"\n")
         if self._run_start is None:
             self._run_start = offset
-        if first is None:
+        if first < 0:
             self._run += len(data)
             if self._run > self.limit and not self._reported:
                 found.append(self._run_start)
                 self._reported = True
             return found
-        if self._run + first.start() > self.limit and not self._reported:
+        if self._run + first > self.limit and not self._reported:
             found.append(self._run_start)
-        found += [offset + match.start() for match in self._inner.finditer(data, first.start())
-                  if match.end() < len(data)]
-        last = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        last = shape.rfind(b"\n")
+        found += self._complete_long_lines(shape, first, last, offset)
         self._run = len(data) - last - 1
         self._run_start = offset + last + 1
         self._reported = self._run > self.limit
         if self._reported:
             found.append(self._run_start)
         return found
+
+    def _complete_long_lines(self, shape: bytes, first: int, last: int, offset: int) -> list[int]:
+        """The starts of the long lines that begin after the break at `first` and end at a
+        break by the one at `last`: only a line that long holds `limit` + 1 x's in a row."""
+        starts = []
+        at = shape.find(self._too_long, first, last)
+        while at >= 0:
+            starts.append(offset + shape.rfind(b"\n", 0, at) + 1)
+            at = shape.find(self._too_long, shape.find(b"\n", at), last)
+        return starts
 
 
 @dataclass
@@ -177,7 +191,8 @@ class MessageChecker:
 
     # -- raw bytes ---------------------------------------------------------------
     def _scan_raw(self, data: bytes, offset: int) -> None:
-        high = len(data) - len(data.translate(None, _HIGH_BYTES))
+        # isascii answers for the usual clean chunk (4 us per 64 KiB here, the translate 60 us)
+        high = 0 if data.isascii() else len(data) - len(data.translate(None, _HIGH_BYTES))
         if high:
             self._eight_bit_count += high
             if self._eight_bit_first is None:

@@ -13,9 +13,6 @@ import click
 from mimekit.codecs.charsets import decode_text
 from mimekit.errors import ConfigError, IOFailure, MimekitError, NoInputError, UsageError
 from mimekit.headers.addresses import addr_specs, parse_address_list
-from mimekit.read.tree import parse_message
-from mimekit.stores.sources import messages_of
-from mimekit.write import replies
 from mimekit.write.composer import CRLF, ENCODINGS, LF, Content, as_content, compose
 from mimekit.write.writer import write_message
 from mimekit_cli.common import (STDIO, Progress, StdoutError, output_or_stdout, print_diagnostic, quiet_option,
@@ -247,6 +244,11 @@ def _answer(options: dict, sender: str, body_source) -> _Answer:
     answered = _answered(options)
     if answered is None:
         return _Answer(to, cc, subject, [], body_source, [])
+    # Imported here: the parser, the stores and the reply rules are ~30 ms of start-up
+    # that a message answering none (most of them, and every 100 MB attachment) never needs.
+    from mimekit.read.tree import parse_message
+    from mimekit.write import replies
+
     content = _one_message(answered)
     with content.open() as stream, parse_message(stream) as original:
         replies.check_message(original, answered)
@@ -288,6 +290,8 @@ def _answered(options: dict) -> str | None:
 def _one_message(reference: str) -> Content:
     """The one message `reference` names (a message file, MBOX:OFFSET, MAILDIR:KEY, a
     mailbox holding one, "-"), readable twice: to answer it, then to attach it."""
+    from mimekit.stores.sources import messages_of   # imported here, as in _answer
+
     if reference == STDIO:
         return Content.from_stream(sys.stdin.buffer)
     with closing(messages_of(reference)) as found:
@@ -303,7 +307,9 @@ def _one_message(reference: str) -> Content:
 
 def _as_given(addresses) -> tuple[str, ...]:
     """Derived addresses as the values of --to or --cc would be (none when there are none)."""
-    return (replies.typed(addresses),) if addresses else ()
+    from mimekit.write.replies import typed   # imported here, as in _answer
+
+    return (typed(addresses),) if addresses else ()
 
 
 def _followed_by(body_source, text: str):

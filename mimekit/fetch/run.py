@@ -296,6 +296,8 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
 def _flags_after(flags: tuple[str, ...], options: FetchOptions) -> tuple[str, ...]:
     """The server's flags with this run's changes made (IMAP flags compare without case):
     what the saved copy carries, since the server will have them once the run is done."""
+    if not options.flag and not options.unflag:
+        return flags
     removed = {f.upper() for f in options.unflag}
     kept = [f for f in flags if f.upper() not in removed]
     present = {f.upper() for f in kept}

@@ -39,6 +39,7 @@ def maildir_flags(flags: tuple[str, ...]) -> str:
 _HEADER_WORD = re.compile(r"[!-~]+")   # printable ASCII, no space: a keyword a header line carries as is
 
 
+@functools.lru_cache(maxsize=256)
 def keywords_of(flags: tuple[str, ...]) -> tuple[str, ...]:
     """The IMAP keywords among `flags` ($Junk, $Forwarded...: every flag but the \\ system
     ones), for the outputs that can keep them (an mbox's X-Keywords)."""

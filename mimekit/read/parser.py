@@ -155,11 +155,16 @@ class MessageParser:
     limits.max_header_block_size), or the few bytes that could start a boundary.
     """
 
-    def __init__(self, limits: Limits = Limits(), multipart_boundary: bytes | None = None) -> None:
+    def __init__(self, limits: Limits = Limits(), multipart_boundary: bytes | None = None,
+                 binary_bodies: bool = True) -> None:
         """`multipart_boundary`: the input has no header and is the body of a multipart with
         this boundary (how mimekit.read.readings re-reads a byte range with a boundary of its
-        own choosing, whatever bytes it holds)."""
+        own choosing, whatever bytes it holds). `binary_bodies=False`: no BodyChunk for
+        base64 and binary bodies, for a consumer that only needs where bodies are (the
+        tree: PartStart, HeadersEnd and PartEnd say it); their bytes are then not copied
+        out of the buffer (0.29 s per 135 MB body here)."""
         self._limits = limits
+        self._binary_bodies = binary_bodies
         self._buf = bytearray()
         self._pos = 0               # next unparsed byte in _buf
         self._base = 0              # absolute offset of _buf[0]
@@ -577,17 +582,19 @@ class MessageParser:
         if end <= start:
             return
         entity = self._entities[-1]
+        self._fresh = False
+        if entity.binary_body:   # a leaf whose line endings mean nothing
+            self._unchecked()
+            if self._binary_bodies:
+                self._events.append(BodyChunk(self._take(start, end), self._base + start))
+            return
         if entity.kind is PartKind.LEAF:
             event_type = BodyChunk
         else:
             event_type = Epilogue if entity.closed else Preamble
         data = self._take(start, end)
-        if entity.binary_body:
-            self._unchecked()
-        else:
-            self._consumed(start, end, data)
+        self._consumed(start, end, data)
         self._events.append(event_type(data, self._base + start))
-        self._fresh = False
 
     def _read_content(self) -> bool:
         buf, start, finder = self._buf, self._pos, self._finder

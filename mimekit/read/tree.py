@@ -436,7 +436,7 @@ def parse_message(stream: BinaryIO, limits: Limits = Limits.DEFAULT, chunk_size:
     source = file_source or _SpoolSource()
     message = Message(source, on_defect)
     builder = TreeBuilder(message)
-    parser = MessageParser(limits)
+    parser = MessageParser(limits, binary_bodies=False)   # the tree reads bodies from the source
     try:
         for chunk in read_chunks(stream, chunk_size):
             if file_source is None:
@@ -459,7 +459,7 @@ def parse_range_as_multipart(message: Message, start: int, end: int, boundary: b
     source = _WindowSource(message._source, start, end)
     window = Message(source, message.on_defect)
     builder = TreeBuilder(window)
-    parser = MessageParser(limits, multipart_boundary=boundary)
+    parser = MessageParser(limits, multipart_boundary=boundary, binary_bodies=False)
     for offset in range(0, end - start, chunk_size):
         chunk = source.read_at(offset, chunk_size)
         window.size += len(chunk)

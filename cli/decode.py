@@ -10,10 +10,11 @@ import click
 from mimekit.defects import beyond_store_conventions
 from mimekit.errors import UsageError
 from mimekit.limits import Limits
-from mimekit.read.extract import (Extraction, ManifestEntry, best_text_part, extract, extract_all, iter_part_bytes,
-                                  iter_text)
+from mimekit.read.extract import (EXTRACT_CHUNK_SIZE, Extraction, ManifestEntry, best_text_part, extract,
+                                  extract_all, iter_part_bytes, iter_text)
 from mimekit.read.tree import Message, parse_message
 from mimekit.stores.sources import lf_is_normal
+from mimekit.streams.files import CHUNK_SIZE
 from mimekit_cli.common import (Progress, emit_json, exit_if_strict, json_option, limits_option, print_diagnostic,
                                 printable,                                quiet_option, report_defects, reporting, strict_option, text_table)
 from mimekit_cli.reading import (ReadingRun, absolute_paths_only, as_sources, dask_option, jobs_option, json_line,
@@ -73,7 +74,8 @@ def decode(sources, directory, text_only, part_id, all_readings, recursive, jobs
             if dask_scheduler is not None:
                 absolute_paths_only([directory], "a Dask cluster")
             sys.exit(_extract_many(run, directory, jobs, dask_scheduler, limits, strict, as_json, quiet, all_readings))
-        with run.single.open() as stream, parse_message(stream, limits) as message, ExitStack() as opened:
+        chunk_size = EXTRACT_CHUNK_SIZE if directory is not None else CHUNK_SIZE
+        with run.single.open() as stream, parse_message(stream, limits, chunk_size) as message, ExitStack() as opened:
             if directory is not None:
                 defects = _extract(str(run.single), message, directory, limits, as_json, quiet, all_readings)
             elif text_only:

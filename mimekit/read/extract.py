@@ -53,8 +53,8 @@ _PARTS_NAMED = 20   # in the error for a part id that is not there
 _UU_PART_ID = re.compile(r"(?:(?P<part>.+)\.)?uu(?P<number>[1-9][0-9]{0,19})")   # 20 digits at most: int() refuses 4300
 _ENCAPSULATING_TYPES = ("message/rfc822", "message/global")
 # Extraction reads the message, and each body again, in chunks of this size: a 135 MB
-# message is 130 reads and decoder calls instead of 2,090 (the bodies' second read costs
-# 0.03 s here then). Memory stays a few chunks.
+# message is 524 reads and decoder calls instead of 2,090 with 64 KiB (1 MiB was slower:
+# cache). The bodies' second read (pread) then costs 0.06 s of 1.15 s here.
 EXTRACT_CHUNK_SIZE = 256 * 1024
 
 

@@ -107,6 +107,9 @@ class _LongLines:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._too_long = b"x" * (limit + 1)
+        # What a long line holds, looked for first: bytes.find gives up on 77 x's in 10 us per
+        # 64 KiB of base64 in 76 columns here, on 999 in 63 us; the exact search starts at a hit.
+        self._hint = self._too_long[:MAX_ENCODED_LINE + 1]
         self._run = 0                 # bytes of the current line seen so far
         self._run_start: int | None = None
         self._reported = False        # the current line was already reported
@@ -137,12 +140,17 @@ class _LongLines:
 
     def _complete_long_lines(self, shape: bytes, first: int, last: int, offset: int) -> list[int]:
         """The starts of the long lines that begin after the break at `first` and end at a
-        break by the one at `last`: only a line that long holds `limit` + 1 x's in a row."""
+        break by the one at `last`: only a line that long holds `limit` + 1 x's in a row.
+        Each search starts at a line break or at a line's start, so what it finds starts a
+        line too."""
         starts = []
-        at = shape.find(self._too_long, first, last)
+        at = shape.find(self._hint, first, last)
         while at >= 0:
-            starts.append(offset + shape.rfind(b"\n", 0, at) + 1)
-            at = shape.find(self._too_long, shape.find(b"\n", at), last)
+            at = shape.find(self._too_long, at, last)
+            if at < 0:
+                break
+            starts.append(offset + at)
+            at = shape.find(self._hint, shape.find(b"\n", at), last)
         return starts
 
 

@@ -88,19 +88,21 @@ class BccRemover:
             self._take(b"\n", out)
             data = data[1:]
         self._lf_may_follow = False
-        while data and self._in_headers:
+        if self._pending:
+            data, self._pending = self._pending + data, b""
+        pos, size = 0, len(data)   # positions, not slices: a slice of the rest per line was a copy
+        while pos < size and self._in_headers:
             if not self._in_line:
-                data = self._start_line(data)
+                pos = self._start_line(data, pos)
                 continue
-            end = _LINE_END.search(data)
-            if end is None:
-                piece, data = data, b""
-            else:
-                piece, data = data[:end.end()], data[end.end():]
+            end = _LINE_END.search(data, pos)
+            stop = size if end is None else end.end()
+            self._take(data[pos:stop], out)
+            if end is not None:
                 self._in_line = False
-                self._lf_may_follow = end.group() == b"\r" and not data
-            self._take(piece, out)
-        out.append(data)   # what follows the header block
+                self._lf_may_follow = stop == size and end.group() == b"\r"
+            pos = stop
+        out.append(data[pos:])   # what follows the header block
         return b"".join(out)
 
     def _rest_of_header_is_kept(self, data: bytes) -> bool:
@@ -124,26 +126,27 @@ class BccRemover:
             if len(self._captured) > MAX_CAPTURED_FIELD:
                 raise DataError(f"a header field read for the envelope is over {MAX_CAPTURED_FIELD} bytes")
 
-    def _start_line(self, data: bytes) -> bytes:
-        """Classify the line starting in `_pending + data`; return what is left to process."""
-        start, self._pending = self._pending + data, b""
-        if start.startswith((b"\r", b"\n")):   # the blank line ends the header block
+    def _start_line(self, data: bytes, pos: int) -> int:
+        """Classify the line starting at `pos`; return where to go on (the end of `data`
+        when the start of the line is held back in `_pending`)."""
+        first = data[pos:pos + 1]
+        if first in (b"\r", b"\n"):   # the blank line ends the header block
             self._end_field()
             self._in_headers = False
-            return start
-        if not start.startswith((b" ", b"\t")):  # a new field; continuations keep the decision
-            colon, end = start.find(b":"), _LINE_END.search(start)
-            if colon < 0 and end is None and len(start) < MAX_FIELD_NAME:
-                self._pending = start             # the field name is not complete yet
-                return b""
+            return pos
+        if first not in (b" ", b"\t"):  # a new field; continuations keep the decision
+            end = _LINE_END.search(data, pos)
+            colon = data.find(b":", pos, len(data) if end is None else end.start())
+            if colon < 0 and end is None and len(data) - pos < MAX_FIELD_NAME:
+                self._pending = data[pos:]             # the field name is not complete yet
+                return len(data)
             self._end_field()
-            is_field = 0 <= colon and (end is None or colon < end.start())
-            name = start[:colon].rstrip(b" \t").lower().decode("latin-1") if is_field else ""
+            name = data[pos:colon].rstrip(b" \t").lower().decode("latin-1") if colon >= 0 else ""
             self._dropping = name in HIDDEN_FIELDS
             if name in self._capture:
                 self._captured = bytearray()
         self._in_line = True
-        return start
+        return pos
 
     def _end_field(self) -> None:
         if self._captured is not None:

@@ -309,14 +309,14 @@ class MessageChecker:
         seam = tail + data[:keep]
         may_hold_one = b"-" in data
         for delimiter in delimiters:
-            at = seam.find(delimiter)
-            if at < 0 and may_hold_one:
-                at = data.find(delimiter)
-                at += len(tail) if at >= 0 else 0
-            if at >= 0:
-                self._add("boundary-in-content", offset - len(tail) + at,
-                          f"the boundary {delimiter[2:].decode('utf-8', 'replace')!r} occurs inside content",
-                          part_id)
+            if (at := seam.find(delimiter)) >= 0:
+                at += offset - len(tail)
+            elif may_hold_one and (at := data.find(delimiter)) >= 0:
+                at += offset
+            else:
+                continue
+            self._add("boundary-in-content", at,
+                      f"the boundary {delimiter[2:].decode('utf-8', 'replace')!r} occurs inside content", part_id)
         self._content_tail = data[-keep:] if len(data) >= keep else (tail + data)[-keep:]  # keep >= 1: "--"
 
     def _on_part_end(self, part: _OpenPart, end_offset: int) -> None:

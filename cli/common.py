@@ -7,10 +7,8 @@ errors as JSON under --json, never a bare traceback (unless --debug).
 import dataclasses
 import errno
 import io
-import json
 import os
 import re
-import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -218,6 +216,7 @@ def emit_json(command: str, payload: dict) -> None:
 
 def json_text(document: dict, indent: int | None = None) -> str:
     """`document` as JSON text (on one line without `indent`), escaped as emit_json says."""
+    import json   # only under --json: 2-3 ms of every start-up
     text = json.dumps(document, ensure_ascii=False, indent=indent, separators=None if indent else (",", ":"))
     return _UNESCAPED_BY_JSON.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
 
@@ -304,6 +303,7 @@ def stdout_failed(command: str | None, exc: OSError):
     full disk, /dev/full) is one line on stderr and exit 74."""
     _discard_stdout()
     if exc.errno == errno.EPIPE:
+        import signal   # only here: its enums cost 2-3 ms of every start-up
         sys.stderr.flush()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGPIPE)

@@ -17,8 +17,6 @@ from typing import BinaryIO, Iterable, Iterator
 
 from mimekit.defects import Defect, DefectKind, beyond_store_conventions, capped
 from mimekit.errors import DataError, UsageError
-from mimekit.headers.addresses import Address, parse_address_list
-from mimekit.headers.dates import parse_date
 from mimekit.headers.encoded_words import decode_header_value
 from mimekit.headers.params import parse_params_header
 from mimekit.limits import Limits
@@ -168,8 +166,10 @@ def _describe(part: Part, body: Part | None, digests: set[str] | None = None) ->
 
 
 def _size_and_digest(chunks: Iterator[bytes], hashed: bool) -> tuple[int, str | None]:
-    import hashlib
-    digest = hashlib.sha256() if hashed else None
+    digest = None
+    if hashed:
+        import hashlib   # only for --all-readings: loading OpenSSL's libcrypto took 4-8 ms of show's start-up
+        digest = hashlib.sha256()
     size = 0
     for chunk in chunks:
         size += len(chunk)
@@ -264,6 +264,7 @@ _NEED_MORE = object()   # the lean pass needs more of the message than it was gi
 
 
 def _scan_record(message: Message, defects: list[Defect], size: int, lf_is_normal: bool, structure: bool) -> dict:
+    from mimekit.headers.dates import parse_date   # scan's alone: show's start-up does without
     root = message.root
     date_field, from_field, subject_field = (_first_field(root, name) for name in ("date", "from", "subject"))
     when, from_text, subject = None, None, None
@@ -297,6 +298,7 @@ def _first_field(part: Part, name: str) -> HeaderField | None:
 def _sender(field: HeaderField) -> tuple[str, list[Defect]]:
     """The first address of a From field: its display name, else its address; the field
     decoded as text when it holds no address."""
+    from mimekit.headers.addresses import Address, parse_address_list   # scan's alone, as parse_date
     entries, found = parse_address_list(field.raw_value)
     defects = [placed_defect(defect, field.value_offset, "") for defect in found]
     for entry in entries:

@@ -11,17 +11,21 @@ import os
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Protocol, runtime_checkable
 
 from mimekit.errors import UsageError
-from mimekit.stores.maildir import Maildir
 from mimekit.stores.sources import MessageRef
 
 if TYPE_CHECKING:
+    from mimekit.stores.maildir import Maildir
     from mimekit.stores.mbox import Mbox
     from mimekit.transport.urls import ServerURL
 
 
 def __getattr__(name: str):
-    """Mbox is loaded on first use (PEP 562), so reading messages (`scan` imports
-    stores.sources, and with it this package) pays for neither it nor the URL parser."""
+    """Maildir and Mbox are loaded on first use (PEP 562), so reading messages (`show` and
+    `scan` import stores.sources, and with it this package) pays for neither them nor the
+    URL parser until a source is a Maildir or an mbox."""
+    if name == "Maildir":
+        from mimekit.stores.maildir import Maildir
+        return Maildir
     if name == "Mbox":
         from mimekit.stores.mbox import Mbox
         return Mbox
@@ -68,6 +72,7 @@ def open_mailbox(url_or_path: "ServerURL | str", create: bool = True) -> Mailbox
     """The store that a maildir:PATH or mbox:PATH URL names, or a plain path to an existing
     Maildir (a directory) or mbox (a file). `create`: make the store if it is missing (a
     plain path must then say which kind by its scheme)."""
+    from mimekit.stores.maildir import Maildir
     from mimekit.stores.mbox import Mbox
     from mimekit.transport.urls import LOCAL_STORES, parse_url
     if isinstance(url_or_path, str):

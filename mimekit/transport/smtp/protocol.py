@@ -88,7 +88,7 @@ def _parse_reply(raw_lines: list[bytes]) -> Reply:
     match = _ENHANCED.match(texts[0])
     if match and match.group(1) == str(code)[0]:
         enhanced = ".".join(match.groups())
-        texts = [_ENHANCED.sub("", t, count=1) if _ENHANCED.match(t) else t for t in texts]
+        texts = [text[found.end():] if (found := _ENHANCED.match(text)) else text for text in texts]
     return Reply(code, tuple(texts), enhanced)
 
 
@@ -105,6 +105,7 @@ class ReplyReader:
         self.max_line = max_line
         self.max_lines = max_lines
         self._buffer = bytearray() if buffer is None else buffer
+        self._received_lines: deque[bytes] = deque()   # complete lines not read yet, LF removed
         self._lines: list[bytes] = []
 
     def feed(self, data: bytes) -> None:
@@ -112,17 +113,13 @@ class ReplyReader:
 
     @property
     def has_unread_bytes(self) -> bool:
-        return bool(self._buffer or self._lines)
+        return bool(self._buffer or self._received_lines or self._lines)
 
     def next_reply(self) -> Reply | None:
         while True:
-            end = self._buffer.find(b"\n")
-            if end < 0:
-                if len(self._buffer) > self.max_line:
-                    raise ProtocolError(f"server reply line longer than {self.max_line} bytes")
+            if not self._received_lines and not self._split_complete_lines():
                 return None
-            line = bytes(self._buffer[:end]).rstrip(b"\r")
-            del self._buffer[:end + 1]
+            line = self._received_lines.popleft().rstrip(b"\r")
             if not _REPLY_LINE.match(line):
                 raise ProtocolError(f"not an SMTP reply line: {line[:100]!r}")
             self._lines.append(line)
@@ -131,6 +128,19 @@ class ReplyReader:
             if line[3:4] != b"-":
                 lines, self._lines = self._lines, []
                 return _parse_reply(lines)
+
+    def _split_complete_lines(self) -> bool:
+        """Move every complete line out of the buffer with one split, the incomplete rest
+        staying: with pipelining a read brings the replies of many commands, and a find
+        and a delete per line cost more than the split. False when no line is complete."""
+        end = self._buffer.rfind(b"\n")
+        if end < 0:
+            if len(self._buffer) > self.max_line:
+                raise ProtocolError(f"server reply line longer than {self.max_line} bytes")
+            return False
+        self._received_lines.extend(bytes(self._buffer[:end]).split(b"\n"))
+        del self._buffer[:end + 1]
+        return True
 
 
 # --- capabilities --------------------------------------------------------------------------
@@ -269,6 +279,10 @@ class State(Enum):
     QUIT = "after QUIT"
     CLOSED = "on a closed connection"
 
+    # Members are singletons compared by identity: the identity hash is right, and runs in
+    # C where Enum's own __hash__ is a Python call, paid twice a TRANSITIONS look-up.
+    __hash__ = object.__hash__
+
 
 class Step(Enum):
     """What moves the session: a command sent, or a reply that decides what comes next."""
@@ -292,6 +306,8 @@ class Step(Enum):
     GO_AHEAD = "a 354 to DATA"
     DATA_REFUSED = "a refused DATA"
     CLOSED = "the end of the session"
+
+    __hash__ = object.__hash__   # as State's
 
 
 _S = State

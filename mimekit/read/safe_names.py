@@ -7,10 +7,10 @@ decode manifest can say why a written name differs from the original. Writing th
 (exclusively, never replacing, a clash suffixed) is mimekit.streams.files.OutputDirectory's.
 """
 
-import mimetypes
 import re
 import unicodedata
 from enum import Enum
+from functools import cache
 
 from mimekit.streams.files import split_extension
 
@@ -49,19 +49,20 @@ _WINDOWS_RESERVED = frozenset(
 )
 
 
+@cache
 def _builtin_extensions() -> dict[str, str]:
     """Media type -> preferred extension from Python's built-in table only (what
     MimeTypes().guess_extension answers before reading /etc/mime.types): the system file
     differs between machines, so fallback names would too, and reading it costs every
-    decode 25 ms of start-up."""
+    decode 25 ms of start-up. Made on first use: `show` and `scan` import this module and
+    never name a file (the table and mimetypes cost 7.8M instructions of start-up)."""
+    import mimetypes
     extensions: dict[str, str] = {}
     for table in (mimetypes._types_map_default, mimetypes._common_types_default):
         for extension, media_type in table.items():
             extensions.setdefault(media_type, extension)
     return extensions
 
-
-_EXTENSIONS = _builtin_extensions()
 
 
 def sanitize_filename(name: str) -> tuple[str, list[RenameReason]]:
@@ -102,7 +103,7 @@ def fallback_name(part_id: str, content_type: str) -> str:
 
     Ids of deeply nested parts can be long: the name is cut like any other.
     """
-    extension = _EXTENSIONS.get(content_type.lower(), ".bin")
+    extension = _builtin_extensions().get(content_type.lower(), ".bin")
     return _cut_to_bytes(f"part-{part_id or 'message'}{extension}", MAX_NAME_BYTES)
 
 

@@ -1,3 +1,3 @@
-from mimekit_cli.main import main
+from mimekit_cli.main import run
 
-main()
+run()

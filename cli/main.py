@@ -1,5 +1,6 @@
 """The `mimekit` command group. Each command lives in its own module beside this one."""
 
+import gc
 import importlib
 import os
 import sys
@@ -53,6 +54,7 @@ class MimekitGroup(click.Group):
         if name not in COMMAND_MODULES:
             return None
         module = importlib.import_module(f"mimekit_cli.{COMMAND_MODULES[name][0]}")
+        _start_collecting()
         command = next((command for command in module.COMMANDS if command.name == name), None)
         if command is not None:
             _add_examples(command, name)
@@ -135,3 +137,36 @@ def main(ctx, debug):
     Examples: mimekit COMMAND --help. Manual: man mimekit-COMMAND.
     """
     ctx.obj = {"debug": debug}
+
+
+# True from `run` until the command's module is imported: the cyclic garbage collector is off.
+_program_starting = False
+
+
+def run() -> None:
+    """The `mimekit` program (its console script and `python -m mimekit_cli`).
+
+    Importing a command makes tens of thousands of objects (classes, functions, compiled
+    patterns) that live until exit: the collector walks them during the imports and again
+    at interpreter shutdown, for nothing. So it is off while the command loads, and what
+    was made then is frozen out of its reach (gc.freeze) before it is on again for the
+    command itself, which may run for days (serve, fetch --watch). Measured on `show` of a
+    small message: 373M instructions (callgrind) without, 339M with. In-process callers of
+    `main` (tests, click's CliRunner) keep the collector as it was.
+    """
+    global _program_starting
+    gc.disable()
+    _program_starting = True
+    try:
+        main()
+    finally:
+        _start_collecting()
+
+
+def _start_collecting() -> None:
+    """Freeze what the start-up made and turn the collector on (once)."""
+    global _program_starting
+    if _program_starting:
+        _program_starting = False
+        gc.freeze()
+        gc.enable()

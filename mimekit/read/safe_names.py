@@ -64,7 +64,6 @@ def _builtin_extensions() -> dict[str, str]:
     return extensions
 
 
-
 def sanitize_filename(name: str) -> tuple[str, list[RenameReason]]:
     """Return `name` made safe to create inside a directory, and the reasons it changed.
 

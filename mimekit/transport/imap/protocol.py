@@ -601,8 +601,8 @@ class IMAPProtocol(BufferedProtocol):
         """A line _FAST_BODY matched: its items go straight to the dict _fetch_items would
         build (UID and RFC822.SIZE as int, FLAGS as str, MODSEQ as sent), and the body
         starts streaming, as _literal would do after the tokenizer, at a fraction of the
-        cost per message; a body already received whole is handed out at once. The token tree keeps only the body section, for whatever
-        follows the body on its closing line."""
+        cost per message; a body already received whole is handed out at once. The token
+        tree keeps only the body section, for whatever follows the body on its closing line."""
         sequence, listed, section, size = fast.groups()
         items: dict = {}
         for name, number, flags in _FAST_ITEM.findall(listed):

@@ -48,6 +48,9 @@ MAX_CAPTURED_FIELD = Limits().max_header_field_size
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BLANK_LINE_AFTER = re.compile(rb"\r\n[\r\n]|\r\r|\n[\r\n]")   # a line end, then the line that ends the header
 _HIDDEN_NAME = re.compile(rb"bcc", re.IGNORECASE)   # in the name of every field in HIDDEN_FIELDS
+# One field with its continuation lines, CRLF or LF line ends (a lone CR takes the line path):
+# group 1 is the name, everything before the first line's colon.
+_FIELD = re.compile(rb"(?![ \t])([^\r\n:]*):[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ class BccRemover:
         if self._rest_of_header_is_kept(data):
             self._in_headers = False
             return data
+        whole_header = self._whole_header(data)
+        if whole_header is not None:
+            return whole_header
         out = []
         if self._lf_may_follow and data.startswith(b"\n"):   # the rest of a CRLF
             self._take(b"\n", out)
@@ -117,14 +123,45 @@ class BccRemover:
         blank_line = _BLANK_LINE_AFTER.search(data)
         return blank_line is not None and not _HIDDEN_NAME.search(data, 0, blank_line.end())
 
+    def _whole_header(self, data: bytes) -> bytes | None:
+        """`data` minus its Bcc fields, their fields captured, when it holds the rest of the
+        header block starting on a new field; None (nothing done) for anything else, which
+        the line-by-line path reads. One regex match per field: the envelope pass over
+        bench_send's small message (7 fields) took 34 us line by line, 13 us so."""
+        if self._in_line or self._pending or self._dropping or self._lf_may_follow or self._captured is not None:
+            return None
+        blank_line = _BLANK_LINE_AFTER.search(data)
+        if blank_line is None:
+            return None
+        header_end = blank_line.end() - 1
+        kept, kept_from, captured, pos = [], 0, [], 0
+        while pos < header_end:
+            field = _FIELD.match(data, pos, header_end)
+            if field is None:   # a lone CR, a line without colon, a continuation first
+                return None
+            name = field[1].rstrip(b" \t").lower().decode("latin-1")
+            if name in self._capture:
+                captured.append(field[0])
+            if name in HIDDEN_FIELDS:
+                kept.append(data[kept_from:pos])
+                kept_from = field.end()
+            pos = field.end()
+        for raw in captured:   # once the fields are known to be all there: never read twice
+            _check_captured_size(len(raw))
+            self._record(raw)
+        self._in_headers = False
+        if not kept:
+            return data
+        kept.append(data[kept_from:])
+        return b"".join(kept)
+
     def _take(self, piece: bytes, out: list) -> None:
         """A piece of the current field's line: kept or dropped, and captured if wanted."""
         if not self._dropping:
             out.append(piece)
         if self._captured is not None:
             self._captured += piece
-            if len(self._captured) > MAX_CAPTURED_FIELD:
-                raise DataError(f"a header field read for the envelope is over {MAX_CAPTURED_FIELD} bytes")
+            _check_captured_size(len(self._captured))
 
     def _start_line(self, data: bytes, pos: int) -> int:
         """Classify the line starting at `pos`; return where to go on (the end of `data`
@@ -150,9 +187,13 @@ class BccRemover:
 
     def _end_field(self) -> None:
         if self._captured is not None:
-            name, _, value = bytes(self._captured).partition(b":")
-            self.fields.append((name.strip().decode("latin-1"), value.rstrip(b"\r\n")))
+            self._record(bytes(self._captured))
             self._captured = None
+
+    def _record(self, raw: bytes) -> None:
+        """A captured field, its raw bytes up to the next field, as (name, raw value)."""
+        name, _, value = raw.partition(b":")
+        self.fields.append((name.strip().decode("latin-1"), value.rstrip(b"\r\n")))
 
     def flush(self) -> bytes:
         """The end of the message; a line cut short before its colon is not a Bcc field."""
@@ -160,6 +201,11 @@ class BccRemover:
             self._end_field()
         held, self._pending = self._pending, b""
         return held
+
+
+def _check_captured_size(size: int) -> None:
+    if size > MAX_CAPTURED_FIELD:
+        raise DataError(f"a header field read for the envelope is over {MAX_CAPTURED_FIELD} bytes")
 
 
 def remove_bcc(chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -23,7 +23,10 @@ output (fetch.py's sinks make it): if the run is killed after the message reache
 store but before its "seen" line, the next run finds the pending line and adopts the
 orphan instead of saving the message twice. That line is written but not fsync'd: a
 killed process loses nothing the kernel holds, and after a power loss the worst case
-is again a duplicate.
+is again a duplicate. A message stays pending until its "seen" line, so several can be:
+an output whose `add` leaves the names of a batch to one `sync()` (a Maildir: one
+directory fsync per batch instead of one per message) has its "seen" lines written
+only after that sync, a batch at a time, and a killed run leaves that batch pending.
 
 UIDVALIDITY (RFC 3501 §2.3.1.1): when it changes, every UID we knew is void. The old
 records are kept as "stale" (Message-ID, size) pairs, counted as a multiset, and each
@@ -47,6 +50,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from mimekit.errors import CantCreateError, TempFailure
 from mimekit.streams.files import OutputDirectory
@@ -75,6 +79,15 @@ class Pending:
     mark: dict                 # what the output looked like just before the write
 
 
+class BatchedOutput(Protocol):
+    """An output whose saved messages are durable only once `sync()` has run, for which
+    `record` may hold up to `sync_batch` "seen" lines (fetch.sinks.Sink)."""
+
+    sync_batch: int
+
+    def sync(self) -> None: ...
+
+
 def _cursor(saved: dict | None) -> Cursor | None:
     """A saved cursor; keys a later version may add are ignored."""
     return Cursor(saved["validity"], saved["uidnext"], saved.get("modseq")) if saved else None
@@ -101,7 +114,10 @@ class FetchState:
         self.path = path
         self.description = description
         self.validity: int | None = None
-        self.pending: Pending | None = None
+        self._pending: dict[str, Pending] = {}     # by message id, in the order they were begun
+        self._awaiting_output: list[dict] = []      # "seen" lines held until the output syncs
+        self._output: BatchedOutput | None = None
+        self._output_failed = False                 # its sync failed: its records must not be kept
         self.cursor: Cursor | None = None
         self._seen: dict[str, Record] = {}
         self._stale: Counter = Counter()
@@ -147,6 +163,15 @@ class FetchState:
         return {record.key for record in self._seen.values() if record.key}
 
     @property
+    def pending(self) -> Pending | None:
+        """The first message begun and not recorded, if any (all of them: `all_pending`)."""
+        return next(iter(self._pending.values()), None)
+
+    def all_pending(self) -> list[Pending]:
+        """The messages begun and not recorded, in the order they were begun."""
+        return list(self._pending.values())
+
+    @property
     def stale_count(self) -> int:
         return sum(self._stale.values())
 
@@ -179,16 +204,31 @@ class FetchState:
         self._append({"pending": message_id, "mark": mark}, sync=False)
 
     def record(self, message_id: str, key: str | None, *, header_id: str | None = None,
-               size: int | None = None, from_stale: bool = False) -> None:
-        """The message is durable in the output: remember it (made durable by `sync`)."""
-        self._append({"seen": message_id, "key": key, "message_id": header_id, "size": size,
-                      "stale": from_stale}, sync=False)
+               size: int | None = None, from_stale: bool = False, output: BatchedOutput | None = None) -> None:
+        """The message is in the output: remember it (made durable by `sync`). Given an
+        `output` with a sync_batch, the message is durable there only once output.sync()
+        has run, so its "seen" line waits for that (it stays pending on disk meanwhile,
+        known as saved to this object at once): the output is synced and the waiting
+        lines written when sync_batch of them wait, and before any `sync`, compaction or
+        close."""
+        entry = {"seen": message_id, "key": key, "message_id": header_id, "size": size, "stale": from_stale}
+        if output is None or not output.sync_batch:
+            self._append(entry, sync=False)
+            return
+        self._apply(entry)
+        self._awaiting_output.append(entry)
+        self._output = output
+        if len(self._awaiting_output) >= output.sync_batch:
+            self._write_awaiting_output()
 
     def sync(self) -> None:
-        """Make every recorded line durable: called before anything is deleted upstream."""
+        """Make every recorded message's output, then its line, durable: called before
+        anything is deleted upstream."""
+        self._write_awaiting_output()
         os.fsync(self._journal.fileno())
 
     def abandon_pending(self) -> None:
+        """Forget every pending message (those adopted are recorded first)."""
         self._append({"pending": None}, sync=True)
 
     def retain(self, present: set[str]) -> None:
@@ -205,13 +245,17 @@ class FetchState:
             self._compact()
 
     def close(self) -> None:
+        """Fold the journal into the snapshot, unless the output failed to sync: its
+        messages are then left pending in the journal, for the next run to adopt."""
         if self._journal is None:
             return
-        if self._changed:
-            self._compact()
-        self._journal.close()
-        self._journal = None
-        self._lock.close()
+        try:
+            if (self._changed or self._awaiting_output) and not self._output_failed:
+                self._compact()
+        finally:
+            self._journal.close()
+            self._journal = None
+            self._lock.close()
 
     def __enter__(self):
         return self
@@ -234,7 +278,10 @@ class FetchState:
         elif "cursor" in entry:
             self.cursor = _cursor(entry["cursor"])
         elif "pending" in entry:
-            self.pending = Pending(entry["pending"], entry.get("mark") or {}) if entry["pending"] else None
+            if entry["pending"]:
+                self._pending[entry["pending"]] = Pending(entry["pending"], entry.get("mark") or {})
+            else:
+                self._pending.clear()
         elif "seen" in entry:
             record = Record(entry.get("key"), entry.get("message_id"), entry.get("size"))
             self._seen[entry["seen"]] = record
@@ -243,16 +290,31 @@ class FetchState:
                 self._stale[pair] -= 1
                 if self._stale[pair] <= 0:
                     del self._stale[pair]
-            if self.pending and self.pending.id == entry["seen"]:
-                self.pending = None
+            self._pending.pop(entry["seen"], None)
 
     def _append(self, entry: dict, sync: bool) -> None:
         self._apply(entry)
+        self._write(entry, sync)
+
+    def _write(self, entry: dict, sync: bool = False) -> None:
         self._changed = True
         self._journal.write(json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n")
         self._journal.flush()
         if sync:
             os.fsync(self._journal.fileno())
+
+    def _write_awaiting_output(self) -> None:
+        """Sync the output, then write the "seen" lines that waited for it (record)."""
+        if not self._awaiting_output:
+            return
+        entries, self._awaiting_output = self._awaiting_output, []
+        try:
+            self._output.sync()
+        except BaseException:
+            self._output_failed = True
+            raise
+        for entry in entries:
+            self._write(entry)
 
     def _load(self) -> bool:
         """Read the snapshot and replay its journal. True when that journal is empty: the
@@ -272,8 +334,9 @@ class FetchState:
         self.validity = data.get("validity")
         self._seen = {k: Record(*v) for k, v in data.get("seen", {}).items()}
         self._stale = Counter({(mid, size): count for mid, size, count in data.get("stale", [])})
-        pending = data.get("pending")
-        self.pending = Pending(pending["id"], pending["mark"]) if pending else None
+        pending = data.get("pending") or []
+        for item in [pending] if isinstance(pending, dict) else pending:   # one, as earlier versions kept it
+            self._pending[item["id"]] = Pending(item["id"], item["mark"])
         self._generation = data.get("generation", 0)
         self.cursor = _cursor(data.get("cursor"))
         try:
@@ -291,6 +354,7 @@ class FetchState:
 
     def _compact(self) -> None:
         """Write a snapshot naming a fresh journal, then drop the old journal."""
+        self._write_awaiting_output()       # the snapshot keeps only what is durable in the output
         old_generation = self._generation
         self._generation += 1
         snapshot = {
@@ -300,7 +364,7 @@ class FetchState:
             "validity": self.validity,
             "seen": {k: [r.key, r.message_id, r.size] for k, r in self._seen.items()},
             "stale": [[mid, size, count] for (mid, size), count in self._stale.items() if count > 0],
-            "pending": {"id": self.pending.id, "mark": self.pending.mark} if self.pending else None,
+            "pending": [{"id": p.id, "mark": p.mark} for p in self._pending.values()] or None,
             "cursor": asdict(self.cursor) if self.cursor else None,
         }
         new_journal = open(self._journal_path(self._generation), "wb")

@@ -1,7 +1,9 @@
 """Where fetched messages go (-o): a Maildir, an mbox, a directory of .eml files, or
-standard output (one message, or many as one mbox stream). Each sink has saved a message durably when `add` returns, which is what
-lets fetch record it and then delete it on the server (the contract in fetch.py); `mark`
-and `orphans` find again the message a killed run saved but did not record.
+standard output (one message, or many as one mbox stream). Each sink has saved a message
+durably when `add` returns, or, for a sink with a `sync_batch` (a Maildir), once its
+`sync()` has run; that is what lets fetch record it and then delete it on the server (the
+contract in fetch.run); `mark` and `orphans` find again the messages a killed run saved
+but did not record.
 """
 
 import functools
@@ -58,12 +60,19 @@ class Sink:
 
     durable = True
     identity = ""
+    # How many messages `add` may leave for one `sync()` to make durable (FetchState.record
+    # holds their "seen" lines until then); 0: each `add` makes its message durable.
+    sync_batch = 0
 
     def add(self, message: ListedMessage, chunks: Iterable[bytes], flags: str,
             keywords: tuple[str, ...] = ()) -> tuple[str, str]:
         """Save one message with `flags` (Maildir letters) and, where the output has a place
         for them, `keywords` (keywords_of); return (key for the state, path for the report)."""
         raise NotImplementedError
+
+    def sync(self) -> None:
+        """Make durable every message `add` saved so far, and any a killed run saved into
+        this output before it could do so (sync_batch)."""
 
     def mark(self) -> dict:
         return {}
@@ -97,6 +106,9 @@ class MaildirSink(Sink):
     def add(self, message, chunks, flags, keywords=()):
         path = self.store.add(chunks, flags)
         return os.path.basename(path).split(":", 1)[0], path
+
+    def sync(self):
+        self.store.sync_directories()
 
     def mark(self):
         # Maildir unique names start "<seconds>." and carry "P<pid>Q" (stores.Maildir).

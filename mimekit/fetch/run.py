@@ -262,7 +262,7 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
         key, path = sink.add(message, counter, maildir_flags(flags), keywords_of(flags))
         if state is not None:
             state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
-                         size=message.size if message.size is not None else counter.bytes)
+                         size=message.size if message.size is not None else counter.bytes, output=sink)
         saved.append(message.id)
         report.fetched.append(Fetched(source.id_kind, source.public_id(message), counter.bytes, path, flags))
         if on_progress:
@@ -362,26 +362,33 @@ class _Counter:
 
 
 def _adopt_orphan(state: FetchState, sink: Sink, source: Source, headers_only: bool) -> int:
-    """Record the message a killed run saved but did not record; 1 if one was adopted.
+    """Record the messages a killed run saved but did not record (its pending batch: up to
+    a sink's sync_batch); how many were adopted.
 
-    A candidate is adopted only if it holds exactly the bytes the source gives for the
+    A candidate is adopted only if it holds exactly the bytes the source gives for a pending
     message (size and sha256 of the stored form, Status lines aside): a header block that
     matches is not enough, since a kill mid-write leaves a complete header and a cut body.
+    Each candidate is adopted once, and only after `sink.sync()`: the killed run may have
+    died before making its names durable.
     """
-    pending = state.pending
-    candidates = sink.orphans(pending.mark, state.keys())
-    described = source.describe([pending.id], with_message_id=False) if candidates else []
+    pending = state.all_pending()
+    recorded = state.keys()
+    candidates = dict.fromkeys(key for message in pending for key in sink.orphans(message.mark, recorded))
+    described = source.describe([message.id for message in pending], with_message_id=False) if candidates else []
+    adopted = 0
     if described:
-        wanted = None
-        for message, chunks in source.retrieve(described[:1], headers_only):
-            wanted = _stored_digest(sink.as_stored(chunks))
-        for key in candidates if wanted is not None else ():
+        stored_digests: dict[tuple[int, str], list[str]] = {}
+        for key in candidates:
             with sink.open(key) as stored:
-                if _stored_digest(read_chunks(stored)) == wanted:
-                    state.record(pending.id, key)
-                    return 1
+                stored_digests.setdefault(_stored_digest(read_chunks(stored)), []).append(key)
+        sink.sync()
+        for message, chunks in source.retrieve(described, headers_only):
+            keys = stored_digests.get(_stored_digest(sink.as_stored(chunks)))
+            if keys:
+                state.record(message.id, keys.pop(0))
+                adopted += 1
     state.abandon_pending()
-    return 0
+    return adopted
 
 
 _HEADER_END = re.compile(rb"\n\r?\n")

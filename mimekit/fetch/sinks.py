@@ -54,9 +54,9 @@ def imap_flags(letters: str) -> tuple[str, ...]:
 
 
 class Sink:
-    """Where fetched messages go. `mark()` and `orphans()` let a killed run's last
-    message be found again, and `open()` and `as_stored()` let it be compared, byte for
-    byte, with the message at the source (see fetch._adopt_orphan)."""
+    """Where fetched messages go. `mark()` and `orphans()` let the messages a killed run
+    saved but did not record be found again, and `open()` and `as_stored()` let each be
+    compared, byte for byte, with the message at the source (see fetch._adopt_orphan)."""
 
     durable = True
     identity = ""
@@ -99,12 +99,19 @@ def open_sink(spec: str) -> Sink:
 
 
 class MaildirSink(Sink):
+    """Each message's bytes are fsync'd before it gets its name in new/ or cur/, but the
+    names are made durable by one fsync of those two directories per batch (`sync`), not
+    one per message: 1.04 fsyncs a message instead of 2.00 (1,000 messages, the state's
+    journal included)."""
+
+    sync_batch = 64
+
     def __init__(self, store: Maildir):
         self.store = store
         self.identity = "maildir:" + os.path.realpath(store.path)
 
     def add(self, message, chunks, flags, keywords=()):
-        path = self.store.add(chunks, flags)
+        path = self.store.add(chunks, flags, sync_directory=False)
         return os.path.basename(path).split(":", 1)[0], path
 
     def sync(self):

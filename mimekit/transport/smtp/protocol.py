@@ -27,6 +27,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 
 from mimekit.errors import AuthError, DataError, ProtocolError, UnavailableError
 from mimekit.limits import parse_decimal
@@ -34,6 +35,7 @@ from mimekit.transport.sansio import BufferedProtocol
 
 MAX_REPLY_LINE = 64 * 1024   # RFC 5321 §4.5.3.1.5 says 512; be lenient, but never buffer without bound
 MAX_REPLY_LINES = 1000       # lines of one reply: Postfix's EHLO reply, the longest, has about 15
+MAX_CACHED_REPLY = 512     # longer one-line replies are parsed, not cached: the cache stays small
 MAX_COMMAND_LINE = 512       # octets of a command line, CRLF included (RFC 5321 §4.5.3.1.4)
 
 
@@ -95,6 +97,17 @@ def _parse_reply(raw_lines: list[bytes]) -> Reply:
 _REPLY_LINE = re.compile(rb"[2-5][0-9][0-9](?:[ -]|$)")
 
 
+@lru_cache(maxsize=64)
+def _one_line_reply(raw: bytes) -> Reply:
+    """The reply of one line `raw` (its CR still on), read as next_reply reads it. Cached
+    (a Reply is immutable): a session's replies to MAIL, RCPT and RSET are the same few
+    lines, and the parse cost about 5 us of a reply's 10; a refusal is never cached."""
+    line = raw.rstrip(b"\r")
+    if not _REPLY_LINE.match(line):
+        raise ProtocolError(f"not an SMTP reply line: {line[:100]!r}")
+    return _parse_reply([line])
+
+
 class ReplyReader:
     """Splits received bytes into complete replies (RFC 5321 §4.2: "ddd-" continues,
     "ddd " or a bare "ddd" ends). Lines ending in LF alone are accepted too."""
@@ -119,7 +132,10 @@ class ReplyReader:
         while True:
             if not self._received_lines and not self._split_complete_lines():
                 return None
-            line = self._received_lines.popleft().rstrip(b"\r")
+            raw = self._received_lines.popleft()
+            if not self._lines and raw[3:4] != b"-" and len(raw) <= MAX_CACHED_REPLY:
+                return _one_line_reply(raw)
+            line = raw.rstrip(b"\r")
             if not _REPLY_LINE.match(line):
                 raise ProtocolError(f"not an SMTP reply line: {line[:100]!r}")
             self._lines.append(line)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from mimekit.errors import ProtocolError
 from mimekit.transport.smtp import envelope
 from mimekit.transport.smtp.envelope import KEEP_MESSAGE_BYTES, _KeptBytes, _transmitted_bytes, prepare_message
+from mimekit.transport.smtp.data import scan_message
 from mimekit.transport.smtp.protocol import ReplyReader, _parse_reply
 
 MESSAGE = (b"From: a@example.test\r\nTo: b@example.test\r\nBcc: hidden@example.test\r\n"
@@ -96,3 +97,23 @@ def test_cached_one_line_replies_read_as_the_general_path(lines):
             return
         got.append((reader.next_reply(), wanted))
     assert all(reply == wanted for reply, wanted in got)
+
+
+_scan_lines = st.lists(st.one_of(st.sampled_from([b"", b"Subject: x", b"caf\xc3\xa9", b"\x00", b"a: b"]),
+                                 st.integers(990, 1005).map(lambda n: b"x" * n)), max_size=8)
+
+
+@given(data=st.data(), header=_scan_lines, body=_scan_lines)
+def test_the_scan_reads_what_the_whole_message_says(data, header, body):
+    """The scan's shortcuts (a chunk all ASCII, a chunk too short to hold a long line)
+    give what the lines of the whole message say, however it is cut."""
+    message = b"".join(line + b"\r\n" for line in header) + b"\r\n" + b"".join(line + b"\r\n" for line in body)
+    end = (b"\r\n" + message).find(b"\r\n\r\n")   # a message may start with its blank line
+    head, rest = message[:end + 2], message[end + 2:]
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(message)), max_size=4)))
+    chunks = [message[a:b] for a, b in zip([0, *cuts], [*cuts, len(message)])]
+    scan = scan_message(chunks)
+    assert scan.long_lines == any(len(line) > 998 for line in message.split(b"\r\n"))
+    assert scan.eight_bit_headers == (not head.isascii())
+    assert scan.eight_bit_body == (not rest.isascii())
+    assert scan.size == len(message)

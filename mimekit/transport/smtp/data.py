@@ -68,20 +68,28 @@ class MessageScanner:
     def feed(self, data: bytes) -> None:
         if not data:
             return
-        self.scan.size += len(data)
-        self.scan.nul = self.scan.nul or b"\x00" in data
-        body = data
+        scan = self.scan
+        scan.size += len(data)
+        scan.nul = scan.nul or b"\x00" in data
+        eight_bit = not data.isascii()   # else neither the header nor the body part of `data` is
         if self._in_headers:
-            end = (self._tail + data).find(b"\r\n\r\n")
+            window = self._tail + data
+            end = window.find(b"\r\n\r\n")
             split = end + 4 - len(self._tail) if end >= 0 else len(data)
             self._in_headers = end < 0
-            self._tail = (self._tail + data)[-3:]
-            self.scan.eight_bit_headers = self.scan.eight_bit_headers or not data[:split].isascii()
-            body = data[split:]
-        self.scan.eight_bit_body = self.scan.eight_bit_body or not body.isascii()
+            self._tail = window[-3:]
+            if eight_bit:
+                scan.eight_bit_headers = scan.eight_bit_headers or not data[:split].isascii()
+                scan.eight_bit_body = scan.eight_bit_body or not data[split:].isascii()
+        elif eight_bit:
+            scan.eight_bit_body = True
         self._note_line_lengths(data)
 
     def _note_line_lengths(self, data: bytes) -> None:
+        if self._line_length + len(data) <= MAX_LINE_LENGTH:   # no line of it can be too long
+            last_end = data.rfind(b"\r\n")   # bench_send's small message: the scan 9.3 -> 3.9 us
+            self._line_length = len(data) - last_end - 2 if last_end >= 0 else self._line_length + len(data)
+            return
         lines = data.split(b"\r\n")   # at memory speed; a regex search was 4x slower
         if len(lines) == 1:
             self._line_length += len(data)

@@ -12,7 +12,9 @@ whether saved messages are skipped. The durability contract, in order, for every
   1. a "pending" line in the state names the message and marks the output;
   2. the message streams into the output (Maildir tmp -> fsync -> rename; mbox locked
      append + fsync; a directory: temporary file -> fsync -> exclusive link);
-  3. its "seen" line is appended to the state;
+  3. its "seen" line is appended to the state; a Maildir makes its names durable with one
+     directory fsync per batch of Sink.sync_batch messages (and at the end of each pass),
+     so its "seen" lines wait for that fsync and a batch is pending at a time;
   4. only after every message of the run is saved and the state fsync'd does the server
      hear of it, in this order: flags (IMAP UID STORE +FLAGS.SILENT / -FLAGS.SILENT), a
      move (UID MOVE, else UID COPY, \\Deleted and UID EXPUNGE), deletion: IMAP UID STORE
@@ -23,9 +25,9 @@ whether saved messages are skipped. The durability contract, in order, for every
      before the server is changed. Flags and moves apply to this run's messages only;
      the saved copies already carry the flags the server will have.
 A run killed at any point therefore never deletes a message that is not on disk. A
-run killed between steps 2 and 3 leaves an orphan: the next run finds the pending line,
-finds the orphan in the output by its mark, fetches the message from the source again
-and records the orphan only if it holds exactly those bytes (as the output stores them);
+run killed between steps 2 and 3 leaves orphans: the next run finds the pending lines,
+finds the orphans in the output by their mark, fetches those messages from the source again
+and records an orphan only if it holds exactly the bytes of one (as the output stores them);
 anything else, such as a message cut short, is never taken for the message.
 """
 
@@ -151,7 +153,7 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
     login is OAuth2 instead (mimekit.transport.sasl), `token()` asked for then.
     `report` (if given) is filled in as messages are saved, so a caller still knows what
     was fetched when an exception ends the run part way. `on_saved` is called with each
-    message once it is saved and recorded (fetch --exec).
+    message once it is saved (fetch --exec); its record may wait for the end of its batch.
     """
     report = FetchReport() if report is None else report
     report.source = source_name(source_url)
@@ -274,6 +276,7 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
             chosen = chosen[:[m.id for m in chosen].index(message.id) + 1]   # the rest waits for a later run
             break
     report.vanished = len(chosen) - len(saved)
+    sink.sync()                   # what was saved is durable, a batch's names too, also with no state
     if stopped and isinstance(source, POP3Client):
         return
     if options.acts_on_server and state is not None:

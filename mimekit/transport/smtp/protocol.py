@@ -364,6 +364,16 @@ class _Expected:
     address: str = ""             # RCPT only
 
 
+# What each command of a message transaction is owed, made once (never changed): RCPT's
+# names its address, so it is made per command.
+_EXPECT_MAIL = _Expected("MAIL", MailReply)
+_EXPECT_DATA = _Expected("DATA", DataReply)
+_EXPECT_BDAT = _Expected("BDAT", BdatReply)
+_EXPECT_BDAT_LAST = _Expected("BDAT", MessageReply)
+_EXPECT_RSET = _Expected("RSET", RsetReply)
+_PLAIN_EVENTS = frozenset({MailReply, BdatReply, RsetReply})   # events that only carry their reply
+
+
 @dataclass
 class _Auth:
     mechanism: str
@@ -437,6 +447,8 @@ class SMTPProtocol(BufferedProtocol):
             raise ProtocolError(f"unsolicited server reply: {reply}")
         expected = self._expected.popleft()
         kind = expected.event
+        if kind in _PLAIN_EVENTS:   # most of a session's replies: no state to move
+            return kind(reply)
         if kind is RcptReply:
             return RcptReply(reply, expected.address)
         if kind is MessageReply:
@@ -465,7 +477,7 @@ class SMTPProtocol(BufferedProtocol):
             self._move(Step.GO_AHEAD if reply.code == 354 else Step.DATA_REFUSED)
         elif kind is QuitReply:
             self._move(Step.CLOSED)
-        return kind(reply)   # MailReply, BdatReply, RsetReply, DataReply, QuitReply
+        return kind(reply)   # DataReply, QuitReply
 
     def _starttls_reply(self, reply: Reply) -> StartTLSReply:
         if reply.code != 220:
@@ -483,7 +495,7 @@ class SMTPProtocol(BufferedProtocol):
     def _command(self, step: Step, line: str, expected: _Expected) -> None:
         """Queue a command line and the reply it is owed; the session moves on at once."""
         next_state = self._next_state(step)
-        if self._expected and "PIPELINING" not in self.capabilities:
+        if self._expected and "PIPELINING" not in self.capabilities.keywords:
             raise SMTPStateError(f"{step.value} before the previous reply, and the server "
                                  f"does not offer PIPELINING")
         self._expected.append(expected)
@@ -593,7 +605,7 @@ class SMTPProtocol(BufferedProtocol):
             line += " BODY=8BITMIME"
         if smtputf8:
             line += " SMTPUTF8"
-        self._command(Step.MAIL, line, _Expected("MAIL", MailReply))
+        self._command(Step.MAIL, line, _EXPECT_MAIL)
         self._transaction_utf8 = smtputf8
 
     def send_rcpt(self, address: str) -> None:
@@ -604,7 +616,7 @@ class SMTPProtocol(BufferedProtocol):
         self._command(Step.RCPT, f"RCPT TO:<{address}>", _Expected("RCPT", RcptReply, address))
 
     def send_data(self) -> None:
-        self._command(Step.DATA, "DATA", _Expected("DATA", DataReply))
+        self._command(Step.DATA, "DATA", _EXPECT_DATA)
 
     def send_content(self, data: bytes) -> None:
         """Message bytes after a 354, already dot-stuffed (smtp/data.py's data_stream)."""
@@ -622,15 +634,14 @@ class SMTPProtocol(BufferedProtocol):
         line endings, no dot-stuffing). The reply to the LAST chunk is the message's final
         reply. After a refused chunk the server's state is undefined (§4.2): the driver
         sends RSET before the next transaction."""
-        if "CHUNKING" not in self.capabilities:
+        if "CHUNKING" not in self.capabilities.keywords:
             raise SMTPStateError("BDAT, and the server does not offer CHUNKING")
         step = Step.BDAT_LAST if last else Step.BDAT
-        self._command(step, f"BDAT {len(data)}{' LAST' if last else ''}",
-                      _Expected("BDAT", MessageReply if last else BdatReply))
+        self._command(step, f"BDAT {len(data)}{' LAST' if last else ''}", _EXPECT_BDAT_LAST if last else _EXPECT_BDAT)
         self._outbox += data
 
     def send_rset(self) -> None:
-        self._command(Step.RSET, "RSET", _Expected("RSET", RsetReply))
+        self._command(Step.RSET, "RSET", _EXPECT_RSET)
 
     def send_quit(self) -> None:
         self._command(Step.QUIT, "QUIT", _Expected("QUIT", QuitReply))

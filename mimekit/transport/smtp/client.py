@@ -347,7 +347,7 @@ class SMTPClient(Driver):
             txn.message = seven_bit_copy(txn.message)
             txn.result.converted_to_7bit = True
         message, scan = txn.message, txn.message.scan
-        smtputf8 = scan.eight_bit_headers or not all(a.isascii() for a in message.recipients)
+        smtputf8 = scan.eight_bit_headers or not "".join(message.recipients).isascii()
         if scan.binary:
             raise DataError("the message has NUL bytes or lines over 998 bytes outside any body "
                             "(in its header, a preamble or an epilogue), which no transfer encoding "
@@ -362,7 +362,7 @@ class SMTPClient(Driver):
     def _needs_7bit(self, scan: MessageScan) -> bool:
         """Can the server not take the message as it is? 8-bit headers need SMTPUTF8, which
         implies 8BITMIME (RFC 6531 §3.1); text with NUL bytes or long lines goes to nobody."""
-        caps = self.proto.capabilities
+        caps = self.proto.capabilities.keywords
         eight_bit = "8BITMIME" in caps
         return (scan.binary or (scan.eight_bit_body and not eight_bit)
                 or (scan.eight_bit_headers and not (eight_bit and "SMTPUTF8" in caps)))
@@ -441,18 +441,22 @@ class SMTPClient(Driver):
     def _next_event(self):
         """The next event; connection failures (421, a drop) raise TempFailure."""
         event = self._next()
+        self._check_open(event)
+        return event
+
+    def _expect(self, event_type: type):
+        event = self._next()
+        if isinstance(event, event_type):   # never a ServiceClosing or ConnectionClosed
+            return event
+        self._check_open(event)
+        raise ProtocolError(f"expected {event_type.__name__}, got {event!r}")
+
+    def _check_open(self, event) -> None:
         if isinstance(event, ServiceClosing):
             raise TempFailure(f"the server is closing the connection: {event.reply}")
         if isinstance(event, ConnectionClosed):
             waiting = f" (no reply to {', '.join(event.pending)})" if event.pending else ""
             raise TempFailure(f"{self.url.host}: the server closed the connection{waiting}")
-        return event
-
-    def _expect(self, event_type: type):
-        event = self._next_event()
-        if not isinstance(event, event_type):
-            raise ProtocolError(f"expected {event_type.__name__}, got {event!r}")
-        return event
 
 
 def _auth_failure(reply: Reply, user: str) -> MimekitError:

@@ -187,8 +187,10 @@ class FetchState:
 
     def set_cursor(self, cursor: Cursor) -> None:
         """Remember where unhandled messages start; not fsync'd: if lost, the one before
-        is used, which lists more, never less."""
+        is used, which lists more, never less. Written after the records it sums up (those
+        waiting for the output too): a cursor must never outlive them in a crash."""
         if cursor != self.cursor:
+            self._write_awaiting_output()
             self._append({"cursor": asdict(cursor)}, sync=False)
 
     def adopt_stale(self, message_id: str, header_id: str | None, size: int | None) -> bool:
@@ -228,7 +230,9 @@ class FetchState:
         os.fsync(self._journal.fileno())
 
     def abandon_pending(self) -> None:
-        """Forget every pending message (those adopted are recorded first)."""
+        """Forget every pending message (those adopted are recorded first, and those
+        waiting for the output are written, so that none is forgotten unrecorded)."""
+        self._write_awaiting_output()
         self._append({"pending": None}, sync=True)
 
     def retain(self, present: set[str]) -> None:

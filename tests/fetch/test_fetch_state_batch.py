@@ -106,3 +106,26 @@ def test_a_snapshot_keeps_several_pending_and_reads_one_as_earlier_versions_wrot
         json.dump(snapshot, f)
     with FetchState(path) as state:
         assert [(p.id, p.mark) for p in state.all_pending()] == [("7", {"pid": 1})]
+
+
+def test_a_cursor_is_written_after_the_records_it_sums_up(path):
+    killed_after(path, """
+        from mimekit.fetch.state import Cursor
+        output = Output(64, [])
+        state.begin("5", {})
+        state.record("5", "k5", output=output)
+        state.set_cursor(Cursor(1, 6, None))
+        assert output.events == ["sync"]
+    """)
+    with FetchState(path) as state:
+        assert state.cursor.uidnext == 6 and state.ids() == {"5"} and state.pending is None
+
+
+def test_abandoning_pending_messages_keeps_those_waiting_for_the_output(path):
+    killed_after(path, """
+        state.begin("1", {})
+        state.record("1", "k1", output=Output(64, []))
+        state.abandon_pending()
+    """)
+    with FetchState(path) as state:
+        assert state.ids() == {"1"}

@@ -147,7 +147,8 @@ def test_killed_at_random_points_loses_nothing_and_never_duplicates(tmp_path):
         at_source = Counter(source.open(key).read() for key in source.keys())
         assert set(on_disk(out)) <= set(expected) and max(on_disk(out).values(), default=1) == 1
         assert on_disk(out) + at_source >= expected, f"trial {trial}, killed at event {kill_at}: a message lost"
-        stored = {name.split(":")[0] for sub in ("new", "cur") if (out / sub).is_dir() for name in os.listdir(out / sub)}
+        stored = {path.name.split(":")[0] for sub in ("new", "cur") if (out / sub).is_dir()
+                  for path in (out / sub).iterdir()}
         assert recorded_keys(work / "state") <= stored, "recorded but not in the Maildir"
 
         second = run_logged(args, env, work / "second.log", 0)

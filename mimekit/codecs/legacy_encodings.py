@@ -428,6 +428,8 @@ BINHEX_ALPHABET = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijk
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _BINHEX_AS_BASE64 = bytes.maketrans(BINHEX_ALPHABET, _BASE64_ALPHABET)   # binascii then does the bit work
 _NOT_BINHEX = bytes(sorted(set(range(256)) - set(BINHEX_ALPHABET)))
+_BINHEX_TEXT = BINHEX_ALPHABET + b" \t\r\n"      # what BinHex data may hold without a defect
+_NOT_BINHEX_TEXT = re.compile(b"[^" + re.escape(_BINHEX_TEXT) + b"]")
 _BINHEX_RUN = 0x90
 _BINHEX_HEADER_AFTER_NAME = 1 + 4 + 4 + 2 + 4 + 4 + 2   # version, type, creator, flags, lengths, CRC
 
@@ -444,6 +446,7 @@ class BinHexDecoder:
         self._offset = 0             # of the input fed so far
         self._tail = b""             # the end of the input, in case the marker straddles two feeds
         self._letters = b""          # 6-bit characters (as base64) short of a 4-character group
+        self._junk_reported = False  # characters outside the alphabet were found (and reported)
         self._run_pending = False    # the bytes so far end with a run marker whose count is yet to come
         self._last = b""             # the last byte out of run-length decoding
         self._header = b""           # the BinHex header, until it is whole
@@ -494,9 +497,12 @@ class BinHexDecoder:
         return out
 
     def _characters(self, text: bytes, offset: int) -> bytes:
-        """Decode BinHex characters (line breaks and junk skipped) as far as whole groups go."""
-        if text.translate(None, BINHEX_ALPHABET + b" \t\r\n"):
-            self._log.add(Defect(DefectKind.ENCODING_MALFORMED, offset,
+        """Decode BinHex characters (line breaks and junk skipped) as far as whole groups go.
+        Junk is reported once, where it first is, so that the report does not depend on
+        how the input was cut."""
+        if not self._junk_reported and text.translate(None, _BINHEX_TEXT):
+            self._junk_reported = True
+            self._log.add(Defect(DefectKind.ENCODING_MALFORMED, offset + _NOT_BINHEX_TEXT.search(text).start(),
                                  "characters outside the BinHex alphabet skipped"))
         letters = self._letters + text.translate(_BINHEX_AS_BASE64, _NOT_BINHEX)
         whole = len(letters) - len(letters) % 4

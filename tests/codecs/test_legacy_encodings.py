@@ -291,3 +291,19 @@ def test_a_long_line_is_not_held_whole(decoder_class, line):
     finally:
         tracemalloc.stop()
     assert held < 2 * len(line)   # at most about a chunk, not the 1.3 MB fed
+
+
+def test_binhex_junk_is_reported_once_where_it_first_is_however_the_input_is_cut():
+    """Found by hypothesis (tests/streams/test_filters.py): the defect was placed at the start of
+    the feed that held the junk, so a cut just before it moved the offset, and junk in two
+    feeds gave two defects."""
+    text = (b"(This file must be converted with BinHex 4.0)\n"
+            b"(This file must be converted with BinHex 4.0)\nBcc: a@b.test, c.d")
+    reports = []
+    for cut in range(len(text) + 1):
+        decoder = BinHexDecoder()
+        decoder.feed(text[:cut])
+        decoder.feed(text[cut:])
+        decoder.flush()
+        reports.append([(d.offset, d.detail) for d in decoder.defects if "alphabet" in d.detail])
+    assert all(report == [(text.index(b".test"), "characters outside the BinHex alphabet skipped")] for report in reports)

@@ -52,7 +52,7 @@ class IMAPClient(Driver):
         """Log in with `password()`, or with OAuth2 (sasl.py) when `token` is given: each
         asked for only once the connection is encrypted and the server can take it."""
         self._connect()
-        self.proto = imap.IMAPProtocol()
+        self.proto = imap.IMAPProtocol(whole_fetches=True)
         greeting = self._next()
         if not isinstance(greeting, imap.Greeting):
             raise ProtocolError(f"{self.conn.where}: no IMAP greeting")
@@ -184,10 +184,9 @@ class IMAPClient(Driver):
             header = bytearray()
             while True:
                 event = self._next()
-                if isinstance(event, imap.FetchBodyChunk):
-                    if len(header) < HEADER_LIMIT:
-                        header += event.data
-                elif isinstance(event, imap.Fetch):
+                if isinstance(event, (imap.FetchBodyChunk, imap.FetchWhole)) and len(header) < HEADER_LIMIT:
+                    header += event.data
+                if isinstance(event, (imap.Fetch, imap.FetchWhole)):
                     uid = event.items.get("UID")
                     if uid in wanted:             # else an unsolicited FLAGS update, not ours
                         found[uid] = ListedMessage(str(uid), uid, event.items.get("RFC822.SIZE"),
@@ -215,19 +214,20 @@ class IMAPClient(Driver):
             tag = in_flight.pop(0)
             while True:
                 event = self._next()
-                if isinstance(event, imap.FetchBodyStart):
+                kind = type(event)
+                if kind is imap.FetchWhole or kind is imap.FetchBodyStart:
                     uid = event.items.get("UID")
                     if uid is None:
                         raise ProtocolError(f"{self.conn.where}: the server sent a message body before "
                                             "its UID, so it cannot be told which message it is")
-                    body = self._body()
+                    body = iter((event.data,) if event.data else ()) if kind is imap.FetchWhole else self._body()
                     planned = by_uid.pop(uid, None)
                     if planned is not None:
                         yield ListedMessage(planned.id, uid, event.items.get("RFC822.SIZE", planned.size),
                                       event.items.get("FLAGS", ()), planned.header_id), body
                     for _ in body:        # drain whatever the consumer left (or a body not asked for)
                         pass
-                elif type(event) is not imap.Fetch and self._completed(event, tag, "UID FETCH", tolerate_no=True):
+                elif kind is not imap.Fetch and self._completed(event, tag, "UID FETCH", tolerate_no=True):
                     break
 
     def _body(self) -> Iterator[bytes]:

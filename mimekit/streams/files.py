@@ -42,12 +42,15 @@ _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 _RENAME_NOREPLACE = 1   # linux/fs.h
 
 
-def open_input(path: str) -> BinaryIO:
-    """Open `path` for reading bytes, or raise NoInputError naming it."""
+def open_input(path: str, buffered: bool = True) -> BinaryIO:
+    """Open `path` for reading bytes, or raise NoInputError naming it. `buffered=False`
+    suits a caller that only takes large chunks (read_chunks): the open then costs no
+    isatty and no lseek, which counts when thousands of small messages are sent (an open
+    and read of a small file: 9 us against 12 here)."""
     try:
-        if os.path.isdir(path):
-            raise NoInputError(f"{path}: is a directory")
-        return open(path, "rb")
+        return open(path, "rb", buffering=-1 if buffered else 0)
+    except IsADirectoryError as exc:   # open() checks, so no stat of our own (5 us a file here)
+        raise NoInputError(f"{path}: is a directory") from exc
     except OSError as exc:
         raise NoInputError(f"{path}: {exc.strerror or exc}") from exc
     except ValueError as exc:          # a NUL in the path: no file can have that name

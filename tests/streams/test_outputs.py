@@ -470,3 +470,14 @@ def test_a_library_caller_with_a_file_named_dash_gets_that_file(tmp_path, monkey
     assert (tmp_path / "-").read_bytes() == b"into the file\n"
     with mimekit.streams.files.open_input("-") as stream:
         assert stream.read() == b"into the file\n"
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+def test_open_input_names_a_directory_and_reads_a_file_whole(tmp_path, buffered):
+    """open() itself refuses a directory (no stat of our own), with the same one-line message."""
+    with pytest.raises(NoInputError, match=r": is a directory$"):
+        mimekit.streams.files.open_input(str(tmp_path), buffered=buffered)
+    data = os.urandom(200_000)
+    (tmp_path / "m").write_bytes(data)
+    with mimekit.streams.files.open_input(str(tmp_path / "m"), buffered=buffered) as stream:
+        assert b"".join(mimekit.streams.files.read_chunks(stream, 65536)) == data

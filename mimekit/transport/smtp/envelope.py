@@ -279,7 +279,7 @@ def prepare_message(path: str, sender: str | None = None, to: Iterable[str] = ()
     """
     given_sender = None if sender is None else command_line_sender(sender)
     given_recipients = [command_line_address("to", value) for value in to]
-    source = open_input(path) if stream is None else stream
+    source = open_input(path, buffered=False) if stream is None else stream
     spool = None if stream is None else temporary_file(prefix="mimekit-send-")
     remover, normaliser, scanner = BccRemover(capture=ENVELOPE_FIELDS), CRLFNormaliser(), MessageScanner()
     transmitted, size = [], 0   # the remover's output, while it may still be kept
@@ -354,6 +354,6 @@ def _transmitted_bytes(path: str, spool: BinaryIO | None) -> Iterator[bytes]:
         spool.seek(0)
         yield from remove_bcc(read_chunks(spool))
     else:
-        with open_input(path) as stream:
+        with open_input(path, buffered=False) as stream:
             yield from remove_bcc(read_chunks(stream))
 

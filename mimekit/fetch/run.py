@@ -270,13 +270,14 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
         if on_progress:
             on_progress(0, 1)
         if on_saved:
+            _make_durable(sink, state)    # --exec acts on a message saved and recorded
             on_saved(report.fetched[-1])
         if stopping is not None and stopping():
             stopped = True
             chosen = chosen[:[m.id for m in chosen].index(message.id) + 1]   # the rest waits for a later run
             break
     report.vanished = len(chosen) - len(saved)
-    sink.sync()                   # what was saved is durable, a batch's names too, also with no state
+    _make_durable(sink, state)
     if stopped and isinstance(source, POP3Client):
         return
     if options.acts_on_server and state is not None:
@@ -294,6 +295,16 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
     if state is not None and not criteria and isinstance(source, IMAPClient):
         saved_ids = set(saved)
         _advance_cursor(state, source, ids, [m.number for m in todo if m.id not in saved_ids])
+
+
+def _make_durable(sink: Sink, state: FetchState | None) -> None:
+    """Make every message saved so far durable in the output (a Maildir's batch of names)
+    and write the records that waited for it; with no state (POP3 without UIDL), sync the
+    output all the same, as the server may be told to delete next."""
+    if state is not None:
+        state.write_waiting_records()
+    else:
+        sink.sync()
 
 
 def _flags_after(flags: tuple[str, ...], options: FetchOptions) -> tuple[str, ...]:

@@ -190,7 +190,7 @@ class FetchState:
         is used, which lists more, never less. Written after the records it sums up (those
         waiting for the output too): a cursor must never outlive them in a crash."""
         if cursor != self.cursor:
-            self._write_awaiting_output()
+            self.write_waiting_records()
             self._append({"cursor": asdict(cursor)}, sync=False)
 
     def adopt_stale(self, message_id: str, header_id: str | None, size: int | None) -> bool:
@@ -221,18 +221,18 @@ class FetchState:
         self._awaiting_output.append(entry)
         self._output = output
         if len(self._awaiting_output) >= output.sync_batch:
-            self._write_awaiting_output()
+            self.write_waiting_records()
 
     def sync(self) -> None:
         """Make every recorded message's output, then its line, durable: called before
         anything is deleted upstream."""
-        self._write_awaiting_output()
+        self.write_waiting_records()
         os.fsync(self._journal.fileno())
 
     def abandon_pending(self) -> None:
         """Forget every pending message (those adopted are recorded first, and those
         waiting for the output are written, so that none is forgotten unrecorded)."""
-        self._write_awaiting_output()
+        self.write_waiting_records()
         self._append({"pending": None}, sync=True)
 
     def retain(self, present: set[str]) -> None:
@@ -307,8 +307,9 @@ class FetchState:
         if sync:
             os.fsync(self._journal.fileno())
 
-    def _write_awaiting_output(self) -> None:
-        """Sync the output, then write the "seen" lines that waited for it (record)."""
+    def write_waiting_records(self) -> None:
+        """Sync the output, then write the "seen" lines that waited for it (record): at the
+        end of a fetch pass, and before fetch --exec acts on a message."""
         if not self._awaiting_output:
             return
         entries, self._awaiting_output = self._awaiting_output, []
@@ -358,7 +359,7 @@ class FetchState:
 
     def _compact(self) -> None:
         """Write a snapshot naming a fresh journal, then drop the old journal."""
-        self._write_awaiting_output()       # the snapshot keeps only what is durable in the output
+        self.write_waiting_records()       # the snapshot keeps only what is durable in the output
         old_generation = self._generation
         self._generation += 1
         snapshot = {

@@ -71,3 +71,28 @@ def test_stateless_delete_syncs_the_output_first(tmp_path):
     last_add = max(i for i, call in enumerate(calls) if call == "add")
     assert calls.count("add") == 3 and calls.count("delete") == 1
     assert "sync" in calls[last_add:calls.index("delete")]
+
+
+class StableIdsSource(NumbersOnlySource):
+    id_kind = "uidl"
+    stable_ids = True
+
+
+def test_exec_hook_runs_on_a_message_saved_and_recorded(tmp_path):
+    """fetch --exec (on_saved) acts on a message: its name is durable and its record written
+    first, not left for the end of the Maildir's batch."""
+    calls: list[str] = []
+    messages = [b"Subject: %d\n\nbody %d\n" % (n, n) for n in range(3)]
+    sink = WatchedMaildirSink(Maildir(str(tmp_path / "out"), create=True), calls)
+    state = FetchState(str(tmp_path / "state.json"), description="test")
+
+    def on_saved(fetched):
+        journal = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())
+        calls.append("exec" if b'"seen": "%d"' % fetched.id in journal else "exec before the record")
+
+    try:
+        fetch_pass(StableIdsSource(messages, calls), sink, FetchOptions(), None, state, FetchReport(), None,
+                   on_saved=on_saved)
+    finally:
+        state.close()
+    assert calls[:9] == ["add", "sync", "exec"] * 3

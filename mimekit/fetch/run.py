@@ -245,14 +245,16 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
         if state.pending is not None:
             report.recovered += _adopt_orphan(state, sink, source, options.headers_only)
     skip_saved = state if options.new else None
-    saved_before = [i for i in ids if skip_saved is not None and i in skip_saved]
-    todo = []
-    for message in source.describe([i for i in ids if skip_saved is None or i not in skip_saved],
-                                   with_message_id=skip_saved is not None and skip_saved.stale_count > 0):
-        if skip_saved is not None and skip_saved.adopt_stale(message.id, message.header_id, message.size):
-            saved_before.append(message.id)
-        else:
-            todo.append(message)
+    if skip_saved is None:
+        saved_before, todo = [], source.describe(ids, with_message_id=False)
+    else:
+        saved_before, todo = [i for i in ids if i in skip_saved], []
+        for message in source.describe([i for i in ids if i not in skip_saved],
+                                       with_message_id=skip_saved.stale_count > 0):
+            if skip_saved.adopt_stale(message.id, message.header_id, message.size):
+                saved_before.append(message.id)
+            else:
+                todo.append(message)
     report.skipped += len(saved_before) + saved_earlier
     chosen = todo[:options.limit] if options.limit else todo
     saved, stopped = [], False
@@ -387,7 +389,10 @@ def _adopt_orphan(state: FetchState, sink: Sink, source: Source, headers_only: b
     """
     pending = state.all_pending()
     recorded = state.keys()
-    candidates = dict.fromkeys(key for message in pending for key in sink.orphans(message.mark, recorded))
+    # The pending messages are one killed run's, in the order begun, and an output's mark only
+    # grows: what was saved since the first mark is what was saved since any of them. One
+    # listing of the output, not one per pending message (63 of 0.66 s with 50,000 files).
+    candidates = sink.orphans(pending[0].mark, recorded)
     described = source.describe([message.id for message in pending], with_message_id=False) if candidates else []
     adopted = 0
     if described:

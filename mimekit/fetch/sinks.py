@@ -109,13 +109,18 @@ class MaildirSink(Sink):
     def __init__(self, store: Maildir):
         self.store = store
         self.identity = "maildir:" + os.path.realpath(store.path)
+        self._unsynced = {"new", "cur"}     # a killed run may have left names in either
 
     def add(self, message, chunks, flags, keywords=()):
         path = self.store.add(chunks, flags, sync_directory=False)
+        self._unsynced.add(os.path.basename(os.path.dirname(path)))
         return os.path.basename(path).split(":", 1)[0], path
 
     def sync(self):
-        self.store.sync_directories()
+        """fsync the directories named into since the last sync: one, not both, a message
+        under fetch --exec, which syncs each message."""
+        self.store.sync_directories(sorted(self._unsynced))
+        self._unsynced = set()
 
     def mark(self):
         # Maildir unique names start "<seconds>." and carry "P<pid>Q" (stores.Maildir).

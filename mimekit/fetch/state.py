@@ -312,12 +312,12 @@ class FetchState:
         end of a fetch pass, and before fetch --exec acts on a message."""
         if not self._awaiting_output:
             return
-        entries, self._awaiting_output = self._awaiting_output, []
         try:
             self._output.sync()
         except BaseException:
             self._output_failed = True
             raise
+        entries, self._awaiting_output = self._awaiting_output, []
         for entry in entries:
             self._write(entry)
 

@@ -121,10 +121,11 @@ class Maildir:
         finally:
             delivery.abort()
 
-    def sync_directories(self) -> None:
-        """fsync new/ and cur/: every name committed there so far, by this process or by
-        one killed before its own directory fsync, survives a crash. IOFailure if not."""
-        for sub in ("new", "cur"):
+    def sync_directories(self, subdirectories: Iterable[str] = ("new", "cur")) -> None:
+        """fsync new/ and cur/ (or those of them named): every name committed there so far,
+        by this process or by one killed before its own directory fsync, survives a crash.
+        IOFailure if not."""
+        for sub in subdirectories:
             directory = os.path.join(self.path, sub)
             try:
                 _fsync_directory(directory)

@@ -96,3 +96,22 @@ def test_exec_hook_runs_on_a_message_saved_and_recorded(tmp_path):
     finally:
         state.close()
     assert calls[:9] == ["add", "sync", "exec"] * 3
+
+
+def test_exec_hook_costs_one_directory_fsync_a_message(tmp_path, monkeypatch):
+    """Syncing per message for --exec fsyncs the directory the message was named into, not
+    both new/ and cur/ (both only the first time: a killed run may have left names in either)."""
+    import mimekit.stores.maildir as maildir_module
+    messages = [b"Subject: %d\n\nbody %d\n" % (n, n) for n in range(3)]
+    sink = WatchedMaildirSink(Maildir(str(tmp_path / "out"), create=True), [])
+    synced: list[str] = []
+    real_fsync_directory = maildir_module._fsync_directory
+    monkeypatch.setattr(maildir_module, "_fsync_directory",
+                        lambda path: (synced.append(path.rsplit("/", 1)[-1]), real_fsync_directory(path)))
+    state = FetchState(str(tmp_path / "state.json"), description="test")
+    try:
+        fetch_pass(StableIdsSource(messages, []), sink, FetchOptions(), None, state, FetchReport(), None,
+                   on_saved=lambda fetched: None)
+    finally:
+        state.close()
+    assert synced == ["cur", "new", "new", "new"]

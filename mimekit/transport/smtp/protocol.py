@@ -90,7 +90,9 @@ def _parse_reply(raw_lines: list[bytes]) -> Reply:
     match = _ENHANCED.match(texts[0])
     if match and match.group(1) == str(code)[0]:
         enhanced = ".".join(match.groups())
-        texts = [text[found.end():] if (found := _ENHANCED.match(text)) else text for text in texts]
+        texts[0] = texts[0][match.end():]   # the first line's match, not a second one
+        if len(texts) > 1:
+            texts[1:] = [text[found.end():] if (found := _ENHANCED.match(text)) else text for text in texts[1:]]
     return Reply(code, tuple(texts), enhanced)
 
 
@@ -273,7 +275,7 @@ def queue_id_from(reply: Reply) -> str | None:
     for line in reply.lines:
         match = _QUEUE_ID.search(line)
         if match:
-            return next(group for group in match.groups() if group)
+            return match[match.lastindex]   # the one alternative that matched
     return None
 
 

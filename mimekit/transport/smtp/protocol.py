@@ -367,13 +367,20 @@ class _Expected:
 
 
 # What each command of a message transaction is owed, made once (never changed): RCPT's
-# names its address, so it is made per command.
+# names its address, so it is made once per address (_rcpt_expected).
 _EXPECT_MAIL = _Expected("MAIL", MailReply)
 _EXPECT_DATA = _Expected("DATA", DataReply)
 _EXPECT_BDAT = _Expected("BDAT", BdatReply)
 _EXPECT_BDAT_LAST = _Expected("BDAT", MessageReply)
 _EXPECT_RSET = _Expected("RSET", RsetReply)
 _PLAIN_EVENTS = frozenset({MailReply, BdatReply, RsetReply})   # events that only carry their reply
+
+
+@lru_cache(maxsize=256)
+def _rcpt_expected(address: str) -> _Expected:
+    """What RCPT TO:<address> is owed. Cached: the messages of a run go to the same few
+    recipients, and making the record was a fifth of send_rcpt (1.9 -> 1.5 us, timeit)."""
+    return _Expected("RCPT", RcptReply, address)
 
 
 @dataclass
@@ -615,7 +622,7 @@ class SMTPProtocol(BufferedProtocol):
         check_argument(address, "recipient address")
         if not address.isascii() and not self._transaction_utf8:
             raise DataError(f"recipient {address!r} needs SMTPUTF8, which MAIL FROM did not ask for")
-        self._command(Step.RCPT, f"RCPT TO:<{address}>", _Expected("RCPT", RcptReply, address))
+        self._command(Step.RCPT, f"RCPT TO:<{address}>", _rcpt_expected(address))
 
     def send_data(self) -> None:
         self._command(Step.DATA, "DATA", _EXPECT_DATA)

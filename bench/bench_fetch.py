@@ -10,7 +10,7 @@ Starts the test Postfix/Dovecot of tests/servers.py (needs root, like the tests)
   poplib    RETR one by one
   mimekit   the fetch driver, twice: into a sink that only counts bytes (the same work
             as imaplib/poplib, which keep messages in memory), and into a Maildir on
-            disk (the real thing: tmp, fsync, rename, fsync directory per message).
+            disk (the real thing: tmp, fsync, rename; new/ and cur/ fsync'd once per 64 messages).
 Then one message of --big-mb MB is fetched by `mimekit fetch` in a child process over
 IMAP and over POP3 into a Maildir; its peak RSS must stay under 40 MiB.
 Figures are the median of --runs rounds in which all jobs take turns; only the ratios

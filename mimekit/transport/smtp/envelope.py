@@ -302,15 +302,20 @@ def prepare_message(path: str, sender: str | None = None, to: Iterable[str] = ()
         envelope = envelope_for(remover.fields, given_sender, given_recipients, extract)
     except DataError as exc:
         envelope, refused = Envelope(given_sender or "", tuple(dict.fromkeys(given_recipients))), exc
+    # Converting line endings to CRLF adds a byte for each bare LF or lone CR and changes
+    # nothing else, so kept bytes of the converted size need no conversion when sent.
+    crlf = False
     if transmitted is not None and _KeptBytes.reserve(size):
         chunks = _KeptBytes(b"".join(transmitted))
+        crlf = scanner.scan.size == size
         if spool:
             spool.close()
     else:
         chunks = partial(_transmitted_bytes, path, spool)
         if spool:
             spool.flush()
-    return OutgoingMessage(path, envelope.sender, envelope.recipients, scanner.scan, chunks, refused=refused)
+    return OutgoingMessage(path, envelope.sender, envelope.recipients, scanner.scan, chunks, refused=refused,
+                           crlf=crlf)
 
 
 class _KeptBytes:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections import Counter
 
-import pytest
 from helpers import mounted_tmpfs
 
 from mimekit.stores import Maildir

@@ -118,12 +118,11 @@ def test_unsolicited_fetches_are_counted_on_the_other_paths():
                                                   FetchBodyStart, FetchBodyChunk, FetchBodyEnd]
 
 
-@pytest.mark.parametrize("room", [-2, -1, 0, 1])
-def test_the_untagged_byte_limit_holds_as_on_the_other_paths(room):
-    """A response whose line and ")" would pass max_untagged_bytes goes to the other
-    paths, which deliver what they delivered before failing at the same byte. The
-    greeting and an EXISTS are what the command has drawn before (the FETCH answers it)."""
-    exists, response = b"* 9 EXISTS\r\n", whole(1, 7, b"", b"ab")
+def outcomes_near_the_byte_limit(body: bytes, room: int, cut: int) -> list:
+    """What the other paths, then the whole-fetch path, make of an EXISTS and a FETCH of
+    `body` (its last `cut` bytes not yet received) with `room` bytes to spare, or short,
+    under max_untagged_bytes at the end of the FETCH line."""
+    exists, response = b"* 9 EXISTS\r\n", whole(1, 7, b"", body)
     needed = len(GREETING) - 2 + len(exists) - 2 + response.index(b"\r\n") + 1
     outcomes = []
     for whole_fetches in (False, True):
@@ -131,7 +130,16 @@ def test_the_untagged_byte_limit_holds_as_on_the_other_paths(room):
         protocol_events(proto, GREETING, closed=ConnectionClosed)
         proto.uid_store("1", "+FLAGS.SILENT", "(\\Seen)")
         proto.data_to_send()
-        outcomes.append(as_four(events_of(proto, [exists + response])))
+        outcomes.append(as_four(events_of(proto, [exists + response[:len(response) - cut]])))
+    return outcomes
+
+
+@pytest.mark.parametrize("room", [-2, -1, 0, 1])
+def test_the_untagged_byte_limit_holds_as_on_the_other_paths(room):
+    """A response whose line and ")" would pass max_untagged_bytes goes to the other
+    paths, which deliver what they delivered before failing at the same byte. The
+    greeting and an EXISTS are what the command has drawn before (the FETCH answers it)."""
+    outcomes = outcomes_near_the_byte_limit(b"ab", room, cut=0)
     assert outcomes[0] == outcomes[1]
     assert isinstance(outcomes[0][-1], str) == (room < 0)
 
@@ -139,15 +147,7 @@ def test_the_untagged_byte_limit_holds_as_on_the_other_paths(room):
 @pytest.mark.parametrize("room", [-2, -1])
 def test_a_response_past_the_byte_limit_is_not_awaited(room):
     """Its line is handed to the other paths at once, even while its body is still coming."""
-    exists, response = b"* 9 EXISTS\r\n", whole(1, 7, b"", b"abcdef")
-    needed = len(GREETING) - 2 + len(exists) - 2 + response.index(b"\r\n") + 1
-    outcomes = []
-    for whole_fetches in (False, True):
-        proto = IMAPProtocol(whole_fetches=whole_fetches, max_untagged_bytes=needed + room)
-        protocol_events(proto, GREETING, closed=ConnectionClosed)
-        proto.uid_store("1", "+FLAGS.SILENT", "(\\Seen)")
-        proto.data_to_send()
-        outcomes.append(as_four(events_of(proto, [exists + response[:-5]])))
+    outcomes = outcomes_near_the_byte_limit(b"abcdef", room, cut=5)
     assert outcomes[0] == outcomes[1]
     assert [type(event) for event in outcomes[0]] == ([Exists, str] if room == -2 else
                                                        [Exists, FetchBodyStart, FetchBodyChunk])

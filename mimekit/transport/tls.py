@@ -4,12 +4,31 @@ There is deliberately no switch that turns verification off; a private CA is
 trusted with `cafile`.
 """
 
+import os
 import ssl
 
 from mimekit.errors import ConfigError
 
+# Contexts kept for reuse, by `cafile`: a few, since a process uses one or two trust sets
+# (a test session makes hundreds of private CAs, each a context of ~150 certificates).
+_KEPT_CONTEXTS = 4
+_contexts: dict[str | None, tuple[tuple, ssl.SSLContext]] = {}
+
 
 def client_context(cafile: str | None = None) -> ssl.SSLContext:
+    """The context every client connection verifies with: `ssl.create_default_context()`
+    (the system's trust set), TLS 1.2 at least, and `cafile`'s CAs added.
+
+    Making one parses the whole system CA bundle (~30-40 ms with OpenSSL 3.0), and a
+    process that opens many connections (a queue run, one session per domain; the web
+    app, one per message sent; fetch --watch) made one for each. A context is made to be
+    shared by connections, so one is kept per `cafile` and handed out again while the
+    files it was loaded from are unchanged on disk; callers must not change it.
+    """
+    signature = _trust_files_signature(cafile)
+    kept = _contexts.get(cafile)
+    if kept is not None and kept[0] == signature:
+        return kept[1]
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if cafile:
@@ -17,4 +36,26 @@ def client_context(cafile: str | None = None) -> ssl.SSLContext:
             context.load_verify_locations(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{cafile}: cannot load CA certificates: {exc}") from exc
+    _contexts.pop(cafile, None)
+    while len(_contexts) >= _KEPT_CONTEXTS:
+        del _contexts[next(iter(_contexts))]     # the oldest first
+    _contexts[cafile] = (signature, context)
     return context
+
+
+def _trust_files_signature(cafile: str | None) -> tuple:
+    """What changes when the trust set on disk does: the system bundle and directory as
+    OpenSSL finds them (SSL_CERT_FILE and SSL_CERT_DIR included), and `cafile`, each
+    by identity, size and modification time (None for a path that is not there)."""
+    paths = ssl.get_default_verify_paths()
+    return tuple(_stat_signature(path) for path in (paths.cafile, paths.capath, cafile)) + (paths.cafile, paths.capath)
+
+
+def _stat_signature(path: str | None) -> tuple | None:
+    if not path:
+        return None
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns

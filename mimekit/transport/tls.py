@@ -6,6 +6,7 @@ trusted with `cafile`.
 
 import os
 import ssl
+import threading
 
 from mimekit.errors import ConfigError
 
@@ -13,6 +14,7 @@ from mimekit.errors import ConfigError
 # (a test session makes hundreds of private CAs, each a context of ~150 certificates).
 _KEPT_CONTEXTS = 4
 _contexts: dict[str | None, tuple[tuple, ssl.SSLContext]] = {}
+_contexts_lock = threading.Lock()    # the web app sends from a thread pool
 
 
 def client_context(cafile: str | None = None) -> ssl.SSLContext:
@@ -36,10 +38,11 @@ def client_context(cafile: str | None = None) -> ssl.SSLContext:
             context.load_verify_locations(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{cafile}: cannot load CA certificates: {exc}") from exc
-    _contexts.pop(cafile, None)
-    while len(_contexts) >= _KEPT_CONTEXTS:
-        del _contexts[next(iter(_contexts))]     # the oldest first
-    _contexts[cafile] = (signature, context)
+    with _contexts_lock:
+        _contexts.pop(cafile, None)
+        while len(_contexts) >= _KEPT_CONTEXTS:
+            del _contexts[next(iter(_contexts))]     # the oldest first
+        _contexts[cafile] = (signature, context)
     return context
 
 

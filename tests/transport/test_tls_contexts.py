@@ -119,3 +119,4 @@ def test_only_a_few_contexts_are_kept(tmp_path, authorities):
         client_context(str(tmp_path / f"{number}.pem"))
     assert len(tls._contexts) == tls._KEPT_CONTEXTS
     assert str(tmp_path / f"{3 * tls._KEPT_CONTEXTS - 1}.pem") in tls._contexts
+

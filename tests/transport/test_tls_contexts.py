@@ -3,8 +3,10 @@ as a file of that trust set changes on disk: real handshakes on 127.0.0.1 show w
 context it returns accepts and refuses."""
 
 import os
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 
 import pytest
@@ -18,8 +20,8 @@ from mimekit.transport.tls import client_context
 class Authority:
     """A CA and a TLS server context with a certificate for localhost that it issued."""
 
-    def __init__(self, name: str):
-        self.ca = trustme.CA(organization_name=f"mimekit test {name}")
+    def __init__(self, name: str, unit: str | None = None):
+        self.ca = trustme.CA(organization_name=f"mimekit test {name}", organization_unit_name=unit)
         self.pem = self.ca.cert_pem.bytes()
         self.server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ca.issue_cert("localhost").configure_cert(self.server_context)
@@ -120,3 +122,23 @@ def test_only_a_few_contexts_are_kept(tmp_path, authorities):
     assert len(tls._contexts) == tls._KEPT_CONTEXTS
     assert str(tmp_path / f"{3 * tls._KEPT_CONTEXTS - 1}.pem") in tls._contexts
 
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl rehash")
+def test_a_certificate_edited_in_the_system_directory_is_read_again(tmp_path, monkeypatch, authorities):
+    """OpenSSL keeps a certificate it has read from the hashed directory: a root replaced
+    in place there (its name unchanged, so the directory itself looks the same) must not
+    stay trusted in a kept context."""
+    _, b = authorities
+    old_root, new_root = Authority("root", unit="same subject"), Authority("root", unit="same subject")
+    directory = tmp_path / "certs"
+    directory.mkdir()
+    (directory / "root.pem").write_bytes(old_root.pem)
+    subprocess.run(["openssl", "rehash", str(directory)], check=True, capture_output=True)
+    (tmp_path / "bundle.crt").write_bytes(b.pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "bundle.crt"))
+    monkeypatch.setenv("SSL_CERT_DIR", str(directory))
+    assert accepts(client_context(), old_root)
+    rewrite(directory / "root.pem", new_root.pem)   # what the hash-named link points to
+    context = client_context()
+    assert accepts(context, new_root)
+    assert not accepts(context, old_root)

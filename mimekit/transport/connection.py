@@ -168,7 +168,8 @@ class Connection:
         self._check_usable()
         if self._patience <= 0:
             raise self._timed_out(f"no reply within {self.timeout:g}s")
-        self._sock.settimeout(self._patience)
+        if self._sock.gettimeout() != self._patience:    # each settimeout() is a system call
+            self._sock.settimeout(self._patience)
         started = time.monotonic()
         try:
             data = self._sock.recv(RECEIVE_SIZE)

@@ -10,7 +10,7 @@ from typing import BinaryIO
 HEADER_LIMIT = 256 * 1024   # header bytes kept at most, so a message with no blank line costs no more
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ListedMessage:
     """One message at the source, as listed before transfer."""
     id: str                    # IMAP UID, POP3 UIDL, or the local store's key

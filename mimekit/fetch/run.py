@@ -98,7 +98,7 @@ def imap_flag(name: str) -> str:
                      "(letters, digits and $ _ - .)")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Fetched:
     id_kind: str               # "uid", "uidl" or "key"
     id: str | int

@@ -96,7 +96,8 @@ DIR of .eml files keeps no flags at all.""")
 @click.option("--exec", "exec_command", metavar="CMD",
               help="Run `/bin/sh -c CMD` for each message saved, its path (MBOX:OFFSET in an mbox) in "
                    "$MIMEKIT_MESSAGE and the source in $MIMEKIT_SOURCE, once the message is saved and "
-                   "recorded; CMD's output is fetch's. CMD runs one at a time with no time limit: fetching "
+                   "before it is recorded (at least once: a run killed before CMD returned runs it again "
+                   "next time); CMD's output is fetch's. CMD runs one at a time with no time limit: fetching "
                    "waits for it (use `timeout 60 ...` in CMD to bound it). A CMD that fails is a warning, "
                    "and the run then exits 69 (a watch goes on). Refused with --json and -o -/mbox:-.")
 @network_options
@@ -160,7 +161,7 @@ def fetch_command(source, output, new, since, unseen, search, headers_only, dele
         elif not quiet:
             click.echo(_summary(report), err=True)
         if hook is not None and hook.failures:
-            raise UnavailableError(f"--exec: {hook.failures} of {len(report.fetched)} run(s) of the command failed "
+            raise UnavailableError(f"--exec: {hook.failures} of {hook.runs} run(s) of the command failed "
                                    "(the messages are saved)")
 
 

@@ -243,7 +243,7 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
         if source.lists_everything:
             state.retain(set(ids))
         if state.pending is not None:
-            report.recovered += _adopt_orphan(state, sink, source, options.headers_only)
+            report.recovered += _adopt_orphan(state, sink, source, options.headers_only, on_saved)
     skip_saved = state if options.new else None
     if skip_saved is None:
         saved_before, todo = [], source.describe(ids, with_message_id=False)
@@ -264,16 +264,20 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
         counter = _Counter(chunks, on_progress, keep_header=state is not None)
         flags = _flags_after(message.flags, options)
         key, path = sink.add(message, counter, maildir_flags(flags), keywords_of(flags))
-        if state is not None:
-            state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
-                         size=message.size if message.size is not None else counter.bytes, output=sink)
         saved.append(message.id)
         report.fetched.append(Fetched(source.id_kind, source.public_id(message), counter.bytes, path, flags))
         if on_progress:
             on_progress(0, 1)
         if on_saved:
-            _make_durable(sink, state)    # --exec acts on a message saved and recorded
+            # --exec acts on a message durable under its name, and it is recorded only
+            # once CMD has run: a run killed in between leaves it pending, and the next
+            # adopts it and runs CMD for it (at least once).
+            sink.sync()
             on_saved(report.fetched[-1])
+        if state is not None:
+            state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
+                         size=message.size if message.size is not None else counter.bytes,
+                         output=None if on_saved else sink)
         if stopping is not None and stopping():
             stopped = True
             chosen = chosen[:[m.id for m in chosen].index(message.id) + 1]   # the rest waits for a later run
@@ -377,9 +381,12 @@ class _Counter:
             yield chunk
 
 
-def _adopt_orphan(state: FetchState, sink: Sink, source: Source, headers_only: bool) -> int:
+def _adopt_orphan(state: FetchState, sink: Sink, source: Source, headers_only: bool,
+                  on_saved: Callable[[Fetched], None] | None) -> int:
     """Record the messages a killed run saved but did not record (its pending batch: up to
-    a sink's sync_batch); how many were adopted.
+    a sink's sync_batch); how many were adopted. `on_saved` (fetch --exec) is called for
+    each before its record, as for a message saved in this run: the killed run may have
+    died before it or while it ran.
 
     A candidate is adopted only if it holds exactly the bytes the source gives for a pending
     message (size and sha256 of the stored form, Status lines aside): a header block that
@@ -402,9 +409,14 @@ def _adopt_orphan(state: FetchState, sink: Sink, source: Source, headers_only: b
                 stored_digests.setdefault(_stored_digest(read_chunks(stored)), []).append(key)
         sink.sync()
         for message, chunks in source.retrieve(described, headers_only):
-            keys = stored_digests.get(_stored_digest(sink.as_stored(chunks)))
+            size, digest = _stored_digest(sink.as_stored(chunks))
+            keys = stored_digests.get((size, digest))
             if keys:
-                state.record(message.id, keys.pop(0))
+                key = keys.pop(0)
+                if on_saved:
+                    on_saved(Fetched(source.id_kind, source.public_id(message), size, sink.reference(key),
+                                     message.flags))
+                state.record(message.id, key)
                 adopted += 1
     state.abandon_pending()
     return adopted

@@ -84,6 +84,11 @@ class Sink:
         """The message saved under `key`, as stored."""
         raise NotImplementedError
 
+    def reference(self, key: str) -> str:
+        """The message saved under `key` as the reading commands take it (what `add`
+        returned for it): a file's path, or MBOX:OFFSET."""
+        raise NotImplementedError
+
     def as_stored(self, chunks: Iterable[bytes]) -> Iterable[bytes]:
         """`chunks` as `add` would store them (what `open` gives back)."""
         return chunks
@@ -115,6 +120,9 @@ class MaildirSink(Sink):
         path = self.store.add(chunks, flags, sync_directory=False)
         self._unsynced.add(os.path.basename(os.path.dirname(path)))
         return os.path.basename(path).split(":", 1)[0], path
+
+    def reference(self, key):
+        return self.store.message_path(key)
 
     def sync(self):
         """fsync the directories named into since the last sync: one, not both, a message
@@ -193,7 +201,10 @@ class MboxSink(Sink):
     def add(self, message, chunks, flags, keywords=()):
         sender, chunks = _for_mbox(chunks, keywords)
         key = self.store.add(chunks, sender=sender, flags=flags)
-        return key, f"{self.store.path}:{key}"
+        return key, self.reference(key)
+
+    def reference(self, key):
+        return f"{self.store.path}:{key}"
 
     def mark(self):
         return {"size": os.path.getsize(self.store.path)}
@@ -233,7 +244,10 @@ class DirectorySink(Sink):
             for chunk in chunks:
                 output.stream.write(chunk)
         self._directory.sync()         # durable under its name before fetch records it
-        return output.written_name, os.path.join(self.path, output.written_name)
+        return output.written_name, self.reference(output.written_name)
+
+    def reference(self, key):
+        return os.path.join(self.path, key)
 
     def mark(self):
         return {"time": time.time()}
@@ -247,7 +261,7 @@ class DirectorySink(Sink):
         return found
 
     def open(self, key):
-        return open(os.path.join(self.path, key), "rb")
+        return open(self.reference(key), "rb")
 
 
 class StdoutSink(Sink):

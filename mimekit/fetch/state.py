@@ -309,7 +309,7 @@ class FetchState:
 
     def write_waiting_records(self) -> None:
         """Sync the output, then write the "seen" lines that waited for it (record): at the
-        end of a fetch pass, and before fetch --exec acts on a message."""
+        end of a fetch pass, and whenever sync_batch of them wait."""
         if not self._awaiting_output:
             return
         try:

@@ -127,19 +127,21 @@ class ExecHook:
     reference in $MIMEKIT_MESSAGE (a file's path, or MBOX:OFFSET in an mbox output) and the
     source in $MIMEKIT_SOURCE, never in CMD's text (no quoting to get wrong, nothing to
     inject). CMD's environment is ours without MIMEKIT_PASSWORD: a hook needs no secret.
-    Its stdin is /dev/null; stdout and stderr are the caller's. `failures` counts the runs
-    that did not exit 0; `on_failure` hears of each."""
+    Its stdin is /dev/null; stdout and stderr are the caller's. `runs` counts the runs (a
+    message a killed run saved gets one too, when adopted), `failures` those that did not
+    exit 0; `on_failure` hears of each."""
 
     def __init__(self, command: str, source_url: ServerURL,
                  on_failure: Callable[[Fetched, int], None] | None = None):
         self.command = command
         self.source = source_name(source_url)
         self.on_failure = on_failure
-        self.failures = 0
+        self.runs = self.failures = 0
 
     def __call__(self, fetched: Fetched) -> None:
         environment = dict(os.environ, MIMEKIT_MESSAGE=fetched.path, MIMEKIT_SOURCE=self.source)
         environment.pop(PASSWORD_VARIABLE, None)
+        self.runs += 1
         status = subprocess.run(self.command, shell=True, env=environment,    # /bin/sh -c CMD
                                 stdin=subprocess.DEVNULL).returncode
         if status != 0:

@@ -157,7 +157,8 @@ class Maildir:
         """Messages in new/ and cur/ in delivery order (the time in the unique name)."""
         return [key for key, _, _ in self.listing()]
 
-    def _path(self, key: str) -> str:
+    def message_path(self, key: str) -> str:
+        """The file that holds message `key` now (its name changes with its flags)."""
         path = self._index.get(key)
         if path is None or not os.path.exists(path):  # flags may have renamed it meanwhile
             self.keys()
@@ -167,11 +168,11 @@ class Maildir:
         return path
 
     def open(self, key: str) -> BinaryIO:
-        return open(self._path(key), "rb")
+        return open(self.message_path(key), "rb")
 
     def flags(self, key: str) -> str:
         """The message's flag letters (the info ":2,FLAGS" of its name), known ones only."""
-        return flags_of(self._path(key))
+        return flags_of(self.message_path(key))
 
     def set_flags(self, key: str, flags: str) -> str:
         """Give the message these flag letters in place of its known ones (letters another
@@ -179,7 +180,7 @@ class Maildir:
         as KEY:2,FLAGS, as a mail reader does (Maildir spec: a message read is no longer
         new). The rename is fsync'd; returns the new path."""
         flags = normalised_flags(flags)
-        path = self._path(key)
+        path = self.message_path(key)
         kept = set(os.path.basename(path).partition(":2,")[2]) - MAILDIR_FLAGS
         target = os.path.join(self.path, "cur", f"{key}:2,{''.join(sorted(set(flags) | kept))}")
         if path != target:
@@ -202,7 +203,7 @@ class Maildir:
         is looked up first: one that names no message removes nothing (NoInputError). A file
         another reader removes meanwhile is gone, as wanted; one another reader renames
         meanwhile (a flag change) is removed under its new name."""
-        paths = [self._path(key) for key in keys]
+        paths = [self.message_path(key) for key in keys]
         removed = [self._unlink(key, path) for key, path in zip(keys, paths)]
         for sub in {os.path.basename(os.path.dirname(path)) for path in paths + removed}:
             _fsync_directory(os.path.join(self.path, sub))

@@ -78,17 +78,22 @@ class StableIdsSource(NumbersOnlySource):
     stable_ids = True
 
 
-def test_exec_hook_runs_on_a_message_saved_and_recorded(tmp_path):
-    """fetch --exec (on_saved) acts on a message: its name is durable and its record written
-    first, not left for the end of the Maildir's batch."""
+def test_exec_hook_runs_on_a_message_saved_then_it_is_recorded(tmp_path):
+    """fetch --exec (on_saved) acts on a message whose name is durable (not left for the end
+    of the Maildir's batch) and that is not recorded yet: a run killed before CMD returned
+    leaves it pending, for the next run to adopt and run CMD for (test_fetch_exec_kill.py).
+    Its record is written right after CMD, not left for the batch either."""
     calls: list[str] = []
     messages = [b"Subject: %d\n\nbody %d\n" % (n, n) for n in range(3)]
     sink = WatchedMaildirSink(Maildir(str(tmp_path / "out"), create=True), calls)
     state = FetchState(str(tmp_path / "state.json"), description="test")
 
+    def journal() -> bytes:
+        return b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())
+
     def on_saved(fetched):
-        journal = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())
-        calls.append("exec" if b'"seen": "%d"' % fetched.id in journal else "exec before the record")
+        recorded = [b'"seen": "%d"' % n in journal() for n in range(1, 4)]
+        calls.append("exec" if recorded == [n < fetched.id for n in range(1, 4)] else f"exec with {recorded}")
 
     try:
         fetch_pass(StableIdsSource(messages, calls), sink, FetchOptions(), None, state, FetchReport(), None,

@@ -238,15 +238,15 @@ def test_remove_follows_a_flag_rename_made_after_the_look_up(tmp_path, monkeypat
     maildir = Maildir(str(tmp_path / "box"))
     maildir.add([b"Subject: x\n\nbody\n"])
     [key] = maildir.keys()
-    looked_up = maildir._path(key)
-    real_path = Maildir._path
+    looked_up = maildir.message_path(key)
+    real_path = Maildir.message_path
 
     def look_up_then_rename(self, wanted):
         path = real_path(self, wanted)
         os.rename(path, os.path.join(self.path, "cur", f"{wanted}:2,S"))
         return path
 
-    monkeypatch.setattr(Maildir, "_path", look_up_then_rename)
+    monkeypatch.setattr(Maildir, "message_path", look_up_then_rename)
     maildir.remove(key)
     monkeypatch.undo()
     assert maildir.keys() == [] and not os.path.exists(looked_up)

@@ -14,7 +14,9 @@ whether saved messages are skipped. The durability contract, in order, for every
      append + fsync; a directory: temporary file -> fsync -> exclusive link);
   3. its "seen" line is appended to the state; a Maildir makes its names durable with one
      directory fsync per batch of Sink.sync_batch messages (and at the end of each pass),
-     so its "seen" lines wait for that fsync and a batch is pending at a time;
+     so its "seen" lines wait for that fsync and a batch is pending at a time. With
+     `on_saved` (fetch --exec) the output is synced, on_saved runs, and only then is the
+     line written: a run killed before on_saved returned leaves the message pending;
   4. only after every message of the run is saved and the state fsync'd does the server
      hear of it, in this order: flags (IMAP UID STORE +FLAGS.SILENT / -FLAGS.SILENT), a
      move (UID MOVE, else UID COPY, \\Deleted and UID EXPUNGE), deletion: IMAP UID STORE
@@ -27,8 +29,9 @@ whether saved messages are skipped. The durability contract, in order, for every
 A run killed at any point therefore never deletes a message that is not on disk. A
 run killed between steps 2 and 3 leaves orphans: the next run finds the pending lines,
 finds the orphans in the output by their mark, fetches those messages from the source again
-and records an orphan only if it holds exactly the bytes of one (as the output stores them);
-anything else, such as a message cut short, is never taken for the message.
+and records an orphan only if it holds exactly the bytes of one (as the output stores them),
+calling on_saved for it first; anything else, such as a message cut short, is never taken
+for the message.
 """
 
 import hashlib
@@ -153,7 +156,8 @@ def fetch(source_url: ServerURL, sink: Sink, options: FetchOptions, *,
     login is OAuth2 instead (mimekit.transport.sasl), `token()` asked for then.
     `report` (if given) is filled in as messages are saved, so a caller still knows what
     was fetched when an exception ends the run part way. `on_saved` is called with each
-    message once it is saved (fetch --exec); its record may wait for the end of its batch.
+    message once it is durable in the output, before it is recorded (fetch --exec: at
+    least once, see the module docstring).
     """
     report = FetchReport() if report is None else report
     report.source = source_name(source_url)
@@ -257,14 +261,13 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
                 todo.append(message)
     report.skipped += len(saved_before) + saved_earlier
     chosen = todo[:options.limit] if options.limit else todo
-    saved, stopped = [], False
+    saved, left_pending, stopped = [], [], False
     for message, chunks in source.retrieve(chosen, options.headers_only):
         if state is not None:
             state.begin(message.id, sink.mark())
         counter = _Counter(chunks, on_progress, keep_header=state is not None)
         flags = _flags_after(message.flags, options)
         key, path = sink.add(message, counter, maildir_flags(flags), keywords_of(flags))
-        saved.append(message.id)
         report.fetched.append(Fetched(source.id_kind, source.public_id(message), counter.bytes, path, flags))
         if on_progress:
             on_progress(0, 1)
@@ -274,15 +277,22 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
             # adopts it and runs CMD for it (at least once).
             sink.sync()
             on_saved(report.fetched[-1])
-        if state is not None:
-            state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
-                         size=message.size if message.size is not None else counter.bytes,
-                         output=None if on_saved else sink)
-        if stopping is not None and stopping():
-            stopped = True
+        stopped = stopping is not None and stopping()
+        if on_saved and stopped:
+            # The stop (a watch's SIGTERM or SIGINT) came while CMD ran, and the same signal
+            # may have ended CMD (systemctl stop, Ctrl-C): the message stays pending, as after
+            # a kill, and no server action touches it.
+            left_pending.append(message.id)
+        else:
+            saved.append(message.id)
+            if state is not None:
+                state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
+                             size=message.size if message.size is not None else counter.bytes,
+                             output=None if on_saved else sink)
+        if stopped:
             chosen = chosen[:[m.id for m in chosen].index(message.id) + 1]   # the rest waits for a later run
             break
-    report.vanished = len(chosen) - len(saved)
+    report.vanished = len(chosen) - len(saved) - len(left_pending)
     _make_durable(sink, state)
     if stopped and isinstance(source, POP3Client):
         return

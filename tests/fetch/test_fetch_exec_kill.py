@@ -88,3 +88,67 @@ def test_cmd_is_run_once_a_message_when_nothing_is_killed(tmp_path):
     assert finished.returncode == 0, finished.stderr.decode()
     logged = (tmp_path / "log").read_text().splitlines()
     assert sorted(logged) == sorted(reference for _, reference in saved(f"maildir:{tmp_path}/out"))
+
+
+# At its $STOP_AT-th run, CMD does what `systemctl stop` does to a service: SIGTERM to
+# every process, the fetch and CMD itself.
+STOPPING_HOOK = """
+n=$(($(cat "$RUNS" 2>/dev/null || echo 0) + 1)); echo "$n" > "$RUNS"
+if [ "$n" = "$STOP_AT" ]; then kill -TERM "$PPID"; kill -TERM $$; fi
+printf '%s\\n' "$MIMEKIT_MESSAGE" >> "$LOG"
+"""
+
+
+def test_a_watch_stopped_while_cmd_runs_leaves_the_message_for_the_next_run(tmp_path):
+    """SIGTERM to the watch and to CMD at CMD's 3rd run: the watch exits 0 with that message
+    unrecorded and not deleted at the source; the next run runs CMD for it, then deletes it."""
+    source = Maildir(str(tmp_path / "source"))
+    for data in messages():
+        source.add([data])
+    target = f"maildir:{tmp_path}/out"
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), RUNS=str(tmp_path / "runs"),
+               LOG=str(tmp_path / "log"), STOP_AT="3")
+    command = [sys.executable, "-m", "mimekit_cli", "fetch", f"maildir:{tmp_path / 'source'}", "--new", "--delete",
+               "-o", target, "-q", "--exec", STOPPING_HOOK]
+    watched = subprocess.run(command + ["--watch", "--interval", "0.1"], capture_output=True, timeout=120,
+                             env=env, stdin=subprocess.DEVNULL)
+    assert watched.returncode == 0, watched.stderr.decode()
+    assert b"killed by signal 15" in watched.stderr
+    assert len((tmp_path / "log").read_text().splitlines()) == 2
+    kept_at_source = Counter(source.open(key).read() for key in source.keys())
+    assert kept_at_source == Counter(messages()[2:]), "only the two recorded messages were deleted"
+
+    finished = subprocess.run(command, capture_output=True, timeout=120, env={**env, "STOP_AT": "0"},
+                              stdin=subprocess.DEVNULL)
+    assert finished.returncode == 0, finished.stderr.decode()
+    output_now = saved(target)
+    assert Counter(data for data, _ in output_now) == Counter(messages())
+    assert {reference for _, reference in output_now} == set((tmp_path / "log").read_text().splitlines())
+    assert source.keys() == []
+
+
+@pytest.mark.servers
+def test_a_pending_message_deleted_upstream_does_not_stop_later_pop3_runs(mail_servers, tmp_path):
+    """A POP3 run killed before CMD's 2nd run leaves that message pending; another client
+    then deletes it from the server. The next runs must not fail on its UIDL, which the
+    server no longer lists (they raised KeyError in every run until the state was edited)."""
+    servers = mail_servers
+    servers.clear_mailbox("alice")
+    for data in messages():
+        servers.deliver_directly("alice", data)
+    target = f"maildir:{tmp_path}/out"
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), RUNS=str(tmp_path / "runs"),
+               LOG=str(tmp_path / "log"), KILL_AT="2", WHEN="before", MIMEKIT_PASSWORD=servers.users["alice"])
+    command = [sys.executable, "-m", "mimekit_cli", "fetch", f"pop3s://alice@{servers.host}:{servers.pop3s}",
+               "--cafile", str(servers.ca_file), "--new", "-o", target, "-q", "--exec", HOOK]
+    killed = subprocess.run(command, capture_output=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+    assert killed.returncode == -9, killed.stderr.decode()
+    for data, _ in saved(target):      # the recorded message and the pending one
+        message_id = data.split(b"Message-ID: ", 1)[1].split(b"\n", 1)[0].decode()
+        subprocess.run(["doveadm", "-c", str(servers.dovecot_conf), "expunge", "-u", "alice", "mailbox", "INBOX",
+                        "header", "Message-ID", message_id], check=True, capture_output=True)
+    for _ in range(2):
+        again = subprocess.run(command, capture_output=True, timeout=120, env={**env, "KILL_AT": "0"},
+                               stdin=subprocess.DEVNULL)
+        assert again.returncode == 0, again.stderr.decode()
+    assert Counter(data for data, _ in saved(target)) == Counter(messages()), "every message once"

@@ -126,7 +126,10 @@ class POP3Client(Driver):
         return sorted(self._number_by_id, key=self._number_by_id.get)
 
     def describe(self, ids: list[str], with_message_id: bool) -> list[ListedMessage]:
-        return [ListedMessage(i, self._number_by_id[i], self._sizes.get(self._number_by_id[i])) for i in ids]
+        """The messages of `ids` that the server still has: a killed run's pending ids
+        (fetch's orphan adoption) may name messages deleted since."""
+        return [ListedMessage(i, number, self._sizes.get(number)) for i in ids
+                if (number := self._number_by_id.get(i)) is not None]
 
     def retrieve(self, messages: list[ListedMessage], headers_only: bool) -> Iterator[tuple[ListedMessage, Iterator[bytes]]]:
         if headers_only and self.proto.capabilities and "TOP" not in self.proto.capabilities:

@@ -261,13 +261,14 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
                 todo.append(message)
     report.skipped += len(saved_before) + saved_earlier
     chosen = todo[:options.limit] if options.limit else todo
-    saved, left_pending, stopped = [], [], False
+    saved, stopped = [], False
     for message, chunks in source.retrieve(chosen, options.headers_only):
         if state is not None:
             state.begin(message.id, sink.mark())
         counter = _Counter(chunks, on_progress, keep_header=state is not None)
         flags = _flags_after(message.flags, options)
         key, path = sink.add(message, counter, maildir_flags(flags), keywords_of(flags))
+        saved.append(message.id)
         report.fetched.append(Fetched(source.id_kind, source.public_id(message), counter.bytes, path, flags))
         if on_progress:
             on_progress(0, 1)
@@ -277,22 +278,15 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
             # adopts it and runs CMD for it (at least once).
             sink.sync()
             on_saved(report.fetched[-1])
-        stopped = stopping is not None and stopping()
-        if on_saved and stopped:
-            # The stop (a watch's SIGTERM or SIGINT) came while CMD ran, and the same signal
-            # may have ended CMD (systemctl stop, Ctrl-C): the message stays pending, as after
-            # a kill, and no server action touches it.
-            left_pending.append(message.id)
-        else:
-            saved.append(message.id)
-            if state is not None:
-                state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
-                             size=message.size if message.size is not None else counter.bytes,
-                             output=None if on_saved else sink)
-        if stopped:
+        if state is not None:
+            state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
+                         size=message.size if message.size is not None else counter.bytes,
+                         output=None if on_saved else sink)
+        if stopping is not None and stopping():
+            stopped = True
             chosen = chosen[:[m.id for m in chosen].index(message.id) + 1]   # the rest waits for a later run
             break
-    report.vanished = len(chosen) - len(saved) - len(left_pending)
+    report.vanished = len(chosen) - len(saved)
     _make_durable(sink, state)
     if stopped and isinstance(source, POP3Client):
         return

@@ -127,7 +127,10 @@ class ExecHook:
     reference in $MIMEKIT_MESSAGE (a file's path, or MBOX:OFFSET in an mbox output) and the
     source in $MIMEKIT_SOURCE, never in CMD's text (no quoting to get wrong, nothing to
     inject). CMD's environment is ours without MIMEKIT_PASSWORD: a hook needs no secret.
-    Its stdin is /dev/null; stdout and stderr are the caller's. `runs` counts the runs (a
+    Its stdin is /dev/null; stdout and stderr are the caller's. It runs in a session of its
+    own, so Ctrl-C at a terminal (SIGINT to the foreground process group) stops a watch
+    after the message, whose CMD finishes, rather than killing CMD half way: a message is
+    recorded however its CMD ended, and CMD would not run for it again. `runs` counts the runs (a
     message a killed run saved gets one too, when adopted), `failures` those that did not
     exit 0; `on_failure` hears of each."""
 
@@ -143,7 +146,7 @@ class ExecHook:
         environment.pop(PASSWORD_VARIABLE, None)
         self.runs += 1
         status = subprocess.run(self.command, shell=True, env=environment,    # /bin/sh -c CMD
-                                stdin=subprocess.DEVNULL).returncode
+                                stdin=subprocess.DEVNULL, start_new_session=True).returncode
         if status != 0:
             self.failures += 1
             if self.on_failure:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fetch rate against imaplib and poplib, and the memory a 100 MB message costs.
 
-    python3 bench/bench_fetch.py [--messages 1000] [--runs 3] [--big-mb 100]
+    python3 bench/bench_fetch.py [--messages 1000] [--runs 3] [--big-mb 100] [--rtt-ms 20]
 
 Starts the test Postfix/Dovecot of tests/servers.py (needs root, like the tests), puts
 --messages small messages into alice's INBOX, then in the same run, over implicit TLS
@@ -11,15 +11,23 @@ Starts the test Postfix/Dovecot of tests/servers.py (needs root, like the tests)
   mimekit   the fetch driver, twice: into a sink that only counts bytes (the same work
             as imaplib/poplib, which keep messages in memory), and into a Maildir on
             disk (the real thing: tmp, fsync, rename; new/ and cur/ fsync'd once per 64 messages).
+  bare      the ceiling of any client: the same TLS session with every command written
+            at once and the reply thrown away unparsed (with_bare_socket), in one session
+            and split over two; its ratio to imaplib is the most a one-connection client
+            could show here, as the server's own work bounds the rest.
+Then imaplib and mimekit (counting) again through DelayLink, a relay that delays every
+byte by half of --rtt-ms each way: the round trips a real, distant server costs.
 Then one message of --big-mb MB is fetched by `mimekit fetch` in a child process over
 IMAP and over POP3 into a Maildir; its peak RSS must stay under 40 MiB.
-Figures are the median of --runs rounds in which all jobs take turns; only the ratios
-from one run mean anything. The counting-sink jobs also run first on an empty mailbox:
-that session (TLS context with the system CAs, handshake, login, SELECT or STAT) is
-about half of an imaplib run of 1,000 small messages and costs every client the same,
-so a per-message rate with it subtracted is reported beside the whole-run rate.
+Figures are the median of rounds in which all jobs take turns (--runs of them into a
+Maildir, five times as many of the others); only the ratios from one run mean anything.
+The counting-sink jobs also run first on an empty mailbox: that session (TLS context
+with the system CAs, handshake, login, SELECT or STAT) is about a quarter of an imaplib
+run of 1,000 small messages and costs every client the same, so a per-message rate with
+it subtracted is reported beside the whole-run rate.
 GOAL lines (bench/goals.py): IMAP into a counting sink at least 1.3x imaplib's message
-rate (issue 16); the other rates reported with their peer; peak RSS at most 40 MiB.
+rate (issue 16); the other rates (the ceiling and the distant server's too) reported with
+their peer; peak RSS at most 40 MiB.
 Exit status 1 when a goal is missed.
 """
 
@@ -28,11 +36,14 @@ import base64
 import imaplib
 import os
 import poplib
+import queue
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -74,9 +85,9 @@ def small_message(n: int) -> bytes:
             f"Message-ID: <bench-{n}@example.test>\r\nDate: Mon, 1 Jul 2024 10:00:00 +0000\r\n\r\n").encode() + body
 
 
-def with_imaplib(servers) -> int:
+def with_imaplib(servers, port: int | None = None) -> int:
     context = client_context(str(servers.ca_file))      # the same trust set-up as mimekit's
-    client = imaplib.IMAP4_SSL(servers.host, servers.imaps, ssl_context=context)
+    client = imaplib.IMAP4_SSL(servers.host, port or servers.imaps, ssl_context=context)
     client.login(USER, servers.users[USER])
     client.select("INBOX", readonly=True)
     uids = client.uid("SEARCH", "ALL")[1][0].split()
@@ -88,6 +99,38 @@ def with_imaplib(servers) -> int:
                 total += len(item[1])
     client.logout()
     return total
+
+
+def with_bare_socket(servers, count: int, connections: int = 1) -> int:
+    """The least any client can do: the same TLS session as imaplib's, every command written
+    at once (LOGIN, EXAMINE, one FETCH of the `count` messages), the reply read in 256 KiB reads
+    and thrown away, the only parsing a search for the closing tagged line. No client does
+    less, so its rate is the ceiling the server allows one connection; with `connections`
+    > 1 the messages are split among that many sessions running in threads at once."""
+    context = client_context(str(servers.ca_file))
+    bounds = [(1 + count * i // connections, count * (i + 1) // connections) for i in range(connections)]
+    totals = [0] * connections
+
+    def session(index: int) -> None:
+        first, last = bounds[index]
+        with context.wrap_socket(socket.create_connection((servers.host, servers.imaps)),
+                                 server_hostname=servers.host) as tls:
+            fetch = f"c FETCH {first}:{last} (BODY.PEEK[])\r\n" if first <= last else ""
+            tls.sendall(f"a LOGIN {USER} {servers.users[USER]}\r\nb EXAMINE INBOX\r\n{fetch}d LOGOUT\r\n".encode())
+            tail = b""
+            while True:
+                data = tls.recv(262144)
+                totals[index] += len(data)
+                tail = (tail + data)[-4096:]
+                if not data or b"\r\nd OK" in tail:
+                    return
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(totals)
 
 
 def with_poplib(servers) -> int:
@@ -103,10 +146,63 @@ def with_poplib(servers) -> int:
     return total
 
 
-def with_mimekit(servers, scheme: str, sink: Sink) -> int:
-    url = parse_url(f"{scheme}://{USER}@{servers.host}:{getattr(servers, scheme)}", {scheme})
+def with_mimekit(servers, scheme: str, sink: Sink, port: int | None = None) -> int:
+    url = parse_url(f"{scheme}://{USER}@{servers.host}:{port or getattr(servers, scheme)}", {scheme})
     report = fetch(url, sink, FetchOptions(), password=lambda: servers.users[USER], cafile=str(servers.ca_file))
     return sum(f.size for f in report.fetched)
+
+
+class DelayLink:
+    """A TCP relay on 127.0.0.1 that delivers every byte `rtt` seconds after the other end
+    sent it, in each direction half of it: a server that far away, bandwidth unlimited.
+    What a client's round trips cost there, where a real user's server is; the loopback
+    rows measure the work on either end, which no round trip shows."""
+
+    def __init__(self, port: int, rtt: float):
+        self.target, self.delay = port, rtt / 2
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return                       # closed
+            server = socket.create_connection(("127.0.0.1", self.target))
+            for end in (client, server):
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for source, sink in ((client, server), (server, client)):
+                queued: queue.Queue = queue.Queue()
+                threading.Thread(target=self._read, args=(source, queued), daemon=True).start()
+                threading.Thread(target=self._write, args=(sink, queued), daemon=True).start()
+
+    def _read(self, source, queued) -> None:
+        while True:
+            try:
+                data = source.recv(262144)
+            except OSError:
+                data = b""
+            queued.put((time.monotonic() + self.delay, data))
+            if not data:
+                return
+
+    @staticmethod
+    def _write(sink, queued) -> None:
+        while True:
+            due, data = queued.get()
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                if not data:
+                    sink.shutdown(socket.SHUT_WR)
+                    return
+                sink.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 def timed_interleaved(runs: int, jobs: list) -> list[tuple[float, int]]:
@@ -172,6 +268,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--big-mb", type=int, default=100)
+    parser.add_argument("--rtt-ms", type=float, default=20, help="round trip of the far-server rows")
     args = parser.parse_args()
     reason = servers_available()
     if reason:
@@ -181,31 +278,38 @@ def main() -> None:
     try:
         servers = instance.servers
         servers.clear_mailbox(USER)
+        loaded = {"messages": 0}         # what the bare sessions ask for: 0, then --messages
         counting = [("IMAP", "imaplib, UID FETCH x100", lambda: with_imaplib(servers)),
                     ("IMAP", "mimekit, counting sink", lambda: with_mimekit(servers, "imaps", CountingSink())),
+                    ("IMAP", "bare socket, 1 session", lambda: with_bare_socket(servers, loaded["messages"])),
+                    ("IMAP", "bare socket, 2 sessions", lambda: with_bare_socket(servers, loaded["messages"], 2)),
                     ("POP3", "poplib, RETR one by one", lambda: with_poplib(servers)),
                     ("POP3", "mimekit, counting sink", lambda: with_mimekit(servers, "pop3s", CountingSink()))]
         # The same sessions on an empty mailbox: what a run costs before its first message
         # (TLS context and handshake, login, SELECT/STAT), to tell the per-message loop apart.
-        session = [seconds for seconds, _ in timed_interleaved(args.runs, [job for _, _, job in counting])]
+        quick_runs = 5 * args.runs      # a counting run takes under 0.1 s, and its noise is large
+        session = [seconds for seconds, _ in timed_interleaved(quick_runs, [job for _, _, job in counting])]
         for n in range(args.messages):
             servers.deliver_directly(USER, small_message(n))
+        loaded["messages"] = args.messages
         with_imaplib(servers)               # Dovecot builds its index once, outside the timings
 
         def into_maildir(scheme):
-            def job():
-                out = tempfile.mkdtemp(dir=work)
-                try:
-                    return with_mimekit(servers, scheme, open_sink(f"maildir:{out}"))
-                finally:
-                    shutil.rmtree(out)
+            def job():                    # each run's Maildir stays until the end: removing
+                out = tempfile.mkdtemp(dir=work)    # 1,000 files is no part of fetching them
+                return with_mimekit(servers, scheme, open_sink(f"maildir:{out}"))
             return job
 
-        rows = counting[:2] + [("IMAP", "mimekit, into Maildir", into_maildir("imaps"))] + \
-            counting[2:] + [("POP3", "mimekit, into Maildir", into_maildir("pop3s"))]
-        print(f"{args.messages} messages of ~{len(small_message(0))} bytes, implicit TLS, median of {args.runs}")
+        to_disk = [("IMAP", "mimekit, into Maildir", into_maildir("imaps")),
+                   ("POP3", "mimekit, into Maildir", into_maildir("pop3s"))]
+        measured = dict(zip([row[:2] for row in counting], timed_interleaved(quick_runs, [r[2] for r in counting])))
+        measured.update(zip([row[:2] for row in to_disk], timed_interleaved(args.runs, [r[2] for r in to_disk])))
+        rows = counting[:4] + to_disk[:1] + counting[4:] + to_disk[1:]
+        print(f"{args.messages} messages of ~{len(small_message(0))} bytes, implicit TLS, "
+              f"median of {quick_runs} (into Maildir: {args.runs})")
         rates, loop_rates = {}, {}
-        for (protocol, name, _), (seconds, size) in zip(rows, timed_interleaved(args.runs, [r[2] for r in rows])):
+        for protocol, name, _ in rows:
+            seconds, size = measured[protocol, name]
             rate = rates[protocol, name] = args.messages / seconds
             peer = "imaplib, UID FETCH x100" if protocol == "IMAP" else "poplib, RETR one by one"
             empty = [session[i] for i, row in enumerate(counting) if row[:2] == (protocol, name)]
@@ -224,6 +328,19 @@ def main() -> None:
             if (protocol, mimekit) in loop_rates:
                 goal(f"{protocol} fetch, {mimekit.split(', ')[1]}, per message (empty-mailbox session subtracted)",
                      loop_rates[protocol, mimekit], peer.split(",")[0], loop_rates[protocol, peer], "msg/s")
+
+        link = DelayLink(servers.imaps, args.rtt_ms / 1000)
+        try:
+            far = timed_interleaved(quick_runs, [lambda: with_imaplib(servers, link.port),
+                                                lambda: with_mimekit(servers, "imaps", CountingSink(), link.port)])
+        finally:
+            link.close()
+        (imaplib_far, _), (mimekit_far, _) = far
+        print(f"the same over a link with a round trip of {args.rtt_ms:g} ms (DelayLink):")
+        print(f"  IMAP  imaplib, UID FETCH x100      {imaplib_far:7.3f} s\n"
+              f"  IMAP  mimekit, counting sink       {mimekit_far:7.3f} s")
+        goal(f"IMAP fetch of {args.messages} messages, counting sink, {args.rtt_ms:g} ms round trip",
+             args.messages / mimekit_far, "imaplib", args.messages / imaplib_far, "msg/s")
 
         servers.clear_mailbox(USER)
         deliver_big(servers, args.big_mb * 1_000_000)

@@ -20,7 +20,9 @@ from mimekit.transport.sasl import (ServerError, choose_mechanism, error_answer,
                                     log_in_with_token, oauth2_failure)
 from mimekit.transport.urls import ServerURL
 
-IMAP_BATCH = 100          # UIDs per UID FETCH of bodies; two batches are kept in flight
+IMAP_BATCH = 100          # UIDs per UID FETCH of bodies
+IMAP_AHEAD_BYTES = 8 * 1024 * 1024   # bodies requested ahead of the one being read (see _ahead)
+IMAP_MAX_AHEAD = 10       # batches requested ahead at most: 1,000 messages
 IMAP_DESCRIBE_BATCH = 5000
 IMAP_STORE_BATCH = 1000   # UIDs per UID STORE, MOVE, COPY or EXPUNGE
 IDLE_WAKE = 0.25          # seconds between looks at `stopping` while in IDLE
@@ -197,17 +199,20 @@ class IMAPClient(Driver):
         return [found[uid] for uid in uids if uid in found]
 
     def retrieve(self, messages: list[ListedMessage], headers_only: bool) -> Iterator[tuple[ListedMessage, Iterator[bytes]]]:
-        """Bodies in batches of IMAP_BATCH UIDs, the next batch requested before this one
-        is read, so the server never waits for us between batches. FLAGS and RFC822.SIZE
-        come in the same response; they are used as sent before the body (Dovecot, like
-        most servers, sends items in the order asked), and the UID must precede it."""
+        """Bodies in batches of IMAP_BATCH UIDs, later batches requested before this one is
+        read (_ahead), so the server never waits for us between batches. FLAGS and
+        RFC822.SIZE come in the same response; they are used as sent before the body
+        (Dovecot, like most servers, sends items in the order asked), and the UID must
+        precede it."""
         by_uid = {m.number: m for m in messages}
         section = "BODY.PEEK[HEADER]" if headers_only else "BODY.PEEK[]"
         items = f"(UID FLAGS RFC822.SIZE {section})"
         batches = [messages[i:i + IMAP_BATCH] for i in range(0, len(messages), IMAP_BATCH)]
         in_flight = []
+        received, received_bytes = 0, 0
         for index in range(len(batches)):
-            while len(in_flight) < 2 and index + len(in_flight) < len(batches):
+            ahead = _ahead(received, received_bytes)
+            while len(in_flight) < ahead and index + len(in_flight) < len(batches):
                 batch = batches[index + len(in_flight)]
                 in_flight.append(self.proto.uid_fetch(imap.uid_set(m.number for m in batch), items))
             self._flush()
@@ -222,6 +227,8 @@ class IMAPClient(Driver):
                                             "its UID, so it cannot be told which message it is")
                     body = iter((event.data,) if event.data else ()) if kind is imap.FetchWhole else self._body()
                     planned = by_uid.pop(uid, None)
+                    received += 1
+                    received_bytes += event.items.get("RFC822.SIZE") or 0
                     if planned is not None:
                         yield ListedMessage(planned.id, uid, event.items.get("RFC822.SIZE", planned.size),
                                       event.items.get("FLAGS", ()), planned.header_id), body
@@ -376,6 +383,19 @@ class IMAPClient(Driver):
         if isinstance(event, imap.StatusResponse) and event.status == "BYE":
             raise TempFailure(f"{self.conn.where}: IMAP server said BYE: {event.text}")
         return False
+
+
+def _ahead(received: int, received_bytes: int) -> int:
+    """How many batches of bodies to have requested ahead of the one being read, from the
+    size of the messages received so far: two to start with; then as many as make about
+    IMAP_AHEAD_BYTES (at most IMAP_MAX_AHEAD), so that a distant server streams small
+    messages without waiting a round trip per batch (1,000 messages at a 20 ms round trip
+    took 330 ms with two, 241 ms with ten), while what a run stopped early must still read
+    and discard (fetch --watch's SIGTERM: the session stays in use) stays bounded."""
+    if not received:
+        return 2
+    batch_bytes = received_bytes / received * IMAP_BATCH
+    return max(2, min(IMAP_MAX_AHEAD, int(IMAP_AHEAD_BYTES / max(batch_bytes, 1))))
 
 
 def _uid_batches(ids: list[str]) -> Iterator[str]:

@@ -19,8 +19,8 @@ Then imaplib and mimekit (counting) again through DelayLink, a relay that delays
 byte by half of --rtt-ms each way: the round trips a real, distant server costs.
 Then one message of --big-mb MB is fetched by `mimekit fetch` in a child process over
 IMAP and over POP3 into a Maildir; its peak RSS must stay under 40 MiB.
-Figures are the median of rounds in which all jobs take turns (--runs of them into a
-Maildir, five times as many of the others); only the ratios from one run mean anything.
+Figures are the median of --runs rounds in which all jobs take turns (the jobs other
+than into a Maildir five times a round); only the ratios from one run mean anything.
 The counting-sink jobs also run first on an empty mailbox: that session (TLS context
 with the system CAs, handshake, login, SELECT or STAT) is about a quarter of an imaplib
 run of 1,000 small messages and costs every client the same, so a per-message rate with
@@ -61,6 +61,7 @@ from goals import goal, limit, verdict  # noqa: E402
 
 USER = "alice"
 MiB = 1024 * 1024
+QUICK_REPEATS = 5   # times a round for the jobs that take under 0.1 s, whose noise is large
 
 
 class CountingSink(Sink):
@@ -102,34 +103,49 @@ def with_imaplib(servers, port: int | None = None) -> int:
 
 
 def with_bare_socket(servers, count: int, connections: int = 1) -> int:
-    """The least any client can do: the same TLS session as imaplib's, every command written
-    at once (LOGIN, EXAMINE, one FETCH of the `count` messages), the reply read in 256 KiB reads
-    and thrown away, the only parsing a search for the closing tagged line. No client does
-    less, so its rate is the ceiling the server allows one connection; with `connections`
-    > 1 the messages are split among that many sessions running in threads at once."""
+    """The least a client can do for the same messages: imaplib's TLS set-up, then every
+    command written at once without waiting for the greeting (LOGIN, EXAMINE, one FETCH of
+    the `count` message bodies by number: no SEARCH, no UID, FLAGS or RFC822.SIZE), the
+    reply read in 256 KiB reads and thrown away, the only parsing a look for the tagged
+    lines; then LOGOUT. Its rate is the ceiling the server leaves one connection. With `connections` > 1
+    the messages are split among that many sessions in threads at once. The bytes counted
+    are the whole reply, protocol included; a failed FETCH or session is an error."""
     context = client_context(str(servers.ca_file))
     bounds = [(1 + count * i // connections, count * (i + 1) // connections) for i in range(connections)]
     totals = [0] * connections
+    failures: list[BaseException] = []
 
     def session(index: int) -> None:
         first, last = bounds[index]
-        with context.wrap_socket(socket.create_connection((servers.host, servers.imaps)),
-                                 server_hostname=servers.host) as tls:
-            fetch = f"c FETCH {first}:{last} (BODY.PEEK[])\r\n" if first <= last else ""
-            tls.sendall(f"a LOGIN {USER} {servers.users[USER]}\r\nb EXAMINE INBOX\r\n{fetch}d LOGOUT\r\n".encode())
-            tail = b""
-            while True:
-                data = tls.recv(262144)
-                totals[index] += len(data)
-                tail = (tail + data)[-4096:]
-                if not data or b"\r\nd OK" in tail:
-                    return
+        fetch = f"c FETCH {first}:{last} (BODY.PEEK[])\r\n" if first <= last else ""
+        try:
+            with socket.create_connection((servers.host, servers.imaps)) as plain, \
+                    context.wrap_socket(plain, server_hostname=servers.host) as tls:
+                tls.sendall(f"a LOGIN {USER} {servers.users[USER]}\r\nb EXAMINE INBOX\r\n{fetch}".encode())
+                # LOGOUT waits for the FETCH: Dovecot drops what it still had to send when a
+                # LOGOUT queued behind it closes the connection (seen here about 1 run in 20).
+                for tag in (b"c" if fetch else b"b", b"d"):
+                    reply = b""              # the last bytes: tagged lines are short, bodies dropped
+                    while not (b"\r\n" + tag + b" " in reply and reply.endswith(b"\r\n")):
+                        data = tls.recv(262144)
+                        if not data:
+                            raise ConnectionError(f"the server closed the connection before {tag.decode()}'s reply")
+                        totals[index] += len(data)
+                        reply = reply[-4096:] + data
+                    if b"\r\n" + tag + b" OK" not in reply:
+                        raise ConnectionError(f"command {tag.decode()} failed: {reply[-200:]!r}")
+                    if tag != b"d":
+                        tls.sendall(b"d LOGOUT\r\n")
+        except BaseException as exc:         # handed to the caller's thread
+            failures.append(exc)
 
     threads = [threading.Thread(target=session, args=(i,)) for i in range(connections)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise failures[0]
     return sum(totals)
 
 
@@ -146,9 +162,11 @@ def with_poplib(servers) -> int:
     return total
 
 
-def with_mimekit(servers, scheme: str, sink: Sink, port: int | None = None) -> int:
+def with_mimekit(servers, scheme: str, sink: Sink, port: int | None = None, state: str | None = None) -> int:
+    """The fetch driver into `sink`; a durable sink keeps its fetch state in `state`."""
     url = parse_url(f"{scheme}://{USER}@{servers.host}:{port or getattr(servers, scheme)}", {scheme})
-    report = fetch(url, sink, FetchOptions(), password=lambda: servers.users[USER], cafile=str(servers.ca_file))
+    report = fetch(url, sink, FetchOptions(), password=lambda: servers.users[USER], cafile=str(servers.ca_file),
+                   state_directory=state)
     return sum(f.size for f in report.fetched)
 
 
@@ -156,7 +174,8 @@ class DelayLink:
     """A TCP relay on 127.0.0.1 that delivers every byte `rtt` seconds after the other end
     sent it, in each direction half of it: a server that far away, bandwidth unlimited.
     What a client's round trips cost there, where a real user's server is; the loopback
-    rows measure the work on either end, which no round trip shows."""
+    rows measure the work on either end, which no round trip shows. Each connection takes
+    four threads, which close its two sockets when both directions are done."""
 
     def __init__(self, port: int, rtt: float):
         self.target, self.delay = port, rtt / 2
@@ -169,14 +188,29 @@ class DelayLink:
             try:
                 client, _ = self.listener.accept()
             except OSError:
-                return                       # closed
-            server = socket.create_connection(("127.0.0.1", self.target))
-            for end in (client, server):
+                return                       # close() shut the listener down
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()               # the client sees the connection closed
+                continue
+            ends = (client, server)
+            for end in ends:
                 end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            directions_left = [2]
+            lock = threading.Lock()
+
+            def done(ends=ends, directions_left=directions_left, lock=lock) -> None:
+                with lock:
+                    directions_left[0] -= 1
+                    if directions_left[0] == 0:
+                        for end in ends:
+                            end.close()
+
             for source, sink in ((client, server), (server, client)):
                 queued: queue.Queue = queue.Queue()
                 threading.Thread(target=self._read, args=(source, queued), daemon=True).start()
-                threading.Thread(target=self._write, args=(sink, queued), daemon=True).start()
+                threading.Thread(target=self._write, args=(sink, queued, done), daemon=True).start()
 
     def _read(self, source, queued) -> None:
         while True:
@@ -189,32 +223,37 @@ class DelayLink:
                 return
 
     @staticmethod
-    def _write(sink, queued) -> None:
-        while True:
-            due, data = queued.get()
-            time.sleep(max(0.0, due - time.monotonic()))
-            try:
+    def _write(sink, queued, done) -> None:
+        try:
+            while True:
+                due, data = queued.get()
+                time.sleep(max(0.0, due - time.monotonic()))
                 if not data:
                     sink.shutdown(socket.SHUT_WR)
                     return
                 sink.sendall(data)
-            except OSError:
-                return
+        except OSError:
+            return
+        finally:
+            done()
 
     def close(self) -> None:
+        self.listener.shutdown(socket.SHUT_RDWR)   # wakes accept(), which close() alone does not
         self.listener.close()
 
 
-def timed_interleaved(runs: int, jobs: list) -> list[tuple[float, int]]:
+def timed_interleaved(runs: int, jobs: list, repeats: list[int] | None = None) -> list[tuple[float, int]]:
     """Median seconds (and bytes) per job, the jobs taking turns in every round so that a
-    burst of load from other processes falls on all of them alike."""
+    burst of load from other processes falls on all of them alike; job i runs repeats[i]
+    times a round (default once), so that quick jobs can be timed more often."""
     times: list[list[float]] = [[] for _ in jobs]
     sizes = [0] * len(jobs)
     for _ in range(runs):
         for index, job in enumerate(jobs):
-            start = time.perf_counter()
-            sizes[index] = job()
-            times[index].append(time.perf_counter() - start)
+            for _ in range(repeats[index] if repeats else 1):
+                start = time.perf_counter()
+                sizes[index] = job()
+                times[index].append(time.perf_counter() - start)
     return [(statistics.median(t), size) for t, size in zip(times, sizes)]
 
 
@@ -287,7 +326,7 @@ def main() -> None:
                     ("POP3", "mimekit, counting sink", lambda: with_mimekit(servers, "pop3s", CountingSink()))]
         # The same sessions on an empty mailbox: what a run costs before its first message
         # (TLS context and handshake, login, SELECT/STAT), to tell the per-message loop apart.
-        quick_runs = 5 * args.runs      # a counting run takes under 0.1 s, and its noise is large
+        quick_runs = QUICK_REPEATS * args.runs
         session = [seconds for seconds, _ in timed_interleaved(quick_runs, [job for _, _, job in counting])]
         for n in range(args.messages):
             servers.deliver_directly(USER, small_message(n))
@@ -297,19 +336,17 @@ def main() -> None:
         def into_maildir(scheme):
             def job():                    # each run's Maildir stays until the end: removing
                 out = tempfile.mkdtemp(dir=work)    # 1,000 files is no part of fetching them
-                return with_mimekit(servers, scheme, open_sink(f"maildir:{out}"))
+                return with_mimekit(servers, scheme, open_sink(f"maildir:{out}"), state=f"{work}/state")
             return job
 
-        to_disk = [("IMAP", "mimekit, into Maildir", into_maildir("imaps")),
-                   ("POP3", "mimekit, into Maildir", into_maildir("pop3s"))]
-        measured = dict(zip([row[:2] for row in counting], timed_interleaved(quick_runs, [r[2] for r in counting])))
-        measured.update(zip([row[:2] for row in to_disk], timed_interleaved(args.runs, [r[2] for r in to_disk])))
-        rows = counting[:4] + to_disk[:1] + counting[4:] + to_disk[1:]
+        rows = counting[:4] + [("IMAP", "mimekit, into Maildir", into_maildir("imaps"))] + \
+            counting[4:] + [("POP3", "mimekit, into Maildir", into_maildir("pop3s"))]
+        repeats = [QUICK_REPEATS if row in counting else 1 for row in rows]
         print(f"{args.messages} messages of ~{len(small_message(0))} bytes, implicit TLS, "
               f"median of {quick_runs} (into Maildir: {args.runs})")
         rates, loop_rates = {}, {}
-        for protocol, name, _ in rows:
-            seconds, size = measured[protocol, name]
+        for (protocol, name, _), (seconds, size) in zip(rows, timed_interleaved(args.runs, [r[2] for r in rows],
+                                                                                repeats)):
             rate = rates[protocol, name] = args.messages / seconds
             peer = "imaplib, UID FETCH x100" if protocol == "IMAP" else "poplib, RETR one by one"
             empty = [session[i] for i, row in enumerate(counting) if row[:2] == (protocol, name)]

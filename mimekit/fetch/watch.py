@@ -130,9 +130,9 @@ class ExecHook:
     Its stdin is /dev/null; stdout and stderr are the caller's. It runs in a session of its
     own, so Ctrl-C at a terminal (SIGINT to the foreground process group) stops a watch
     after the message, whose CMD finishes, rather than killing CMD half way: a message is
-    recorded however its CMD ended, and CMD would not run for it again. `runs` counts the runs (a
-    message a killed run saved gets one too, when adopted), `failures` those that did not
-    exit 0; `on_failure` hears of each."""
+    recorded however its CMD ended, and CMD would not run for it again. `runs` counts the
+    runs (a message a killed run saved gets one too, when adopted), `failures` those that
+    did not exit 0; `on_failure` hears of each."""
 
     def __init__(self, command: str, source_url: ServerURL,
                  on_failure: Callable[[Fetched, int], None] | None = None):

@@ -21,8 +21,8 @@ from mimekit.transport.sasl import (ServerError, choose_mechanism, error_answer,
 from mimekit.transport.urls import ServerURL
 
 IMAP_BATCH = 100          # UIDs per UID FETCH of bodies
-IMAP_AHEAD_BYTES = 8 * 1024 * 1024   # bodies requested ahead of the one being read (see _ahead)
-IMAP_MAX_AHEAD = 10       # batches requested ahead at most: 1,000 messages
+IMAP_IN_FLIGHT_BYTES = 8 * 1024 * 1024   # bodies asked for and not yet read, about (_in_flight)
+IMAP_MAX_IN_FLIGHT = 10   # UID FETCH commands of bodies asked for and not completed, at most
 IMAP_DESCRIBE_BATCH = 5000
 IMAP_STORE_BATCH = 1000   # UIDs per UID STORE, MOVE, COPY or EXPUNGE
 IDLE_WAKE = 0.25          # seconds between looks at `stopping` while in IDLE
@@ -200,7 +200,7 @@ class IMAPClient(Driver):
 
     def retrieve(self, messages: list[ListedMessage], headers_only: bool) -> Iterator[tuple[ListedMessage, Iterator[bytes]]]:
         """Bodies in batches of IMAP_BATCH UIDs, later batches requested before this one is
-        read (_ahead), so the server never waits for us between batches. FLAGS and
+        read (_in_flight), so the server never waits for us between batches. FLAGS and
         RFC822.SIZE come in the same response; they are used as sent before the body
         (Dovecot, like most servers, sends items in the order asked), and the UID must
         precede it."""
@@ -209,10 +209,10 @@ class IMAPClient(Driver):
         items = f"(UID FLAGS RFC822.SIZE {section})"
         batches = [messages[i:i + IMAP_BATCH] for i in range(0, len(messages), IMAP_BATCH)]
         in_flight = []
-        received, received_bytes = 0, 0
+        largest: int | None = None      # the largest body received so far
         for index in range(len(batches)):
-            ahead = _ahead(received, received_bytes)
-            while len(in_flight) < ahead and index + len(in_flight) < len(batches):
+            window = _in_flight(largest)
+            while len(in_flight) < window and index + len(in_flight) < len(batches):
                 batch = batches[index + len(in_flight)]
                 in_flight.append(self.proto.uid_fetch(imap.uid_set(m.number for m in batch), items))
             self._flush()
@@ -226,9 +226,9 @@ class IMAPClient(Driver):
                         raise ProtocolError(f"{self.conn.where}: the server sent a message body before "
                                             "its UID, so it cannot be told which message it is")
                     body = iter((event.data,) if event.data else ()) if kind is imap.FetchWhole else self._body()
+                    size = len(event.data) if kind is imap.FetchWhole else event.size
+                    largest = size if largest is None else max(largest, size)
                     planned = by_uid.pop(uid, None)
-                    received += 1
-                    received_bytes += event.items.get("RFC822.SIZE") or 0
                     if planned is not None:
                         yield ListedMessage(planned.id, uid, event.items.get("RFC822.SIZE", planned.size),
                                       event.items.get("FLAGS", ()), planned.header_id), body
@@ -385,17 +385,17 @@ class IMAPClient(Driver):
         return False
 
 
-def _ahead(received: int, received_bytes: int) -> int:
-    """How many batches of bodies to have requested ahead of the one being read, from the
-    size of the messages received so far: two to start with; then as many as make about
-    IMAP_AHEAD_BYTES (at most IMAP_MAX_AHEAD), so that a distant server streams small
-    messages without waiting a round trip per batch (1,000 messages at a 20 ms round trip
-    took 330 ms with two, 241 ms with ten), while what a run stopped early must still read
-    and discard (fetch --watch's SIGTERM: the session stays in use) stays bounded."""
-    if not received:
+def _in_flight(largest: int | None) -> int:
+    """How many batches of bodies to have asked for and not yet read, the one being read
+    included: two until a body has arrived; then as many as make about IMAP_IN_FLIGHT_BYTES
+    of bodies as large as the largest so far, from two to IMAP_MAX_IN_FLIGHT. A distant
+    server then streams small messages without a round trip per batch (bench_fetch's
+    far-server row), while a run stopped early (fetch --watch's SIGTERM), which must still
+    read what it asked for before the session can log out, reads about that much at most
+    unless larger messages follow (two batches of them, as with a window of two)."""
+    if largest is None:
         return 2
-    batch_bytes = received_bytes / received * IMAP_BATCH
-    return max(2, min(IMAP_MAX_AHEAD, int(IMAP_AHEAD_BYTES / max(batch_bytes, 1))))
+    return max(2, min(IMAP_MAX_IN_FLIGHT, IMAP_IN_FLIGHT_BYTES // (max(largest, 1) * IMAP_BATCH)))
 
 
 def _uid_batches(ids: list[str]) -> Iterator[str]:

@@ -391,8 +391,8 @@ def _in_flight(largest: int | None) -> int:
     of bodies as large as the largest so far, from two to IMAP_MAX_IN_FLIGHT. A distant
     server then streams small messages without a round trip per batch (bench_fetch's
     far-server row), while a run stopped early (fetch --watch's SIGTERM), which must still
-    read what it asked for before the session can log out, reads about that much at most
-    unless larger messages follow (two batches of them, as with a window of two)."""
+    read what it asked for before the session can log out, reads about that much, more
+    only when the batches already asked for hold larger messages than any read so far."""
     if largest is None:
         return 2
     return max(2, min(IMAP_MAX_IN_FLIGHT, IMAP_IN_FLIGHT_BYTES // (max(largest, 1) * IMAP_BATCH)))

@@ -97,18 +97,25 @@ def big_message(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return path, {"part-1.txt": sha256(b"hello"), **{name: sha256(data) for name, data in attachments}}
 
 
-def killed_at_random(rng: random.Random, trial: int, writing: float, end: float, *args) -> None:
-    """Run, and SIGKILL after a random delay: anywhere in the run for every third trial,
-    else while files are written (reading and encoding can take most of a run)."""
+def killed_at_random(rng: random.Random, trial: int, window: tuple[float, float], watched: Path, *args) -> None:
+    """Run, and SIGKILL after a random delay: anywhere in the run for every third trial, else
+    while files are written. The aim is taken from this run's own first temporary file in
+    `watched`: a whole run's time varies by more than its writing lasts (about 40 of 200 ms)."""
+    writing, end = window
     process = start(*args)
-    time.sleep(rng.uniform(0 if trial % 3 == 0 else writing, end))
+    if trial % 3 == 0:
+        time.sleep(rng.uniform(0, end))
+    else:
+        while process.poll() is None and not (watched.exists() and temporaries(watched)):
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, end - writing))
     process.kill()
     process.wait()
 
 
 def writing_window(directory: Path, *args) -> tuple[float, float]:
     """Seconds into a full run when the first temporary file appears in `directory`, and
-    when the run ends (polled every 5 ms: a kill later aims between the two)."""
+    when the run ends (polled every 5 ms): how long the writing may last."""
     started = time.monotonic()
     process = start(*args)
     writing = None
@@ -130,7 +137,7 @@ def test_decode_killed_at_random_moments_never_leaves_a_half_file_and_a_rerun_co
     half_written = lost = interrupted_while_writing = 0
     for trial in range(TRIALS):
         out = trial_dir / f"trial-{trial}"
-        killed_at_random(rng, trial, *window, "decode", message, "-o", out)
+        killed_at_random(rng, trial, window, out, "decode", message, "-o", out)
         if out.exists():
             interrupted_while_writing += bool(temporaries(out))
             half_written += sum(sha256(data) != expected.get(name) for name, data in finals(out).items())
@@ -171,7 +178,7 @@ def test_encode_killed_at_random_moments_leaves_the_old_file_or_the_whole_new_on
             out.write_bytes(previous)
         elif out.exists():
             out.unlink()
-        killed_at_random(rng, trial, *window, *encode)
+        killed_at_random(rng, trial, window, out.parent, *encode)
         outcomes[state()] += 1
         outcomes["interrupted while writing"] += bool(temporaries(out.parent))
         assert cli(*encode).returncode == 0

@@ -21,7 +21,7 @@ from mimekit import errors
 from mimekit.defects import Defect, DefectError, apply_defect_policy
 from mimekit.limits import Limits, parse_decimal
 from mimekit.sizes import human_size
-from mimekit.streams.files import atomic_output, open_input
+from mimekit.streams.files import atomic_output, open_input, widen_pipe
 
 EXIT_OK = 0
 EXIT_USAGE = 64
@@ -387,15 +387,21 @@ class Progress:
 STDIO = "-"
 
 
+def stdin() -> BinaryIO:
+    """Standard input as the bytes a command reads, its pipe widened (widen_pipe)."""
+    widen_pipe(sys.stdin.buffer)
+    return sys.stdin.buffer
+
+
 def open_input_or_stdin(path: str) -> BinaryIO:
     """`path` opened for reading bytes, "-" being stdin (docs/conventions.md, Input and
     output). Only the CLI reads "-" so: for the engine it is a file of that name."""
-    return sys.stdin.buffer if path == STDIO else open_input(path)
+    return stdin() if path == STDIO else open_input(path)
 
 
 def stdin_if_dash(path: str) -> BinaryIO | None:
     """stdin for "-", else None: for engine calls that take a stream beside a path's name."""
-    return sys.stdin.buffer if path == STDIO else None
+    return stdin() if path == STDIO else None
 
 
 @contextmanager

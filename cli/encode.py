@@ -16,7 +16,7 @@ from mimekit.headers.addresses import addr_specs, parse_address_list
 from mimekit.write.composer import CRLF, ENCODINGS, LF, Content, as_content, compose
 from mimekit.write.writer import write_message
 from mimekit_cli.common import (STDIO, Progress, StdoutError, output_or_stdout, print_diagnostic, quiet_option,
-                                reporting)
+                                reporting, stdin)
 
 
 OPTION_ORDER = "mimekit option order"   # ctx.meta key: the parameter name of every option given, in order
@@ -112,7 +112,7 @@ def encode(from_, to, cc, bcc, subject, headers, body, html, attach, inline, typ
         sender = from_ or os.environ.get("EMAIL")
         if not sender:
             raise UsageError("no sender: give --from ADDR or set EMAIL")
-        text_body = Content.from_stream(sys.stdin.buffer) if body == STDIO else body
+        text_body = Content.from_stream(stdin()) if body == STDIO else body
         answer = _answer(click.get_current_context().params, sender, text_body)   # --reply, --forward
         text_body = answer.body
         with _edited(text_body) if edit else nullcontext(text_body) as text_body:
@@ -293,7 +293,7 @@ def _one_message(reference: str) -> Content:
     from mimekit.stores.sources import messages_of   # imported here, as in _answer
 
     if reference == STDIO:
-        return Content.from_stream(sys.stdin.buffer)
+        return Content.from_stream(stdin())
     with closing(messages_of(reference)) as found:
         first = next(found, None)
         if first is None:

@@ -19,7 +19,7 @@ from mimekit import errors
 from mimekit.defects import Defect
 from mimekit.read.batch import Unreadable, default_jobs, map_messages
 from mimekit.stores.sources import MessageRef, Source, StreamSource, messages_of
-from mimekit_cli.common import EXIT_PRECEDENCE, STDIO, exit_code_for, json_text, print_diagnostic
+from mimekit_cli.common import EXIT_PRECEDENCE, STDIO, exit_code_for, json_text, print_diagnostic, stdin
 
 STDIN_MBOX = "mbox:-"
 
@@ -51,7 +51,7 @@ def as_sources(arguments: tuple[str, ...]) -> list[Source]:
     stdin_uses = [argument for argument in arguments if argument in (STDIO, STDIN_MBOX)]
     if len(stdin_uses) > 1:
         raise errors.UsageError("standard input can be read only once: give - or mbox:- once")
-    return [StreamSource(sys.stdin.buffer, STDIO, mbox=argument == STDIN_MBOX) if argument in (STDIO, STDIN_MBOX)
+    return [StreamSource(stdin(), STDIO, mbox=argument == STDIN_MBOX) if argument in (STDIO, STDIN_MBOX)
             else argument for argument in arguments]
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Iterator
 from mimekit.errors import NoInputError, UsageError
 from mimekit.limits import parse_decimal
 from mimekit.stores.common import expand_store_path
-from mimekit.streams.files import CHUNK_SIZE
+from mimekit.streams.files import CHUNK_SIZE, widen_pipe
 
 if TYPE_CHECKING:
     from mimekit.stores.mbox_split import MboxSpan
@@ -263,6 +263,7 @@ def _pipe(path: str) -> Iterator[MessageRef]:
     except OSError as exc:
         raise NoInputError(f"{path}: {exc.strerror or exc}") from exc
     with pipe:
+        widen_pipe(pipe)
         head = b""
         while len(head) < 5 and (piece := pipe.read(5 - len(head))):
             head += piece
@@ -294,7 +295,10 @@ def _referenced(source: str) -> MessageRef:
 
 
 class _Unclosed(io.RawIOBase):
-    """A stream handed out without giving away the right to close it."""
+    """A stream handed out without giving away the right to close it. Reads go straight
+    to the stream (no copy), and its descriptor and position show through: a regular file
+    on stdin (`< big.eml`) is then read in place by the parser, as a path would be, where a
+    pipe is copied to a spool (mimekit.read.tree)."""
 
     def __init__(self, stream: BinaryIO):
         self._stream = stream
@@ -302,10 +306,23 @@ class _Unclosed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
     def readinto(self, buffer) -> int:
-        data = self._stream.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
+        return self._stream.readinto(buffer)
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def seekable(self) -> bool:
+        return self._stream.seekable()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
 
 
 class _Sniffed(io.RawIOBase):

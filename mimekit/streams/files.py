@@ -20,6 +20,7 @@ this host, a process that no longer exists, last written before the directory wa
 """
 
 import errno
+import fcntl
 import functools
 import os
 import re
@@ -61,6 +62,23 @@ def read_chunks(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[byte
     """Yield a stream's bytes in chunks of at most `chunk_size`."""
     while chunk := stream.read(chunk_size):
         yield chunk
+
+
+# What widen_pipe asks for: the most an unprivileged process may (fs/pipe-max-size's default).
+PIPE_BUFFER_SIZE = 1024 * 1024
+
+
+def widen_pipe(stream: BinaryIO) -> None:
+    """Give the pipe `stream` reads from a 1 MiB buffer instead of Linux's 64 KiB, when
+    it is a pipe and the system allows it (else leave it be). With 64 KiB, writer and
+    reader take turns every 64 KiB: `cat` of a 137 MB message into a reader of 256 KiB
+    chunks took 0.17-0.25 s here, and 0.05 s with 1 MiB."""
+    try:
+        fd = stream.fileno()
+        if stat.S_ISFIFO(os.fstat(fd).st_mode) and hasattr(fcntl, "F_SETPIPE_SZ"):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BUFFER_SIZE)
+    except (OSError, ValueError, AttributeError):
+        pass   # not a file descriptor, or over the user's limit: the pipe reads as it is
 
 
 def temporary_file(memory_limit: int = 0, prefix: str = "mimekit-") -> BinaryIO:

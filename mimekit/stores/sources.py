@@ -18,6 +18,7 @@ without (6M of its 383M instructions, ~3 ms here).
 
 import io
 import os
+import select
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from mimekit.stores.mbox_split import MboxSpan
 
 STREAM_SPOOL_IN_MEMORY = 8 * 1024 * 1024   # a stream's message beyond this goes to a temporary file
+# A message of an mbox read from a stream up to this size is held in memory (MessageRef.content),
+# so a worker process can read it: `cat big.mbox | mimekit decode -o d mbox:-` runs across cores.
+DETACHED_MESSAGE_MAX = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class MessageRef:
     end: int = 0
     flags: str = ""
     stream: BinaryIO | None = field(default=None, compare=False, repr=False)
+    content: bytes | None = field(default=None, compare=False, repr=False)   # a stream's message, held
 
     def __str__(self) -> str:
         """The stable reference every output names the message by."""
@@ -65,11 +70,13 @@ class MessageRef:
     def __reduce__(self):
         if self.stream is not None:
             raise TypeError(f"{self}: a message read from a stream can only be read where the stream is")
-        return (MessageRef, (self.kind, self.path, self.mailbox, self.key, self.start, self.end, self.flags))
+        return (MessageRef, (self.kind, self.path, self.mailbox, self.key, self.start, self.end, self.flags, None,
+                             self.content))
 
     @property
     def reopenable(self) -> bool:
-        """Whether another process can open the message (a stream is read only once)."""
+        """Whether another process can open the message (a stream is read only once, but a
+        message of it held in `content` travels with its reference)."""
         return self.stream is None
 
     @property
@@ -87,6 +94,8 @@ class MessageRef:
         """The message's bytes as stored; NoInputError when it is gone."""
         if self.stream is not None:
             return _Unclosed(self.stream)
+        if self.content is not None:
+            return io.BytesIO(self.content)
         if self.kind == "unreadable":
             raise NoInputError(self.key)
         try:
@@ -335,6 +344,9 @@ class _Sniffed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
     def readinto(self, buffer) -> int:
         if not self._head:
             return self._raw.readinto(buffer)
@@ -372,10 +384,23 @@ class _Recorder(io.RawIOBase):
         self.base = offset
 
 
+def _input_waiting(stream: BinaryIO) -> bool:
+    """Whether `stream` has more to read at once (or its end): a descriptor select() finds
+    readable. One without a descriptor is in memory, all there."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):       # io.UnsupportedOperation is both
+        return True
+    return bool(select.select([fd], [], [], 0)[0])
+
+
 def _stream_mbox(source: StreamSource) -> Iterator[MessageRef]:
     """An mbox read from a stream once: each message is kept in a spool until the next
-    "From " line is read, then handed out. Content-Length cannot be checked on a stream
-    and is not used."""
+    "From " line is read, then handed out. One of at most DETACHED_MESSAGE_MAX bytes, with
+    more input already waiting, comes as its `content`, to be read anywhere; else as a
+    stream, read before the next is listed: so when the input pauses (a slow producer),
+    what has arrived is done at once, not held for a batch (mimekit.read.batch).
+    Content-Length cannot be checked on a stream and is not used."""
     from mimekit.stores.mbox_split import UnquotedRange, split_mbox
 
     class SpoolRange(UnquotedRange):
@@ -393,8 +418,10 @@ def _stream_mbox(source: StreamSource) -> Iterator[MessageRef]:
             spool = recorder.spool
             spool.seek(span.start - recorder.base)
             message = io.BufferedReader(SpoolRange(spool, span.end - span.start), CHUNK_SIZE)
+            held = (message.read() if span.end - span.start <= DETACHED_MESSAGE_MAX and _input_waiting(source.stream)
+                    else None)
             yield MessageRef("stream", source.name, source.name, str(span.offset), span.start, span.end,
-                             span.flags, stream=message)
+                             span.flags, stream=message if held is None else None, content=held)
             recorder.restart(span.following)
     finally:
         recorder.spool.close()

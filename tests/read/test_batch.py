@@ -9,8 +9,10 @@ import os
 import pytest
 
 from mimekit.errors import DataError, IOFailure, NoInputError
+from mimekit.read import batch
 from mimekit.read.batch import BATCH_SIZE, InternalError, Unreadable, map_messages
-from mimekit.stores.sources import MessageRef, StreamSource, messages
+from mimekit.stores.mbox import Mbox
+from mimekit.stores.sources import DETACHED_MESSAGE_MAX, MessageRef, StreamSource, messages
 
 COUNT = 7 * BATCH_SIZE + 5      # batches, and a partial one at the end
 
@@ -126,3 +128,46 @@ def test_references_are_taken_as_they_are_needed_not_all_at_once(message_files):
     results.close()
     assert [ref for ref, _ in first] == message_files[:3 * BATCH_SIZE]
     assert len(taken) <= (2 * 4 + 4) * BATCH_SIZE
+
+
+def mbox_of(tmp_path, sizes: list[int]) -> bytes:
+    """An mbox whose messages have bodies of these sizes in bytes."""
+    box = Mbox(str(tmp_path / "box"))
+    for n, size in enumerate(sizes):
+        box.add([b"Subject: %d\n\n%s\n" % (n, b"x" * size)])
+    return (tmp_path / "box").read_bytes()
+
+
+def stream_mbox(data: bytes) -> list[MessageRef]:
+    """The mbox `data` read from a stream (`mbox:-`)."""
+    return messages([StreamSource(io.BufferedReader(io.BytesIO(data)), "-", mbox=True)])
+
+
+def test_the_messages_of_an_mbox_on_stdin_go_to_the_workers_and_a_large_one_is_done_here(tmp_path):
+    """`cat box | mimekit decode -o d mbox:-` runs across cores: a message up to
+    DETACHED_MESSAGE_MAX travels with its reference, a larger one is read here in its place."""
+    sizes = [100] * 600
+    sizes[300] = DETACHED_MESSAGE_MAX + 1
+    data = mbox_of(tmp_path, sizes)
+    one = [(str(ref), result) for ref, result in map_messages(digest, stream_mbox(data), jobs=1)]
+    assert [result[1] for _, result in one] == [len(b"Subject: %d\n\n\n" % n) + size for n, size in enumerate(sizes)]
+    assert [(str(ref), result) for ref, result in map_messages(digest, stream_mbox(data), jobs=2)] == one
+    pids = [pid for _, pid in map_messages(pid_of, stream_mbox(data), jobs=2)]
+    assert pids[300] == os.getpid()
+    assert os.getpid() not in pids[:300] + pids[301:]
+
+
+def test_a_task_carries_a_bounded_number_of_message_bytes(tmp_path, monkeypatch):
+    """However small the messages, a task holds about BATCH_BYTES of them, not BATCH_SIZE."""
+    carried = []
+    submit = batch._Pool.submit
+
+    def counting_submit(pool, function, refs):
+        carried.append(sum(len(ref.content) for ref in refs))
+        return submit(pool, function, refs)
+
+    monkeypatch.setattr(batch._Pool, "submit", counting_submit)
+    size = 100 * 1024
+    results = list(map_messages(pid_of, stream_mbox(mbox_of(tmp_path, [size] * 60)), jobs=2))
+    assert len(results) == 60 and os.getpid() not in {pid for _, pid in results}
+    assert len(carried) > 1 and max(carried) < batch.BATCH_BYTES + size + 1024

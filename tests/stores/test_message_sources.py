@@ -262,6 +262,41 @@ def test_references_pickle_and_a_stream_reference_refuses_to(tmp_path):
         pickle.dumps(stream_ref)
 
 
+def test_the_small_messages_of_an_mbox_on_a_stream_travel_with_their_references(tmp_path, monkeypatch):
+    """So that a worker process can read them (mimekit.read.batch); a large one stays a
+    stream, to be read where it is."""
+    monkeypatch.setattr(sources, "DETACHED_MESSAGE_MAX", len(message("big" * 200)) - 1)
+    make_mbox(tmp_path / "box", [1, "big" * 200, 3])
+    data = (tmp_path / "box").read_bytes()
+    refs = messages([StreamSource(io.BufferedReader(io.BytesIO(data)), "-", mbox=True)])
+    small, big = next(refs), next(refs)
+    assert (small.reopenable, big.reopenable) == (True, False)
+    again = pickle.loads(pickle.dumps(small))
+    assert (str(again), again.flags, read(again)) == (str(small), small.flags, message(1))
+    with pytest.raises(TypeError, match="stream"):
+        pickle.dumps(big)
+    assert read(big) == message("big" * 200) and read(pickle.loads(pickle.dumps(next(refs)))) == message(3)
+
+
+def test_a_message_of_an_mbox_on_a_pipe_that_pauses_is_handed_over_at_once(tmp_path):
+    """Held for a worker only while more input is waiting: when the producer pauses, the
+    message that has arrived is a stream, done before the listing waits for more."""
+    make_mbox(tmp_path / "box", [1, 2])
+    data = (tmp_path / "box").read_bytes()
+    second = data.index(b"\nFrom ", 1) + 1
+    read_end, write_end = os.pipe()
+    with open(read_end, "rb") as reader, open(write_end, "wb", buffering=0) as writer:
+        writer.write(data[:data.index(b"\n", second) + 1])    # the next "From " line ends the first
+        refs = messages([StreamSource(reader, "-", mbox=True)])
+        with time_limit(10):
+            first = next(refs)
+        assert not first.reopenable and read(first) == message(1)
+        writer.write(data[data.index(b"\n", second) + 1:])
+        writer.close()                  # the end of the input is there at once too
+        last = next(refs)
+        assert last.reopenable and read(last) == message(2)
+
+
 def fifo_with(path: Path, data: bytes) -> threading.Thread:
     """A named pipe at `path` that a thread fills with `data` (as `<(cat file)` does)."""
     os.mkfifo(path)

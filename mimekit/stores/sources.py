@@ -18,7 +18,6 @@ without (6M of its 383M instructions, ~3 ms here).
 
 import io
 import os
-import select
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,7 +47,9 @@ class MessageRef:
     `path` is the file to open (the message file, or the mbox); `mailbox` the Maildir or
     mbox it belongs to; `key` its key there (a Maildir unique name, an mbox "From " line
     offset); `start`/`end` its byte range in an mbox; `flags` its Maildir flag letters
-    (from the Maildir info or the mbox Status lines).
+    (from the Maildir info or the mbox Status lines). A message of a stream is its
+    `stream`, readable only here and once, or, when small, its bytes (`content`), which
+    travel with the reference.
     """
 
     kind: str
@@ -305,12 +306,14 @@ def _referenced(source: str) -> MessageRef:
 
 class _Unclosed(io.RawIOBase):
     """A stream handed out without giving away the right to close it. Reads go straight
-    to the stream (no copy), and its descriptor and position show through: a regular file
-    on stdin (`< big.eml`) is then read in place by the parser, as a path would be, where a
-    pipe is copied to a spool (mimekit.read.tree)."""
+    to the stream (no copy). A file's descriptor and position show through, so a regular
+    file on stdin (`< big.eml`) is read in place by the parser, as a path would be, where
+    a pipe is copied to a spool (mimekit.read.tree); any other stream's stay hidden, as a
+    descriptor need not hold the bytes it gives (gzip.open's is the compressed file's)."""
 
     def __init__(self, stream: BinaryIO):
         self._stream = stream
+        self._is_file = isinstance(getattr(stream, "raw", stream), io.FileIO)
 
     def readable(self) -> bool:
         return True
@@ -322,15 +325,16 @@ class _Unclosed(io.RawIOBase):
         return self._stream.readinto(buffer)
 
     def fileno(self) -> int:
+        if not self._is_file:
+            raise io.UnsupportedOperation("not a file")
         return self._stream.fileno()
 
     def seekable(self) -> bool:
-        return self._stream.seekable()
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._stream.seek(offset, whence)
+        return self._is_file and self._stream.seekable()
 
     def tell(self) -> int:
+        if not self._is_file:
+            raise io.UnsupportedOperation("not a file")
         return self._stream.tell()
 
 
@@ -343,9 +347,6 @@ class _Sniffed(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
 
     def readinto(self, buffer) -> int:
         if not self._head:
@@ -384,23 +385,11 @@ class _Recorder(io.RawIOBase):
         self.base = offset
 
 
-def _input_waiting(stream: BinaryIO) -> bool:
-    """Whether `stream` has more to read at once (or its end): a descriptor select() finds
-    readable. One without a descriptor is in memory, all there."""
-    try:
-        fd = stream.fileno()
-    except (OSError, ValueError):       # io.UnsupportedOperation is both
-        return True
-    return bool(select.select([fd], [], [], 0)[0])
-
-
 def _stream_mbox(source: StreamSource) -> Iterator[MessageRef]:
     """An mbox read from a stream once: each message is kept in a spool until the next
-    "From " line is read, then handed out. One of at most DETACHED_MESSAGE_MAX bytes, with
-    more input already waiting, comes as its `content`, to be read anywhere; else as a
-    stream, read before the next is listed: so when the input pauses (a slow producer),
-    what has arrived is done at once, not held for a batch (mimekit.read.batch).
-    Content-Length cannot be checked on a stream and is not used."""
+    "From " line is read, then handed out: one of at most DETACHED_MESSAGE_MAX bytes as its
+    `content`, to be read anywhere (a worker process), a larger one as a stream to be read
+    before the next is listed. Content-Length cannot be checked on a stream and is not used."""
     from mimekit.stores.mbox_split import UnquotedRange, split_mbox
 
     class SpoolRange(UnquotedRange):
@@ -418,8 +407,7 @@ def _stream_mbox(source: StreamSource) -> Iterator[MessageRef]:
             spool = recorder.spool
             spool.seek(span.start - recorder.base)
             message = io.BufferedReader(SpoolRange(spool, span.end - span.start), CHUNK_SIZE)
-            held = (message.read() if span.end - span.start <= DETACHED_MESSAGE_MAX and _input_waiting(source.stream)
-                    else None)
+            held = message.read() if span.end - span.start <= DETACHED_MESSAGE_MAX else None
             yield MessageRef("stream", source.name, source.name, str(span.offset), span.start, span.end,
                              span.flags, stream=message if held is None else None, content=held)
             recorder.restart(span.following)

@@ -2,11 +2,14 @@
 that message's result; what cannot go to a worker (a stream, an unreadable source) is done
 here, in its place."""
 
+import fcntl
 import io
 import itertools
 import os
+import threading
 
 import pytest
+from helpers import time_limit
 
 from mimekit.errors import DataError, IOFailure, NoInputError
 from mimekit.read import batch
@@ -103,7 +106,9 @@ def test_a_stream_message_and_an_unreadable_source_are_done_here_in_their_place(
     assert [ref for ref, _ in results] == refs
     assert results[20][1] == os.getpid()
     assert results[38][1] is missing.error
-    assert all(pid != os.getpid() for ref, pid in results if ref.reopenable)
+    # Before a batch is full, the pool is not worth starting: what precedes them is done here too.
+    assert {pid for _, pid in results[:38]} == {os.getpid()}
+    assert os.getpid() not in {pid for _, pid in results[39:]}
 
 
 def test_a_stream_ref_reads_its_own_bytes_among_the_workers(message_files):
@@ -171,3 +176,28 @@ def test_a_task_carries_a_bounded_number_of_message_bytes(tmp_path, monkeypatch)
     results = list(map_messages(pid_of, stream_mbox(mbox_of(tmp_path, [size] * 60)), jobs=2))
     assert len(results) == 60 and os.getpid() not in {pid for _, pid in results}
     assert len(carried) > 1 and max(carried) < batch.BATCH_BYTES + size + 1024
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_message_of_an_mbox_on_a_pipe_that_pauses_is_done_before_the_input_goes_on(tmp_path, jobs):
+    """`fetch -o mbox:- | scan --json mbox:-`: the message that arrived before a pause is not
+    held for a batch while the next one is still coming."""
+    data = mbox_of(tmp_path, [100, 200_000, 100])
+    second = data.index(b"\nFrom ", 1) + 1
+    third = data.index(b"\nFrom ", second) + 1
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 1024 * 1024)   # all that comes before the pause fits
+    with open(read_end, "rb") as reader, open(write_end, "wb", buffering=0) as writer:
+        # The first message, and more of the second than one read takes: input is still
+        # waiting in the pipe when the first is listed, and then it pauses.
+        writer.write(data[:second + 150_000])
+        results = map_messages(digest, messages([StreamSource(reader, "-", mbox=True)]), jobs=jobs)
+        with time_limit(10):
+            ref, result = next(results)
+        assert (str(ref), result[1]) == ("-:0", len(b"Subject: 0\n\n\n") + 100)
+        rest_written = threading.Thread(target=lambda: (writer.write(data[second + 150_000:]), writer.close()))
+        rest_written.start()                  # more than a pipe holds: written while it is read
+        rest = list(results)
+        rest_written.join()
+    assert [(str(ref), result[1]) for ref, result in rest] == \
+        [(f"-:{second}", len(b"Subject: 1\n\n\n") + 200_000), (f"-:{third}", len(b"Subject: 2\n\n\n") + 100)]

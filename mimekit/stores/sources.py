@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from mimekit.stores.mbox_split import MboxSpan
 
 STREAM_SPOOL_IN_MEMORY = 8 * 1024 * 1024   # a stream's message beyond this goes to a temporary file
-# A message of an mbox read from a stream up to this size is held in memory (MessageRef.content),
-# so a worker process can read it: `cat big.mbox | mimekit decode -o d mbox:-` runs across cores.
-DETACHED_MESSAGE_MAX = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,9 +44,7 @@ class MessageRef:
     `path` is the file to open (the message file, or the mbox); `mailbox` the Maildir or
     mbox it belongs to; `key` its key there (a Maildir unique name, an mbox "From " line
     offset); `start`/`end` its byte range in an mbox; `flags` its Maildir flag letters
-    (from the Maildir info or the mbox Status lines). A message of a stream is its
-    `stream`, readable only here and once, or, when small, its bytes (`content`), which
-    travel with the reference.
+    (from the Maildir info or the mbox Status lines).
     """
 
     kind: str
@@ -60,7 +55,6 @@ class MessageRef:
     end: int = 0
     flags: str = ""
     stream: BinaryIO | None = field(default=None, compare=False, repr=False)
-    content: bytes | None = field(default=None, compare=False, repr=False)   # a stream's message, held
 
     def __str__(self) -> str:
         """The stable reference every output names the message by."""
@@ -71,13 +65,11 @@ class MessageRef:
     def __reduce__(self):
         if self.stream is not None:
             raise TypeError(f"{self}: a message read from a stream can only be read where the stream is")
-        return (MessageRef, (self.kind, self.path, self.mailbox, self.key, self.start, self.end, self.flags, None,
-                             self.content))
+        return (MessageRef, (self.kind, self.path, self.mailbox, self.key, self.start, self.end, self.flags))
 
     @property
     def reopenable(self) -> bool:
-        """Whether another process can open the message (a stream is read only once, but a
-        message of it held in `content` travels with its reference)."""
+        """Whether another process can open the message (a stream is read only once)."""
         return self.stream is None
 
     @property
@@ -95,8 +87,6 @@ class MessageRef:
         """The message's bytes as stored; NoInputError when it is gone."""
         if self.stream is not None:
             return _Unclosed(self.stream)
-        if self.content is not None:
-            return io.BytesIO(self.content)
         if self.kind == "unreadable":
             raise NoInputError(self.key)
         try:
@@ -332,6 +322,11 @@ class _Unclosed(io.RawIOBase):
     def seekable(self) -> bool:
         return self._is_file and self._stream.seekable()
 
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if not self._is_file:
+            raise io.UnsupportedOperation("not a file")
+        return self._stream.seek(offset, whence)
+
     def tell(self) -> int:
         if not self._is_file:
             raise io.UnsupportedOperation("not a file")
@@ -387,9 +382,8 @@ class _Recorder(io.RawIOBase):
 
 def _stream_mbox(source: StreamSource) -> Iterator[MessageRef]:
     """An mbox read from a stream once: each message is kept in a spool until the next
-    "From " line is read, then handed out: one of at most DETACHED_MESSAGE_MAX bytes as its
-    `content`, to be read anywhere (a worker process), a larger one as a stream to be read
-    before the next is listed. Content-Length cannot be checked on a stream and is not used."""
+    "From " line is read, then handed out. Content-Length cannot be checked on a stream
+    and is not used."""
     from mimekit.stores.mbox_split import UnquotedRange, split_mbox
 
     class SpoolRange(UnquotedRange):
@@ -407,9 +401,8 @@ def _stream_mbox(source: StreamSource) -> Iterator[MessageRef]:
             spool = recorder.spool
             spool.seek(span.start - recorder.base)
             message = io.BufferedReader(SpoolRange(spool, span.end - span.start), CHUNK_SIZE)
-            held = message.read() if span.end - span.start <= DETACHED_MESSAGE_MAX else None
             yield MessageRef("stream", source.name, source.name, str(span.offset), span.start, span.end,
-                             span.flags, stream=message if held is None else None, content=held)
+                             span.flags, stream=message)
             recorder.restart(span.following)
     finally:
         recorder.spool.close()

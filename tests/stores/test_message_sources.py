@@ -274,22 +274,6 @@ def test_references_pickle_and_a_stream_reference_refuses_to(tmp_path):
         pickle.dumps(stream_ref)
 
 
-def test_the_small_messages_of_an_mbox_on_a_stream_travel_with_their_references(tmp_path, monkeypatch):
-    """So that a worker process can read them (mimekit.read.batch); a large one stays a
-    stream, to be read where it is."""
-    monkeypatch.setattr(sources, "DETACHED_MESSAGE_MAX", len(message("big" * 200)) - 1)
-    make_mbox(tmp_path / "box", [1, "big" * 200, 3])
-    data = (tmp_path / "box").read_bytes()
-    refs = messages([StreamSource(io.BufferedReader(io.BytesIO(data)), "-", mbox=True)])
-    small, big = next(refs), next(refs)
-    assert (small.reopenable, big.reopenable) == (True, False)
-    again = pickle.loads(pickle.dumps(small))
-    assert (str(again), again.flags, read(again)) == (str(small), small.flags, message(1))
-    with pytest.raises(TypeError, match="stream"):
-        pickle.dumps(big)
-    assert read(big) == message("big" * 200) and read(pickle.loads(pickle.dumps(next(refs)))) == message(3)
-
-
 def fifo_with(path: Path, data: bytes) -> threading.Thread:
     """A named pipe at `path` that a thread fills with `data` (as `<(cat file)` does)."""
     os.mkfifo(path)

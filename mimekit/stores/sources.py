@@ -314,23 +314,23 @@ class _Unclosed(io.RawIOBase):
     def readinto(self, buffer) -> int:
         return self._stream.readinto(buffer)
 
-    def fileno(self) -> int:
+    def _file(self) -> BinaryIO:
+        """The stream, when it is a file; else UnsupportedOperation, as for any stream."""
         if not self._is_file:
             raise io.UnsupportedOperation("not a file")
-        return self._stream.fileno()
+        return self._stream
+
+    def fileno(self) -> int:
+        return self._file().fileno()
 
     def seekable(self) -> bool:
         return self._is_file and self._stream.seekable()
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if not self._is_file:
-            raise io.UnsupportedOperation("not a file")
-        return self._stream.seek(offset, whence)
+        return self._file().seek(offset, whence)
 
     def tell(self) -> int:
-        if not self._is_file:
-            raise io.UnsupportedOperation("not a file")
-        return self._stream.tell()
+        return self._file().tell()
 
 
 class _Sniffed(io.RawIOBase):

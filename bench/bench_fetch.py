@@ -10,7 +10,10 @@ Starts the test Postfix/Dovecot of tests/servers.py (needs root, like the tests)
   poplib    RETR one by one
   mimekit   the fetch driver, twice: into a sink that only counts bytes (the same work
             as imaplib/poplib, which keep messages in memory), and into a Maildir on
-            disk (the real thing: tmp, fsync, rename; new/ and cur/ fsync'd once per 64 messages).
+            disk (the real thing: tmp, fsync, rename, on MaildirSink's committer threads;
+            new/ and cur/ fsync'd once per 64 messages); and into a Maildir once more with
+            one commit at a time, each waited for before the next message (what fetch did
+            before the committer threads), the baseline of the Maildir row's ratio.
   bare      the ceiling of any client: the same TLS session with every command written
             at once and the reply thrown away unparsed (with_bare_socket), in one session
             and split over two; its ratio to imaplib is the most a one-connection client
@@ -333,14 +336,19 @@ def main() -> None:
         loaded["messages"] = args.messages
         with_imaplib(servers)               # Dovecot builds its index once, outside the timings
 
-        def into_maildir(scheme):
+        def into_maildir(scheme, one_at_a_time=False):
             def job():                    # each run's Maildir stays until the end: removing
                 out = tempfile.mkdtemp(dir=work)    # 1,000 files is no part of fetching them
-                return with_mimekit(servers, scheme, open_sink(f"maildir:{out}"), state=f"{work}/state")
+                sink = open_sink(f"maildir:{out}")
+                if one_at_a_time:
+                    sink.COMMITTERS = sink.MAX_COMMITTING = 1
+                return with_mimekit(servers, scheme, sink, state=f"{work}/state")
             return job
 
-        rows = counting[:4] + [("IMAP", "mimekit, into Maildir", into_maildir("imaps"))] + \
-            counting[4:] + [("POP3", "mimekit, into Maildir", into_maildir("pop3s"))]
+        rows = counting[:4] + [("IMAP", "mimekit, into Maildir", into_maildir("imaps")),
+                               ("IMAP", "mimekit, Maildir 1 by 1", into_maildir("imaps", one_at_a_time=True))] + \
+            counting[4:] + [("POP3", "mimekit, into Maildir", into_maildir("pop3s")),
+                            ("POP3", "mimekit, Maildir 1 by 1", into_maildir("pop3s", one_at_a_time=True))]
         repeats = [QUICK_REPEATS if row in counting else 1 for row in rows]
         print(f"{args.messages} messages of ~{len(small_message(0))} bytes, implicit TLS, "
               f"median of {quick_runs} (into Maildir: {args.runs})")
@@ -362,6 +370,10 @@ def main() -> None:
                 ("POP3", "poplib, RETR one by one", "mimekit, into Maildir", None)):
             goal(f"{protocol} fetch of {args.messages} messages, {mimekit.split(', ')[1]}", rates[protocol, mimekit],
                  peer.split(",")[0], rates[protocol, peer], "msg/s", at_least=bound)
+            if mimekit.endswith("into Maildir"):
+                goal(f"{protocol} fetch of {args.messages} messages into a Maildir, committer threads vs one "
+                     "commit at a time", rates[protocol, mimekit], "1 by 1", rates[protocol, "mimekit, Maildir 1 by 1"],
+                     "msg/s")
             if (protocol, mimekit) in loop_rates:
                 goal(f"{protocol} fetch, {mimekit.split(', ')[1]}, per message (empty-mailbox session subtracted)",
                      loop_rates[protocol, mimekit], peer.split(",")[0], loop_rates[protocol, peer], "msg/s")

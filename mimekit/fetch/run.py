@@ -10,8 +10,9 @@ Every run into a durable output keeps the state of fetch_state (what was saved w
 so that a later --new run skips what any earlier run saved there; --new only decides
 whether saved messages are skipped. The durability contract, in order, for every message:
   1. a "pending" line in the state names the message and marks the output;
-  2. the message streams into the output (Maildir tmp -> fsync -> rename; mbox locked
-     append + fsync; a directory: temporary file -> fsync -> exclusive link);
+  2. the message streams into the output (Maildir tmp -> fsync -> rename, on the sink's
+     committer threads while the next message is fetched; mbox locked append + fsync; a
+     directory: temporary file -> fsync -> exclusive link);
   3. its "seen" line is appended to the state; a Maildir makes its names durable with one
      directory fsync per batch of Sink.sync_batch messages (and at the end of each pass),
      so its "seen" lines wait for that fsync and a batch is pending at a time. With

@@ -6,12 +6,14 @@ contract in fetch.run); `mark` and `orphans` find again the messages a killed ru
 but did not record.
 """
 
+import collections
 import functools
 import io
 import itertools
 import os
 import re
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Iterable, Iterator
 
 from mimekit.errors import CantCreateError, UsageError
@@ -23,6 +25,7 @@ from mimekit.streams.line_endings import LineEndingNormaliser
 from mimekit.read.safe_names import sanitize_filename
 from mimekit.stores import Maildir, Mbox, open_mailbox
 from mimekit.stores.common import as_stored
+from mimekit.stores.maildir import MaildirDelivery
 from mimekit.stores.mbox import mbox_entry
 
 # RFC 3501 system flags (and the $Forwarded keyword of RFC 5788's registry, Maildir's
@@ -81,7 +84,7 @@ class Sink:
         return []
 
     def open(self, key: str) -> BinaryIO:
-        """The message saved under `key`, as stored."""
+        """The message saved under `key`, as stored (with a sync_batch: once sync() has run)."""
         raise NotImplementedError
 
     def reference(self, key: str) -> str:
@@ -107,26 +110,87 @@ class MaildirSink(Sink):
     """Each message's bytes are fsync'd before it gets its name in new/ or cur/, but the
     names are made durable by one fsync of those two directories per batch (`sync`), not
     one per message: 1.04 fsyncs a message instead of 2.00 (1,000 messages, the state's
-    journal included)."""
+    journal included).
+
+    Writing a message takes the journal's time as well as the disk's: creating its file in
+    tmp/ waits while the file system commits another's fsync. So a message of at most
+    HELD_MESSAGE bytes is held in memory and written, fsync'd and renamed on one of
+    COMMITTERS threads while the next is fetched, at most MAX_COMMITTING at a time; the
+    file system then commits several fsyncs in one journal write. A larger message is
+    written here, and only its fsync and rename go to a thread. Each message still shows
+    in new/ as soon as its own fsync is done; `sync` waits for every commit. A failed one
+    is raised by the next `add` or `sync`, and by every one after: the messages of that
+    batch are then left pending, for the next run to adopt. bench/bench_fetch.py, 1,000
+    messages: 1.21-1.23x the rate of one commit at a time, 1.38-1.52x the rate before
+    (file created and fsync'd here) when the disk was slower. (1,000 messages on ext4 here: ...)"""
 
     sync_batch = 64
+    COMMITTERS = 8
+    MAX_COMMITTING = 16
+    HELD_MESSAGE = 256 * 1024     # so at most 4 MiB held
 
     def __init__(self, store: Maildir):
         self.store = store
         self.identity = "maildir:" + os.path.realpath(store.path)
         self._unsynced = {"new", "cur"}     # a killed run may have left names in either
+        self._committing: collections.deque[Future] = collections.deque()
+        self._committers: ThreadPoolExecutor | None = None   # started by the first add
+        self._failure: BaseException | None = None
 
     def add(self, message, chunks, flags, keywords=()):
-        path = self.store.add(chunks, flags, sync_directory=False)
+        self._wait_for_commits(leaving=self.MAX_COMMITTING - 1)
+        name = self.store.new_name()
+        path = self.store.final_path(name, flags)
+        held: list[bytes] = []
+        size = 0
+        chunks = iter(chunks)
+        for data in chunks:
+            held.append(data)
+            size += len(data)
+            if size > self.HELD_MESSAGE:
+                delivery = self.store.begin(flags, name=name)
+                try:
+                    for data in itertools.chain(held, chunks):
+                        delivery.write(data)
+                    delivery.finish()
+                except BaseException:
+                    delivery.abort()
+                    raise
+                job = functools.partial(_commit_and_close, delivery)
+                break
+        else:
+            job = functools.partial(self.store.add, held, flags, sync_directory=False, name=name)
+        if self._committers is None:
+            self._committers = ThreadPoolExecutor(self.COMMITTERS, thread_name_prefix="maildir-commit")
+        self._committing.append(self._committers.submit(job))
         self._unsynced.add(os.path.basename(os.path.dirname(path)))
-        return os.path.basename(path).split(":", 1)[0], path
+        return name, path
+
+    def _wait_for_commits(self, leaving: int = 0) -> None:
+        """Wait until at most `leaving` commits are running; raise the first failure, once
+        every other commit begun has ended (none is still renaming while the error is told).
+        A failure stays: every later add and sync raises it again, since `add` has returned
+        for the failed message and the fetch state holds its record until a sync that must
+        not then succeed (FetchState.write_waiting_records keeps none of them)."""
+        if self._failure is not None:
+            raise self._failure
+        while len(self._committing) > leaving:
+            try:
+                self._committing.popleft().result()
+            except BaseException as exc:
+                for rest in self._committing:
+                    rest.exception()
+                self._committing.clear()
+                self._failure = exc
+                raise
 
     def reference(self, key):
         return self.store.message_path(key)
 
     def sync(self):
-        """fsync the directories named into since the last sync: one, not both, a message
-        under fetch --exec, which syncs each message."""
+        """Wait for every message's commit, then fsync the directories named into since the
+        last sync: one, not both, a message under fetch --exec, which syncs each message."""
+        self._wait_for_commits()
         self.store.sync_directories(sorted(self._unsynced))
         self._unsynced = set()
 
@@ -148,6 +212,15 @@ class MaildirSink(Sink):
 
     def as_stored(self, chunks):
         return as_stored(chunks)
+
+
+def _commit_and_close(delivery: MaildirDelivery) -> None:
+    """A MaildirSink committer's job: fsync, rename, close (the file of a failed commit is
+    already removed)."""
+    try:
+        delivery.commit(sync_directory=False)
+    finally:
+        delivery.close()
 
 
 _HEADER_END = re.compile(rb"(?:\A|\n)\r?\n")

@@ -93,19 +93,27 @@ class Maildir:
             except OSError:
                 pass                  # another writer cleaned it first, or it is not ours to remove
 
-    def _unique_name(self) -> str:
+    def new_name(self) -> str:
+        """A unique name for a message to come (begin and add take one given in advance)."""
         now = time.time()
         return (f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}"
                 f"Q{next(self._counter)}R{os.urandom(4).hex()}.{host_name()}")
 
-    def begin(self, flags: str = "", normalise: bool = True) -> "MaildirDelivery":
+    def final_path(self, name: str, flags: str = "") -> str:
+        """Where the message named `name` with `flags` is once committed: new/NAME, or with
+        flags cur/NAME:2,FLAGS."""
+        flags = normalised_flags(flags)
+        return os.path.join(self.path, "cur", f"{name}:2,{flags}") if flags else os.path.join(self.path, "new", name)
+
+    def begin(self, flags: str = "", normalise: bool = True, name: str | None = None) -> "MaildirDelivery":
         """Start delivering a message whose bytes come piece by piece (an SMTP server's DATA):
         write() them, then commit() or abort(). Nothing is visible before the commit.
         `normalise=False` stores the bytes as given: they are a stored message already
-        (normalising twice would turn CR CR LF into LF)."""
-        return MaildirDelivery(self, normalised_flags(flags), normalise)
+        (normalising twice would turn CR CR LF into LF). `name`: one from new_name()."""
+        return MaildirDelivery(self, normalised_flags(flags), normalise, name=name)
 
-    def add(self, chunks: Iterable[bytes], flags: str = "", *, sync_directory: bool = True) -> str:
+    def add(self, chunks: Iterable[bytes], flags: str = "", *, sync_directory: bool = True,
+            name: str | None = None) -> str:
         """Deliver a message atomically and durably; return its final path.
 
         A failure while writing (including one raised by `chunks`) removes the tmp file,
@@ -113,7 +121,7 @@ class Maildir:
         durable but the name is not until `sync_directories()` (one directory fsync for a
         batch of messages instead of one each: see the module docstring).
         """
-        delivery = self.begin(flags)
+        delivery = self.begin(flags, name=name)
         try:
             for data in chunks:
                 delivery.write(data)
@@ -234,15 +242,12 @@ class MaildirDelivery:
     and so is an abort() after a commit. With `link_to` (commit_with_copies), the tmp file
     is a second name of another delivery's fsync'd tmp file, and nothing is written."""
 
-    def __init__(self, maildir: Maildir, flags: str, normalise: bool = True, link_to: str | None = None):
+    def __init__(self, maildir: Maildir, flags: str, normalise: bool = True, link_to: str | None = None,
+                 name: str | None = None):
         self.maildir = maildir
-        self.name = maildir._unique_name()
+        self.name = name or maildir.new_name()
         self.tmp_path = os.path.join(maildir.path, "tmp", self.name)
-        if flags:
-            self._final_dir, final_name = "cur", f"{self.name}:2,{flags}"
-        else:
-            self._final_dir, final_name = "new", self.name
-        self.path = os.path.join(maildir.path, self._final_dir, final_name)   # where commit() puts it
+        self.path = maildir.final_path(self.name, flags)   # where commit() puts it
         self.committed = False
         self._normaliser = LFNormaliser() if normalise else None
         self._file: BinaryIO | None = None

@@ -79,7 +79,9 @@ def test_killed_fetch_resumes_with_every_message_once(mail_servers, tmp_path, sc
 
 
 # A process that dies exactly between "saved" and "recorded", not by luck of timing: the
-# Nth FetchState.record call ends the process as SIGKILL would (no cleanup, no flush).
+# Nth FetchState.record call ends the process as SIGKILL would (no cleanup, no flush),
+# once the output has finished saving (a Maildir commits its messages on threads of its
+# own, so `add` may return before the message has its name: MaildirSink).
 DIE_BEFORE_RECORD = """
 import os, sys
 from mimekit.fetch.state import FetchState
@@ -89,6 +91,8 @@ def record(self, *args, **kwargs):
     global calls
     calls += 1
     if calls == int(os.environ["DIE_AT_RECORD"]):
+        if kwargs.get("output") is not None:
+            kwargs["output"].sync()
         os._exit(137)
     return original(self, *args, **kwargs)
 FetchState.record = record

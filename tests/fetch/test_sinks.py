@@ -1,14 +1,17 @@
 """fetch's outputs driven directly, without the CLI: what each sink saves, where, and how it
 finds again (mark, orphans) and compares (open, as_stored) a message a killed run saved."""
 
+import errno
 import io
 import mailbox
 import os
 import re
+import threading
+import time
 
 import pytest
 
-from mimekit.errors import UsageError
+from mimekit.errors import IOFailure, UsageError
 from mimekit.fetch.message import ListedMessage
 from mimekit.fetch.run import _stored_digest
 from mimekit.fetch.sinks import (DirectorySink, MaildirSink, MboxSink, MboxStreamSink, StdoutSink, imap_flags,
@@ -44,6 +47,7 @@ def test_a_store_sink_keeps_lf_and_gives_back_what_as_stored_predicts(tmp_path, 
     sink = open_sink(f"{kind}:{tmp_path / 'out'}")
     assert sink.durable and sink.identity == f"{kind}:{os.path.realpath(tmp_path / 'out')}"
     key, path = sink.add(listed(), chunks(), "S")
+    sink.sync()                  # a Maildir's message has its name once sync() has run
     assert b"".join(sink.as_stored(chunks())) == STORED
     with sink.open(key) as stored:
         saved = stored.read()
@@ -60,6 +64,7 @@ def test_orphans_are_what_was_added_after_the_mark_and_not_recorded(tmp_path, ki
     mark = sink.mark()
     recorded, _ = sink.add(listed("2"), chunks(), "")
     orphan, _ = sink.add(listed("3"), chunks(), "")
+    sink.sync()
     assert sink.orphans(mark, {before, recorded}) == [orphan]
     assert sink.orphans(mark, {before, recorded, orphan}) == []
 
@@ -68,7 +73,90 @@ def test_maildir_orphans_are_only_this_processes(tmp_path):
     sink = open_sink(f"maildir:{tmp_path / 'out'}")
     mark = {**sink.mark(), "pid": os.getpid() + 1}
     sink.add(listed(), chunks(), "")
-    assert sink.orphans(mark, set()) == []
+    sink.sync()
+    assert sink.store.keys() and sink.orphans(mark, set()) == []
+
+
+def test_a_maildir_message_shows_in_new_without_waiting_for_the_batch(tmp_path):
+    """Its commit runs beside the next fetch, not at the batch's sync: a reader of the
+    Maildir sees each message within moments of its fsync."""
+    sink = open_sink(f"maildir:{tmp_path / 'out'}")
+    key, path = sink.add(listed(), chunks(), "")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert os.path.exists(path), "still not in new/ after 10 s, with no sync()"
+    assert sink.store.keys() == [key]
+    sink.sync()
+
+
+def test_a_maildir_commit_that_fails_is_raised_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The fsync fails on a committer thread (EIO, as a failing disk gives it): the next
+    add() or sync() raises it as IOFailure once every commit begun has ended, and so does
+    every later one; the message is neither in new/ nor left in tmp/, and the messages
+    whose fsync worked are kept."""
+    sink = open_sink(f"maildir:{tmp_path / 'out'}")
+    real_fsync = os.fsync
+    failing = threading.Event()
+
+    def fsync(fd):
+        if failing.is_set() and os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")).endswith("/tmp"):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    kept, _ = sink.add(listed("1"), chunks(), "")
+    sink.sync()
+    failing.set()
+    sink.add(listed("2"), chunks(), "")
+    with pytest.raises(IOFailure, match="Input/output error"):
+        for n in range(3, 3 + MaildirSink.MAX_COMMITTING + 1):   # add waits for the first once the queue is full
+            sink.add(listed(str(n)), chunks(), "")
+        sink.sync()
+    failing.clear()
+    with pytest.raises(IOFailure, match="Input/output error"):
+        sink.sync()                       # the failed message's record must never be kept
+    with pytest.raises(IOFailure, match="Input/output error"):
+        sink.add(listed("99"), chunks(), "")
+    assert sink.store.keys() == [kept]
+    assert os.listdir(tmp_path / "out" / "tmp") == []
+
+
+def test_a_maildir_sink_commits_messages_while_others_are_written(tmp_path, monkeypatch):
+    """Several messages are written and fsync'd at once (the journal then takes their fsyncs
+    together): with fsync slowed to 50 ms, more than one waits in it at a time."""
+    sink = open_sink(f"maildir:{tmp_path / 'out'}")
+    real_fsync = os.fsync
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow_fsync(fd):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    keys = [sink.add(listed(str(n)), chunks(), "")[0] for n in range(8)]
+    sink.sync()
+    assert sorted(sink.store.keys()) == sorted(keys)
+    assert most[0] > 1, "commits ran one after another"
+
+
+def test_a_maildir_message_too_large_to_hold_is_written_as_it_comes(tmp_path):
+    """Past HELD_MESSAGE bytes the message goes to tmp/ as it arrives (add's memory stays
+    bounded), and is stored the same."""
+    sink = open_sink(f"maildir:{tmp_path / 'out'}")
+    line = b"a line of a large body, long enough to count.\r\n"
+    large = [MESSAGE] + [line * 1000] * (2 * MaildirSink.HELD_MESSAGE // (len(line) * 1000))
+    key, path = sink.add(listed(), large, "S")
+    sink.sync()
+    with sink.open(key) as stored:
+        assert stored.read() == b"".join(sink.as_stored(large))
+    assert path.endswith(f"{key}:2,S") and os.path.getsize(path) > MaildirSink.HELD_MESSAGE
 
 
 def test_directory_sink_keeps_the_bytes_as_received_under_free_names(tmp_path):

@@ -191,7 +191,7 @@ def test_maildir_tmp_left_by_a_dead_writer_is_removed_on_the_next_open(tmp_path)
     box = Maildir(str(tmp_path / "md"))
     dead = subprocess.Popen(["true"])
     dead.wait()
-    live_name = box._unique_name()                               # this process: alive
+    live_name = box.new_name()                                   # this process: alive
     dead_name = live_name.replace(f"P{os.getpid()}Q", f"P{dead.pid}Q")
     foreign = "1700000000.M1P1Q1.otherhost"                     # not ours, recent: kept
     for name in (live_name, dead_name, foreign):

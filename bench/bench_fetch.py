@@ -12,8 +12,9 @@ Starts the test Postfix/Dovecot of tests/servers.py (needs root, like the tests)
             as imaplib/poplib, which keep messages in memory), and into a Maildir on
             disk (the real thing: tmp, fsync, rename, on MaildirSink's committer threads;
             new/ and cur/ fsync'd once per 64 messages); and into a Maildir once more with
-            one commit at a time, each waited for before the next message (what fetch did
-            before the committer threads), the baseline of the Maildir row's ratio.
+            one commit at a time, each waited for before the next message is taken (as
+            fetch did before the committer threads, though the commit still runs on a
+            thread while the client reads on), the baseline of the Maildir row's ratio.
   bare      the ceiling of any client: the same TLS session with every command written
             at once and the reply thrown away unparsed (with_bare_socket), in one session
             and split over two; its ratio to imaplib is the most a one-connection client

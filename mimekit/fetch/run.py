@@ -263,32 +263,33 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
     report.skipped += len(saved_before) + saved_earlier
     chosen = todo[:options.limit] if options.limit else todo
     saved, stopped = [], False
-    for message, chunks in source.retrieve(chosen, options.headers_only):
-        if state is not None:
-            state.begin(message.id, sink.mark())
-        counter = _Counter(chunks, on_progress, keep_header=state is not None)
-        flags = _flags_after(message.flags, options)
-        key, path = sink.add(message, counter, maildir_flags(flags), keywords_of(flags))
-        saved.append(message.id)
-        report.fetched.append(Fetched(source.id_kind, source.public_id(message), counter.bytes, path, flags))
-        if on_progress:
-            on_progress(0, 1)
-        if on_saved:
-            # --exec acts on a message durable under its name, and it is recorded only
-            # once CMD has run: a run killed in between leaves it pending, and the next
-            # adopts it and runs CMD for it (at least once).
-            sink.sync()
-            on_saved(report.fetched[-1])
-        if state is not None:
-            state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
-                         size=message.size if message.size is not None else counter.bytes,
-                         output=None if on_saved else sink)
-        if stopping is not None and stopping():
-            stopped = True
-            chosen = chosen[:[m.id for m in chosen].index(message.id) + 1]   # the rest waits for a later run
-            break
-    report.vanished = len(chosen) - len(saved)
-    _make_durable(sink, state)
+    with _only_saved_reported(report, sink):
+        for message, chunks in source.retrieve(chosen, options.headers_only):
+            if state is not None:
+                state.begin(message.id, sink.mark())
+            counter = _Counter(chunks, on_progress, keep_header=state is not None)
+            flags = _flags_after(message.flags, options)
+            key, path = sink.add(message, counter, maildir_flags(flags), keywords_of(flags))
+            saved.append(message.id)
+            report.fetched.append(Fetched(source.id_kind, source.public_id(message), counter.bytes, path, flags))
+            if on_progress:
+                on_progress(0, 1)
+            if on_saved:
+                # --exec acts on a message durable under its name, and it is recorded only
+                # once CMD has run: a run killed in between leaves it pending, and the next
+                # adopts it and runs CMD for it (at least once).
+                sink.sync()
+                on_saved(report.fetched[-1])
+            if state is not None:
+                state.record(message.id, key, header_id=message.header_id or message_id_of(counter.header),
+                             size=message.size if message.size is not None else counter.bytes,
+                             output=None if on_saved else sink)
+            if stopping is not None and stopping():
+                stopped = True
+                chosen = chosen[:[m.id for m in chosen].index(message.id) + 1]   # the rest waits for a later run
+                break
+        report.vanished = len(chosen) - len(saved)
+        _make_durable(sink, state)
     if stopped and isinstance(source, POP3Client):
         return
     if options.acts_on_server and state is not None:
@@ -306,6 +307,20 @@ def fetch_pass(source: Source, sink: Sink, options: FetchOptions, criteria: str 
     if state is not None and not criteria and isinstance(source, IMAPClient):
         saved_ids = set(saved)
         _advance_cursor(state, source, ids, [m.number for m in todo if m.id not in saved_ids])
+
+
+@contextmanager
+def _only_saved_reported(report: FetchReport, sink: Sink) -> Iterator[None]:
+    """On an error, take out of the report the messages the output failed to save after
+    `add` had returned for them (a Maildir's commits run on threads: Sink.unsaved), so that
+    what the report says was saved is on disk."""
+    try:
+        yield
+    except BaseException:
+        unsaved = sink.unsaved
+        if unsaved:
+            report.fetched[:] = [fetched for fetched in report.fetched if fetched.path not in unsaved]
+        raise
 
 
 def _make_durable(sink: Sink, state: FetchState | None) -> None:

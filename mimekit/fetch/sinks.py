@@ -13,7 +13,7 @@ import itertools
 import os
 import re
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import BinaryIO, Iterable, Iterator
 
 from mimekit.errors import CantCreateError, UsageError
@@ -66,6 +66,9 @@ class Sink:
     # How many messages `add` may leave for one `sync()` to make durable (FetchState.record
     # holds their "seen" lines until then); 0: each `add` makes its message durable.
     sync_batch = 0
+    # The paths `add` returned for messages it then failed to save (a Maildir's commit on a
+    # thread of its own): a report of what was fetched leaves them out.
+    unsaved: frozenset[str] = frozenset()
 
     def add(self, message: ListedMessage, chunks: Iterable[bytes], flags: str,
             keywords: tuple[str, ...] = ()) -> tuple[str, str]:
@@ -133,7 +136,7 @@ class MaildirSink(Sink):
         self.store = store
         self.identity = "maildir:" + os.path.realpath(store.path)
         self._unsynced = {"new", "cur"}     # a killed run may have left names in either
-        self._committing: collections.deque[Future] = collections.deque()
+        self._committing: collections.deque[tuple[str, Future]] = collections.deque()   # (path, commit)
         self._committers: ThreadPoolExecutor | None = None   # started by the first add
         self._failure: BaseException | None = None
 
@@ -142,47 +145,59 @@ class MaildirSink(Sink):
         name = self.store.new_name()
         path = self.store.final_path(name, flags)
         held: list[bytes] = []
-        size = 0
+        size, delivery = 0, None
         chunks = iter(chunks)
         for data in chunks:
             held.append(data)
             size += len(data)
             if size > self.HELD_MESSAGE:
                 delivery = self.store.begin(flags, name=name)
-                try:
-                    for data in itertools.chain(held, chunks):
-                        delivery.write(data)
-                    delivery.finish()
-                except BaseException:
-                    delivery.abort()
-                    raise
-                job = functools.partial(_commit_and_close, delivery)
                 break
-        else:
-            job = functools.partial(self.store.add, held, flags, sync_directory=False, name=name)
-        if self._committers is None:
-            self._committers = ThreadPoolExecutor(self.COMMITTERS, thread_name_prefix="maildir-commit")
-        self._committing.append(self._committers.submit(job))
+        try:
+            if delivery is None:
+                job = functools.partial(self.store.add, held, flags, sync_directory=False, name=name)
+            else:
+                for data in itertools.chain(held, chunks):
+                    delivery.write(data)
+                delivery.finish()
+                job = functools.partial(_commit_and_close, delivery)
+            if self._committers is None:
+                self._committers = ThreadPoolExecutor(self.COMMITTERS, thread_name_prefix="maildir-commit")
+            self._committing.append((path, self._committers.submit(job)))
+        except BaseException:
+            if delivery is not None:
+                delivery.abort()
+            raise
         self._unsynced.add(os.path.basename(os.path.dirname(path)))
         return name, path
 
     def _wait_for_commits(self, leaving: int = 0) -> None:
-        """Wait until at most `leaving` commits are running; raise the first failure, once
-        every other commit begun has ended (none is still renaming while the error is told).
-        A failure stays: every later add and sync raises it again, since `add` has returned
-        for the failed message and the fetch state holds its record until a sync that must
-        not then succeed (FetchState.write_waiting_records keeps none of them)."""
+        """Wait until at most `leaving` commits are queued. A commit that failed is raised
+        once every other one begun has ended (none is still renaming while the error is
+        told), and stays: every later add and sync raises it again, since `add` has
+        returned for the failed message and the fetch state holds its record until a sync
+        that must not then succeed (FetchState.write_waiting_records keeps none of them).
+        A commit leaves the queue only once it has succeeded, so an interrupt (Ctrl-C)
+        while waiting loses none: the next sync waits for it again."""
         if self._failure is not None:
+            wait([commit for _, commit in self._committing])   # those an interrupt left running
             raise self._failure
         while len(self._committing) > leaving:
+            _, commit = self._committing[0]
             try:
-                self._committing.popleft().result()
+                commit.result()
             except BaseException as exc:
-                for rest in self._committing:
-                    rest.exception()
-                self._committing.clear()
+                if not commit.done() or commit.exception() is None:
+                    raise                     # interrupted while waiting: not the commit's failure
                 self._failure = exc
+                wait([later for _, later in self._committing])
                 raise
+            self._committing.popleft()
+
+    @property
+    def unsaved(self) -> frozenset[str]:
+        """The paths `add` returned for messages whose commit then failed."""
+        return frozenset(path for path, commit in self._committing if commit.done() and commit.exception() is not None)
 
     def reference(self, key):
         return self.store.message_path(key)

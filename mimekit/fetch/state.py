@@ -24,8 +24,9 @@ store but before its "seen" line, the next run finds the pending line and adopts
 orphan instead of saving the message twice. That line is written but not fsync'd: a
 killed process loses nothing the kernel holds, and after a power loss the worst case
 is again a duplicate. A message stays pending until its "seen" line, so several can be:
-an output whose `add` leaves the names of a batch to one `sync()` (a Maildir: one
-directory fsync per batch instead of one per message) has its "seen" lines written
+an output whose `add` leaves the end of a batch's saving to one `sync()` (a Maildir: its
+commits, on threads, and one directory fsync per batch instead of one per message) has
+its "seen" lines written
 only after that sync, a batch at a time, and a killed run leaves that batch pending.
 
 UIDVALIDITY (RFC 3501 §2.3.1.1): when it changes, every UID we knew is void. The old
@@ -217,9 +218,9 @@ class FetchState:
         if output is None or not output.sync_batch:
             self._append(entry, sync=False)
             return
-        self._apply(entry)
-        self._awaiting_output.append(entry)
         self._output = output
+        self._awaiting_output.append(entry)   # first: an interrupt before _apply leaves it waiting, not
+        self._apply(entry)                    # known as saved with nothing left to sync (close compacts)
         if len(self._awaiting_output) >= output.sync_batch:
             self.write_waiting_records()
 

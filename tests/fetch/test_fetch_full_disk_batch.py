@@ -43,6 +43,9 @@ def test_a_full_disk_deletes_nothing_and_the_next_run_adopts_what_was_saved(tmp_
         first = subprocess.run(args, env=env, capture_output=True, timeout=120)
         assert first.returncode == 74, first.stderr.decode()
         saved = stored(out)
+        reported = json.loads(first.stdout)["fetched"]
+        assert len(reported) == sum(saved.values()), "the report names what was saved, no more"
+        assert all(os.path.exists(fetched["path"]) for fetched in reported)
         assert 0 < sum(saved.values()) < count and set(saved) <= set(sent) and max(saved.values()) == 1
         assert len(source.keys()) == count, "nothing deleted after a failure"
         assert os.listdir(out / "tmp") == [], "no partial message left"

@@ -6,6 +6,7 @@ import io
 import mailbox
 import os
 import re
+import signal
 import threading
 import time
 
@@ -14,6 +15,7 @@ import pytest
 from mimekit.errors import IOFailure, UsageError
 from mimekit.fetch.message import ListedMessage
 from mimekit.fetch.run import _stored_digest
+from mimekit.fetch.state import FetchState
 from mimekit.fetch.sinks import (DirectorySink, MaildirSink, MboxSink, MboxStreamSink, StdoutSink, imap_flags,
                                  maildir_flags, open_sink)
 from mimekit.stores import Mbox
@@ -122,6 +124,53 @@ def test_a_maildir_commit_that_fails_is_raised_and_leaves_nothing_behind(tmp_pat
     assert os.listdir(tmp_path / "out" / "tmp") == []
 
 
+def test_ctrl_c_while_a_failed_commit_is_told_never_lets_the_state_record_it(tmp_path, monkeypatch):
+    """Message 0's fsync fails while 16 others are slow to commit; Ctrl-C lands while the
+    17th add waits for them. The state is then closed as fetch's session closes it: every
+    message it records is on disk, and the failure is raised again (the record of message
+    0 waited for a sync that must not succeed)."""
+    sink = open_sink(f"maildir:{tmp_path / 'out'}")
+    state = FetchState(str(tmp_path / "state.json"))
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if "/out/tmp/" in name:
+            with open(name, "rb") as message:
+                failing = b"FAIL" in message.read()
+            time.sleep(0.1 if failing else 0.5)
+            if failing:
+                raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    def ctrl_c(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    previous = signal.signal(signal.SIGALRM, ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for n in range(MaildirSink.MAX_COMMITTING + 1):
+                state.begin(str(n), sink.mark())
+                if n == MaildirSink.MAX_COMMITTING:
+                    signal.setitimer(signal.ITIMER_REAL, 0.3)   # after 0's failure, before the rest end
+                key, _ = sink.add(listed(str(n)), [b"Subject: %d\n\n%s\n" % (n, b"FAIL" if n == 0 else b"ok")], "")
+                state.record(str(n), key, output=sink)
+            time.sleep(1)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    with pytest.raises(IOFailure, match="Input/output error"):
+        state.close()
+    assert (tmp_path / "out" / "new").is_dir() and os.listdir(tmp_path / "out" / "tmp") == []
+    on_disk = set(sink.store.keys())
+    with FetchState(str(tmp_path / "state.json")) as reopened:
+        assert reopened.keys() <= on_disk
+    # 1 to 15 saved; 0 failed; 16 never begun, its add waiting for the queue when interrupted
+    assert len(on_disk) == MaildirSink.MAX_COMMITTING - 1 and not any(b"FAIL" in p.read_bytes()
+                                                                   for p in (tmp_path / "out" / "new").iterdir())
+
+
 def test_a_maildir_sink_commits_messages_while_others_are_written(tmp_path, monkeypatch):
     """Several messages are written and fsync'd at once (the journal then takes their fsyncs
     together): with fsync slowed to 50 ms, more than one waits in it at a time."""
@@ -152,7 +201,14 @@ def test_a_maildir_message_too_large_to_hold_is_written_as_it_comes(tmp_path):
     sink = open_sink(f"maildir:{tmp_path / 'out'}")
     line = b"a line of a large body, long enough to count.\r\n"
     large = [MESSAGE] + [line * 1000] * (2 * MaildirSink.HELD_MESSAGE // (len(line) * 1000))
-    key, path = sink.add(listed(), large, "S")
+    in_tmp_before_the_end = []
+
+    def arriving():
+        yield from large
+        in_tmp_before_the_end.extend(os.listdir(tmp_path / "out" / "tmp"))
+
+    key, path = sink.add(listed(), arriving(), "S")
+    assert in_tmp_before_the_end == [key], "written as it came, not held to the end"
     sink.sync()
     with sink.open(key) as stored:
         assert stored.read() == b"".join(sink.as_stored(large))

@@ -125,7 +125,7 @@ class MaildirSink(Sink):
     is raised by the next `add` or `sync`, and by every one after: the messages of that
     batch are then left pending, for the next run to adopt. bench/bench_fetch.py, 1,000
     messages: 1.21-1.23x the rate of one commit at a time, 1.38-1.52x the rate before
-    (file created and fsync'd here) when the disk was slower. (1,000 messages on ext4 here: ...)"""
+    (file created and fsync'd here) when the disk was slower."""
 
     sync_batch = 64
     COMMITTERS = 8
@@ -153,21 +153,23 @@ class MaildirSink(Sink):
             if size > self.HELD_MESSAGE:
                 delivery = self.store.begin(flags, name=name)
                 break
-        try:
-            if delivery is None:
-                job = functools.partial(self.store.add, held, flags, sync_directory=False, name=name)
-            else:
+        if delivery is None:
+            job = functools.partial(self.store.add, held, flags, sync_directory=False, name=name)
+        else:
+            try:
                 for data in itertools.chain(held, chunks):
                     delivery.write(data)
                 delivery.finish()
-                job = functools.partial(_commit_and_close, delivery)
-            if self._committers is None:
-                self._committers = ThreadPoolExecutor(self.COMMITTERS, thread_name_prefix="maildir-commit")
-            self._committing.append((path, self._committers.submit(job)))
-        except BaseException:
-            if delivery is not None:
+            except BaseException:
                 delivery.abort()
-            raise
+                raise
+            job = functools.partial(_commit_and_close, delivery)
+        if self._committers is None:
+            self._committers = ThreadPoolExecutor(self.COMMITTERS, thread_name_prefix="maildir-commit")
+        # Once handed over, the delivery is the committer's: an interrupt inside submit()
+        # may come after it was queued. Left unsubmitted, its tmp file goes when the next
+        # writer opens this Maildir after the process is gone.
+        self._committing.append((path, self._committers.submit(job)))
         self._unsynced.add(os.path.basename(os.path.dirname(path)))
         return name, path
 
@@ -186,17 +188,19 @@ class MaildirSink(Sink):
             _, commit = self._committing[0]
             try:
                 commit.result()
-            except BaseException as exc:
+            except BaseException:
                 if not commit.done() or commit.exception() is None:
                     raise                     # interrupted while waiting: not the commit's failure
-                self._failure = exc
+                self._failure = commit.exception()   # not `exc`: an interrupt may land as it fails
                 wait([later for _, later in self._committing])
-                raise
+                raise self._failure from None
             self._committing.popleft()
 
     @property
     def unsaved(self) -> frozenset[str]:
-        """The paths `add` returned for messages whose commit then failed."""
+        """The paths `add` returned for messages whose commit then failed, once every
+        commit queued has ended (a commit still running may yet fail)."""
+        wait([commit for _, commit in self._committing])
         return frozenset(path for path, commit in self._committing if commit.done() and commit.exception() is not None)
 
     def reference(self, key):

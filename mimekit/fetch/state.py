@@ -26,8 +26,8 @@ killed process loses nothing the kernel holds, and after a power loss the worst 
 is again a duplicate. A message stays pending until its "seen" line, so several can be:
 an output whose `add` leaves the end of a batch's saving to one `sync()` (a Maildir: its
 commits, on threads, and one directory fsync per batch instead of one per message) has
-its "seen" lines written
-only after that sync, a batch at a time, and a killed run leaves that batch pending.
+its "seen" lines written only after that sync, a batch at a time, and a killed run
+leaves that batch pending.
 
 UIDVALIDITY (RFC 3501 §2.3.1.1): when it changes, every UID we knew is void. The old
 records are kept as "stale" (Message-ID, size) pairs, counted as a multiset, and each

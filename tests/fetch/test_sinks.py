@@ -9,6 +9,7 @@ import re
 import signal
 import threading
 import time
+from concurrent import futures
 
 import pytest
 
@@ -169,6 +170,51 @@ def test_ctrl_c_while_a_failed_commit_is_told_never_lets_the_state_record_it(tmp
     # 1 to 15 saved; 0 failed; 16 never begun, its add waiting for the queue when interrupted
     assert len(on_disk) == MaildirSink.MAX_COMMITTING - 1 and not any(b"FAIL" in p.read_bytes()
                                                                    for p in (tmp_path / "out" / "new").iterdir())
+
+
+def failing_fsync_of(marker: bytes, delay: float):
+    """An os.fsync that fails with ENOSPC, after `delay`, for a tmp/ file holding `marker`."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if "/tmp/" in name:
+            with open(name, "rb") as message:
+                if marker in message.read():
+                    time.sleep(delay)
+                    raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+    return fsync
+
+
+def test_a_failure_that_coincides_with_ctrl_c_stays_the_disk_error(tmp_path, monkeypatch):
+    """Ctrl-C lands as the commit waited for fails: the failure kept (and raised by every
+    later sync, so by the session's close) is the disk's, exit 74, not the interrupt."""
+    sink = open_sink(f"maildir:{tmp_path / 'out'}")
+    monkeypatch.setattr(os, "fsync", failing_fsync_of(b"FAIL", 0.05))
+    sink.add(listed(), [b"Subject: 0\n\nFAIL\n"], "")
+
+    def interrupted_result(self, timeout=None):   # SIGINT's handler runs as the wait returns
+        futures.wait([self])
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(futures.Future, "result", interrupted_result)
+        with pytest.raises(BaseException) as first:      # not KeyboardInterrupt: it would end pytest
+            sink.sync()
+    with pytest.raises(BaseException) as later:
+        sink.sync()
+    for raised in (first, later):
+        assert raised.type is IOFailure and "No space left" in str(raised.value)
+
+
+def test_unsaved_waits_for_a_commit_still_running(tmp_path, monkeypatch):
+    """An error elsewhere (the source's) while a commit runs: the report is cut down to what
+    was saved only once that commit has ended, so a commit that fails later is left out."""
+    sink = open_sink(f"maildir:{tmp_path / 'out'}")
+    monkeypatch.setattr(os, "fsync", failing_fsync_of(b"FAIL", 0.3))
+    _, failed = sink.add(listed("1"), [b"Subject: 1\n\nFAIL\n"], "")
+    assert sink.unsaved == {failed}
 
 
 def test_a_maildir_sink_commits_messages_while_others_are_written(tmp_path, monkeypatch):

@@ -91,7 +91,7 @@ def record(self, *args, **kwargs):
     global calls
     calls += 1
     if calls == int(os.environ["DIE_AT_RECORD"]):
-        if kwargs.get("output") is not None:
+        if kwargs.get("output") is not None and not os.environ.get("DIE_MID_COMMIT"):
             kwargs["output"].sync()
         os._exit(137)
     return original(self, *args, **kwargs)
@@ -100,9 +100,11 @@ main(sys.argv[1:])
 """
 
 
-def run_dying(args, env, die_at):
+def run_dying(args, env, die_at, mid_commit=False):
+    """With `mid_commit`, the process dies without waiting for the output: a Maildir's
+    commits of the last messages are then still running on its threads."""
     return subprocess.run([sys.executable, "-c", DIE_BEFORE_RECORD, *args], capture_output=True, timeout=120,
-                          env={**env, "DIE_AT_RECORD": str(die_at)})
+                          env={**env, "DIE_AT_RECORD": str(die_at), "DIE_MID_COMMIT": "1" if mid_commit else ""})
 
 
 @pytest.mark.servers
@@ -141,6 +143,28 @@ def test_every_output_kind_adopts_its_orphan(tmp_path, output):
     adopted = 2 if output.startswith("maildir:") else 1    # a Maildir's unsynced batch is all pending
     assert report["recovered"] == adopted and report["skipped"] == 2 and len(report["fetched"]) == 2
     assert stored_messages(target) == Counter(data.replace(b"\r\n", b"\n") for data in sent)
+
+
+@pytest.mark.parametrize("die_at", [1, 9, 17, 30])
+def test_a_maildir_run_killed_while_commits_run_loses_nothing_and_saves_each_once(tmp_path, die_at):
+    """`--new --delete` from a local Maildir, killed right after the Nth add returned, with
+    up to MaildirSink.MAX_COMMITTING commits still running: nothing is deleted at the
+    source, nothing half-written shows, and the next run leaves each message in the output
+    once (adopting what was committed, fetching again what was not)."""
+    source = Maildir(str(tmp_path / "source"))
+    sent = messages()[:30]
+    for data in sent:
+        source.add([data])
+    expected = Counter(data.replace(b"\r\n", b"\n") for data in sent)
+    target = f"maildir:{tmp_path / 'out'}"
+    args = ["fetch", f"maildir:{tmp_path / 'source'}", "--new", "--delete", "-o", target, "--json"]
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    assert run_dying(args, env, die_at=die_at, mid_commit=True).returncode == 137
+    assert len(source.keys()) == len(sent), "nothing deleted before the run ended"
+    assert set(stored_messages(target)) <= set(expected), "no half message under a final name"
+    report = json.loads(run_dying(args, env, die_at=0).stdout)
+    assert stored_messages(target) == expected, "each message in the output once"
+    assert source.keys() == [] and report["deleted"] == len(sent)
 
 
 def stored_messages(target: str) -> Counter:

@@ -191,7 +191,8 @@ class MaildirSink(Sink):
             except BaseException:
                 if not commit.done() or commit.exception() is None:
                     raise                     # interrupted while waiting: not the commit's failure
-                self._failure = commit.exception()   # not `exc`: an interrupt may land as it fails
+                self._failure = commit.exception()   # its own error: what result() raised may be
+                                                     # an interrupt that landed as it failed
                 wait([later for _, later in self._committing])
                 raise self._failure from None
             self._committing.popleft()
